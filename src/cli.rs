@@ -1,0 +1,200 @@
+//! The `herald` command line.
+
+use std::io::{BufRead, Read};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::store::{Store, tokens, users};
+
+/// Herald, a JMAP mail server built around push.
+#[derive(Parser, Debug)]
+#[command(name = "herald", version, about)]
+pub struct Cli {
+    /// Configuration file; a missing file means all defaults.
+    #[arg(long, global = true, default_value = "config.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (creates and migrates the store on first start).
+    Serve,
+    /// Create or migrate the store, then exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user (and their personal account).
+    Add {
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// List users.
+    List,
+    /// Change a user's password (read from standard input unless given).
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Remove a user, their tokens and the accounts they own.
+    Remove { name: String },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PasswordSource {
+    /// The password (visible in the process list; prefer --password-stdin).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a bearer token for a user and print it (shown only once).
+    Create { name: String },
+    /// Revoke a token, given its id or the token itself.
+    Revoke { token: String },
+    /// List tokens (ids only), optionally of one user.
+    List { name: Option<String> },
+}
+
+/// Errors of the command line, printed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Parses the command line, runs it, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            1
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let config = Config::load(&cli.config, std::env::vars())?;
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::Migrate => {
+            Store::open(&config.store.url, 1)?;
+            println!("store {} is up to date", config.store.url);
+            Ok(())
+        }
+        Command::User(cmd) => {
+            let store = Store::open(&config.store.url, 1)?;
+            let mut conn = store.conn()?;
+            match cmd {
+                UserCommand::Add { name, password } => {
+                    let password = read_password(&password)?;
+                    users::create(&mut conn, &name, &password)?;
+                    println!("user {name} added");
+                }
+                UserCommand::List => {
+                    for user in users::list(&mut conn)? {
+                        println!("{}\t{}", user.name, user.id);
+                    }
+                }
+                UserCommand::Passwd { name, password } => {
+                    let password = read_password(&password)?;
+                    users::set_password(&mut conn, &name, &password)?;
+                    println!("password of {name} changed");
+                }
+                UserCommand::Remove { name } => {
+                    users::remove(&mut conn, &name)?;
+                    println!("user {name} removed");
+                }
+            }
+            Ok(())
+        }
+        Command::Token(cmd) => {
+            let store = Store::open(&config.store.url, 1)?;
+            let mut conn = store.conn()?;
+            match cmd {
+                TokenCommand::Create { name } => {
+                    let (id, token) = tokens::create(&mut conn, &name)?;
+                    eprintln!("token {id} for {name} (shown only once):");
+                    println!("{token}");
+                }
+                TokenCommand::Revoke { token } => {
+                    tokens::revoke(&mut conn, &token)?;
+                    println!("token revoked");
+                }
+                TokenCommand::List { name } => {
+                    for t in tokens::list(&mut conn, name.as_deref())? {
+                        println!("{}\t{}\t{}", t.id, t.user_name, t.created_at);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The password from `--password`, or the first line of standard input.
+fn read_password(source: &PasswordSource) -> Result<String, CliError> {
+    if let Some(p) = &source.password {
+        return Ok(p.clone());
+    }
+    let mut line = String::new();
+    if source.password_stdin {
+        std::io::stdin().lock().read_line(&mut line)?;
+    } else {
+        std::io::stdin().lock().take(4096).read_to_string(&mut line)?;
+        line = line.lines().next().unwrap_or_default().to_owned();
+    }
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err(CliError::Usage("no password given: use --password or --password-stdin".into()));
+    }
+    Ok(password)
+}
+
+fn serve(config: Config) -> Result<(), CliError> {
+    let store = Store::open(&config.store.url, crate::server::pool_size(&config))?;
+    {
+        let mut conn = store.conn()?;
+        if users::count(&mut conn)? == 0 {
+            let password = crate::store::random_secret(18);
+            users::create(&mut conn, "admin", &password)?;
+            println!("Created the first user. Log in with:\n  user:     admin\n  password: {password}\n(shown only this once; change it with `herald user passwd admin`)");
+        }
+    }
+    let listener = std::net::TcpListener::bind(&config.server.listen)
+        .map_err(|e| CliError::Listen(config.server.listen.clone(), e))?;
+    actix_web::rt::System::new().block_on(async move {
+        let running = crate::server::start(&config, store, listener)?;
+        log::info!("Herald listening on {} (session: {}/jmap/session)", running.addr, running.base_url);
+        running.server.await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,192 @@
+//! `config.toml`, with every key overridable by a `HERALD_<SECTION>_<KEY>` environment variable.
+//!
+//! A missing file means all defaults. Unknown sections or keys are errors, in the file and in the
+//! environment alike, so a typo never silently does nothing.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::jmap::limits::Limits;
+
+/// A configuration problem, reported as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Parse(String, String),
+    #[error("environment variable {0}: {1}")]
+    Env(String, String),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+    pub jmap: JmapConfig,
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Public base URL used in the session's URLs; empty = `http://<listen address>`.
+    pub base_url: String,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Dispatcher threads (each holds one store connection while it runs a request); 0 = 2 per core.
+    pub dispatcher_threads: usize,
+    /// Seconds a graceful shutdown waits for open connections.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            base_url: String::new(),
+            workers: 0,
+            dispatcher_threads: 0,
+            shutdown_timeout_secs: 5,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (embedded) or `postgres://…`.
+    pub url: String,
+    /// Connections in the pool; 0 = dispatcher threads + 4.
+    pub pool_size: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: "sqlite://data/herald.db".into(), pool_size: 0 }
+    }
+}
+
+/// `[auth]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Seconds a verified password is remembered (the stored hash is still checked every time).
+    pub credential_cache_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { credential_cache_secs: 300 }
+    }
+}
+
+/// `[jmap]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JmapConfig {
+    /// Answer `unknownCapability` for every unsupported URN in `using`, registered or not.
+    pub strict_using: bool,
+}
+
+impl Config {
+    /// Reads `path` (missing = defaults), then applies `HERALD_*` variables from `env`.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let mut table = match std::fs::read_to_string(path) {
+            Ok(text) => text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(name.clone(), one_line(&e.to_string())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+            Err(e) => return Err(ConfigError::Read(name, e)),
+        };
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("HERALD_") else { continue };
+            let Some((section, key)) = rest.split_once('_') else {
+                return Err(ConfigError::Env(var.clone(), "expected HERALD_<SECTION>_<KEY>".into()));
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                return Err(ConfigError::Env(var.clone(), format!("{section} is not a section")));
+            };
+            section_table.insert(key, env_value(&value));
+        }
+        toml::Value::Table(table)
+            .try_into::<Config>()
+            .map_err(|e| ConfigError::Parse(name, one_line(&e.to_string())))
+    }
+}
+
+/// An environment value as TOML: numbers and booleans as such, anything else as a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if raw.starts_with('[') && let Ok(t) = format!("v = {raw}").parse::<toml::Table>() && let Some(v) = t.get("v") {
+        return v.clone();
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_missing_file_gives_defaults_and_environment_variables_override() {
+        let c = Config::load(
+            Path::new("/nonexistent/config.toml"),
+            env(&[
+                ("HERALD_SERVER_LISTEN", "127.0.0.1:0"),
+                ("HERALD_SERVER_BASE_URL", "https://mail.example.com"),
+                ("HERALD_LIMITS_MAX_CALLS_IN_REQUEST", "7"),
+                ("HERALD_JMAP_STRICT_USING", "true"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:0");
+        assert_eq!(c.server.base_url, "https://mail.example.com");
+        assert_eq!(c.limits.max_calls_in_request, 7);
+        assert!(c.jmap.strict_using);
+        assert_eq!(c.store.url, "sqlite://data/herald.db");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_one_line() {
+        let e = Config::load(Path::new("/nonexistent"), env(&[("HERALD_SERVER_LISTN", "x")])).unwrap_err();
+        assert!(!e.to_string().contains('\n'));
+        assert!(e.to_string().contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_config_toml_parses_to_the_defaults() {
+        let shipped = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")), vec![]).unwrap();
+        let defaults = Config::default();
+        assert_eq!(shipped.server.listen, defaults.server.listen);
+        assert_eq!(shipped.store.url, defaults.store.url);
+        assert_eq!(shipped.limits, defaults.limits);
+        assert_eq!(shipped.auth.credential_cache_secs, defaults.auth.credential_cache_secs);
+        assert_eq!(shipped.jmap.strict_using, defaults.jmap.strict_using);
+    }
+}

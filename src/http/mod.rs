@@ -1,0 +1,32 @@
+//! The HTTP face of Herald: routes, authentication and problem responses.
+
+pub mod api;
+pub mod auth;
+pub mod limiter;
+pub mod problem;
+pub mod session;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::web;
+
+use crate::dispatcher::Dispatcher;
+use crate::jmap::session::ServerInfo;
+
+/// State shared by every request handler.
+pub struct AppState {
+    pub server: Arc<ServerInfo>,
+    pub dispatcher: Addr<Dispatcher>,
+    /// Running API requests per user (`maxConcurrentRequests`).
+    pub requests: limiter::ConcurrencyLimiter,
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/.well-known/jmap", web::get().to(session::well_known))
+        .route("/jmap/session", web::get().to(session::get_session))
+        .route("/jmap/api", web::post().to(api::post_api))
+        .route("/jmap/api/", web::post().to(api::post_api))
+        .default_service(web::to(problem::not_found));
+}

@@ -1,0 +1,302 @@
+//! `Foo/changes` from the change log, as pure logic (RFC 8620 §5.2).
+//!
+//! The store hands over the log rows of one data type with `seq > since`, in `seq` order; this module
+//! folds them into `created` / `updated` / `destroyed` and decides where a page ends. A page never
+//! splits the rows of one `seq` (one committed write): the intermediate state it reports must be a
+//! real state, and the state string *is* that `seq`.
+
+use std::collections::HashMap;
+
+/// What one committed write did to one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeOp {
+    Created = 1,
+    Updated = 2,
+    Destroyed = 3,
+}
+
+impl ChangeOp {
+    /// The value stored in the `op` column.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// Reads a stored `op` value.
+    pub fn from_code(code: i32) -> Option<ChangeOp> {
+        match code {
+            1 => Some(ChangeOp::Created),
+            2 => Some(ChangeOp::Updated),
+            3 => Some(ChangeOp::Destroyed),
+            _ => None,
+        }
+    }
+
+    /// Folds a later change of the same object into this one, within one write.
+    /// `None` means the two cancel out (created, then destroyed).
+    pub fn then(self, later: ChangeOp) -> Option<ChangeOp> {
+        match (self, later) {
+            (ChangeOp::Created, ChangeOp::Destroyed) => None,
+            (ChangeOp::Created, _) => Some(ChangeOp::Created),
+            (_, ChangeOp::Destroyed) | (ChangeOp::Destroyed, _) => Some(ChangeOp::Destroyed),
+            (ChangeOp::Updated, _) => Some(ChangeOp::Updated),
+        }
+    }
+}
+
+/// One change-log row, as read for `/changes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeRow {
+    pub seq: i64,
+    pub object_id: String,
+    pub op: ChangeOp,
+}
+
+/// Renders a change-log position as a state string. States are opaque to clients (RFC 8620 §1.2
+/// does not constrain them); ours is the decimal `seq`.
+pub fn state_string(seq: i64) -> String {
+    seq.to_string()
+}
+
+/// Reads a state string back; `None` for anything we never issued.
+pub fn parse_state(state: &str) -> Option<i64> {
+    if state.is_empty() || state.len() > 19 || !state.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if state.len() > 1 && state.starts_with('0') {
+        return None;
+    }
+    state.parse().ok()
+}
+
+/// One page of `/changes`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangesPage {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub destroyed: Vec<String>,
+    /// The state the client continues from.
+    pub new_seq: i64,
+    pub has_more_changes: bool,
+}
+
+/// Why `/changes` cannot answer: the client must resynchronise (`cannotCalculateChanges`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CannotCalculate {
+    /// The state was trimmed from the log, or was never issued.
+    UnknownState,
+    /// A single write changed more objects than `maxChanges` allows.
+    WriteLargerThanMaxChanges,
+}
+
+/// Folds change-log rows into pages of at most `max_changes` objects.
+pub struct ChangesBuilder {
+    max_changes: usize,
+    /// object id -> (first op, last op), in first-seen order via `order`.
+    objects: HashMap<String, (ChangeOp, ChangeOp)>,
+    order: Vec<String>,
+    group: Vec<ChangeRow>,
+    last_complete_seq: Option<i64>,
+    full: bool,
+}
+
+impl ChangesBuilder {
+    /// Starts a page of at most `max_changes` (at least 1) objects.
+    pub fn new(max_changes: usize) -> Self {
+        ChangesBuilder {
+            max_changes: max_changes.max(1),
+            objects: HashMap::new(),
+            order: Vec::new(),
+            group: Vec::new(),
+            last_complete_seq: None,
+            full: false,
+        }
+    }
+
+    /// Feeds the next row (rows arrive in `seq` order). Returns `false` once the page is full and
+    /// further rows would be ignored.
+    pub fn push(&mut self, row: ChangeRow) -> bool {
+        if self.full {
+            return false;
+        }
+        if let Some(first) = self.group.first()
+            && first.seq != row.seq
+        {
+            self.close_group();
+            if self.full {
+                return false;
+            }
+        }
+        self.group.push(row);
+        true
+    }
+
+    fn close_group(&mut self) {
+        let Some(seq) = self.group.first().map(|r| r.seq) else {
+            return;
+        };
+        let new_objects = {
+            let mut seen = std::collections::HashSet::new();
+            self.group
+                .iter()
+                .filter(|r| !self.objects.contains_key(&r.object_id) && seen.insert(&r.object_id))
+                .count()
+        };
+        if self.order.len() + new_objects > self.max_changes {
+            self.full = true;
+            return;
+        }
+        for row in std::mem::take(&mut self.group) {
+            match self.objects.get_mut(&row.object_id) {
+                Some((_, last)) => *last = row.op,
+                None => {
+                    self.objects.insert(row.object_id.clone(), (row.op, row.op));
+                    self.order.push(row.object_id);
+                }
+            }
+        }
+        self.last_complete_seq = Some(seq);
+    }
+
+    /// Ends the page. `current_seq` is the type's current state, reported when every row fitted.
+    pub fn finish(mut self, current_seq: i64) -> Result<ChangesPage, CannotCalculate> {
+        if !self.full {
+            self.close_group();
+        }
+        let new_seq = if self.full {
+            match self.last_complete_seq {
+                Some(seq) => seq,
+                None => return Err(CannotCalculate::WriteLargerThanMaxChanges),
+            }
+        } else {
+            current_seq
+        };
+        let mut page = ChangesPage {
+            new_seq,
+            has_more_changes: self.full,
+            ..ChangesPage::default()
+        };
+        for id in self.order {
+            let (first, last) = self.objects[&id];
+            // RFC 8620 §5.2: created-then-updated is "created", updated-then-destroyed is
+            // "destroyed", created-then-destroyed may be left out entirely.
+            match (first, last) {
+                (ChangeOp::Created, ChangeOp::Destroyed) => {}
+                (ChangeOp::Created, _) => page.created.push(id),
+                (_, ChangeOp::Destroyed) => page.destroyed.push(id),
+                _ => page.updated.push(id),
+            }
+        }
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, id: &str, op: ChangeOp) -> ChangeRow {
+        ChangeRow {
+            seq,
+            object_id: id.to_owned(),
+            op,
+        }
+    }
+
+    fn page(rows: Vec<ChangeRow>, max: usize, current: i64) -> Result<ChangesPage, CannotCalculate> {
+        let mut b = ChangesBuilder::new(max);
+        for r in rows {
+            if !b.push(r) {
+                break;
+            }
+        }
+        b.finish(current)
+    }
+
+    #[test]
+    fn state_strings_round_trip_and_reject_foreign_values() {
+        for seq in [0, 1, 42, i64::MAX] {
+            assert_eq!(parse_state(&state_string(seq)), Some(seq));
+        }
+        for bad in ["", "-1", "+1", "01", "abc", "1.0", "99999999999999999999"] {
+            assert_eq!(parse_state(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn created_then_updated_is_reported_as_created_only() {
+        let p = page(
+            vec![row(1, "a", ChangeOp::Created), row(2, "a", ChangeOp::Updated)],
+            10,
+            2,
+        )
+        .unwrap();
+        assert_eq!(p.created, vec!["a"]);
+        assert!(p.updated.is_empty() && p.destroyed.is_empty());
+        assert_eq!((p.new_seq, p.has_more_changes), (2, false));
+    }
+
+    #[test]
+    fn created_then_destroyed_is_left_out_and_updated_then_destroyed_is_destroyed() {
+        let p = page(
+            vec![
+                row(1, "a", ChangeOp::Created),
+                row(1, "b", ChangeOp::Updated),
+                row(2, "a", ChangeOp::Destroyed),
+                row(3, "b", ChangeOp::Destroyed),
+            ],
+            10,
+            3,
+        )
+        .unwrap();
+        assert!(p.created.is_empty() && p.updated.is_empty());
+        assert_eq!(p.destroyed, vec!["b"]);
+    }
+
+    #[test]
+    fn a_page_ends_between_writes_and_reports_an_intermediate_state() {
+        let rows = vec![
+            row(1, "a", ChangeOp::Created),
+            row(2, "b", ChangeOp::Created),
+            row(2, "c", ChangeOp::Created),
+            row(3, "d", ChangeOp::Created),
+        ];
+        let p = page(rows.clone(), 2, 3).unwrap();
+        assert_eq!(p.created, vec!["a"]);
+        assert_eq!((p.new_seq, p.has_more_changes), (1, true));
+        let p = page(rows, 3, 3).unwrap();
+        assert_eq!(p.created, vec!["a", "b", "c"]);
+        assert_eq!((p.new_seq, p.has_more_changes), (2, true));
+    }
+
+    #[test]
+    fn a_single_write_larger_than_max_changes_cannot_be_calculated() {
+        let rows = vec![row(5, "a", ChangeOp::Created), row(5, "b", ChangeOp::Created)];
+        assert_eq!(page(rows, 1, 5), Err(CannotCalculate::WriteLargerThanMaxChanges));
+    }
+
+    #[test]
+    fn an_object_changed_again_does_not_count_twice_toward_max_changes() {
+        let rows = vec![
+            row(1, "a", ChangeOp::Created),
+            row(2, "a", ChangeOp::Updated),
+            row(3, "a", ChangeOp::Updated),
+        ];
+        let p = page(rows, 1, 3).unwrap();
+        assert_eq!((p.created.clone(), p.new_seq, p.has_more_changes), (vec!["a".to_owned()], 3, false));
+    }
+
+    #[test]
+    fn no_rows_means_the_current_state_and_nothing_more() {
+        let p = page(vec![], 5, 7).unwrap();
+        assert_eq!(p, ChangesPage { new_seq: 7, ..Default::default() });
+    }
+
+    #[test]
+    fn ops_fold_within_one_write() {
+        use ChangeOp::*;
+        assert_eq!(Created.then(Updated), Some(Created));
+        assert_eq!(Created.then(Destroyed), None);
+        assert_eq!(Updated.then(Destroyed), Some(Destroyed));
+        assert_eq!(Updated.then(Updated), Some(Updated));
+    }
+}

@@ -1,0 +1,89 @@
+//! Assembling and starting a Herald node on an already-bound listener.
+//!
+//! Taking the listener (rather than an address) lets tests bind `127.0.0.1:0` and know the port,
+//! and lets the command line report a taken port as one clear line.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, middleware, web};
+
+use crate::config::Config;
+use crate::dispatcher::Dispatcher;
+use crate::http::{self, AppState};
+use crate::jmap::session::ServerInfo;
+use crate::store::Store;
+use crate::store::credentials::CredentialCache;
+
+/// A started node.
+pub struct Running {
+    /// The HTTP server; await it to run until shutdown, or stop it through its handle.
+    pub server: actix_web::dev::Server,
+    /// The address actually listened on.
+    pub addr: SocketAddr,
+    /// The base URL advertised in the session.
+    pub base_url: String,
+}
+
+/// Dispatcher threads when the configuration says 0.
+fn default_dispatcher_threads() -> usize {
+    2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// Pool size for a configuration: dispatcher threads plus a few for everything else.
+pub fn pool_size(config: &Config) -> u32 {
+    if config.store.pool_size > 0 {
+        return config.store.pool_size;
+    }
+    let threads = match config.server.dispatcher_threads {
+        0 => default_dispatcher_threads(),
+        n => n,
+    };
+    threads as u32 + 4
+}
+
+/// Starts a node on `listener`. Must run inside an actix system.
+pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::Result<Running> {
+    // awc's rustls needs a process-wide crypto provider (../shared/STACK.md, pitfall 4); a second
+    // node in the same process finds it installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let addr = listener.local_addr()?;
+    let base_url = match config.server.base_url.trim() {
+        "" => format!("http://{addr}"),
+        url => url.trim_end_matches('/').to_owned(),
+    };
+    let server_info = Arc::new(ServerInfo::new(
+        &base_url,
+        config.limits.clone(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+        config.jmap.strict_using,
+    ));
+    let credentials = Arc::new(CredentialCache::new(Duration::from_secs(config.auth.credential_cache_secs)));
+    let threads = match config.server.dispatcher_threads {
+        0 => default_dispatcher_threads(),
+        n => n,
+    };
+    let dispatcher = Dispatcher::start(threads, store, server_info.clone(), credentials, None);
+    let state = web::Data::new(AppState {
+        server: server_info,
+        dispatcher,
+        requests: http::limiter::ConcurrencyLimiter::default(),
+    });
+
+    let mut http_server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::Logger::new("%a \"%r\" %s %Dms"))
+            .configure(http::routes)
+    })
+    .shutdown_timeout(config.server.shutdown_timeout_secs);
+    if config.server.workers > 0 {
+        http_server = http_server.workers(config.server.workers);
+    }
+    let server = http_server.listen(listener)?.run();
+    Ok(Running { server, addr, base_url })
+}

@@ -1,0 +1,31 @@
+//! Accounts and who may use them.
+
+use diesel::prelude::*;
+
+use super::schema::{account_access, accounts};
+use super::{AnyConnection, StoreError};
+use crate::jmap::session::AccountAccess;
+
+/// Every account user `user_id` may read, own account first, then by name.
+pub fn access_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<AccountAccess>, StoreError> {
+    let rows: Vec<(String, String, bool, bool)> = account_access::table
+        .inner_join(accounts::table)
+        .filter(account_access::user_id.eq(user_id))
+        .select((
+            accounts::id,
+            accounts::name,
+            account_access::is_owner,
+            account_access::may_write,
+        ))
+        .order((account_access::is_owner.desc(), accounts::name.asc(), accounts::id.asc()))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(account_id, name, is_owner, may_write)| AccountAccess {
+            account_id,
+            name,
+            is_personal: is_owner,
+            read_only: !may_write,
+        })
+        .collect())
+}

@@ -1,0 +1,242 @@
+//! The per-account change log: the spine of synchronisation (../shared/DESIGN.md).
+//!
+//! Every write to an account runs in [`write`]: one transaction that first advances the account's
+//! `seq` (which also takes the write lock at once, so two SQLite writers never deadlock upgrading a
+//! read lock), lets the caller change data and [`WriteTxn::record`] what it changed, then appends
+//! the change-log rows. A write that records nothing is rolled back, so states stay put when nothing
+//! changed (RFC 8620 §5.1). A type's state is the `seq` of its newest change.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use diesel::prelude::*;
+
+use super::schema::{accounts, change_log};
+use super::{AnyConnection, StoreError};
+use crate::jmap::changes::{CannotCalculate, ChangeRow, ChangesBuilder, ChangesPage};
+
+pub use crate::jmap::changes::ChangeOp;
+
+/// What a committed write changed, for push: published only after commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub account_id: String,
+    /// The account's new push position; also the new state of every type in `types`.
+    pub seq: i64,
+    pub types: BTreeSet<String>,
+}
+
+/// An open write transaction on one account.
+pub struct WriteTxn<'c> {
+    conn: &'c mut AnyConnection,
+    account_id: String,
+    seq: i64,
+    changes: BTreeMap<(String, String), ChangeOp>,
+    touched: BTreeSet<String>,
+}
+
+impl WriteTxn<'_> {
+    /// The connection, inside the transaction.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        self.conn
+    }
+
+    /// The account being written.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// The `seq` this write commits as: the new state of every type it records.
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// Records that `object_id` of `data_type` was created, updated or destroyed by this write.
+    /// Several changes to one object fold into one (created + updated = created, and so on).
+    pub fn record(&mut self, data_type: &str, object_id: &str, op: ChangeOp) {
+        let key = (data_type.to_owned(), object_id.to_owned());
+        self.touched.insert(data_type.to_owned());
+        match self.changes.get(&key).copied() {
+            None => {
+                self.changes.insert(key, op);
+            }
+            Some(earlier) => match earlier.then(op) {
+                Some(folded) => {
+                    self.changes.insert(key, folded);
+                }
+                None => {
+                    self.changes.remove(&key);
+                }
+            },
+        }
+    }
+
+    /// Whether anything has been recorded so far.
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+}
+
+enum Abort {
+    Unchanged,
+    Failed(StoreError),
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(e: diesel::result::Error) -> Self {
+        Abort::Failed(StoreError::Database(e))
+    }
+}
+
+/// Runs `body` as one write to `account_id`. Returns its value and, if it changed anything and
+/// committed, what to publish. An `Err` from `body` rolls everything back.
+pub fn write<T>(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    body: impl FnOnce(&mut WriteTxn<'_>) -> Result<T, StoreError>,
+) -> Result<(T, Option<Committed>), StoreError> {
+    let mut value = None;
+    let mut committed = None;
+    let outcome = conn.transaction::<(), Abort, _>(|conn| {
+        let bumped = diesel::update(accounts::table.find(account_id))
+            .set(accounts::seq.eq(accounts::seq + 1))
+            .execute(conn)?;
+        if bumped == 0 {
+            return Err(Abort::Failed(StoreError::NotFound(format!("account {account_id}"))));
+        }
+        let seq: i64 = accounts::table.find(account_id).select(accounts::seq).first(conn)?;
+        let mut txn = WriteTxn {
+            conn,
+            account_id: account_id.to_owned(),
+            seq,
+            changes: BTreeMap::new(),
+            touched: BTreeSet::new(),
+        };
+        let result = body(&mut txn).map_err(Abort::Failed)?;
+        if txn.changes.is_empty() {
+            value = Some(result);
+            return Err(Abort::Unchanged);
+        }
+        let rows: Vec<_> = txn
+            .changes
+            .iter()
+            .map(|((data_type, object_id), op)| {
+                (
+                    change_log::account_id.eq(account_id),
+                    change_log::data_type.eq(data_type.as_str()),
+                    change_log::seq.eq(seq),
+                    change_log::object_id.eq(object_id.as_str()),
+                    change_log::op.eq(op.code()),
+                )
+            })
+            .collect();
+        // Multi-row INSERT is not available through MultiBackend: run it on the concrete backend.
+        for chunk in rows.chunks(200) {
+            let insert = diesel::insert_into(change_log::table).values(chunk);
+            match &mut *txn.conn {
+                AnyConnection::Sqlite(c) => insert.execute(c)?,
+                AnyConnection::Postgresql(c) => insert.execute(c)?,
+            };
+        }
+        let types = txn.changes.keys().map(|(t, _)| t.clone()).collect();
+        committed = Some(Committed {
+            account_id: account_id.to_owned(),
+            seq,
+            types,
+        });
+        value = Some(result);
+        Ok(())
+    });
+    match outcome {
+        Ok(()) | Err(Abort::Unchanged) => {
+            let value = value.expect("the write body ran");
+            Ok((value, committed))
+        }
+        Err(Abort::Failed(e)) => Err(e),
+    }
+}
+
+/// The current state of `data_type` in an account: the `seq` of its newest change, or the log's
+/// floor when the log holds none.
+pub fn type_state(conn: &mut AnyConnection, account_id: &str, data_type: &str) -> Result<i64, StoreError> {
+    let newest: Option<i64> = change_log::table
+        .filter(change_log::account_id.eq(account_id))
+        .filter(change_log::data_type.eq(data_type))
+        .select(diesel::dsl::max(change_log::seq))
+        .first(conn)?;
+    match newest {
+        Some(seq) => Ok(seq),
+        None => Ok(log_bounds(conn, account_id)?.0),
+    }
+}
+
+/// `(log_floor, seq)` of an account: the oldest position `/changes` can start from, and the newest.
+pub fn log_bounds(conn: &mut AnyConnection, account_id: &str) -> Result<(i64, i64), StoreError> {
+    accounts::table
+        .find(account_id)
+        .select((accounts::log_floor, accounts::seq))
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("account {account_id}")))
+}
+
+/// Why a `/changes` read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangesError {
+    #[error("cannot calculate changes: {0:?}")]
+    CannotCalculate(CannotCalculate),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for ChangesError {
+    fn from(e: diesel::result::Error) -> Self {
+        ChangesError::Store(StoreError::Database(e))
+    }
+}
+
+/// Reads one page of changes of `data_type` since `since` (RFC 8620 §5.2).
+pub fn changes_since(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    data_type: &str,
+    since: i64,
+    max_changes: usize,
+) -> Result<ChangesPage, ChangesError> {
+    const CHUNK: i64 = 1000;
+    let (floor, newest) = log_bounds(conn, account_id)?;
+    if since < floor || since > newest {
+        return Err(ChangesError::CannotCalculate(CannotCalculate::UnknownState));
+    }
+    let current = type_state(conn, account_id, data_type)?;
+    let mut builder = ChangesBuilder::new(max_changes);
+    // Rows come in chunks; a chunk boundary may fall inside one seq, which the builder handles
+    // because it only closes a group when the next seq arrives.
+    let mut after: (i64, String) = (since, String::new());
+    'chunks: loop {
+        let rows: Vec<(i64, String, i32)> = change_log::table
+            .filter(change_log::account_id.eq(account_id))
+            .filter(change_log::data_type.eq(data_type))
+            .filter(
+                change_log::seq
+                    .gt(after.0)
+                    .or(change_log::seq.eq(after.0).and(change_log::object_id.gt(&after.1))),
+            )
+            .filter(change_log::seq.gt(since))
+            .order((change_log::seq.asc(), change_log::object_id.asc()))
+            .select((change_log::seq, change_log::object_id, change_log::op))
+            .limit(CHUNK)
+            .load(conn)?;
+        let n = rows.len() as i64;
+        for (seq, object_id, op) in rows {
+            after = (seq, object_id.clone());
+            let op = ChangeOp::from_code(op).unwrap_or(ChangeOp::Updated);
+            if !builder.push(ChangeRow { seq, object_id, op }) {
+                break 'chunks;
+            }
+        }
+        if n < CHUNK {
+            break;
+        }
+    }
+    builder.finish(current).map_err(ChangesError::CannotCalculate)
+}

@@ -1,0 +1,135 @@
+//! One connection type for both backends, and the pool that hands them out.
+//!
+//! `AnyConnection` is a Diesel `MultiConnection`, so queries are written once. We establish it
+//! ourselves, by URL scheme, because the derived `establish` tries each backend in turn and reports
+//! only "invalid connection url", hiding PostgreSQL's real error (../shared/STACK.md, pitfall 16).
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::StoreError;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// Which database a store URL names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// A file path for bundled SQLite.
+    Sqlite(String),
+    /// A libpq connection URL.
+    Postgres(String),
+}
+
+impl StoreUrl {
+    /// Parses `sqlite://PATH`, `sqlite:PATH`, `postgres://…` or `postgresql://…`.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err(StoreError::BadUrl(url.to_owned()));
+            }
+            Ok(StoreUrl::Sqlite(path.to_owned()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StoreUrl::Postgres(url.to_owned()))
+        } else {
+            Err(StoreError::BadUrl(url.to_owned()))
+        }
+    }
+
+    /// Whether this is the embedded SQLite backend.
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, StoreUrl::Sqlite(_))
+    }
+}
+
+/// Opens one connection and sets its per-connection options.
+pub fn establish(url: &StoreUrl) -> Result<AnyConnection, StoreError> {
+    match url {
+        StoreUrl::Sqlite(path) => {
+            if let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(path.clone(), e))?;
+            }
+            let mut conn = diesel::SqliteConnection::establish(path)
+                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            // WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
+            conn.batch_execute(
+                "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )?;
+            Ok(AnyConnection::Sqlite(conn))
+        }
+        StoreUrl::Postgres(url) => diesel::PgConnection::establish(url)
+            .map(AnyConnection::Postgresql)
+            .map_err(|e| StoreError::Connect(e.to_string())),
+    }
+}
+
+/// Creates the database if needed and applies every pending migration.
+///
+/// SQLite: WAL is switched on here, once, before a pool exists; doing it in every pooled
+/// connection raced at start-up (pitfall 8). PostgreSQL: an advisory lock makes nodes that start
+/// together migrate one after the other.
+pub fn migrate(url: &StoreUrl) -> Result<(), StoreError> {
+    let mut conn = establish(url)?;
+    match &mut conn {
+        AnyConnection::Sqlite(c) => {
+            c.batch_execute("PRAGMA journal_mode = WAL;")?;
+            c.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+        }
+        AnyConnection::Postgresql(c) => {
+            c.batch_execute("SELECT pg_advisory_lock(7266102105)")?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|_| ())
+                .map_err(|e| StoreError::Migration(e.to_string()));
+            c.batch_execute("SELECT pg_advisory_unlock(7266102105)")?;
+            result?;
+        }
+    }
+    Ok(())
+}
+
+/// r2d2 manager that establishes connections by URL scheme.
+#[derive(Clone, Debug)]
+pub struct ConnectionManager {
+    url: StoreUrl,
+}
+
+impl ConnectionManager {
+    pub fn new(url: StoreUrl) -> Self {
+        ConnectionManager { url }
+    }
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = AnyConnection;
+    type Error = StoreError;
+
+    fn connect(&self) -> Result<AnyConnection, StoreError> {
+        establish(&self.url)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        conn.batch_execute("SELECT 1").map_err(StoreError::from)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+/// A pool of connections to one store.
+pub type Pool = r2d2::Pool<ConnectionManager>;
+/// A connection borrowed from the pool.
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;

@@ -1,0 +1,154 @@
+//! Password hashing (argon2id) and a short-lived cache of verified credentials.
+//!
+//! argon2 is slow on purpose, too slow to pay on every request. The cache remembers that a given
+//! user name and password matched a given stored hash. It is consulted only after the user's row
+//! has been read, and only if the stored hash is still the one verified against: so a wrong
+//! password never matches (its fingerprint differs), and `user passwd` (new hash) or `user remove`
+//! (no row) take effect on the very next request, even when run from another process.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use sha2::Digest;
+
+use super::StoreError;
+
+/// Hashes a password with argon2id and a random salt, as a PHC string.
+pub fn hash_password(password: &str) -> Result<String, StoreError> {
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Hash(e.to_string()))
+}
+
+/// Whether `password` matches the PHC string `hash`.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+const MAX_ENTRIES: usize = 10_000;
+
+/// Remembers recent successful password checks.
+pub struct CredentialCache {
+    /// A per-process random key, so the fingerprints in memory are no fast hash of the password.
+    key: [u8; 32],
+    ttl: Duration,
+    entries: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+}
+
+impl CredentialCache {
+    /// A cache whose entries live `ttl` (zero disables it).
+    pub fn new(ttl: Duration) -> Self {
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        CredentialCache {
+            key,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn fingerprint(&self, user: &str, password: &str) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        h.update(self.key);
+        h.update((user.len() as u64).to_be_bytes());
+        h.update(user.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Checks `password` for `user` against the stored `hash`, from the cache when it can.
+    pub fn verify(&self, user: &str, password: &str, hash: &str) -> bool {
+        let fp = self.fingerprint(user, password);
+        if let Ok(entries) = self.entries.lock()
+            && let Some((verified_hash, at)) = entries.get(&fp)
+            && verified_hash == hash
+            && at.elapsed() < self.ttl
+        {
+            return true;
+        }
+        if !verify_password(password, hash) {
+            return false;
+        }
+        if !self.ttl.is_zero()
+            && let Ok(mut entries) = self.entries.lock()
+        {
+            if entries.len() >= MAX_ENTRIES {
+                let ttl = self.ttl;
+                entries.retain(|_, (_, at)| at.elapsed() < ttl);
+                if entries.len() >= MAX_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(fp, (hash.to_owned(), Instant::now()));
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_never_accepts_a_wrong_password_and_follows_the_stored_hash() {
+        let cache = CredentialCache::new(Duration::from_secs(60));
+        let hash = hash_password("right").unwrap();
+        assert!(cache.verify("u", "right", &hash));
+        assert!(cache.verify("u", "right", &hash), "cached");
+        assert!(!cache.verify("u", "wrong", &hash));
+        assert!(!cache.verify("v", "right", &hash) || verify_password("right", &hash));
+        let new_hash = hash_password("other").unwrap();
+        assert!(!cache.verify("u", "right", &new_hash), "a changed hash invalidates the entry");
+        assert!(cache.verify("u", "other", &new_hash));
+    }
+}
+
+/// Credentials as presented in an `Authorization` header.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Basic { user: String, password: String },
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { user, .. } => write!(f, "Basic({user}, <password>)"),
+            Credentials::Bearer(_) => f.write_str("Bearer(<token>)"),
+        }
+    }
+}
+
+/// Checks credentials and loads the user's principal: who they are and which accounts they may use.
+/// `Ok(None)` means the credentials are wrong (or the user or token no longer exists).
+pub fn authenticate(
+    conn: &mut super::AnyConnection,
+    cache: &CredentialCache,
+    credentials: &Credentials,
+) -> Result<Option<crate::jmap::session::Principal>, StoreError> {
+    let user = match credentials {
+        Credentials::Basic { user, password } => match super::users::find_by_name(conn, user)? {
+            Some(row) if cache.verify(user, password, &row.password_hash) => row,
+            _ => return Ok(None),
+        },
+        Credentials::Bearer(token) => match super::tokens::authenticate(conn, token)? {
+            Some(row) => row,
+            None => return Ok(None),
+        },
+    };
+    let accounts = super::accounts::access_for_user(conn, &user.id)?;
+    Ok(Some(crate::jmap::session::Principal {
+        user_id: user.id,
+        username: user.name,
+        accounts,
+    }))
+}

@@ -1,0 +1,118 @@
+//! The Diesel store: one schema for SQLite and PostgreSQL, and the change log every write goes
+//! through.
+//!
+//! Everything here is synchronous (Diesel is); async code reaches the store through the
+//! `Dispatcher` actor pool or, for the command line, directly.
+
+pub mod accounts;
+pub mod changelog;
+pub mod connection;
+pub mod credentials;
+pub mod schema;
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+pub use changelog::{ChangeOp, Committed, WriteTxn, write};
+pub use connection::{AnyConnection, Pool, PooledConnection, StoreUrl};
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store URL {0:?} is not sqlite://PATH or postgres://…")]
+    BadUrl(String),
+    #[error("cannot create {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("cannot connect to the store: {0}")]
+    Connect(String),
+    #[error("cannot migrate the store: {0}")]
+    Migration(String),
+    #[error("store pool: {0}")]
+    Pool(String),
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// A handle on the database: the URL it came from and a connection pool.
+#[derive(Clone)]
+pub struct Store {
+    url: StoreUrl,
+    pool: Pool,
+}
+
+impl Store {
+    /// Creates and migrates the store if needed, then opens a pool of `pool_size` connections.
+    pub fn open(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+        let url = StoreUrl::parse(url)?;
+        connection::migrate(&url)?;
+        let pool = Pool::builder()
+            .max_size(pool_size.max(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(connection::ConnectionManager::new(url.clone()))
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        Ok(Store { url, pool })
+    }
+
+    /// Borrows a connection.
+    pub fn conn(&self) -> Result<PooledConnection, StoreError> {
+        self.pool.get().map_err(|e| StoreError::Pool(e.to_string()))
+    }
+
+    /// The URL this store was opened with.
+    pub fn url(&self) -> &StoreUrl {
+        &self.url
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A fresh random id: one lowercase letter `prefix`, then 15 characters of `[a-z0-9]`.
+///
+/// RFC 8620 §1.2 advises against ids that start with a digit or dash, are all digits, or differ only
+/// in case: a letter prefix and one case avoid all three.
+pub fn new_id(prefix: char) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut id = String::with_capacity(16);
+    id.push(prefix);
+    for _ in 0..15 {
+        id.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
+    }
+    id
+}
+
+/// A random secret of `bytes` bytes, base64url without padding.
+pub fn random_secret(bytes: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Lowercase hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(data);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}

@@ -1,0 +1,58 @@
+//! Diesel table definitions, shared by the SQLite and PostgreSQL backends.
+//!
+//! Written by hand rather than by `diesel print-schema`: SQLite reports `Integer` where PostgreSQL
+//! reports `Int4`, so one generated file could not serve both (../shared/STACK.md, pitfall 20).
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        name -> Text,
+        password_hash -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    accounts (id) {
+        id -> Text,
+        name -> Text,
+        owner_id -> Text,
+        seq -> BigInt,
+        log_floor -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    account_access (user_id, account_id) {
+        user_id -> Text,
+        account_id -> Text,
+        is_owner -> Bool,
+        may_write -> Bool,
+    }
+}
+
+diesel::table! {
+    tokens (id) {
+        id -> Text,
+        user_id -> Text,
+        secret_hash -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    change_log (account_id, data_type, seq, object_id) {
+        account_id -> Text,
+        data_type -> Text,
+        seq -> BigInt,
+        object_id -> Text,
+        op -> Integer,
+    }
+}
+
+diesel::joinable!(accounts -> users (owner_id));
+diesel::joinable!(account_access -> accounts (account_id));
+diesel::joinable!(tokens -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(users, accounts, account_access, tokens, change_log);

@@ -1,0 +1,79 @@
+//! Bearer tokens: `hrd_<id>_<secret>`. Only a SHA-256 of the whole token is stored, so a database
+//! leak gives no usable token; revoking deletes the row and takes effect on the next request.
+
+use diesel::prelude::*;
+
+use super::schema::{tokens, users};
+use super::users::User;
+use super::{AnyConnection, StoreError, new_id, now, random_secret, sha256_hex};
+
+const PREFIX: &str = "hrd_";
+
+/// A token as listed (never with its secret).
+#[derive(Clone, Debug, Queryable)]
+pub struct TokenInfo {
+    pub id: String,
+    pub user_name: String,
+    pub created_at: i64,
+}
+
+/// Creates a token for user `name`; returns `(token id, token)`. The token is shown only now.
+pub fn create(conn: &mut AnyConnection, name: &str) -> Result<(String, String), StoreError> {
+    let user_id: String = users::table
+        .filter(users::name.eq(name))
+        .select(users::id)
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?;
+    let id = new_id('t');
+    // 256 bits of secret: guessing is hopeless, so a plain hash (not argon2) is enough to store it.
+    let token = format!("{PREFIX}{id}_{}", random_secret(32));
+    diesel::insert_into(tokens::table)
+        .values((
+            tokens::id.eq(&id),
+            tokens::user_id.eq(&user_id),
+            tokens::secret_hash.eq(sha256_hex(token.as_bytes())),
+            tokens::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok((id, token))
+}
+
+/// Revokes a token given by its id or by the whole token.
+pub fn revoke(conn: &mut AnyConnection, id_or_token: &str) -> Result<(), StoreError> {
+    let id = match id_or_token.strip_prefix(PREFIX) {
+        Some(rest) => rest.split('_').next().unwrap_or_default(),
+        None => id_or_token,
+    };
+    let n = diesel::delete(tokens::table.find(id)).execute(conn)?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("token {id}")));
+    }
+    Ok(())
+}
+
+/// Tokens, optionally only those of user `name`.
+pub fn list(conn: &mut AnyConnection, name: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
+    let mut query = tokens::table
+        .inner_join(users::table)
+        .select((tokens::id, users::name, tokens::created_at))
+        .order((users::name.asc(), tokens::created_at.asc()))
+        .into_boxed();
+    if let Some(name) = name {
+        query = query.filter(users::name.eq(name));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// The user a bearer token belongs to, if the token is valid.
+pub fn authenticate(conn: &mut AnyConnection, token: &str) -> Result<Option<User>, StoreError> {
+    if !token.starts_with(PREFIX) || token.len() > 200 {
+        return Ok(None);
+    }
+    Ok(tokens::table
+        .inner_join(users::table)
+        .filter(tokens::secret_hash.eq(sha256_hex(token.as_bytes())))
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}

@@ -1,0 +1,129 @@
+//! Users: who may log in. Creating a user also creates their personal account.
+
+use diesel::prelude::*;
+
+use super::schema::{account_access, accounts, users};
+use super::{AnyConnection, StoreError, credentials, new_id, now};
+
+/// A user row.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = users)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+/// Checks a user name: it travels in HTTP Basic credentials (no `:`) and in the session's
+/// `username`, so it is printable, without spaces, and at most 255 octets.
+pub fn validate_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(StoreError::Invalid("a user name has 1 to 255 octets".into()));
+    }
+    if name.chars().any(|c| c == ':' || c.is_whitespace() || c.is_control()) {
+        return Err(StoreError::Invalid(
+            "a user name has no ':', spaces or control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_password(password: &str) -> Result<(), StoreError> {
+    if password.is_empty() {
+        return Err(StoreError::Invalid("the password is empty".into()));
+    }
+    if password.len() > 1024 {
+        return Err(StoreError::Invalid("the password is longer than 1024 octets".into()));
+    }
+    Ok(())
+}
+
+/// Creates a user and their personal account, which the user owns and may write.
+pub fn create(conn: &mut AnyConnection, name: &str, password: &str) -> Result<User, StoreError> {
+    validate_name(name)?;
+    validate_password(password)?;
+    let hash = credentials::hash_password(password)?;
+    conn.transaction(|conn| {
+        let taken: i64 = users::table.filter(users::name.eq(name)).count().get_result(conn)?;
+        if taken > 0 {
+            return Err(StoreError::AlreadyExists(format!("user {name}")));
+        }
+        let user = User {
+            id: new_id('u'),
+            name: name.to_owned(),
+            password_hash: hash,
+            created_at: now(),
+        };
+        diesel::insert_into(users::table)
+            .values((
+                users::id.eq(&user.id),
+                users::name.eq(&user.name),
+                users::password_hash.eq(&user.password_hash),
+                users::created_at.eq(user.created_at),
+            ))
+            .execute(conn)?;
+        let account_id = new_id('a');
+        diesel::insert_into(accounts::table)
+            .values((
+                accounts::id.eq(&account_id),
+                accounts::name.eq(name),
+                accounts::owner_id.eq(&user.id),
+                accounts::seq.eq(0),
+                accounts::log_floor.eq(0),
+                accounts::created_at.eq(user.created_at),
+            ))
+            .execute(conn)?;
+        diesel::insert_into(account_access::table)
+            .values((
+                account_access::user_id.eq(&user.id),
+                account_access::account_id.eq(&account_id),
+                account_access::is_owner.eq(true),
+                account_access::may_write.eq(true),
+            ))
+            .execute(conn)?;
+        Ok(user)
+    })
+}
+
+/// Every user, by name.
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<User>, StoreError> {
+    Ok(users::table.order(users::name.asc()).select(User::as_select()).load(conn)?)
+}
+
+/// How many users exist.
+pub fn count(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    Ok(users::table.count().get_result(conn)?)
+}
+
+/// The user called `name`, if any.
+pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<User>, StoreError> {
+    Ok(users::table
+        .filter(users::name.eq(name))
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Replaces a user's password. Takes effect at once: the credential cache checks the stored hash.
+pub fn set_password(conn: &mut AnyConnection, name: &str, password: &str) -> Result<(), StoreError> {
+    validate_password(password)?;
+    let hash = credentials::hash_password(password)?;
+    let n = diesel::update(users::table.filter(users::name.eq(name)))
+        .set(users::password_hash.eq(hash))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("user {name}")));
+    }
+    Ok(())
+}
+
+/// Removes a user, their tokens, their access and the accounts they own.
+pub fn remove(conn: &mut AnyConnection, name: &str) -> Result<(), StoreError> {
+    let n = diesel::delete(users::table.filter(users::name.eq(name))).execute(conn)?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("user {name}")));
+    }
+    Ok(())
+}

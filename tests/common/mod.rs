@@ -1,0 +1,137 @@
+//! Test harness: a real Herald node in-process on 127.0.0.1:0 with a fresh store per test, and a
+//! plain HTTP client that speaks to it as any JMAP client would.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use awc::http::StatusCode;
+use herald::config::Config;
+use herald::store::{Store, users};
+use serde_json::Value;
+
+pub const CORE: &str = "urn:ietf:params:jmap:core";
+
+/// A running node and its store.
+pub struct TestServer {
+    pub base: String,
+    pub store: Store,
+    pub config: Config,
+    handle: actix_web::dev::ServerHandle,
+    _dir: tempfile::TempDir,
+}
+
+/// How a test client authenticates.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    Basic(String, String),
+    Bearer(String),
+    None,
+}
+
+impl Auth {
+    pub fn basic(user: &str, password: &str) -> Auth {
+        Auth::Basic(user.into(), password.into())
+    }
+}
+
+/// An HTTP answer: status, content type and body (parsed as JSON when it is JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl TestServer {
+    /// Starts a node with the default configuration.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a node after `adjust` has changed the configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::load(Path::new("/nonexistent/config.toml"), Vec::new()).unwrap();
+        config.store.url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        config.server.listen = "127.0.0.1:0".into();
+        config.server.dispatcher_threads = 2;
+        config.server.workers = 1;
+        config.server.shutdown_timeout_secs = 1;
+        adjust(&mut config);
+        let store = Store::open(&config.store.url, herald::server::pool_size(&config)).expect("store");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let running = herald::server::start(&config, store.clone(), listener).expect("start");
+        let handle = running.server.handle();
+        actix_web::rt::spawn(running.server);
+        TestServer { base: running.base_url, store, config, handle, _dir: dir }
+    }
+
+    /// Adds a user and returns Basic credentials for them.
+    pub fn add_user(&self, name: &str, password: &str) -> Auth {
+        let mut conn = self.store.conn().unwrap();
+        users::create(&mut conn, name, password).expect("create user");
+        Auth::basic(name, password)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str, auth: &Auth) -> Answer {
+        let req = authorize(client().get(self.url(path)), auth);
+        answer(req.send().await.expect("GET")).await
+    }
+
+    /// POST a raw body with a content type.
+    pub async fn post_raw(&self, path: &str, auth: &Auth, content_type: &str, body: Vec<u8>) -> Answer {
+        let req = authorize(client().post(self.url(path)), auth).insert_header(("Content-Type", content_type));
+        answer(req.send_body(body).await.expect("POST")).await
+    }
+
+    /// POST a JMAP request to the API.
+    pub async fn api(&self, auth: &Auth, request: Value) -> Answer {
+        self.post_raw("/jmap/api", auth, "application/json", request.to_string().into_bytes()).await
+    }
+
+    /// POST a JMAP request and return its methodResponses, asserting HTTP 200.
+    pub async fn call(&self, auth: &Auth, using: &[&str], calls: Value) -> Vec<Value> {
+        let a = self.api(auth, serde_json::json!({"using": using, "methodCalls": calls})).await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        a.body["methodResponses"].as_array().unwrap().clone()
+    }
+
+    /// Stops the node.
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+pub fn client() -> awc::Client {
+    awc::Client::builder().disable_redirects().timeout(std::time::Duration::from_secs(30)).finish()
+}
+
+pub fn authorize(req: awc::ClientRequest, auth: &Auth) -> awc::ClientRequest {
+    match auth {
+        Auth::Basic(u, p) => req.basic_auth(u, p),
+        Auth::Bearer(t) => req.bearer_auth(t),
+        Auth::None => req,
+    }
+}
+
+pub async fn answer<S>(mut res: awc::ClientResponse<S>) -> Answer
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let raw = res.body().limit(64 * 1024 * 1024).await.expect("body").to_vec();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Answer { status: res.status(), content_type, headers: res.headers().clone(), body, raw }
+}

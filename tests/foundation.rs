@@ -1,0 +1,308 @@
+//! The foundation over real HTTP: authentication, the session resource, the API envelope,
+//! request-level errors, Core/echo, result references and limits. Checklist ids in comments.
+
+mod common;
+
+use awc::http::StatusCode;
+use common::{Auth, CORE, TestServer};
+use serde_json::{Value, json};
+
+fn echo_request(calls: Value) -> Value {
+    json!({"using": [CORE], "methodCalls": calls})
+}
+
+async fn assert_problem(a: &common::Answer, type_suffix: &str) {
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{:?}", a.body);
+    assert_eq!(a.content_type, "application/problem+json");
+    assert_eq!(a.body["type"], format!("urn:ietf:params:jmap:error:{type_suffix}"), "{:?}", a.body);
+    assert_eq!(a.body["status"], 400);
+    assert!(a.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+}
+
+#[actix_web::test]
+async fn the_session_lists_the_users_account_every_core_limit_and_the_url_templates() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw-alice");
+    let a = s.get("/jmap/session", &alice).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.content_type, "application/json");
+    // SES-12
+    assert!(a.headers.get("cache-control").unwrap().to_str().unwrap().contains("no-store"));
+    let session = a.body;
+    // SES-01, SES-02
+    let core = &session["capabilities"][CORE];
+    for limit in [
+        "maxSizeUpload",
+        "maxConcurrentUpload",
+        "maxSizeRequest",
+        "maxConcurrentRequests",
+        "maxCallsInRequest",
+        "maxObjectsInGet",
+        "maxObjectsInSet",
+    ] {
+        assert!(core[limit].as_u64().is_some(), "{limit} missing");
+    }
+    assert!(core["collationAlgorithms"].as_array().unwrap().contains(&json!("i;unicode-casemap")));
+    assert_eq!(session["username"], "alice");
+    let accounts = session["accounts"].as_object().unwrap();
+    assert_eq!(accounts.len(), 1);
+    let (_, account) = accounts.iter().next().unwrap();
+    assert_eq!(account["name"], "alice");
+    assert_eq!(account["isPersonal"], true);
+    assert_eq!(account["isReadOnly"], false);
+    assert!(account["accountCapabilities"].is_object());
+    // SES-09
+    assert_eq!(session["apiUrl"], s.url("/jmap/api"));
+    for (key, vars) in [
+        ("downloadUrl", &["{accountId}", "{blobId}", "{type}", "{name}"][..]),
+        ("uploadUrl", &["{accountId}"][..]),
+        ("eventSourceUrl", &["{types}", "{closeafter}", "{ping}"][..]),
+    ] {
+        let template = session[key].as_str().unwrap();
+        assert!(template.starts_with(&s.base), "{key} is absolute");
+        for var in vars {
+            assert!(template.contains(var), "{key} lacks {var}");
+        }
+    }
+    assert!(session["state"].as_str().is_some_and(|st| !st.is_empty()));
+    assert!(session["primaryAccounts"].get(CORE).is_none(), "SES-07: core is not a primary account key");
+}
+
+#[actix_web::test]
+async fn the_well_known_url_redirects_to_the_session() {
+    let s = TestServer::start().await;
+    let a = s.get("/.well-known/jmap", &Auth::None).await;
+    assert!(a.status.is_redirection());
+    assert_eq!(a.headers.get("location").unwrap(), &s.url("/jmap/session"));
+}
+
+#[actix_web::test]
+async fn requests_without_valid_credentials_get_401_with_both_challenges() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "right");
+    for auth in [Auth::None, Auth::basic("alice", "wrong"), Auth::basic("nobody", "right"), Auth::Bearer("hrd_nope_nope".into())] {
+        for a in [s.get("/jmap/session", &auth).await, s.api(&auth, echo_request(json!([]))).await] {
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+            assert_eq!(a.content_type, "application/problem+json");
+            let challenges: Vec<_> = a.headers.get_all("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).collect();
+            assert!(challenges.iter().any(|c| c.starts_with("Basic")), "{challenges:?}");
+            assert!(challenges.iter().any(|c| c.starts_with("Bearer")), "{challenges:?}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_bearer_token_works_until_it_is_revoked() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw");
+    let (id, token) = herald::store::tokens::create(&mut s.store.conn().unwrap(), "alice").unwrap();
+    let bearer = Auth::Bearer(token);
+    let a = s.get("/jmap/session", &bearer).await;
+    assert_eq!((a.status, a.body["username"].clone()), (StatusCode::OK, json!("alice")));
+    herald::store::tokens::revoke(&mut s.store.conn().unwrap(), &id).unwrap();
+    assert_eq!(s.get("/jmap/session", &bearer).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn a_changed_password_and_a_removed_user_take_effect_at_once_despite_the_cache() {
+    let s = TestServer::start().await;
+    let old = s.add_user("alice", "old-password");
+    assert_eq!(s.get("/jmap/session", &old).await.status, StatusCode::OK); // now cached
+    herald::store::users::set_password(&mut s.store.conn().unwrap(), "alice", "new-password").unwrap();
+    assert_eq!(s.get("/jmap/session", &old).await.status, StatusCode::UNAUTHORIZED);
+    let new = Auth::basic("alice", "new-password");
+    assert_eq!(s.get("/jmap/session", &new).await.status, StatusCode::OK);
+    herald::store::users::remove(&mut s.store.conn().unwrap(), "alice").unwrap();
+    assert_eq!(s.get("/jmap/session", &new).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn core_echo_returns_its_arguments_unchanged_with_the_session_state() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let session = s.get("/jmap/session", &alice).await.body;
+    let args = json!({"hello": true, "high": [1, 2, {"x": null}], "text": "ünïcødé"});
+    let a = s.api(&alice, echo_request(json!([["Core/echo", args, "c1"]]))).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.content_type, "application/json");
+    assert_eq!(a.body["methodResponses"], json!([["Core/echo", args, "c1"]])); // REQ-12
+    assert_eq!(a.body["sessionState"], session["state"]); // SES-10
+    assert!(a.body.get("createdIds").is_none()); // REQ-06
+}
+
+#[actix_web::test]
+async fn later_calls_take_their_arguments_from_earlier_results_by_reference() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let r = s
+        .call(
+            &alice,
+            &[CORE],
+            json!([
+                ["Core/echo", {"list": [{"id": "t1", "emailIds": ["e1", "e2"]}, {"id": "t2", "emailIds": ["e3"]}]}, "a"],
+                ["Core/echo", {"#ids": {"resultOf": "a", "name": "Core/echo", "path": "/list/*/emailIds"}, "keep": 1}, "b"],
+                ["Core/echo", {"#first": {"resultOf": "b", "name": "Core/echo", "path": "/ids/0"}}, "c"],
+            ]),
+        )
+        .await;
+    assert_eq!(r[1], json!(["Core/echo", {"ids": ["e1", "e2", "e3"], "keep": 1}, "b"])); // REF-05
+    assert_eq!(r[2], json!(["Core/echo", {"first": "e1"}, "c"]));
+}
+
+#[actix_web::test]
+async fn broken_references_and_unknown_methods_are_method_errors_and_the_request_goes_on() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let r = s
+        .call(
+            &alice,
+            &[CORE],
+            json!([
+                ["Core/echo", {"a": [1]}, "a"],
+                ["Core/echo", {"#x": {"resultOf": "a", "name": "Core/echo", "path": "/b"}}, "b"],
+                ["Core/echo", {"#x": {"resultOf": "zz", "name": "Core/echo", "path": "/a"}}, "c"],
+                ["Core/echo", {"#x": {"resultOf": "a", "name": "Mailbox/get", "path": "/a"}}, "d"],
+                ["Core/echo", {"x": 1, "#x": {"resultOf": "a", "name": "Core/echo", "path": "/a"}}, "e"],
+                ["Mailbox/nonsense", {}, "f"],
+                ["Core/echo", {"ok": true}, "g"],
+            ]),
+        )
+        .await;
+    let types: Vec<_> = r.iter().map(|i| (i[0].as_str().unwrap().to_owned(), i[1]["type"].as_str().unwrap_or("").to_owned())).collect();
+    assert_eq!(
+        types,
+        vec![
+            ("Core/echo".into(), "".into()),
+            ("error".into(), "invalidResultReference".into()),
+            ("error".into(), "invalidResultReference".into()),
+            ("error".into(), "invalidResultReference".into()),
+            ("error".into(), "invalidArguments".into()),
+            ("error".into(), "unknownMethod".into()),
+            ("Core/echo".into(), "".into()),
+        ]
+    );
+    assert_eq!(r[6][2], "g");
+}
+
+#[actix_web::test]
+async fn created_ids_sent_by_the_client_come_back() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let a = s
+        .api(&alice, json!({"using": [CORE], "methodCalls": [["Core/echo", {}, "1"]], "createdIds": {"k1": "id1"}}))
+        .await;
+    assert_eq!(a.body["createdIds"], json!({"k1": "id1"}));
+}
+
+#[actix_web::test]
+async fn each_request_level_error_is_problem_json_with_its_type() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    // RLE-03: wrong content type, broken JSON, duplicate names (I-JSON), not UTF-8
+    assert_problem(&s.post_raw("/jmap/api", &alice, "text/plain", b"{}".to_vec()).await, "notJSON").await;
+    assert_problem(&s.post_raw("/jmap/api", &alice, "application/json", b"{\"using\":".to_vec()).await, "notJSON").await;
+    let dup = br#"{"using":[],"methodCalls":[],"using":[]}"#.to_vec();
+    assert_problem(&s.post_raw("/jmap/api", &alice, "application/json", dup).await, "notJSON").await;
+    assert_problem(&s.post_raw("/jmap/api", &alice, "application/json", b"\"\xff\"".to_vec()).await, "notJSON").await;
+    // RLE-04
+    for body in [json!([]), json!({"using": [CORE]}), json!({"using": [CORE], "methodCalls": [["Core/echo", {}]]}), json!({"using": "x", "methodCalls": []})] {
+        assert_problem(&s.api(&alice, body).await, "notRequest").await;
+    }
+    // RLE-02
+    let a = s.api(&alice, json!({"using": [CORE, "https://example.com/nope"], "methodCalls": []})).await;
+    assert_problem(&a, "unknownCapability").await;
+    // charset parameter on the content type is fine
+    let ok = s.post_raw("/jmap/api", &alice, "application/json; charset=utf-8", echo_request(json!([])).to_string().into_bytes()).await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn registered_capabilities_are_ignored_by_default_and_refused_when_strict() {
+    let using = json!([CORE, "urn:ietf:params:jmap:contacts", "urn:ietf:params:jmap:calendars"]);
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let a = s.api(&alice, json!({"using": using, "methodCalls": [["Core/echo", {}, "1"]]})).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let strict = TestServer::start_with(|c| c.jmap.strict_using = true).await;
+    let alice = strict.add_user("alice", "pw");
+    let a = strict.api(&alice, json!({"using": using, "methodCalls": []})).await;
+    assert_problem(&a, "unknownCapability").await;
+}
+
+#[actix_web::test]
+async fn limits_on_calls_and_request_size_are_enforced_and_named() {
+    let s = TestServer::start_with(|c| {
+        c.limits.max_calls_in_request = 3;
+        c.limits.max_size_request = 2000;
+    })
+    .await;
+    let alice = s.add_user("alice", "pw");
+    let session = s.get("/jmap/session", &alice).await.body;
+    assert_eq!(session["capabilities"][CORE]["maxCallsInRequest"], 3);
+    assert_eq!(session["capabilities"][CORE]["maxSizeRequest"], 2000);
+    let calls: Vec<Value> = (0..4).map(|i| json!(["Core/echo", {}, i.to_string()])).collect();
+    let a = s.api(&alice, echo_request(json!(calls))).await;
+    assert_problem(&a, "limit").await;
+    assert_eq!(a.body["limit"], "maxCallsInRequest"); // RLE-05
+    let big = json!([["Core/echo", {"pad": "x".repeat(3000)}, "1"]]);
+    let a = s.api(&alice, echo_request(big)).await;
+    assert_problem(&a, "limit").await;
+    assert_eq!(a.body["limit"], "maxSizeRequest");
+}
+
+#[actix_web::test]
+async fn a_user_cannot_run_more_requests_at_once_than_max_concurrent_requests() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start_with(|c| c.limits.max_concurrent_requests = 1).await;
+    let alice = s.add_user("alice", "pw");
+    // Hold one request open by sending its head and only half of its body.
+    let body = echo_request(json!([["Core/echo", {"held": true}, "h"]])).to_string();
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /jmap/api HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        base64_basic("alice", "pw"),
+        body.len()
+    );
+    held.write_all(head.as_bytes()).await.unwrap();
+    held.write_all(&body.as_bytes()[..10]).await.unwrap();
+    // The held request takes its slot once authenticated; poll until the limit shows (bounded).
+    let mut refused = None;
+    for _ in 0..200 {
+        let a = s.api(&alice, echo_request(json!([]))).await;
+        if a.status == StatusCode::BAD_REQUEST {
+            refused = Some(a);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let refused = refused.expect("a second concurrent request is refused");
+    assert_eq!(refused.body["limit"], "maxConcurrentRequests");
+    // Finish the held request: it succeeds, and the slot is free again.
+    held.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    use tokio::io::AsyncReadExt;
+    while !String::from_utf8_lossy(&reply).contains("\"held\"") {
+        let n = held.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed early: {}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+    drop(held);
+    let a = s.api(&alice, echo_request(json!([]))).await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+#[actix_web::test]
+async fn unknown_paths_are_404_problems() {
+    let s = TestServer::start().await;
+    let a = s.get("/nope", &Auth::None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.content_type, "application/problem+json");
+}
