@@ -169,12 +169,17 @@ fn read_password(source: &PasswordSource) -> Result<String, CliError> {
     if source.password_stdin {
         std::io::stdin().lock().read_line(&mut line)?;
     } else {
-        std::io::stdin().lock().take(4096).read_to_string(&mut line)?;
+        std::io::stdin()
+            .lock()
+            .take(4096)
+            .read_to_string(&mut line)?;
         line = line.lines().next().unwrap_or_default().to_owned();
     }
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     if password.is_empty() {
-        return Err(CliError::Usage("no password given: use --password or --password-stdin".into()));
+        return Err(CliError::Usage(
+            "no password given: use --password or --password-stdin".into(),
+        ));
     }
     Ok(password)
 }
@@ -186,14 +191,20 @@ fn serve(config: Config) -> Result<(), CliError> {
         if users::count(&mut conn)? == 0 {
             let password = crate::store::random_secret(18);
             users::create(&mut conn, "admin", &password)?;
-            println!("Created the first user. Log in with:\n  user:     admin\n  password: {password}\n(shown only this once; change it with `herald user passwd admin`)");
+            println!(
+                "Created the first user. Log in with:\n  user:     admin\n  password: {password}\n(shown only this once; change it with `herald user passwd admin`)"
+            );
         }
     }
     let listener = std::net::TcpListener::bind(&config.server.listen)
         .map_err(|e| CliError::Listen(config.server.listen.clone(), e))?;
     actix_web::rt::System::new().block_on(async move {
         let running = crate::server::start(&config, store, listener)?;
-        log::info!("Herald listening on {} (session: {}/jmap/session)", running.addr, running.base_url);
+        log::info!(
+            "Herald listening on {} (session: {}/jmap/session)",
+            running.addr,
+            running.base_url
+        );
         running.server.await?;
         Ok(())
     })

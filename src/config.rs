@@ -71,7 +71,10 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: "sqlite://data/herald.db".into(), pool_size: 0 }
+        StoreConfig {
+            url: "sqlite://data/herald.db".into(),
+            pool_size: 0,
+        }
     }
 }
 
@@ -85,7 +88,9 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { credential_cache_secs: 300 }
+        AuthConfig {
+            credential_cache_secs: 300,
+        }
     }
 }
 
@@ -99,24 +104,37 @@ pub struct JmapConfig {
 
 impl Config {
     /// Reads `path` (missing = defaults), then applies `HERALD_*` variables from `env`.
-    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
         let mut table = match std::fs::read_to_string(path) {
-            Ok(text) => text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(name.clone(), one_line(&e.to_string())))?,
+            Ok(text) => text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Parse(name.clone(), one_line(&e.to_string())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
             Err(e) => return Err(ConfigError::Read(name, e)),
         };
         for (var, value) in env {
-            let Some(rest) = var.strip_prefix("HERALD_") else { continue };
+            let Some(rest) = var.strip_prefix("HERALD_") else {
+                continue;
+            };
             let Some((section, key)) = rest.split_once('_') else {
-                return Err(ConfigError::Env(var.clone(), "expected HERALD_<SECTION>_<KEY>".into()));
+                return Err(ConfigError::Env(
+                    var.clone(),
+                    "expected HERALD_<SECTION>_<KEY>".into(),
+                ));
             };
             let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
             let entry = table
                 .entry(section.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             let toml::Value::Table(section_table) = entry else {
-                return Err(ConfigError::Env(var.clone(), format!("{section} is not a section")));
+                return Err(ConfigError::Env(
+                    var.clone(),
+                    format!("{section} is not a section"),
+                ));
             };
             section_table.insert(key, env_value(&value));
         }
@@ -134,7 +152,10 @@ fn env_value(raw: &str) -> toml::Value {
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
     }
-    if raw.starts_with('[') && let Ok(t) = format!("v = {raw}").parse::<toml::Table>() && let Some(v) = t.get("v") {
+    if raw.starts_with('[')
+        && let Ok(t) = format!("v = {raw}").parse::<toml::Table>()
+        && let Some(v) = t.get("v")
+    {
         return v.clone();
     }
     toml::Value::String(raw.to_owned())
@@ -149,7 +170,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -174,19 +198,30 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_in_one_line() {
-        let e = Config::load(Path::new("/nonexistent"), env(&[("HERALD_SERVER_LISTN", "x")])).unwrap_err();
+        let e = Config::load(
+            Path::new("/nonexistent"),
+            env(&[("HERALD_SERVER_LISTN", "x")]),
+        )
+        .unwrap_err();
         assert!(!e.to_string().contains('\n'));
         assert!(e.to_string().contains("listn"), "{e}");
     }
 
     #[test]
     fn the_shipped_config_toml_parses_to_the_defaults() {
-        let shipped = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")), vec![]).unwrap();
+        let shipped = Config::load(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")),
+            vec![],
+        )
+        .unwrap();
         let defaults = Config::default();
         assert_eq!(shipped.server.listen, defaults.server.listen);
         assert_eq!(shipped.store.url, defaults.store.url);
         assert_eq!(shipped.limits, defaults.limits);
-        assert_eq!(shipped.auth.credential_cache_secs, defaults.auth.credential_cache_secs);
+        assert_eq!(
+            shipped.auth.credential_cache_secs,
+            defaults.auth.credential_cache_secs
+        );
         assert_eq!(shipped.jmap.strict_using, defaults.jmap.strict_using);
     }
 }

@@ -16,21 +16,7 @@ use crate::jmap::request::{Request, Response};
 use crate::jmap::session::{Principal, ServerInfo};
 use crate::push::StateChanged;
 use crate::store::credentials::{CredentialCache, Credentials, authenticate};
-use crate::store::{AnyConnection, Committed, PooledConnection, Store, StoreError};
-
-/// What a method handler works with: the store connection for this request, and the writes it
-/// committed (published when the request ends).
-pub struct StoreContext {
-    pub conn: PooledConnection,
-    pub committed: Vec<Committed>,
-}
-
-impl StoreContext {
-    /// The store connection.
-    pub fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.conn
-    }
-}
+use crate::store::{Store, StoreContext, StoreError};
 
 /// Authenticate credentials and load the principal. `Ok(None)`: wrong credentials.
 #[derive(Message)]
@@ -50,7 +36,7 @@ pub struct Dispatcher {
     store: Store,
     server: Arc<ServerInfo>,
     credentials: Arc<CredentialCache>,
-    publisher: Option<Recipient<StateChanged>>,
+    publishers: Vec<Recipient<StateChanged>>,
     table: MethodTable<StoreContext>,
 }
 
@@ -61,15 +47,33 @@ impl Dispatcher {
         store: Store,
         server: Arc<ServerInfo>,
         credentials: Arc<CredentialCache>,
-        publisher: Option<Recipient<StateChanged>>,
+        publishers: Vec<Recipient<StateChanged>>,
     ) -> Addr<Dispatcher> {
         SyncArbiter::start(threads.max(1), move || Dispatcher {
             store: store.clone(),
             server: server.clone(),
             credentials: credentials.clone(),
-            publisher: publisher.clone(),
+            publishers: publishers.clone(),
             table: method_table(),
         })
+    }
+}
+
+impl Dispatcher {
+    /// Hands every committed write to every publisher (push registry, webhook sender…).
+    /// `try_send`: the dispatcher never waits on push.
+    fn publish(&self, committed: Vec<crate::store::Committed>) {
+        for c in committed {
+            let change = StateChanged::from(c);
+            for publisher in &self.publishers {
+                if publisher.try_send(change.clone()).is_err() {
+                    log::warn!(
+                        "push publisher is full or gone; state change of {} dropped",
+                        change.account_id
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -90,14 +94,15 @@ impl Handler<RunRequest> for Dispatcher {
     type Result = Result<Result<Response, RequestError>, StoreError>;
 
     fn handle(&mut self, msg: RunRequest, _: &mut Self::Context) -> Self::Result {
-        let mut ctx = StoreContext { conn: self.store.conn()?, committed: Vec::new() };
-        let response = run_request(&self.table, &mut ctx, &msg.principal, &self.server, msg.request);
-        if let Some(publisher) = &self.publisher {
-            for committed in ctx.committed.drain(..) {
-                // try_send: the dispatcher never waits on push.
-                let _ = publisher.try_send(StateChanged::from(committed));
-            }
-        }
+        let mut ctx = StoreContext::new(self.store.conn()?);
+        let response = run_request(
+            &self.table,
+            &mut ctx,
+            &msg.principal,
+            &self.server,
+            msg.request,
+        );
+        self.publish(ctx.committed);
         Ok(response)
     }
 }

@@ -29,7 +29,9 @@ pub struct Running {
 
 /// Dispatcher threads when the configuration says 0.
 fn default_dispatcher_threads() -> usize {
-    2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    2 * std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 /// Pool size for a configuration: dispatcher threads plus a few for everything else.
@@ -42,6 +44,20 @@ pub fn pool_size(config: &Config) -> u32 {
         n => n,
     };
     threads as u32 + 4
+}
+
+/// Session-level capability objects besides core (RFC 8620 §2): one entry per implemented
+/// capability.
+fn session_capabilities(
+    _config: &Config,
+    _base_url: &str,
+) -> BTreeMap<&'static str, serde_json::Value> {
+    BTreeMap::new()
+}
+
+/// Per-account capability objects (RFC 8620 §2 `accountCapabilities`).
+fn account_capabilities(_config: &Config) -> BTreeMap<&'static str, serde_json::Value> {
+    BTreeMap::new()
 }
 
 /// Starts a node on `listener`. Must run inside an actix system.
@@ -58,16 +74,19 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
     let server_info = Arc::new(ServerInfo::new(
         &base_url,
         config.limits.clone(),
-        BTreeMap::new(),
-        BTreeMap::new(),
+        session_capabilities(config, &base_url),
+        account_capabilities(config),
         config.jmap.strict_using,
     ));
-    let credentials = Arc::new(CredentialCache::new(Duration::from_secs(config.auth.credential_cache_secs)));
+    let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
+        config.auth.credential_cache_secs,
+    )));
     let threads = match config.server.dispatcher_threads {
         0 => default_dispatcher_threads(),
         n => n,
     };
-    let dispatcher = Dispatcher::start(threads, store, server_info.clone(), credentials, None);
+    let dispatcher =
+        Dispatcher::start(threads, store, server_info.clone(), credentials, Vec::new());
     let state = web::Data::new(AppState {
         server: server_info,
         dispatcher,
@@ -85,5 +104,9 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         http_server = http_server.workers(config.server.workers);
     }
     let server = http_server.listen(listener)?.run();
-    Ok(Running { server, addr, base_url })
+    Ok(Running {
+        server,
+        addr,
+        base_url,
+    })
 }

@@ -14,7 +14,12 @@ fn echo_request(calls: Value) -> Value {
 async fn assert_problem(a: &common::Answer, type_suffix: &str) {
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{:?}", a.body);
     assert_eq!(a.content_type, "application/problem+json");
-    assert_eq!(a.body["type"], format!("urn:ietf:params:jmap:error:{type_suffix}"), "{:?}", a.body);
+    assert_eq!(
+        a.body["type"],
+        format!("urn:ietf:params:jmap:error:{type_suffix}"),
+        "{:?}",
+        a.body
+    );
     assert_eq!(a.body["status"], 400);
     assert!(a.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
 }
@@ -27,7 +32,14 @@ async fn the_session_lists_the_users_account_every_core_limit_and_the_url_templa
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.content_type, "application/json");
     // SES-12
-    assert!(a.headers.get("cache-control").unwrap().to_str().unwrap().contains("no-store"));
+    assert!(
+        a.headers
+            .get("cache-control")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("no-store")
+    );
     let session = a.body;
     // SES-01, SES-02
     let core = &session["capabilities"][CORE];
@@ -42,7 +54,12 @@ async fn the_session_lists_the_users_account_every_core_limit_and_the_url_templa
     ] {
         assert!(core[limit].as_u64().is_some(), "{limit} missing");
     }
-    assert!(core["collationAlgorithms"].as_array().unwrap().contains(&json!("i;unicode-casemap")));
+    assert!(
+        core["collationAlgorithms"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("i;unicode-casemap"))
+    );
     assert_eq!(session["username"], "alice");
     let accounts = session["accounts"].as_object().unwrap();
     assert_eq!(accounts.len(), 1);
@@ -54,7 +71,10 @@ async fn the_session_lists_the_users_account_every_core_limit_and_the_url_templa
     // SES-09
     assert_eq!(session["apiUrl"], s.url("/jmap/api"));
     for (key, vars) in [
-        ("downloadUrl", &["{accountId}", "{blobId}", "{type}", "{name}"][..]),
+        (
+            "downloadUrl",
+            &["{accountId}", "{blobId}", "{type}", "{name}"][..],
+        ),
         ("uploadUrl", &["{accountId}"][..]),
         ("eventSourceUrl", &["{types}", "{closeafter}", "{ping}"][..]),
     ] {
@@ -65,7 +85,10 @@ async fn the_session_lists_the_users_account_every_core_limit_and_the_url_templa
         }
     }
     assert!(session["state"].as_str().is_some_and(|st| !st.is_empty()));
-    assert!(session["primaryAccounts"].get(CORE).is_none(), "SES-07: core is not a primary account key");
+    assert!(
+        session["primaryAccounts"].get(CORE).is_none(),
+        "SES-07: core is not a primary account key"
+    );
 }
 
 #[actix_web::test]
@@ -80,13 +103,31 @@ async fn the_well_known_url_redirects_to_the_session() {
 async fn requests_without_valid_credentials_get_401_with_both_challenges() {
     let s = TestServer::start().await;
     s.add_user("alice", "right");
-    for auth in [Auth::None, Auth::basic("alice", "wrong"), Auth::basic("nobody", "right"), Auth::Bearer("hrd_nope_nope".into())] {
-        for a in [s.get("/jmap/session", &auth).await, s.api(&auth, echo_request(json!([]))).await] {
+    for auth in [
+        Auth::None,
+        Auth::basic("alice", "wrong"),
+        Auth::basic("nobody", "right"),
+        Auth::Bearer("hrd_nope_nope".into()),
+    ] {
+        for a in [
+            s.get("/jmap/session", &auth).await,
+            s.api(&auth, echo_request(json!([]))).await,
+        ] {
             assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{auth:?}");
             assert_eq!(a.content_type, "application/problem+json");
-            let challenges: Vec<_> = a.headers.get_all("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).collect();
-            assert!(challenges.iter().any(|c| c.starts_with("Basic")), "{challenges:?}");
-            assert!(challenges.iter().any(|c| c.starts_with("Bearer")), "{challenges:?}");
+            let challenges: Vec<_> = a
+                .headers
+                .get_all("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            assert!(
+                challenges.iter().any(|c| c.starts_with("Basic")),
+                "{challenges:?}"
+            );
+            assert!(
+                challenges.iter().any(|c| c.starts_with("Bearer")),
+                "{challenges:?}"
+            );
         }
     }
 }
@@ -98,9 +139,15 @@ async fn a_bearer_token_works_until_it_is_revoked() {
     let (id, token) = herald::store::tokens::create(&mut s.store.conn().unwrap(), "alice").unwrap();
     let bearer = Auth::Bearer(token);
     let a = s.get("/jmap/session", &bearer).await;
-    assert_eq!((a.status, a.body["username"].clone()), (StatusCode::OK, json!("alice")));
+    assert_eq!(
+        (a.status, a.body["username"].clone()),
+        (StatusCode::OK, json!("alice"))
+    );
     herald::store::tokens::revoke(&mut s.store.conn().unwrap(), &id).unwrap();
-    assert_eq!(s.get("/jmap/session", &bearer).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.get("/jmap/session", &bearer).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[actix_web::test]
@@ -108,12 +155,19 @@ async fn a_changed_password_and_a_removed_user_take_effect_at_once_despite_the_c
     let s = TestServer::start().await;
     let old = s.add_user("alice", "old-password");
     assert_eq!(s.get("/jmap/session", &old).await.status, StatusCode::OK); // now cached
-    herald::store::users::set_password(&mut s.store.conn().unwrap(), "alice", "new-password").unwrap();
-    assert_eq!(s.get("/jmap/session", &old).await.status, StatusCode::UNAUTHORIZED);
+    herald::store::users::set_password(&mut s.store.conn().unwrap(), "alice", "new-password")
+        .unwrap();
+    assert_eq!(
+        s.get("/jmap/session", &old).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let new = Auth::basic("alice", "new-password");
     assert_eq!(s.get("/jmap/session", &new).await.status, StatusCode::OK);
     herald::store::users::remove(&mut s.store.conn().unwrap(), "alice").unwrap();
-    assert_eq!(s.get("/jmap/session", &new).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.get("/jmap/session", &new).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[actix_web::test]
@@ -122,10 +176,15 @@ async fn core_echo_returns_its_arguments_unchanged_with_the_session_state() {
     let alice = s.add_user("alice", "pw");
     let session = s.get("/jmap/session", &alice).await.body;
     let args = json!({"hello": true, "high": [1, 2, {"x": null}], "text": "ünïcødé"});
-    let a = s.api(&alice, echo_request(json!([["Core/echo", args, "c1"]]))).await;
+    let a = s
+        .api(&alice, echo_request(json!([["Core/echo", args, "c1"]])))
+        .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.content_type, "application/json");
-    assert_eq!(a.body["methodResponses"], json!([["Core/echo", args, "c1"]])); // REQ-12
+    assert_eq!(
+        a.body["methodResponses"],
+        json!([["Core/echo", args, "c1"]])
+    ); // REQ-12
     assert_eq!(a.body["sessionState"], session["state"]); // SES-10
     assert!(a.body.get("createdIds").is_none()); // REQ-06
 }
@@ -145,7 +204,10 @@ async fn later_calls_take_their_arguments_from_earlier_results_by_reference() {
             ]),
         )
         .await;
-    assert_eq!(r[1], json!(["Core/echo", {"ids": ["e1", "e2", "e3"], "keep": 1}, "b"])); // REF-05
+    assert_eq!(
+        r[1],
+        json!(["Core/echo", {"ids": ["e1", "e2", "e3"], "keep": 1}, "b"])
+    ); // REF-05
     assert_eq!(r[2], json!(["Core/echo", {"first": "e1"}, "c"]));
 }
 
@@ -168,7 +230,15 @@ async fn broken_references_and_unknown_methods_are_method_errors_and_the_request
             ]),
         )
         .await;
-    let types: Vec<_> = r.iter().map(|i| (i[0].as_str().unwrap().to_owned(), i[1]["type"].as_str().unwrap_or("").to_owned())).collect();
+    let types: Vec<_> = r
+        .iter()
+        .map(|i| {
+            (
+                i[0].as_str().unwrap().to_owned(),
+                i[1]["type"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
     assert_eq!(
         types,
         vec![
@@ -199,33 +269,91 @@ async fn each_request_level_error_is_problem_json_with_its_type() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
     // RLE-03: wrong content type, broken JSON, duplicate names (I-JSON), not UTF-8
-    assert_problem(&s.post_raw("/jmap/api", &alice, "text/plain", b"{}".to_vec()).await, "notJSON").await;
-    assert_problem(&s.post_raw("/jmap/api", &alice, "application/json", b"{\"using\":".to_vec()).await, "notJSON").await;
+    assert_problem(
+        &s.post_raw("/jmap/api", &alice, "text/plain", b"{}".to_vec())
+            .await,
+        "notJSON",
+    )
+    .await;
+    assert_problem(
+        &s.post_raw(
+            "/jmap/api",
+            &alice,
+            "application/json",
+            b"{\"using\":".to_vec(),
+        )
+        .await,
+        "notJSON",
+    )
+    .await;
     let dup = br#"{"using":[],"methodCalls":[],"using":[]}"#.to_vec();
-    assert_problem(&s.post_raw("/jmap/api", &alice, "application/json", dup).await, "notJSON").await;
-    assert_problem(&s.post_raw("/jmap/api", &alice, "application/json", b"\"\xff\"".to_vec()).await, "notJSON").await;
+    assert_problem(
+        &s.post_raw("/jmap/api", &alice, "application/json", dup)
+            .await,
+        "notJSON",
+    )
+    .await;
+    assert_problem(
+        &s.post_raw(
+            "/jmap/api",
+            &alice,
+            "application/json",
+            b"\"\xff\"".to_vec(),
+        )
+        .await,
+        "notJSON",
+    )
+    .await;
     // RLE-04
-    for body in [json!([]), json!({"using": [CORE]}), json!({"using": [CORE], "methodCalls": [["Core/echo", {}]]}), json!({"using": "x", "methodCalls": []})] {
+    for body in [
+        json!([]),
+        json!({"using": [CORE]}),
+        json!({"using": [CORE], "methodCalls": [["Core/echo", {}]]}),
+        json!({"using": "x", "methodCalls": []}),
+    ] {
         assert_problem(&s.api(&alice, body).await, "notRequest").await;
     }
     // RLE-02
-    let a = s.api(&alice, json!({"using": [CORE, "https://example.com/nope"], "methodCalls": []})).await;
+    let a = s
+        .api(
+            &alice,
+            json!({"using": [CORE, "https://example.com/nope"], "methodCalls": []}),
+        )
+        .await;
     assert_problem(&a, "unknownCapability").await;
     // charset parameter on the content type is fine
-    let ok = s.post_raw("/jmap/api", &alice, "application/json; charset=utf-8", echo_request(json!([])).to_string().into_bytes()).await;
+    let ok = s
+        .post_raw(
+            "/jmap/api",
+            &alice,
+            "application/json; charset=utf-8",
+            echo_request(json!([])).to_string().into_bytes(),
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::OK);
 }
 
 #[actix_web::test]
 async fn registered_capabilities_are_ignored_by_default_and_refused_when_strict() {
-    let using = json!([CORE, "urn:ietf:params:jmap:contacts", "urn:ietf:params:jmap:calendars"]);
+    let using = json!([
+        CORE,
+        "urn:ietf:params:jmap:contacts",
+        "urn:ietf:params:jmap:calendars"
+    ]);
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
-    let a = s.api(&alice, json!({"using": using, "methodCalls": [["Core/echo", {}, "1"]]})).await;
+    let a = s
+        .api(
+            &alice,
+            json!({"using": using, "methodCalls": [["Core/echo", {}, "1"]]}),
+        )
+        .await;
     assert_eq!(a.status, StatusCode::OK);
     let strict = TestServer::start_with(|c| c.jmap.strict_using = true).await;
     let alice = strict.add_user("alice", "pw");
-    let a = strict.api(&alice, json!({"using": using, "methodCalls": []})).await;
+    let a = strict
+        .api(&alice, json!({"using": using, "methodCalls": []}))
+        .await;
     assert_problem(&a, "unknownCapability").await;
 }
 
@@ -240,7 +368,9 @@ async fn limits_on_calls_and_request_size_are_enforced_and_named() {
     let session = s.get("/jmap/session", &alice).await.body;
     assert_eq!(session["capabilities"][CORE]["maxCallsInRequest"], 3);
     assert_eq!(session["capabilities"][CORE]["maxSizeRequest"], 2000);
-    let calls: Vec<Value> = (0..4).map(|i| json!(["Core/echo", {}, i.to_string()])).collect();
+    let calls: Vec<Value> = (0..4)
+        .map(|i| json!(["Core/echo", {}, i.to_string()]))
+        .collect();
     let a = s.api(&alice, echo_request(json!(calls))).await;
     assert_problem(&a, "limit").await;
     assert_eq!(a.body["limit"], "maxCallsInRequest"); // RLE-05
@@ -285,7 +415,11 @@ async fn a_user_cannot_run_more_requests_at_once_than_max_concurrent_requests() 
     use tokio::io::AsyncReadExt;
     while !String::from_utf8_lossy(&reply).contains("\"held\"") {
         let n = held.read(&mut buf).await.unwrap();
-        assert!(n > 0, "connection closed early: {}", String::from_utf8_lossy(&reply));
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(&reply)
+        );
         reply.extend_from_slice(&buf[..n]);
     }
     assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));

@@ -10,21 +10,33 @@ use crate::jmap::error::RequestError;
 use crate::jmap::request::parse_request;
 
 /// `POST /jmap/api`
-pub async fn post_api(state: web::Data<AppState>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
+pub async fn post_api(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> HttpResponse {
     let principal = match auth::authenticate(&state, &req).await {
         Ok(p) => p,
         Err(response) => return response,
     };
     let limits = &state.server.limits;
     // RFC 8620 §3.6.1: limits are checked before anything runs.
-    let Some(_slot) = state.requests.try_acquire(&principal.user_id, limits.max_concurrent_requests) else {
+    let Some(_slot) = state
+        .requests
+        .try_acquire(&principal.user_id, limits.max_concurrent_requests)
+    else {
         return problem::request_error(&RequestError::limit(
             "maxConcurrentRequests",
-            format!("at most {} requests may run at once", limits.max_concurrent_requests),
+            format!(
+                "at most {} requests may run at once",
+                limits.max_concurrent_requests
+            ),
         ));
     };
     if !is_json(&req) {
-        return problem::request_error(&RequestError::not_json("the Content-Type must be application/json"));
+        return problem::request_error(&RequestError::not_json(
+            "the Content-Type must be application/json",
+        ));
     }
     let body = match read_body(&req, &mut payload, limits.max_size_request).await {
         Ok(body) => body,
@@ -34,7 +46,11 @@ pub async fn post_api(state: web::Data<AppState>, req: HttpRequest, mut payload:
         Ok(r) => r,
         Err(e) => return problem::request_error(&e),
     };
-    match state.dispatcher.send(RunRequest { principal, request }).await {
+    match state
+        .dispatcher
+        .send(RunRequest { principal, request })
+        .await
+    {
         Ok(Ok(Ok(response))) => HttpResponse::Ok()
             .content_type("application/json")
             .body(serde_json::Value::Object(response.to_json()).to_string()),
@@ -53,7 +69,11 @@ fn is_json(req: &HttpRequest) -> bool {
 }
 
 /// Reads the body, refusing more than `max` octets with a `maxSizeRequest` limit error.
-async fn read_body(req: &HttpRequest, payload: &mut web::Payload, max: u64) -> Result<Vec<u8>, HttpResponse> {
+async fn read_body(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    max: u64,
+) -> Result<Vec<u8>, HttpResponse> {
     let too_large = || {
         problem::request_error(&RequestError::limit(
             "maxSizeRequest",
@@ -70,7 +90,12 @@ async fn read_body(req: &HttpRequest, payload: &mut web::Payload, max: u64) -> R
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0).min(max) as usize);
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| problem::status(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            problem::status(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        })?;
         if (body.len() + chunk.len()) as u64 > max {
             return Err(too_large());
         }

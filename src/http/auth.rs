@@ -17,10 +17,15 @@ pub fn credentials(req: &HttpRequest) -> Option<Credentials> {
     let (scheme, value) = header.trim().split_once(' ')?;
     let value = value.trim();
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(value).ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (user, password) = decoded.split_once(':')?;
-        Some(Credentials::Basic { user: user.to_owned(), password: password.to_owned() })
+        Some(Credentials::Basic {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        })
     } else if scheme.eq_ignore_ascii_case("bearer") {
         Some(Credentials::Bearer(value.to_owned()))
     } else {
@@ -34,7 +39,9 @@ pub fn unauthorized(detail: &str) -> HttpResponse {
     let headers = response.headers_mut();
     headers.append(
         actix_web::http::header::WWW_AUTHENTICATE,
-        actix_web::http::header::HeaderValue::from_static("Basic realm=\"herald\", charset=\"UTF-8\""),
+        actix_web::http::header::HeaderValue::from_static(
+            "Basic realm=\"herald\", charset=\"UTF-8\"",
+        ),
     );
     headers.append(
         actix_web::http::header::WWW_AUTHENTICATE,
@@ -47,7 +54,9 @@ pub fn unauthorized(detail: &str) -> HttpResponse {
 /// cannot be reached).
 pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Principal, HttpResponse> {
     let Some(credentials) = credentials(req) else {
-        return Err(unauthorized("authentication required: use HTTP Basic or a Bearer token"));
+        return Err(unauthorized(
+            "authentication required: use HTTP Basic or a Bearer token",
+        ));
     };
     match state.dispatcher.send(Authenticate(credentials)).await {
         Ok(Ok(Some(principal))) => Ok(principal),
@@ -64,12 +73,27 @@ mod tests {
 
     #[test]
     fn basic_and_bearer_headers_are_read_and_garbage_is_not() {
-        let req = TestRequest::default().insert_header((AUTHORIZATION, "Basic YWxpY2U6czNjcjN0OjQy")).to_http_request();
-        assert_eq!(credentials(&req), Some(Credentials::Basic { user: "alice".into(), password: "s3cr3t:42".into() }));
-        let req = TestRequest::default().insert_header((AUTHORIZATION, "bearer hrd_x_y")).to_http_request();
-        assert_eq!(credentials(&req), Some(Credentials::Bearer("hrd_x_y".into())));
+        let req = TestRequest::default()
+            .insert_header((AUTHORIZATION, "Basic YWxpY2U6czNjcjN0OjQy"))
+            .to_http_request();
+        assert_eq!(
+            credentials(&req),
+            Some(Credentials::Basic {
+                user: "alice".into(),
+                password: "s3cr3t:42".into()
+            })
+        );
+        let req = TestRequest::default()
+            .insert_header((AUTHORIZATION, "bearer hrd_x_y"))
+            .to_http_request();
+        assert_eq!(
+            credentials(&req),
+            Some(Credentials::Bearer("hrd_x_y".into()))
+        );
         for bad in ["Basic !!!", "Basic", "Digest abc", "Basic YWxpY2U="] {
-            let req = TestRequest::default().insert_header((AUTHORIZATION, bad)).to_http_request();
+            let req = TestRequest::default()
+                .insert_header((AUTHORIZATION, bad))
+                .to_http_request();
             assert_eq!(credentials(&req), None, "{bad}");
         }
     }

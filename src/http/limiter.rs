@@ -24,7 +24,10 @@ impl ConcurrencyLimiter {
             return None;
         }
         *n += 1;
-        Some(Slot { running: self.running.clone(), user: user.to_owned() })
+        Some(Slot {
+            running: self.running.clone(),
+            user: user.to_owned(),
+        })
     }
 }
 

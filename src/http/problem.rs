@@ -10,7 +10,10 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// A JMAP request-level error (RFC 8620 §3.6.1).
 pub fn request_error(e: &RequestError) -> HttpResponse {
-    respond(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_problem())
+    respond(
+        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+        e.to_problem(),
+    )
 }
 
 /// A problem that is not a JMAP request error: `about:blank` with the status's title.
@@ -29,7 +32,10 @@ pub fn status(status: StatusCode, detail: impl Into<String>) -> HttpResponse {
 /// A store or internal failure: logged, and reported without internals.
 pub fn internal(context: &str, error: impl std::fmt::Display) -> HttpResponse {
     log::error!("{context}: {error}");
-    status(StatusCode::SERVICE_UNAVAILABLE, format!("{context}: the server cannot answer now; try again"))
+    status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{context}: the server cannot answer now; try again"),
+    )
 }
 
 fn respond(status: StatusCode, body: Value) -> HttpResponse {

@@ -21,7 +21,10 @@ pub async fn get_session(state: web::Data<AppState>, req: HttpRequest) -> HttpRe
 /// `GET /.well-known/jmap` redirects to the session resource (RFC 8620 §2.2).
 pub async fn well_known(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::TemporaryRedirect()
-        .insert_header(("Location", format!("{}/jmap/session", state.server.base_url)))
+        .insert_header((
+            "Location",
+            format!("{}/jmap/session", state.server.base_url),
+        ))
         .insert_header(("Cache-Control", "no-cache, no-store, must-revalidate"))
         .finish()
 }

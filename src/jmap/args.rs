@@ -20,7 +20,8 @@ impl Id {
     pub fn is_valid(s: &str) -> bool {
         !s.is_empty()
             && s.len() <= 255
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }
 }
 
@@ -95,7 +96,9 @@ impl Arguments {
     /// A required argument that may not be `null`.
     pub fn required<T: DeserializeOwned>(&mut self, name: &str) -> Result<T, MethodError> {
         match self.map.remove(name) {
-            None | Some(Value::Null) => Err(MethodError::InvalidArguments(format!("{name} is required"))),
+            None | Some(Value::Null) => {
+                Err(MethodError::InvalidArguments(format!("{name} is required")))
+            }
             Some(v) => decode(name, v),
         }
     }
@@ -109,10 +112,16 @@ impl Arguments {
     }
 
     /// An argument with a default that is not `null`: absent gives the default, `null` is invalid.
-    pub fn defaulted<T: DeserializeOwned>(&mut self, name: &str, default: T) -> Result<T, MethodError> {
+    pub fn defaulted<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        default: T,
+    ) -> Result<T, MethodError> {
         match self.map.remove(name) {
             None => Ok(default),
-            Some(Value::Null) => Err(MethodError::InvalidArguments(format!("{name} may not be null"))),
+            Some(Value::Null) => Err(MethodError::InvalidArguments(format!(
+                "{name} may not be null"
+            ))),
             Some(v) => decode(name, v),
         }
     }
@@ -123,7 +132,10 @@ impl Arguments {
             return Ok(());
         }
         let names: Vec<&str> = self.map.keys().map(String::as_str).collect();
-        Err(MethodError::InvalidArguments(format!("unknown argument(s): {}", names.join(", "))))
+        Err(MethodError::InvalidArguments(format!(
+            "unknown argument(s): {}",
+            names.join(", ")
+        )))
     }
 
     /// Every remaining argument, unread.
@@ -152,16 +164,23 @@ mod tests {
             assert!(!Id::is_valid(bad), "{bad}");
         }
         let mut a = args(json!({"ids": ["ok", "not ok"]}));
-        assert_eq!(a.required::<Vec<Id>>("ids").unwrap_err().wire_type(), "invalidArguments");
+        assert_eq!(
+            a.required::<Vec<Id>>("ids").unwrap_err().wire_type(),
+            "invalidArguments"
+        );
     }
 
     #[test]
     fn integers_outside_the_safe_range_and_floats_are_rejected() {
-        let mut a = args(json!({"a": 9007199254740992u64, "b": 1.5, "c": -1, "d": 9007199254740991u64}));
+        let mut a =
+            args(json!({"a": 9007199254740992u64, "b": 1.5, "c": -1, "d": 9007199254740991u64}));
         assert!(a.required::<UnsignedInt>("a").is_err());
         assert!(a.required::<Int>("b").is_err());
         assert!(a.required::<UnsignedInt>("c").is_err());
-        assert_eq!(a.required::<UnsignedInt>("d").unwrap(), UnsignedInt(MAX_SAFE_INT as u64));
+        assert_eq!(
+            a.required::<UnsignedInt>("d").unwrap(),
+            UnsignedInt(MAX_SAFE_INT as u64)
+        );
     }
 
     #[test]
@@ -171,6 +190,9 @@ mod tests {
         assert!(a.defaulted("p", Int(0)).is_err());
         assert_eq!(a.defaulted("q", Int(3)).unwrap(), Int(3));
         let e = a.finish().unwrap_err();
-        assert_eq!(e, MethodError::InvalidArguments("unknown argument(s): extra".into()));
+        assert_eq!(
+            e,
+            MethodError::InvalidArguments("unknown argument(s): extra".into())
+        );
     }
 }

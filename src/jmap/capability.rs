@@ -74,7 +74,10 @@ mod tests {
     #[test]
     fn registered_but_unimplemented_capabilities_are_ignored_unless_strict() {
         let u = using(&[CORE, "urn:ietf:params:jmap:contacts"]);
-        assert_eq!(check_using(&u, &[CORE], false).unwrap(), BTreeSet::from([CORE]));
+        assert_eq!(
+            check_using(&u, &[CORE], false).unwrap(),
+            BTreeSet::from([CORE])
+        );
         assert!(check_using(&u, &[CORE], true).is_err());
     }
 

@@ -202,7 +202,11 @@ mod tests {
         }
     }
 
-    fn page(rows: Vec<ChangeRow>, max: usize, current: i64) -> Result<ChangesPage, CannotCalculate> {
+    fn page(
+        rows: Vec<ChangeRow>,
+        max: usize,
+        current: i64,
+    ) -> Result<ChangesPage, CannotCalculate> {
         let mut b = ChangesBuilder::new(max);
         for r in rows {
             if !b.push(r) {
@@ -225,7 +229,10 @@ mod tests {
     #[test]
     fn created_then_updated_is_reported_as_created_only() {
         let p = page(
-            vec![row(1, "a", ChangeOp::Created), row(2, "a", ChangeOp::Updated)],
+            vec![
+                row(1, "a", ChangeOp::Created),
+                row(2, "a", ChangeOp::Updated),
+            ],
             10,
             2,
         )
@@ -270,8 +277,14 @@ mod tests {
 
     #[test]
     fn a_single_write_larger_than_max_changes_cannot_be_calculated() {
-        let rows = vec![row(5, "a", ChangeOp::Created), row(5, "b", ChangeOp::Created)];
-        assert_eq!(page(rows, 1, 5), Err(CannotCalculate::WriteLargerThanMaxChanges));
+        let rows = vec![
+            row(5, "a", ChangeOp::Created),
+            row(5, "b", ChangeOp::Created),
+        ];
+        assert_eq!(
+            page(rows, 1, 5),
+            Err(CannotCalculate::WriteLargerThanMaxChanges)
+        );
     }
 
     #[test]
@@ -282,13 +295,22 @@ mod tests {
             row(3, "a", ChangeOp::Updated),
         ];
         let p = page(rows, 1, 3).unwrap();
-        assert_eq!((p.created.clone(), p.new_seq, p.has_more_changes), (vec!["a".to_owned()], 3, false));
+        assert_eq!(
+            (p.created.clone(), p.new_seq, p.has_more_changes),
+            (vec!["a".to_owned()], 3, false)
+        );
     }
 
     #[test]
     fn no_rows_means_the_current_state_and_nothing_more() {
         let p = page(vec![], 5, 7).unwrap();
-        assert_eq!(p, ChangesPage { new_seq: 7, ..Default::default() });
+        assert_eq!(
+            p,
+            ChangesPage {
+                new_seq: 7,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]

@@ -52,7 +52,10 @@ impl<C> MethodTable<C> {
         let mut methods = HashMap::with_capacity(specs.len());
         for spec in specs {
             let name = spec.name;
-            assert!(methods.insert(name, spec).is_none(), "method {name} listed twice");
+            assert!(
+                methods.insert(name, spec).is_none(),
+                "method {name} listed twice"
+            );
         }
         MethodTable { methods }
     }
@@ -82,7 +85,10 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// The checked account; only for methods declared with an [`AccountUse`] other than `None`.
     pub fn account_id(&self) -> &str {
-        self.account.as_ref().map(|a| a.account_id.as_str()).unwrap_or_default()
+        self.account
+            .as_ref()
+            .map(|a| a.account_id.as_str())
+            .unwrap_or_default()
     }
 
     /// Resolves a creation-id reference (`#cid`) to the id it created; other ids are returned as
@@ -109,7 +115,10 @@ pub fn run_request<C>(
     if request.method_calls.len() as u64 > max_calls {
         return Err(RequestError::limit(
             "maxCallsInRequest",
-            format!("the request has {} method calls; the limit is {max_calls}", request.method_calls.len()),
+            format!(
+                "the request has {} method calls; the limit is {max_calls}",
+                request.method_calls.len()
+            ),
         ));
     }
     let client_sent_created_ids = request.created_ids.is_some();
@@ -117,9 +126,22 @@ pub fn run_request<C>(
     let mut responses: Vec<Invocation> = Vec::with_capacity(request.method_calls.len());
     for invocation in request.method_calls {
         let call_id = invocation.call_id.clone();
-        match run_call(table, ctx, principal, server, &enabled, invocation, &responses, &mut created_ids) {
+        match run_call(
+            table,
+            ctx,
+            principal,
+            server,
+            &enabled,
+            invocation,
+            &responses,
+            &mut created_ids,
+        ) {
             Ok((name, arguments, implicit)) => {
-                responses.push(Invocation { name: name.to_owned(), arguments, call_id });
+                responses.push(Invocation {
+                    name: name.to_owned(),
+                    arguments,
+                    call_id,
+                });
                 responses.extend(implicit);
             }
             Err(error) => {
@@ -127,7 +149,11 @@ pub fn run_request<C>(
                     Value::Object(m) => m,
                     _ => Map::new(),
                 };
-                responses.push(Invocation { name: "error".into(), arguments, call_id });
+                responses.push(Invocation {
+                    name: "error".into(),
+                    arguments,
+                    call_id,
+                });
             }
         }
     }
@@ -155,17 +181,32 @@ fn run_call<C>(
     let spec = table
         .get(&invocation.name)
         .filter(|spec| enabled.contains(spec.capability))
-        .ok_or_else(|| MethodError::UnknownMethod(format!("{} is not a method of the capabilities in \"using\"", invocation.name)))?;
+        .ok_or_else(|| {
+            MethodError::UnknownMethod(format!(
+                "{} is not a method of the capabilities in \"using\"",
+                invocation.name
+            ))
+        })?;
     let mut arguments = resolve_references(invocation.arguments, responses)?;
     let account = match spec.account {
         AccountUse::None => None,
         use_ => {
             let account_id = match arguments.remove("accountId") {
                 Some(Value::String(id)) => id,
-                Some(_) => return Err(MethodError::InvalidArguments("accountId must be a string".into())),
-                None => return Err(MethodError::InvalidArguments("accountId is required".into())),
+                Some(_) => {
+                    return Err(MethodError::InvalidArguments(
+                        "accountId must be a string".into(),
+                    ));
+                }
+                None => {
+                    return Err(MethodError::InvalidArguments(
+                        "accountId is required".into(),
+                    ));
+                }
             };
-            let access = principal.account(&account_id).ok_or(MethodError::AccountNotFound)?;
+            let access = principal
+                .account(&account_id)
+                .ok_or(MethodError::AccountNotFound)?;
             if !server.account_has(access, spec.capability) {
                 return Err(MethodError::AccountNotSupportedByMethod);
             }
@@ -191,7 +232,10 @@ fn run_call<C>(
         Ok(Err(e)) => Err(e),
         Err(_) => {
             log::error!("method {} panicked", spec.name);
-            Err(MethodError::ServerFail(format!("{} failed unexpectedly", spec.name)))
+            Err(MethodError::ServerFail(format!(
+                "{} failed unexpectedly",
+                spec.name
+            )))
         }
     }
 }
@@ -217,8 +261,12 @@ mod tests {
     fn write(log: &mut Log, call: &mut Call<'_>) -> Result<Map<String, Value>, MethodError> {
         log.0.push(call.account_id().to_owned());
         call.created_ids.insert("k".into(), "id1".into());
-        call.implicit.push(Invocation::new("Thing/implicit", Map::new(), call.call_id));
-        Ok(json!({"accountId": call.account_id()}).as_object().unwrap().clone())
+        call.implicit
+            .push(Invocation::new("Thing/implicit", Map::new(), call.call_id));
+        Ok(json!({"accountId": call.account_id()})
+            .as_object()
+            .unwrap()
+            .clone())
     }
 
     fn boom(_: &mut Log, _: &mut Call<'_>) -> Result<Map<String, Value>, MethodError> {
@@ -227,18 +275,45 @@ mod tests {
 
     fn table() -> MethodTable<Log> {
         MethodTable::new(vec![
-            MethodSpec { name: "Core/echo", capability: CORE, account: AccountUse::None, handler: echo },
-            MethodSpec { name: "Thing/set", capability: TEST_CAP, account: AccountUse::Write, handler: write },
-            MethodSpec { name: "Thing/boom", capability: TEST_CAP, account: AccountUse::None, handler: boom },
+            MethodSpec {
+                name: "Core/echo",
+                capability: CORE,
+                account: AccountUse::None,
+                handler: echo,
+            },
+            MethodSpec {
+                name: "Thing/set",
+                capability: TEST_CAP,
+                account: AccountUse::Write,
+                handler: write,
+            },
+            MethodSpec {
+                name: "Thing/boom",
+                capability: TEST_CAP,
+                account: AccountUse::None,
+                handler: boom,
+            },
         ])
     }
 
     fn fixture() -> (Principal, ServerInfo) {
-        let access = |id: &str, ro: bool| AccountAccess { account_id: id.into(), name: id.into(), is_personal: !ro, read_only: ro };
-        let principal = Principal { user_id: "u".into(), username: "u".into(), accounts: vec![access("A", false), access("R", true)] };
+        let access = |id: &str, ro: bool| AccountAccess {
+            account_id: id.into(),
+            name: id.into(),
+            is_personal: !ro,
+            read_only: ro,
+        };
+        let principal = Principal {
+            user_id: "u".into(),
+            username: "u".into(),
+            accounts: vec![access("A", false), access("R", true)],
+        };
         let server = ServerInfo::new(
             "http://h",
-            Limits { max_calls_in_request: 4, ..Limits::default() },
+            Limits {
+                max_calls_in_request: 4,
+                ..Limits::default()
+            },
             BTreeMap::from([(TEST_CAP, json!({}))]),
             BTreeMap::from([(TEST_CAP, json!({}))]),
             false,
@@ -253,13 +328,31 @@ mod tests {
     }
 
     fn names(r: &Response) -> Vec<(String, String)> {
-        r.method_responses.iter().map(|i| (i.name.clone(), i.arguments.get("type").and_then(Value::as_str).unwrap_or("").to_owned())).collect()
+        r.method_responses
+            .iter()
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    i.arguments
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                )
+            })
+            .collect()
     }
 
     #[test]
     fn methods_outside_using_are_unknown_and_later_calls_still_run() {
         let r = run(json!({"using": [CORE], "methodCalls": [["Thing/set", {"accountId": "A"}, "1"], ["Core/echo", {"x": 1}, "2"]]})).unwrap();
-        assert_eq!(names(&r), vec![("error".into(), "unknownMethod".into()), ("Core/echo".into(), "".into())]);
+        assert_eq!(
+            names(&r),
+            vec![
+                ("error".into(), "unknownMethod".into()),
+                ("Core/echo".into(), "".into())
+            ]
+        );
         assert_eq!(r.method_responses[1].arguments["x"], 1);
     }
 
@@ -270,16 +363,26 @@ mod tests {
             ["Thing/set", {"accountId": "nope"}, "2"],
             ["Thing/set", {"accountId": "R"}, "3"],
             ["Thing/set", {"accountId": "A"}, "4"],
-        ]})).unwrap();
-        assert_eq!(names(&r), vec![
-            ("error".into(), "invalidArguments".into()),
-            ("error".into(), "accountNotFound".into()),
-            ("error".into(), "accountReadOnly".into()),
-            ("Thing/set".into(), "".into()),
-            ("Thing/implicit".into(), "".into()),
-        ]);
-        assert_eq!(r.method_responses[4].call_id, "4", "implicit responses share the call id");
-        assert!(r.created_ids.is_none(), "no createdIds unless the client sent some");
+        ]}))
+        .unwrap();
+        assert_eq!(
+            names(&r),
+            vec![
+                ("error".into(), "invalidArguments".into()),
+                ("error".into(), "accountNotFound".into()),
+                ("error".into(), "accountReadOnly".into()),
+                ("Thing/set".into(), "".into()),
+                ("Thing/implicit".into(), "".into()),
+            ]
+        );
+        assert_eq!(
+            r.method_responses[4].call_id, "4",
+            "implicit responses share the call id"
+        );
+        assert!(
+            r.created_ids.is_none(),
+            "no createdIds unless the client sent some"
+        );
     }
 
     #[test]
@@ -307,7 +410,9 @@ mod tests {
 
     #[test]
     fn too_many_calls_is_a_request_level_limit() {
-        let calls: Vec<Value> = (0..5).map(|i| json!(["Core/echo", {}, i.to_string()])).collect();
+        let calls: Vec<Value> = (0..5)
+            .map(|i| json!(["Core/echo", {}, i.to_string()]))
+            .collect();
         let e = run(json!({"using": [CORE], "methodCalls": calls})).unwrap_err();
         assert_eq!(e.to_problem()["limit"], "maxCallsInRequest");
     }

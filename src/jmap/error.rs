@@ -23,16 +23,28 @@ pub struct RequestError {
 
 impl RequestError {
     pub fn not_json(detail: impl Into<String>) -> Self {
-        RequestError { kind: RequestErrorKind::NotJson, detail: detail.into() }
+        RequestError {
+            kind: RequestErrorKind::NotJson,
+            detail: detail.into(),
+        }
     }
     pub fn not_request(detail: impl Into<String>) -> Self {
-        RequestError { kind: RequestErrorKind::NotRequest, detail: detail.into() }
+        RequestError {
+            kind: RequestErrorKind::NotRequest,
+            detail: detail.into(),
+        }
     }
     pub fn unknown_capability(detail: impl Into<String>) -> Self {
-        RequestError { kind: RequestErrorKind::UnknownCapability, detail: detail.into() }
+        RequestError {
+            kind: RequestErrorKind::UnknownCapability,
+            detail: detail.into(),
+        }
     }
     pub fn limit(limit: &'static str, detail: impl Into<String>) -> Self {
-        RequestError { kind: RequestErrorKind::Limit(limit), detail: detail.into() }
+        RequestError {
+            kind: RequestErrorKind::Limit(limit),
+            detail: detail.into(),
+        }
     }
 
     /// The problem `type` URI.
@@ -173,7 +185,13 @@ mod tests {
     #[test]
     fn method_errors_use_bare_type_names() {
         let v = MethodError::InvalidArguments("ids: not an array".into()).to_arguments();
-        assert_eq!(v, json!({"type": "invalidArguments", "description": "ids: not an array"}));
-        assert_eq!(MethodError::AccountNotFound.to_arguments(), json!({"type": "accountNotFound"}));
+        assert_eq!(
+            v,
+            json!({"type": "invalidArguments", "description": "ids: not an array"})
+        );
+        assert_eq!(
+            MethodError::AccountNotFound.to_arguments(),
+            json!({"type": "accountNotFound"})
+        );
     }
 }

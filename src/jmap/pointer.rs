@@ -31,8 +31,13 @@ pub fn evaluate(root: &Value, pointer: &str) -> Result<Value, PointerError> {
     if pointer.is_empty() {
         return Ok(root.clone());
     }
-    let rest = pointer.strip_prefix('/').ok_or(PointerError::NoLeadingSlash)?;
-    let tokens = rest.split('/').map(unescape).collect::<Result<Vec<_>, _>>()?;
+    let rest = pointer
+        .strip_prefix('/')
+        .ok_or(PointerError::NoLeadingSlash)?;
+    let tokens = rest
+        .split('/')
+        .map(unescape)
+        .collect::<Result<Vec<_>, _>>()?;
     evaluate_tokens(root, &tokens)
 }
 
@@ -71,7 +76,9 @@ fn evaluate_tokens(value: &Value, tokens: &[String]) -> Result<Value, PointerErr
         _ if token == "*" => Err(PointerError::WildcardOnNonArray),
         Value::Array(items) => {
             let index = parse_index(token)?;
-            let item = items.get(index).ok_or(PointerError::IndexOutOfRange(index))?;
+            let item = items
+                .get(index)
+                .ok_or(PointerError::IndexOutOfRange(index))?;
             evaluate_tokens(item, rest)
         }
         Value::Object(members) => {
@@ -92,7 +99,9 @@ fn parse_index(token: &str) -> Result<usize, PointerError> {
     if !valid {
         return Err(PointerError::BadIndex(token.to_owned()));
     }
-    token.parse().map_err(|_| PointerError::BadIndex(token.to_owned()))
+    token
+        .parse()
+        .map_err(|_| PointerError::BadIndex(token.to_owned()))
 }
 
 #[cfg(test)]
@@ -110,21 +119,45 @@ mod tests {
         assert_eq!(evaluate(&v, "/"), Ok(json!(3)));
         assert_eq!(evaluate(&v, ""), Ok(v.clone()));
         assert_eq!(evaluate(&v, "list"), Err(PointerError::NoLeadingSlash));
-        assert_eq!(evaluate(&v, "/list/2"), Err(PointerError::IndexOutOfRange(2)));
-        assert_eq!(evaluate(&v, "/list/01"), Err(PointerError::BadIndex("01".into())));
-        assert_eq!(evaluate(&v, "/list/-"), Err(PointerError::BadIndex("-".into())));
-        assert_eq!(evaluate(&v, "/nope"), Err(PointerError::MissingMember("nope".into())));
-        assert_eq!(evaluate(&v, "/m~2n"), Err(PointerError::BadEscape("m~2n".into())));
+        assert_eq!(
+            evaluate(&v, "/list/2"),
+            Err(PointerError::IndexOutOfRange(2))
+        );
+        assert_eq!(
+            evaluate(&v, "/list/01"),
+            Err(PointerError::BadIndex("01".into()))
+        );
+        assert_eq!(
+            evaluate(&v, "/list/-"),
+            Err(PointerError::BadIndex("-".into()))
+        );
+        assert_eq!(
+            evaluate(&v, "/nope"),
+            Err(PointerError::MissingMember("nope".into()))
+        );
+        assert_eq!(
+            evaluate(&v, "/m~2n"),
+            Err(PointerError::BadEscape("m~2n".into()))
+        );
     }
 
     #[test]
     fn a_star_maps_over_an_array_and_flattens_one_level() {
         // RFC 8620 §3.7's example: Thread/get → /list/*/emailIds
         let v = json!({"list": [{"id": "t1", "emailIds": ["e1", "e2"]}, {"id": "t2", "emailIds": ["e3"]}]});
-        assert_eq!(evaluate(&v, "/list/*/emailIds"), Ok(json!(["e1", "e2", "e3"])));
+        assert_eq!(
+            evaluate(&v, "/list/*/emailIds"),
+            Ok(json!(["e1", "e2", "e3"]))
+        );
         assert_eq!(evaluate(&v, "/list/*/id"), Ok(json!(["t1", "t2"])));
-        assert_eq!(evaluate(&json!({"a": {"b": 1}}), "/a/*"), Err(PointerError::WildcardOnNonArray));
-        assert_eq!(evaluate(&json!({"x": [[1, [2]], [3]]}), "/x/*"), Ok(json!([1, [2], 3])));
+        assert_eq!(
+            evaluate(&json!({"a": {"b": 1}}), "/a/*"),
+            Err(PointerError::WildcardOnNonArray)
+        );
+        assert_eq!(
+            evaluate(&json!({"x": [[1, [2]], [3]]}), "/x/*"),
+            Ok(json!([1, [2], 3]))
+        );
     }
 
     /// A second, independent evaluator: walks a frontier of values, widening it at each `*`, and
@@ -187,7 +220,8 @@ mod tests {
             Just("~0".to_owned()),
             Just("a~1b".to_owned()),
         ];
-        prop::collection::vec(token, 0..5).prop_map(|ts| ts.iter().map(|t| format!("/{t}")).collect())
+        prop::collection::vec(token, 0..5)
+            .prop_map(|ts| ts.iter().map(|t| format!("/{t}")).collect())
     }
 
     proptest! {

@@ -38,7 +38,10 @@ pub fn resolve_references(
 }
 
 /// Resolves one ResultReference object.
-pub fn resolve_reference(reference: &Value, responses: &[Invocation]) -> Result<Value, MethodError> {
+pub fn resolve_reference(
+    reference: &Value,
+    responses: &[Invocation],
+) -> Result<Value, MethodError> {
     let invalid = |why: String| MethodError::InvalidResultReference(why);
     let obj = reference
         .as_object()
@@ -52,7 +55,11 @@ pub fn resolve_reference(reference: &Value, responses: &[Invocation]) -> Result<
     let response = responses
         .iter()
         .find(|r| r.call_id == result_of)
-        .ok_or_else(|| invalid(format!("no earlier response has method call id {result_of:?}")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "no earlier response has method call id {result_of:?}"
+            ))
+        })?;
     if response.name != name {
         return Err(invalid(format!(
             "the response to {result_of:?} is {:?}, not {name:?}",
@@ -102,24 +109,66 @@ mod tests {
         let reference = |of: &str, name: &str, path: &str| {
             args(json!({"#ids": {"resultOf": of, "name": name, "path": path}}))
         };
-        assert_eq!(err_type(resolve_references(reference("nope", "Email/query", "/ids"), &r)), "invalidResultReference");
-        assert_eq!(err_type(resolve_references(reference("q", "Email/get", "/ids"), &r)), "invalidResultReference");
-        assert_eq!(err_type(resolve_references(reference("bad", "Email/query", "/ids"), &r)), "invalidResultReference");
-        assert_eq!(err_type(resolve_references(reference("q", "Email/query", "/nope"), &r)), "invalidResultReference");
-        assert_eq!(err_type(resolve_references(reference("q", "Email/query", "ids"), &r)), "invalidResultReference");
-        assert_eq!(err_type(resolve_references(reference("q", "Email/query", "/ids/7"), &r)), "invalidResultReference");
-        assert_eq!(err_type(resolve_references(args(json!({"#ids": "q"})), &r)), "invalidResultReference");
+        assert_eq!(
+            err_type(resolve_references(
+                reference("nope", "Email/query", "/ids"),
+                &r
+            )),
+            "invalidResultReference"
+        );
+        assert_eq!(
+            err_type(resolve_references(reference("q", "Email/get", "/ids"), &r)),
+            "invalidResultReference"
+        );
+        assert_eq!(
+            err_type(resolve_references(
+                reference("bad", "Email/query", "/ids"),
+                &r
+            )),
+            "invalidResultReference"
+        );
+        assert_eq!(
+            err_type(resolve_references(
+                reference("q", "Email/query", "/nope"),
+                &r
+            )),
+            "invalidResultReference"
+        );
+        assert_eq!(
+            err_type(resolve_references(reference("q", "Email/query", "ids"), &r)),
+            "invalidResultReference"
+        );
+        assert_eq!(
+            err_type(resolve_references(
+                reference("q", "Email/query", "/ids/7"),
+                &r
+            )),
+            "invalidResultReference"
+        );
+        assert_eq!(
+            err_type(resolve_references(args(json!({"#ids": "q"})), &r)),
+            "invalidResultReference"
+        );
     }
 
     #[test]
     fn a_reference_and_a_plain_argument_of_the_same_name_are_invalid_arguments() {
-        let a = args(json!({"ids": [], "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}}));
-        assert_eq!(err_type(resolve_references(a, &responses())), "invalidArguments");
+        let a = args(
+            json!({"ids": [], "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}}),
+        );
+        assert_eq!(
+            err_type(resolve_references(a, &responses())),
+            "invalidArguments"
+        );
     }
 
     #[test]
     fn a_reference_may_resolve_to_null() {
-        let r = vec![Invocation::new("Mailbox/changes", args(json!({"updatedProperties": null})), "c")];
+        let r = vec![Invocation::new(
+            "Mailbox/changes",
+            args(json!({"updatedProperties": null})),
+            "c",
+        )];
         let out = resolve_references(
             args(json!({"#properties": {"resultOf": "c", "name": "Mailbox/changes", "path": "/updatedProperties"}})),
             &r,

@@ -16,8 +16,16 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    pub fn new(name: impl Into<String>, arguments: Map<String, Value>, call_id: impl Into<String>) -> Self {
-        Invocation { name: name.into(), arguments, call_id: call_id.into() }
+    pub fn new(
+        name: impl Into<String>,
+        arguments: Map<String, Value>,
+        call_id: impl Into<String>,
+    ) -> Self {
+        Invocation {
+            name: name.into(),
+            arguments,
+            call_id: call_id.into(),
+        }
     }
 
     /// The wire form, a three-element array.
@@ -41,10 +49,13 @@ pub struct Request {
 
 /// Parses an HTTP request body: strict I-JSON, then the Request type signature.
 pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
-    let value = parse_strict(body).map_err(|e| RequestError::not_json(format!("the body is not valid I-JSON: {e}")))?;
+    let value = parse_strict(body)
+        .map_err(|e| RequestError::not_json(format!("the body is not valid I-JSON: {e}")))?;
     match value {
         Value::Object(obj) => request_from_object(obj),
-        _ => Err(RequestError::not_request("the request is not a JSON object")),
+        _ => Err(RequestError::not_request(
+            "the request is not a JSON object",
+        )),
     }
 }
 
@@ -56,20 +67,37 @@ pub fn request_from_object(mut obj: Map<String, Value>) -> Result<Request, Reque
             .into_iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s),
-                _ => Err(RequestError::not_request("\"using\" must hold only strings")),
+                _ => Err(RequestError::not_request(
+                    "\"using\" must hold only strings",
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(RequestError::not_request("\"using\" must be an array of strings")),
+        Some(_) => {
+            return Err(RequestError::not_request(
+                "\"using\" must be an array of strings",
+            ));
+        }
         None => return Err(RequestError::not_request("the request has no \"using\"")),
     };
     let method_calls = match obj.remove("methodCalls") {
         Some(Value::Array(calls)) => calls
             .into_iter()
             .enumerate()
-            .map(|(i, call)| parse_invocation(call).map_err(|why| RequestError::not_request(format!("methodCalls[{i}]: {why}"))))
+            .map(|(i, call)| {
+                parse_invocation(call)
+                    .map_err(|why| RequestError::not_request(format!("methodCalls[{i}]: {why}")))
+            })
             .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(RequestError::not_request("\"methodCalls\" must be an array")),
-        None => return Err(RequestError::not_request("the request has no \"methodCalls\"")),
+        Some(_) => {
+            return Err(RequestError::not_request(
+                "\"methodCalls\" must be an array",
+            ));
+        }
+        None => {
+            return Err(RequestError::not_request(
+                "the request has no \"methodCalls\"",
+            ));
+        }
     };
     let created_ids = match obj.remove("createdIds") {
         None | Some(Value::Null) => None,
@@ -77,13 +105,23 @@ pub fn request_from_object(mut obj: Map<String, Value>) -> Result<Request, Reque
             map.into_iter()
                 .map(|(k, v)| match v {
                     Value::String(id) => Ok((k, id)),
-                    _ => Err(RequestError::not_request("\"createdIds\" values must be strings")),
+                    _ => Err(RequestError::not_request(
+                        "\"createdIds\" values must be strings",
+                    )),
                 })
                 .collect::<Result<HashMap<_, _>, _>>()?,
         ),
-        Some(_) => return Err(RequestError::not_request("\"createdIds\" must be an object")),
+        Some(_) => {
+            return Err(RequestError::not_request(
+                "\"createdIds\" must be an object",
+            ));
+        }
     };
-    Ok(Request { using, method_calls, created_ids })
+    Ok(Request {
+        using,
+        method_calls,
+        created_ids,
+    })
 }
 
 fn parse_invocation(call: Value) -> Result<Invocation, &'static str> {
@@ -94,9 +132,11 @@ fn parse_invocation(call: Value) -> Result<Invocation, &'static str> {
         return Err("an invocation has exactly three elements");
     };
     match (name, arguments, call_id) {
-        (Value::String(name), Value::Object(arguments), Value::String(call_id)) => {
-            Ok(Invocation { name, arguments, call_id })
-        }
+        (Value::String(name), Value::Object(arguments), Value::String(call_id)) => Ok(Invocation {
+            name,
+            arguments,
+            call_id,
+        }),
         _ => Err("an invocation is [String, Object, String]"),
     }
 }
@@ -115,11 +155,22 @@ impl Response {
         let mut out = Map::new();
         out.insert(
             "methodResponses".into(),
-            Value::Array(self.method_responses.iter().map(Invocation::to_json).collect()),
+            Value::Array(
+                self.method_responses
+                    .iter()
+                    .map(Invocation::to_json)
+                    .collect(),
+            ),
         );
-        out.insert("sessionState".into(), Value::String(self.session_state.clone()));
+        out.insert(
+            "sessionState".into(),
+            Value::String(self.session_state.clone()),
+        );
         if let Some(ids) = &self.created_ids {
-            let map = ids.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            let map = ids
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
             out.insert("createdIds".into(), Value::Object(map));
         }
         out
@@ -147,12 +198,27 @@ mod tests {
     #[test]
     fn malformed_json_is_not_json_and_wrong_shapes_are_not_request() {
         assert_eq!(kind("{"), RequestErrorKind::NotJson);
-        assert_eq!(kind(r#"{"using":[],"using":[]}"#), RequestErrorKind::NotJson);
+        assert_eq!(
+            kind(r#"{"using":[],"using":[]}"#),
+            RequestErrorKind::NotJson
+        );
         assert_eq!(kind("[]"), RequestErrorKind::NotRequest);
         assert_eq!(kind(r#"{"methodCalls":[]}"#), RequestErrorKind::NotRequest);
-        assert_eq!(kind(r#"{"using":[1],"methodCalls":[]}"#), RequestErrorKind::NotRequest);
-        assert_eq!(kind(r#"{"using":[],"methodCalls":[["a",{}]]}"#), RequestErrorKind::NotRequest);
-        assert_eq!(kind(r#"{"using":[],"methodCalls":[["a",[],"c"]]}"#), RequestErrorKind::NotRequest);
-        assert_eq!(kind(r#"{"using":[],"methodCalls":[],"createdIds":[]}"#), RequestErrorKind::NotRequest);
+        assert_eq!(
+            kind(r#"{"using":[1],"methodCalls":[]}"#),
+            RequestErrorKind::NotRequest
+        );
+        assert_eq!(
+            kind(r#"{"using":[],"methodCalls":[["a",{}]]}"#),
+            RequestErrorKind::NotRequest
+        );
+        assert_eq!(
+            kind(r#"{"using":[],"methodCalls":[["a",[],"c"]]}"#),
+            RequestErrorKind::NotRequest
+        );
+        assert_eq!(
+            kind(r#"{"using":[],"methodCalls":[],"createdIds":[]}"#),
+            RequestErrorKind::NotRequest
+        );
     }
 }

@@ -200,11 +200,23 @@ mod tests {
 
     #[test]
     fn the_session_state_changes_when_the_sessions_contents_change() {
-        let server = ServerInfo::new("http://h/", Limits::default(), BTreeMap::new(), BTreeMap::new(), false);
+        let server = ServerInfo::new(
+            "http://h/",
+            Limits::default(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+            false,
+        );
         let s1 = session_state(&server, &principal(false));
         assert_eq!(s1, session_state(&server, &principal(false)));
         assert_ne!(s1, session_state(&server, &principal(true)));
-        let other = ServerInfo::new("http://other", Limits::default(), BTreeMap::new(), BTreeMap::new(), false);
+        let other = ServerInfo::new(
+            "http://other",
+            Limits::default(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+            false,
+        );
         assert_ne!(s1, session_state(&other, &principal(false)));
         let obj = session_object(&server, &principal(false));
         assert_eq!(obj["state"], s1);

@@ -13,6 +13,10 @@ pub struct StateChanged {
 
 impl From<Committed> for StateChanged {
     fn from(c: Committed) -> Self {
-        StateChanged { account_id: c.account_id, seq: c.seq, types: c.types.into_iter().collect() }
+        StateChanged {
+            account_id: c.account_id,
+            seq: c.seq,
+            types: c.types.into_iter().collect(),
+        }
     }
 }

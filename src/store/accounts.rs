@@ -7,7 +7,10 @@ use super::{AnyConnection, StoreError};
 use crate::jmap::session::AccountAccess;
 
 /// Every account user `user_id` may read, own account first, then by name.
-pub fn access_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<AccountAccess>, StoreError> {
+pub fn access_for_user(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<AccountAccess>, StoreError> {
     let rows: Vec<(String, String, bool, bool)> = account_access::table
         .inner_join(accounts::table)
         .filter(account_access::user_id.eq(user_id))
@@ -17,7 +20,11 @@ pub fn access_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<Ac
             account_access::is_owner,
             account_access::may_write,
         ))
-        .order((account_access::is_owner.desc(), accounts::name.asc(), accounts::id.asc()))
+        .order((
+            account_access::is_owner.desc(),
+            accounts::name.asc(),
+            accounts::id.asc(),
+        ))
         .load(conn)?;
     Ok(rows
         .into_iter()

@@ -101,9 +101,14 @@ pub fn write<T>(
             .set(accounts::seq.eq(accounts::seq + 1))
             .execute(conn)?;
         if bumped == 0 {
-            return Err(Abort::Failed(StoreError::NotFound(format!("account {account_id}"))));
+            return Err(Abort::Failed(StoreError::NotFound(format!(
+                "account {account_id}"
+            ))));
         }
-        let seq: i64 = accounts::table.find(account_id).select(accounts::seq).first(conn)?;
+        let seq: i64 = accounts::table
+            .find(account_id)
+            .select(accounts::seq)
+            .first(conn)?;
         let mut txn = WriteTxn {
             conn,
             account_id: account_id.to_owned(),
@@ -157,7 +162,11 @@ pub fn write<T>(
 
 /// The current state of `data_type` in an account: the `seq` of its newest change, or the log's
 /// floor when the log holds none.
-pub fn type_state(conn: &mut AnyConnection, account_id: &str, data_type: &str) -> Result<i64, StoreError> {
+pub fn type_state(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    data_type: &str,
+) -> Result<i64, StoreError> {
     let newest: Option<i64> = change_log::table
         .filter(change_log::account_id.eq(account_id))
         .filter(change_log::data_type.eq(data_type))
@@ -217,9 +226,9 @@ pub fn changes_since(
             .filter(change_log::account_id.eq(account_id))
             .filter(change_log::data_type.eq(data_type))
             .filter(
-                change_log::seq
-                    .gt(after.0)
-                    .or(change_log::seq.eq(after.0).and(change_log::object_id.gt(&after.1))),
+                change_log::seq.gt(after.0).or(change_log::seq
+                    .eq(after.0)
+                    .and(change_log::object_id.gt(&after.1))),
             )
             .filter(change_log::seq.gt(since))
             .order((change_log::seq.asc(), change_log::object_id.asc()))
@@ -238,5 +247,7 @@ pub fn changes_since(
             break;
         }
     }
-    builder.finish(current).map_err(ChangesError::CannotCalculate)
+    builder
+        .finish(current)
+        .map_err(ChangesError::CannotCalculate)
 }

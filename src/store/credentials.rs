@@ -107,7 +107,10 @@ mod tests {
         assert!(!cache.verify("u", "wrong", &hash));
         assert!(!cache.verify("v", "right", &hash) || verify_password("right", &hash));
         let new_hash = hash_password("other").unwrap();
-        assert!(!cache.verify("u", "right", &new_hash), "a changed hash invalidates the entry");
+        assert!(
+            !cache.verify("u", "right", &new_hash),
+            "a changed hash invalidates the entry"
+        );
         assert!(cache.verify("u", "other", &new_hash));
     }
 }

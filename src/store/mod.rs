@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod changelog;
 pub mod connection;
+pub mod context;
 pub mod credentials;
 pub mod schema;
 pub mod tokens;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use changelog::{ChangeOp, Committed, WriteTxn, write};
 pub use connection::{AnyConnection, Pool, PooledConnection, StoreUrl};
+pub use context::StoreContext;
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]

@@ -20,9 +20,14 @@ pub struct User {
 /// `username`, so it is printable, without spaces, and at most 255 octets.
 pub fn validate_name(name: &str) -> Result<(), StoreError> {
     if name.is_empty() || name.len() > 255 {
-        return Err(StoreError::Invalid("a user name has 1 to 255 octets".into()));
+        return Err(StoreError::Invalid(
+            "a user name has 1 to 255 octets".into(),
+        ));
     }
-    if name.chars().any(|c| c == ':' || c.is_whitespace() || c.is_control()) {
+    if name
+        .chars()
+        .any(|c| c == ':' || c.is_whitespace() || c.is_control())
+    {
         return Err(StoreError::Invalid(
             "a user name has no ':', spaces or control characters".into(),
         ));
@@ -35,7 +40,9 @@ fn validate_password(password: &str) -> Result<(), StoreError> {
         return Err(StoreError::Invalid("the password is empty".into()));
     }
     if password.len() > 1024 {
-        return Err(StoreError::Invalid("the password is longer than 1024 octets".into()));
+        return Err(StoreError::Invalid(
+            "the password is longer than 1024 octets".into(),
+        ));
     }
     Ok(())
 }
@@ -46,7 +53,10 @@ pub fn create(conn: &mut AnyConnection, name: &str, password: &str) -> Result<Us
     validate_password(password)?;
     let hash = credentials::hash_password(password)?;
     conn.transaction(|conn| {
-        let taken: i64 = users::table.filter(users::name.eq(name)).count().get_result(conn)?;
+        let taken: i64 = users::table
+            .filter(users::name.eq(name))
+            .count()
+            .get_result(conn)?;
         if taken > 0 {
             return Err(StoreError::AlreadyExists(format!("user {name}")));
         }
@@ -89,7 +99,10 @@ pub fn create(conn: &mut AnyConnection, name: &str, password: &str) -> Result<Us
 
 /// Every user, by name.
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<User>, StoreError> {
-    Ok(users::table.order(users::name.asc()).select(User::as_select()).load(conn)?)
+    Ok(users::table
+        .order(users::name.asc())
+        .select(User::as_select())
+        .load(conn)?)
 }
 
 /// How many users exist.
@@ -107,7 +120,11 @@ pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<User>
 }
 
 /// Replaces a user's password. Takes effect at once: the credential cache checks the stored hash.
-pub fn set_password(conn: &mut AnyConnection, name: &str, password: &str) -> Result<(), StoreError> {
+pub fn set_password(
+    conn: &mut AnyConnection,
+    name: &str,
+    password: &str,
+) -> Result<(), StoreError> {
     validate_password(password)?;
     let hash = credentials::hash_password(password)?;
     let n = diesel::update(users::table.filter(users::name.eq(name)))

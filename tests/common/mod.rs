@@ -60,12 +60,19 @@ impl TestServer {
         config.server.workers = 1;
         config.server.shutdown_timeout_secs = 1;
         adjust(&mut config);
-        let store = Store::open(&config.store.url, herald::server::pool_size(&config)).expect("store");
+        let store =
+            Store::open(&config.store.url, herald::server::pool_size(&config)).expect("store");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let running = herald::server::start(&config, store.clone(), listener).expect("start");
         let handle = running.server.handle();
         actix_web::rt::spawn(running.server);
-        TestServer { base: running.base_url, store, config, handle, _dir: dir }
+        TestServer {
+            base: running.base_url,
+            store,
+            config,
+            handle,
+            _dir: dir,
+        }
     }
 
     /// Adds a user and returns Basic credentials for them.
@@ -86,19 +93,37 @@ impl TestServer {
     }
 
     /// POST a raw body with a content type.
-    pub async fn post_raw(&self, path: &str, auth: &Auth, content_type: &str, body: Vec<u8>) -> Answer {
-        let req = authorize(client().post(self.url(path)), auth).insert_header(("Content-Type", content_type));
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        auth: &Auth,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
+        let req = authorize(client().post(self.url(path)), auth)
+            .insert_header(("Content-Type", content_type));
         answer(req.send_body(body).await.expect("POST")).await
     }
 
     /// POST a JMAP request to the API.
     pub async fn api(&self, auth: &Auth, request: Value) -> Answer {
-        self.post_raw("/jmap/api", auth, "application/json", request.to_string().into_bytes()).await
+        self.post_raw(
+            "/jmap/api",
+            auth,
+            "application/json",
+            request.to_string().into_bytes(),
+        )
+        .await
     }
 
     /// POST a JMAP request and return its methodResponses, asserting HTTP 200.
     pub async fn call(&self, auth: &Auth, using: &[&str], calls: Value) -> Vec<Value> {
-        let a = self.api(auth, serde_json::json!({"using": using, "methodCalls": calls})).await;
+        let a = self
+            .api(
+                auth,
+                serde_json::json!({"using": using, "methodCalls": calls}),
+            )
+            .await;
         assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
         a.body["methodResponses"].as_array().unwrap().clone()
     }
@@ -110,7 +135,10 @@ impl TestServer {
 }
 
 pub fn client() -> awc::Client {
-    awc::Client::builder().disable_redirects().timeout(std::time::Duration::from_secs(30)).finish()
+    awc::Client::builder()
+        .disable_redirects()
+        .timeout(std::time::Duration::from_secs(30))
+        .finish()
 }
 
 pub fn authorize(req: awc::ClientRequest, auth: &Auth) -> awc::ClientRequest {
@@ -125,7 +153,12 @@ pub async fn answer<S>(mut res: awc::ClientResponse<S>) -> Answer
 where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
 {
-    let raw = res.body().limit(64 * 1024 * 1024).await.expect("body").to_vec();
+    let raw = res
+        .body()
+        .limit(64 * 1024 * 1024)
+        .await
+        .expect("body")
+        .to_vec();
     let content_type = res
         .headers()
         .get("content-type")
@@ -133,5 +166,11 @@ where
         .unwrap_or("")
         .to_owned();
     let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    Answer { status: res.status(), content_type, headers: res.headers().clone(), body, raw }
+    Answer {
+        status: res.status(),
+        content_type,
+        headers: res.headers().clone(),
+        body,
+        raw,
+    }
 }
