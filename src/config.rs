@@ -29,6 +29,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: Limits,
     pub jmap: JmapConfig,
+    pub push: PushConfig,
 }
 
 /// `[server]`
@@ -100,6 +101,67 @@ impl Default for AuthConfig {
 pub struct JmapConfig {
     /// Answer `unknownCapability` for every unsupported URN in `using`, registered or not.
     pub strict_using: bool,
+}
+
+/// `[push]`: PushSubscription limits and webhook delivery (RFC 8620 §7.2, docs/webhooks.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Allow plain `http` push URLs and hosts that resolve to loopback, private or other
+    /// non-global addresses. Off by default: it is an SSRF hole on a shared server.
+    pub allow_private_targets: bool,
+    /// Host names exempt from the address check (e.g. an internal push gateway); still https.
+    pub allowed_hosts: Vec<String>,
+    /// The latest `expires` a subscription may have, in seconds from now; also the default.
+    pub subscription_max_expires_secs: i64,
+    /// PushSubscriptions one user may have.
+    pub subscriptions_per_user: u64,
+    /// First retry delay after a failed webhook POST, in milliseconds; doubles per attempt.
+    pub retry_base_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_cap_ms: u64,
+    /// A delivery still failing this many seconds after it was queued is dropped.
+    pub give_up_secs: u64,
+    /// Timeout of one webhook POST, in seconds.
+    pub request_timeout_secs: u64,
+    /// The `TTL` header sent with every push (RFC 8030 §5.2), in seconds.
+    pub ttl_secs: u64,
+    /// How often the outbox is rescanned for rows queued elsewhere, in seconds.
+    pub outbox_poll_secs: u64,
+    /// Webhook POSTs in flight at once, over all subscriptions.
+    pub max_in_flight: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            allow_private_targets: false,
+            allowed_hosts: Vec::new(),
+            subscription_max_expires_secs: 7 * 24 * 3600,
+            subscriptions_per_user: 20,
+            retry_base_ms: 1000,
+            retry_cap_ms: 3_600_000,
+            give_up_secs: 3 * 24 * 3600,
+            request_timeout_secs: 30,
+            ttl_secs: 86_400,
+            outbox_poll_secs: 30,
+            max_in_flight: 64,
+        }
+    }
+}
+
+impl PushConfig {
+    /// The part of this section the JMAP methods enforce.
+    pub fn webhook_policy(&self) -> crate::jmap::push_subscription::WebhookPolicy {
+        crate::jmap::push_subscription::WebhookPolicy {
+            target: crate::push::target::TargetPolicy {
+                allow_private_targets: self.allow_private_targets,
+                allowed_hosts: self.allowed_hosts.clone(),
+            },
+            max_expires_secs: self.subscription_max_expires_secs,
+            max_per_user: self.subscriptions_per_user,
+        }
+    }
 }
 
 impl Config {
@@ -223,5 +285,11 @@ mod tests {
             defaults.auth.credential_cache_secs
         );
         assert_eq!(shipped.jmap.strict_using, defaults.jmap.strict_using);
+        assert_eq!(
+            shipped.push.webhook_policy(),
+            defaults.push.webhook_policy()
+        );
+        assert_eq!(shipped.push.retry_base_ms, defaults.push.retry_base_ms);
+        assert_eq!(shipped.push.ttl_secs, defaults.push.ttl_secs);
     }
 }

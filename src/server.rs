@@ -71,13 +71,15 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         "" => format!("http://{addr}"),
         url => url.trim_end_matches('/').to_owned(),
     };
-    let server_info = Arc::new(ServerInfo::new(
+    let mut server_info = ServerInfo::new(
         &base_url,
         config.limits.clone(),
         session_capabilities(config, &base_url),
         account_capabilities(config),
         config.jmap.strict_using,
-    ));
+    );
+    server_info.webhooks = config.push.webhook_policy();
+    let server_info = Arc::new(server_info);
     let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
         config.auth.credential_cache_secs,
     )));
@@ -85,8 +87,10 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         0 => default_dispatcher_threads(),
         n => n,
     };
+    let publishers =
+        vec![crate::push::webhook::WebhookSender::start(store.clone(), &config.push).recipient()];
     let dispatcher =
-        Dispatcher::start(threads, store, server_info.clone(), credentials, Vec::new());
+        Dispatcher::start(threads, store, server_info.clone(), credentials, publishers);
     let state = web::Data::new(AppState {
         server: server_info,
         dispatcher,

@@ -17,6 +17,7 @@ pub mod json;
 pub mod limits;
 pub mod methods;
 pub mod pointer;
+pub mod push_subscription;
 pub mod reference;
 pub mod request;
 pub mod session;

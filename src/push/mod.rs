@@ -5,5 +5,8 @@
 //! in ../shared/DESIGN.md.
 
 pub mod state_change;
+pub mod target;
+pub mod webhook;
+pub mod webpush;
 
 pub use state_change::StateChanged;
