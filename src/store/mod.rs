@@ -9,6 +9,7 @@ pub mod changelog;
 pub mod connection;
 pub mod context;
 pub mod credentials;
+pub mod mailbox;
 pub mod push_subscription;
 pub mod schema;
 pub mod tokens;
