@@ -314,6 +314,23 @@ async fn get_never_returns_the_url_or_keys_and_asking_for_them_is_forbidden() {
     let got = push_get(&s, &bob, json!({"ids": [&id]})).await;
     assert_eq!(got[1]["list"], json!([]));
     assert_eq!(got[1]["notFound"], json!([id]));
+    // PSUB-03: bound to the user's credentials: removing the user removes it.
+    let mut conn = s.store.conn().unwrap();
+    let user = herald::store::users::find_by_name(&mut conn, "alice")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        herald::store::push_subscription::list(&mut conn, &user.id)
+            .unwrap()
+            .len(),
+        1
+    );
+    herald::store::users::remove(&mut conn, "alice").unwrap();
+    assert!(
+        herald::store::push_subscription::find(&mut conn, &id)
+            .unwrap()
+            .is_none()
+    );
     sink.stop().await;
     s.stop().await;
 }
@@ -794,4 +811,52 @@ async fn pending_deliveries_survive_a_sigkill_and_the_latest_state_arrives_after
     assert_eq!(latest.len(), subs.len());
     herald.kill();
     sink.stop().await;
+}
+
+#[actix_web::test]
+async fn an_expired_subscription_is_sent_nothing_more_and_destroyed() {
+    use diesel::prelude::*;
+    use herald::store::schema::push_subscriptions;
+    let s = start().await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    let id = subscribe_verified(&s, &alice, &mut sink, "/exp").await;
+    // A delivery is pending and being retried.
+    sink.answer_by_default(500);
+    mutate(&s, &alice, &account, "m").await;
+    assert_eq!(sink.next().await.path, "/exp");
+    // The subscription expires (PSUB-08).
+    {
+        let mut conn = s.store.conn().unwrap();
+        diesel::update(push_subscriptions::table.find(&id))
+            .set(push_subscriptions::expires.eq(chrono::Utc::now().timestamp() - 1))
+            .execute(&mut *conn)
+            .unwrap();
+    }
+    let mut gone = false;
+    for _ in 0..200 {
+        let got = push_get(&s, &alice, json!({"ids": [&id]})).await;
+        if got[1]["notFound"] == json!([&id]) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the expired subscription was not destroyed");
+    // Whatever was in flight when it expired has been answered; nothing new goes to it.
+    sink.answer_by_default(201);
+    while sink.rx.try_recv().is_ok() {}
+    mutate(&s, &alice, &account, "n").await;
+    create(
+        &s,
+        &alice,
+        json!({"deviceClientId": "d", "url": sink.url("/next")}),
+    )
+    .await;
+    let r = sink.next().await;
+    assert_eq!(r.path, "/next");
+    assert_eq!(r.json()["@type"], "PushVerification");
+    sink.stop().await;
+    s.stop().await;
 }

@@ -110,8 +110,21 @@ impl WebhookSender {
         }
         self.timer = Some(ctx.run_later(delay, |act, ctx| {
             act.timer = None;
+            act.sweep_expired();
             act.pump(ctx);
         }));
+    }
+
+    fn sweep_expired(&self) {
+        match self
+            .store
+            .conn()
+            .and_then(|mut c| outbox::destroy_expired(&mut c, now_ms() / 1000))
+        {
+            Ok(0) => {}
+            Ok(n) => log::info!("destroyed {n} expired push subscriptions"),
+            Err(e) => log::warn!("webhook outbox: {e}"),
+        }
     }
 
     /// The JSON body of a delivery (RFC 8620 §7.1, §7.2).

@@ -7,7 +7,7 @@
 //! On PostgreSQL with several nodes the claim can become `SELECT … FOR UPDATE SKIP LOCKED`
 //! over the same columns.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::LazyLock;
 
@@ -577,10 +577,18 @@ pub fn release_all_claims(conn: &mut AnyConnection) -> Result<usize, StoreError>
         .execute(conn)?)
 }
 
-/// The type names in a pending StateChange, for logs and tests.
-pub fn pending_types(changed: &ChangedStates) -> BTreeSet<&str> {
-    changed
-        .values()
-        .flat_map(|t| t.keys().map(String::as_str))
-        .collect()
+/// Destroys every subscription whose `expires` has passed (PSUB-08: nothing is sent after it,
+/// and the server may destroy it). Returns how many.
+pub fn destroy_expired(conn: &mut AnyConnection, now_secs: i64) -> Result<usize, StoreError> {
+    let ids: Vec<String> = push_subscriptions::table
+        .filter(push_subscriptions::expires.le(now_secs))
+        .select(push_subscriptions::id)
+        .load(conn)?;
+    let mut n = 0;
+    for id in ids {
+        if destroy(conn, None, &id)? {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
