@@ -117,14 +117,14 @@ fn start() -> Option<PgCluster> {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     // Stop the cluster when this test process ends, however it ends.
+    let stop = format!(
+        "{} -D {} -m immediate stop",
+        bin.join("pg_ctl").display(),
+        data.display()
+    );
     let watchdog = format!(
         "while [ -d /proc/{pid} ]; do sleep 1; done; {stop}",
-        pid = std::process::id(),
-        stop = format!(
-            "{} -D {} -m immediate stop",
-            bin.join("pg_ctl").display(),
-            data.display()
-        )
+        pid = std::process::id()
     );
     let mut w = if is_root() {
         let mut c = Command::new("runuser");
@@ -135,11 +135,14 @@ fn start() -> Option<PgCluster> {
         c.args(["-c", &watchdog]);
         c
     };
-    w.stdin(Stdio::null())
+    // Deliberately detached: it outlives this process to stop the cluster after it.
+    let watchdog = w
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("watchdog");
+    std::mem::forget(watchdog);
     Some(PgCluster { port, _dir: dir })
 }
 
