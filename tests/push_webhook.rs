@@ -860,3 +860,31 @@ async fn an_expired_subscription_is_sent_nothing_more_and_destroyed() {
     sink.stop().await;
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn on_postgresql_a_verified_subscription_is_retried_and_receives_state_changes() {
+    let Some(cluster) = common::pg::cluster() else {
+        eprintln!("SKIPPED: no PostgreSQL");
+        return;
+    };
+    let url = cluster.fresh_database();
+    let s = TestServer::start_with(|c| {
+        open_config(c);
+        c.store.url = url;
+    })
+    .await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    let id = subscribe_verified(&s, &alice, &mut sink, "/pg").await;
+    sink.script(&[500]);
+    let first = mutate(&s, &alice, &account, "a").await;
+    assert_eq!(sink.next().await.status, 500);
+    let r = sink.next().await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["changed"][&account]["Mailbox"], json!(first));
+    let r = push_set(&s, &alice, json!({"destroy": [&id]})).await;
+    assert_eq!(r["destroyed"], json!([id]));
+    sink.stop().await;
+    s.stop().await;
+}
