@@ -111,8 +111,24 @@ impl WebhookSender {
         self.timer = Some(ctx.run_later(delay, |act, ctx| {
             act.timer = None;
             act.sweep_expired();
+            act.catch_up_all();
             act.pump(ctx);
         }));
+    }
+
+    /// Replays the change log past every cursor: changes whose `StateChanged` never reached
+    /// this actor (a crash right after commit, a full mailbox, another node's write) still get
+    /// pushed.
+    fn catch_up_all(&self) {
+        match self
+            .store
+            .conn()
+            .and_then(|mut c| outbox::catch_up_all(&mut c))
+        {
+            Ok(0) => {}
+            Ok(n) => log::info!("webhook outbox: caught up {n} subscriptions from the change log"),
+            Err(e) => log::warn!("webhook outbox: {e}"),
+        }
     }
 
     fn sweep_expired(&self) {
@@ -322,6 +338,7 @@ impl Actor for WebhookSender {
                 Err(e) => log::warn!("webhook outbox: {e}"),
             }
         }
+        self.catch_up_all();
         let wake = outbox::outbox_signal().subscribe();
         ctx.add_stream(futures_util::stream::unfold(wake, |mut rx| async move {
             rx.changed().await.ok()?;
@@ -346,8 +363,9 @@ impl Handler<StateChanged> for WebhookSender {
     type Result = ();
 
     fn handle(&mut self, msg: StateChanged, ctx: &mut Self::Context) {
+        // The message only says which account moved; what to push is read from its change log.
         let merged = self.store.conn().and_then(|mut c| {
-            outbox::enqueue_state_change(&mut c, &msg.account_id, msg.seq, &msg.types)
+            outbox::catch_up(&mut c, &msg.account_id, outbox::MissingCursor::NewestWrite)
         });
         match merged {
             Ok(0) => {}

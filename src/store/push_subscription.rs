@@ -7,17 +7,19 @@
 //! On PostgreSQL with several nodes the claim can become `SELECT … FOR UPDATE SKIP LOCKED`
 //! over the same columns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::LazyLock;
 
 use diesel::prelude::*;
 
-use super::schema::{account_access, push_deliveries, push_subscriptions};
-use super::{AnyConnection, StoreContext, StoreError, new_id, now, random_secret};
+use super::schema::{
+    account_access, accounts, change_log, push_cursors, push_deliveries, push_subscriptions,
+};
+use super::{AnyConnection, StoreContext, StoreError, changelog, new_id, now, random_secret};
 use crate::jmap::error::MethodError;
 use crate::jmap::push_subscription::{
-    NewSubscription, PushSubscriptionStore, Subscription, SubscriptionChange,
+    KNOWN_TYPES, NewSubscription, PushSubscriptionStore, Subscription, SubscriptionChange,
 };
 use crate::push::webpush::UaKeys;
 
@@ -177,6 +179,7 @@ pub fn update(
             diesel::update(target)
                 .set(push_subscriptions::verified.eq(true))
                 .execute(conn)?;
+            start_cursors(conn, user_id, id)?;
             diesel::delete(
                 push_deliveries::table
                     .filter(push_deliveries::subscription_id.eq(id))
@@ -277,18 +280,39 @@ impl PushSubscriptionStore for StoreContext {
 // ---------------------------------------------------------------------------------------------
 // The outbox.
 
-/// Merges a committed write into the outbox of every verified, unexpired subscription whose
-/// owner may read `account_id` and whose `types` include one of `types`. Returns how many rows
-/// were touched.
-pub fn enqueue_state_change(
+/// What [`catch_up`] assumes for a subscription that has no cursor on the account yet (the user
+/// was given access after verifying).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissingCursor {
+    /// A write was just published: push its types.
+    NewestWrite,
+    /// A periodic or start-up scan: start from here, push nothing.
+    Skip,
+}
+
+/// Brings the outbox of every verified, unexpired subscription whose owner may read
+/// `account_id` up to date with the account's change log: the types changed after the
+/// subscription's cursor, with their newest states, are merged into its pending StateChange
+/// (filtered by its `types`), and the cursor moves to the account's `seq`, in one transaction.
+///
+/// Driven by `StateChanged`, but reading the log rather than the message, so a message that
+/// arrives late, out of order or never (a crash between commit and this call, a full mailbox)
+/// still ends up in the outbox at the next scan. Returns how many outbox rows were touched.
+pub fn catch_up(
     conn: &mut AnyConnection,
     account_id: &str,
-    seq: i64,
-    types: &[String],
+    missing: MissingCursor,
 ) -> Result<usize, StoreError> {
     let at = now_ms();
-    let now_secs = at / 1000;
     conn.transaction::<_, StoreError, _>(|conn| {
+        let Some((floor, target)) = accounts::table
+            .find(account_id)
+            .select((accounts::log_floor, accounts::seq))
+            .first::<(i64, i64)>(conn)
+            .optional()?
+        else {
+            return Ok(0);
+        };
         let readers: Vec<String> = account_access::table
             .filter(account_access::account_id.eq(account_id))
             .select(account_access::user_id)
@@ -299,69 +323,203 @@ pub fn enqueue_state_change(
         let subs: Vec<(String, Option<String>)> = push_subscriptions::table
             .filter(push_subscriptions::user_id.eq_any(&readers))
             .filter(push_subscriptions::verified.eq(true))
-            .filter(push_subscriptions::expires.gt(now_secs))
+            .filter(push_subscriptions::expires.gt(at / 1000))
             .select((push_subscriptions::id, push_subscriptions::types))
             .load(conn)?;
+        let mut states_since: HashMap<i64, BTreeMap<String, i64>> = HashMap::new();
         let mut touched = 0;
         for (sub_id, sub_types) in subs {
-            let wanted: Vec<&String> = match sub_types
-                .as_deref()
-                .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
-            {
-                None => types.iter().collect(),
-                Some(filter) => types.iter().filter(|t| filter.contains(t)).collect(),
-            };
-            if wanted.is_empty() {
-                continue;
-            }
-            let existing: Option<(i32, String)> = push_deliveries::table
-                .find(&sub_id)
-                .select((push_deliveries::kind, push_deliveries::changed))
+            let cursor: Option<i64> = push_cursors::table
+                .find((&sub_id, account_id))
+                .select(push_cursors::seq)
                 .first(conn)
                 .optional()?;
-            let mut changed: ChangedStates = match &existing {
-                Some((KIND_STATE_CHANGE, json)) => serde_json::from_str(json).unwrap_or_default(),
-                _ => ChangedStates::new(),
+            let from = match (cursor, missing) {
+                (Some(c), _) => c,
+                (None, MissingCursor::NewestWrite) => target - 1,
+                (None, MissingCursor::Skip) => target,
             };
-            let entry = changed.entry(account_id.to_owned()).or_default();
-            for t in wanted {
-                // Publications from different dispatcher threads may arrive out of order: keep
-                // the newest state.
-                let state = entry.entry(t.clone()).or_insert(seq);
-                *state = (*state).max(seq);
-            }
-            let json = serde_json::to_string(&changed).unwrap_or_default();
-            match existing {
-                Some((KIND_STATE_CHANGE, _)) => {
-                    diesel::update(push_deliveries::table.find(&sub_id))
-                        .set((
-                            push_deliveries::changed.eq(&json),
-                            push_deliveries::revision.eq(push_deliveries::revision + 1),
-                        ))
-                        .execute(conn)?;
-                }
-                other => {
-                    if other.is_some() {
-                        // A stale verification retry of an already verified subscription.
-                        diesel::delete(push_deliveries::table.find(&sub_id)).execute(conn)?;
+            if from < target {
+                let states = match states_since.get(&from) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = changed_states(conn, account_id, from, target, floor)?;
+                        states_since.insert(from, s.clone());
+                        s
                     }
-                    diesel::insert_into(push_deliveries::table)
-                        .values((
-                            push_deliveries::subscription_id.eq(&sub_id),
-                            push_deliveries::kind.eq(KIND_STATE_CHANGE),
-                            push_deliveries::changed.eq(&json),
-                            push_deliveries::revision.eq(0),
-                            push_deliveries::attempts.eq(0),
-                            push_deliveries::first_pending_at.eq(at),
-                            push_deliveries::next_attempt_at.eq(at),
-                        ))
-                        .execute(conn)?;
+                };
+                let filter: Option<Vec<String>> = sub_types
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str(t).ok());
+                let wanted: BTreeMap<String, i64> = states
+                    .into_iter()
+                    .filter(|(t, _)| filter.as_ref().is_none_or(|f| f.contains(t)))
+                    .collect();
+                if !wanted.is_empty() {
+                    merge_into_outbox(conn, &sub_id, account_id, &wanted, at)?;
+                    touched += 1;
                 }
             }
-            touched += 1;
+            if cursor.is_none_or(|c| c < target) {
+                set_cursor(conn, &sub_id, account_id, target, cursor.is_some())?;
+            }
         }
         Ok(touched)
     })
+}
+
+/// Catches up every account that some verified subscription's owner may read: at start and on
+/// every outbox poll.
+pub fn catch_up_all(conn: &mut AnyConnection) -> Result<usize, StoreError> {
+    let users: Vec<String> = push_subscriptions::table
+        .filter(push_subscriptions::verified.eq(true))
+        .select(push_subscriptions::user_id)
+        .distinct()
+        .load(conn)?;
+    let accounts: Vec<String> = account_access::table
+        .filter(account_access::user_id.eq_any(&users))
+        .select(account_access::account_id)
+        .distinct()
+        .load(conn)?;
+    let mut touched = 0;
+    for account in accounts {
+        touched += catch_up(conn, &account, MissingCursor::Skip)?;
+    }
+    Ok(touched)
+}
+
+/// The newest state of every type changed in `(from, to]`; every type if the log was trimmed
+/// past `from`.
+fn changed_states(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    from: i64,
+    to: i64,
+    floor: i64,
+) -> Result<BTreeMap<String, i64>, StoreError> {
+    let rows: Vec<(String, Option<i64>)> = change_log::table
+        .filter(change_log::account_id.eq(account_id))
+        .filter(change_log::seq.gt(from))
+        .filter(change_log::seq.le(to))
+        .group_by(change_log::data_type)
+        .select((change_log::data_type, diesel::dsl::max(change_log::seq)))
+        .load(conn)?;
+    let mut states: BTreeMap<String, i64> = rows
+        .into_iter()
+        .filter_map(|(t, s)| s.map(|s| (t, s)))
+        .collect();
+    if from < floor {
+        for t in KNOWN_TYPES {
+            if !states.contains_key(*t) {
+                let state = changelog::type_state(conn, account_id, t)?;
+                states.insert((*t).to_owned(), state);
+            }
+        }
+    }
+    Ok(states)
+}
+
+fn set_cursor(
+    conn: &mut AnyConnection,
+    subscription_id: &str,
+    account_id: &str,
+    seq: i64,
+    exists: bool,
+) -> Result<(), StoreError> {
+    if exists {
+        diesel::update(push_cursors::table.find((subscription_id, account_id)))
+            .set(push_cursors::seq.eq(seq))
+            .execute(conn)?;
+    } else {
+        diesel::insert_into(push_cursors::table)
+            .values((
+                push_cursors::subscription_id.eq(subscription_id),
+                push_cursors::account_id.eq(account_id),
+                push_cursors::seq.eq(seq),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Starts a newly verified subscription's cursors at the current position of every account its
+/// owner may read: nothing from before the verification is pushed (PSUB-06).
+fn start_cursors(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    subscription_id: &str,
+) -> Result<(), StoreError> {
+    let positions: Vec<(String, i64)> = account_access::table
+        .inner_join(accounts::table)
+        .filter(account_access::user_id.eq(user_id))
+        .select((accounts::id, accounts::seq))
+        .load(conn)?;
+    for (account_id, seq) in positions {
+        let exists = push_cursors::table
+            .find((subscription_id, &account_id))
+            .select(push_cursors::seq)
+            .first::<i64>(conn)
+            .optional()?
+            .is_some();
+        if !exists {
+            set_cursor(conn, subscription_id, &account_id, seq, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges `states` of one account into a subscription's pending StateChange, creating it if
+/// needed. Publications may arrive out of order: the newest state of a type wins.
+fn merge_into_outbox(
+    conn: &mut AnyConnection,
+    sub_id: &str,
+    account_id: &str,
+    states: &BTreeMap<String, i64>,
+    at: i64,
+) -> Result<(), StoreError> {
+    let existing: Option<(i32, String)> = push_deliveries::table
+        .find(sub_id)
+        .select((push_deliveries::kind, push_deliveries::changed))
+        .first(conn)
+        .optional()?;
+    let mut changed: ChangedStates = match &existing {
+        Some((KIND_STATE_CHANGE, json)) => serde_json::from_str(json).unwrap_or_default(),
+        _ => ChangedStates::new(),
+    };
+    let entry = changed.entry(account_id.to_owned()).or_default();
+    for (t, seq) in states {
+        let state = entry.entry(t.clone()).or_insert(*seq);
+        *state = (*state).max(*seq);
+    }
+    let json = serde_json::to_string(&changed).unwrap_or_default();
+    match existing {
+        Some((KIND_STATE_CHANGE, _)) => {
+            diesel::update(push_deliveries::table.find(sub_id))
+                .set((
+                    push_deliveries::changed.eq(&json),
+                    push_deliveries::revision.eq(push_deliveries::revision + 1),
+                ))
+                .execute(conn)?;
+        }
+        other => {
+            if other.is_some() {
+                // A stale verification retry of an already verified subscription.
+                diesel::delete(push_deliveries::table.find(sub_id)).execute(conn)?;
+            }
+            diesel::insert_into(push_deliveries::table)
+                .values((
+                    push_deliveries::subscription_id.eq(sub_id),
+                    push_deliveries::kind.eq(KIND_STATE_CHANGE),
+                    push_deliveries::changed.eq(&json),
+                    push_deliveries::revision.eq(0),
+                    push_deliveries::attempts.eq(0),
+                    push_deliveries::first_pending_at.eq(at),
+                    push_deliveries::next_attempt_at.eq(at),
+                ))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
 }
 
 /// Subscription ids whose delivery is due and not claimed (or whose claim ran out).

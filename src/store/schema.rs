@@ -134,3 +134,14 @@ diesel::joinable!(push_deliveries -> push_subscriptions (subscription_id));
 diesel::allow_tables_to_appear_in_same_query!(push_subscriptions, push_deliveries);
 diesel::allow_tables_to_appear_in_same_query!(push_subscriptions, account_access);
 diesel::allow_tables_to_appear_in_same_query!(push_subscriptions, users);
+
+diesel::table! {
+    push_cursors (subscription_id, account_id) {
+        subscription_id -> Text,
+        account_id -> Text,
+        seq -> BigInt,
+    }
+}
+
+diesel::joinable!(push_cursors -> push_subscriptions (subscription_id));
+diesel::allow_tables_to_appear_in_same_query!(push_cursors, push_subscriptions);

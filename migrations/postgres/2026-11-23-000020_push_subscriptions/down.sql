@@ -1,2 +1,3 @@
+DROP TABLE push_cursors;
 DROP TABLE push_deliveries;
 DROP TABLE push_subscriptions;

@@ -38,3 +38,13 @@ CREATE TABLE push_deliveries (
     last_error       TEXT
 );
 CREATE INDEX push_deliveries_due ON push_deliveries (next_attempt_at);
+
+-- How far each verified subscription has been brought up to date with each account it may read:
+-- every change with seq <= this is in the outbox (or delivered). After a crash or a lost
+-- notification, the sender replays the change log from here, so no change is missed.
+CREATE TABLE push_cursors (
+    subscription_id TEXT   NOT NULL REFERENCES push_subscriptions (id) ON DELETE CASCADE,
+    account_id      TEXT   NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    seq             BIGINT NOT NULL,
+    PRIMARY KEY (subscription_id, account_id)
+);
