@@ -433,3 +433,16 @@ async fn creation_ids_from_this_request_and_from_the_clients_created_ids_resolve
         "CID-08: the response holds the final map"
     );
 }
+
+#[actix_web::test]
+async fn get_of_all_records_beyond_max_objects_in_get_is_request_too_large() {
+    let s = TestServer::start_with(|c| c.limits.max_objects_in_get = 3).await;
+    let alice = s.add_user("alice", "pw");
+    let account = s.get("/jmap/session", &alice).await.body["primaryAccounts"][MAIL]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = call(&s, &alice, json!([["Mailbox/get", {"accountId": account}, "0"], ["Mailbox/get", {"accountId": account, "ids": ["a", "b", "c", "d"]}, "1"]])).await;
+    assert_eq!(r[0][1]["type"], "requestTooLarge"); // GET-02
+    assert_eq!(r[1][1]["type"], "requestTooLarge");
+}
