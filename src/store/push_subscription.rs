@@ -305,6 +305,7 @@ pub fn catch_up(
 ) -> Result<usize, StoreError> {
     let at = now_ms();
     conn.transaction::<_, StoreError, _>(|conn| {
+        take_write_lock(conn)?;
         let Some((floor, target)) = accounts::table
             .find(account_id)
             .select((accounts::log_floor, accounts::seq))
@@ -366,6 +367,17 @@ pub fn catch_up(
         }
         Ok(touched)
     })
+}
+
+/// Starts a transaction's writing before its reads. SQLite answers "database is locked" at once,
+/// without waiting, to a transaction that read and then wants to write while another writer is
+/// active (waiting could deadlock); a transaction that writes first waits its turn instead
+/// (`busy_timeout`), as `changelog::write` does. This write matches no row.
+fn take_write_lock(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    diesel::update(push_cursors::table.filter(push_cursors::subscription_id.eq("")))
+        .set(push_cursors::seq.eq(0))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Catches up every account that some verified subscription's owner may read: at start and on
@@ -635,6 +647,7 @@ pub fn complete(
 ) -> Result<(), StoreError> {
     let id = claimed.subscription.id.as_str();
     conn.transaction::<_, StoreError, _>(|conn| {
+        take_write_lock(conn)?;
         let row: Option<(i32, String, i64, Option<String>)> = push_deliveries::table
             .find(id)
             .select((
