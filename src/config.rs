@@ -116,6 +116,8 @@ pub struct PushConfig {
     pub subscription_max_expires_secs: i64,
     /// PushSubscriptions one user may have.
     pub subscriptions_per_user: u64,
+    /// PushSubscriptions one user may create per hour, destroyed ones included.
+    pub subscription_creations_per_hour: u64,
     /// First retry delay after a failed webhook POST, in milliseconds; doubles per attempt.
     pub retry_base_ms: u64,
     /// Longest retry delay, in milliseconds.
@@ -139,6 +141,7 @@ impl Default for PushConfig {
             allowed_hosts: Vec::new(),
             subscription_max_expires_secs: 7 * 24 * 3600,
             subscriptions_per_user: 20,
+            subscription_creations_per_hour: 60,
             retry_base_ms: 1000,
             retry_cap_ms: 3_600_000,
             give_up_secs: 3 * 24 * 3600,
@@ -160,6 +163,7 @@ impl PushConfig {
             },
             max_expires_secs: self.subscription_max_expires_secs,
             max_per_user: self.subscriptions_per_user,
+            creations_per_hour: self.subscription_creations_per_hour,
         }
     }
 }

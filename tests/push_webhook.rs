@@ -341,6 +341,7 @@ async fn expires_is_capped_and_each_user_has_a_subscription_limit() {
         open_config(c);
         c.push.subscription_max_expires_secs = 3600;
         c.push.subscriptions_per_user = 2;
+        c.push.subscription_creations_per_hour = 3;
     })
     .await;
     let sink = Sink::start().await;
@@ -389,7 +390,19 @@ async fn expires_is_capped_and_each_user_has_a_subscription_limit() {
         json!({"create": {"d": {"deviceClientId": "d", "url": sink.url("/y")}}}),
     )
     .await;
-    assert!(r["created"]["d"]["id"].is_string(), "{r}");
+    let d = r["created"]["d"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    // PSUB-11: the creation rate is limited too; destroying does not give creations back.
+    push_set(&s, &alice, json!({"destroy": [d]})).await;
+    let r = push_set(
+        &s,
+        &alice,
+        json!({"create": {"e": {"deviceClientId": "d", "url": sink.url("/z")}}}),
+    )
+    .await;
+    assert_eq!(r["notCreated"]["e"]["type"], "rateLimit", "{r}");
     sink.stop().await;
     s.stop().await;
 }
@@ -902,5 +915,30 @@ async fn a_change_whose_notification_never_reached_the_sender_is_pushed_from_the
         json!({"@type": "StateChange", "changed": {&account: {"Email": seq.to_string()}}})
     );
     sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn the_creation_window_counts_per_user_and_starts_afresh_after_an_hour() {
+    use herald::store::push_subscription::take_creation_slot;
+    let s = start().await;
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    let mut conn = s.store.conn().unwrap();
+    let id = |conn: &mut herald::store::PooledConnection, name: &str| {
+        herald::store::users::find_by_name(conn, name)
+            .unwrap()
+            .unwrap()
+            .id
+    };
+    let (alice, bob) = (id(&mut conn, "alice"), id(&mut conn, "bob"));
+    let t0 = 1_000_000;
+    let taken: Vec<bool> = [t0, t0 + 10, t0 + 20]
+        .iter()
+        .map(|t| take_creation_slot(&mut conn, &alice, 2, 3600, *t).unwrap())
+        .collect();
+    assert_eq!(taken, vec![true, true, false]);
+    assert!(take_creation_slot(&mut conn, &bob, 2, 3600, t0 + 30).unwrap());
+    assert!(take_creation_slot(&mut conn, &alice, 2, 3600, t0 + 3600).unwrap());
     s.stop().await;
 }

@@ -43,6 +43,8 @@ pub struct WebhookPolicy {
     pub max_expires_secs: i64,
     /// Subscriptions one user may have (PSUB-11).
     pub max_per_user: u64,
+    /// Subscriptions one user may create per hour, destroyed ones included (PSUB-11).
+    pub creations_per_hour: u64,
 }
 
 impl Default for WebhookPolicy {
@@ -51,6 +53,7 @@ impl Default for WebhookPolicy {
             target: TargetPolicy::default(),
             max_expires_secs: 7 * 24 * 3600,
             max_per_user: 20,
+            creations_per_hour: 60,
         }
     }
 }
@@ -111,6 +114,14 @@ pub trait PushSubscriptionStore {
     ) -> Result<(), MethodError>;
     /// Destroys one of the user's subscriptions and its pending deliveries; `false` if unknown.
     fn destroy_push_subscription(&mut self, user_id: &str, id: &str) -> Result<bool, MethodError>;
+    /// Counts one creation by the user against `limit` per `window_secs`; `false` (and nothing
+    /// counted) when the user has used up the window.
+    fn take_creation_slot(
+        &mut self,
+        user_id: &str,
+        limit: u64,
+        window_secs: i64,
+    ) -> Result<bool, MethodError>;
     /// Resolves a push URL's host (SSRF check at create, PSUB-11).
     fn resolve_host(&mut self, host: &str, port: u16) -> Result<Vec<IpAddr>, String>;
     /// Unix seconds.
@@ -484,6 +495,19 @@ pub fn set<C: PushSubscriptionStore>(
                 continue;
             }
             match validate_create(ctx, policy, &obj) {
+                Ok(_) if !ctx.take_creation_slot(&user_id, policy.creations_per_hour, 3600)? => {
+                    not_created.insert(
+                        cid,
+                        set_error(
+                            "rateLimit",
+                            format!(
+                                "a user may create at most {} push subscriptions per hour",
+                                policy.creations_per_hour
+                            ),
+                            &[],
+                        ),
+                    );
+                }
                 Ok(new) => {
                     let id = ctx.create_push_subscription(&user_id, &new)?;
                     count += 1;
@@ -580,6 +604,7 @@ mod tests {
     struct Memory {
         subs: Vec<(String, Subscription)>,
         next: u32,
+        creations: u64,
     }
 
     impl PushSubscriptionStore for Memory {
@@ -637,6 +662,10 @@ mod tests {
             let before = self.subs.len();
             self.subs.retain(|(u, s)| !(u == user && s.id == id));
             Ok(self.subs.len() < before)
+        }
+        fn take_creation_slot(&mut self, _: &str, limit: u64, _: i64) -> Result<bool, MethodError> {
+            self.creations += 1;
+            Ok(self.creations <= limit)
         }
         fn resolve_host(&mut self, host: &str, _: u16) -> Result<Vec<IpAddr>, String> {
             match host {

@@ -14,7 +14,8 @@ use std::sync::LazyLock;
 use diesel::prelude::*;
 
 use super::schema::{
-    account_access, accounts, change_log, push_cursors, push_deliveries, push_subscriptions,
+    account_access, accounts, change_log, push_creation_windows, push_cursors, push_deliveries,
+    push_subscriptions,
 };
 use super::{AnyConnection, StoreContext, StoreError, changelog, new_id, now, random_secret};
 use crate::jmap::error::MethodError;
@@ -235,6 +236,53 @@ pub fn destroy(
     })
 }
 
+/// Counts one subscription creation by `user_id` in a fixed window of `window_secs`; `false`
+/// when `limit` creations were already counted in the current window.
+pub fn take_creation_slot(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    limit: u64,
+    window_secs: i64,
+    at: i64,
+) -> Result<bool, StoreError> {
+    conn.transaction::<_, StoreError, _>(|conn| {
+        take_write_lock(conn)?;
+        let row: Option<(i64, i32)> = push_creation_windows::table
+            .find(user_id)
+            .select((
+                push_creation_windows::window_start,
+                push_creation_windows::created,
+            ))
+            .first(conn)
+            .optional()?;
+        let (start, created) = match row {
+            Some((start, created)) if at - start < window_secs => (start, created as u64),
+            _ => (at, 0),
+        };
+        if created >= limit {
+            return Ok(false);
+        }
+        let values = (
+            push_creation_windows::window_start.eq(start),
+            push_creation_windows::created.eq((created + 1) as i32),
+        );
+        if row.is_some() {
+            diesel::update(push_creation_windows::table.find(user_id))
+                .set(values)
+                .execute(conn)?;
+        } else {
+            diesel::insert_into(push_creation_windows::table)
+                .values((
+                    push_creation_windows::user_id.eq(user_id),
+                    values.0,
+                    values.1,
+                ))
+                .execute(conn)?;
+        }
+        Ok(true)
+    })
+}
+
 fn method_error(e: StoreError) -> MethodError {
     MethodError::ServerFail(e.to_string())
 }
@@ -263,6 +311,15 @@ impl PushSubscriptionStore for StoreContext {
 
     fn destroy_push_subscription(&mut self, user_id: &str, id: &str) -> Result<bool, MethodError> {
         destroy(self.conn(), Some(user_id), id).map_err(method_error)
+    }
+
+    fn take_creation_slot(
+        &mut self,
+        user_id: &str,
+        limit: u64,
+        window_secs: i64,
+    ) -> Result<bool, MethodError> {
+        take_creation_slot(self.conn(), user_id, limit, window_secs, now()).map_err(method_error)
     }
 
     fn resolve_host(&mut self, host: &str, port: u16) -> Result<Vec<IpAddr>, String> {

@@ -145,3 +145,11 @@ diesel::table! {
 
 diesel::joinable!(push_cursors -> push_subscriptions (subscription_id));
 diesel::allow_tables_to_appear_in_same_query!(push_cursors, push_subscriptions);
+
+diesel::table! {
+    push_creation_windows (user_id) {
+        user_id -> Text,
+        window_start -> BigInt,
+        created -> Integer,
+    }
+}

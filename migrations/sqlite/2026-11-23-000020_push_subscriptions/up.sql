@@ -48,3 +48,11 @@ CREATE TABLE push_cursors (
     seq             BIGINT NOT NULL,
     PRIMARY KEY (subscription_id, account_id)
 );
+
+-- PushSubscription creations per user in the current window (PSUB-11: limit the creation rate,
+-- which destroying and recreating must not reset).
+CREATE TABLE push_creation_windows (
+    user_id      TEXT    PRIMARY KEY NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    window_start BIGINT  NOT NULL,
+    created      INTEGER NOT NULL
+);
