@@ -180,8 +180,8 @@ impl WebhookSender {
         let topic = (claimed.kind == KIND_STATE_CHANGE && claimed.subscription.id.len() <= 32)
             .then(|| claimed.subscription.id.clone());
         let request = async move {
-            let target = policy.parse(&url).map_err(Failure::Refused)?;
-            check_resolved(&policy, &target).await?;
+            // Scheme and literal addresses; host names are checked by the client's resolver.
+            policy.parse(&url).map_err(Failure::Refused)?;
             // RFC 8620 §7.2 / RFC 8291: with keys, everything is encrypted, verification included.
             let (body, encrypted) = match &keys {
                 Some(keys) => (
@@ -288,19 +288,36 @@ enum Failure {
     Transport(String),
 }
 
-/// Resolves the target again at delivery time: DNS may have changed since create (PSUB-11).
-async fn check_resolved(policy: &TargetPolicy, target: &Target) -> Result<(), Failure> {
-    if policy.allow_private_targets || target.ip().is_some() {
-        return Ok(());
+/// The DNS resolver of the webhook client: it resolves, then refuses unless every address is
+/// allowed by the policy (PSUB-11). Checking inside the connector means the addresses checked are
+/// the ones connected to, so a DNS answer that changes between check and connect (rebinding)
+/// cannot slip through. IP literals never reach a resolver; the policy checks them when parsing.
+struct CheckedResolver {
+    policy: TargetPolicy,
+}
+
+impl actix_tls::connect::Resolve for CheckedResolver {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> futures_util::future::LocalBoxFuture<
+        'a,
+        Result<Vec<std::net::SocketAddr>, Box<dyn std::error::Error>>,
+    > {
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host, port)).await?.collect();
+            let target = Target {
+                https: true,
+                host: host.to_ascii_lowercase(),
+                port,
+            };
+            let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.ip()).collect();
+            self.policy.check_addresses(&target, &ips)?;
+            Ok(addrs)
+        })
     }
-    let addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| Failure::Transport(format!("{} does not resolve: {e}", target.host)))?
-        .map(|a| a.ip())
-        .collect();
-    policy
-        .check_addresses(target, &addrs)
-        .map_err(Failure::Refused)
 }
 
 /// The delay before retry `attempt` (0 = the first retry): `base · 2^attempt`, capped, then
@@ -319,8 +336,14 @@ impl Actor for WebhookSender {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        let resolver = actix_tls::connect::Resolver::custom(CheckedResolver {
+            policy: self.policy.clone(),
+        });
+        let connector =
+            awc::Connector::new().connector(actix_tls::connect::Connector::new(resolver).service());
         self.client = Some(
             awc::Client::builder()
+                .connector(connector)
                 .timeout(Duration::from_secs(self.config.request_timeout_secs.max(1)))
                 // A redirect could point anywhere, past the SSRF check.
                 .disable_redirects()
@@ -381,6 +404,28 @@ impl Handler<StateChanged> for WebhookSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[actix_web::test]
+    async fn the_client_resolver_refuses_names_that_resolve_to_private_addresses() {
+        use actix_tls::connect::Resolve;
+        let strict = CheckedResolver {
+            policy: TargetPolicy::default(),
+        };
+        let e = strict.lookup("localhost", 443).await.unwrap_err();
+        assert!(e.to_string().contains("not a public address"), "{e}");
+        let listed = CheckedResolver {
+            policy: TargetPolicy {
+                allow_private_targets: false,
+                allowed_hosts: vec!["LOCALHOST".into()],
+            },
+        };
+        let addrs = listed.lookup("localhost", 443).await.unwrap();
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 443)
+        );
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_stops_at_the_cap() {
