@@ -942,3 +942,40 @@ async fn the_creation_window_counts_per_user_and_starts_afresh_after_an_hour() {
     assert!(take_creation_slot(&mut conn, &alice, 2, 3600, t0 + 3600).unwrap());
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn a_subscriber_also_hears_about_accounts_shared_with_them() {
+    use diesel::prelude::*;
+    use herald::store::schema::account_access;
+    let s = start().await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let alice_account = account_of(&s, &alice).await;
+    subscribe_verified(&s, &bob, &mut sink, "/bob").await;
+    // Alice shares her account with Bob, read-only (no sharing API yet: straight into the table).
+    {
+        let mut conn = s.store.conn().unwrap();
+        let bob_id = herald::store::users::find_by_name(&mut conn, "bob")
+            .unwrap()
+            .unwrap()
+            .id;
+        diesel::insert_into(account_access::table)
+            .values((
+                account_access::user_id.eq(bob_id),
+                account_access::account_id.eq(&alice_account),
+                account_access::is_owner.eq(false),
+                account_access::may_write.eq(false),
+            ))
+            .execute(&mut *conn)
+            .unwrap();
+    }
+    let state = mutate(&s, &alice, &alice_account, "shared").await;
+    let push = sink.next().await;
+    assert_eq!(
+        push.json(),
+        json!({"@type": "StateChange", "changed": {&alice_account: {"Mailbox": state}}})
+    );
+    sink.stop().await;
+    s.stop().await;
+}
