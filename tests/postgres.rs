@@ -200,9 +200,9 @@ async fn the_cluster_bus_announces_committed_writes_and_replays_what_a_dropped_l
     });
     assert!(failed.is_err());
     // Drop the listener's connection, write meanwhile: every write still arrives once, in order.
-    conn.batch_execute(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"
-    ))
+    conn.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
     .unwrap();
     let later: Vec<i64> = (2..=4).map(|i| write(&format!("m{i}"))).collect();
     let mut seen = Vec::new();
