@@ -363,6 +363,13 @@ pub fn catch_up(
     let at = now_ms();
     conn.transaction::<_, StoreError, _>(|conn| {
         take_write_lock(conn)?;
+        // Every node hears every write on PostgreSQL (ClusterBus): one catch-up per account at a
+        // time, so two nodes never merge the same changes or start the same cursor.
+        if let AnyConnection::Postgresql(pg) = conn {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind::<diesel::sql_types::Text, _>(account_id)
+                .execute(pg)?;
+        }
         let Some((floor, target)) = accounts::table
             .find(account_id)
             .select((accounts::log_floor, accounts::seq))
