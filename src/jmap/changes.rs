@@ -13,6 +13,8 @@ pub enum ChangeOp {
     Created = 1,
     Updated = 2,
     Destroyed = 3,
+    /// Updated only in server-computed counts (Mailbox counts: RFC 8621 §2.2 `updatedProperties`).
+    CountsUpdated = 4,
 }
 
 impl ChangeOp {
@@ -27,6 +29,7 @@ impl ChangeOp {
             1 => Some(ChangeOp::Created),
             2 => Some(ChangeOp::Updated),
             3 => Some(ChangeOp::Destroyed),
+            4 => Some(ChangeOp::CountsUpdated),
             _ => None,
         }
     }
@@ -38,7 +41,8 @@ impl ChangeOp {
             (ChangeOp::Created, ChangeOp::Destroyed) => None,
             (ChangeOp::Created, _) => Some(ChangeOp::Created),
             (_, ChangeOp::Destroyed) | (ChangeOp::Destroyed, _) => Some(ChangeOp::Destroyed),
-            (ChangeOp::Updated, _) => Some(ChangeOp::Updated),
+            (ChangeOp::Updated, _) | (_, ChangeOp::Updated) => Some(ChangeOp::Updated),
+            (ChangeOp::CountsUpdated, _) => Some(ChangeOp::CountsUpdated),
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct ChangesPage {
     /// The state the client continues from.
     pub new_seq: i64,
     pub has_more_changes: bool,
+    /// Every object in `updated` changed only in server-computed counts.
+    pub only_counts_updated: bool,
 }
 
 /// Why `/changes` cannot answer: the client must resynchronise (`cannotCalculateChanges`).
@@ -91,8 +97,8 @@ pub enum CannotCalculate {
 /// Folds change-log rows into pages of at most `max_changes` objects.
 pub struct ChangesBuilder {
     max_changes: usize,
-    /// object id -> (first op, last op), in first-seen order via `order`.
-    objects: HashMap<String, (ChangeOp, ChangeOp)>,
+    /// object id -> (first op, last op, every update was counts-only), in first-seen order via `order`.
+    objects: HashMap<String, (ChangeOp, ChangeOp, bool)>,
     order: Vec<String>,
     group: Vec<ChangeRow>,
     last_complete_seq: Option<i64>,
@@ -146,10 +152,15 @@ impl ChangesBuilder {
             return;
         }
         for row in std::mem::take(&mut self.group) {
+            let counts_only = row.op != ChangeOp::Updated;
             match self.objects.get_mut(&row.object_id) {
-                Some((_, last)) => *last = row.op,
+                Some((_, last, only)) => {
+                    *last = row.op;
+                    *only &= counts_only;
+                }
                 None => {
-                    self.objects.insert(row.object_id.clone(), (row.op, row.op));
+                    self.objects
+                        .insert(row.object_id.clone(), (row.op, row.op, counts_only));
                     self.order.push(row.object_id);
                 }
             }
@@ -175,17 +186,22 @@ impl ChangesBuilder {
             has_more_changes: self.full,
             ..ChangesPage::default()
         };
+        let mut only_counts = true;
         for id in self.order {
-            let (first, last) = self.objects[&id];
+            let (first, last, counts) = self.objects[&id];
             // RFC 8620 §5.2: created-then-updated is "created", updated-then-destroyed is
             // "destroyed", created-then-destroyed may be left out entirely.
             match (first, last) {
                 (ChangeOp::Created, ChangeOp::Destroyed) => {}
                 (ChangeOp::Created, _) => page.created.push(id),
                 (_, ChangeOp::Destroyed) => page.destroyed.push(id),
-                _ => page.updated.push(id),
+                _ => {
+                    only_counts &= counts;
+                    page.updated.push(id)
+                }
             }
         }
+        page.only_counts_updated = only_counts && !page.updated.is_empty();
         Ok(page)
     }
 }
@@ -320,5 +336,34 @@ mod tests {
         assert_eq!(Created.then(Destroyed), None);
         assert_eq!(Updated.then(Destroyed), Some(Destroyed));
         assert_eq!(Updated.then(Updated), Some(Updated));
+        assert_eq!(CountsUpdated.then(Updated), Some(Updated));
+        assert_eq!(CountsUpdated.then(CountsUpdated), Some(CountsUpdated));
+        assert_eq!(Created.then(CountsUpdated), Some(Created));
+    }
+
+    #[test]
+    fn a_page_knows_when_only_counts_were_updated() {
+        let p = page(
+            vec![
+                row(1, "a", ChangeOp::CountsUpdated),
+                row(2, "b", ChangeOp::Created),
+            ],
+            10,
+            2,
+        )
+        .unwrap();
+        assert!(p.only_counts_updated);
+        let p = page(
+            vec![
+                row(1, "a", ChangeOp::CountsUpdated),
+                row(2, "a", ChangeOp::Updated),
+            ],
+            10,
+            2,
+        )
+        .unwrap();
+        assert!(!p.only_counts_updated);
+        let p = page(vec![row(1, "b", ChangeOp::Created)], 10, 1).unwrap();
+        assert!(!p.only_counts_updated);
     }
 }

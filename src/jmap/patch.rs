@@ -1,0 +1,136 @@
+//! PatchObject (RFC 8620 §5.3): a map from JSON Pointer (without the leading `/`) to a new value,
+//! `null` meaning "reset to default / remove".
+
+use serde_json::{Map, Value};
+
+/// Why a patch was refused (`invalidPatch`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    #[error("{0:?} is not a valid path")]
+    BadPath(String),
+    #[error("{0:?} and {1:?} overlap: one is a prefix of the other")]
+    Overlap(String, String),
+    #[error("{0:?}: a parent of the patched member does not exist or is not an object")]
+    MissingParent(String),
+}
+
+/// Splits a patch key into unescaped path segments (`~1` is `/`, `~0` is `~`).
+pub fn parse_path(key: &str) -> Result<Vec<String>, PatchError> {
+    if key.is_empty() || key.starts_with('/') {
+        return Err(PatchError::BadPath(key.to_owned()));
+    }
+    key.split('/')
+        .map(|seg| {
+            let mut out = String::with_capacity(seg.len());
+            let mut chars = seg.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '~' => match chars.next() {
+                        Some('0') => out.push('~'),
+                        Some('1') => out.push('/'),
+                        _ => return Err(PatchError::BadPath(key.to_owned())),
+                    },
+                    c => out.push(c),
+                }
+            }
+            Ok(out)
+        })
+        .collect()
+}
+
+/// Applies `patch` to `object`. Arrays are replaced whole, never patched inside (SET-13).
+/// Returns the top-level properties the patch touched.
+pub fn apply_patch(
+    object: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+) -> Result<Vec<String>, PatchError> {
+    let mut paths: Vec<(Vec<String>, &String, &Value)> = Vec::with_capacity(patch.len());
+    for (key, value) in patch {
+        paths.push((parse_path(key)?, key, value));
+    }
+    for (i, (a, ka, _)) in paths.iter().enumerate() {
+        for (b, kb, _) in paths.iter().skip(i + 1) {
+            let n = a.len().min(b.len());
+            if a[..n] == b[..n] {
+                return Err(PatchError::Overlap((*ka).clone(), (*kb).clone()));
+            }
+        }
+    }
+    let mut touched = Vec::new();
+    for (path, key, value) in paths {
+        let (last, parents) = path.split_last().expect("a path has at least one segment");
+        let mut target = &mut *object;
+        for seg in parents {
+            target = match target.get_mut(seg) {
+                Some(Value::Object(inner)) => inner,
+                _ => return Err(PatchError::MissingParent(key.clone())),
+            };
+        }
+        if value.is_null() {
+            target.remove(last);
+        } else {
+            target.insert(last.clone(), value.clone());
+        }
+        if !touched.contains(&path[0]) {
+            touched.push(path[0].clone());
+        }
+    }
+    Ok(touched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_patch_sets_and_removes_members_by_path() {
+        let mut o = obj(json!({"name": "a", "keywords": {"$seen": true}}));
+        let touched = apply_patch(
+            &mut o,
+            &obj(json!({"keywords/$flagged": true, "keywords/$seen": null, "name": "b"})),
+        )
+        .unwrap();
+        assert_eq!(o, obj(json!({"name": "b", "keywords": {"$flagged": true}})));
+        assert_eq!(touched.len(), 2);
+    }
+
+    #[test]
+    fn escaped_slashes_address_members_whose_names_contain_them() {
+        let mut o = obj(json!({"keywords": {}}));
+        apply_patch(&mut o, &obj(json!({"keywords/a~1b~0c": true}))).unwrap();
+        assert_eq!(o["keywords"], json!({"a/b~c": true}));
+    }
+
+    #[test]
+    fn overlapping_paths_missing_parents_and_paths_into_arrays_are_invalid() {
+        let mut o = obj(json!({"a": {"b": 1}, "list": [1]}));
+        assert!(matches!(
+            apply_patch(&mut o, &obj(json!({"a": {}, "a/b": 2}))),
+            Err(PatchError::Overlap(..))
+        ));
+        assert!(matches!(
+            apply_patch(&mut o, &obj(json!({"x/y": 1}))),
+            Err(PatchError::MissingParent(_))
+        ));
+        assert!(matches!(
+            apply_patch(&mut o, &obj(json!({"list/0": 2}))),
+            Err(PatchError::MissingParent(_))
+        ));
+        assert!(matches!(
+            apply_patch(&mut o, &obj(json!({"a/~2": 2}))),
+            Err(PatchError::BadPath(_))
+        ));
+    }
+
+    #[test]
+    fn removing_an_absent_member_is_not_an_error() {
+        let mut o = obj(json!({"keywords": {}}));
+        apply_patch(&mut o, &obj(json!({"keywords/$seen": null}))).unwrap();
+        assert_eq!(o, obj(json!({"keywords": {}})));
+    }
+}
