@@ -239,3 +239,42 @@ pub fn purge(
         Ok(deleted)
     })
 }
+
+fn method_error(e: StoreError) -> crate::jmap::error::MethodError {
+    log::error!("blob store: {e}");
+    crate::jmap::error::MethodError::ServerFail("the blob store failed".into())
+}
+
+impl crate::jmap::blob::BlobStore for super::StoreContext {
+    fn blob_visible(
+        &mut self,
+        account_id: &str,
+        user_id: &str,
+        blob_id: &str,
+    ) -> Result<bool, crate::jmap::error::MethodError> {
+        visible(self.conn(), account_id, user_id, blob_id).map_err(method_error)
+    }
+
+    fn blob_read(
+        &mut self,
+        account_id: &str,
+        user_id: &str,
+        blob_id: &str,
+    ) -> Result<Option<Vec<u8>>, crate::jmap::error::MethodError> {
+        read_visible(self.conn(), account_id, user_id, blob_id).map_err(method_error)
+    }
+
+    fn blob_copy_into(
+        &mut self,
+        account_id: &str,
+        user_id: &str,
+        blob_id: &str,
+    ) -> Result<(), crate::jmap::error::MethodError> {
+        let Some((base, _)) = derived::split(blob_id) else {
+            return Err(crate::jmap::error::MethodError::ServerFail(
+                "not a blob id".into(),
+            ));
+        };
+        record_upload(self.conn(), account_id, user_id, base).map_err(method_error)
+    }
+}
