@@ -347,3 +347,106 @@ async fn email_parse_reads_an_uploaded_message_and_its_parts_download() {
     assert_eq!(r[0][1]["type"], "unknownMethod");
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn references_share_a_blob_with_the_account_and_purge_keeps_what_is_used() {
+    // BIN-07, BIN-08, BIN-09: the store API Email code builds on.
+    use herald::store::blobs;
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw-alice");
+    let _bob = s.add_user("bob", "pw-bob");
+    let account = own_account(&s, &alice).await;
+    share(&s, &account, "bob");
+    let mut conn = s.store.conn().unwrap();
+    let alice_id = herald::store::users::find_by_name(&mut conn, "alice")
+        .unwrap()
+        .unwrap()
+        .id;
+    let bob_id = herald::store::users::find_by_name(&mut conn, "bob")
+        .unwrap()
+        .unwrap()
+        .id;
+    let raw = fixture("forwarded.eml");
+    let blob = blobs::upload(&mut conn, &account, &alice_id, &raw).unwrap();
+    assert_eq!(blob, blobs::blob_id_for(&raw));
+    assert!(blobs::is_stored_id(&blob));
+    assert!(blobs::visible(&mut conn, &account, &alice_id, &blob).unwrap());
+    assert!(!blobs::visible(&mut conn, &account, &bob_id, &blob).unwrap());
+    // An Email in the account referencing the message makes it, and its parts, everyone's.
+    blobs::add_reference(&mut conn, &account, &blob, "Email", "e1").unwrap();
+    blobs::add_reference(&mut conn, &account, &blob, "Email", "e1").unwrap();
+    let attached = format!("{blob}_3");
+    assert!(blobs::visible(&mut conn, &account, &bob_id, &attached).unwrap());
+    let inner = blobs::read_visible(&mut conn, &account, &bob_id, &attached)
+        .unwrap()
+        .unwrap();
+    assert!(inner.starts_with(b"From: c@example.com"));
+    // A fresh upload is kept; a referenced blob is kept after the upload expires.
+    let now = herald::store::now();
+    assert_eq!(
+        blobs::purge(&mut conn, now, blobs::UPLOAD_TTL_SECS).unwrap(),
+        0
+    );
+    assert_eq!(
+        blobs::purge(&mut conn, now + 7200, blobs::UPLOAD_TTL_SECS).unwrap(),
+        0
+    );
+    assert!(blobs::get(&mut conn, &blob).unwrap().is_some());
+    assert_eq!(
+        blobs::remove_references(&mut conn, &account, "Email", "e1").unwrap(),
+        1
+    );
+    assert_eq!(
+        blobs::purge(&mut conn, now + 7200, blobs::UPLOAD_TTL_SECS).unwrap(),
+        1
+    );
+    assert!(blobs::read(&mut conn, &blob).unwrap().is_none());
+    drop(conn);
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn email_parse_reads_an_attached_message_by_its_part_blob_id() {
+    // EPAR-01: an attached message/rfc822 is a blob of its own that parses in turn.
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw-alice");
+    let account = own_account(&s, &alice).await;
+    let blob_id = upload(
+        &s,
+        &alice,
+        &account,
+        "message/rfc822",
+        &fixture("forwarded.eml"),
+    )
+    .await
+    .body["blobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .call(
+            &alice,
+            &[CORE, MAIL],
+            json!([
+                ["Email/parse", {"accountId": account, "blobIds": [blob_id], "properties": ["attachments"]}, "a"],
+                ["Email/parse", {"accountId": account, "#blobIds": {"resultOf": "a", "name": "Email/parse", "path": format!("/parsed/{blob_id}/attachments/*/blobId")},
+                  "properties": ["subject", "messageId", "textBody", "bodyValues"], "fetchTextBodyValues": true}, "b"],
+            ]),
+        )
+        .await;
+    let attached = r[0][1]["parsed"][&blob_id]["attachments"][0]["blobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(attached, format!("{blob_id}_3"));
+    let inner = &r[1][1]["parsed"][&attached];
+    assert_eq!(inner["subject"], "original", "{r:?}");
+    assert_eq!(inner["messageId"], json!(["orig@example.com"]));
+    let text_id = inner["textBody"][0]["partId"].as_str().unwrap();
+    assert_eq!(inner["bodyValues"][text_id]["value"], "Inner text.");
+    assert_eq!(
+        inner["textBody"][0]["blobId"],
+        format!("{attached}_{text_id}")
+    );
+    s.stop().await;
+}

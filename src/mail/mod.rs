@@ -70,8 +70,16 @@ pub struct SearchText {
 }
 
 impl Email {
-    /// Parses a message. `None` only for input with nothing to parse (empty).
+    /// Parses a message. `None` only for input with nothing to parse (empty), or, as a last line
+    /// of defence, input that made the MIME parser fail unexpectedly.
     pub fn parse(raw: &[u8]) -> Option<Email> {
+        // A panic inside the parser must not take a dispatcher thread down with it.
+        std::panic::catch_unwind(|| Self::parse_unguarded(raw))
+            .ok()
+            .flatten()
+    }
+
+    fn parse_unguarded(raw: &[u8]) -> Option<Email> {
         if raw.is_empty() {
             return None;
         }

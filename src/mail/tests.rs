@@ -491,3 +491,30 @@ fn garbage_and_every_truncation_of_the_fixtures_never_panic() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Fixtures with random bytes spliced in at random places parse (or not) without a panic,
+    /// and every leaf part's blob id resolves to that part's bytes.
+    #[test]
+    fn spliced_fixtures_never_panic(
+        which in 0usize..5,
+        splices in proptest::collection::vec((0usize..4096, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24)), 0..6),
+    ) {
+        let name = ["alternative.eml", "mixed.eml", "forwarded.eml", "truncated.eml", "encoded_headers.eml"][which];
+        let mut bytes = fixture(name);
+        for (at, insert) in splices {
+            let at = at % (bytes.len() + 1);
+            bytes.splice(at..at, insert);
+        }
+        if let Some(e) = Email::parse(&bytes) {
+            let selection = PropertySelection::parse(None, Some(&["partId".into(), "blobId".into(), "headers".into(), "subParts".into()]), DEFAULT_GET_PROPERTIES).unwrap();
+            let _ = render::render_email(&e, BLOB, &selection, &FetchOptions { all: true, max_bytes: 7, ..Default::default() });
+            for leaf in e.structure.leaves() {
+                let id = leaf.part_id.clone().unwrap();
+                proptest::prop_assert_eq!(blob_id::resolve(bytes.clone(), &[id.as_str()]), Some(leaf.content.clone()));
+            }
+        }
+    }
+}
