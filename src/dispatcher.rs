@@ -131,6 +131,9 @@ impl Handler<UploadBlob> for Dispatcher {
 
     fn handle(&mut self, msg: UploadBlob, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.store.conn()?;
+        if let Err(e) = crate::store::blobs::purge_if_due(&mut conn) {
+            log::warn!("purging unused blobs failed: {e}");
+        }
         crate::store::blobs::upload(&mut conn, &msg.account_id, &msg.user_id, &msg.data)
     }
 }
