@@ -340,6 +340,8 @@ fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize
         part_id: (!is_multipart).then(|| (index + 1).to_string()),
         headers,
         size: content.len() as u64,
+        // mail-parser also flags a message without a body; nothing was mis-decoded there.
+        is_encoding_problem: part.is_encoding_problem && !content.is_empty(),
         media_type,
         charset,
         disposition,
@@ -349,7 +351,6 @@ fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize
         location,
         sub_parts,
         content,
-        is_encoding_problem: part.is_encoding_problem,
     }
 }
 
