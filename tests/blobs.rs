@@ -450,3 +450,52 @@ async fn email_parse_reads_an_attached_message_by_its_part_blob_id() {
     );
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn blobs_upload_download_copy_and_parse_on_postgresql() {
+    // The same paths on the BYTEA table (BIN-04, BIN-11, EPAR-01).
+    let Some(cluster) = common::pg::cluster() else {
+        eprintln!("SKIPPED: no PostgreSQL");
+        return;
+    };
+    let url = cluster.fresh_database();
+    let s = TestServer::start_with(|c| c.store.url = url).await;
+    let alice = s.add_user("alice", "pw-alice");
+    let account = own_account(&s, &alice).await;
+    let raw = fixture("alternative.eml");
+    let a = upload(&s, &alice, &account, "message/rfc822", &raw).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let blob_id = a.body["blobId"].as_str().unwrap().to_owned();
+    let again = upload(&s, &alice, &account, "message/rfc822", &raw).await;
+    assert_eq!(again.body["blobId"], blob_id);
+    let d = s
+        .get(
+            &format!("/jmap/download/{account}/{blob_id}/m.eml?type=message/rfc822"),
+            &alice,
+        )
+        .await;
+    assert_eq!((d.status, d.raw.clone()), (StatusCode::OK, raw));
+    let r = s
+        .call(
+            &alice,
+            &[CORE, MAIL],
+            json!([["Email/parse", {"accountId": account, "blobIds": [blob_id], "properties": ["subject", "textBody"]}, "p"]]),
+        )
+        .await;
+    let email = &r[0][1]["parsed"][&blob_id];
+    assert_eq!(email["subject"], "Re: [herald] Lunch plans");
+    let part = email["textBody"][0]["blobId"].as_str().unwrap();
+    let d = s
+        .get(&format!("/jmap/download/{account}/{part}/t.txt"), &alice)
+        .await;
+    assert_eq!(
+        d.raw,
+        "Hello Mary,\n\nLet's have lunch at the café.".as_bytes()
+    );
+    let other = s.add_user("bob", "pw-bob");
+    let d = s
+        .get(&format!("/jmap/download/{account}/{blob_id}/m.eml"), &other)
+        .await;
+    assert_eq!(d.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
