@@ -499,3 +499,65 @@ async fn blobs_upload_download_copy_and_parse_on_postgresql() {
     assert_eq!(d.status, StatusCode::NOT_FOUND);
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn uploads_beyond_max_concurrent_upload_are_limit_problems() {
+    // BIN-06: one upload is held open mid-body; others by the same user are refused meanwhile.
+    let s = TestServer::start_with(|c| c.limits.max_concurrent_upload = 1).await;
+    let alice = s.add_user("alice", "pw-alice");
+    let bob = s.add_user("bob", "pw-bob");
+    let account = own_account(&s, &alice).await;
+    let bob_account = own_account(&s, &bob).await;
+    // A raw socket, so that the request head and half of the body are surely on the wire.
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let credentials = base64::engine::general_purpose::STANDARD.encode("alice:pw-alice");
+    let head = format!(
+        "POST /jmap/upload/{account}/ HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {credentials}\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nc\r\nfirst half, \r\n"
+    );
+    held.write_all(head.as_bytes()).await.unwrap();
+    held.flush().await.unwrap();
+    // Once the held upload has its slot, a second one is refused; give it a bounded number of tries.
+    let mut refused = None;
+    for _ in 0..500 {
+        let a = upload(&s, &alice, &account, "text/plain", b"second").await;
+        if a.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(a);
+            break;
+        }
+        assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    }
+    let refused = refused.expect("the second upload was never refused");
+    assert_eq!(refused.content_type, "application/problem+json");
+    assert_eq!(refused.body["type"], "urn:ietf:params:jmap:error:limit");
+    assert_eq!(refused.body["limit"], "maxConcurrentUpload");
+    // Other users are not affected.
+    let other = upload(&s, &bob, &bob_account, "text/plain", b"bob's").await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    // Finishing the held upload frees the slot.
+    held.write_all(b"b\r\nsecond half\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    held.flush().await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let n = held.read(&mut buf).await.unwrap();
+            response.extend_from_slice(&buf[..n]);
+            if n == 0 || response.windows(6).any(|w| w == b"\"size\"") && response.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(finished.is_ok(), "the held upload finishes");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.contains("\"size\":23"), "{response}");
+    let after = upload(&s, &alice, &account, "text/plain", b"third").await;
+    assert_eq!(after.status, StatusCode::CREATED);
+    s.stop().await;
+}
