@@ -131,6 +131,14 @@ impl Email {
         self.header("Date").and_then(|h| header::date(&h.raw))
     }
 
+    /// The time of the most recent `Received:` field (the topmost one), in seconds since the
+    /// epoch: Email/import's default `receivedAt` (RFC 8621 §4.8).
+    pub fn received_at(&self) -> Option<i64> {
+        let received = self.headers.iter().find(|h| h.is("Received"))?;
+        let date = received.raw.rsplit(|b| *b == b';').next()?;
+        header::date(date)
+    }
+
     /// Message-ID, In-Reply-To and References ids, for threading.
     pub fn thread_ids(&self) -> ThreadIds {
         ThreadIds {

@@ -407,6 +407,17 @@ fn truncated_and_bodiless_messages_still_parse() {
 }
 
 #[test]
+fn the_newest_received_field_dates_the_message() {
+    let raw = b"Received: from b by c; Tue, 2 Jan 2024 09:00:00 +0100\r\nReceived: from a by b; Mon, 1 Jan 2024 10:00:00 +0000\r\nSubject: x\r\n\r\nbody\r\n";
+    let e = Email::parse(raw).unwrap();
+    assert_eq!(
+        e.received_at().map(header::utc_date),
+        Some("2024-01-02T08:00:00Z".into())
+    );
+    assert_eq!(parse("alternative.eml").received_at(), None);
+}
+
+#[test]
 fn thread_and_search_data_come_from_the_headers_and_text_body() {
     let e = parse("alternative.eml");
     let t = e.thread_ids();
