@@ -114,6 +114,21 @@ fn header_properties_answer_under_the_key_as_requested() {
 }
 
 #[test]
+fn metadata_only_selections_do_not_need_the_message() {
+    let only = |p: &[&str]| {
+        let p: Vec<String> = p.iter().map(|s| s.to_string()).collect();
+        PropertySelection::parse(Some(&p), None, &[])
+            .unwrap()
+            .needs_message()
+    };
+    assert!(!only(&["id", "mailboxIds", "keywords", "size"]));
+    assert!(only(&["id", "subject"]));
+    assert!(only(&["header:X-Foo"]));
+    let all = PropertySelection::parse(None, None, DEFAULT_GET_PROPERTIES).unwrap();
+    assert!(all.needs_message() && all.has(&EmailProperty::Preview));
+}
+
+#[test]
 fn forbidden_header_forms_and_unknown_properties_are_rejected() {
     // EML-07
     for bad in ["header:From:asDate", "header:Subject:asMessageIds", "nope"] {
