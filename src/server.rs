@@ -132,6 +132,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         server: server_info,
         dispatcher,
         requests: http::limiter::ConcurrencyLimiter::default(),
+        uploads: http::limiter::ConcurrencyLimiter::default(),
     });
 
     let mut http_server = HttpServer::new(move || {

@@ -1,15 +1,17 @@
 //! The method table: every JMAP method Herald serves, by wire name. Each wire name appears here
 //! once; a handler is a plain function over the request context.
 
+use super::blob::{self, BlobStore};
 use super::capability::{CORE, MAIL};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
+use super::email_parse;
 use super::mailbox::{self, MailboxStore};
 use super::push_subscription::{self, PushSubscriptionStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore + PushSubscriptionStore {}
-impl<T: MailboxStore + PushSubscriptionStore> Store for T {}
+pub trait Store: MailboxStore + BlobStore + PushSubscriptionStore {}
+impl<T: MailboxStore + BlobStore + PushSubscriptionStore> Store for T {}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -32,6 +34,8 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             mailbox::query_changes::<C>,
         ),
         m("Mailbox/set", MAIL, Write, mailbox::set::<C>),
+        m("Blob/copy", CORE, Write, blob::copy::<C>),
+        m("Email/parse", MAIL, Read, email_parse::parse::<C>),
         // RFC 8620 §7.2: not account-scoped.
         m(
             "PushSubscription/get",
