@@ -8,12 +8,15 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor;
 use actix_web::{App, HttpServer, middleware, web};
 
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::http::{self, AppState};
 use crate::jmap::session::ServerInfo;
+use crate::push::PushState;
+use crate::push::registry::Registry;
 use crate::store::Store;
 use crate::store::credentials::CredentialCache;
 
@@ -25,6 +28,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The base URL advertised in the session.
     pub base_url: String,
+    /// The push registry (for operators and tests: `push::registry::GetStats`).
+    pub registry: actix::Addr<Registry>,
 }
 
 /// Dispatcher threads when the configuration says 0.
@@ -50,9 +55,20 @@ pub fn pool_size(config: &Config) -> u32 {
 /// capability.
 fn session_capabilities(
     _config: &Config,
-    _base_url: &str,
+    base_url: &str,
 ) -> BTreeMap<&'static str, serde_json::Value> {
-    BTreeMap::new()
+    let mut caps = BTreeMap::new();
+    // RFC 8887 §3 (checklist WS-01): the WebSocket URL, ws(s) as the base URL is http(s).
+    let ws_base = match base_url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => format!("wss://{rest}"),
+        Some((_, rest)) => format!("ws://{rest}"),
+        None => format!("ws://{base_url}"),
+    };
+    caps.insert(
+        crate::jmap::capability::WEBSOCKET,
+        serde_json::json!({"url": format!("{ws_base}/jmap/ws"), "supportsPush": true}),
+    );
+    caps
 }
 
 /// Per-account capability objects (RFC 8620 §2 `accountCapabilities`).
@@ -85,12 +101,16 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         0 => default_dispatcher_threads(),
         n => n,
     };
+    let registry = Registry::default().start();
+    // Every publisher gets each committed write: the push registry here; the webhook sender joins.
+    let publishers = vec![registry.clone().recipient()];
     let dispatcher =
-        Dispatcher::start(threads, store, server_info.clone(), credentials, Vec::new());
+        Dispatcher::start(threads, store, server_info.clone(), credentials, publishers);
     let state = web::Data::new(AppState {
         server: server_info,
         dispatcher,
         requests: http::limiter::ConcurrencyLimiter::default(),
+        push: Arc::new(PushState::new(registry.clone(), config.push.clone())),
     });
 
     let mut http_server = HttpServer::new(move || {
@@ -108,5 +128,6 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         server,
         addr,
         base_url,
+        registry,
     })
 }

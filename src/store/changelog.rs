@@ -251,3 +251,34 @@ pub fn changes_since(
         .finish(current)
         .map_err(ChangesError::CannotCalculate)
 }
+
+/// Every data type changed in an account after position `since`, each with its new state (the
+/// seq of its newest change, equal to Foo/get's state), and the account's newest seq: what a push
+/// client reconnecting with an old `pushState` / `Last-Event-ID` missed (RFC 8620 §7.3, RFC 8887
+/// §4.3.5.2). When the log no longer reaches back to `since` (trimmed past it, or a position this
+/// store never issued), every type in `all_types` and in the log is reported with its current state.
+pub fn types_changed_since(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    since: i64,
+    all_types: &[&str],
+) -> Result<(i64, BTreeMap<String, i64>), StoreError> {
+    let (floor, newest) = log_bounds(conn, account_id)?;
+    let reachable = since >= floor && since <= newest;
+    let rows: Vec<(String, Option<i64>)> = change_log::table
+        .filter(change_log::account_id.eq(account_id))
+        .filter(change_log::seq.gt(if reachable { since } else { i64::MIN }))
+        .group_by(change_log::data_type)
+        .select((change_log::data_type, diesel::dsl::max(change_log::seq)))
+        .load(conn)?;
+    let mut changed: BTreeMap<String, i64> = rows
+        .into_iter()
+        .filter_map(|(t, seq)| seq.map(|s| (t, s)))
+        .collect();
+    if !reachable {
+        for t in all_types {
+            changed.entry((*t).to_owned()).or_insert(floor);
+        }
+    }
+    Ok((newest, changed))
+}
