@@ -15,10 +15,12 @@ use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::http::{self, AppState};
 use crate::jmap::session::ServerInfo;
+use crate::jmap::{capability, mailbox};
 use crate::push::PushState;
 use crate::push::registry::Registry;
 use crate::store::Store;
 use crate::store::credentials::CredentialCache;
+use serde_json::json;
 
 /// A started node.
 pub struct Running {
@@ -68,12 +70,27 @@ fn session_capabilities(
         crate::jmap::capability::WEBSOCKET,
         serde_json::json!({"url": format!("{ws_base}/jmap/ws"), "supportsPush": true}),
     );
+    // RFC 8621 §1.3: the session-level value is an empty object (MCAP-01).
+    caps.insert(capability::MAIL, json!({}));
     caps
 }
 
 /// Per-account capability objects (RFC 8620 §2 `accountCapabilities`).
-fn account_capabilities(_config: &Config) -> BTreeMap<&'static str, serde_json::Value> {
-    BTreeMap::new()
+fn account_capabilities(config: &Config) -> BTreeMap<&'static str, serde_json::Value> {
+    let mut caps = BTreeMap::new();
+    // MCAP-02
+    caps.insert(
+        capability::MAIL,
+        json!({
+            "maxMailboxesPerEmail": null,
+            "maxMailboxDepth": mailbox::MAX_DEPTH,
+            "maxSizeMailboxName": mailbox::MAX_NAME_OCTETS,
+            "maxSizeAttachmentsPerEmail": config.limits.max_size_upload,
+            "emailQuerySortOptions": ["receivedAt"],
+            "mayCreateTopLevelMailbox": true,
+        }),
+    );
+    caps
 }
 
 /// Starts a node on `listener`. Must run inside an actix system.

@@ -1,16 +1,35 @@
 //! The method table: every JMAP method Herald serves, by wire name. Each wire name appears here
 //! once; a handler is a plain function over the request context.
 
-use super::capability::CORE;
+use super::capability::{CORE, MAIL};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
+use super::mailbox::{self, MailboxStore};
+
+/// Everything a context must provide to serve every method.
+pub trait Store: MailboxStore {}
+impl<T: MailboxStore> Store for T {}
 
 /// Builds the table for a context type `C`.
-pub fn method_table<C>() -> MethodTable<C> {
-    MethodTable::new(vec![MethodSpec {
-        name: "Core/echo",
-        capability: CORE,
-        account: AccountUse::None,
-        handler: core::echo::<C>,
-    }])
+pub fn method_table<C: Store>() -> MethodTable<C> {
+    use AccountUse::{None, Read, Write};
+    let m = |name, capability, account, handler| MethodSpec {
+        name,
+        capability,
+        account,
+        handler,
+    };
+    MethodTable::new(vec![
+        m("Core/echo", CORE, None, core::echo::<C>),
+        m("Mailbox/get", MAIL, Read, mailbox::get::<C>),
+        m("Mailbox/changes", MAIL, Read, mailbox::changes::<C>),
+        m("Mailbox/query", MAIL, Read, mailbox::query::<C>),
+        m(
+            "Mailbox/queryChanges",
+            MAIL,
+            Read,
+            mailbox::query_changes::<C>,
+        ),
+        m("Mailbox/set", MAIL, Write, mailbox::set::<C>),
+    ])
 }

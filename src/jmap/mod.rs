@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod error;
 pub mod json;
 pub mod limits;
+pub mod mailbox;
 pub mod methods;
 pub mod patch;
 pub mod pointer;

@@ -213,9 +213,9 @@ impl SetError {
 pub struct SetRequest {
     pub if_in_state: Option<String>,
     /// Creation id → properties, in the order sent.
-    pub create: Vec<(String, Map<String, Value>)>,
+    pub create: ObjectEntries,
     /// Id (maybe `#creationId`) → patch.
-    pub update: Vec<(String, Map<String, Value>)>,
+    pub update: ObjectEntries,
     pub destroy: Vec<String>,
 }
 
@@ -261,10 +261,10 @@ pub fn parse_set(call: &mut Call<'_>) -> Result<SetRequest, MethodError> {
     })
 }
 
-fn object_map(
-    call: &mut Call<'_>,
-    name: &str,
-) -> Result<Vec<(String, Map<String, Value>)>, MethodError> {
+/// Id → object entries of a `create` or `update` argument, in the order sent.
+pub type ObjectEntries = Vec<(String, Map<String, Value>)>;
+
+fn object_map(call: &mut Call<'_>, name: &str) -> Result<ObjectEntries, MethodError> {
     match call.args.take_value(name) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Object(map)) => map

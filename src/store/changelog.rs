@@ -252,6 +252,26 @@ pub fn changes_since(
         .map_err(ChangesError::CannotCalculate)
 }
 
+/// Every object of `data_type` created, updated or destroyed after `since`, for `/queryChanges`.
+pub fn touched_since(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    data_type: &str,
+    since: i64,
+) -> Result<Vec<String>, ChangesError> {
+    let (floor, newest) = log_bounds(conn, account_id)?;
+    if since < floor || since > newest {
+        return Err(ChangesError::CannotCalculate(CannotCalculate::UnknownState));
+    }
+    Ok(change_log::table
+        .filter(change_log::account_id.eq(account_id))
+        .filter(change_log::data_type.eq(data_type))
+        .filter(change_log::seq.gt(since))
+        .select(change_log::object_id)
+        .distinct()
+        .load(conn)?)
+}
+
 /// Every data type changed in an account after position `since`, each with its new state (the
 /// seq of its newest change, equal to Foo/get's state), and the account's newest seq: what a push
 /// client reconnecting with an old `pushState` / `Last-Event-ID` missed (RFC 8620 §7.3, RFC 8887

@@ -56,3 +56,44 @@ diesel::joinable!(account_access -> accounts (account_id));
 diesel::joinable!(tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(users, accounts, account_access, tokens, change_log);
+
+diesel::table! {
+    mailboxes (account_id, id) {
+        account_id -> Text,
+        id -> Text,
+        name -> Text,
+        parent_id -> Nullable<Text>,
+        role -> Nullable<Text>,
+        sort_order -> BigInt,
+        is_subscribed -> Bool,
+    }
+}
+
+diesel::table! {
+    emails (account_id, id) {
+        account_id -> Text,
+        id -> Text,
+        blob_id -> Text,
+        thread_id -> Text,
+        size -> BigInt,
+        received_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    email_mailboxes (account_id, mailbox_id, email_id) {
+        account_id -> Text,
+        email_id -> Text,
+        mailbox_id -> Text,
+    }
+}
+
+diesel::table! {
+    email_keywords (account_id, email_id, keyword) {
+        account_id -> Text,
+        email_id -> Text,
+        keyword -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(mailboxes, emails, email_mailboxes, email_keywords);

@@ -93,6 +93,7 @@ pub fn create(conn: &mut AnyConnection, name: &str, password: &str) -> Result<Us
                 account_access::may_write.eq(true),
             ))
             .execute(conn)?;
+        super::mailbox::create_defaults(conn, &account_id)?;
         Ok(user)
     })
 }

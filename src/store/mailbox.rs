@@ -1,0 +1,294 @@
+//! Mailboxes in the store, and their counts.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+use super::changelog::{self, ChangeOp, ChangesError, WriteTxn};
+use super::schema::{email_mailboxes, emails, mailboxes};
+use super::{AnyConnection, StoreContext, StoreError};
+use crate::jmap::changes::{ChangesPage, state_string};
+use crate::jmap::error::MethodError;
+use crate::jmap::mailbox::{
+    DATA_TYPE, DEFAULT_MAILBOXES, Mailbox, MailboxCounts, MailboxOp, MailboxSnapshot, MailboxStore,
+};
+
+#[derive(Queryable)]
+struct MailboxRow {
+    id: String,
+    name: String,
+    parent_id: Option<String>,
+    role: Option<String>,
+    sort_order: i64,
+    is_subscribed: bool,
+}
+
+#[derive(QueryableByName)]
+struct CountsRow {
+    #[diesel(sql_type = Text)]
+    mailbox_id: String,
+    #[diesel(sql_type = BigInt)]
+    total_emails: i64,
+    #[diesel(sql_type = BigInt)]
+    unread_emails: i64,
+    #[diesel(sql_type = BigInt)]
+    total_threads: i64,
+    #[diesel(sql_type = BigInt)]
+    unread_threads: i64,
+}
+
+/// MBX-06: unread = neither `$seen` nor `$draft`; a thread counts as unread in a mailbox when one of
+/// its emails in that mailbox is unread.
+const COUNTS_SQL: &str = "\
+SELECT x.mailbox_id AS mailbox_id,
+       CAST(COUNT(*) AS BIGINT) AS total_emails,
+       CAST(SUM(x.unread) AS BIGINT) AS unread_emails,
+       CAST(COUNT(DISTINCT x.thread_id) AS BIGINT) AS total_threads,
+       CAST(COUNT(DISTINCT CASE WHEN x.unread = 1 THEN x.thread_id END) AS BIGINT) AS unread_threads
+FROM (SELECT em.mailbox_id AS mailbox_id, e.thread_id AS thread_id,
+             CASE WHEN EXISTS (SELECT 1 FROM email_keywords k
+                               WHERE k.account_id = em.account_id AND k.email_id = em.email_id
+                                 AND k.keyword IN ('$seen', '$draft'))
+                  THEN 0 ELSE 1 END AS unread
+      FROM email_mailboxes em
+      JOIN emails e ON e.account_id = em.account_id AND e.id = em.email_id
+      WHERE em.account_id = $1) x
+GROUP BY x.mailbox_id";
+
+/// Counts of every non-empty mailbox of an account.
+pub fn counts(
+    conn: &mut AnyConnection,
+    account_id: &str,
+) -> Result<HashMap<String, MailboxCounts>, StoreError> {
+    // Raw SQL runs on the concrete backend; `$1` is a valid parameter in both dialects.
+    let query = diesel::sql_query(COUNTS_SQL).bind::<Text, _>(account_id);
+    let rows: Vec<CountsRow> = match conn {
+        AnyConnection::Sqlite(c) => query.load(c)?,
+        AnyConnection::Postgresql(c) => query.load(c)?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let counts = MailboxCounts {
+                total_emails: r.total_emails.max(0) as u64,
+                unread_emails: r.unread_emails.max(0) as u64,
+                total_threads: r.total_threads.max(0) as u64,
+                unread_threads: r.unread_threads.max(0) as u64,
+            };
+            (r.mailbox_id, counts)
+        })
+        .collect())
+}
+
+/// Every mailbox of an account.
+pub fn list(conn: &mut AnyConnection, account_id: &str) -> Result<Vec<Mailbox>, StoreError> {
+    let rows: Vec<MailboxRow> = mailboxes::table
+        .filter(mailboxes::account_id.eq(account_id))
+        .select((
+            mailboxes::id,
+            mailboxes::name,
+            mailboxes::parent_id,
+            mailboxes::role,
+            mailboxes::sort_order,
+            mailboxes::is_subscribed,
+        ))
+        .order(mailboxes::id.asc())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Mailbox {
+            id: r.id,
+            name: r.name,
+            parent_id: r.parent_id,
+            role: r.role,
+            sort_order: r.sort_order,
+            is_subscribed: r.is_subscribed,
+        })
+        .collect())
+}
+
+fn insert(conn: &mut AnyConnection, account_id: &str, m: &Mailbox) -> Result<(), StoreError> {
+    diesel::insert_into(mailboxes::table)
+        .values((
+            mailboxes::account_id.eq(account_id),
+            mailboxes::id.eq(&m.id),
+            mailboxes::name.eq(&m.name),
+            mailboxes::parent_id.eq(&m.parent_id),
+            mailboxes::role.eq(&m.role),
+            mailboxes::sort_order.eq(m.sort_order),
+            mailboxes::is_subscribed.eq(m.is_subscribed),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Creates the default mailboxes (inbox, drafts, sent, archive, junk, trash) of a new account.
+/// Part of creating the account, so it is not a change to report.
+pub fn create_defaults(conn: &mut AnyConnection, account_id: &str) -> Result<(), StoreError> {
+    for (i, (role, name)) in DEFAULT_MAILBOXES.iter().enumerate() {
+        let m = Mailbox {
+            id: super::new_id('m'),
+            name: (*name).to_owned(),
+            parent_id: None,
+            role: Some((*role).to_owned()),
+            sort_order: (i as i64 + 1) * 10,
+            is_subscribed: true,
+        };
+        insert(conn, account_id, &m)?;
+    }
+    Ok(())
+}
+
+/// Takes the emails out of mailbox `mailbox_id`; emails left in no mailbox are destroyed
+/// (RFC 8621 §2.5 `onDestroyRemoveEmails`). Records Email and Thread changes.
+fn remove_emails_from(txn: &mut WriteTxn<'_>, mailbox_id: &str) -> Result<(), StoreError> {
+    let account_id = txn.account_id().to_owned();
+    let email_ids: Vec<String> = email_mailboxes::table
+        .filter(email_mailboxes::account_id.eq(&account_id))
+        .filter(email_mailboxes::mailbox_id.eq(mailbox_id))
+        .select(email_mailboxes::email_id)
+        .load(txn.conn())?;
+    diesel::delete(
+        email_mailboxes::table
+            .filter(email_mailboxes::account_id.eq(&account_id))
+            .filter(email_mailboxes::mailbox_id.eq(mailbox_id)),
+    )
+    .execute(txn.conn())?;
+    for email_id in email_ids {
+        let remaining: i64 = email_mailboxes::table
+            .filter(email_mailboxes::account_id.eq(&account_id))
+            .filter(email_mailboxes::email_id.eq(&email_id))
+            .count()
+            .get_result(txn.conn())?;
+        if remaining > 0 {
+            txn.record("Email", &email_id, ChangeOp::Updated);
+            continue;
+        }
+        let thread_id: Option<String> = emails::table
+            .find((&account_id, &email_id))
+            .select(emails::thread_id)
+            .first(txn.conn())
+            .optional()?;
+        diesel::delete(emails::table.find((&account_id, &email_id))).execute(txn.conn())?;
+        txn.record("Email", &email_id, ChangeOp::Destroyed);
+        if let Some(thread_id) = thread_id {
+            let left: i64 = emails::table
+                .filter(emails::account_id.eq(&account_id))
+                .filter(emails::thread_id.eq(&thread_id))
+                .count()
+                .get_result(txn.conn())?;
+            let op = if left == 0 {
+                ChangeOp::Destroyed
+            } else {
+                ChangeOp::Updated
+            };
+            txn.record("Thread", &thread_id, op);
+        }
+    }
+    Ok(())
+}
+
+fn fail(e: StoreError) -> MethodError {
+    log::error!("mailbox store: {e}");
+    MethodError::ServerFail("the store failed; nothing was changed".into())
+}
+
+fn changes_error(e: ChangesError) -> MethodError {
+    match e {
+        ChangesError::CannotCalculate(why) => {
+            MethodError::CannotCalculateChanges(format!("{why:?}"))
+        }
+        ChangesError::Store(e) => fail(e),
+    }
+}
+
+fn snapshot(conn: &mut AnyConnection, account_id: &str) -> Result<MailboxSnapshot, StoreError> {
+    Ok(MailboxSnapshot {
+        state: state_string(changelog::type_state(conn, account_id, DATA_TYPE)?),
+        mailboxes: list(conn, account_id)?,
+        counts: counts(conn, account_id)?,
+    })
+}
+
+impl MailboxStore for StoreContext {
+    fn mailbox_snapshot(&mut self, account_id: &str) -> Result<MailboxSnapshot, MethodError> {
+        snapshot(self.conn(), account_id).map_err(fail)
+    }
+
+    fn mailbox_changes(
+        &mut self,
+        account_id: &str,
+        since: i64,
+        max_changes: usize,
+    ) -> Result<ChangesPage, MethodError> {
+        changelog::changes_since(self.conn(), account_id, DATA_TYPE, since, max_changes)
+            .map_err(changes_error)
+    }
+
+    fn mailbox_touched_since(
+        &mut self,
+        account_id: &str,
+        since: i64,
+    ) -> Result<Vec<String>, MethodError> {
+        changelog::touched_since(self.conn(), account_id, DATA_TYPE, since).map_err(changes_error)
+    }
+
+    fn mailbox_write(
+        &mut self,
+        account_id: &str,
+        decide: &mut dyn FnMut(&MailboxSnapshot) -> Result<Vec<MailboxOp>, MethodError>,
+    ) -> Result<(String, String), MethodError> {
+        let mut method_error = None;
+        let result = self.write(account_id, |txn| {
+            let snap = snapshot(txn.conn(), account_id)?;
+            let ops = match decide(&snap) {
+                Ok(ops) => ops,
+                Err(e) => {
+                    method_error = Some(e);
+                    return Err(StoreError::Invalid("decided against".into()));
+                }
+            };
+            for op in ops {
+                match op {
+                    MailboxOp::Insert(m) => {
+                        insert(txn.conn(), account_id, &m)?;
+                        txn.record(DATA_TYPE, &m.id, ChangeOp::Created);
+                    }
+                    MailboxOp::Update(m) => {
+                        diesel::update(mailboxes::table.find((account_id, &m.id)))
+                            .set((
+                                mailboxes::name.eq(&m.name),
+                                mailboxes::parent_id.eq(&m.parent_id),
+                                mailboxes::role.eq(&m.role),
+                                mailboxes::sort_order.eq(m.sort_order),
+                                mailboxes::is_subscribed.eq(m.is_subscribed),
+                            ))
+                            .execute(txn.conn())?;
+                        txn.record(DATA_TYPE, &m.id, ChangeOp::Updated);
+                    }
+                    MailboxOp::Delete { id, remove_emails } => {
+                        if remove_emails {
+                            remove_emails_from(txn, &id)?;
+                        }
+                        diesel::delete(mailboxes::table.find((account_id, &id)))
+                            .execute(txn.conn())?;
+                        txn.record(DATA_TYPE, &id, ChangeOp::Destroyed);
+                    }
+                }
+            }
+            let new_state = if txn.has_changes() {
+                state_string(txn.seq())
+            } else {
+                snap.state.clone()
+            };
+            Ok((snap.state, new_state))
+        });
+        // A method error from `decide` travelled out of the transaction as a store error.
+        match (result, method_error) {
+            (_, Some(e)) => Err(e),
+            (Ok(states), None) => Ok(states),
+            (Err(e), None) => Err(fail(e)),
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Mailbox over HTTP (RFC 8621 §2). Checklist ids in comments.
+
+mod common;
+
+use common::{Auth, CORE, TestServer};
+use serde_json::{Value, json};
+
+const MAIL: &str = "urn:ietf:params:jmap:mail";
+
+async fn setup() -> (TestServer, Auth, String) {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let session = s.get("/jmap/session", &alice).await.body;
+    let account = session["primaryAccounts"][MAIL]
+        .as_str()
+        .expect("mail primary account")
+        .to_owned();
+    (s, alice, account)
+}
+
+async fn call(s: &TestServer, auth: &Auth, calls: Value) -> Vec<Value> {
+    s.call(auth, &[CORE, MAIL], calls).await
+}
+
+fn ids_by_name(get: &Value) -> std::collections::HashMap<String, String> {
+    get["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_new_account_has_the_six_standard_mailboxes_with_roles_and_zero_counts() {
+    let (s, alice, account) = setup().await;
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/get", {"accountId": account, "ids": null}, "0"]]),
+    )
+    .await;
+    let list = r[0][1]["list"].as_array().unwrap();
+    let mut roles: Vec<&str> = list.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        vec!["archive", "drafts", "inbox", "junk", "sent", "trash"]
+    );
+    for m in list {
+        for count in [
+            "totalEmails",
+            "unreadEmails",
+            "totalThreads",
+            "unreadThreads",
+        ] {
+            assert_eq!(m[count], 0);
+        }
+        assert_eq!(m["myRights"]["mayDelete"], true);
+        assert_eq!(m["parentId"], Value::Null);
+    }
+    assert!(r[0][1]["state"].is_string());
+    assert_eq!(r[0][1]["notFound"], json!([])); // GET-04
+}
+
+#[actix_web::test]
+async fn get_selects_properties_reports_unknown_ids_and_refuses_unknown_properties() {
+    let (s, alice, account) = setup().await;
+    let r = call(
+        &s,
+        &alice,
+        json!([
+            ["Mailbox/get", {"accountId": account, "ids": ["nope"], "properties": ["name"]}, "0"],
+            ["Mailbox/get", {"accountId": account, "properties": ["colour"]}, "1"],
+            ["Mailbox/get", {"accountId": account, "properties": ["role"]}, "2"],
+        ]),
+    )
+    .await;
+    assert_eq!(r[0][1]["notFound"], json!(["nope"]));
+    assert_eq!(
+        (r[1][0].as_str(), r[1][1]["type"].as_str()),
+        (Some("error"), Some("invalidArguments"))
+    ); // GET-03
+    let first = &r[2][1]["list"][0];
+    assert_eq!(
+        first.as_object().unwrap().len(),
+        2,
+        "only id and role: {first}"
+    );
+}
+
+#[actix_web::test]
+async fn create_update_and_destroy_move_the_state_and_changes_reports_each() {
+    let (s, alice, account) = setup().await;
+    let before = call(
+        &s,
+        &alice,
+        json!([["Mailbox/get", {"accountId": account, "ids": []}, "0"]]),
+    )
+    .await[0][1]["state"]
+        .clone();
+    // CID-03: a child names its parent by creation id, before the parent in the map
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account, "create": {
+            "child": {"name": "Child", "parentId": "#parent"},
+            "parent": {"name": "Projects", "sortOrder": 5}
+        }}, "0"]]),
+    )
+    .await;
+    let set = &r[0][1];
+    assert_eq!(set["oldState"], before); // ST-04
+    assert_ne!(set["newState"], before);
+    let parent = set["created"]["parent"]["id"].as_str().unwrap().to_owned();
+    let child = set["created"]["child"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        set["created"]["parent"]["totalEmails"], 0,
+        "server-set properties come back (SET-08)"
+    );
+    assert_eq!(set["created"]["parent"]["isSubscribed"], true);
+    assert_eq!(set["notCreated"], Value::Null); // SET-09
+    let got = call(
+        &s,
+        &alice,
+        json!([["Mailbox/get", {"accountId": account, "ids": [child.clone()]}, "0"]]),
+    )
+    .await;
+    assert_eq!(got[0][1]["list"][0]["parentId"], json!(parent));
+    assert_eq!(got[0][1]["state"], set["newState"]);
+
+    let r = call(
+        &s,
+        &alice,
+        json!([
+            ["Mailbox/set", {"accountId": account, "update": {child.clone(): {"name": "Renamed", "parentId": null}}}, "0"],
+            ["Mailbox/set", {"accountId": account, "destroy": [parent.clone()]}, "1"],
+            ["Mailbox/changes", {"accountId": account, "sinceState": before}, "2"],
+        ]),
+    )
+    .await;
+    assert_eq!(r[0][1]["updated"], json!({child.clone(): null}));
+    assert_eq!(r[1][1]["destroyed"], json!([parent]));
+    let ch = &r[2][1];
+    assert_eq!(ch["oldState"], before);
+    assert_eq!(ch["newState"], r[1][1]["newState"]);
+    assert_eq!(
+        ch["created"],
+        json!([child]),
+        "created then updated is reported as created (CHG-04)"
+    );
+    assert_eq!(ch["updated"], json!([]));
+    assert_eq!(
+        ch["destroyed"],
+        json!([]),
+        "created then destroyed is left out"
+    );
+    assert_eq!(ch["hasMoreChanges"], false);
+}
+
+#[actix_web::test]
+async fn changes_page_by_max_changes_and_refuse_unknown_states() {
+    let (s, alice, account) = setup().await;
+    let before = call(
+        &s,
+        &alice,
+        json!([["Mailbox/get", {"accountId": account, "ids": []}, "0"]]),
+    )
+    .await[0][1]["state"]
+        .clone();
+    for i in 0..3 {
+        call(&s, &alice, json!([["Mailbox/set", {"accountId": account, "create": {"k": {"name": format!("M{i}")}}}, "0"]])).await;
+    }
+    let mut since = before.clone();
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let r = call(&s, &alice, json!([["Mailbox/changes", {"accountId": account, "sinceState": since, "maxChanges": 2}, "0"]])).await;
+        let ch = &r[0][1];
+        let n = ch["created"].as_array().unwrap().len()
+            + ch["updated"].as_array().unwrap().len()
+            + ch["destroyed"].as_array().unwrap().len();
+        assert!(n <= 2, "CHG-03");
+        seen.extend(ch["created"].as_array().unwrap().iter().cloned());
+        assert_ne!(ch["newState"], since, "progress on every page (CHG-08)");
+        since = ch["newState"].clone();
+        if ch["hasMoreChanges"] == false {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 3);
+    let r = call(
+        &s,
+        &alice,
+        json!([
+            ["Mailbox/changes", {"accountId": account, "sinceState": "not-a-state"}, "0"],
+            ["Mailbox/changes", {"accountId": account, "sinceState": "999999"}, "1"],
+            ["Mailbox/changes", {"accountId": account, "sinceState": before, "maxChanges": 0}, "2"],
+        ]),
+    )
+    .await;
+    assert_eq!(r[0][1]["type"], "cannotCalculateChanges");
+    assert_eq!(r[1][1]["type"], "cannotCalculateChanges");
+    assert_eq!(r[2][1]["type"], "invalidArguments"); // CHG-01
+}
+
+#[actix_web::test]
+async fn set_refuses_bad_records_one_by_one_and_state_mismatch_as_a_whole() {
+    let (s, alice, account) = setup().await;
+    let get = call(
+        &s,
+        &alice,
+        json!([["Mailbox/get", {"accountId": account}, "0"]]),
+    )
+    .await;
+    let names = ids_by_name(&get[0][1]);
+    let inbox = names["Inbox"].clone();
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account,
+            "create": {
+                "ok": {"name": "Fine", "parentId": inbox},
+                "nameless": {},
+                "server": {"name": "X", "totalEmails": 3},
+                "alien": {"name": "Y", "colour": "red"},
+                "twin": {"name": "Inbox"},
+                "orphan": {"name": "Z", "parentId": "nosuch"},
+                "badrole": {"name": "R", "role": "inbox"}
+            },
+            "update": {"nosuch": {"name": "x"}, inbox.clone(): {"totalEmails/x": 1}},
+            "destroy": ["nosuch", inbox.clone()]
+        }, "0"]]),
+    )
+    .await;
+    let set = &r[0][1];
+    assert!(set["created"]["ok"]["id"].is_string());
+    for (cid, prop) in [
+        ("nameless", "name"),
+        ("server", "totalEmails"),
+        ("alien", "colour"),
+        ("twin", "name"),
+        ("orphan", "parentId"),
+        ("badrole", "role"),
+    ] {
+        let e = &set["notCreated"][cid];
+        assert_eq!(e["type"], "invalidProperties", "{cid}: {e}");
+        assert_eq!(e["properties"], json!([prop]), "{cid}");
+    }
+    assert_eq!(set["notUpdated"]["nosuch"]["type"], "notFound"); // SET-07
+    assert_eq!(set["notUpdated"][&inbox]["type"], "invalidPatch");
+    assert_eq!(set["notDestroyed"]["nosuch"]["type"], "notFound");
+    assert_eq!(set["notDestroyed"][&inbox]["type"], "mailboxHasChild"); // MBX-14
+    let r = call(&s, &alice, json!([["Mailbox/set", {"accountId": account, "ifInState": "0", "create": {"a": {"name": "A"}}}, "0"]])).await;
+    assert_eq!(r[0][1]["type"], "stateMismatch"); // SET-02
+}
+
+#[actix_web::test]
+async fn query_filters_sorts_and_windows_and_the_result_feeds_get_by_reference() {
+    let (s, alice, account) = setup().await;
+    let r = call(
+        &s,
+        &alice,
+        json!([
+            ["Mailbox/query", {"accountId": account, "filter": {"hasAnyRole": true}, "sort": [{"property": "name"}], "calculateTotal": true}, "q"],
+            ["Mailbox/get", {"accountId": account, "#ids": {"resultOf": "q", "name": "Mailbox/query", "path": "/ids"}, "properties": ["name"]}, "g"],
+            ["Mailbox/query", {"accountId": account, "filter": {"operator": "NOT", "conditions": [{"role": "inbox"}]}, "position": -2}, "n"],
+            ["Mailbox/query", {"accountId": account, "anchor": "nosuch"}, "a"],
+            ["Mailbox/query", {"accountId": account, "filter": {"colour": "red"}}, "f"],
+            ["Mailbox/query", {"accountId": account, "sort": [{"property": "totalEmails"}]}, "s"],
+            ["Mailbox/query", {"accountId": account, "sort": [{"property": "name", "collation": "i;klingon"}]}, "c"],
+        ]),
+    )
+    .await;
+    assert_eq!(r[0][1]["total"], 6);
+    let names: Vec<&str> = r[1][1]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names.len(), 6);
+    let order: Vec<&str> = r[0][1]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let by_id: std::collections::HashMap<&str, &str> = r[1][1]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m["name"].as_str().unwrap()))
+        .collect();
+    let queried: Vec<&str> = order.iter().map(|id| by_id[id]).collect();
+    assert_eq!(queried, sorted, "sorted by name");
+    assert_eq!(
+        (
+            r[2][1]["position"].clone(),
+            r[2][1]["ids"].as_array().unwrap().len()
+        ),
+        (json!(3), 2)
+    ); // QRY-06
+    assert_eq!(r[3][1]["type"], "anchorNotFound");
+    assert_eq!(r[4][1]["type"], "unsupportedFilter");
+    assert_eq!(r[5][1]["type"], "unsupportedSort");
+    assert_eq!(r[6][1]["type"], "unsupportedSort"); // QRY-03
+}
+
+#[actix_web::test]
+async fn query_changes_gives_exactly_the_delta_a_client_needs() {
+    let (s, alice, account) = setup().await;
+    let q = json!({"accountId": account, "sort": [{"property": "name"}]});
+    let first = call(&s, &alice, json!([["Mailbox/query", q, "0"]])).await[0][1].clone();
+    let mut cached: Vec<String> = first["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let names = ids_by_name(
+        &call(
+            &s,
+            &alice,
+            json!([["Mailbox/get", {"accountId": account}, "0"]]),
+        )
+        .await[0][1],
+    );
+    call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account, "create": {"a": {"name": "Aardvark"}}, "destroy": [names["Junk"]], "update": {names["Sent"].clone(): {"name": "Zzz"}}}, "0"]]),
+    )
+    .await;
+    let mut qc = q.clone();
+    qc["sinceQueryState"] = first["queryState"].clone();
+    qc["calculateTotal"] = json!(true);
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/queryChanges", qc, "0"], ["Mailbox/query", q, "1"]]),
+    )
+    .await;
+    let changes = &r[0][1];
+    // The client algorithm (errata 6604): splice out removed, splice in added by index.
+    let removed: Vec<&str> = changes["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    cached.retain(|id| !removed.contains(&id.as_str()));
+    for added in changes["added"].as_array().unwrap() {
+        cached.insert(
+            added["index"].as_u64().unwrap() as usize,
+            added["id"].as_str().unwrap().to_owned(),
+        );
+    }
+    let fresh: Vec<String> = r[1][1]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cached, fresh);
+    assert_eq!(changes["total"], fresh.len());
+    assert_eq!(changes["newQueryState"], r[1][1]["queryState"]);
+}
+
+#[actix_web::test]
+async fn another_users_account_does_not_exist_for_me() {
+    let (s, alice, _) = setup().await;
+    let bob = s.add_user("bob", "pw");
+    let bobs = s.get("/jmap/session", &bob).await.body["primaryAccounts"][MAIL]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = call(&s, &alice, json!([["Mailbox/get", {"accountId": bobs}, "0"], ["Mailbox/set", {"accountId": bobs, "create": {"x": {"name": "x"}}}, "1"]])).await;
+    assert_eq!(r[0][1]["type"], "accountNotFound", "{r:?}"); // SEC-02
+    assert_eq!(r[1][1]["type"], "accountNotFound");
+}
+
+#[actix_web::test]
+async fn mail_methods_need_the_mail_capability_in_using() {
+    let (s, alice, account) = setup().await;
+    let r = s
+        .call(
+            &alice,
+            &[CORE],
+            json!([["Mailbox/get", {"accountId": account}, "0"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["type"], "unknownMethod"); // TR-06
+}
