@@ -118,8 +118,6 @@ pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
         .map(position::decode);
 
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_EVENTS);
-    // A comment first, so the headers go out at once (checklist ES-10).
-    let _ = tx.try_send(Bytes::from_static(b": herald push stream\n\n"));
     EventSourceSession {
         principal,
         app: state.into_inner(),
@@ -285,7 +283,13 @@ impl Actor for EventSourceSession {
             .map(|result, act, ctx| match result {
                 Ok(Ok(found)) => {
                     let (positions, missed) = split_baseline(found);
-                    if act.slot.baseline(positions, missed) {
+                    let pending = act.slot.baseline(positions, missed);
+                    // A comment first, flushing the headers (checklist ES-10); sent once the
+                    // stream is subscribed, so a client may wait for it before it mutates.
+                    let _ = act
+                        .tx
+                        .try_send(Bytes::from_static(b": herald push stream ready\n\n"));
+                    if pending {
                         act.flush(ctx);
                     }
                 }
