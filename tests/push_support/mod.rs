@@ -227,7 +227,7 @@ impl Sse {
                     let mut e = Event::default();
                     let mut comment = true;
                     for line in block.lines() {
-                        if line.starts_with(':') {
+                        if line.is_empty() || line.starts_with(':') {
                             continue;
                         }
                         comment = false;
