@@ -448,3 +448,58 @@ async fn a_hub_runs_while_an_account_has_subscribers_and_stops_after_the_last_le
     }
     panic!("the hub did not stop");
 }
+
+#[actix_web::test]
+async fn a_fragmented_message_is_reassembled_before_parsing() {
+    use actix_http::ws::Item;
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let mut ws = ws_connect(&s, &alice).await;
+    let text = json!({"@type": "Request", "id": "F1", "using": [CORE], "methodCalls": [["Core/echo", {"in": "pieces"}, "0"]]})
+        .to_string();
+    let (a, rest) = text.split_at(10);
+    let (b, c) = rest.split_at(10);
+    // WS-05
+    for item in [
+        Item::FirstText(a.to_owned().into()),
+        Item::Continue(b.to_owned().into()),
+        Item::Last(c.to_owned().into()),
+    ] {
+        ws.send(Message::Continuation(item)).await.unwrap();
+    }
+    let r = ws_next(&mut ws).await.unwrap();
+    assert_eq!(r["requestId"], "F1");
+    assert_eq!(r["methodResponses"][0][1]["in"], "pieces");
+}
+
+#[actix_web::test]
+async fn a_websocket_that_never_answers_pings_is_closed_and_unsubscribed() {
+    use awc::ws::Frame;
+    use futures_util::StreamExt;
+    let s = TestServer::start_with(|c| {
+        c.push.heartbeat_secs = 1;
+        c.push.idle_timeout_secs = 1;
+    })
+    .await;
+    let alice = s.add_user("alice", "pw");
+    let mut ws = ws_connect(&s, &alice).await;
+    // Read without ever answering a ping: the server gives up on the peer.
+    let closed = actix_web::rt::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server closed the idle socket");
+    for _ in 0..200 {
+        let stats = s.registry.send(GetStats).await.unwrap();
+        if stats.subscribers.is_empty() {
+            return;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the closed session is still subscribed");
+}
