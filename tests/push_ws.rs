@@ -503,3 +503,51 @@ async fn a_websocket_that_never_answers_pings_is_closed_and_unsubscribed() {
     }
     panic!("the closed session is still subscribed");
 }
+
+#[actix_web::test]
+async fn websocket_requests_share_max_concurrent_requests_with_http() {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with(|c| c.limits.max_concurrent_requests = 1).await;
+    let alice = s.add_user("alice", "pw");
+    let mut ws = ws_connect(&s, &alice).await;
+    // Hold one HTTP request open (head sent, half the body), so it keeps its slot.
+    let body =
+        json!({"using": [CORE], "methodCalls": [["Core/echo", {"held": true}, "h"]]}).to_string();
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /jmap/api HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        base64::engine::general_purpose::STANDARD.encode("alice:pw"),
+        body.len()
+    );
+    held.write_all(head.as_bytes()).await.unwrap();
+    held.write_all(&body.as_bytes()[..10]).await.unwrap();
+    // WS-10: the WebSocket request is refused while the HTTP one runs (bounded polling: the held
+    // request takes its slot once authenticated).
+    let mut refused = None;
+    for i in 0..200 {
+        let (r, _) = ws_request(&mut ws, &format!("L{i}"), json!([["Core/echo", {}, "0"]])).await;
+        if r["@type"] == "RequestError" {
+            refused = Some(r);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let refused = refused.expect("refused while the HTTP request holds the slot");
+    assert_eq!(refused["type"], "urn:ietf:params:jmap:error:limit");
+    assert_eq!(refused["limit"], "maxConcurrentRequests");
+    assert!(refused["requestId"].as_str().unwrap().starts_with('L'));
+    // Finish the HTTP request; then the WebSocket may run one again.
+    held.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&reply).contains("\"held\"") {
+        let n = held.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        reply.extend_from_slice(&buf[..n]);
+    }
+    drop(held);
+    let (r, _) = ws_request(&mut ws, "free", json!([["Core/echo", {}, "0"]])).await;
+    assert_eq!(r["@type"], "Response");
+}
