@@ -45,12 +45,61 @@ pub struct SlotStats {
     pub offered: u64,
 }
 
+/// Out-of-order seqs remembered per account before the position gives up waiting for a gap.
+const MAX_AHEAD: usize = 64;
+
+/// How far a stream has seen an account's writes.
+///
+/// Committed writes of an account have consecutive seqs, but dispatcher threads publish them
+/// independently, so seq 7 may arrive after seq 8. The position handed to the client (in
+/// `pushState` / the event id) is the highest seq up to which *every* write was seen, so a client
+/// resuming from it never skips a write that was still on its way. Should a write never arrive
+/// (dropped on overload), the position moves on once `MAX_AHEAD` later ones have.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Every write up to here was seen (or covered by the baseline read from the store).
+    contiguous: Option<i64>,
+    /// Seen seqs above `contiguous`.
+    ahead: BTreeSet<i64>,
+}
+
+impl Progress {
+    fn see(&mut self, seq: i64) {
+        match self.contiguous {
+            Some(c) if seq <= c => return,
+            _ => {}
+        }
+        self.ahead.insert(seq);
+        self.settle();
+    }
+
+    fn cover(&mut self, seq: i64) {
+        self.contiguous = Some(self.contiguous.map_or(seq, |c| c.max(seq)));
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        let Some(mut c) = self.contiguous else {
+            return;
+        };
+        self.ahead.retain(|s| *s > c);
+        while self.ahead.remove(&(c + 1)) {
+            c += 1;
+        }
+        if self.ahead.len() > MAX_AHEAD {
+            c = self.ahead.last().copied().unwrap_or(c);
+            self.ahead.clear();
+        }
+        self.contiguous = Some(c);
+    }
+}
+
 #[derive(Debug)]
 struct SlotState {
     filter: TypeFilter,
     /// The stream's starting position is known; before that nothing is handed out.
     ready: bool,
-    positions: Positions,
+    progress: std::collections::BTreeMap<String, Progress>,
     pending: Changed,
     /// A `Wake` was sent and not yet answered by a `take`.
     wake_sent: bool,
@@ -69,7 +118,7 @@ impl ChangeSlot {
             state: Mutex::new(SlotState {
                 filter,
                 ready: false,
-                positions: Positions::new(),
+                progress: Default::default(),
                 pending: Changed::new(),
                 wake_sent: false,
                 stats: SlotStats::default(),
@@ -86,8 +135,7 @@ impl ChangeSlot {
     pub fn offer(&self, account: &str, seq: i64, types: &[String]) -> bool {
         let mut s = self.lock();
         s.stats.offered += 1;
-        let position = s.positions.entry(account.to_owned()).or_insert(seq);
-        *position = (*position).max(seq);
+        s.progress.entry(account.to_owned()).or_default().see(seq);
         let wanted: Vec<&String> = types.iter().filter(|t| s.filter.accepts(t)).collect();
         if wanted.is_empty() {
             return false;
@@ -123,8 +171,7 @@ impl ChangeSlot {
     pub fn baseline(&self, positions: Positions, missed: Changed) -> bool {
         let mut s = self.lock();
         for (account, seq) in positions {
-            let p = s.positions.entry(account).or_insert(seq);
-            *p = (*p).max(seq);
+            s.progress.entry(account).or_default().cover(seq);
         }
         for (account, types) in missed {
             for (t, seq) in types {
@@ -153,7 +200,12 @@ impl ChangeSlot {
         }
         s.stats.pending = 0;
         let changed = std::mem::take(&mut s.pending);
-        Some((changed, s.positions.clone()))
+        let positions = s
+            .progress
+            .iter()
+            .filter_map(|(account, p)| Some((account.clone(), p.contiguous?)))
+            .collect();
+        Some((changed, positions))
     }
 
     /// Whether changes wait to be taken.
@@ -216,9 +268,29 @@ mod tests {
     }
 
     #[test]
+    fn the_position_waits_for_a_write_that_arrives_out_of_order() {
+        let slot = ChangeSlot::new(TypeFilter::All);
+        slot.baseline(Positions::from([("a".into(), 6)]), Changed::new());
+        slot.offer("a", 8, &types(&["Email"]));
+        let (changed, positions) = slot.take().unwrap();
+        assert_eq!(changed["a"]["Email"], 8);
+        assert_eq!(positions["a"], 6, "seq 7 is still on its way");
+        slot.offer("a", 7, &types(&["Mailbox"]));
+        let (changed, positions) = slot.take().unwrap();
+        assert_eq!(changed["a"]["Mailbox"], 7);
+        assert_eq!(positions["a"], 8);
+        // A write that never arrives holds the position back only so long.
+        for seq in 10..10 + MAX_AHEAD as i64 + 1 {
+            slot.offer("a", seq, &types(&["Email"]));
+        }
+        let (_, positions) = slot.take().unwrap();
+        assert_eq!(positions["a"], 10 + MAX_AHEAD as i64);
+    }
+
+    #[test]
     fn a_filtered_out_change_moves_the_position_without_waking() {
         let slot = ChangeSlot::new(TypeFilter::Off);
-        slot.baseline(Positions::new(), Changed::new());
+        slot.baseline(Positions::from([("a".into(), 2)]), Changed::new());
         assert!(!slot.offer("a", 3, &types(&["Mailbox"])));
         slot.set_filter(TypeFilter::All);
         assert!(
