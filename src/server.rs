@@ -17,9 +17,12 @@ use crate::http::{self, AppState};
 use crate::jmap::session::ServerInfo;
 use crate::jmap::{capability, mailbox};
 use crate::push::PushState;
+use crate::push::StateChanged;
+use crate::push::cluster_bus::ClusterBus;
 use crate::push::registry::Registry;
-use crate::store::Store;
 use crate::store::credentials::CredentialCache;
+use crate::store::{Store, StoreUrl};
+use actix::Recipient;
 use serde_json::json;
 
 /// A started node.
@@ -119,10 +122,26 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         n => n,
     };
     let registry = Registry::default().start();
-    // Every publisher gets each committed write: the push registry here; the webhook sender joins.
-    let publishers = vec![registry.clone().recipient()];
-    let dispatcher =
-        Dispatcher::start(threads, store, server_info.clone(), credentials, publishers);
+    // Everything that must hear of committed writes: the push registry here; the webhook sender
+    // joins.
+    let publishers: Vec<Recipient<StateChanged>> = vec![registry.clone().recipient()];
+    // One publication path per mode, so no change is pushed twice: SQLite is one node, and the
+    // dispatcher publishes after commit; on PostgreSQL every node learns of every write, its own
+    // included, through the ClusterBus (LISTEN/NOTIFY).
+    let dispatcher_publishers = match store.url() {
+        StoreUrl::Sqlite(_) => publishers,
+        StoreUrl::Postgres(url) => {
+            ClusterBus::start(url.clone(), store.clone(), publishers);
+            Vec::new()
+        }
+    };
+    let dispatcher = Dispatcher::start(
+        threads,
+        store,
+        server_info.clone(),
+        credentials,
+        dispatcher_publishers,
+    );
     let state = web::Data::new(AppState {
         server: server_info,
         dispatcher,
