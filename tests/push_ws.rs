@@ -564,3 +564,43 @@ async fn websocket_requests_share_max_concurrent_requests_with_http() {
     let (r, _) = ws_request(&mut ws, "free", json!([["Core/echo", {}, "0"]])).await;
     assert_eq!(r["@type"], "Response");
 }
+
+#[actix_web::test]
+async fn on_postgresql_a_websocket_on_one_node_hears_a_write_made_through_another_and_resumes() {
+    let Some(cluster) = common::pg::cluster() else {
+        eprintln!("SKIPPED: no PostgreSQL");
+        return;
+    };
+    let url = cluster.fresh_database();
+    let writer = TestServer::start_with(|c| c.store.url = url.clone()).await;
+    let listener = TestServer::start_with(|c| c.store.url = url.clone()).await;
+    let alice = writer.add_user("alice", "pw");
+    let account = account_id(&writer, &alice).await;
+    let mut ws = ws_connect(&listener, &alice).await;
+    ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+    )
+    .await;
+    // The write goes through the other node; the ClusterBus brings it to this one's registry.
+    let state = create_mailbox(&writer, &alice, &account, "Elsewhere").await;
+    let seen = ws_until_mailbox_state(&mut ws, &account, &state).await;
+    let old = seen.last().unwrap()["pushState"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(ws);
+    let newest = create_mailbox(&writer, &alice, &account, "Missed").await;
+    // Resume on the listening node: the missed change is read from the PostgreSQL change log.
+    let mut ws = ws_connect(&listener, &alice).await;
+    let early = ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null, "pushState": old}),
+    )
+    .await;
+    let change = match early.first() {
+        Some(c) => c.clone(),
+        None => ws_next(&mut ws).await.unwrap(),
+    };
+    assert_eq!(change["changed"][&account]["Mailbox"], newest);
+}
