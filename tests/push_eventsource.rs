@@ -208,3 +208,24 @@ async fn a_user_never_receives_another_users_changes_on_an_event_source() {
         assert_eq!(accounts, vec![&alice_account], "{data}");
     }
 }
+
+#[actix_web::test]
+async fn a_stream_whose_client_left_is_unsubscribed_even_without_pings() {
+    use herald::push::registry::GetStats;
+    let s = TestServer::start_with(|c| c.push.heartbeat_secs = 1).await;
+    let alice = s.add_user("alice", "pw");
+    let mut sse = sse_open(&s, &alice, ALL, None).await;
+    sse.ready().await;
+    let stats = s.registry.send(GetStats).await.unwrap();
+    assert_eq!(stats.subscribers.len(), 1);
+    drop(sse);
+    // STACK.md pitfall 7: the server learns of it on its liveness check (bounded polling).
+    for _ in 0..200 {
+        let stats = s.registry.send(GetStats).await.unwrap();
+        if stats.subscribers.is_empty() && stats.hubs == 0 {
+            return;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the departed stream is still subscribed");
+}

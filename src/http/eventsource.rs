@@ -232,7 +232,17 @@ impl Actor for EventSourceSession {
         ctx.run_interval(heartbeat, |act, ctx| {
             if act.tx.is_closed() {
                 ctx.stop();
-            } else if act.slot.has_pending() {
+                return;
+            }
+            // A comment (not a ping: checklist ES-06) makes the server write, which is how it
+            // learns that the client left; the body then ends and the channel closes.
+            if let Err(mpsc::error::TrySendError::Closed(_)) =
+                act.tx.try_send(Bytes::from_static(b": keepalive\n\n"))
+            {
+                ctx.stop();
+                return;
+            }
+            if act.slot.has_pending() {
                 act.flush(ctx);
             }
         });
