@@ -212,3 +212,51 @@ async fn the_cluster_bus_announces_committed_writes_and_replays_what_a_dropped_l
     assert_eq!(seen, later);
     assert!(rx.try_recv().is_err(), "nothing twice");
 }
+
+#[actix_web::test]
+async fn two_nodes_writing_to_one_account_at_once_lose_and_duplicate_nothing() {
+    let cluster = cluster_or_skip!();
+    let url = cluster.fresh_database();
+    let node = |c: &mut herald::config::Config| {
+        c.store.url = url.clone();
+        c.limits.max_concurrent_requests = 32;
+    };
+    let a = TestServer::start_with(node).await;
+    let b = TestServer::start_with(node).await;
+    let alice = a.add_user("alice", "pw");
+    let mail = "urn:ietf:params:jmap:mail";
+    let account = a.get("/jmap/session", &alice).await.body["primaryAccounts"][mail]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = a
+        .call(
+            &alice,
+            &[CORE, mail],
+            json!([["Mailbox/get", {"accountId": account, "ids": []}, "0"]]),
+        )
+        .await[0][1]["state"]
+        .clone();
+    let mut writes = Vec::new();
+    for (node, server) in [("a", &a), ("b", &b)] {
+        for i in 0..10 {
+            let (alice, account) = (alice.clone(), account.clone());
+            writes.push(async move {
+                let r = server
+                    .call(&alice, &[CORE, mail], json!([["Mailbox/set", {"accountId": account, "create": {"k": {"name": format!("{node}{i}")}}}, "0"]]))
+                    .await;
+                r[0][1]["newState"].as_str().unwrap().to_owned()
+            });
+        }
+    }
+    let mut states = futures_util::future::join_all(writes).await;
+    states.sort();
+    states.dedup();
+    assert_eq!(states.len(), 20, "every write got its own state");
+    let r = b
+        .call(&alice, &[CORE, mail], json!([["Mailbox/changes", {"accountId": account, "sinceState": before}, "0"], ["Mailbox/get", {"accountId": account, "ids": null, "properties": ["name"]}, "1"]]))
+        .await;
+    assert_eq!(r[0][1]["created"].as_array().unwrap().len(), 20);
+    assert_eq!(r[0][1]["newState"], r[1][1]["state"]);
+    assert_eq!(r[1][1]["list"].as_array().unwrap().len(), 26);
+}
