@@ -171,29 +171,33 @@ async fn data_types_filter_what_is_pushed() {
 
 #[actix_web::test]
 async fn push_disable_stops_state_changes() {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(|c| c.push.min_interval_ms = 0).await;
     let alice = s.add_user("alice", "pw");
     let account = account_id(&s, &alice).await;
     let mut ws = ws_connect(&s, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    // A second connection that keeps push on: it shows when the change has been handed out.
+    let mut control = ws_connect(&s, &alice).await;
+    for w in [&mut ws, &mut control] {
+        ws_push_enable(
+            w,
+            json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+        )
+        .await;
+    }
     let state = create_mailbox(&s, &alice, &account, "One").await;
     ws_until_mailbox_state(&mut ws, &account, &state).await;
     // WS-13
     ws_send(&mut ws, json!({"@type": "WebSocketPushDisable"})).await;
-    create_mailbox(&s, &alice, &account, "Two").await;
-    create_mailbox(&s, &alice, &account, "Three").await;
-    // Nothing but the echo's answer arrives; a StateChange would come first (the registry had
-    // the changes before the echo ran).
+    ws_request(&mut ws, "sync", json!([["Core/echo", {}, "0"]])).await;
+    let state = create_mailbox(&s, &alice, &account, "Two").await;
+    ws_until_mailbox_state(&mut control, &account, &state).await;
+    // The hub woke both connections at once; the disabled one has nothing to say.
     let (r, others) = ws_request(&mut ws, "after", json!([["Core/echo", {}, "0"]])).await;
     assert_eq!(r["@type"], "Response");
     assert!(others.is_empty(), "{others:?}");
     let stats = s.registry.send(GetStats).await.unwrap();
-    assert_eq!(stats.subscribers.len(), 1);
-    assert_eq!(stats.subscribers[0].1.pending, 0);
+    assert_eq!(stats.subscribers.len(), 2);
+    assert!(stats.subscribers.iter().all(|(_, slot)| slot.pending == 0));
 }
 
 #[actix_web::test]
@@ -603,4 +607,40 @@ async fn on_postgresql_a_websocket_on_one_node_hears_a_write_made_through_anothe
         None => ws_next(&mut ws).await.unwrap(),
     };
     assert_eq!(change["changed"][&account]["Mailbox"], newest);
+}
+
+#[actix_web::test]
+async fn a_connection_stops_hearing_of_an_account_once_access_to_it_is_revoked() {
+    use herald::push::registry::AccessRevoked;
+    let s = TestServer::start_with(|c| c.push.min_interval_ms = 0).await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_id(&s, &alice).await;
+    let mut ws = ws_connect(&s, &alice).await;
+    ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+    )
+    .await;
+    let state = create_mailbox(&s, &alice, &account, "Before").await;
+    ws_until_mailbox_state(&mut ws, &account, &state).await;
+    // What a sharing change would send once its transaction commits.
+    let mut conn = s.store.conn().unwrap();
+    let user = herald::store::users::find_by_name(&mut conn, "alice")
+        .unwrap()
+        .unwrap();
+    s.registry
+        .send(AccessRevoked {
+            user_id: user.id,
+            account_id: account.clone(),
+        })
+        .await
+        .unwrap();
+    create_mailbox(&s, &alice, &account, "After").await;
+    let (_, others) = ws_request(&mut ws, "after", json!([["Core/echo", {}, "0"]])).await;
+    assert!(others.is_empty(), "{others:?}");
+    let stats = s.registry.send(GetStats).await.unwrap();
+    assert_eq!(
+        stats.hubs, 0,
+        "the account's hub stopped with its last subscriber"
+    );
 }

@@ -34,6 +34,11 @@ pub(super) struct Join(pub u64, pub Subscriber);
 #[rtype(result = "()")]
 pub(super) struct Leave(pub u64);
 
+/// Drops every subscriber of one user (their access to the account was revoked).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct DropUser(pub String);
+
 /// Stops a hub whose last subscriber left.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -77,6 +82,13 @@ impl Handler<Leave> for AccountHub {
     type Result = ();
     fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
         self.subscribers.remove(&msg.0);
+    }
+}
+
+impl Handler<DropUser> for AccountHub {
+    type Result = ();
+    fn handle(&mut self, msg: DropUser, _: &mut Self::Context) {
+        self.subscribers.retain(|_, s| s.user_id != msg.0);
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use actix::prelude::*;
 
 use super::StateChanged;
-use super::hub::{AccountHub, Close, Join, Leave, Subscriber};
+use super::hub::{AccountHub, Close, DropUser, Join, Leave, Subscriber};
 use super::slot::SlotStats;
 
 /// Subscribes a connection to the given accounts; answers the subscription id.
@@ -22,6 +22,15 @@ pub struct Subscribe {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Unsubscribe(pub u64);
+
+/// A user lost access to an account: their open connections stop hearing of it at once
+/// (../shared/DESIGN.md). Whatever revokes access sends this after its transaction commits.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AccessRevoked {
+    pub user_id: String,
+    pub account_id: String,
+}
 
 /// What the registry holds: for operators and tests.
 #[derive(Message)]
@@ -105,6 +114,34 @@ impl Handler<Unsubscribe> for Registry {
             } else {
                 hub.do_send(Leave(msg.0));
             }
+        }
+    }
+}
+
+impl Handler<AccessRevoked> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: AccessRevoked, _: &mut Self::Context) {
+        let mut dropped = 0;
+        for sub in self.subscriptions.values_mut() {
+            if sub.subscriber.user_id == msg.user_id {
+                let before = sub.accounts.len();
+                sub.accounts.retain(|a| *a != msg.account_id);
+                dropped += before - sub.accounts.len();
+            }
+        }
+        if dropped == 0 {
+            return;
+        }
+        let Some((hub, members)) = self.hubs.get_mut(&msg.account_id) else {
+            return;
+        };
+        *members -= dropped;
+        if *members == 0 {
+            hub.do_send(Close);
+            self.hubs.remove(&msg.account_id);
+        } else {
+            hub.do_send(DropUser(msg.user_id));
         }
     }
 }
