@@ -147,6 +147,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         dispatcher,
         requests: http::limiter::ConcurrencyLimiter::default(),
         push: Arc::new(PushState::new(registry.clone(), config.push.clone())),
+        uploads: http::limiter::ConcurrencyLimiter::default(),
     });
 
     let mut http_server = HttpServer::new(move || {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod blob;
 pub mod eventsource;
 pub mod limiter;
 pub mod problem;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub requests: limiter::ConcurrencyLimiter,
     /// Push: registry, settings, connection caps, tickets.
     pub push: Arc<crate::push::PushState>,
+    /// Running uploads per user (`maxConcurrentUpload`).
+    pub uploads: limiter::ConcurrencyLimiter,
 }
 
 /// Registers every route.
@@ -37,5 +40,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/jmap/ws", web::get().to(ws::upgrade))
         .route("/jmap/eventsource", web::get().to(eventsource::get_stream))
         .route("/jmap/eventsource/", web::get().to(eventsource::get_stream))
+        .route("/jmap/upload/{account_id}/", web::post().to(blob::upload))
+        .route("/jmap/upload/{account_id}", web::post().to(blob::upload))
+        .route(
+            "/jmap/download/{account_id}/{blob_id}/{name}",
+            web::get().to(blob::download),
+        )
         .default_service(web::to(problem::not_found));
 }

@@ -1,14 +1,16 @@
 //! The method table: every JMAP method Herald serves, by wire name. Each wire name appears here
 //! once; a handler is a plain function over the request context.
 
+use super::blob::{self, BlobStore};
 use super::capability::{CORE, MAIL};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
+use super::email_parse;
 use super::mailbox::{self, MailboxStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore {}
-impl<T: MailboxStore> Store for T {}
+pub trait Store: MailboxStore + BlobStore {}
+impl<T: MailboxStore + BlobStore> Store for T {}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -31,5 +33,7 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             mailbox::query_changes::<C>,
         ),
         m("Mailbox/set", MAIL, Write, mailbox::set::<C>),
+        m("Blob/copy", CORE, Write, blob::copy::<C>),
+        m("Email/parse", MAIL, Read, email_parse::parse::<C>),
     ])
 }

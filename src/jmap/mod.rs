@@ -8,10 +8,12 @@
 //! protocol testable on its own.
 
 pub mod args;
+pub mod blob;
 pub mod capability;
 pub mod changes;
 pub mod core;
 pub mod dispatch;
+pub mod email_parse;
 pub mod error;
 pub mod json;
 pub mod limits;
