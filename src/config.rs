@@ -103,10 +103,31 @@ pub struct JmapConfig {
     pub strict_using: bool,
 }
 
-/// `[push]`: PushSubscription limits and webhook delivery (RFC 8620 §7.2, docs/webhooks.md).
+/// `[push]`: WebSocket (RFC 8887) and EventSource (RFC 8620 §7.3) connections, PushSubscription
+/// limits and webhook delivery (RFC 8620 §7.2, docs/push.md, docs/webhooks.md).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PushConfig {
+    /// Open push connections (WebSocket and EventSource together) one user may hold.
+    pub max_connections_per_user: usize,
+    /// Open push connections on this node.
+    pub max_connections: usize,
+    /// Seconds between WebSocket pings; also how often an EventSource stream checks that its
+    /// client is still there.
+    pub heartbeat_secs: u64,
+    /// A WebSocket that sends nothing (not even a pong) for this many seconds is closed.
+    pub idle_timeout_secs: u64,
+    /// Least milliseconds between two StateChange messages on one connection; changes in between
+    /// are merged into the next one.
+    pub min_interval_ms: u64,
+    /// EventSource `ping` below this is raised to it (RFC 8620 §7.3: at most 30).
+    pub ping_min_secs: u64,
+    /// EventSource `ping` above this is lowered to it (RFC 8620 §7.3: at least 300).
+    pub ping_max_secs: u64,
+    /// Seconds a ticket from `POST /jmap/ticket` stays valid.
+    pub ticket_ttl_secs: u64,
+    /// Unused tickets this node keeps at most.
+    pub max_tickets: usize,
     /// Allow plain `http` push URLs and hosts that resolve to loopback, private or other
     /// non-global addresses. Off by default: it is an SSRF hole on a shared server.
     pub allow_private_targets: bool,
@@ -149,6 +170,15 @@ impl Default for PushConfig {
             ttl_secs: 86_400,
             outbox_poll_secs: 30,
             max_in_flight: 64,
+            max_connections_per_user: 32,
+            max_connections: 10_000,
+            heartbeat_secs: 30,
+            idle_timeout_secs: 90,
+            min_interval_ms: 50,
+            ping_min_secs: 10,
+            ping_max_secs: 600,
+            ticket_ttl_secs: 60,
+            max_tickets: 100_000,
         }
     }
 }
@@ -165,6 +195,12 @@ impl PushConfig {
             max_per_user: self.subscriptions_per_user,
             creations_per_hour: self.subscription_creations_per_hour,
         }
+    }
+
+    /// The EventSource ping bounds actually used: the RFC's constraints win over the file.
+    pub fn ping_bounds(&self) -> (u64, u64) {
+        let min = self.ping_min_secs.clamp(1, 30);
+        (min, self.ping_max_secs.max(300))
     }
 }
 
@@ -295,5 +331,26 @@ mod tests {
         );
         assert_eq!(shipped.push.retry_base_ms, defaults.push.retry_base_ms);
         assert_eq!(shipped.push.ttl_secs, defaults.push.ttl_secs);
+        let (p, d) = (&shipped.push, &defaults.push);
+        assert_eq!(
+            (
+                p.max_connections_per_user,
+                p.max_connections,
+                p.heartbeat_secs
+            ),
+            (
+                d.max_connections_per_user,
+                d.max_connections,
+                d.heartbeat_secs
+            )
+        );
+        assert_eq!(
+            (p.idle_timeout_secs, p.min_interval_ms, p.ping_min_secs),
+            (d.idle_timeout_secs, d.min_interval_ms, d.ping_min_secs)
+        );
+        assert_eq!(
+            (p.ping_max_secs, p.ticket_ttl_secs, p.max_tickets),
+            (d.ping_max_secs, d.ticket_ttl_secs, d.max_tickets)
+        );
     }
 }
