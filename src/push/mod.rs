@@ -13,9 +13,9 @@ pub mod registry;
 pub mod slot;
 pub mod state_change;
 pub mod target;
+pub mod tickets;
 pub mod webhook;
 pub mod webpush;
-pub mod tickets;
 
 pub use state_change::StateChanged;
 
