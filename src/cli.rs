@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::store::{Store, tokens, users};
+use crate::store::{Store, accounts, tokens, users};
 
 /// Herald, a JMAP mail server built around push.
 #[derive(Parser, Debug)]
@@ -31,6 +31,30 @@ pub enum Command {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Share accounts between users.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Share OWNER's personal account with another user (RFC 8620 §1.6.2 shared accounts).
+    Share {
+        /// The user whose account is shared.
+        owner: String,
+        /// The user who gains access.
+        #[arg(long = "with")]
+        with: String,
+        /// Read only: the other user may read but not change anything.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Withdraw a user's access to OWNER's personal account (effective on their next request).
+    Unshare {
+        owner: String,
+        #[arg(long = "with")]
+        with: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +177,26 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     for t in tokens::list(&mut conn, name.as_deref())? {
                         println!("{}\t{}\t{}", t.id, t.user_name, t.created_at);
                     }
+                }
+            }
+            Ok(())
+        }
+        Command::Account(cmd) => {
+            let store = Store::open(&config.store.url, 1)?;
+            let mut conn = store.conn()?;
+            match cmd {
+                AccountCommand::Share {
+                    owner,
+                    with,
+                    read_only,
+                } => {
+                    accounts::share(&mut conn, &owner, &with, read_only)?;
+                    let how = if read_only { "read-only" } else { "read-write" };
+                    println!("account of {owner} shared with {with} ({how})");
+                }
+                AccountCommand::Unshare { owner, with } => {
+                    accounts::unshare(&mut conn, &owner, &with)?;
+                    println!("account of {owner} no longer shared with {with}");
                 }
             }
             Ok(())
