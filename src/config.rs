@@ -29,6 +29,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: Limits,
     pub jmap: JmapConfig,
+    pub submission: SubmissionConfig,
 }
 
 /// `[server]`
@@ -100,6 +101,22 @@ impl Default for AuthConfig {
 pub struct JmapConfig {
     /// Answer `unknownCapability` for every unsupported URN in `using`, registered or not.
     pub strict_using: bool,
+}
+
+/// `[submission]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionConfig {
+    /// Domain of the default identity of a user whose name has no `@` (`<name>@<domain>`).
+    pub domain: String,
+}
+
+impl Default for SubmissionConfig {
+    fn default() -> Self {
+        SubmissionConfig {
+            domain: "localhost".into(),
+        }
+    }
 }
 
 impl Config {
@@ -223,5 +240,6 @@ mod tests {
             defaults.auth.credential_cache_secs
         );
         assert_eq!(shipped.jmap.strict_using, defaults.jmap.strict_using);
+        assert_eq!(shipped.submission.domain, defaults.submission.domain);
     }
 }

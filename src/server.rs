@@ -57,6 +57,8 @@ fn session_capabilities(
     let mut caps = BTreeMap::new();
     // RFC 8621 §1.3: the session-level value is an empty object (MCAP-01).
     caps.insert(capability::MAIL, json!({}));
+    caps.insert(capability::SUBMISSION, json!({}));
+    caps.insert(capability::VACATION_RESPONSE, json!({}));
     caps
 }
 
@@ -75,6 +77,13 @@ fn account_capabilities(config: &Config) -> BTreeMap<&'static str, serde_json::V
             "mayCreateTopLevelMailbox": true,
         }),
     );
+    // MCAP-03: no delayed send; submissionExtensions is an object (EHLO keyword → arguments).
+    caps.insert(
+        capability::SUBMISSION,
+        json!({"maxDelayedSend": 0, "submissionExtensions": {}}),
+    );
+    // MCAP-05
+    caps.insert(capability::VACATION_RESPONSE, json!({}));
     caps
 }
 
@@ -89,13 +98,15 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         "" => format!("http://{addr}"),
         url => url.trim_end_matches('/').to_owned(),
     };
-    let server_info = Arc::new(ServerInfo::new(
+    let mut server_info = ServerInfo::new(
         &base_url,
         config.limits.clone(),
         session_capabilities(config, &base_url),
         account_capabilities(config),
         config.jmap.strict_using,
-    ));
+    );
+    server_info.mail_domain = config.submission.domain.clone();
+    let server_info = Arc::new(server_info);
     let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
         config.auth.credential_cache_secs,
     )));

@@ -7,7 +7,6 @@ use common::{Auth, CORE, TestServer};
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";
-#[allow(dead_code)]
 const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 const VACATION: &str = "urn:ietf:params:jmap:vacationresponse";
 
@@ -195,5 +194,27 @@ async fn the_command_line_refuses_unknown_users_self_shares_and_missing_shares()
     let (ok, out) = herald(&s, &["account", "unshare", "alice", "--with", "bob"]);
     assert!(!ok);
     assert!(out.contains("not found"), "{out}");
+    s.stop().await;
+}
+#[actix_web::test]
+async fn methods_of_owner_only_capabilities_are_not_supported_in_a_shared_account() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let account = personal_account(&s, &alice).await;
+    assert!(herald(&s, &["account", "share", "alice", "--with", "bob"]).0);
+    let r = s
+        .call(
+            &bob,
+            &[CORE, MAIL, SUBMISSION, VACATION],
+            json!([
+                ["Identity/get", {"accountId": account}, "0"],
+                ["VacationResponse/get", {"accountId": account}, "1"],
+            ]),
+        )
+        .await;
+    // SES-06: a capability missing from the account → accountNotSupportedByMethod.
+    assert_eq!(r[0][1]["type"], "accountNotSupportedByMethod", "{r:?}");
+    assert_eq!(r[1][1]["type"], "accountNotSupportedByMethod", "{r:?}");
     s.stop().await;
 }

@@ -1,14 +1,16 @@
 //! The method table: every JMAP method Herald serves, by wire name. Each wire name appears here
 //! once; a handler is a plain function over the request context.
 
-use super::capability::{CORE, MAIL};
+use super::capability::{CORE, MAIL, SUBMISSION, VACATION_RESPONSE};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
+use super::identity::{self, IdentityStore};
 use super::mailbox::{self, MailboxStore};
+use super::vacation::{self, VacationStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore {}
-impl<T: MailboxStore> Store for T {}
+pub trait Store: MailboxStore + IdentityStore + VacationStore {}
+impl<T: MailboxStore + IdentityStore + VacationStore> Store for T {}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -31,5 +33,20 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             mailbox::query_changes::<C>,
         ),
         m("Mailbox/set", MAIL, Write, mailbox::set::<C>),
+        m("Identity/get", SUBMISSION, Read, identity::get::<C>),
+        m("Identity/changes", SUBMISSION, Read, identity::changes::<C>),
+        m("Identity/set", SUBMISSION, Write, identity::set::<C>),
+        m(
+            "VacationResponse/get",
+            VACATION_RESPONSE,
+            Read,
+            vacation::get::<C>,
+        ),
+        m(
+            "VacationResponse/set",
+            VACATION_RESPONSE,
+            Write,
+            vacation::set::<C>,
+        ),
     ])
 }

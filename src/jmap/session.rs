@@ -57,6 +57,8 @@ pub struct ServerInfo {
     pub account_capabilities: BTreeMap<&'static str, Value>,
     /// Reject every unsupported URN in `using`, registered or not.
     pub strict_using: bool,
+    /// The domain of default identities of user names without `@` (`[submission] domain`).
+    pub mail_domain: String,
     fingerprint: String,
 }
 
@@ -74,6 +76,7 @@ impl ServerInfo {
             capabilities,
             account_capabilities,
             strict_using,
+            mail_domain: "localhost".into(),
             fingerprint: String::new(),
         };
         let mut h = sha2::Sha256::new();

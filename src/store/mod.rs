@@ -9,10 +9,12 @@ pub mod changelog;
 pub mod connection;
 pub mod context;
 pub mod credentials;
+pub mod identity;
 pub mod mailbox;
 pub mod schema;
 pub mod tokens;
 pub mod users;
+pub mod vacation;
 
 use std::time::Duration;
 

@@ -97,3 +97,29 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(mailboxes, emails, email_mailboxes, email_keywords);
+
+diesel::table! {
+    identities (account_id, id) {
+        account_id -> Text,
+        id -> Text,
+        name -> Text,
+        email -> Text,
+        reply_to -> Nullable<Text>,
+        bcc -> Nullable<Text>,
+        text_signature -> Text,
+        html_signature -> Text,
+        may_delete -> Bool,
+    }
+}
+
+diesel::table! {
+    vacation_responses (account_id) {
+        account_id -> Text,
+        is_enabled -> Bool,
+        from_date -> Nullable<Text>,
+        to_date -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        text_body -> Nullable<Text>,
+        html_body -> Nullable<Text>,
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE vacation_responses;
+DROP TABLE identities;
