@@ -4,11 +4,12 @@
 use super::capability::{CORE, MAIL};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
+use super::email::{self, EmailStore};
 use super::mailbox::{self, MailboxStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore {}
-impl<T: MailboxStore> Store for T {}
+pub trait Store: MailboxStore + EmailStore {}
+impl<T: MailboxStore + EmailStore> Store for T {}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -31,5 +32,11 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             mailbox::query_changes::<C>,
         ),
         m("Mailbox/set", MAIL, Write, mailbox::set::<C>),
+        m("Email/get", MAIL, Read, email::get::<C>),
+        m("Email/changes", MAIL, Read, email::changes::<C>),
+        m("Email/set", MAIL, Write, email::set::<C>),
+        m("Email/import", MAIL, Write, email::import::<C>),
+        m("Thread/get", MAIL, Read, email::thread_get::<C>),
+        m("Thread/changes", MAIL, Read, email::thread_changes::<C>),
     ])
 }
