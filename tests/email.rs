@@ -75,10 +75,22 @@ impl Setup {
 
     /// Imports `message` into `role`'s mailbox and returns the created entry.
     async fn import(&self, message: &[u8], role: &str, keywords: Value) -> Value {
+        self.import_at(message, role, keywords, Value::Null).await
+    }
+
+    /// [`Setup::import`] with a `receivedAt`.
+    async fn import_at(
+        &self,
+        message: &[u8],
+        role: &str,
+        keywords: Value,
+        received_at: Value,
+    ) -> Value {
         let blob = self.upload(message);
         let r = self
             .call(json!([["Email/import", {"accountId": self.account, "emails": {
-                "k": {"blobId": blob, "mailboxIds": {self.mailbox(role): true}, "keywords": keywords}
+                "k": {"blobId": blob, "mailboxIds": {self.mailbox(role): true}, "keywords": keywords,
+                    "receivedAt": received_at}
             }}, "0"]]))
             .await;
         assert_eq!(r[0][0], "Email/import", "{r:?}");
@@ -120,7 +132,12 @@ fn message(subject: &str, message_id: &str, extra_headers: &str, body: &str) -> 
 #[actix_web::test]
 async fn an_imported_blob_comes_back_from_email_get_with_body_values_and_metadata() {
     let t = setup().await;
-    let raw = message("Lunch?", "lunch@example.com", "", "Shall we have lunch at noon?");
+    let raw = message(
+        "Lunch?",
+        "lunch@example.com",
+        "",
+        "Shall we have lunch at noon?",
+    );
     let blob = t.upload(&raw);
     let inbox = t.mailbox("inbox");
     // EIMP-01: receivedAt given; EML-03: keywords come back lowercase; EIMP-04, CID-01.
@@ -168,8 +185,10 @@ async fn an_imported_blob_comes_back_from_email_get_with_body_values_and_metadat
 
     // EML-12: the default properties; EML-13: maxBodyValueBytes truncates.
     let r = t
-        .call(json!([["Email/get", {"accountId": t.account, "ids": [created["id"]],
-            "fetchAllBodyValues": true, "maxBodyValueBytes": 5}, "0"]]))
+        .call(
+            json!([["Email/get", {"accountId": t.account, "ids": [created["id"]],
+            "fetchAllBodyValues": true, "maxBodyValueBytes": 5}, "0"]]),
+        )
         .await;
     let email = &r[0][1]["list"][0];
     for p in [
@@ -234,7 +253,11 @@ async fn mailbox_counts_follow_imports_moves_seen_flips_and_destroys() {
     let t = setup().await;
     assert_eq!(t.counts("inbox").await, (0, 0, 0, 0));
     let a = t
-        .import(&message("One", "one@example.com", "", "1"), "inbox", json!({}))
+        .import(
+            &message("One", "one@example.com", "", "1"),
+            "inbox",
+            json!({}),
+        )
         .await;
     let b = t
         .import(
@@ -276,8 +299,10 @@ async fn mailbox_counts_follow_imports_moves_seen_flips_and_destroys() {
 
     // ESET-06: destroy removes it from every mailbox.
     let r = t
-        .call(json!([["Email/set", {"accountId": t.account, "destroy": [b["id"]]}, "0"],
-            ["Email/get", {"accountId": t.account, "ids": [b["id"]]}, "1"]]))
+        .call(
+            json!([["Email/set", {"accountId": t.account, "destroy": [b["id"]]}, "0"],
+            ["Email/get", {"accountId": t.account, "ids": [b["id"]]}, "1"]]),
+        )
         .await;
     assert_eq!(r[0][1]["destroyed"], json!([b["id"]]));
     assert_eq!(r[1][1]["notFound"], json!([b["id"]]));
@@ -289,8 +314,12 @@ async fn mailbox_counts_follow_imports_moves_seen_flips_and_destroys() {
 async fn mailbox_changes_report_only_counts_after_email_changes() {
     let t = setup().await;
     let since = t.state("Mailbox/get").await;
-    t.import(&message("One", "one@example.com", "", "1"), "inbox", json!({}))
-        .await;
+    t.import(
+        &message("One", "one@example.com", "", "1"),
+        "inbox",
+        json!({}),
+    )
+    .await;
     let r = t
         .call(json!([["Mailbox/changes", {"accountId": t.account, "sinceState": since}, "0"]]))
         .await;
@@ -305,7 +334,11 @@ async fn email_and_thread_changes_report_creates_updates_and_destroys() {
     let email_since = t.state("Email/get").await;
     let thread_since = t.state("Thread/get").await;
     let a = t
-        .import(&message("One", "one@example.com", "", "1"), "inbox", json!({}))
+        .import(
+            &message("One", "one@example.com", "", "1"),
+            "inbox",
+            json!({}),
+        )
         .await;
     let r = t
         .call(json!([
@@ -331,28 +364,34 @@ async fn email_and_thread_changes_report_creates_updates_and_destroys() {
         .await;
     let r = t
         .call(json!([
-            ["Email/changes", {"accountId": t.account, "sinceState": email_since}, "0"],
-            ["Thread/changes", {"accountId": t.account, "sinceState": thread_mid}, "1"]
+            ["Email/changes", {"accountId": t.account, "sinceState": email_mid}, "0"],
+            ["Thread/changes", {"accountId": t.account, "sinceState": thread_mid}, "1"],
+            ["Email/changes", {"accountId": t.account, "sinceState": email_since}, "2"]
         ]))
         .await;
-    // Created and destroyed since the first state: reported as destroyed only (CHG).
-    assert_eq!(r[0][1]["created"], json!([]));
     assert_eq!(r[0][1]["destroyed"], json!([a["id"]]));
     assert_eq!(r[1][1]["destroyed"], json!([a["threadId"]]));
+    // The keyword update did not touch the thread.
+    assert_eq!(r[1][1]["updated"], json!([]));
+    // Created and destroyed since the first state: the client never saw it, so it is not reported
+    // as created (RFC 8620 §5.2 lets the server omit it).
+    assert_eq!(r[2][1]["created"], json!([]));
 }
 
 #[actix_web::test]
 async fn a_reply_joins_the_thread_of_its_parent_and_a_stranger_does_not() {
     let t = setup().await;
     let parent = t
-        .import(
+        .import_at(
             &message("Plans", "p1@example.com", "", "What are the plans?"),
             "inbox",
             json!({}),
+            json!("2026-11-10T12:00:00Z"),
         )
         .await;
+    // Imported later but received earlier (clocks differ): it sorts first.
     let reply = t
-        .import(
+        .import_at(
             &message(
                 "Re: Plans",
                 "p2@example.com",
@@ -361,6 +400,7 @@ async fn a_reply_joins_the_thread_of_its_parent_and_a_stranger_does_not() {
             ),
             "inbox",
             json!({}),
+            json!("2026-11-10T11:00:00Z"),
         )
         .await;
     // Same subject but no shared message id: its own thread (THR-03).
@@ -391,10 +431,10 @@ async fn a_reply_joins_the_thread_of_its_parent_and_a_stranger_does_not() {
         .call(json!([["Thread/get", {"accountId": t.account,
             "ids": [parent["threadId"], "tnope"]}, "0"]]))
         .await;
-    // THR-02: emailIds sorted by receivedAt (the later import comes later).
+    // THR-02: emailIds sorted by receivedAt, oldest first.
     assert_eq!(
         r[0][1]["list"][0]["emailIds"],
-        json!([parent["id"], reply["id"]])
+        json!([reply["id"], parent["id"]])
     );
     assert_eq!(r[0][1]["notFound"], json!(["tnope"]));
     assert_eq!(t.counts("inbox").await, (4, 4, 3, 3));
@@ -416,8 +456,10 @@ async fn if_in_state_that_does_not_match_is_a_state_mismatch() {
     assert_eq!(r[1][1]["type"], "stateMismatch");
     let state = t.state("Email/get").await;
     let r = t
-        .call(json!([["Email/import", {"accountId": t.account, "ifInState": state, "emails": {
-            "a": {"blobId": blob, "mailboxIds": {t.mailbox("inbox"): true}}}}, "0"]]))
+        .call(
+            json!([["Email/import", {"accountId": t.account, "ifInState": state, "emails": {
+            "a": {"blobId": blob, "mailboxIds": {t.mailbox("inbox"): true}}}}, "0"]]),
+        )
         .await;
     assert!(r[0][1]["created"]["a"].is_object(), "{r:?}");
 }
@@ -515,7 +557,11 @@ async fn creation_references_name_mailboxes_in_keys_and_patch_paths() {
     let mut expected = serde_json::Map::new();
     expected.insert(f1.as_str().unwrap().into(), json!(true));
     expected.insert(f2.as_str().unwrap().into(), json!(true));
-    assert_eq!(r[3][1]["list"][0]["mailboxIds"], Value::Object(expected), "{r:?}");
+    assert_eq!(
+        r[3][1]["list"][0]["mailboxIds"],
+        Value::Object(expected),
+        "{r:?}"
+    );
 }
 
 #[actix_web::test]
@@ -523,10 +569,18 @@ async fn a_client_syncs_by_changes_and_get_through_result_references() {
     let t = setup().await;
     let since = t.state("Email/get").await;
     let a = t
-        .import(&message("One", "one@example.com", "", "1"), "inbox", json!({}))
+        .import(
+            &message("One", "one@example.com", "", "1"),
+            "inbox",
+            json!({}),
+        )
         .await;
     let b = t
-        .import(&message("Two", "two@example.com", "", "2"), "inbox", json!({}))
+        .import(
+            &message("Two", "two@example.com", "", "2"),
+            "inbox",
+            json!({}),
+        )
         .await;
     let r = t
         .call(json!([
@@ -622,7 +676,13 @@ async fn herald_deliver_puts_a_message_in_the_inbox_through_the_change_log() {
     let inbox_before = t.counts("inbox").await;
     let raw = message("Delivered", "d1@example.com", "", "Via the command line");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["--config", "/nonexistent/config.toml", "deliver", "--to", "alice"])
+        .args([
+            "--config",
+            "/nonexistent/config.toml",
+            "deliver",
+            "--to",
+            "alice",
+        ])
         .env("HERALD_STORE_URL", &t.s.config.store.url)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -657,7 +717,13 @@ async fn herald_deliver_puts_a_message_in_the_inbox_through_the_change_log() {
 
     // An unknown user is a clean error, not a panic.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["--config", "/nonexistent/config.toml", "deliver", "--to", "nobody"])
+        .args([
+            "--config",
+            "/nonexistent/config.toml",
+            "deliver",
+            "--to",
+            "nobody",
+        ])
         .env("HERALD_STORE_URL", &t.s.config.store.url)
         .stdin(std::process::Stdio::null())
         .output()

@@ -151,11 +151,17 @@ pub struct WriteOutcome {
     pub results: Vec<OpResult>,
 }
 
+/// A thread and its email ids, oldest first (THR-02).
+pub type ThreadEmails = (String, Vec<String>);
+
 /// What the Email and Thread methods need from the store.
 pub trait EmailStore {
     /// The current state of `data_type` (`Email` or `Thread`) in an account.
-    fn email_type_state(&mut self, account_id: &str, data_type: &str)
-    -> Result<String, MethodError>;
+    fn email_type_state(
+        &mut self,
+        account_id: &str,
+        data_type: &str,
+    ) -> Result<String, MethodError>;
     /// Metadata of the emails with these ids (those that exist), or of every email when `ids` is
     /// `None` (at most `limit`). Returns the Email state too.
     fn email_metadata(
@@ -188,7 +194,7 @@ pub trait EmailStore {
         account_id: &str,
         ids: Option<&[String]>,
         limit: usize,
-    ) -> Result<(String, Vec<(String, Vec<String>)>), MethodError>;
+    ) -> Result<(String, Vec<ThreadEmails>), MethodError>;
     /// Runs `ops` as one write on behalf of `user_id`. `if_in_state` is checked against the
     /// Email state inside the transaction (→ `stateMismatch`).
     fn email_write(
@@ -206,8 +212,7 @@ pub trait EmailStore {
 /// EML-03: 1–255 characters of `%x21-%x7E` except `( ) { ] % * " \`.
 pub fn is_valid_keyword(k: &str) -> bool {
     (1..=255).contains(&k.len())
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| (0x21..=0x7e).contains(&b) && !b"(){]%*\"\\".contains(&b))
 }
 
@@ -466,7 +471,10 @@ pub fn get<C: EmailStore>(
     let needs_message = selection.properties.iter().any(|(_, p)| !p.is_metadata());
     let by_id: HashMap<&str, &EmailMeta> = metas.iter().map(|m| (m.id.as_str(), m)).collect();
     let order: Vec<&EmailMeta> = match &ids {
-        Some(ids) => ids.iter().filter_map(|i| by_id.get(i.as_str()).copied()).collect(),
+        Some(ids) => ids
+            .iter()
+            .filter_map(|i| by_id.get(i.as_str()).copied())
+            .collect(),
         None => metas.iter().collect(),
     };
     let not_found: Vec<String> = ids
@@ -561,8 +569,7 @@ pub fn thread_get<C: EmailStore>(
             "the account has more than {max} threads: ask for ids"
         )));
     }
-    let by_id: HashMap<&str, &Vec<String>> =
-        threads.iter().map(|(t, e)| (t.as_str(), e)).collect();
+    let by_id: HashMap<&str, &Vec<String>> = threads.iter().map(|(t, e)| (t.as_str(), e)).collect();
     let render = |id: &str, emails: &Vec<String>| {
         let full = json!({"id": id, "emailIds": emails});
         Value::Object(standard::select(

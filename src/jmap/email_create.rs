@@ -97,12 +97,18 @@ fn text_part(
     let [part] = parts.as_slice() else {
         return Err(invalid(property, format!("exactly one {media_type} part")));
     };
-    let ty = part.get("type").and_then(Value::as_str).unwrap_or("text/plain");
+    let ty = part
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("text/plain");
     if !ty.eq_ignore_ascii_case(media_type) {
         return Err(invalid(property, format!("the part must be {media_type}")));
     }
     if part.get("charset").is_some() || part.get("size").is_some() {
-        return Err(invalid(property, "a part with a partId has no charset or size"));
+        return Err(invalid(
+            property,
+            "a part with a partId has no charset or size",
+        ));
     }
     let part_id = part
         .get("partId")
@@ -304,8 +310,7 @@ fn build(
             k => return Err(invalid(k, format!("Email has no property {k:?}"))),
         }
     }
-    let mailbox_ids =
-        mailbox_ids.ok_or_else(|| invalid("mailboxIds", "mailboxIds is required"))?;
+    let mailbox_ids = mailbox_ids.ok_or_else(|| invalid("mailboxIds", "mailboxIds is required"))?;
     let message = builder
         .write_to_vec()
         .map_err(|e| SetError::new("invalidProperties", e.to_string()))?;

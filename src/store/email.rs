@@ -44,7 +44,7 @@ use super::{AnyConnection, StoreContext, StoreError, blobs, new_id, now};
 use crate::jmap::changes::{ChangesPage, state_string};
 use crate::jmap::email::{
     CreatedEmail, DATA_TYPE, DELIVERY_TYPE, EmailMeta, EmailOp, EmailStore, NewEmail, OpResult,
-    SetEdit, Source, THREAD_TYPE, WriteOutcome,
+    SetEdit, Source, THREAD_TYPE, ThreadEmails, WriteOutcome,
 };
 use crate::jmap::error::MethodError;
 use crate::jmap::mailbox::DATA_TYPE as MAILBOX_TYPE;
@@ -375,8 +375,10 @@ fn update(
     };
     let old_mailboxes = mailboxes_of(txn.conn(), &account_id, id)?;
     let old_keywords = keywords_of(txn.conn(), &account_id, id)?;
-    let new_mailboxes = mailbox_edit.map_or_else(|| old_mailboxes.clone(), |e| e.apply(&old_mailboxes));
-    let new_keywords = keyword_edit.map_or_else(|| old_keywords.clone(), |e| e.apply(&old_keywords));
+    let new_mailboxes =
+        mailbox_edit.map_or_else(|| old_mailboxes.clone(), |e| e.apply(&old_mailboxes));
+    let new_keywords =
+        keyword_edit.map_or_else(|| old_keywords.clone(), |e| e.apply(&old_keywords));
     if new_mailboxes.is_empty() {
         return Ok(Err(SetError::invalid_properties(
             &["mailboxIds"],
@@ -709,7 +711,7 @@ impl EmailStore for StoreContext {
         account_id: &str,
         ids: Option<&[String]>,
         limit: usize,
-    ) -> Result<(String, Vec<(String, Vec<String>)>), MethodError> {
+    ) -> Result<(String, Vec<ThreadEmails>), MethodError> {
         let state = type_state(self.conn(), account_id, THREAD_TYPE).map_err(fail)?;
         let threads = threads(self.conn(), account_id, ids, limit).map_err(fail)?;
         Ok((state, threads))
