@@ -4,13 +4,14 @@
 use super::capability::{CORE, MAIL, SUBMISSION, VACATION_RESPONSE};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
+use super::email::{self, EmailStore};
 use super::identity::{self, IdentityStore};
 use super::mailbox::{self, MailboxStore};
 use super::vacation::{self, VacationStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore + IdentityStore + VacationStore {}
-impl<T: MailboxStore + IdentityStore + VacationStore> Store for T {}
+pub trait Store: MailboxStore + EmailStore + IdentityStore + VacationStore {}
+impl<T: MailboxStore + EmailStore + IdentityStore + VacationStore> Store for T {}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -33,6 +34,12 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             mailbox::query_changes::<C>,
         ),
         m("Mailbox/set", MAIL, Write, mailbox::set::<C>),
+        m("Email/get", MAIL, Read, email::get::<C>),
+        m("Email/changes", MAIL, Read, email::changes::<C>),
+        m("Email/set", MAIL, Write, email::set::<C>),
+        m("Email/import", MAIL, Write, email::import::<C>),
+        m("Thread/get", MAIL, Read, email::thread_get::<C>),
+        m("Thread/changes", MAIL, Read, email::thread_changes::<C>),
         m("Identity/get", SUBMISSION, Read, identity::get::<C>),
         m("Identity/changes", SUBMISSION, Read, identity::changes::<C>),
         m("Identity/set", SUBMISSION, Write, identity::set::<C>),

@@ -12,6 +12,8 @@ pub mod capability;
 pub mod changes;
 pub mod core;
 pub mod dispatch;
+pub mod email;
+pub mod email_create;
 pub mod error;
 pub mod identity;
 pub mod json;

@@ -37,8 +37,20 @@ pub fn access_for_user(
         .collect())
 }
 
+/// The id of the personal account of `user_id` (the account the user owns).
+pub fn personal_account(conn: &mut AnyConnection, user_id: &str) -> Result<String, StoreError> {
+    account_access::table
+        .filter(account_access::user_id.eq(user_id))
+        .filter(account_access::is_owner.eq(true))
+        .select(account_access::account_id)
+        .order(account_access::account_id.asc())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("the personal account of user {user_id}")))
+}
+
 /// The personal account of the user called `owner`: `(user id, account id)`.
-fn personal_account(conn: &mut AnyConnection, owner: &str) -> Result<(String, String), StoreError> {
+fn owned_account_of(conn: &mut AnyConnection, owner: &str) -> Result<(String, String), StoreError> {
     let user = super::users::find_by_name(conn, owner)?
         .ok_or_else(|| StoreError::NotFound(format!("user {owner}")))?;
     let account_id: String = accounts::table
@@ -67,7 +79,7 @@ pub fn share(
     read_only: bool,
 ) -> Result<(), StoreError> {
     conn.transaction(|conn| {
-        let (owner_id, account_id) = personal_account(conn, owner)?;
+        let (owner_id, account_id) = owned_account_of(conn, owner)?;
         let with_id = user_id(conn, with)?;
         if with_id == owner_id {
             return Err(StoreError::Invalid(format!(
@@ -94,7 +106,7 @@ pub fn share(
 /// Withdraws user `with`'s access to `owner`'s personal account, at once.
 pub fn unshare(conn: &mut AnyConnection, owner: &str, with: &str) -> Result<(), StoreError> {
     conn.transaction(|conn| {
-        let (_, account_id) = personal_account(conn, owner)?;
+        let (_, account_id) = owned_account_of(conn, owner)?;
         let with_id = user_id(conn, with)?;
         let removed = diesel::delete(
             account_access::table

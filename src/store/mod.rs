@@ -5,10 +5,12 @@
 //! `Dispatcher` actor pool or, for the command line, directly.
 
 pub mod accounts;
+pub mod blobs;
 pub mod changelog;
 pub mod connection;
 pub mod context;
 pub mod credentials;
+pub mod email;
 pub mod identity;
 pub mod mailbox;
 pub mod schema;

@@ -51,11 +51,39 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    blobs (id) {
+        id -> Text,
+        data -> Binary,
+        size -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    blob_uploads (account_id, user_id, blob_id) {
+        account_id -> Text,
+        user_id -> Text,
+        blob_id -> Text,
+        uploaded_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    blob_refs (account_id, blob_id, owner_type, owner_id) {
+        account_id -> Text,
+        blob_id -> Text,
+        owner_type -> Text,
+        owner_id -> Text,
+    }
+}
+
 diesel::joinable!(accounts -> users (owner_id));
 diesel::joinable!(account_access -> accounts (account_id));
 diesel::joinable!(tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(users, accounts, account_access, tokens, change_log);
+diesel::allow_tables_to_appear_in_same_query!(blobs, blob_uploads, blob_refs, accounts);
 
 diesel::table! {
     mailboxes (account_id, id) {
@@ -77,6 +105,13 @@ diesel::table! {
         thread_id -> Text,
         size -> BigInt,
         received_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+        subject -> Text,
+        base_subject -> Text,
+        from_sort -> Text,
+        to_sort -> Text,
+        has_attachment -> Bool,
+        preview -> Text,
     }
 }
 
@@ -85,6 +120,7 @@ diesel::table! {
         account_id -> Text,
         email_id -> Text,
         mailbox_id -> Text,
+        received_at -> BigInt,
     }
 }
 
@@ -97,6 +133,31 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(mailboxes, emails, email_mailboxes, email_keywords);
+
+diesel::table! {
+    email_search (account_id, email_id) {
+        account_id -> Text,
+        email_id -> Text,
+        from_text -> Text,
+        to_text -> Text,
+        cc_text -> Text,
+        bcc_text -> Text,
+        subject_text -> Text,
+        body_text -> Text,
+    }
+}
+
+diesel::table! {
+    email_message_ids (account_id, message_id, email_id) {
+        account_id -> Text,
+        message_id -> Text,
+        email_id -> Text,
+        thread_id -> Text,
+        is_own -> Bool,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(emails, email_search, email_message_ids);
 
 diesel::table! {
     identities (account_id, id) {
