@@ -7,11 +7,15 @@ use super::dispatch::{AccountUse, MethodSpec, MethodTable};
 use super::email::{self, EmailStore};
 use super::identity::{self, IdentityStore};
 use super::mailbox::{self, MailboxStore};
+use super::submission::{self, SubmissionStore};
 use super::vacation::{self, VacationStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore + EmailStore + IdentityStore + VacationStore {}
-impl<T: MailboxStore + EmailStore + IdentityStore + VacationStore> Store for T {}
+pub trait Store:
+    MailboxStore + EmailStore + IdentityStore + VacationStore + SubmissionStore
+{
+}
+impl<T: MailboxStore + EmailStore + IdentityStore + VacationStore + SubmissionStore> Store for T {}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -43,6 +47,36 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
         m("Identity/get", SUBMISSION, Read, identity::get::<C>),
         m("Identity/changes", SUBMISSION, Read, identity::changes::<C>),
         m("Identity/set", SUBMISSION, Write, identity::set::<C>),
+        m(
+            "EmailSubmission/get",
+            SUBMISSION,
+            Read,
+            submission::get::<C>,
+        ),
+        m(
+            "EmailSubmission/changes",
+            SUBMISSION,
+            Read,
+            submission::changes::<C>,
+        ),
+        m(
+            "EmailSubmission/query",
+            SUBMISSION,
+            Read,
+            submission::query::<C>,
+        ),
+        m(
+            "EmailSubmission/queryChanges",
+            SUBMISSION,
+            Read,
+            submission::query_changes::<C>,
+        ),
+        m(
+            "EmailSubmission/set",
+            SUBMISSION,
+            Write,
+            submission::set::<C>,
+        ),
         m(
             "VacationResponse/get",
             VACATION_RESPONSE,

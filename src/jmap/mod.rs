@@ -26,4 +26,5 @@ pub mod reference;
 pub mod request;
 pub mod session;
 pub mod standard;
+pub mod submission;
 pub mod vacation;

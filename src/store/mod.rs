@@ -14,6 +14,7 @@ pub mod email;
 pub mod identity;
 pub mod mailbox;
 pub mod schema;
+pub mod submission;
 pub mod tokens;
 pub mod users;
 pub mod vacation;

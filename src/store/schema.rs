@@ -184,3 +184,17 @@ diesel::table! {
         html_body -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    email_submissions (account_id, id) {
+        account_id -> Text,
+        id -> Text,
+        identity_id -> Text,
+        email_id -> Text,
+        thread_id -> Text,
+        envelope -> Text,
+        send_at -> BigInt,
+        undo_status -> Text,
+        delivery_status -> Text,
+    }
+}

@@ -24,3 +24,18 @@ CREATE TABLE vacation_responses (
     text_body  TEXT,
     html_body  TEXT
 );
+
+-- EmailSubmission (RFC 8621 §7): sent at once, so undo_status is always 'final'.
+CREATE TABLE email_submissions (
+    account_id      TEXT   NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    id              TEXT   NOT NULL,
+    identity_id     TEXT   NOT NULL,
+    email_id        TEXT   NOT NULL,
+    thread_id       TEXT   NOT NULL,
+    -- Envelope and String[DeliveryStatus] as JSON text
+    envelope        TEXT   NOT NULL,
+    send_at         BIGINT NOT NULL,
+    undo_status     TEXT   NOT NULL,
+    delivery_status TEXT   NOT NULL,
+    PRIMARY KEY (account_id, id)
+);
