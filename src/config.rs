@@ -109,12 +109,15 @@ pub struct JmapConfig {
 pub struct SubmissionConfig {
     /// Domain of the default identity of a user whose name has no `@` (`<name>@<domain>`).
     pub domain: String,
+    /// SMTP relay for recipients who are not local users; empty = local delivery only.
+    pub relay: String,
 }
 
 impl Default for SubmissionConfig {
     fn default() -> Self {
         SubmissionConfig {
             domain: "localhost".into(),
+            relay: String::new(),
         }
     }
 }
@@ -241,5 +244,6 @@ mod tests {
         );
         assert_eq!(shipped.jmap.strict_using, defaults.jmap.strict_using);
         assert_eq!(shipped.submission.domain, defaults.submission.domain);
+        assert_eq!(shipped.submission.relay, defaults.submission.relay);
     }
 }

@@ -109,6 +109,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         config.jmap.strict_using,
     );
     server_info.mail_domain = config.submission.domain.clone();
+    server_info.relay_url = config.submission.relay.trim().to_owned();
     let server_info = Arc::new(server_info);
     let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
         config.auth.credential_cache_secs,

@@ -306,3 +306,187 @@ async fn submissions_are_listed_queried_tracked_and_destroyed_without_unsending(
     assert_eq!(r[0][1]["list"].as_array().unwrap().len(), 1);
     t.s.stop().await;
 }
+
+/// A one-connection SMTP relay on a real socket that answers RCPT with `rcpt_reply` and records
+/// the session: the commands it received and the message data.
+fn relay(rcpt_reply: &'static str) -> (String, std::thread::JoinHandle<(Vec<String>, String)>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("smtp://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut out = stream.try_clone().unwrap();
+        let mut lines = BufReader::new(stream);
+        let mut commands = Vec::new();
+        let mut data = String::new();
+        out.write_all(b"220 relay.test ESMTP\r\n").unwrap();
+        let mut line = String::new();
+        while lines.read_line(&mut line).unwrap_or(0) > 0 {
+            let cmd = line.trim_end().to_owned();
+            line.clear();
+            commands.push(cmd.clone());
+            let upper = cmd.to_ascii_uppercase();
+            let reply: &[u8] = if upper.starts_with("EHLO") {
+                b"250 relay.test\r\n"
+            } else if upper.starts_with("RCPT") {
+                rcpt_reply.as_bytes()
+            } else if upper.starts_with("DATA") {
+                out.write_all(b"354 go ahead\r\n").unwrap();
+                loop {
+                    lines.read_line(&mut line).unwrap();
+                    if line == ".\r\n" {
+                        line.clear();
+                        break;
+                    }
+                    data.push_str(&line);
+                    line.clear();
+                }
+                b"250 2.0.0 Ok: queued as 42\r\n"
+            } else if upper.starts_with("QUIT") {
+                out.write_all(b"221 bye\r\n").unwrap();
+                break;
+            } else {
+                b"250 2.0.0 Ok\r\n"
+            };
+            if out.write_all(reply).is_err() {
+                break;
+            }
+        }
+        (commands, data)
+    });
+    (url, handle)
+}
+
+async fn setup_with_relay(url: &str) -> Setup {
+    let url = url.to_owned();
+    let s = TestServer::start_with(move |c| c.submission.relay = url).await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let account = primary(&s, &alice).await;
+    let bob_account = primary(&s, &bob).await;
+    let r = s
+        .call(
+            &alice,
+            &[CORE, MAIL],
+            json!([["Mailbox/get", {"accountId": account}, "0"]]),
+        )
+        .await;
+    let role = |name: &str| {
+        r[0][1]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    Setup {
+        drafts: role("drafts"),
+        sent: role("sent"),
+        s,
+        alice,
+        bob,
+        account,
+        bob_account,
+    }
+}
+
+#[actix_web::test]
+async fn non_local_recipients_go_to_the_configured_smtp_relay_without_bcc() {
+    let (url, relay) = relay("250 2.1.5 Ok\r\n");
+    let t = setup_with_relay(&url).await;
+    let identity = t.default_identity().await;
+    let r = t
+        .call(
+            &t.alice,
+            json!([
+                ["Email/set", {"accountId": t.account, "create": {"d": t.draft(
+                    "alice@localhost",
+                    json!([{"email": "bob@localhost"}, {"email": "dave@far.test"}]),
+                    json!([{"email": "eve@far.test"}]),
+                )}}, "0"],
+                ["EmailSubmission/set", {"accountId": t.account,
+                    "create": {"s": {"identityId": identity, "emailId": "#d"}}}, "1"],
+            ]),
+        )
+        .await;
+    let created = &r[1][1]["created"]["s"];
+    assert!(created["id"].is_string(), "{r:?}");
+    // SUB-06: the relay's reply, on one line; bob was delivered locally.
+    let dave = &created["deliveryStatus"]["dave@far.test"];
+    assert_eq!(dave["delivered"], "queued");
+    assert!(
+        dave["smtpReply"].as_str().unwrap().starts_with("250"),
+        "{dave}"
+    );
+    assert_eq!(
+        created["deliveryStatus"]["bob@localhost"]["delivered"],
+        "yes"
+    );
+    let (commands, data) = relay.join().unwrap();
+    assert!(
+        commands.contains(&"MAIL FROM:<alice@localhost>".to_owned()),
+        "{commands:?}"
+    );
+    let rcpts: Vec<&String> = commands.iter().filter(|c| c.starts_with("RCPT")).collect();
+    assert_eq!(
+        rcpts,
+        vec!["RCPT TO:<dave@far.test>", "RCPT TO:<eve@far.test>"]
+    );
+    // SUB-07: no Bcc header in what was sent.
+    assert!(data.contains("Subject: Lunch?"), "{data}");
+    assert!(!data.to_ascii_lowercase().contains("bcc:"), "{data}");
+    let r =
+        t.s.call(
+            &t.bob,
+            &[CORE, MAIL],
+            json!([["Email/get", {"accountId": t.bob_account, "ids": null}, "0"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["list"].as_array().unwrap().len(), 1);
+    t.s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_relay_refusal_fails_the_submission_and_nobody_receives_it() {
+    let (url, relay) = relay("550 5.1.1 No such user\r\n");
+    let t = setup_with_relay(&url).await;
+    let identity = t.default_identity().await;
+    let r = t
+        .call(
+            &t.alice,
+            json!([
+                ["Email/set", {"accountId": t.account, "create": {"d": t.draft(
+                    "alice@localhost",
+                    json!([{"email": "bob@localhost"}, {"email": "nobody@far.test"}]),
+                    Value::Null,
+                )}}, "0"],
+                ["EmailSubmission/set", {"accountId": t.account,
+                    "create": {"s": {"identityId": identity, "emailId": "#d"}}}, "1"],
+                ["EmailSubmission/get", {"accountId": t.account}, "2"],
+            ]),
+        )
+        .await;
+    let failed = &r[1][1]["notCreated"]["s"];
+    assert_eq!(failed["type"], "forbiddenToSend", "{r:?}");
+    assert!(
+        failed["description"].as_str().unwrap().contains("550"),
+        "{failed}"
+    );
+    assert_eq!(r[2][1]["list"], json!([]));
+    let _ = relay.join();
+    let r =
+        t.s.call(
+            &t.bob,
+            &[CORE, MAIL],
+            json!([["Email/get", {"accountId": t.bob_account, "ids": null}, "0"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["list"], json!([]));
+    t.s.stop().await;
+}

@@ -59,6 +59,8 @@ pub struct ServerInfo {
     pub strict_using: bool,
     /// The domain of default identities of user names without `@` (`[submission] domain`).
     pub mail_domain: String,
+    /// The SMTP relay URL for non-local recipients (`[submission] relay`); empty = none.
+    pub relay_url: String,
     fingerprint: String,
 }
 
@@ -77,6 +79,7 @@ impl ServerInfo {
             account_capabilities,
             strict_using,
             mail_domain: "localhost".into(),
+            relay_url: String::new(),
             fingerprint: String::new(),
         };
         let mut h = sha2::Sha256::new();

@@ -1,10 +1,10 @@
 //! EmailSubmission (RFC 8621 §7): get, changes, query, queryChanges, set.
 //!
 //! Sending is immediate and cannot be undone, so `undoStatus` is always `final` (SUB-05) and
-//! `maxDelayedSend` is 0. Without an SMTP relay, a message goes only to local users: each
-//! recipient address must name a user (the user name itself, or `<name>@<submission.domain>`),
-//! whose inbox receives it as new mail; any other recipient makes the whole submission fail with
-//! `invalidRecipients` before anything is sent.
+//! `maxDelayedSend` is 0. A recipient address that names a local user (the user name itself, or
+//! `<name>@<submission.domain>`) gets the message in their inbox as new mail; every other
+//! recipient goes to the SMTP relay (`[submission] relay`). Without a relay, any non-local
+//! recipient makes the whole submission fail with `invalidRecipients` before anything is sent.
 
 use std::collections::{HashMap, HashSet};
 
@@ -78,6 +78,15 @@ pub trait SubmissionStore {
     /// documentation).
     fn local_recipient(&mut self, email: &str, domain: &str)
     -> Result<Option<String>, MethodError>;
+    /// Hands `message` to the SMTP relay at `relay_url`: the relay's reply, or (inner `Err`) why it
+    /// did not take the message.
+    fn relay_send(
+        &mut self,
+        relay_url: &str,
+        mail_from: &str,
+        rcpt_to: &[String],
+        message: &[u8],
+    ) -> Result<Result<String, String>, MethodError>;
     /// Delivers `message` to the inbox of `account_id` as new mail.
     fn deliver_local(&mut self, account_id: &str, message: &[u8]) -> Result<(), MethodError>;
     /// Records new submissions and destroys others in one write, if the state is `if_in_state`
@@ -422,8 +431,11 @@ fn envelope_json(from: &str, rcpt: &[String]) -> Value {
 /// Everything one create needs, resolved.
 struct Outgoing {
     submission: Submission,
-    /// Recipient account per rcptTo address.
+    /// Recipient account per local rcptTo address.
     deliveries: Vec<(String, String)>,
+    /// rcptTo addresses for the relay.
+    remote: Vec<String>,
+    mail_from: String,
     message: Vec<u8>,
 }
 
@@ -432,6 +444,7 @@ fn prepare<C: SubmissionStore + EmailStore>(
     ctx: &mut C,
     account_id: &str,
     domain: &str,
+    relay: &str,
     identities: &[Identity],
     own_email: &str,
     props: &Map<String, Value>,
@@ -558,14 +571,15 @@ fn prepare<C: SubmissionStore + EmailStore>(
         .with("maxRecipients", json!(MAX_RECIPIENTS))));
     }
     let mut deliveries = Vec::new();
-    let mut invalid = Vec::new();
+    let mut remote = Vec::new();
     for r in &rcpt {
         match ctx.local_recipient(r, domain)? {
             Some(account) => deliveries.push((r.clone(), account)),
-            None => invalid.push(r.clone()),
+            None => remote.push(r.clone()),
         }
     }
-    if !invalid.is_empty() {
+    if !remote.is_empty() && relay.is_empty() {
+        let invalid = remote;
         return Ok(Err(SetError::new(
             "invalidRecipients",
             "no SMTP relay is configured, and these addresses are not local users",
@@ -593,6 +607,8 @@ fn prepare<C: SubmissionStore + EmailStore>(
             delivery_status: Value::Object(delivery_status),
         },
         deliveries,
+        remote,
+        mail_from,
         message: strip_bcc(&raw),
     }))
 }
@@ -619,6 +635,7 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     std::mem::take(&mut call.args).finish()?;
     let account_id = call.account_id().to_owned();
     let domain = call.server.mail_domain.clone();
+    let relay = call.server.relay_url.clone();
     let default = default_for(call);
     let identities = ctx.identity_snapshot(&account_id, &default)?.identities;
     let (state, existing) = ctx.submission_list(&account_id)?;
@@ -635,6 +652,7 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
             ctx,
             &account_id,
             &domain,
+            &relay,
             &identities,
             &default.email,
             props,
@@ -648,7 +666,22 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     // Send, then record: a message that went out is recorded even if a later one fails.
     let mut sent: Vec<Submission> = Vec::new();
     let mut key_of: HashMap<String, String> = HashMap::new();
-    for (cid, o) in outgoing {
+    for (cid, mut o) in outgoing {
+        // The relay first: if it refuses, nobody has received anything yet.
+        if !o.remote.is_empty() {
+            match ctx.relay_send(&relay, &o.mail_from, &o.remote, &o.message)? {
+                Ok(reply) => {
+                    for r in &o.remote {
+                        o.submission.delivery_status[r.as_str()] = json!({
+                            "smtpReply": reply, "delivered": "queued", "displayed": "unknown"});
+                    }
+                }
+                Err(why) => {
+                    response.create_failed(&cid, SetError::new("forbiddenToSend", why));
+                    continue;
+                }
+            }
+        }
         for (_, recipient_account) in &o.deliveries {
             ctx.deliver_local(recipient_account, &o.message)?;
         }

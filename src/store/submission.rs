@@ -122,6 +122,22 @@ impl SubmissionStore for StoreContext {
         Ok(None)
     }
 
+    fn relay_send(
+        &mut self,
+        relay_url: &str,
+        mail_from: &str,
+        rcpt_to: &[String],
+        message: &[u8],
+    ) -> Result<Result<String, String>, MethodError> {
+        match crate::relay::send(relay_url, mail_from, rcpt_to, message) {
+            Ok(reply) => Ok(Ok(reply)),
+            Err(e) => {
+                log::warn!("submission relay: {e}");
+                Ok(Err(e.to_string()))
+            }
+        }
+    }
+
     fn deliver_local(&mut self, account_id: &str, message: &[u8]) -> Result<(), MethodError> {
         let inbox: Option<String> = mailboxes::table
             .filter(mailboxes::account_id.eq(account_id))
