@@ -16,7 +16,7 @@ use crate::jmap::request::{Request, Response};
 use crate::jmap::session::{Principal, ServerInfo};
 use crate::push::StateChanged;
 use crate::store::credentials::{CredentialCache, Credentials, authenticate};
-use crate::store::{Store, StoreContext, StoreError};
+use crate::store::{Store, StoreContext, StoreError, changelog};
 
 /// Authenticate credentials and load the principal. `Ok(None)`: wrong credentials.
 #[derive(Message)]
@@ -29,6 +29,23 @@ pub struct Authenticate(pub Credentials);
 pub struct RunRequest {
     pub principal: Principal,
     pub request: Request,
+}
+
+/// Where push streams stand in each account: the account's newest seq (its push position) and,
+/// when `since` is given, every type changed after that position with its new state
+/// (`store::changelog::types_changed_since`). Accounts that no longer exist are left out.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<AccountPosition>, StoreError>")]
+pub struct PushBaseline {
+    pub accounts: Vec<(String, Option<i64>)>,
+}
+
+/// One account's answer to [`PushBaseline`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountPosition {
+    pub account_id: String,
+    pub seq: i64,
+    pub changed: std::collections::BTreeMap<String, i64>,
 }
 
 /// One dispatcher thread.
@@ -104,5 +121,76 @@ impl Handler<RunRequest> for Dispatcher {
         );
         self.publish(ctx.committed);
         Ok(response)
+    }
+}
+
+impl Handler<PushBaseline> for Dispatcher {
+    type Result = Result<Vec<AccountPosition>, StoreError>;
+
+    fn handle(&mut self, msg: PushBaseline, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.store.conn()?;
+        let mut out = Vec::with_capacity(msg.accounts.len());
+        for (account_id, since) in msg.accounts {
+            let found = match since {
+                None => changelog::log_bounds(&mut conn, &account_id)
+                    .map(|(_, seq)| (seq, Default::default())),
+                Some(since) => changelog::types_changed_since(
+                    &mut conn,
+                    &account_id,
+                    since,
+                    crate::push::DATA_TYPES,
+                ),
+            };
+            match found {
+                Ok((seq, changed)) => out.push(AccountPosition {
+                    account_id,
+                    seq,
+                    changed,
+                }),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Store an upload (RFC 8620 §6.1) for a principal who may write `account_id`. Returns the blob id.
+#[derive(Message)]
+#[rtype(result = "Result<String, StoreError>")]
+pub struct UploadBlob {
+    pub user_id: String,
+    pub account_id: String,
+    pub data: Vec<u8>,
+}
+
+/// Read a blob (stored or a message part) if it exists in `account_id` for `user_id` (RFC 8620
+/// §6.2); `None` when it does not or is not visible to them.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Vec<u8>>, StoreError>")]
+pub struct DownloadBlob {
+    pub user_id: String,
+    pub account_id: String,
+    pub blob_id: String,
+}
+
+impl Handler<UploadBlob> for Dispatcher {
+    type Result = Result<String, StoreError>;
+
+    fn handle(&mut self, msg: UploadBlob, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.store.conn()?;
+        if let Err(e) = crate::store::blobs::purge_if_due(&mut conn) {
+            log::warn!("purging unused blobs failed: {e}");
+        }
+        crate::store::blobs::upload(&mut conn, &msg.account_id, &msg.user_id, &msg.data)
+    }
+}
+
+impl Handler<DownloadBlob> for Dispatcher {
+    type Result = Result<Option<Vec<u8>>, StoreError>;
+
+    fn handle(&mut self, msg: DownloadBlob, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.store.conn()?;
+        crate::store::blobs::read_visible(&mut conn, &msg.account_id, &msg.user_id, &msg.blob_id)
     }
 }

@@ -210,11 +210,13 @@ async fn methods_of_owner_only_capabilities_are_not_supported_in_a_shared_accoun
             json!([
                 ["Identity/get", {"accountId": account}, "0"],
                 ["VacationResponse/get", {"accountId": account}, "1"],
+                ["EmailSubmission/get", {"accountId": account}, "2"],
             ]),
         )
         .await;
     // SES-06: a capability missing from the account → accountNotSupportedByMethod.
     assert_eq!(r[0][1]["type"], "accountNotSupportedByMethod", "{r:?}");
     assert_eq!(r[1][1]["type"], "accountNotSupportedByMethod", "{r:?}");
+    assert_eq!(r[2][1]["type"], "accountNotSupportedByMethod", "{r:?}");
     s.stop().await;
 }

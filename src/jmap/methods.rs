@@ -1,21 +1,39 @@
 //! The method table: every JMAP method Herald serves, by wire name. Each wire name appears here
 //! once; a handler is a plain function over the request context.
 
+use super::blob::{self, BlobStore};
 use super::capability::{CORE, MAIL, SUBMISSION, VACATION_RESPONSE};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
 use super::email::{self, EmailStore};
+use super::email_parse;
 use super::identity::{self, IdentityStore};
 use super::mailbox::{self, MailboxStore};
+use super::push_subscription::{self, PushSubscriptionStore};
 use super::submission::{self, SubmissionStore};
 use super::vacation::{self, VacationStore};
 
 /// Everything a context must provide to serve every method.
 pub trait Store:
-    MailboxStore + EmailStore + IdentityStore + VacationStore + SubmissionStore
+    MailboxStore
+    + BlobStore
+    + PushSubscriptionStore
+    + EmailStore
+    + IdentityStore
+    + VacationStore
+    + SubmissionStore
 {
 }
-impl<T: MailboxStore + EmailStore + IdentityStore + VacationStore + SubmissionStore> Store for T {}
+impl<T> Store for T where
+    T: MailboxStore
+        + BlobStore
+        + PushSubscriptionStore
+        + EmailStore
+        + IdentityStore
+        + VacationStore
+        + SubmissionStore
+{
+}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -88,6 +106,21 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             VACATION_RESPONSE,
             Write,
             vacation::set::<C>,
+        ),
+        m("Blob/copy", CORE, Write, blob::copy::<C>),
+        m("Email/parse", MAIL, Read, email_parse::parse::<C>),
+        // RFC 8620 §7.2: not account-scoped.
+        m(
+            "PushSubscription/get",
+            CORE,
+            None,
+            push_subscription::get::<C>,
+        ),
+        m(
+            "PushSubscription/set",
+            CORE,
+            None,
+            push_subscription::set::<C>,
         ),
     ])
 }

@@ -61,6 +61,8 @@ pub struct ServerInfo {
     pub mail_domain: String,
     /// The SMTP relay URL for non-local recipients (`[submission] relay`); empty = none.
     pub relay_url: String,
+    /// PushSubscription limits and the push-target policy (`[push]`).
+    pub webhooks: super::push_subscription::WebhookPolicy,
     fingerprint: String,
 }
 
@@ -80,6 +82,7 @@ impl ServerInfo {
             strict_using,
             mail_domain: "localhost".into(),
             relay_url: String::new(),
+            webhooks: Default::default(),
             fingerprint: String::new(),
         };
         let mut h = sha2::Sha256::new();

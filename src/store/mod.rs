@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod email;
 pub mod identity;
 pub mod mailbox;
+pub mod push_subscription;
 pub mod schema;
 pub mod submission;
 pub mod tokens;
