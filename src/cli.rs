@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::store::{Store, tokens, users};
+use crate::store::{Store, accounts, email, tokens, users};
 
 /// Herald, a JMAP mail server built around push.
 #[derive(Parser, Debug)]
@@ -31,6 +31,36 @@ pub enum Command {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Share accounts between users.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Deliver a message (RFC 5322, read from standard input) to a user's inbox, as new mail.
+    Deliver {
+        /// The user whose personal account receives the message.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Share OWNER's personal account with another user (RFC 8620 §1.6.2 shared accounts).
+    Share {
+        /// The user whose account is shared.
+        owner: String,
+        /// The user who gains access.
+        #[arg(long = "with")]
+        with: String,
+        /// Read only: the other user may read but not change anything.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Withdraw a user's access to OWNER's personal account (effective on their next request).
+    Unshare {
+        owner: String,
+        #[arg(long = "with")]
+        with: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,6 +172,29 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Deliver { to } => {
+            let store = Store::open(&config.store.url, 1)?;
+            let mut conn = store.conn()?;
+            let mut message = Vec::new();
+            std::io::stdin()
+                .lock()
+                .take(config.limits.max_size_upload + 1)
+                .read_to_end(&mut message)?;
+            if message.len() as u64 > config.limits.max_size_upload {
+                return Err(CliError::Usage(format!(
+                    "the message is larger than {} octets",
+                    config.limits.max_size_upload
+                )));
+            }
+            let user = users::find_by_name(&mut conn, &to)?
+                .ok_or_else(|| CliError::Usage(format!("no user {to:?}")))?;
+            let account = accounts::personal_account(&mut conn, &user.id)?;
+            // The server learns of this write from the change log (its own process publishes
+            // nothing here).
+            let created = email::deliver(&mut conn, &account, message)?;
+            println!("{}", created.id);
+            Ok(())
+        }
         Command::Token(cmd) => {
             let store = Store::open(&config.store.url, 1)?;
             let mut conn = store.conn()?;
@@ -159,6 +212,26 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     for t in tokens::list(&mut conn, name.as_deref())? {
                         println!("{}\t{}\t{}", t.id, t.user_name, t.created_at);
                     }
+                }
+            }
+            Ok(())
+        }
+        Command::Account(cmd) => {
+            let store = Store::open(&config.store.url, 1)?;
+            let mut conn = store.conn()?;
+            match cmd {
+                AccountCommand::Share {
+                    owner,
+                    with,
+                    read_only,
+                } => {
+                    accounts::share(&mut conn, &owner, &with, read_only)?;
+                    let how = if read_only { "read-only" } else { "read-write" };
+                    println!("account of {owner} shared with {with} ({how})");
+                }
+                AccountCommand::Unshare { owner, with } => {
+                    accounts::unshare(&mut conn, &owner, &with)?;
+                    println!("account of {owner} no longer shared with {with}");
                 }
             }
             Ok(())

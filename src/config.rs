@@ -29,6 +29,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: Limits,
     pub jmap: JmapConfig,
+    pub submission: SubmissionConfig,
     pub push: PushConfig,
 }
 
@@ -101,6 +102,25 @@ impl Default for AuthConfig {
 pub struct JmapConfig {
     /// Answer `unknownCapability` for every unsupported URN in `using`, registered or not.
     pub strict_using: bool,
+}
+
+/// `[submission]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionConfig {
+    /// Domain of the default identity of a user whose name has no `@` (`<name>@<domain>`).
+    pub domain: String,
+    /// SMTP relay for recipients who are not local users; empty = local delivery only.
+    pub relay: String,
+}
+
+impl Default for SubmissionConfig {
+    fn default() -> Self {
+        SubmissionConfig {
+            domain: "localhost".into(),
+            relay: String::new(),
+        }
+    }
 }
 
 /// `[push]`: WebSocket (RFC 8887) and EventSource (RFC 8620 §7.3) connections, PushSubscription
@@ -325,6 +345,8 @@ mod tests {
             defaults.auth.credential_cache_secs
         );
         assert_eq!(shipped.jmap.strict_using, defaults.jmap.strict_using);
+        assert_eq!(shipped.submission.domain, defaults.submission.domain);
+        assert_eq!(shipped.submission.relay, defaults.submission.relay);
         assert_eq!(
             shipped.push.webhook_policy(),
             defaults.push.webhook_policy()

@@ -75,6 +75,8 @@ fn session_capabilities(
     );
     // RFC 8621 §1.3: the session-level value is an empty object (MCAP-01).
     caps.insert(capability::MAIL, json!({}));
+    caps.insert(capability::SUBMISSION, json!({}));
+    caps.insert(capability::VACATION_RESPONSE, json!({}));
     caps
 }
 
@@ -93,6 +95,13 @@ fn account_capabilities(config: &Config) -> BTreeMap<&'static str, serde_json::V
             "mayCreateTopLevelMailbox": true,
         }),
     );
+    // MCAP-03: no delayed send; submissionExtensions is an object (EHLO keyword → arguments).
+    caps.insert(
+        capability::SUBMISSION,
+        json!({"maxDelayedSend": 0, "submissionExtensions": {}}),
+    );
+    // MCAP-05
+    caps.insert(capability::VACATION_RESPONSE, json!({}));
     caps
 }
 
@@ -114,6 +123,8 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         account_capabilities(config),
         config.jmap.strict_using,
     );
+    server_info.mail_domain = config.submission.domain.clone();
+    server_info.relay_url = config.submission.relay.trim().to_owned();
     server_info.webhooks = config.push.webhook_policy();
     let server_info = Arc::new(server_info);
     let credentials = Arc::new(CredentialCache::new(Duration::from_secs(

@@ -2,16 +2,38 @@
 //! once; a handler is a plain function over the request context.
 
 use super::blob::{self, BlobStore};
-use super::capability::{CORE, MAIL};
+use super::capability::{CORE, MAIL, SUBMISSION, VACATION_RESPONSE};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
+use super::email::{self, EmailStore};
 use super::email_parse;
+use super::identity::{self, IdentityStore};
 use super::mailbox::{self, MailboxStore};
 use super::push_subscription::{self, PushSubscriptionStore};
+use super::submission::{self, SubmissionStore};
+use super::vacation::{self, VacationStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore + BlobStore + PushSubscriptionStore {}
-impl<T: MailboxStore + BlobStore + PushSubscriptionStore> Store for T {}
+pub trait Store:
+    MailboxStore
+    + BlobStore
+    + PushSubscriptionStore
+    + EmailStore
+    + IdentityStore
+    + VacationStore
+    + SubmissionStore
+{
+}
+impl<T> Store for T where
+    T: MailboxStore
+        + BlobStore
+        + PushSubscriptionStore
+        + EmailStore
+        + IdentityStore
+        + VacationStore
+        + SubmissionStore
+{
+}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -34,6 +56,57 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             mailbox::query_changes::<C>,
         ),
         m("Mailbox/set", MAIL, Write, mailbox::set::<C>),
+        m("Email/get", MAIL, Read, email::get::<C>),
+        m("Email/changes", MAIL, Read, email::changes::<C>),
+        m("Email/set", MAIL, Write, email::set::<C>),
+        m("Email/import", MAIL, Write, email::import::<C>),
+        m("Thread/get", MAIL, Read, email::thread_get::<C>),
+        m("Thread/changes", MAIL, Read, email::thread_changes::<C>),
+        m("Identity/get", SUBMISSION, Read, identity::get::<C>),
+        m("Identity/changes", SUBMISSION, Read, identity::changes::<C>),
+        m("Identity/set", SUBMISSION, Write, identity::set::<C>),
+        m(
+            "EmailSubmission/get",
+            SUBMISSION,
+            Read,
+            submission::get::<C>,
+        ),
+        m(
+            "EmailSubmission/changes",
+            SUBMISSION,
+            Read,
+            submission::changes::<C>,
+        ),
+        m(
+            "EmailSubmission/query",
+            SUBMISSION,
+            Read,
+            submission::query::<C>,
+        ),
+        m(
+            "EmailSubmission/queryChanges",
+            SUBMISSION,
+            Read,
+            submission::query_changes::<C>,
+        ),
+        m(
+            "EmailSubmission/set",
+            SUBMISSION,
+            Write,
+            submission::set::<C>,
+        ),
+        m(
+            "VacationResponse/get",
+            VACATION_RESPONSE,
+            Read,
+            vacation::get::<C>,
+        ),
+        m(
+            "VacationResponse/set",
+            VACATION_RESPONSE,
+            Write,
+            vacation::set::<C>,
+        ),
         m("Blob/copy", CORE, Write, blob::copy::<C>),
         m("Email/parse", MAIL, Read, email_parse::parse::<C>),
         // RFC 8620 §7.2: not account-scoped.

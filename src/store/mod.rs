@@ -10,11 +10,15 @@ pub mod changelog;
 pub mod connection;
 pub mod context;
 pub mod credentials;
+pub mod email;
+pub mod identity;
 pub mod mailbox;
 pub mod push_subscription;
 pub mod schema;
+pub mod submission;
 pub mod tokens;
 pub mod users;
+pub mod vacation;
 
 use std::time::Duration;
 
