@@ -140,6 +140,9 @@ impl TestServer {
 }
 
 pub fn client() -> awc::Client {
+    // Two rustls crypto backends are in the tree (ring, and aws-lc-rs via dev-dependencies), so
+    // rustls cannot choose one by itself (../shared/STACK.md, pitfall 4).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     awc::Client::builder()
         .disable_redirects()
         .timeout(std::time::Duration::from_secs(30))

@@ -20,6 +20,7 @@ pub type Ws = Framed<BoxedSocket, Codec>;
 
 /// A client without awc's overall response timeout (it would cut long streams).
 pub fn stream_client() -> awc::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     awc::Client::builder()
         .disable_timeout()
         .max_http_version(awc::http::Version::HTTP_11)
