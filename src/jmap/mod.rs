@@ -8,12 +8,14 @@
 //! protocol testable on its own.
 
 pub mod args;
+pub mod blob;
 pub mod capability;
 pub mod changes;
 pub mod core;
 pub mod dispatch;
 pub mod email;
 pub mod email_create;
+pub mod email_parse;
 pub mod error;
 pub mod json;
 pub mod limits;
