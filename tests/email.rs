@@ -757,3 +757,102 @@ async fn mime_fixtures_import_and_render_without_failing() {
     let (total, ..) = t.counts("inbox").await;
     assert!(total >= 5);
 }
+
+#[derive(diesel::QueryableByName)]
+struct PlanRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    detail: String,
+}
+
+/// The query plan SQLite picks for `sql`, one line per step.
+fn sqlite_plan(t: &Setup, sql: &str) -> String {
+    use diesel::RunQueryDsl;
+    let mut conn = t.s.store.conn().unwrap();
+    let query = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"));
+    let rows: Vec<PlanRow> = match &mut *conn {
+        herald::store::AnyConnection::Sqlite(c) => query.load(c).unwrap(),
+        herald::store::AnyConnection::Postgresql(_) => panic!("the test store is SQLite"),
+    };
+    rows.into_iter()
+        .map(|r| r.detail)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[actix_web::test]
+async fn listing_a_mailbox_by_received_at_and_finding_a_thread_use_indexes_not_scans() {
+    let t = setup().await;
+    // What Email/query does for `inMailbox` sorted by receivedAt (newest first), one page.
+    let plan = sqlite_plan(
+        &t,
+        "SELECT email_id FROM email_mailboxes WHERE account_id = 'a' AND mailbox_id = 'm' \
+         ORDER BY received_at DESC, email_id DESC LIMIT 50",
+    );
+    assert!(plan.contains("email_mailboxes_received"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "sorts in memory: {plan}");
+    // Threading looks message ids up by key.
+    let plan = sqlite_plan(
+        &t,
+        "SELECT thread_id FROM email_message_ids WHERE account_id = 'a' AND message_id IN ('x', 'y')",
+    );
+    assert!(!plan.starts_with("SCAN"), "{plan}");
+    // Sorting the whole account by sentAt / subject / from walks an index too.
+    for (column, index) in [
+        ("sent_at", "emails_sent"),
+        ("base_subject", "emails_base_subject"),
+        ("from_sort", "emails_from_sort"),
+    ] {
+        let plan = sqlite_plan(
+            &t,
+            &format!("SELECT id FROM emails WHERE account_id = 'a' ORDER BY {column}, id LIMIT 50"),
+        );
+        assert!(plan.contains(index), "{column}: {plan}");
+    }
+}
+
+#[actix_web::test]
+async fn destroying_a_mailbox_with_its_emails_destroys_those_left_in_no_mailbox() {
+    let t = setup().await;
+    let r = t
+        .call(json!([["Mailbox/set", {"accountId": t.account, "create": {"f": {"name": "Folder"}}}, "0"]]))
+        .await;
+    let folder = r[0][1]["created"]["f"]["id"].as_str().unwrap().to_owned();
+    let blob_only = t.upload(&message("Only", "only@example.com", "", "1"));
+    let blob_both = t.upload(&message("Both", "both@example.com", "", "2"));
+    let r = t
+        .call(json!([["Email/import", {"accountId": t.account, "emails": {
+            "only": {"blobId": blob_only, "mailboxIds": {folder.clone(): true}},
+            "both": {"blobId": blob_both, "mailboxIds": {folder.clone(): true, t.mailbox("inbox"): true}}
+        }}, "0"]]))
+        .await;
+    let only = r[0][1]["created"]["only"].clone();
+    let both = r[0][1]["created"]["both"].clone();
+    let email_since = r[0][1]["newState"].clone();
+    let thread_since = t.state("Thread/get").await;
+    let r = t
+        .call(json!([
+            ["Mailbox/set", {"accountId": t.account, "destroy": [folder], "onDestroyRemoveEmails": true}, "0"],
+            ["Email/changes", {"accountId": t.account, "sinceState": email_since}, "1"],
+            ["Thread/changes", {"accountId": t.account, "sinceState": thread_since}, "2"],
+            ["Email/get", {"accountId": t.account, "ids": [only["id"], both["id"]], "properties": ["mailboxIds"]}, "3"]
+        ]))
+        .await;
+    assert_eq!(
+        r[0][1]["destroyed"].as_array().map(Vec::len),
+        Some(1),
+        "{r:?}"
+    );
+    assert_eq!(r[1][1]["destroyed"], json!([only["id"]]));
+    assert_eq!(r[1][1]["updated"], json!([both["id"]]));
+    assert_eq!(r[2][1]["destroyed"], json!([only["threadId"]]));
+    assert_eq!(r[3][1]["notFound"], json!([only["id"]]));
+    assert_eq!(
+        r[3][1]["list"][0]["mailboxIds"],
+        json!({t.mailbox("inbox"): true})
+    );
+    // The destroyed email's message is no longer visible through the account.
+    let mut conn = t.s.store.conn().unwrap();
+    let blob = only["blobId"].as_str().unwrap();
+    let referenced = blobs::visible(&mut conn, &t.account, "someone-else", blob).unwrap();
+    assert!(!referenced);
+}
