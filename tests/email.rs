@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{Auth, CORE, TestServer};
+use common::{Auth, CORE, TestServer, pg};
 use herald::store::{blobs, users};
 use serde_json::{Value, json};
 
@@ -20,7 +20,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let s = TestServer::start().await;
+    setup_on(TestServer::start().await).await
+}
+
+async fn setup_on(s: TestServer) -> Setup {
     let alice = s.add_user("alice", "pw");
     let session = s.get("/jmap/session", &alice).await.body;
     let account = session["primaryAccounts"][MAIL]
@@ -855,4 +858,51 @@ async fn destroying_a_mailbox_with_its_emails_destroys_those_left_in_no_mailbox(
     let blob = only["blobId"].as_str().unwrap();
     let referenced = blobs::visible(&mut conn, &t.account, "someone-else", blob).unwrap();
     assert!(!referenced);
+}
+
+#[actix_web::test]
+async fn on_postgresql_imports_thread_count_move_and_destroy_the_same_way() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("SKIPPED: no PostgreSQL");
+        return;
+    };
+    let url = cluster.fresh_database();
+    let t = setup_on(TestServer::start_with(|c| c.store.url = url).await).await;
+    let parent = t
+        .import(&message("Plans", "p1@example.com", "", "1"), "inbox", json!({}))
+        .await;
+    let reply = t
+        .import(
+            &message(
+                "Re: Plans",
+                "p2@example.com",
+                "References: <p1@example.com>\r\n",
+                "2",
+            ),
+            "inbox",
+            json!({"$seen": true}),
+        )
+        .await;
+    assert_eq!(reply["threadId"], parent["threadId"]); // THR-01
+    assert_eq!(t.counts("inbox").await, (2, 1, 1, 1));
+    let archive = t.mailbox("archive");
+    let r = t
+        .call(json!([
+            ["Email/set", {"accountId": t.account, "update": {
+                parent["id"].as_str().unwrap(): {"mailboxIds": {archive.clone(): true}, "keywords/$seen": true}},
+                "create": {"d": {"mailboxIds": {t.mailbox("drafts"): true}, "subject": "Draft",
+                    "textBody": [{"partId": "1"}], "bodyValues": {"1": {"value": "hi"}}}},
+                "destroy": [reply["id"]]}, "0"],
+            ["Email/get", {"accountId": t.account, "ids": [parent["id"], "#d"],
+                "properties": ["mailboxIds", "keywords", "subject", "preview"]}, "1"]
+        ]))
+        .await;
+    assert!(r[0][1]["updated"].is_object(), "{r:?}");
+    assert_eq!(r[0][1]["destroyed"], json!([reply["id"]]));
+    assert!(r[0][1]["created"]["d"]["id"].is_string(), "{r:?}");
+    assert_eq!(r[1][1]["list"][0]["mailboxIds"], json!({archive: true}));
+    assert_eq!(r[1][1]["list"][1]["preview"], "hi");
+    assert_eq!(t.counts("inbox").await, (0, 0, 0, 0));
+    assert_eq!(t.counts("archive").await, (1, 0, 1, 0));
+    t.s.stop().await;
 }
