@@ -869,7 +869,11 @@ async fn on_postgresql_imports_thread_count_move_and_destroy_the_same_way() {
     let url = cluster.fresh_database();
     let t = setup_on(TestServer::start_with(|c| c.store.url = url).await).await;
     let parent = t
-        .import(&message("Plans", "p1@example.com", "", "1"), "inbox", json!({}))
+        .import(
+            &message("Plans", "p1@example.com", "", "1"),
+            "inbox",
+            json!({}),
+        )
         .await;
     let reply = t
         .import(
@@ -905,4 +909,40 @@ async fn on_postgresql_imports_thread_count_move_and_destroy_the_same_way() {
     assert_eq!(t.counts("inbox").await, (0, 0, 0, 0));
     assert_eq!(t.counts("archive").await, (1, 0, 1, 0));
     t.s.stop().await;
+}
+
+#[actix_web::test]
+async fn email_delivery_moves_only_on_new_mail_and_received_at_defaults_to_the_received_header() {
+    let t = setup().await;
+    let delivery_state = || {
+        let mut conn = t.s.store.conn().unwrap();
+        herald::store::changelog::type_state(&mut conn, &t.account, "EmailDelivery").unwrap()
+    };
+    let before = delivery_state();
+    let raw = message(
+        "Hop",
+        "hop@example.com",
+        "Received: from mx.example.com by herald; Wed, 11 Nov 2026 08:30:00 +0000\r\n\
+         Received: from client by mx.example.com; Wed, 11 Nov 2026 08:29:00 +0000\r\n",
+        "x",
+    );
+    let created = t.import(&raw, "inbox", json!({})).await;
+    let after_import = delivery_state();
+    assert!(
+        after_import > before,
+        "PSH-04: new mail moves EmailDelivery"
+    );
+    let r = t
+        .call(json!([
+            ["Email/get", {"accountId": t.account, "ids": [created["id"]], "properties": ["receivedAt"]}, "0"],
+            ["Email/set", {"accountId": t.account, "update": {
+                created["id"].as_str().unwrap(): {"keywords/$seen": true}},
+                "create": {"d": {"mailboxIds": {t.mailbox("drafts"): true}, "subject": "draft"}}}, "1"]
+        ]))
+        .await;
+    // EIMP-01: the most recent Received: time.
+    assert_eq!(r[0][1]["list"][0]["receivedAt"], "2026-11-11T08:30:00Z");
+    assert!(r[1][1]["created"]["d"].is_object(), "{r:?}");
+    // Flag changes and drafts are not new mail.
+    assert_eq!(delivery_state(), after_import);
 }
