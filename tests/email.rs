@@ -946,3 +946,55 @@ async fn email_delivery_moves_only_on_new_mail_and_received_at_defaults_to_the_r
     // Flag changes and drafts are not new mail.
     assert_eq!(delivery_state(), after_import);
 }
+
+#[actix_web::test]
+async fn email_set_create_from_a_body_structure_round_trips_its_parts() {
+    let t = setup().await;
+    let image = t.upload(b"\x89PNG fake image bytes");
+    let r = t
+        .call(json!([
+            ["Email/set", {"accountId": t.account, "create": {"s": {
+                "mailboxIds": {t.mailbox("drafts"): true},
+                "subject": "Structured",
+                "bodyStructure": {"type": "multipart/mixed", "subParts": [
+                    {"type": "multipart/alternative", "subParts": [
+                        {"type": "text/plain", "partId": "p"},
+                        {"type": "text/html", "partId": "h"}
+                    ]},
+                    {"type": "image/png", "blobId": image, "name": "pic.png", "disposition": "attachment"}
+                ]},
+                "bodyValues": {"p": {"value": "plain words"}, "h": {"value": "<b>bold words</b>"}}
+            },
+            "both": {"mailboxIds": {t.mailbox("drafts"): true},
+                "bodyStructure": {"type": "text/plain", "partId": "p"},
+                "textBody": [{"partId": "p"}], "bodyValues": {"p": {"value": "x"}}}}}, "0"],
+            ["Email/get", {"accountId": t.account, "ids": ["#s"], "fetchHTMLBodyValues": true,
+                "properties": ["bodyStructure", "textBody", "htmlBody", "attachments", "bodyValues",
+                    "hasAttachment"]}, "1"]
+        ]))
+        .await;
+    assert!(r[0][1]["created"]["s"].is_object(), "{r:?}");
+    // ESET-02: bodyStructure excludes textBody.
+    assert_eq!(r[0][1]["notCreated"]["both"]["type"], "invalidProperties");
+    let e = &r[1][1]["list"][0];
+    assert_eq!(e["bodyStructure"]["type"], "multipart/mixed");
+    assert_eq!(
+        e["bodyStructure"]["subParts"][0]["type"],
+        "multipart/alternative"
+    );
+    assert_eq!(e["textBody"][0]["type"], "text/plain");
+    assert_eq!(e["htmlBody"][0]["type"], "text/html");
+    assert_eq!(e["attachments"][0]["name"], "pic.png");
+    assert_eq!(e["hasAttachment"], true);
+    let html = e["htmlBody"][0]["partId"].as_str().unwrap();
+    assert_eq!(e["bodyValues"][html]["value"], "<b>bold words</b>");
+    // The attachment's bytes survive the round trip (EML-10: blobId of the decoded bytes).
+    let part_blob = e["attachments"][0]["blobId"].as_str().unwrap();
+    let got =
+        t.s.get(
+            &format!("/jmap/download/{}/{part_blob}/pic.png", t.account),
+            &t.alice,
+        )
+        .await;
+    assert_eq!(got.raw, b"\x89PNG fake image bytes");
+}
