@@ -998,3 +998,27 @@ async fn email_set_create_from_a_body_structure_round_trips_its_parts() {
         .await;
     assert_eq!(got.raw, b"\x89PNG fake image bytes");
 }
+
+#[actix_web::test]
+async fn importing_the_same_blob_twice_gives_two_emails_with_their_own_keywords() {
+    let t = setup().await;
+    let raw = message("Twice", "twice@example.com", "", "same bytes");
+    let first = t.import(&raw, "inbox", json!({"$seen": true})).await;
+    let second = t.import(&raw, "archive", json!({})).await;
+    // EIMP-03: duplicates allowed; each copy has its own id and mutable properties.
+    assert_ne!(first["id"], second["id"]);
+    assert_eq!(first["blobId"], second["blobId"]);
+    assert_eq!(first["threadId"], second["threadId"]);
+    let r = t
+        .call(
+            json!([["Email/get", {"accountId": t.account, "ids": [first["id"], second["id"]],
+            "properties": ["keywords", "mailboxIds"]}, "0"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["list"][0]["keywords"], json!({"$seen": true}));
+    assert_eq!(r[0][1]["list"][1]["keywords"], json!({}));
+    assert_eq!(
+        r[0][1]["list"][1]["mailboxIds"],
+        json!({t.mailbox("archive"): true})
+    );
+}
