@@ -8,10 +8,11 @@ use super::dispatch::{AccountUse, MethodSpec, MethodTable};
 use super::email::{self, EmailStore};
 use super::email_parse;
 use super::mailbox::{self, MailboxStore};
+use super::push_subscription::{self, PushSubscriptionStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore + EmailStore + BlobStore {}
-impl<T: MailboxStore + EmailStore + BlobStore> Store for T {}
+pub trait Store: MailboxStore + EmailStore + BlobStore + PushSubscriptionStore {}
+impl<T: MailboxStore + EmailStore + BlobStore + PushSubscriptionStore> Store for T {}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -42,5 +43,18 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
         m("Thread/changes", MAIL, Read, email::thread_changes::<C>),
         m("Blob/copy", CORE, Write, blob::copy::<C>),
         m("Email/parse", MAIL, Read, email_parse::parse::<C>),
+        // RFC 8620 §7.2: not account-scoped.
+        m(
+            "PushSubscription/get",
+            CORE,
+            None,
+            push_subscription::get::<C>,
+        ),
+        m(
+            "PushSubscription/set",
+            CORE,
+            None,
+            push_subscription::set::<C>,
+        ),
     ])
 }

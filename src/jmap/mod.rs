@@ -23,6 +23,7 @@ pub mod mailbox;
 pub mod methods;
 pub mod patch;
 pub mod pointer;
+pub mod push_subscription;
 pub mod reference;
 pub mod request;
 pub mod session;

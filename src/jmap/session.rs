@@ -52,6 +52,8 @@ pub struct ServerInfo {
     pub account_capabilities: BTreeMap<&'static str, Value>,
     /// Reject every unsupported URN in `using`, registered or not.
     pub strict_using: bool,
+    /// PushSubscription limits and the push-target policy (`[push]`).
+    pub webhooks: super::push_subscription::WebhookPolicy,
     fingerprint: String,
 }
 
@@ -69,6 +71,7 @@ impl ServerInfo {
             capabilities,
             account_capabilities,
             strict_using,
+            webhooks: Default::default(),
             fingerprint: String::new(),
         };
         let mut h = sha2::Sha256::new();

@@ -12,6 +12,7 @@ pub mod context;
 pub mod credentials;
 pub mod email;
 pub mod mailbox;
+pub mod push_subscription;
 pub mod schema;
 pub mod tokens;
 pub mod users;

@@ -18,6 +18,8 @@ pub struct TestServer {
     pub base: String,
     pub store: Store,
     pub config: Config,
+    /// The node's push registry, for assertions on what push sessions hold.
+    pub registry: actix::Addr<herald::push::registry::Registry>,
     handle: actix_web::dev::ServerHandle,
     _dir: tempfile::TempDir,
 }
@@ -72,6 +74,7 @@ impl TestServer {
             base: running.base_url,
             store,
             config,
+            registry: running.registry,
             handle,
             _dir: dir,
         }
