@@ -1,6 +1,7 @@
 //! Email and Thread over HTTP (RFC 8621 §3, §4). Checklist ids in comments.
 
 mod common;
+mod push_support;
 
 use std::collections::HashMap;
 
@@ -1021,4 +1022,43 @@ async fn importing_the_same_blob_twice_gives_two_emails_with_their_own_keywords(
         r[0][1]["list"][1]["mailboxIds"],
         json!({t.mailbox("archive"): true})
     );
+}
+
+#[actix_web::test]
+async fn an_import_is_pushed_as_email_thread_mailbox_and_email_delivery_but_a_flag_is_not_delivery()
+{
+    let t = setup().await;
+    let path = "/jmap/eventsource/?types=*&closeafter=state&ping=0";
+    let mut sse = push_support::sse_open(&t.s, &t.alice, path, None).await;
+    sse.ready().await;
+    let blob = t.upload(&message("Pushed", "push@example.com", "", "x"));
+    let r = t
+        .call(json!([["Email/import", {"accountId": t.account, "emails": {
+            "k": {"blobId": blob, "mailboxIds": {t.mailbox("inbox"): true}}}}, "0"]]))
+        .await;
+    let id = r[0][1]["created"]["k"]["id"].clone();
+    let new_state = r[0][1]["newState"].clone();
+    // PSH-04: one StateChange naming every type the import changed, EmailDelivery included.
+    let e = sse.next_event().await.expect("a state event");
+    let data: Value = serde_json::from_str(&e.data).unwrap();
+    let changed = &data["changed"][&t.account];
+    for ty in ["Email", "Thread", "Mailbox", "EmailDelivery"] {
+        assert!(changed[ty].is_string(), "{ty} missing: {data}");
+    }
+    assert_eq!(changed["Email"], new_state);
+
+    let mut sse = push_support::sse_open(&t.s, &t.alice, path, None).await;
+    sse.ready().await;
+    t.call(json!([["Email/set", {"accountId": t.account, "update": {
+        id.as_str().unwrap(): {"keywords/$seen": true}}}, "0"]]))
+        .await;
+    let e = sse.next_event().await.expect("a state event");
+    let data: Value = serde_json::from_str(&e.data).unwrap();
+    let changed = &data["changed"][&t.account];
+    assert!(
+        changed["Email"].is_string() && changed["Mailbox"].is_string(),
+        "{data}"
+    );
+    assert!(changed.get("EmailDelivery").is_none(), "{data}");
+    assert!(changed.get("Thread").is_none(), "{data}");
 }
