@@ -301,7 +301,7 @@ impl Actor for EventSourceSession {
                     // stream is subscribed, so a client may wait for it before it mutates.
                     let _ = act
                         .tx
-                        .try_send(Bytes::from_static(b": herald push stream ready\n\n"));
+                        .try_send(Bytes::from_static(b": herald push stream ready\n"));
                     if pending {
                         act.flush(ctx);
                     }
