@@ -237,7 +237,7 @@ impl Actor for EventSourceSession {
             // A comment (not a ping: checklist ES-06) makes the server write, which is how it
             // learns that the client left; the body then ends and the channel closes.
             if let Err(mpsc::error::TrySendError::Closed(_)) =
-                act.tx.try_send(Bytes::from_static(b": keepalive\n\n"))
+                act.tx.try_send(Bytes::from_static(b": keepalive\n"))
             {
                 ctx.stop();
                 return;

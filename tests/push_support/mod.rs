@@ -218,30 +218,42 @@ pub async fn sse_open(
 }
 
 impl Sse {
-    /// The next event block (comments included); `None` when the stream ends.
+    /// The next event or comment line; `None` when the stream ends. Parsed line by line as the
+    /// SSE spec says: a comment line stands alone, and a blank line dispatches the fields read
+    /// since the previous one (if any).
     pub async fn next(&mut self) -> Option<Event> {
         let read = async {
+            let mut e = Event::default();
+            let mut has_fields = false;
             loop {
-                if let Some(end) = self.buf.find("\n\n") {
-                    let block: String = self.buf.drain(..end + 2).collect();
-                    let mut e = Event::default();
-                    let mut comment = true;
-                    for line in block.lines() {
-                        if line.is_empty() || line.starts_with(':') {
-                            continue;
+                while let Some(end) = self.buf.find('\n') {
+                    let line: String = self.buf.drain(..end + 1).collect();
+                    let line = line.trim_end_matches(['\n', '\r']);
+                    if line.is_empty() {
+                        if has_fields {
+                            e.comment = false;
+                            return Some(e);
                         }
-                        comment = false;
-                        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                        let value = value.strip_prefix(' ').unwrap_or(value);
-                        match field {
-                            "event" => e.event = value.to_owned(),
-                            "id" => e.id = Some(value.to_owned()),
-                            "data" => e.data.push_str(value),
-                            _ => {}
-                        }
+                        continue;
                     }
-                    e.comment = comment;
-                    return Some(e);
+                    if line.starts_with(':') {
+                        if !has_fields {
+                            return Some(Event {
+                                comment: true,
+                                ..Event::default()
+                            });
+                        }
+                        continue;
+                    }
+                    has_fields = true;
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "event" => e.event = value.to_owned(),
+                        "id" => e.id = Some(value.to_owned()),
+                        "data" => e.data.push_str(value),
+                        _ => {}
+                    }
                 }
                 match self.res.next().await? {
                     Ok(chunk) => self
