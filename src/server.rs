@@ -87,7 +87,7 @@ fn account_capabilities(config: &Config) -> BTreeMap<&'static str, serde_json::V
     caps.insert(
         capability::MAIL,
         json!({
-            "maxMailboxesPerEmail": null,
+            "maxMailboxesPerEmail": crate::jmap::email::MAX_MAILBOXES_PER_EMAIL,
             "maxMailboxDepth": mailbox::MAX_DEPTH,
             "maxSizeMailboxName": mailbox::MAX_NAME_OCTETS,
             "maxSizeAttachmentsPerEmail": config.limits.max_size_upload,
