@@ -167,6 +167,10 @@ pub struct PushConfig {
     pub give_up_secs: u64,
     /// Timeout of one webhook POST, in seconds.
     pub request_timeout_secs: u64,
+    /// How long a node's claim on an outbox row lasts, in seconds: a node that dies mid-POST
+    /// delays the row this long before another node sends it. 0: `request_timeout_secs + 30`.
+    /// Keep it above `request_timeout_secs`, or a slow POST may be sent twice.
+    pub claim_lease_secs: u64,
     /// The `TTL` header sent with every push (RFC 8030 §5.2), in seconds.
     pub ttl_secs: u64,
     /// How often the outbox is rescanned for rows queued elsewhere, in seconds.
@@ -187,6 +191,7 @@ impl Default for PushConfig {
             retry_cap_ms: 3_600_000,
             give_up_secs: 3 * 24 * 3600,
             request_timeout_secs: 30,
+            claim_lease_secs: 0,
             ttl_secs: 86_400,
             outbox_poll_secs: 30,
             max_in_flight: 64,

@@ -35,6 +35,8 @@ pub struct Running {
     pub base_url: String,
     /// The push registry (for operators and tests: `push::registry::GetStats`).
     pub registry: actix::Addr<Registry>,
+    /// The webhook sender (`push::webhook::Halt` stops it, as at shutdown).
+    pub webhooks: actix::Addr<crate::push::webhook::WebhookSender>,
 }
 
 /// Dispatcher threads when the configuration says 0.
@@ -136,10 +138,9 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
     };
     let registry = Registry::default().start();
     // Everything that must hear of committed writes: the push registry and the webhook sender.
-    let publishers: Vec<Recipient<StateChanged>> = vec![
-        registry.clone().recipient(),
-        crate::push::webhook::WebhookSender::start(store.clone(), &config.push).recipient(),
-    ];
+    let webhooks = crate::push::webhook::WebhookSender::start(store.clone(), &config.push);
+    let publishers: Vec<Recipient<StateChanged>> =
+        vec![registry.clone().recipient(), webhooks.clone().recipient()];
     // One publication path per mode, so no change is pushed twice: SQLite is one node, and the
     // dispatcher publishes after commit; on PostgreSQL every node learns of every write, its own
     // included, through the ClusterBus (LISTEN/NOTIFY).
@@ -181,5 +182,6 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         addr,
         base_url,
         registry,
+        webhooks,
     })
 }

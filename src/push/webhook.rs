@@ -56,7 +56,7 @@ impl WebhookSender {
     }
 
     fn lease_ms(&self) -> i64 {
-        (self.config.request_timeout_secs as i64 + 30) * 1000
+        lease_secs(&self.config) as i64 * 1000
     }
 
     /// Claims due deliveries up to the in-flight limit and starts their POSTs, then arms the
@@ -279,6 +279,29 @@ impl WebhookSender {
     }
 }
 
+/// How long a claim on an outbox row lasts (`claim_lease_secs`, 0: the POST timeout plus 30 s).
+pub fn lease_secs(config: &PushConfig) -> u64 {
+    match config.claim_lease_secs {
+        0 => config.request_timeout_secs + 30,
+        n => n,
+    }
+}
+
+/// Stops the sender at once, as a crash would: POSTs in flight are abandoned unsettled, so their
+/// claims stay until the lease runs out and another node (or, on SQLite, the next start) sends
+/// them. For a node that shuts down, and for tests that kill one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Halt;
+
+impl Handler<Halt> for WebhookSender {
+    type Result = ();
+
+    fn handle(&mut self, _: Halt, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 /// Why a POST did not happen or got no answer.
 #[derive(Debug)]
 enum Failure {
@@ -336,6 +359,14 @@ impl Actor for WebhookSender {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        if lease_secs(&self.config) <= self.config.request_timeout_secs {
+            log::warn!(
+                "push.claim_lease_secs ({}) is not above push.request_timeout_secs ({}): \
+                 a slow webhook POST may be sent twice by two nodes",
+                lease_secs(&self.config),
+                self.config.request_timeout_secs
+            );
+        }
         let resolver = actix_tls::connect::Resolver::custom(CheckedResolver {
             policy: self.policy.clone(),
         });
@@ -368,6 +399,11 @@ impl Actor for WebhookSender {
             Some((OutboxWake, rx))
         }));
         self.pump(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // The sender owns its arbiter thread (`start`).
+        Arbiter::current().stop();
     }
 }
 

@@ -4,8 +4,10 @@
 //! StateChange into which newer states are merged. A row is claimed with a lease
 //! (`claimed_by`, `claimed_until`) while its POST is in flight, so at most one POST per
 //! subscription runs, and a node that dies mid-POST only delays the row until the lease runs out.
-//! On PostgreSQL with several nodes the claim can become `SELECT … FOR UPDATE SKIP LOCKED`
-//! over the same columns.
+//! The claim is one conditional `UPDATE`: on PostgreSQL a second node's update waits for the
+//! first one's row lock and then re-checks its `WHERE` against the claimed row, so it claims
+//! nothing; no `SELECT … FOR UPDATE SKIP LOCKED` is needed (`tests/cluster.rs` races eight
+//! claimers). The lease is `push.claim_lease_secs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, ToSocketAddrs};

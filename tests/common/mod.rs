@@ -20,6 +20,8 @@ pub struct TestServer {
     pub config: Config,
     /// The node's push registry, for assertions on what push sessions hold.
     pub registry: actix::Addr<herald::push::registry::Registry>,
+    /// The node's webhook sender.
+    pub webhooks: actix::Addr<herald::push::webhook::WebhookSender>,
     handle: actix_web::dev::ServerHandle,
     _dir: tempfile::TempDir,
 }
@@ -75,6 +77,7 @@ impl TestServer {
             store,
             config,
             registry: running.registry,
+            webhooks: running.webhooks,
             handle,
             _dir: dir,
         }
@@ -133,8 +136,10 @@ impl TestServer {
         a.body["methodResponses"].as_array().unwrap().clone()
     }
 
-    /// Stops the node.
+    /// Stops the node: its HTTP server and its webhook sender (POSTs in flight are abandoned,
+    /// as in a crash, so their claims stay until the lease runs out).
     pub async fn stop(self) {
+        let _ = self.webhooks.send(herald::push::webhook::Halt).await;
         self.handle.stop(false).await;
     }
 }

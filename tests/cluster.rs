@@ -1,0 +1,406 @@
+//! Two Herald nodes on one PostgreSQL database (docs/cluster.md): push sessions on either node
+//! hear writes made through either node, a webhook gets each change once however many nodes
+//! hear it, and a node that dies mid-delivery leaves its claim to another node once the lease
+//! runs out. Skipped, with a clear line, where PostgreSQL binaries are missing.
+
+mod common;
+mod push_support;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use common::{Auth, CORE, TestServer, pg};
+use diesel::prelude::*;
+use herald::config::Config;
+use herald::jmap::push_subscription::NewSubscription;
+use herald::store::push_subscription::{self as outbox, now_ms};
+use herald::store::schema::push_deliveries;
+use herald::store::{Store, users};
+use push_support::{
+    WAIT, account_id, create_mailbox, sse_open, ws_connect, ws_push_enable, ws_until_mailbox_state,
+};
+use serde_json::{Value, json};
+
+macro_rules! cluster_or_skip {
+    () => {
+        match pg::cluster() {
+            Some(c) => c,
+            None => {
+                eprintln!("SKIPPED: no PostgreSQL (install the Debian package `postgresql`)");
+                return;
+            }
+        }
+    };
+}
+
+/// A node of the cluster on `url`, allowed to push to a sink on 127.0.0.1.
+fn node(url: &str, lease_secs: u64) -> impl FnOnce(&mut Config) + '_ {
+    move |c: &mut Config| {
+        c.store.url = url.to_owned();
+        c.push.allow_private_targets = true;
+        c.push.retry_base_ms = 50;
+        c.push.retry_cap_ms = 200;
+        c.push.claim_lease_secs = lease_secs;
+    }
+}
+
+/// Waits (within [`WAIT`]) until `n` backends of this database are LISTENing: a node's
+/// ClusterBus hears only writes committed after it listens.
+async fn wait_for_listeners(url: &str, n: i64) {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = diesel::PgConnection::establish(url).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let rows: Vec<Count> = diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .load(&mut conn)
+        .unwrap();
+        if rows[0].n >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {n} cluster buses listen",
+            rows[0].n
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (within [`WAIT`]) until the subscription has no outbox row: nothing pending, nothing
+/// in flight (a POST holds its row until its outcome is recorded).
+async fn wait_until_outbox_empty(store: &Store, subscription_id: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if outbox_row(store, subscription_id).is_none() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox row of {subscription_id} never went away"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The subscription's outbox row: (`claimed_by`, `claimed_until`, `changed`).
+fn outbox_row(
+    store: &Store,
+    subscription_id: &str,
+) -> Option<(Option<String>, Option<i64>, String)> {
+    let mut conn = store.conn().unwrap();
+    push_deliveries::table
+        .find(subscription_id)
+        .select((
+            push_deliveries::claimed_by,
+            push_deliveries::claimed_until,
+            push_deliveries::changed,
+        ))
+        .first(&mut conn)
+        .optional()
+        .unwrap()
+}
+
+#[derive(Clone)]
+struct SinkState {
+    tx: tokio::sync::mpsc::UnboundedSender<Value>,
+    /// Hold the next request open without answering (a push service that hangs).
+    hang_next: Arc<AtomicBool>,
+}
+
+/// A webhook receiver on 127.0.0.1 that records every JSON body and answers 201.
+struct Sink {
+    base: String,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    hang_next: Arc<AtomicBool>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+async fn receive(_: HttpRequest, body: web::Bytes, state: web::Data<SinkState>) -> HttpResponse {
+    let _ = state
+        .tx
+        .send(serde_json::from_slice(&body).expect("a JSON push"));
+    if state.hang_next.swap(false, Ordering::SeqCst) {
+        // Longer than any test waits; the sender gives up (or dies) first.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        return HttpResponse::ServiceUnavailable().finish();
+    }
+    HttpResponse::Created().finish()
+}
+
+impl Sink {
+    async fn start() -> Sink {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let hang_next = Arc::new(AtomicBool::new(false));
+        let data = web::Data::new(SinkState {
+            tx,
+            hang_next: hang_next.clone(),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(receive))
+        })
+        .workers(1)
+        .shutdown_timeout(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Sink {
+            base,
+            rx,
+            hang_next,
+            handle,
+        }
+    }
+
+    /// The next body received, within [`WAIT`].
+    async fn next(&mut self) -> Value {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("the sink received nothing in time")
+            .expect("sink open")
+    }
+
+    async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+async fn push_set(s: &TestServer, auth: &Auth, args: Value) -> Value {
+    let r = s
+        .call(auth, &[CORE], json!([["PushSubscription/set", args, "0"]]))
+        .await;
+    assert_eq!(r[0][0], "PushSubscription/set", "{r:?}");
+    r[0][1].clone()
+}
+
+/// Creates a PushSubscription to the sink through `s`, answers its PushVerification (PSUB-05)
+/// and returns its id.
+async fn subscribe_verified(s: &TestServer, auth: &Auth, sink: &mut Sink) -> String {
+    let r = push_set(
+        s,
+        auth,
+        json!({"create": {"new": {"deviceClientId": "dev", "url": format!("{}/push", sink.base)}}}),
+    )
+    .await;
+    let id = r["created"]["new"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not created: {r}"))
+        .to_owned();
+    let v = sink.next().await;
+    assert_eq!(v["@type"], "PushVerification", "{v}");
+    assert_eq!(v["pushSubscriptionId"], id);
+    let code = v["verificationCode"].as_str().unwrap();
+    let r = push_set(
+        s,
+        auth,
+        json!({"update": {&id: {"verificationCode": code}}}),
+    )
+    .await;
+    assert!(r["updated"].get(&id).is_some(), "{r}");
+    id
+}
+
+#[actix_web::test]
+async fn clients_on_either_node_hear_writes_through_either_node_and_a_webhook_gets_each_change_once()
+ {
+    let cluster = cluster_or_skip!();
+    let url = cluster.fresh_database();
+    let a = TestServer::start_with(node(&url, 0)).await;
+    let b = TestServer::start_with(node(&url, 0)).await;
+    wait_for_listeners(&url, 2).await;
+    let alice = a.add_user("alice", "pw");
+    let account = account_id(&a, &alice).await;
+
+    // A WebSocket with push on node A (RFC 8887 §4.3.5), an EventSource on node B (RFC 8620 §7.3).
+    let mut ws = ws_connect(&a, &alice).await;
+    ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+    )
+    .await;
+    let mut sse = sse_open(
+        &b,
+        &alice,
+        "/jmap/eventsource/?types=*&closeafter=no&ping=0",
+        None,
+    )
+    .await;
+    sse.ready().await;
+    // A webhook (RFC 8620 §7.2), created and verified through node A.
+    let mut sink = Sink::start().await;
+    let subscription = subscribe_verified(&a, &alice, &mut sink).await;
+
+    // A write through node B, then one through node A: both clients hear both.
+    let through_b = create_mailbox(&b, &alice, &account, "Through B").await;
+    ws_until_mailbox_state(&mut ws, &account, &through_b).await;
+    sse.until_mailbox_state(&account, &through_b).await;
+    let through_a = create_mailbox(&a, &alice, &account, "Through A").await;
+    assert_ne!(through_a, through_b);
+    ws_until_mailbox_state(&mut ws, &account, &through_a).await;
+    sse.until_mailbox_state(&account, &through_a).await;
+
+    // The webhook: every POST a StateChange, the final state arrives, no state twice (the
+    // sender may merge the two changes into one POST, never split or repeat them).
+    let mut deliveries = Vec::new();
+    loop {
+        let d = sink.next().await;
+        assert_eq!(d["@type"], "StateChange", "{d}");
+        let last = d["changed"][&account]["Mailbox"] == through_a.as_str();
+        deliveries.push(d);
+        if last {
+            break;
+        }
+    }
+    // Nothing pending or in flight any more on either node, so anything else sent is in the sink.
+    wait_until_outbox_empty(&a.store, &subscription).await;
+    while let Ok(d) = sink.rx.try_recv() {
+        deliveries.push(d);
+    }
+    assert!(
+        deliveries.len() <= 2,
+        "more deliveries than changes: {deliveries:?}"
+    );
+    let mut seen = HashSet::new();
+    for d in &deliveries {
+        let changed = d["changed"].as_object().expect("changed");
+        assert_eq!(changed.keys().collect::<Vec<_>>(), vec![&account], "{d}");
+        for (data_type, state) in changed[&account].as_object().unwrap() {
+            let state = state.as_str().unwrap().to_owned();
+            assert!(
+                seen.insert((data_type.clone(), state.clone())),
+                "{data_type} state {state} delivered twice: {deliveries:?}"
+            );
+        }
+    }
+    let mailbox_states: HashSet<&str> = deliveries
+        .iter()
+        .map(|d| d["changed"][&account]["Mailbox"].as_str().unwrap())
+        .collect();
+    assert!(
+        mailbox_states.is_subset(&HashSet::from([through_a.as_str(), through_b.as_str()])),
+        "{deliveries:?}"
+    );
+
+    sink.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[actix_web::test]
+async fn a_node_killed_mid_delivery_leaves_its_claim_to_another_node_once_the_lease_runs_out() {
+    let cluster = cluster_or_skip!();
+    let url = cluster.fresh_database();
+    const LEASE_SECS: u64 = 2;
+    let a = TestServer::start_with(node(&url, LEASE_SECS)).await;
+    wait_for_listeners(&url, 1).await;
+    let alice = a.add_user("alice", "pw");
+    let account = account_id(&a, &alice).await;
+    let mut sink = Sink::start().await;
+    let subscription = subscribe_verified(&a, &alice, &mut sink).await;
+
+    // Node A claims the StateChange and POSTs it; the push service does not answer.
+    sink.hang_next.store(true, Ordering::SeqCst);
+    let first = create_mailbox(&a, &alice, &account, "First").await;
+    let hung = sink.next().await;
+    assert_eq!(
+        hung["changed"][&account]["Mailbox"],
+        first.as_str(),
+        "{hung}"
+    );
+    let (claimed_by, claimed_until, _) =
+        outbox_row(&a.store, &subscription).expect("the row stays while its POST is in flight");
+    assert!(claimed_by.is_some());
+    let lease_end = claimed_until.expect("a lease");
+
+    // Node B joins while A's claim holds, and a write through B is merged into the claimed row.
+    let b = TestServer::start_with(node(&url, LEASE_SECS)).await;
+    wait_for_listeners(&url, 2).await;
+    let second = create_mailbox(&b, &alice, &account, "Second").await;
+
+    // A dies mid-POST: its claim is never settled. B sends the newest state, after the lease.
+    a.stop().await;
+    let d = sink.next().await;
+    let received_at = now_ms();
+    assert_eq!(d["@type"], "StateChange", "{d}");
+    assert_eq!(d["changed"][&account]["Mailbox"], second.as_str(), "{d}");
+    assert!(
+        received_at >= lease_end,
+        "delivered {} ms before node A's lease ran out",
+        lease_end - received_at
+    );
+    wait_until_outbox_empty(&b.store, &subscription).await;
+    assert!(sink.rx.try_recv().is_err(), "nothing else was sent");
+
+    sink.stop().await;
+    b.stop().await;
+}
+
+#[test]
+fn concurrent_claims_of_one_delivery_succeed_once_and_an_expired_lease_can_be_taken_over() {
+    let cluster = cluster_or_skip!();
+    let url = cluster.fresh_database();
+    let store = Store::open(&url, 12).unwrap();
+    let id = {
+        let mut conn = store.conn().unwrap();
+        let user = users::create(&mut conn, "alice", "pw").unwrap();
+        let new = NewSubscription {
+            device_client_id: "dev".into(),
+            url: "https://push.example/x".into(),
+            keys: None,
+            expires: now_ms() / 1000 + 3600,
+            types: None,
+        };
+        // Queues the PushVerification, due now.
+        outbox::create(&mut conn, &user.id, &new).unwrap()
+    };
+    const LEASE_MS: i64 = 60_000;
+    let at = now_ms();
+    let nodes = 8;
+    let start = Arc::new(Barrier::new(nodes));
+    let claims: Vec<_> = (0..nodes)
+        .map(|n| {
+            let (store, id, start) = (store.clone(), id.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut conn = store.conn().unwrap();
+                start.wait();
+                outbox::claim(&mut conn, &id, &format!("node{n}"), at, LEASE_MS)
+                    .unwrap()
+                    .is_some()
+            })
+        })
+        .collect();
+    let won = claims
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|won| *won)
+        .count();
+    assert_eq!(won, 1, "exactly one node claims a due delivery");
+    let mut conn = store.conn().unwrap();
+    let (holder, until, _) = outbox_row(&store, &id).unwrap();
+    assert_eq!(until, Some(at + LEASE_MS));
+    // While the lease holds nobody else gets the row; once it has run out, another node does.
+    assert!(
+        outbox::claim(&mut conn, &id, "late", at + LEASE_MS - 1, LEASE_MS)
+            .unwrap()
+            .is_none()
+    );
+    let heir = outbox::claim(&mut conn, &id, "heir", at + LEASE_MS + 1, LEASE_MS).unwrap();
+    assert!(heir.is_some());
+    let (now_held_by, _, _) = outbox_row(&store, &id).unwrap();
+    assert_eq!(now_held_by.as_deref(), Some("heir"));
+    assert_ne!(holder.as_deref(), Some("heir"));
+}
