@@ -148,6 +148,9 @@ pub struct PushConfig {
     pub ticket_ttl_secs: u64,
     /// Unused tickets this node keeps at most.
     pub max_tickets: usize,
+    /// Seconds between checks that open push connections may still read their accounts (access
+    /// withdrawn by `herald account unshare`, `herald user remove` or another node).
+    pub access_check_secs: u64,
     /// Allow plain `http` push URLs and hosts that resolve to loopback, private or other
     /// non-global addresses. Off by default: it is an SSRF hole on a shared server.
     pub allow_private_targets: bool,
@@ -204,6 +207,7 @@ impl Default for PushConfig {
             ping_max_secs: 600,
             ticket_ttl_secs: 60,
             max_tickets: 100_000,
+            access_check_secs: 5,
         }
     }
 }

@@ -136,7 +136,11 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         0 => default_dispatcher_threads(),
         n => n,
     };
-    let registry = Registry::default().start();
+    let registry = Registry::new(
+        store.clone(),
+        Duration::from_secs(config.push.access_check_secs.max(1)),
+    )
+    .start();
     // Everything that must hear of committed writes: the push registry and the webhook sender.
     let webhooks = crate::push::webhook::WebhookSender::start(store.clone(), &config.push);
     let publishers: Vec<Recipient<StateChanged>> =

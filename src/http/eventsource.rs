@@ -329,6 +329,11 @@ impl Actor for EventSourceSession {
 impl Handler<Wake> for EventSourceSession {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        if self.slot.is_closed() {
+            // Access to every account of this stream was revoked: end the response.
+            ctx.stop();
+            return;
+        }
         self.flush(ctx);
     }
 }

@@ -454,6 +454,15 @@ impl Actor for WsSession {
 impl Handler<Wake> for WsSession {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        if self.slot.is_closed() {
+            // RFC 8887 §4.2: close with 1008 (policy violation) when access is gone.
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::Policy,
+                description: Some("access to every account of this connection was revoked".into()),
+            }));
+            ctx.stop();
+            return;
+        }
         self.flush(ctx);
     }
 }

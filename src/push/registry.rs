@@ -1,14 +1,21 @@
 //! The push `Registry`: receives every committed write from the Dispatcher and hands it to the
 //! `AccountHub` of its account, if that account has subscribers. It starts a hub when an
 //! account's first subscriber arrives and stops it when the last leaves (../shared/DESIGN.md).
+//!
+//! Access can be withdrawn from outside this process (`herald account unshare`, `herald user
+//! remove`, another node). So the registry audits, every `access_check` interval, which accounts
+//! the users with open connections may still read, in one query, and drops what they lost; a
+//! connection left with no account is closed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::StateChanged;
-use super::hub::{AccountHub, Close, DropUser, Join, Leave, Subscriber};
+use super::hub::{AccountHub, Close, DropUser, Join, Leave, Subscriber, Wake};
 use super::slot::SlotStats;
+use crate::store::{Store, StoreError};
 
 /// Subscribes a connection to the given accounts; answers the subscription id.
 #[derive(Message)]
@@ -57,6 +64,101 @@ pub struct Registry {
     hubs: HashMap<String, (Addr<AccountHub>, usize)>,
     subscriptions: HashMap<u64, Subscription>,
     next_id: u64,
+    /// Where access is read from, and how often; without it there is no audit.
+    audit: Option<(Store, Duration)>,
+    auditing: bool,
+}
+
+impl Registry {
+    /// A registry that re-checks its subscribers' access in `store` every `every`.
+    pub fn new(store: Store, every: Duration) -> Self {
+        Registry {
+            audit: Some((store, every)),
+            ..Registry::default()
+        }
+    }
+
+    /// Drops `user_id`'s subscriptions to `account_id`; closes connections left with nothing.
+    fn revoke(&mut self, user_id: &str, account_id: &str) {
+        let mut dropped = 0;
+        for sub in self.subscriptions.values_mut() {
+            if sub.subscriber.user_id == user_id {
+                let before = sub.accounts.len();
+                sub.accounts.retain(|a| a != account_id);
+                dropped += before - sub.accounts.len();
+                if before > 0 && sub.accounts.is_empty() {
+                    sub.subscriber.slot.close();
+                    let _ = sub.subscriber.wake.try_send(Wake);
+                }
+            }
+        }
+        if dropped == 0 {
+            return;
+        }
+        let Some((hub, members)) = self.hubs.get_mut(account_id) else {
+            return;
+        };
+        *members -= dropped;
+        if *members == 0 {
+            hub.do_send(Close);
+            self.hubs.remove(account_id);
+        } else {
+            hub.do_send(DropUser(user_id.to_owned()));
+        }
+    }
+
+    /// Reads the current access of every user with a subscription and revokes what is gone.
+    fn audit(&mut self, ctx: &mut Context<Self>) {
+        let Some((store, _)) = &self.audit else {
+            return;
+        };
+        if self.auditing || self.subscriptions.is_empty() {
+            return;
+        }
+        self.auditing = true;
+        let users: Vec<String> = self
+            .subscriptions
+            .values()
+            .map(|s| s.subscriber.user_id.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let store = store.clone();
+        async move {
+            actix_web::rt::task::spawn_blocking(move || {
+                let mut conn = store.conn()?;
+                crate::store::accounts::readable_pairs(&mut conn, &users)
+            })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Invalid(e.to_string())))
+        }
+        .into_actor(self)
+        .map(|allowed, registry, _| {
+            registry.auditing = false;
+            let allowed: HashSet<(String, String)> = match allowed {
+                Ok(pairs) => pairs.into_iter().collect(),
+                Err(e) => {
+                    log::warn!("push access audit failed: {e}");
+                    return;
+                }
+            };
+            let lost: HashSet<(String, String)> = registry
+                .subscriptions
+                .values()
+                .flat_map(|s| {
+                    s.accounts
+                        .iter()
+                        .map(|a| (s.subscriber.user_id.clone(), a.clone()))
+                })
+                .filter(|pair| !allowed.contains(pair))
+                .collect();
+            for (user, account) in lost {
+                log::info!("push: {user} lost access to {account}; dropping its subscriptions");
+                registry.revoke(&user, &account);
+            }
+        })
+        .spawn(ctx);
+    }
 }
 
 impl Actor for Registry {
@@ -65,6 +167,9 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Self::Context) {
         // The Dispatcher publishes with try_send: leave room for bursts.
         ctx.set_mailbox_capacity(65_536);
+        if let Some((_, every)) = &self.audit {
+            ctx.run_interval(*every, |registry, ctx| registry.audit(ctx));
+        }
     }
 }
 
@@ -122,27 +227,7 @@ impl Handler<AccessRevoked> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: AccessRevoked, _: &mut Self::Context) {
-        let mut dropped = 0;
-        for sub in self.subscriptions.values_mut() {
-            if sub.subscriber.user_id == msg.user_id {
-                let before = sub.accounts.len();
-                sub.accounts.retain(|a| *a != msg.account_id);
-                dropped += before - sub.accounts.len();
-            }
-        }
-        if dropped == 0 {
-            return;
-        }
-        let Some((hub, members)) = self.hubs.get_mut(&msg.account_id) else {
-            return;
-        };
-        *members -= dropped;
-        if *members == 0 {
-            hub.do_send(Close);
-            self.hubs.remove(&msg.account_id);
-        } else {
-            hub.do_send(DropUser(msg.user_id));
-        }
+        self.revoke(&msg.user_id, &msg.account_id);
     }
 }
 

@@ -103,6 +103,8 @@ struct SlotState {
     pending: Changed,
     /// A `Wake` was sent and not yet answered by a `take`.
     wake_sent: bool,
+    /// The connection lost access to every account it followed: it must close.
+    closed: bool,
     stats: SlotStats,
 }
 
@@ -121,6 +123,7 @@ impl ChangeSlot {
                 progress: Default::default(),
                 pending: Changed::new(),
                 wake_sent: false,
+                closed: false,
                 stats: SlotStats::default(),
             }),
         }
@@ -206,6 +209,16 @@ impl ChangeSlot {
             .filter_map(|(account, p)| Some((account.clone(), p.contiguous?)))
             .collect();
         Some((changed, positions))
+    }
+
+    /// Marks the connection as having nothing left to follow (access revoked).
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// Whether the connection must close.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     /// Whether changes wait to be taken.

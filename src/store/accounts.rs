@@ -123,3 +123,20 @@ pub fn unshare(conn: &mut AnyConnection, owner: &str, with: &str) -> Result<(), 
         Ok(())
     })
 }
+
+/// The (user, account) pairs among `user_ids` that may read the account, for the push registry's
+/// access audit.
+pub fn readable_pairs(
+    conn: &mut AnyConnection,
+    user_ids: &[String],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in user_ids.chunks(500) {
+        let rows: Vec<(String, String)> = account_access::table
+            .filter(account_access::user_id.eq_any(chunk))
+            .select((account_access::user_id, account_access::account_id))
+            .load(conn)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}

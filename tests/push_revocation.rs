@@ -1,0 +1,88 @@
+//! Access withdrawn from outside the server process (`herald account unshare`, `herald user
+//! remove`) reaches open push connections: they stop hearing of the account, and a connection
+//! left with no account is closed (issue: registry and sessions).
+
+mod common;
+mod push_support;
+
+use common::TestServer;
+use herald::store::{accounts, users};
+use push_support::*;
+use serde_json::json;
+
+#[actix_web::test]
+async fn unsharing_silences_the_account_on_open_streams_and_removing_the_user_closes_them() {
+    let s = TestServer::start_with(|c| {
+        c.push.min_interval_ms = 0;
+        c.push.access_check_secs = 1;
+    })
+    .await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let alices = account_id(&s, &alice).await;
+    let bobs = account_id(&s, &bob).await;
+    // What `herald account share alice --with bob` writes, from another process.
+    accounts::share(&mut s.store.conn().unwrap(), "alice", "bob", false).unwrap();
+
+    let mut ws = ws_connect(&s, &bob).await;
+    ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+    )
+    .await;
+    let mut sse = sse_open(
+        &s,
+        &bob,
+        "/jmap/eventsource/?types=*&closeafter=no&ping=0",
+        None,
+    )
+    .await;
+    sse.ready().await;
+    let shared = create_mailbox(&s, &alice, &alices, "Shared news").await;
+    ws_until_mailbox_state(&mut ws, &alices, &shared).await;
+    sse.until_mailbox_state(&alices, &shared).await;
+
+    // `herald account unshare alice --with bob`: bob keeps his own account, so his streams stay
+    // open but hear nothing more of alice's.
+    accounts::unshare(&mut s.store.conn().unwrap(), "alice", "bob").unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stats = s
+            .registry
+            .send(herald::push::registry::GetStats)
+            .await
+            .unwrap();
+        let hearing_alice = stats.hubs;
+        // alice has no connection of her own: her hub exists only while bob follows her account.
+        if hearing_alice == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit never dropped the shared account"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    create_mailbox(&s, &alice, &alices, "Private now").await;
+    let own = create_mailbox(&s, &bob, &bobs, "Bob's own").await;
+    let seen = ws_until_mailbox_state(&mut ws, &bobs, &own).await;
+    assert!(
+        seen.iter().all(|m| m["changed"].get(&alices).is_none()),
+        "no news of alice's account: {seen:?}"
+    );
+    let events = sse.until_mailbox_state(&bobs, &own).await;
+    assert!(
+        events.iter().all(|e| !e.data.contains(&alices)),
+        "{events:?}"
+    );
+
+    // `herald user remove bob`: nothing is left to follow, so both streams end.
+    users::remove(&mut s.store.conn().unwrap(), "bob").unwrap();
+    assert_eq!(ws_next(&mut ws).await, None, "the WebSocket is closed");
+    while let Some(e) = sse.next().await {
+        assert!(
+            e.comment || e.event == "ping",
+            "no more state events: {e:?}"
+        );
+    }
+}
