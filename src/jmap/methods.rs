@@ -4,11 +4,12 @@
 use super::capability::{CORE, MAIL};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
+use super::email_query::{self, EmailQueryStore};
 use super::mailbox::{self, MailboxStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore {}
-impl<T: MailboxStore> Store for T {}
+pub trait Store: MailboxStore + EmailQueryStore {}
+impl<T: MailboxStore + EmailQueryStore> Store for T {}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -31,5 +32,18 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             mailbox::query_changes::<C>,
         ),
         m("Mailbox/set", MAIL, Write, mailbox::set::<C>),
+        m("Email/query", MAIL, Read, email_query::query::<C>),
+        m(
+            "Email/queryChanges",
+            MAIL,
+            Read,
+            email_query::query_changes::<C>,
+        ),
+        m(
+            "SearchSnippet/get",
+            MAIL,
+            Read,
+            email_query::search_snippet_get::<C>,
+        ),
     ])
 }

@@ -11,6 +11,7 @@ pub mod args;
 pub mod capability;
 pub mod changes;
 pub mod core;
+pub mod email_query;
 pub mod dispatch;
 pub mod error;
 pub mod json;

@@ -9,6 +9,7 @@ pub mod changelog;
 pub mod connection;
 pub mod context;
 pub mod credentials;
+pub mod email_query;
 pub mod mailbox;
 pub mod schema;
 pub mod tokens;

@@ -97,3 +97,14 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(mailboxes, emails, email_mailboxes, email_keywords);
+
+// Email/query (src/store/email_query.rs)
+diesel::table! {
+    email_headers (account_id, email_id, position) {
+        account_id -> Text,
+        email_id -> Text,
+        position -> BigInt,
+        name -> Text,
+        value -> Text,
+    }
+}
