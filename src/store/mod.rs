@@ -5,6 +5,7 @@
 //! `Dispatcher` actor pool or, for the command line, directly.
 
 pub mod accounts;
+pub mod blobs;
 pub mod changelog;
 pub mod connection;
 pub mod context;

@@ -51,11 +51,39 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    blobs (id) {
+        id -> Text,
+        data -> Binary,
+        size -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    blob_uploads (account_id, user_id, blob_id) {
+        account_id -> Text,
+        user_id -> Text,
+        blob_id -> Text,
+        uploaded_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    blob_refs (account_id, blob_id, owner_type, owner_id) {
+        account_id -> Text,
+        blob_id -> Text,
+        owner_type -> Text,
+        owner_id -> Text,
+    }
+}
+
 diesel::joinable!(accounts -> users (owner_id));
 diesel::joinable!(account_access -> accounts (account_id));
 diesel::joinable!(tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(users, accounts, account_access, tokens, change_log);
+diesel::allow_tables_to_appear_in_same_query!(blobs, blob_uploads, blob_refs, accounts);
 
 diesel::table! {
     mailboxes (account_id, id) {

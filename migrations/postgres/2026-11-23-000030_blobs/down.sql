@@ -1,0 +1,3 @@
+DROP TABLE blob_refs;
+DROP TABLE blob_uploads;
+DROP TABLE blobs;

@@ -1,0 +1,373 @@
+//! RFC 5322 / MIME messages as RFC 8621 §4.1 sees them, without I/O.
+//!
+//! [`Email::parse`] turns a message's bytes (mail-parser 0.11 does the MIME work, including
+//! charsets and RFC 2047/2231) into an owned model: the top-level header fields in order, the
+//! body-part tree, the `textBody`/`htmlBody`/`attachments` decomposition of RFC 8621 §4.1.4, and
+//! each leaf part's bytes after transfer decoding. [`render`] turns that model into Email properties
+//! for Email/get and Email/parse; [`Email::thread_ids`], [`Email::base_subject`] and
+//! [`Email::search_text`] serve threading and search.
+//!
+//! Parsing never panics: garbage, truncated input and broken headers give whatever could be
+//! recovered, and only an empty input is unparsable.
+
+pub mod blob_id;
+pub mod body;
+pub mod header;
+pub mod render;
+pub mod text;
+
+use mail_parser::{Encoding, HeaderValue, Message, MessageParser, PartType};
+
+pub use body::{BodyPart, BodyValue};
+pub use header::{EmailAddress, Header, HeaderForm, HeaderProperty, PropertyError};
+pub use render::{
+    BodyProperty, DEFAULT_BODY_PROPERTIES, DEFAULT_GET_PROPERTIES, DEFAULT_PARSE_PROPERTIES,
+    EmailProperty, FetchOptions, PropertySelection, render_email,
+};
+
+/// A boundary that cannot occur in a part body: it makes mail-parser's MIME decoders read to the
+/// end of the slice they are given.
+const NO_BOUNDARY: &[u8] = b"\0herald\0no\0boundary\0";
+
+/// The deepest multipart nesting followed; deeper parts are left out of the structure.
+const MAX_DEPTH: usize = 64;
+
+/// A parsed message.
+#[derive(Clone, Debug)]
+pub struct Email {
+    /// The message's size in octets.
+    pub size: u64,
+    /// The top-level header fields, in order, names in their original case (EML-05).
+    pub headers: Vec<Header>,
+    /// The body structure (`bodyStructure`; does not recurse into `message/rfc822`).
+    pub structure: BodyPart,
+    /// `partId`s of `textBody`, `htmlBody` and `attachments` (RFC 8621 §4.1.4).
+    pub text_body: Vec<String>,
+    pub html_body: Vec<String>,
+    pub attachments: Vec<String>,
+}
+
+/// What the store keeps about a message for threading (RFC 8621 §3; RFC 5256 §2.1 style).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ThreadIds {
+    /// The ids of `Message-ID` (usually one).
+    pub message_id: Vec<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+}
+
+/// Text of a message for search (RFC 8621 §4.4.1 filter conditions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchText {
+    /// `name <email>` entries of each field, joined by `, `.
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub bcc: String,
+    pub subject: String,
+    /// The text of every `textBody` part (HTML converted to text), joined by blank lines.
+    pub body: String,
+}
+
+impl Email {
+    /// Parses a message. `None` only for input with nothing to parse (empty).
+    pub fn parse(raw: &[u8]) -> Option<Email> {
+        if raw.is_empty() {
+            return None;
+        }
+        let message = MessageParser::default().parse(raw)?;
+        if message.parts.is_empty() {
+            return None;
+        }
+        let source = message.raw_message.as_ref();
+        let headers = headers_of(source, &message.parts[0].headers);
+        let structure = build_part(&message, 0, false, 0);
+        let (text_body, html_body, attachments) = body::decompose(&structure);
+        Some(Email {
+            size: raw.len() as u64,
+            headers,
+            structure,
+            text_body,
+            html_body,
+            attachments,
+        })
+    }
+
+    /// The leaf part with this `partId`.
+    pub fn part(&self, part_id: &str) -> Option<&BodyPart> {
+        self.structure.find(part_id)
+    }
+
+    /// The last instance of a top-level header field, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&Header> {
+        self.headers.iter().rev().find(|h| h.is(name))
+    }
+
+    /// `subject` (Text form), if there is a Subject field.
+    pub fn subject(&self) -> Option<String> {
+        self.header("Subject").map(|h| header::text(&h.raw))
+    }
+
+    /// The Addresses form of the last `name` field; `None` when absent.
+    pub fn addresses(&self, name: &str) -> Option<Vec<EmailAddress>> {
+        self.header(name).map(|h| header::addresses(&h.raw))
+    }
+
+    /// The MessageIds form of the last `name` field.
+    pub fn message_ids(&self, name: &str) -> Option<Vec<String>> {
+        self.header(name).and_then(|h| header::message_ids(&h.raw))
+    }
+
+    /// `sentAt` as seconds since the epoch (the Date field), if it parses.
+    pub fn sent_at(&self) -> Option<i64> {
+        self.header("Date").and_then(|h| header::date(&h.raw))
+    }
+
+    /// Message-ID, In-Reply-To and References ids, for threading.
+    pub fn thread_ids(&self) -> ThreadIds {
+        ThreadIds {
+            message_id: self.message_ids("Message-ID").unwrap_or_default(),
+            in_reply_to: self.message_ids("In-Reply-To").unwrap_or_default(),
+            references: self.message_ids("References").unwrap_or_default(),
+        }
+    }
+
+    /// The base subject (RFC 5256 §2.1, simplified): `Re:`, `Fwd:`, `Fw:`, `[list]` prefixes and
+    /// `(fwd)` trailers removed, white space collapsed, lowercased. For threading by subject.
+    pub fn base_subject(&self) -> String {
+        text::base_subject(&self.subject().unwrap_or_default())
+    }
+
+    /// `hasAttachment` (RFC 8621 §4.1.4): some attachment is not just an inline image referenced
+    /// by the HTML body.
+    pub fn has_attachment(&self) -> bool {
+        self.attachments.iter().any(|id| {
+            self.part(id).is_some_and(|p| {
+                p.disposition.as_deref() == Some("attachment")
+                    || p.cid.is_none()
+                    || !text::is_inline_media_type(&p.media_type)
+            })
+        })
+    }
+
+    /// `preview` (EML-11): at most 256 characters of the first text body part with content,
+    /// HTML converted to text, white space collapsed.
+    pub fn preview(&self) -> String {
+        for id in self.text_body.iter().chain(self.html_body.iter()) {
+            if let Some(part) = self.part(id) {
+                let plain = part.plain_text();
+                let p = text::preview(&plain, 256);
+                if !p.is_empty() {
+                    return p;
+                }
+            }
+        }
+        String::new()
+    }
+
+    /// From/To/Cc/Bcc/Subject and body text for search.
+    pub fn search_text(&self) -> SearchText {
+        let list = |name: &str| {
+            self.addresses(name)
+                .unwrap_or_default()
+                .iter()
+                .map(|a| match &a.name {
+                    Some(n) => format!("{n} <{}>", a.email),
+                    None => a.email.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let body = self
+            .text_body
+            .iter()
+            .filter_map(|id| self.part(id))
+            .map(BodyPart::plain_text)
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        SearchText {
+            from: list("From"),
+            to: list("To"),
+            cc: list("Cc"),
+            bcc: list("Bcc"),
+            subject: self.subject().unwrap_or_default(),
+            body,
+        }
+    }
+}
+
+/// Header fields of a part, from the source bytes the offsets point into.
+fn headers_of(source: &[u8], headers: &[mail_parser::Header<'_>]) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|h| {
+            let field = source
+                .get(h.offset_field as usize..h.offset_start as usize)
+                .unwrap_or_default();
+            let name_bytes = field.strip_suffix(b":").unwrap_or(field);
+            let name = String::from_utf8_lossy(name_bytes).trim().to_owned();
+            let name = if name.is_empty() {
+                h.name.as_str().to_owned()
+            } else {
+                name
+            };
+            let mut raw = source
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .unwrap_or_default();
+            if let Some(r) = raw.strip_suffix(b"\n") {
+                raw = r.strip_suffix(b"\r").unwrap_or(r);
+            }
+            Header {
+                name,
+                raw: raw.to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// Builds the part at `index` and, for a multipart, its children.
+fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize) -> BodyPart {
+    let source = message.raw_message.as_ref();
+    let Some(part) = message.parts.get(index) else {
+        return BodyPart::empty(index);
+    };
+    let headers = headers_of(source, &part.headers);
+    let content_type = part
+        .headers
+        .iter()
+        .rev()
+        .find(|h| matches!(h.name, mail_parser::HeaderName::ContentType))
+        .and_then(|h| h.value.as_content_type());
+    let mut media_type = match content_type {
+        Some(ct) => match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+            None => ct.ctype().to_ascii_lowercase(),
+        },
+        None if in_digest => "message/rfc822".to_owned(),
+        None => "text/plain".to_owned(),
+    };
+    if !media_type.contains('/') {
+        media_type = "text/plain".to_owned();
+    }
+    let mut sub_parts = Vec::new();
+    let is_multipart = matches!(part.body, PartType::Multipart(_));
+    if let PartType::Multipart(ids) = &part.body {
+        let digest = media_type == "multipart/digest";
+        if depth < MAX_DEPTH {
+            for &id in ids {
+                let id = id as usize;
+                // mail-parser lists children after their parent; anything else would loop.
+                if id > index {
+                    sub_parts.push(build_part(message, id, digest, depth + 1));
+                }
+            }
+        }
+        if !media_type.starts_with("multipart/") {
+            media_type = "multipart/mixed".to_owned();
+        }
+    } else if media_type.starts_with("multipart/") {
+        // A multipart without a usable boundary: mail-parser read it as text.
+        media_type = "text/plain".to_owned();
+    }
+    let content = if is_multipart {
+        Vec::new()
+    } else {
+        decoded_content(source, part)
+    };
+    let charset = if is_multipart {
+        None
+    } else {
+        content_type
+            .and_then(|ct| ct.attribute("charset"))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .or_else(|| {
+                media_type
+                    .starts_with("text/")
+                    .then(|| "us-ascii".to_owned())
+            })
+    };
+    let disposition_header = part
+        .headers
+        .iter()
+        .rev()
+        .find(|h| matches!(h.name, mail_parser::HeaderName::ContentDisposition))
+        .and_then(|h| h.value.as_content_type());
+    let disposition = disposition_header.map(|d| d.ctype().to_ascii_lowercase());
+    let name = disposition_header
+        .and_then(|d| d.attribute("filename"))
+        .or_else(|| content_type.and_then(|ct| ct.attribute("name")))
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    let cid = part
+        .headers
+        .iter()
+        .rev()
+        .find(|h| matches!(h.name, mail_parser::HeaderName::ContentId))
+        .and_then(|h| match &h.value {
+            HeaderValue::Text(t) => Some(t.trim().to_owned()),
+            HeaderValue::TextList(l) => l.first().map(|t| t.trim().to_owned()),
+            _ => None,
+        })
+        .filter(|c| !c.is_empty());
+    let language = headers
+        .iter()
+        .rev()
+        .find(|h| h.is("Content-Language"))
+        .map(|h| {
+            String::from_utf8_lossy(&h.raw)
+                .split(',')
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.is_empty());
+    let location = headers
+        .iter()
+        .rev()
+        .find(|h| h.is("Content-Location"))
+        .map(|h| header::text(&h.raw))
+        .filter(|l| !l.is_empty());
+    BodyPart {
+        part_id: (!is_multipart).then(|| (index + 1).to_string()),
+        headers,
+        size: content.len() as u64,
+        media_type,
+        charset,
+        disposition,
+        name,
+        cid,
+        language,
+        location,
+        sub_parts,
+        content,
+        is_encoding_problem: part.is_encoding_problem,
+    }
+}
+
+/// A leaf part's bytes after transfer decoding (EML-10). mail-parser already decoded binary
+/// parts; text parts it also converted to UTF-8, so their octets are decoded again here.
+fn decoded_content(source: &[u8], part: &mail_parser::MessagePart<'_>) -> Vec<u8> {
+    match &part.body {
+        PartType::Binary(b) | PartType::InlineBinary(b) => return b.to_vec(),
+        PartType::Multipart(_) => return Vec::new(),
+        _ => {}
+    }
+    let body = source
+        .get(part.offset_body as usize..part.offset_end as usize)
+        .unwrap_or_default();
+    match part.encoding {
+        Encoding::Base64 => mail_parser::parsers::MessageStream::new(body)
+            .decode_base64_mime(NO_BOUNDARY)
+            .1
+            .into_owned(),
+        Encoding::QuotedPrintable => mail_parser::parsers::MessageStream::new(body)
+            .decode_quoted_printable_mime(NO_BOUNDARY)
+            .1
+            .into_owned(),
+        Encoding::None => body.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

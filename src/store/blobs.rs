@@ -1,0 +1,241 @@
+//! Blobs (RFC 8620 §6): immutable bytes in the database, addressed by their SHA-256, shared by every
+//! account that uses them.
+//!
+//! A stored blob's id is `b` + the lowercase hex SHA-256 of its bytes (65 characters, a valid JMAP
+//! Id, checklist T-02). The parts of a message are not stored again: their ids are derived from the
+//! message's blob id (`crate::mail::blob_id`), and [`read`] resolves them by parsing the stored
+//! message. A blob exists in an account for a user when (BIN-07, BIN-13):
+//! - an object of the account references it (`blob_refs`, e.g. `("Email", emailId)`), for every
+//!   user who may read the account; or
+//! - that user uploaded it to that account (`blob_uploads`), for that user only.
+//!
+//! A derived id is visible exactly when its stored blob is.
+
+use diesel::prelude::*;
+
+use super::schema::{blob_refs, blob_uploads, blobs};
+use super::{AnyConnection, StoreError, now, sha256_hex};
+use crate::mail::blob_id as derived;
+
+/// How long an unreferenced upload is kept, at least (BIN-08: one hour).
+pub const UPLOAD_TTL_SECS: i64 = 3600;
+
+/// The blob id of `data`: `b` + hex SHA-256.
+pub fn blob_id_for(data: &[u8]) -> String {
+    format!("b{}", sha256_hex(data))
+}
+
+/// Whether `id` has the form of a stored blob's id.
+pub fn is_stored_id(id: &str) -> bool {
+    id.len() == 65
+        && id.starts_with('b')
+        && id[1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Stores `data` (once: identical bytes share one row, BIN-05) and returns its blob id. Does not
+/// make it visible anywhere: follow with [`record_upload`] or [`add_reference`].
+pub fn put(conn: &mut AnyConnection, data: &[u8]) -> Result<String, StoreError> {
+    let id = blob_id_for(data);
+    let insert = diesel::insert_into(blobs::table).values((
+        blobs::id.eq(&id),
+        blobs::data.eq(data),
+        blobs::size.eq(data.len() as i64),
+        blobs::created_at.eq(now()),
+    ));
+    match conn {
+        AnyConnection::Sqlite(c) => insert.on_conflict_do_nothing().execute(c)?,
+        AnyConnection::Postgresql(c) => insert.on_conflict_do_nothing().execute(c)?,
+    };
+    Ok(id)
+}
+
+/// The bytes of a stored blob (not a derived part id), regardless of visibility.
+pub fn get(conn: &mut AnyConnection, blob_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(blobs::table
+        .find(blob_id)
+        .select(blobs::data)
+        .first::<Vec<u8>>(conn)
+        .optional()?)
+}
+
+/// The size of a stored blob, if it exists.
+pub fn size(conn: &mut AnyConnection, blob_id: &str) -> Result<Option<i64>, StoreError> {
+    Ok(blobs::table
+        .find(blob_id)
+        .select(blobs::size)
+        .first::<i64>(conn)
+        .optional()?)
+}
+
+/// The bytes of a stored blob or of a message part named by a derived id, regardless of
+/// visibility. `None` when the blob or the part does not exist.
+pub fn read(conn: &mut AnyConnection, blob_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some((base, path)) = derived::split(blob_id) else {
+        return Ok(None);
+    };
+    let Some(bytes) = get(conn, base)? else {
+        return Ok(None);
+    };
+    Ok(derived::resolve(bytes, &path))
+}
+
+/// Records (or refreshes, BIN-08) that `user_id` uploaded `blob_id` to `account_id`.
+pub fn record_upload(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    user_id: &str,
+    blob_id: &str,
+) -> Result<(), StoreError> {
+    let at = now();
+    let insert = diesel::insert_into(blob_uploads::table).values((
+        blob_uploads::account_id.eq(account_id),
+        blob_uploads::user_id.eq(user_id),
+        blob_uploads::blob_id.eq(blob_id),
+        blob_uploads::uploaded_at.eq(at),
+    ));
+    let key = (
+        blob_uploads::account_id,
+        blob_uploads::user_id,
+        blob_uploads::blob_id,
+    );
+    match conn {
+        AnyConnection::Sqlite(c) => insert
+            .on_conflict(key)
+            .do_update()
+            .set(blob_uploads::uploaded_at.eq(at))
+            .execute(c)?,
+        AnyConnection::Postgresql(c) => insert
+            .on_conflict(key)
+            .do_update()
+            .set(blob_uploads::uploaded_at.eq(at))
+            .execute(c)?,
+    };
+    Ok(())
+}
+
+/// Stores `data` as an upload by `user_id` to `account_id` (RFC 8620 §6.1) and returns its id.
+pub fn upload(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    user_id: &str,
+    data: &[u8],
+) -> Result<String, StoreError> {
+    conn.transaction(|conn| {
+        let id = put(conn, data)?;
+        record_upload(conn, account_id, user_id, &id)?;
+        Ok(id)
+    })
+}
+
+/// Records that object `(owner_type, owner_id)` of `account_id` uses `blob_id` (a stored id; a
+/// derived id is recorded as its stored blob). Every user who may read the account may then read
+/// the blob. Idempotent. Run it inside the write that creates the object.
+pub fn add_reference(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    blob_id: &str,
+    owner_type: &str,
+    owner_id: &str,
+) -> Result<(), StoreError> {
+    let base = derived::split(blob_id)
+        .map(|(base, _)| base)
+        .ok_or_else(|| StoreError::Invalid(format!("{blob_id:?} is not a blob id")))?;
+    let insert = diesel::insert_into(blob_refs::table).values((
+        blob_refs::account_id.eq(account_id),
+        blob_refs::blob_id.eq(base),
+        blob_refs::owner_type.eq(owner_type),
+        blob_refs::owner_id.eq(owner_id),
+    ));
+    match conn {
+        AnyConnection::Sqlite(c) => insert.on_conflict_do_nothing().execute(c)?,
+        AnyConnection::Postgresql(c) => insert.on_conflict_do_nothing().execute(c)?,
+    };
+    Ok(())
+}
+
+/// Removes every blob reference of object `(owner_type, owner_id)` in `account_id` (e.g. when an
+/// Email is destroyed). The blob itself stays until [`purge`] finds it unused (BIN-09).
+pub fn remove_references(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    owner_type: &str,
+    owner_id: &str,
+) -> Result<usize, StoreError> {
+    Ok(diesel::delete(
+        blob_refs::table
+            .filter(blob_refs::account_id.eq(account_id))
+            .filter(blob_refs::owner_type.eq(owner_type))
+            .filter(blob_refs::owner_id.eq(owner_id)),
+    )
+    .execute(conn)?)
+}
+
+/// Whether `blob_id` (stored or derived) exists in `account_id` for `user_id`: referenced by an
+/// object of the account, or uploaded there by this user. The caller has checked that the user may
+/// read the account.
+pub fn visible(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    user_id: &str,
+    blob_id: &str,
+) -> Result<bool, StoreError> {
+    let Some((base, _)) = derived::split(blob_id) else {
+        return Ok(false);
+    };
+    let referenced: i64 = blob_refs::table
+        .filter(blob_refs::account_id.eq(account_id))
+        .filter(blob_refs::blob_id.eq(base))
+        .count()
+        .get_result(conn)?;
+    if referenced > 0 {
+        return Ok(true);
+    }
+    let uploaded: i64 = blob_uploads::table
+        .filter(blob_uploads::account_id.eq(account_id))
+        .filter(blob_uploads::user_id.eq(user_id))
+        .filter(blob_uploads::blob_id.eq(base))
+        .count()
+        .get_result(conn)?;
+    Ok(uploaded > 0)
+}
+
+/// The bytes of `blob_id` if it is [`visible`] in `account_id` for `user_id`; `None` otherwise, so
+/// that an invisible blob looks exactly like a missing one.
+pub fn read_visible(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    user_id: &str,
+    blob_id: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    if !visible(conn, account_id, user_id, blob_id)? {
+        return Ok(None);
+    }
+    read(conn, blob_id)
+}
+
+/// Deletes uploads older than `upload_ttl_secs` and then every blob nobody references or has
+/// uploaded. Returns the number of blobs deleted.
+pub fn purge(
+    conn: &mut AnyConnection,
+    now_secs: i64,
+    upload_ttl_secs: i64,
+) -> Result<usize, StoreError> {
+    let ttl = upload_ttl_secs.max(UPLOAD_TTL_SECS);
+    conn.transaction(|conn| {
+        diesel::delete(blob_uploads::table.filter(blob_uploads::uploaded_at.lt(now_secs - ttl)))
+            .execute(conn)?;
+        let deleted = diesel::delete(
+            blobs::table
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    blob_uploads::table.filter(blob_uploads::blob_id.eq(blobs::id)),
+                )))
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    blob_refs::table.filter(blob_refs::blob_id.eq(blobs::id)),
+                ))),
+        )
+        .execute(conn)?;
+        Ok(deleted)
+    })
+}
