@@ -5,17 +5,21 @@
 //!
 //! The statements are raw SQL, because their shape depends on the filter; they run on the
 //! concrete backend with `$n` parameters, which both SQLite and PostgreSQL accept (numbered in
-//! order of appearance, never reused). Text conditions use `LIKE` over the lowercase searchable
-//! columns the email store keeps, so they mean the same on both backends.
+//! order of appearance, never reused). Text conditions are `lower(column) LIKE '%term%'` over the
+//! decoded text in `email_search` (kept by the email store), one `EXISTS` per condition; terms
+//! are lowercased in Rust. SQLite's `lower()` folds ASCII only, so on SQLite non-ASCII text
+//! matches case-sensitively; PostgreSQL folds all of Unicode.
 //!
-//! Plan for the common case, `inMailbox` sorted by `receivedAt` descending: the rows come from
-//! the `emails_received_id` index `(account_id, received_at, id)` walked backwards, each checked
-//! against the `email_mailboxes` primary key `(account_id, mailbox_id, email_id)`; no sort step,
-//! and `LIMIT` stops the walk early (see the `explain` test in `tests/email_query.rs`).
+//! Plan for the common case, `inMailbox` sorted by `receivedAt` descending: a filter whose top
+//! level requires a mailbox is driven from that mailbox's memberships (`em0`), and `receivedAt`
+//! sorts by the membership's copy of it, so the rows come from the `email_mailboxes_received`
+//! index `(account_id, mailbox_id, received_at, email_id)` in order: no sort step, and `LIMIT`
+//! stops the walk early (the `explain` test in `tests/email_query.rs` checks the plan). Without a
+//! mailbox, `emails_received_id (account_id, received_at, id)` (this module's migration) serves.
 //!
 //! Header conditions read `email_headers` (one row per header field: lowercase name and
-//! normalised lowercase value), which the email store fills at import through
-//! [`index_headers`].
+//! normalised lowercase value), filled lazily from the stored messages the first time a query
+//! with a header condition runs on an account (see [`ensure_headers_indexed`]).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -28,23 +32,24 @@ use crate::jmap::changes::state_string;
 use crate::jmap::email_query::{
     Condition, DATA_TYPE, EmailQuery, EmailQueryStore, EmailSort, Filter, HeaderCondition,
     Operator, QueryPage, QueryWindow, SearchText, SnippetSource, SortKey, WindowStart,
-    window_start,
+    normalise, window_start,
 };
 use crate::jmap::error::MethodError;
 
-// The columns of `emails` this module reads, kept by the email store (src/store/email.rs).
+// The columns this module reads, kept by the email store (src/store/email.rs): sort keys and
+// flags on `emails`, searchable text in `email_search s`.
 const COL_SENT_AT: &str = "e.sent_at";
-const COL_FROM_SORT: &str = "e.sort_from";
-const COL_TO_SORT: &str = "e.sort_to";
-const COL_SUBJECT_SORT: &str = "e.sort_subject";
+const COL_FROM_SORT: &str = "e.from_sort";
+const COL_TO_SORT: &str = "e.to_sort";
+const COL_SUBJECT_SORT: &str = "e.base_subject";
 const COL_HAS_ATTACHMENT: &str = "e.has_attachment";
-const COL_SEARCH_FROM: &str = "e.search_from";
-const COL_SEARCH_TO: &str = "e.search_to";
-const COL_SEARCH_CC: &str = "e.search_cc";
-const COL_SEARCH_BCC: &str = "e.search_bcc";
-const COL_SEARCH_SUBJECT: &str = "e.search_subject";
-const COL_SEARCH_BODY: &str = "e.search_body";
 const COL_SUBJECT: &str = "e.subject";
+const COL_SEARCH_FROM: &str = "s.from_text";
+const COL_SEARCH_TO: &str = "s.to_text";
+const COL_SEARCH_CC: &str = "s.cc_text";
+const COL_SEARCH_BCC: &str = "s.bcc_text";
+const COL_SEARCH_SUBJECT: &str = "s.subject_text";
+const COL_SEARCH_BODY: &str = "s.body_text";
 
 /// A bound parameter.
 #[derive(Clone, Debug)]
@@ -162,8 +167,9 @@ fn push_text(sql: &mut Sql, t: &SearchText, columns: &[&str]) {
             if j > 0 {
                 sql.push(" OR ");
             }
-            sql.push(col)
-                .push(" LIKE ")
+            sql.push("lower(")
+                .push(col)
+                .push(") LIKE ")
                 .text(&contains_pattern(term))
                 .push(" ESCAPE '\\'");
         }
@@ -312,11 +318,19 @@ fn push_condition(sql: &mut Sql, c: &Condition) {
         (&c.subject, &[COL_SEARCH_SUBJECT]),
         (&c.body, &[COL_SEARCH_BODY]),
     ];
-    for (t, cols) in text_fields {
-        if let Some(t) = t {
-            and(sql);
-            push_text(sql, t, cols);
+    if text_fields.iter().any(|(t, _)| t.is_some()) {
+        and(sql);
+        sql.push(
+            "EXISTS (SELECT 1 FROM email_search s WHERE s.account_id = e.account_id \
+             AND s.email_id = e.id",
+        );
+        for (t, cols) in text_fields {
+            if let Some(t) = t {
+                sql.push(" AND ");
+                push_text(sql, t, cols);
+            }
         }
+        sql.push(")");
     }
     if let Some(h) = &c.header {
         and(sql);
@@ -356,9 +370,38 @@ fn push_filter(sql: &mut Sql, f: &Filter) {
     }
 }
 
-/// `FROM emails e WHERE <account> AND <filter>`.
+/// The mailbox a filter requires at its top level (alone or in a top-level AND): the query is
+/// then driven from that mailbox's memberships, whose `email_mailboxes_received` index
+/// `(account_id, mailbox_id, received_at, email_id)` yields the default order directly.
+fn driving_mailbox(filter: Option<&Filter>) -> Option<&str> {
+    match filter? {
+        Filter::Condition(c) => c.in_mailbox.as_deref(),
+        Filter::Operator(Operator::And, parts) => parts.iter().find_map(|p| match p {
+            Filter::Condition(c) => c.in_mailbox.as_deref(),
+            _ => None,
+        }),
+        Filter::Operator(..) => None,
+    }
+}
+
+/// `FROM … WHERE <account> AND <filter>`, with `e` the email row (and `em0` its membership of
+/// the driving mailbox, if any).
 fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
-    sql.push(" FROM emails e WHERE e.account_id = ").text(account_id);
+    match driving_mailbox(filter) {
+        Some(m) => {
+            sql.push(
+                " FROM email_mailboxes em0 JOIN emails e \
+                 ON e.account_id = em0.account_id AND e.id = em0.email_id \
+                 WHERE em0.account_id = ",
+            )
+            .text(account_id)
+            .push(" AND em0.mailbox_id = ")
+            .text(m);
+        }
+        None => {
+            sql.push(" FROM emails e WHERE e.account_id = ").text(account_id);
+        }
+    }
     if let Some(f) = filter {
         sql.push(" AND ");
         push_filter(sql, f);
@@ -368,10 +411,15 @@ fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
 // ---------------------------------------------------------------------------------------------
 // sort → SQL
 
-fn push_sort_expr(sql: &mut Sql, s: &EmailSort) {
+fn push_sort_expr(sql: &mut Sql, s: &EmailSort, driving: bool) {
     match &s.key {
+        // The membership's copy of receivedAt, when there is one, so its index gives the order.
         SortKey::ReceivedAt => {
-            sql.push("e.received_at");
+            sql.push(if driving {
+                "em0.received_at"
+            } else {
+                "e.received_at"
+            });
         }
         SortKey::SentAt => {
             sql.push(COL_SENT_AT);
@@ -423,7 +471,7 @@ fn push_keyed_rows(sql: &mut Sql, account_id: &str, q: &EmailQuery) {
     sql.push("SELECT e.id AS id, e.thread_id AS thread_id");
     for (i, s) in q.sort.iter().enumerate() {
         sql.push(", ");
-        push_sort_expr(sql, s);
+        push_sort_expr(sql, s, driving_mailbox(q.filter.as_ref()).is_some());
         sql.push(&format!(" AS s{i}"));
     }
     push_from_where(sql, account_id, q.filter.as_ref());
@@ -464,11 +512,13 @@ fn select_ids(account_id: &str, q: &EmailQuery, offset: u64, limit: u64) -> Sql 
         sql.push("SELECT e.id AS id");
         push_from_where(&mut sql, account_id, q.filter.as_ref());
         sql.push(" ORDER BY ");
+        let driving = driving_mailbox(q.filter.as_ref()).is_some();
         for s in &q.sort {
-            push_sort_expr(&mut sql, s);
+            push_sort_expr(&mut sql, s, driving);
             sql.push(dir(s.ascending)).push(", ");
         }
-        sql.push("e.id").push(id_direction(&q.sort));
+        sql.push(if driving { "em0.email_id" } else { "e.id" })
+            .push(id_direction(&q.sort));
     }
     sql.push(" LIMIT ")
         .int(limit.min(i64::MAX as u64) as i64)
@@ -659,34 +709,76 @@ fn expand_to_threads(
     Ok(out)
 }
 
-/// Records the header fields of an email for `header` conditions: `(name, value)` pairs as they
-/// appear in the message (decoded). Call it in the transaction that creates the email.
-pub fn index_headers(
-    conn: &mut AnyConnection,
-    account_id: &str,
-    email_id: &str,
-    headers: &[(String, String)],
-) -> Result<(), StoreError> {
-    use super::schema::email_headers;
-    let rows: Vec<_> = headers
-        .iter()
-        .enumerate()
-        .map(|(i, (name, value))| {
-            (
-                email_headers::account_id.eq(account_id),
-                email_headers::email_id.eq(email_id),
-                email_headers::position.eq(i as i64),
-                email_headers::name.eq(name.to_ascii_lowercase()),
-                email_headers::value.eq(crate::jmap::email_query::normalise(value)),
-            )
-        })
-        .collect();
-    for row in rows {
-        diesel::insert_into(email_headers::table)
-            .values(row)
-            .execute(conn)?;
+fn uses_header(f: &Filter) -> bool {
+    match f {
+        Filter::Operator(_, parts) => parts.iter().any(uses_header),
+        Filter::Condition(c) => c.header.is_some(),
     }
-    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct UnindexedRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    blob_id: String,
+}
+
+/// Fills `email_headers` for every email of the account not indexed yet, from the stored
+/// message: the header fields in order, names lowercase, values in the Text form (unfolded, RFC
+/// 2047 decoded), whitespace-folded and lowercase. A row at position -1 marks an email as done.
+///
+/// Why lazily: header conditions are rare, and indexing at query time keeps every path that
+/// creates emails (import, set, copy, delivery) free of this concern. The rows are an index over
+/// immutable messages, not JMAP data, so writing them records no change. Each email is indexed
+/// in its own small transaction (delete, then insert), so concurrent queries cannot clash.
+fn ensure_headers_indexed(conn: &mut AnyConnection, account_id: &str) -> Result<(), StoreError> {
+    use super::schema::email_headers;
+    loop {
+        let mut sql = Sql::default();
+        sql.push("SELECT e.id AS id, e.blob_id AS blob_id FROM emails e WHERE e.account_id = ")
+            .text(account_id)
+            .push(
+                " AND NOT EXISTS (SELECT 1 FROM email_headers h WHERE h.account_id = e.account_id \
+                 AND h.email_id = e.id AND h.position = -1) LIMIT 200",
+            );
+        let rows = load!(&mut *conn, &sql, UnindexedRow)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for row in rows {
+            let raw = super::blobs::get(conn, &row.blob_id)?.unwrap_or_default();
+            let mut fields: Vec<(String, String)> = vec![(String::new(), String::new())];
+            if let Some(email) = crate::mail::Email::parse(&raw) {
+                fields.extend(email.headers.iter().map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        normalise(&crate::mail::header::text(&h.raw)),
+                    )
+                }));
+            }
+            conn.transaction::<_, StoreError, _>(|conn| {
+                diesel::delete(
+                    email_headers::table
+                        .filter(email_headers::account_id.eq(account_id))
+                        .filter(email_headers::email_id.eq(&row.id)),
+                )
+                .execute(conn)?;
+                for (i, (name, value)) in fields.iter().enumerate() {
+                    diesel::insert_into(email_headers::table)
+                        .values((
+                            email_headers::account_id.eq(account_id),
+                            email_headers::email_id.eq(&row.id),
+                            email_headers::position.eq(i as i64 - 1),
+                            email_headers::name.eq(name),
+                            email_headers::value.eq(value),
+                        ))
+                        .execute(conn)?;
+                }
+                Ok(())
+            })?;
+        }
+    }
 }
 
 impl EmailQueryStore for StoreContext {
@@ -696,6 +788,9 @@ impl EmailQueryStore for StoreContext {
         query: &EmailQuery,
         window: &QueryWindow,
     ) -> Result<QueryPage, MethodError> {
+        if query.filter.as_ref().is_some_and(uses_header) {
+            ensure_headers_indexed(self.conn(), account_id).map_err(fail)?;
+        }
         run_query(self.conn(), account_id, query, window).map_err(fail)?
     }
 
@@ -732,7 +827,11 @@ impl EmailQueryStore for StoreContext {
                 .push(COL_SUBJECT)
                 .push(", '') AS subject, COALESCE(")
                 .push(COL_SEARCH_BODY)
-                .push(", '') AS body FROM emails e WHERE e.account_id = ")
+                .push(
+                    ", '') AS body FROM emails e LEFT JOIN email_search s \
+                     ON s.account_id = e.account_id AND s.email_id = e.id \
+                     WHERE e.account_id = ",
+                )
                 .text(account_id)
                 .push(" AND e.id IN ");
             push_id_list(&mut sql, chunk);
@@ -752,6 +851,9 @@ impl EmailQueryStore for StoreContext {
         filter: &Filter,
         ids: &[String],
     ) -> Result<HashSet<String>, MethodError> {
+        if uses_header(filter) {
+            ensure_headers_indexed(self.conn(), account_id).map_err(fail)?;
+        }
         let conn = self.conn();
         let mut out = HashSet::new();
         for chunk in ids.chunks(CHUNK) {
