@@ -95,7 +95,13 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("herald: {e}");
+            // libpq and others write several lines; an operator gets one.
+            let message = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("herald: {message}");
             1
         }
     }

@@ -398,3 +398,51 @@ async fn mail_methods_need_the_mail_capability_in_using() {
         .await;
     assert_eq!(r[0][1]["type"], "unknownMethod"); // TR-06
 }
+
+#[actix_web::test]
+async fn creation_ids_from_this_request_and_from_the_clients_created_ids_resolve() {
+    let (s, alice, account) = setup().await;
+    let first = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account, "create": {"new": {"name": "New"}}}, "0"]]),
+    )
+    .await;
+    let id = first[0][1]["created"]["new"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // CID-01: the client's createdIds seed the map; CID-04: update keys may be creation ids
+    let a = s
+        .api(
+            &alice,
+            json!({"using": [CORE, MAIL], "createdIds": {"earlier": id}, "methodCalls": [
+                ["Mailbox/get", {"accountId": account, "ids": ["#earlier"], "properties": ["name"]}, "0"],
+                ["Mailbox/set", {"accountId": account, "create": {"kid": {"name": "Kid", "parentId": "#earlier"}}, "update": {"#earlier": {"name": "Renamed"}}}, "1"],
+            ]}),
+        )
+        .await;
+    let r = a.body["methodResponses"].as_array().unwrap();
+    assert_eq!(r[0][1]["list"][0]["id"], json!(id));
+    assert_eq!(r[1][1]["updated"], json!({id.clone(): null}));
+    let kid = r[1][1]["created"]["kid"]["id"].as_str().unwrap();
+    assert_eq!(a.body["createdIds"]["earlier"], json!(id));
+    assert_eq!(
+        a.body["createdIds"]["kid"],
+        json!(kid),
+        "CID-08: the response holds the final map"
+    );
+}
+
+#[actix_web::test]
+async fn get_of_all_records_beyond_max_objects_in_get_is_request_too_large() {
+    let s = TestServer::start_with(|c| c.limits.max_objects_in_get = 3).await;
+    let alice = s.add_user("alice", "pw");
+    let account = s.get("/jmap/session", &alice).await.body["primaryAccounts"][MAIL]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = call(&s, &alice, json!([["Mailbox/get", {"accountId": account}, "0"], ["Mailbox/get", {"accountId": account, "ids": ["a", "b", "c", "d"]}, "1"]])).await;
+    assert_eq!(r[0][1]["type"], "requestTooLarge"); // GET-02
+    assert_eq!(r[1][1]["type"], "requestTooLarge");
+}

@@ -203,7 +203,16 @@ pub fn get<C: MailboxStore>(
         ))
     };
     match &req.ids {
-        None => list.extend(snap.mailboxes.iter().map(render)),
+        None => {
+            // GET-02: all records only if they fit in maxObjectsInGet.
+            let max = call.server.limits.max_objects_in_get;
+            if snap.mailboxes.len() as u64 > max {
+                return Err(MethodError::RequestTooLarge(format!(
+                    "more than {max} mailboxes; ask by ids"
+                )));
+            }
+            list.extend(snap.mailboxes.iter().map(render))
+        }
         Some(ids) => {
             for id in ids {
                 match by_id.get(id.as_str()) {

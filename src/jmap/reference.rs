@@ -162,6 +162,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever the client sends as a reference, resolution either succeeds or fails with
+        /// `invalidResultReference` (REF-06), and never panics.
+        #[test]
+        fn any_reference_resolves_or_fails_as_invalid_result_reference(
+            of in "[a-z]{0,2}",
+            name in proptest::sample::select(vec!["Email/query", "Email/get", "error"]),
+            path in "(/[a-z0-9*~]{0,3}){0,4}|[a-z]{0,3}",
+        ) {
+            let reference = json!({"#ids": {"resultOf": of, "name": name, "path": path}});
+            match resolve_references(args(reference), &responses()) {
+                Ok(out) => proptest::prop_assert!(out.contains_key("ids")),
+                Err(e) => proptest::prop_assert_eq!(e.wire_type(), "invalidResultReference"),
+            }
+        }
+    }
+
     #[test]
     fn a_reference_may_resolve_to_null() {
         let r = vec![Invocation::new(

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod pg;
+
 use awc::http::StatusCode;
 use herald::config::Config;
 use herald::store::{Store, users};

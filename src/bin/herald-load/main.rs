@@ -1,0 +1,232 @@
+//! `herald-load`: a load and latency benchmark for any JMAP server, over the wire only.
+//!
+//! It measures what operators choose a push server by: requests per second and latency of API
+//! calls (`api`), the time from a mutation's response to the StateChange's arrival on WebSocket
+//! and EventSource connections (`push`), webhook deliveries (`webhook`), and how many idle push
+//! connections a server holds at what memory (`connections`). Every run is bounded in count and
+//! time, talks to loopback unless told otherwise, and prints a table and one JSON line.
+
+mod api;
+mod jmap;
+mod push;
+mod stats;
+mod webhook;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value};
+
+/// Load and latency benchmark for JMAP servers.
+#[derive(Parser)]
+#[command(name = "herald-load", version)]
+struct Cli {
+    /// Base URL of the server (its /.well-known/jmap is read).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// User for `api`; the first of the users for the others.
+    #[arg(long, default_value = "load0")]
+    user: String,
+    #[arg(long, default_value = "load")]
+    password: String,
+    /// For push/webhook/connections: use the users `<prefix>0` … `<prefix>N-1` (same password).
+    #[arg(long, default_value = "load")]
+    user_prefix: String,
+    /// How many such users (accounts) to spread connections over.
+    #[arg(long, default_value_t = 1)]
+    accounts: usize,
+    /// Threads (each with its own event loop) on the client side.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// PID of a local server, to report its memory from /proc.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Allow a non-loopback URL (never point this at a machine you do not own).
+    #[arg(long)]
+    allow_remote: bool,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Requests/s and latency of one kind of API request at N concurrent clients.
+    Api {
+        #[arg(long, value_enum, default_value = "echo")]
+        kind: api::Kind,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Stop after this many requests…
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// …or after this many seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// Push latency: N connections, a writer mutating at R per second.
+    Push {
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        #[arg(long, value_enum, default_value = "mixed")]
+        transport: push::Transport,
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 1000)]
+        mutations: u64,
+    },
+    /// Idle push connections: open up to N, report time and server memory per connection.
+    Connections {
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        #[arg(long, value_enum, default_value = "ws")]
+        transport: push::Transport,
+    },
+    /// Webhook deliveries to a sink this tool serves on loopback.
+    Webhook {
+        #[arg(long, default_value_t = 10)]
+        subscriptions: usize,
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 1000)]
+        mutations: u64,
+    },
+}
+
+/// One run's figures, printed as a table and as a JSON line.
+pub struct Report {
+    fields: Map<String, Value>,
+}
+
+impl Report {
+    pub fn new(mode: &str) -> Self {
+        let mut fields = Map::new();
+        fields.insert("mode".into(), Value::from(mode));
+        Report { fields }
+    }
+
+    pub fn field(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(key.into(), value.into());
+        self
+    }
+
+    fn print(&self) {
+        let width = self.fields.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in &self.fields {
+            let v = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            println!("{k:<width$}  {v}");
+        }
+        println!("{}", Value::Object(self.fields.clone()));
+    }
+}
+
+fn is_loopback(url: &str) -> bool {
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    let host = host
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(host)
+        .trim_matches(['[', ']']);
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if !cli.allow_remote && !is_loopback(&cli.url) {
+        eprintln!(
+            "herald-load: {} is not a loopback address; pass --allow-remote for a server you own",
+            cli.url
+        );
+        std::process::exit(2);
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let users: Vec<jmap::Credentials> = (0..cli.accounts.max(1))
+        .map(|i| jmap::Credentials {
+            user: format!("{}{i}", cli.user_prefix),
+            password: cli.password.clone(),
+        })
+        .collect();
+    let report = match cli.mode {
+        Mode::Api {
+            kind,
+            clients,
+            requests,
+            seconds,
+        } => {
+            let creds = jmap::Credentials {
+                user: cli.user.clone(),
+                password: cli.password.clone(),
+            };
+            api::run(
+                &cli.url,
+                &creds,
+                kind,
+                clients,
+                requests,
+                Duration::from_secs(seconds),
+                cli.threads,
+            )
+        }
+        Mode::Push {
+            connections,
+            transport,
+            rate,
+            mutations,
+        } => push::run(push::PushRun {
+            base: cli.url.clone(),
+            users,
+            connections,
+            transport,
+            threads: cli.threads,
+            pid: cli.pid,
+            rate,
+            mutations: mutations.max(1),
+        }),
+        Mode::Connections {
+            connections,
+            transport,
+        } => push::run(push::PushRun {
+            base: cli.url.clone(),
+            users,
+            connections,
+            transport,
+            threads: cli.threads,
+            pid: cli.pid,
+            rate: 1.0,
+            mutations: 0,
+        }),
+        Mode::Webhook {
+            subscriptions,
+            rate,
+            mutations,
+        } => webhook::run(&cli.url, &users, subscriptions, rate, mutations),
+    };
+    report.print();
+    // Push connections run on detached threads: end the process rather than wait for them.
+    std::process::exit(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls_are_allowed_by_default() {
+        assert!(is_loopback("http://127.0.0.1:8080"));
+        assert!(is_loopback("http://localhost:1/x"));
+        assert!(is_loopback("http://[::1]:80"));
+        assert!(!is_loopback("https://mail.example.com"));
+        assert!(!is_loopback("http://10.0.0.1:8080"));
+    }
+}

@@ -1,0 +1,395 @@
+//! `push` and `connections`: open WebSocket and EventSource push connections spread over several
+//! users' accounts; for `push`, a writer mutates at a fixed rate and every StateChange's arrival is
+//! matched to the response of the mutation that produced that state.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+
+use crate::Report;
+use crate::api::round;
+use crate::jmap::{self, CORE, Credentials, MAIL, Session};
+use crate::stats::{Samples, rss_kib};
+
+/// Which push transport the connections use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    Ws,
+    Sse,
+    /// Alternate WebSocket and EventSource.
+    Mixed,
+}
+
+/// One received state: (connection, account, state, arrival).
+type Arrival = (usize, String, String, Instant);
+
+#[derive(Default)]
+struct Shared {
+    arrivals: Mutex<Vec<Arrival>>,
+    opened: Mutex<usize>,
+    failed: Mutex<Vec<String>>,
+}
+
+async fn run_ws(i: usize, session: Session, creds: Credentials, shared: Arc<Shared>) {
+    let Some(url) = session.websocket_url.clone() else {
+        shared
+            .failed
+            .lock()
+            .unwrap()
+            .push("the server advertises no WebSocket".into());
+        return;
+    };
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let conn = client
+        .ws(url)
+        .protocols(["jmap"])
+        .basic_auth(&creds.user, Some(&creds.password))
+        .connect()
+        .await;
+    let mut framed = match conn {
+        Ok((_, framed)) => framed,
+        Err(e) => {
+            shared.failed.lock().unwrap().push(format!("ws: {e}"));
+            return;
+        }
+    };
+    let enable = json!({"@type": "WebSocketPushEnable", "dataTypes": ["Mailbox"]}).to_string();
+    if framed
+        .send(awc::ws::Message::Text(enable.into()))
+        .await
+        .is_err()
+    {
+        shared
+            .failed
+            .lock()
+            .unwrap()
+            .push("ws: cannot send PushEnable".into());
+        return;
+    }
+    *shared.opened.lock().unwrap() += 1;
+    while let Some(frame) = framed.next().await {
+        let now = Instant::now();
+        match frame {
+            Ok(awc::ws::Frame::Text(bytes)) => {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    let mut arrivals = shared.arrivals.lock().unwrap();
+                    for (account, t, state) in jmap::state_changes(&v) {
+                        if t == "Mailbox" {
+                            arrivals.push((i, account, state, now));
+                        }
+                    }
+                }
+            }
+            Ok(awc::ws::Frame::Ping(p)) => {
+                let _ = framed.send(awc::ws::Message::Pong(p)).await;
+            }
+            Ok(awc::ws::Frame::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn run_sse(i: usize, session: Session, creds: Credentials, shared: Arc<Shared>) {
+    let client = awc::Client::builder().disable_timeout().finish();
+    let url = jmap::event_source_url(&session.event_source_url, "Mailbox", "no", 300);
+    let res = client
+        .get(url)
+        .basic_auth(&creds.user, &creds.password)
+        .insert_header(("Accept", "text/event-stream"))
+        .send()
+        .await;
+    let mut res = match res {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => {
+            shared
+                .failed
+                .lock()
+                .unwrap()
+                .push(format!("sse: HTTP {}", r.status()));
+            return;
+        }
+        Err(e) => {
+            shared.failed.lock().unwrap().push(format!("sse: {e}"));
+            return;
+        }
+    };
+    *shared.opened.lock().unwrap() += 1;
+    let mut buf = String::new();
+    while let Some(Ok(chunk)) = res.next().await {
+        let now = Instant::now();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        for (event, data) in jmap::sse_events(&mut buf) {
+            if event != "state" {
+                continue;
+            }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
+                let mut arrivals = shared.arrivals.lock().unwrap();
+                for (account, t, state) in jmap::state_changes(&v) {
+                    if t == "Mailbox" {
+                        arrivals.push((i, account, state, now));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Options of a push run.
+pub struct PushRun {
+    pub base: String,
+    pub users: Vec<Credentials>,
+    pub connections: usize,
+    pub transport: Transport,
+    pub threads: usize,
+    pub pid: Option<u32>,
+    /// Mutations per second and how many; 0 mutations = `connections` mode.
+    pub rate: f64,
+    pub mutations: u64,
+}
+
+/// Opens the connections on `threads` runtimes; returns the shared sink and the open time.
+fn open_all(run: &PushRun, sessions: &[Session], shared: &Arc<Shared>) -> Duration {
+    let started = Instant::now();
+    for t in 0..run.threads.max(1) {
+        let mine: Vec<usize> = (0..run.connections)
+            .filter(|i| i % run.threads.max(1) == t)
+            .collect();
+        let (sessions, users, shared, transport) = (
+            sessions.to_vec(),
+            run.users.clone(),
+            shared.clone(),
+            run.transport,
+        );
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let mut tasks = Vec::new();
+                for i in mine {
+                    let u = i % users.len();
+                    let (session, creds, shared) =
+                        (sessions[u].clone(), users[u].clone(), shared.clone());
+                    let ws = match transport {
+                        Transport::Ws => true,
+                        Transport::Sse => false,
+                        Transport::Mixed => i % 2 == 0,
+                    };
+                    tasks.push(actix_web::rt::spawn(async move {
+                        if ws {
+                            run_ws(i, session, creds, shared).await
+                        } else {
+                            run_sse(i, session, creds, shared).await
+                        }
+                    }));
+                    // Keep the accept queue from overflowing: a few hundred handshakes in flight.
+                    if tasks.len() % 200 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = *shared.opened.lock().unwrap() + shared.failed.lock().unwrap().len();
+        if done >= run.connections || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+/// Runs `push` (with mutations) or `connections` (without).
+pub fn run(run: PushRun) -> Report {
+    let sessions: Vec<Session> = actix_web::rt::System::new().block_on(async {
+        let client = jmap::client();
+        let mut out = Vec::new();
+        for u in &run.users {
+            out.push(jmap::session(&client, &run.base, u).await.expect("session"));
+        }
+        out
+    });
+    let rss_before = rss_kib(run.pid);
+    let shared = Arc::new(Shared::default());
+    let open_time = open_all(&run, &sessions, &shared);
+    let opened = *shared.opened.lock().unwrap();
+    let failed = shared.failed.lock().unwrap().len();
+    let rss_open = rss_kib(run.pid);
+    let mut report = Report::new(if run.mutations == 0 {
+        "connections"
+    } else {
+        "push"
+    })
+    .field("transport", format!("{:?}", run.transport))
+    .field("connections_asked", run.connections)
+    .field("connections_open", opened)
+    .field("connections_failed", failed)
+    .field("open_seconds", round(open_time.as_secs_f64()))
+    .field("accounts", run.users.len());
+    if let Some(first) = shared.failed.lock().unwrap().first() {
+        report = report.field("first_failure", first.clone());
+    }
+    if let (Some(a), Some(b)) = (rss_before, rss_open) {
+        report = report
+            .field("server_rss_before_kib", a)
+            .field("server_rss_open_kib", b);
+        if opened > 0 {
+            report = report.field(
+                "server_kib_per_connection",
+                round(b.saturating_sub(a) as f64 / opened as f64),
+            );
+        }
+    }
+    if run.mutations == 0 {
+        return report;
+    }
+    // Warm-up: one mutation per account, until every open connection has seen its account's state,
+    // so that the measured mutations find every subscription active.
+    let (responses, finals) = write(&run.users, run.rate, &sessions, None);
+    let expected_connections: HashMap<usize, String> = (0..run.connections)
+        .map(|i| (i, sessions[i % sessions.len()].account_id.clone()))
+        .collect();
+    wait_for_finals(&shared, &expected_connections, &finals, opened);
+    shared.arrivals.lock().unwrap().clear();
+    drop(responses);
+
+    let started = Instant::now();
+    let (responses, finals) = write(&run.users, run.rate, &sessions, Some(run.mutations));
+    let write_seconds = started.elapsed().as_secs_f64();
+    let complete = wait_for_finals(&shared, &expected_connections, &finals, opened);
+    let arrivals = std::mem::take(&mut *shared.arrivals.lock().unwrap());
+    let mut samples = Samples::default();
+    let mut seen = HashSet::new();
+    let mut duplicates = 0;
+    let mut before_response = 0;
+    for (conn, account, state, at) in &arrivals {
+        if !seen.insert((*conn, account.clone(), state.clone())) {
+            duplicates += 1;
+            continue;
+        }
+        if let Some(resp) = responses.get(&(account.clone(), state.clone())) {
+            match at.checked_duration_since(*resp) {
+                Some(d) => samples.push(d),
+                None => {
+                    before_response += 1;
+                    samples.push(Duration::ZERO);
+                }
+            }
+        }
+    }
+    let per_account: HashMap<&String, u64> =
+        responses.keys().fold(HashMap::new(), |mut m, (a, _)| {
+            *m.entry(a).or_insert(0) += 1;
+            m
+        });
+    let expected: u64 = expected_connections
+        .values()
+        .map(|a| per_account.get(a).copied().unwrap_or(0))
+        .sum();
+    let (p50, p99, p999, max) = samples.summary();
+    report
+        .field("mutations", responses.len())
+        .field(
+            "mutations_per_s",
+            round(responses.len() as f64 / write_seconds),
+        )
+        .field("notifications_expected", expected)
+        .field("notifications_received", seen.len())
+        .field(
+            "coalesced_or_missing",
+            expected.saturating_sub(seen.len() as u64),
+        )
+        .field("duplicates", duplicates)
+        .field(
+            "connections_missing_final_state",
+            opened.saturating_sub(complete),
+        )
+        .field("arrived_before_response", before_response)
+        .field("latency_p50_ms", p50)
+        .field("latency_p99_ms", p99)
+        .field("latency_p999_ms", p999)
+        .field("latency_max_ms", max)
+        .field("server_rss_end_kib", rss_kib(run.pid).unwrap_or(0))
+}
+
+/// Mutates the users' inboxes round-robin at `run.rate`; returns each (account, new state) with
+/// the instant its response arrived, and each account's final state.
+pub fn write(
+    users: &[Credentials],
+    rate: f64,
+    sessions: &[Session],
+    count: Option<u64>,
+) -> (HashMap<(String, String), Instant>, HashMap<String, String>) {
+    let count = count.unwrap_or(sessions.len() as u64);
+    let writers = sessions.len().clamp(1, 8);
+    let interval = Duration::from_secs_f64(writers as f64 / rate.max(0.001));
+    let results = Arc::new(Mutex::new((HashMap::new(), HashMap::new())));
+    actix_web::rt::System::new().block_on(async {
+        let client = jmap::client();
+        let mut inboxes = Vec::new();
+        for (s, u) in sessions.iter().zip(users) {
+            let r = jmap::call(&client, s, u, &[CORE, MAIL], json!([["Mailbox/query", {"accountId": s.account_id, "filter": {"role": "inbox"}}, "0"]])).await.expect("inbox");
+            inboxes.push(r[0][1]["ids"][0].as_str().unwrap_or_default().to_owned());
+        }
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let (client, sessions, users, inboxes, results) = (client.clone(), sessions.to_vec(), users.to_vec(), inboxes.clone(), results.clone());
+            tasks.push(actix_web::rt::spawn(async move {
+                let mut tick = actix_web::rt::time::interval(interval);
+                let mut k = w as u64;
+                while k < count {
+                    tick.tick().await;
+                    let a = (k as usize) % sessions.len();
+                    let calls = json!([["Mailbox/set", {"accountId": sessions[a].account_id, "update": {inboxes[a].clone(): {"sortOrder": (k % 1000) + 1}}}, "0"]]);
+                    if let Ok(r) = jmap::call(&client, &sessions[a], &users[a], &[CORE, MAIL], calls).await {
+                        let at = Instant::now();
+                        if let Some(state) = r[0][1]["newState"].as_str() {
+                            let mut res = results.lock().unwrap();
+                            res.0.insert((sessions[a].account_id.clone(), state.to_owned()), at);
+                            res.1.insert(sessions[a].account_id.clone(), state.to_owned());
+                        }
+                    }
+                    k += writers as u64;
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    Arc::try_unwrap(results)
+        .map(|m| m.into_inner().unwrap())
+        .unwrap_or_default()
+}
+
+/// Waits (at most 30 s) until every open connection saw its account's final state; returns how
+/// many did.
+fn wait_for_finals(
+    shared: &Shared,
+    conns: &HashMap<usize, String>,
+    finals: &HashMap<String, String>,
+    opened: usize,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done: HashSet<usize> = shared
+            .arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, a, s, _)| conns.get(c) == Some(a) && finals.get(a) == Some(s))
+            .map(|(c, ..)| *c)
+            .collect();
+        if done.len() >= opened || Instant::now() > deadline {
+            return done.len();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,255 @@
+//! The `herald` binary as an operator uses it: users, tokens, first start, errors, shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use common::Auth;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+/// A herald command run in `dir` (so no ./config.toml: all defaults) with a fresh store there.
+fn herald(dir: &tempfile::TempDir) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "HERALD_STORE_URL",
+            format!("sqlite://{}", dir.path().join("h.db").display()),
+        )
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run herald")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn users_can_be_added_listed_given_a_new_password_and_removed_before_the_first_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(herald(&dir).args(["user", "add", "alice", "--password", "pw1"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(herald(&dir).args(["user", "list"]));
+    assert!(text(&out.stdout).starts_with("alice\t"));
+    let mut passwd = herald(&dir)
+        .args(["user", "passwd", "alice", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    passwd.stdin.take().unwrap().write_all(b"pw2\n").unwrap();
+    assert!(passwd.wait_with_output().unwrap().status.success());
+    let store = herald::store::Store::open(
+        &format!("sqlite://{}", dir.path().join("h.db").display()),
+        1,
+    )
+    .unwrap();
+    let user = herald::store::users::find_by_name(&mut store.conn().unwrap(), "alice")
+        .unwrap()
+        .unwrap();
+    assert!(herald::store::credentials::verify_password(
+        "pw2",
+        &user.password_hash
+    ));
+    let out = run(herald(&dir).args(["user", "add", "alice", "--password", "x"]));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already exists"));
+    assert!(
+        run(herald(&dir).args(["user", "remove", "alice"]))
+            .status
+            .success()
+    );
+    assert_eq!(text(&run(herald(&dir).args(["user", "list"])).stdout), "");
+    let out = run(herald(&dir).args(["user", "remove", "alice"]));
+    assert!(!out.status.success() && text(&out.stderr).contains("not found"));
+}
+
+#[test]
+fn tokens_are_printed_once_listed_by_id_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        run(herald(&dir).args(["user", "add", "bob", "--password", "pw"]))
+            .status
+            .success()
+    );
+    let out = run(herald(&dir).args(["token", "create", "bob"]));
+    assert!(out.status.success());
+    let token = text(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("hrd_"));
+    let list = text(&run(herald(&dir).args(["token", "list"])).stdout);
+    assert!(!list.contains(&token), "the secret is never listed");
+    let id = list.split('\t').next().unwrap().to_owned();
+    assert!(token.contains(&id));
+    assert!(
+        run(herald(&dir).args(["token", "revoke", &token]))
+            .status
+            .success()
+    );
+    assert_eq!(text(&run(herald(&dir).args(["token", "list"])).stdout), "");
+}
+
+#[test]
+fn configuration_and_store_errors_are_one_line_and_a_failure_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = 5\n").unwrap();
+    let cases: Vec<(Command, &str)> = vec![
+        (
+            {
+                let mut c = herald(&dir);
+                c.args(["--config", bad.to_str().unwrap(), "migrate"]);
+                c
+            },
+            "bad.toml",
+        ),
+        (
+            {
+                let mut c = herald(&dir);
+                c.env("HERALD_SERVER_LISTN", "x").arg("migrate");
+                c
+            },
+            "listn",
+        ),
+        (
+            {
+                let mut c = herald(&dir);
+                c.env("HERALD_STORE_URL", "mysql://x").arg("migrate");
+                c
+            },
+            "store URL",
+        ),
+        (
+            {
+                let mut c = herald(&dir);
+                c.env("HERALD_STORE_URL", "postgres://herald@127.0.0.1:1/none")
+                    .arg("migrate");
+                c
+            },
+            "cannot connect",
+        ),
+    ];
+    for (mut cmd, expect) in cases {
+        let out = run(&mut cmd);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+        assert!(err.contains(expect), "{err:?} lacks {expect:?}");
+        assert!(!err.contains("panicked"));
+    }
+}
+
+#[test]
+fn serving_on_a_taken_port_fails_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(herald(&dir).env("HERALD_SERVER_LISTEN", &addr).arg("serve"));
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot listen on") && err.contains(&addr),
+        "{err}"
+    );
+    assert_eq!(
+        err.trim_end()
+            .lines()
+            .filter(|l| l.starts_with("herald:"))
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
+/// Reads a child's output lines on a thread, so the test can wait for one with a timeout.
+fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, pattern: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no line with {pattern:?}"));
+        if line.contains(pattern) {
+            return line;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_first_serve_creates_a_user_who_can_log_in_and_sigterm_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = herald(&dir)
+        .env("HERALD_SERVER_LISTEN", "127.0.0.1:0")
+        .env("HERALD_SERVER_SHUTDOWN_TIMEOUT_SECS", "2")
+        .env("RUST_LOG", "info")
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    let user = wait_for(&out, "user:")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_owned();
+    let password = wait_for(&out, "password:")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_owned();
+    let listening = wait_for(&err, "Herald listening on");
+    let addr = listening
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let res = common::authorize(
+        common::client().get(format!("http://{addr}/jmap/session")),
+        &Auth::basic(&user, &password),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("herald exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
