@@ -620,7 +620,10 @@ pub fn query_changes<C: EmailQueryStore>(
         ))
     })?;
     let whole_threads = collapse_threads
-        || query.filter.as_ref().is_some_and(Filter::uses_thread_keywords)
+        || query
+            .filter
+            .as_ref()
+            .is_some_and(Filter::uses_thread_keywords)
         || query.sort.iter().any(|s| {
             matches!(
                 s.key,
@@ -867,8 +870,8 @@ mod tests {
 
     #[test]
     fn dates_are_utc_and_headers_lowercase() {
-        let f = Filter::parse(&json!({"after": "2024-01-02T03:04:05Z", "header": ["X-Spam"]}))
-            .unwrap();
+        let f =
+            Filter::parse(&json!({"after": "2024-01-02T03:04:05Z", "header": ["X-Spam"]})).unwrap();
         let Filter::Condition(c) = f else { panic!() };
         assert_eq!(c.after, Some(1704164645));
         assert_eq!(c.header.unwrap().name, "x-spam");

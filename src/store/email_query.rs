@@ -31,8 +31,8 @@ use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::state_string;
 use crate::jmap::email_query::{
     Condition, DATA_TYPE, EmailQuery, EmailQueryStore, EmailSort, Filter, HeaderCondition,
-    Operator, QueryPage, QueryWindow, SearchText, SnippetSource, SortKey, WindowStart,
-    normalise, window_start,
+    Operator, QueryPage, QueryWindow, SearchText, SnippetSource, SortKey, WindowStart, normalise,
+    window_start,
 };
 use crate::jmap::error::MethodError;
 
@@ -349,7 +349,11 @@ fn push_filter(sql: &mut Sql, f: &Filter) {
         Filter::Operator(op, parts) => {
             if parts.is_empty() {
                 // AND of nothing is true, OR of nothing false, NOT of nothing true.
-                sql.push(if *op == Operator::Or { "(1=0)" } else { "(1=1)" });
+                sql.push(if *op == Operator::Or {
+                    "(1=0)"
+                } else {
+                    "(1=1)"
+                });
                 return;
             }
             let (prefix, join) = match op {
@@ -399,7 +403,8 @@ fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
             .text(m);
         }
         None => {
-            sql.push(" FROM emails e WHERE e.account_id = ").text(account_id);
+            sql.push(" FROM emails e WHERE e.account_id = ")
+                .text(account_id);
         }
     }
     if let Some(f) = filter {
@@ -609,10 +614,13 @@ fn run_query(
 ) -> Result<Result<QueryPage, MethodError>, StoreError> {
     conn.transaction::<_, StoreError, _>(|conn| {
         let state = state_string(changelog::type_state(conn, account_id, DATA_TYPE)?);
-        let need_total =
-            w.calculate_total || matches!(w.start, WindowStart::Position(p) if p < 0);
+        let need_total = w.calculate_total || matches!(w.start, WindowStart::Position(p) if p < 0);
         let total = if need_total {
-            Some(count(conn, &select_count(account_id, q))?.unwrap_or(0).max(0) as u64)
+            Some(
+                count(conn, &select_count(account_id, q))?
+                    .unwrap_or(0)
+                    .max(0) as u64,
+            )
         } else {
             None
         };
@@ -801,13 +809,13 @@ impl EmailQueryStore for StoreContext {
         whole_threads: bool,
     ) -> Result<Vec<String>, MethodError> {
         let conn = self.conn();
-        let emails = changelog::touched_since(conn, account_id, DATA_TYPE, since)
-            .map_err(changes_error)?;
+        let emails =
+            changelog::touched_since(conn, account_id, DATA_TYPE, since).map_err(changes_error)?;
         if !whole_threads {
             return Ok(emails);
         }
-        let threads = changelog::touched_since(conn, account_id, "Thread", since)
-            .map_err(changes_error)?;
+        let threads =
+            changelog::touched_since(conn, account_id, "Thread", since).map_err(changes_error)?;
         Ok(expand_to_threads(conn, account_id, &emails, threads)
             .map_err(fail)?
             .into_iter()
@@ -902,6 +910,9 @@ mod tests {
         }
         assert_eq!(numbers, (1..=params.len()).collect::<Vec<_>>());
         assert!(sql.contains("NOT ("), "{sql}");
-        assert!(sql.ends_with("ORDER BY e.received_at DESC, e.id DESC LIMIT $16 OFFSET $17"), "{sql}");
+        assert!(
+            sql.ends_with("ORDER BY e.received_at DESC, e.id DESC LIMIT $16 OFFSET $17"),
+            "{sql}"
+        );
     }
 }
