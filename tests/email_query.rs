@@ -667,8 +667,9 @@ fn ids_of(v: &Value) -> Vec<String> {
 async fn a_client_syncs_a_cached_query_with_query_changes_and_gets_exactly_the_delta() {
     let mut f = Fixture::standard().await;
     let inbox = f.inbox.clone();
-    let args = |collapse: bool| {
-        json!({"accountId": f.account, "filter": {"inMailbox": f.inbox},
+    let (account, inbox_id) = (f.account.clone(), f.inbox.clone());
+    let args = move |collapse: bool| {
+        json!({"accountId": account, "filter": {"inMailbox": inbox_id},
                "sort": [{"property": "receivedAt", "isAscending": false}],
                "collapseThreads": collapse, "calculateTotal": true})
     };
