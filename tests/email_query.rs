@@ -908,3 +908,122 @@ async fn in_mailbox_newest_first_walks_an_index_on_a_100000_message_account() {
     assert_eq!(r[1]["total"], 66667);
     f.s.stop().await;
 }
+
+/// Gives `user` access to `account_id` (no sharing API yet: straight into the table).
+fn share(s: &TestServer, user: &str, account_id: &str, may_write: bool) {
+    use diesel::prelude::*;
+    use herald::store::schema::account_access;
+    let mut conn = s.store.conn().unwrap();
+    let user_id = herald::store::users::find_by_name(&mut conn, user)
+        .unwrap()
+        .unwrap()
+        .id;
+    diesel::insert_into(account_access::table)
+        .values((
+            account_access::user_id.eq(user_id),
+            account_access::account_id.eq(account_id),
+            account_access::is_owner.eq(false),
+            account_access::may_write.eq(may_write),
+        ))
+        .execute(&mut *conn)
+        .unwrap();
+}
+
+#[actix_web::test]
+async fn email_copy_copies_into_another_account_and_can_destroy_the_originals() {
+    let f = Fixture::standard().await;
+    let bob = f.s.add_user("bob", "pw");
+    let bob_account = f.s.get("/jmap/session", &bob).await.body["primaryAccounts"][MAIL]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    share(&f.s, "alice", &bob_account, true);
+    let r = f
+        .call(json!([["Mailbox/get", {"accountId": bob_account, "ids": null}, "m"]]))
+        .await;
+    let bob_inbox = r[0][1]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "inbox")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let from_state = f.query(json!({})).await[1]["queryState"].as_str().unwrap().to_owned();
+    let r = f
+        .call(json!([
+            ["Email/copy", {"fromAccountId": f.account, "accountId": bob_account,
+                "ifFromInState": from_state,
+                "create": {
+                    "c1": {"id": f.id("m1"), "mailboxIds": {bob_inbox.clone(): true}, "keywords": {"$flagged": true}},
+                    "c2": {"id": f.id("m3"), "mailboxIds": {bob_inbox.clone(): true}, "receivedAt": "2025-05-05T05:05:05Z"},
+                    "c3": {"id": f.id("m2"), "mailboxIds": {bob_inbox.clone(): true}, "subject": "no"},
+                    "c4": {"id": "nope", "mailboxIds": {bob_inbox.clone(): true}},
+                    "c5": {"id": f.id("m4")},
+                },
+                "onSuccessDestroyOriginal": true}, "cp"],
+            ["Email/get", {"accountId": bob_account, "ids": ["#c1", "#c2"],
+                "properties": ["subject", "keywords", "mailboxIds", "receivedAt", "blobId"]}, "g"],
+            ["Email/query", {"accountId": f.account}, "q"],
+        ]))
+        .await;
+    // CPY-02: the /copy response.
+    assert_eq!(r[0][0], "Email/copy", "{:?}", r[0]);
+    let cp = &r[0][1];
+    assert_eq!(cp["fromAccountId"], f.account.as_str());
+    assert_eq!(cp["accountId"], bob_account.as_str());
+    assert!(cp["oldState"].is_string() && cp["newState"].is_string());
+    let created = cp["created"].as_object().unwrap();
+    assert_eq!(created.keys().collect::<Vec<_>>(), vec!["c1", "c2"]);
+    for c in created.values() {
+        for k in ["id", "blobId", "threadId", "size"] {
+            assert!(c.get(k).is_some(), "{k} in {c}"); // ECP-01
+        }
+    }
+    // ECP-01: only mailboxIds, keywords and receivedAt may be set; mailboxIds are required.
+    assert_eq!(cp["notCreated"]["c3"]["type"], "invalidProperties");
+    assert_eq!(cp["notCreated"]["c3"]["properties"], json!(["subject"]));
+    assert_eq!(cp["notCreated"]["c4"]["type"], "notFound");
+    assert_eq!(cp["notCreated"]["c5"]["type"], "invalidProperties");
+    // CPY-03: then the implicit Email/set destroying the copied originals, same call id.
+    assert_eq!(r[1][0], "Email/set", "{:?}", r[1]);
+    assert_eq!(r[1][2], "cp");
+    let mut destroyed = ids_of(&r[1][1]["destroyed"]);
+    destroyed.sort();
+    let mut want = vec![f.id("m1"), f.id("m3")];
+    want.sort();
+    assert_eq!(destroyed, want);
+    // The copies have the originals' message and the overrides.
+    let list = r[2][1]["list"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{:?}", r[2]);
+    let c1 = list.iter().find(|e| e["id"] == created["c1"]["id"]).unwrap();
+    assert_eq!(c1["subject"], "Quarterly report");
+    assert_eq!(c1["keywords"], json!({"$flagged": true}));
+    assert_eq!(c1["mailboxIds"], json!({bob_inbox.clone(): true}));
+    assert_eq!(c1["receivedAt"], "2024-01-01T10:00:00Z");
+    let c2 = list.iter().find(|e| e["id"] == created["c2"]["id"]).unwrap();
+    assert_eq!(c2["keywords"], json!({"$flagged": true, "$seen": true}));
+    assert_eq!(c2["receivedAt"], "2025-05-05T05:05:05Z");
+    assert_eq!(f.names(&r[3][1]["ids"]), names(&["m4", "m2"]));
+
+    // CPY-04: state checks and a source account the user cannot see.
+    let r = f
+        .call(json!([
+            ["Email/copy", {"fromAccountId": f.account, "accountId": bob_account, "ifFromInState": "x1",
+                "create": {"c": {"id": f.id("m2"), "mailboxIds": {bob_inbox.clone(): true}}}}, "a"],
+            ["Email/copy", {"fromAccountId": f.account, "accountId": bob_account, "ifInState": "x1",
+                "create": {"c": {"id": f.id("m2"), "mailboxIds": {bob_inbox.clone(): true}}}}, "b"],
+            ["Email/copy", {"fromAccountId": "nobody", "accountId": bob_account,
+                "create": {}}, "c"],
+            ["Email/copy", {"fromAccountId": f.account, "accountId": f.account,
+                "create": {}}, "d"],
+        ]))
+        .await;
+    let types: Vec<&str> = r.iter().map(|x| x[1]["type"].as_str().unwrap_or("")).collect();
+    assert_eq!(
+        types,
+        vec!["stateMismatch", "stateMismatch", "fromAccountNotFound", "invalidArguments"]
+    );
+    f.s.stop().await;
+}

@@ -264,7 +264,7 @@ fn parse_filter(v: &Value, depth: usize) -> Result<Filter, MethodError> {
         };
         let size = |v: &Value| {
             v.as_u64()
-                .filter(|n| *n <= (1u64 << 53) - 1)
+                .filter(|n| *n < (1u64 << 53))
                 .ok_or_else(|| invalid(format!("filter {key} must be an UnsignedInt")))
         };
         match key.as_str() {
