@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::store::{Store, tokens, users};
+use crate::store::{Store, accounts, email, tokens, users};
 
 /// Herald, a JMAP mail server built around push.
 #[derive(Parser, Debug)]
@@ -31,6 +31,12 @@ pub enum Command {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Deliver a message (RFC 5322, read from standard input) to a user's inbox, as new mail.
+    Deliver {
+        /// The user whose personal account receives the message.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,6 +146,29 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     println!("user {name} removed");
                 }
             }
+            Ok(())
+        }
+        Command::Deliver { to } => {
+            let store = Store::open(&config.store.url, 1)?;
+            let mut conn = store.conn()?;
+            let mut message = Vec::new();
+            std::io::stdin()
+                .lock()
+                .take(config.limits.max_size_upload + 1)
+                .read_to_end(&mut message)?;
+            if message.len() as u64 > config.limits.max_size_upload {
+                return Err(CliError::Usage(format!(
+                    "the message is larger than {} octets",
+                    config.limits.max_size_upload
+                )));
+            }
+            let user = users::find_by_name(&mut conn, &to)?
+                .ok_or_else(|| CliError::Usage(format!("no user {to:?}")))?;
+            let account = accounts::personal_account(&mut conn, &user.id)?;
+            // The server learns of this write from the change log (its own process publishes
+            // nothing here).
+            let created = email::deliver(&mut conn, &account, message)?;
+            println!("{}", created.id);
             Ok(())
         }
         Command::Token(cmd) => {

@@ -15,8 +15,11 @@ use crate::dispatcher::Dispatcher;
 use crate::http::{self, AppState};
 use crate::jmap::session::ServerInfo;
 use crate::jmap::{capability, mailbox};
-use crate::store::Store;
+use crate::push::StateChanged;
+use crate::push::cluster_bus::ClusterBus;
 use crate::store::credentials::CredentialCache;
+use crate::store::{Store, StoreUrl};
+use actix::Recipient;
 use serde_json::json;
 
 /// A started node.
@@ -103,8 +106,25 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         0 => default_dispatcher_threads(),
         n => n,
     };
-    let dispatcher =
-        Dispatcher::start(threads, store, server_info.clone(), credentials, Vec::new());
+    // Everything that must hear of committed writes (push registry, webhook sender).
+    let publishers: Vec<Recipient<StateChanged>> = Vec::new();
+    // One publication path per mode, so no change is pushed twice: SQLite is one node, and the
+    // dispatcher publishes after commit; on PostgreSQL every node learns of every write, its own
+    // included, through the ClusterBus (LISTEN/NOTIFY).
+    let dispatcher_publishers = match store.url() {
+        StoreUrl::Sqlite(_) => publishers,
+        StoreUrl::Postgres(url) => {
+            ClusterBus::start(url.clone(), store.clone(), publishers);
+            Vec::new()
+        }
+    };
+    let dispatcher = Dispatcher::start(
+        threads,
+        store,
+        server_info.clone(),
+        credentials,
+        dispatcher_publishers,
+    );
     let state = web::Data::new(AppState {
         server: server_info,
         dispatcher,

@@ -950,7 +950,10 @@ async fn email_copy_copies_into_another_account_and_can_destroy_the_originals() 
         .as_str()
         .unwrap()
         .to_owned();
-    let from_state = f.query(json!({})).await[1]["queryState"].as_str().unwrap().to_owned();
+    let from_state = f.query(json!({})).await[1]["queryState"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let r = f
         .call(json!([
             ["Email/copy", {"fromAccountId": f.account, "accountId": bob_account,
@@ -997,12 +1000,18 @@ async fn email_copy_copies_into_another_account_and_can_destroy_the_originals() 
     // The copies have the originals' message and the overrides.
     let list = r[2][1]["list"].as_array().unwrap();
     assert_eq!(list.len(), 2, "{:?}", r[2]);
-    let c1 = list.iter().find(|e| e["id"] == created["c1"]["id"]).unwrap();
+    let c1 = list
+        .iter()
+        .find(|e| e["id"] == created["c1"]["id"])
+        .unwrap();
     assert_eq!(c1["subject"], "Quarterly report");
     assert_eq!(c1["keywords"], json!({"$flagged": true}));
     assert_eq!(c1["mailboxIds"], json!({bob_inbox.clone(): true}));
     assert_eq!(c1["receivedAt"], "2024-01-01T10:00:00Z");
-    let c2 = list.iter().find(|e| e["id"] == created["c2"]["id"]).unwrap();
+    let c2 = list
+        .iter()
+        .find(|e| e["id"] == created["c2"]["id"])
+        .unwrap();
     assert_eq!(c2["keywords"], json!({"$flagged": true, "$seen": true}));
     assert_eq!(c2["receivedAt"], "2025-05-05T05:05:05Z");
     assert_eq!(f.names(&r[3][1]["ids"]), names(&["m4", "m2"]));
@@ -1020,10 +1029,18 @@ async fn email_copy_copies_into_another_account_and_can_destroy_the_originals() 
                 "create": {}}, "d"],
         ]))
         .await;
-    let types: Vec<&str> = r.iter().map(|x| x[1]["type"].as_str().unwrap_or("")).collect();
+    let types: Vec<&str> = r
+        .iter()
+        .map(|x| x[1]["type"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(
         types,
-        vec!["stateMismatch", "stateMismatch", "fromAccountNotFound", "invalidArguments"]
+        vec![
+            "stateMismatch",
+            "stateMismatch",
+            "fromAccountNotFound",
+            "invalidArguments"
+        ]
     );
     f.s.stop().await;
 }

@@ -101,3 +101,162 @@ async fn the_api_serves_sessions_and_mailboxes_from_postgresql() {
             .all(|m| m["totalEmails"] == 0)
     );
 }
+
+/// Waits (at most 30 s) until a backend of this database is LISTENing.
+async fn wait_for_listener(url: &str) {
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = diesel::PgConnection::establish(url).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rows: Vec<N> = diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .load(&mut conn)
+        .unwrap();
+        if rows[0].n > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster bus never listened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Records what the bus publishes, for the test to await.
+struct Recorder(tokio::sync::mpsc::UnboundedSender<herald::push::StateChanged>);
+
+impl actix::Actor for Recorder {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<herald::push::StateChanged> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: herald::push::StateChanged, _: &mut Self::Context) {
+        let _ = self.0.send(msg);
+    }
+}
+
+async fn next_change(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<herald::push::StateChanged>,
+) -> herald::push::StateChanged {
+    tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+        .await
+        .expect("a state change within 30 s")
+        .expect("bus alive")
+}
+
+#[actix_web::test]
+async fn the_cluster_bus_announces_committed_writes_and_replays_what_a_dropped_listener_missed() {
+    use actix::Actor;
+    use diesel::connection::SimpleConnection;
+    let cluster = cluster_or_skip!();
+    let url = cluster.fresh_database();
+    let store = Store::open(&url, 4).unwrap();
+    let account = {
+        let mut conn = store.conn().unwrap();
+        let user = users::create(&mut conn, "alice", "pw").unwrap();
+        herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
+            .account_id
+            .clone()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = Recorder(tx).start();
+    herald::push::cluster_bus::ClusterBus::start(
+        url.clone(),
+        store.clone(),
+        vec![recorder.recipient()],
+    );
+    let write = |n: &str| {
+        let mut conn = store.conn().unwrap();
+        changelog::write(&mut conn, &account, |txn| {
+            txn.record("Mailbox", n, ChangeOp::Created);
+            Ok(())
+        })
+        .unwrap()
+        .1
+        .unwrap()
+        .seq
+    };
+    // Writes before the bus listens are history, not pushes: wait for its LISTEN backend.
+    wait_for_listener(&url).await;
+    let first = write("m1");
+    let got = next_change(&mut rx).await;
+    assert_eq!(
+        (got.account_id.as_str(), got.seq, got.types.clone()),
+        (account.as_str(), first, vec!["Mailbox".to_owned()])
+    );
+    // A failed write announces nothing.
+    let mut conn = store.conn().unwrap();
+    let failed: Result<((), _), _> = changelog::write(&mut conn, &account, |txn| {
+        txn.record("Mailbox", "never", ChangeOp::Created);
+        Err(herald::store::StoreError::Invalid("rolled back".into()))
+    });
+    assert!(failed.is_err());
+    // Drop the listener's connection, write meanwhile: every write still arrives once, in order.
+    conn.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .unwrap();
+    let later: Vec<i64> = (2..=4).map(|i| write(&format!("m{i}"))).collect();
+    let mut seen = Vec::new();
+    while seen.len() < later.len() {
+        seen.push(next_change(&mut rx).await.seq);
+    }
+    assert_eq!(seen, later);
+    assert!(rx.try_recv().is_err(), "nothing twice");
+}
+
+#[actix_web::test]
+async fn two_nodes_writing_to_one_account_at_once_lose_and_duplicate_nothing() {
+    let cluster = cluster_or_skip!();
+    let url = cluster.fresh_database();
+    let node = |c: &mut herald::config::Config| {
+        c.store.url = url.clone();
+        c.limits.max_concurrent_requests = 32;
+    };
+    let a = TestServer::start_with(node).await;
+    let b = TestServer::start_with(node).await;
+    let alice = a.add_user("alice", "pw");
+    let mail = "urn:ietf:params:jmap:mail";
+    let account = a.get("/jmap/session", &alice).await.body["primaryAccounts"][mail]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = a
+        .call(
+            &alice,
+            &[CORE, mail],
+            json!([["Mailbox/get", {"accountId": account, "ids": []}, "0"]]),
+        )
+        .await[0][1]["state"]
+        .clone();
+    let mut writes = Vec::new();
+    for (node, server) in [("a", &a), ("b", &b)] {
+        for i in 0..10 {
+            let (alice, account) = (alice.clone(), account.clone());
+            writes.push(async move {
+                let r = server
+                    .call(&alice, &[CORE, mail], json!([["Mailbox/set", {"accountId": account, "create": {"k": {"name": format!("{node}{i}")}}}, "0"]]))
+                    .await;
+                r[0][1]["newState"].as_str().unwrap().to_owned()
+            });
+        }
+    }
+    let mut states = futures_util::future::join_all(writes).await;
+    states.sort();
+    states.dedup();
+    assert_eq!(states.len(), 20, "every write got its own state");
+    let r = b
+        .call(&alice, &[CORE, mail], json!([["Mailbox/changes", {"accountId": account, "sinceState": before}, "0"], ["Mailbox/get", {"accountId": account, "ids": null, "properties": ["name"]}, "1"]]))
+        .await;
+    assert_eq!(r[0][1]["created"].as_array().unwrap().len(), 20);
+    assert_eq!(r[0][1]["newState"], r[1][1]["state"]);
+    assert_eq!(r[1][1]["list"].as_array().unwrap().len(), 26);
+}

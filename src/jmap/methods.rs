@@ -4,12 +4,14 @@
 use super::capability::{CORE, MAIL};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
+use super::email::{self, EmailStore};
+use super::email_copy;
 use super::email_query::{self, EmailQueryStore};
 use super::mailbox::{self, MailboxStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore + EmailQueryStore {}
-impl<T: MailboxStore + EmailQueryStore> Store for T {}
+pub trait Store: MailboxStore + EmailStore + EmailQueryStore {}
+impl<T: MailboxStore + EmailStore + EmailQueryStore> Store for T {}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -32,6 +34,13 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             mailbox::query_changes::<C>,
         ),
         m("Mailbox/set", MAIL, Write, mailbox::set::<C>),
+        m("Email/get", MAIL, Read, email::get::<C>),
+        m("Email/changes", MAIL, Read, email::changes::<C>),
+        m("Email/set", MAIL, Write, email::set::<C>),
+        m("Email/import", MAIL, Write, email::import::<C>),
+        m("Thread/get", MAIL, Read, email::thread_get::<C>),
+        m("Thread/changes", MAIL, Read, email::thread_changes::<C>),
+        m("Email/copy", MAIL, Write, email_copy::copy::<C>),
         m("Email/query", MAIL, Read, email_query::query::<C>),
         m(
             "Email/queryChanges",

@@ -4,6 +4,7 @@
 //! the per-account hubs, the session actors and the webhook sender that consume it are described
 //! in ../shared/DESIGN.md.
 
+pub mod cluster_bus;
 pub mod state_change;
 
 pub use state_change::StateChanged;

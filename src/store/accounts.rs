@@ -36,3 +36,15 @@ pub fn access_for_user(
         })
         .collect())
 }
+
+/// The id of the personal account of `user_id` (the account the user owns).
+pub fn personal_account(conn: &mut AnyConnection, user_id: &str) -> Result<String, StoreError> {
+    account_access::table
+        .filter(account_access::user_id.eq(user_id))
+        .filter(account_access::is_owner.eq(true))
+        .select(account_access::account_id)
+        .order(account_access::account_id.asc())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("the personal account of user {user_id}")))
+}

@@ -25,6 +25,35 @@ pub struct Committed {
     pub types: BTreeSet<String>,
 }
 
+/// The PostgreSQL channel committed writes are announced on.
+pub const NOTIFY_CHANNEL: &str = "herald_state";
+
+impl Committed {
+    /// `account_id seq Type,Type…` — the NOTIFY payload (ids and type names hold no spaces).
+    pub fn to_payload(&self) -> String {
+        let types: Vec<&str> = self.types.iter().map(String::as_str).collect();
+        format!("{} {} {}", self.account_id, self.seq, types.join(","))
+    }
+
+    /// Reads a NOTIFY payload back.
+    pub fn from_payload(payload: &str) -> Option<Committed> {
+        let mut parts = payload.split(' ');
+        let account_id = parts.next()?.to_owned();
+        let seq = parts.next()?.parse().ok()?;
+        let types = parts
+            .next()?
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Some(Committed {
+            account_id,
+            seq,
+            types,
+        })
+    }
+}
+
 /// An open write transaction on one account.
 pub struct WriteTxn<'c> {
     conn: &'c mut AnyConnection,
@@ -143,11 +172,20 @@ pub fn write<T>(
             };
         }
         let types = txn.changes.keys().map(|(t, _)| t.clone()).collect();
-        committed = Some(Committed {
+        let change = Committed {
             account_id: account_id.to_owned(),
             seq,
             types,
-        });
+        };
+        // PostgreSQL: announce the write to every node. NOTIFY is transactional, so only a
+        // committed write is announced, once, in commit order (DESIGN.md, ClusterBus).
+        if let AnyConnection::Postgresql(c) = &mut *txn.conn {
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<diesel::sql_types::Text, _>(NOTIFY_CHANNEL)
+                .bind::<diesel::sql_types::Text, _>(change.to_payload())
+                .execute(c)?;
+        }
+        committed = Some(change);
         value = Some(result);
         Ok(())
     });
@@ -270,4 +308,57 @@ pub fn touched_since(
         .select(change_log::object_id)
         .distinct()
         .load(conn)?)
+}
+
+/// Every account's newest position, for a node that must catch up (ClusterBus replay).
+pub fn positions(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(accounts::table
+        .select((accounts::id, accounts::seq))
+        .load(conn)?)
+}
+
+/// The committed writes of an account after `since`, oldest first: each with the types it
+/// changed. Empty if the log no longer reaches back that far (then see [`log_bounds`]).
+pub fn writes_since(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    since: i64,
+) -> Result<Vec<Committed>, StoreError> {
+    let rows: Vec<(i64, String)> = change_log::table
+        .filter(change_log::account_id.eq(account_id))
+        .filter(change_log::seq.gt(since))
+        .select((change_log::seq, change_log::data_type))
+        .distinct()
+        .order((change_log::seq.asc(), change_log::data_type.asc()))
+        .load(conn)?;
+    let mut out: Vec<Committed> = Vec::new();
+    for (seq, data_type) in rows {
+        match out.last_mut() {
+            Some(last) if last.seq == seq => {
+                last.types.insert(data_type);
+            }
+            _ => out.push(Committed {
+                account_id: account_id.to_owned(),
+                seq,
+                types: BTreeSet::from([data_type]),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notify_payload_round_trips() {
+        let c = Committed {
+            account_id: "a1".into(),
+            seq: 42,
+            types: BTreeSet::from(["Email".to_owned(), "Mailbox".to_owned()]),
+        };
+        assert_eq!(Committed::from_payload(&c.to_payload()), Some(c));
+        assert_eq!(Committed::from_payload("garbage"), None);
+    }
 }

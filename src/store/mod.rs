@@ -10,6 +10,7 @@ pub mod changelog;
 pub mod connection;
 pub mod context;
 pub mod credentials;
+pub mod email;
 pub mod email_query;
 pub mod mailbox;
 pub mod schema;

@@ -105,6 +105,13 @@ diesel::table! {
         thread_id -> Text,
         size -> BigInt,
         received_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+        subject -> Text,
+        base_subject -> Text,
+        from_sort -> Text,
+        to_sort -> Text,
+        has_attachment -> Bool,
+        preview -> Text,
     }
 }
 
@@ -113,6 +120,7 @@ diesel::table! {
         account_id -> Text,
         email_id -> Text,
         mailbox_id -> Text,
+        received_at -> BigInt,
     }
 }
 
@@ -125,6 +133,31 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(mailboxes, emails, email_mailboxes, email_keywords);
+
+diesel::table! {
+    email_search (account_id, email_id) {
+        account_id -> Text,
+        email_id -> Text,
+        from_text -> Text,
+        to_text -> Text,
+        cc_text -> Text,
+        bcc_text -> Text,
+        subject_text -> Text,
+        body_text -> Text,
+    }
+}
+
+diesel::table! {
+    email_message_ids (account_id, message_id, email_id) {
+        account_id -> Text,
+        message_id -> Text,
+        email_id -> Text,
+        thread_id -> Text,
+        is_own -> Bool,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(emails, email_search, email_message_ids);
 
 // Email/query (src/store/email_query.rs)
 diesel::table! {

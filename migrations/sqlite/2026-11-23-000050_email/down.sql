@@ -1,0 +1,16 @@
+DROP TABLE email_message_ids;
+DROP TABLE email_search;
+DROP INDEX email_mailboxes_received;
+ALTER TABLE email_mailboxes DROP COLUMN received_at;
+DROP INDEX emails_to_sort;
+DROP INDEX emails_from_sort;
+DROP INDEX emails_base_subject;
+DROP INDEX emails_size;
+DROP INDEX emails_sent;
+ALTER TABLE emails DROP COLUMN preview;
+ALTER TABLE emails DROP COLUMN has_attachment;
+ALTER TABLE emails DROP COLUMN to_sort;
+ALTER TABLE emails DROP COLUMN from_sort;
+ALTER TABLE emails DROP COLUMN base_subject;
+ALTER TABLE emails DROP COLUMN subject;
+ALTER TABLE emails DROP COLUMN sent_at;

@@ -1,0 +1,325 @@
+//! Email/set create (RFC 8621 §4.6): an RFC 5322 message built from JMAP properties with
+//! mail-builder, then imported like any other message.
+//!
+//! Supported: `mailboxIds`, `keywords`, `receivedAt`; `from`, `sender`, `to`, `cc`, `bcc`,
+//! `replyTo` (EmailAddress[]), `subject`, `sentAt`, `messageId`, `inReplyTo`, `references`;
+//! `header:{Name}` / `header:{Name}:asRaw` / `header:{Name}:asText` for other fields; `textBody`
+//! and `htmlBody` (one part each, content from `bodyValues`) and `attachments` (by `blobId`).
+//! `bodyStructure` is refused with `invalidProperties` (not built yet). Message-ID and Date are
+//! generated when absent (ESET-03, done by mail-builder).
+
+use std::collections::{BTreeSet, HashMap};
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::message_id::MessageId;
+use mail_builder::headers::raw::Raw;
+use mail_builder::headers::text::Text;
+use serde_json::{Map, Value};
+
+use super::email::{
+    NewEmail, Source, new_email_id, parse_utc_date, read_keywords, read_mailbox_ids,
+};
+use super::error::MethodError;
+use super::standard::SetError;
+
+/// Reads blob bytes visible to the caller (`None`: no such blob).
+pub type BlobReader<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, MethodError> + 'a;
+
+const ADDRESS_FIELDS: &[(&str, &str)] = &[
+    ("from", "From"),
+    ("sender", "Sender"),
+    ("to", "To"),
+    ("cc", "Cc"),
+    ("bcc", "Bcc"),
+    ("replyTo", "Reply-To"),
+];
+
+fn invalid(property: &str, why: impl Into<String>) -> SetError {
+    SetError::invalid_properties(&[property], why)
+}
+
+fn addresses(property: &str, value: &Value) -> Result<Option<Address<'static>>, SetError> {
+    let list = match value {
+        Value::Null => return Ok(None),
+        Value::Array(list) => list,
+        _ => return Err(invalid(property, "an EmailAddress[] or null")),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        let email = item
+            .get("email")
+            .and_then(Value::as_str)
+            .filter(|e| !e.contains(['\r', '\n']))
+            .ok_or_else(|| invalid(property, "each address needs an email"))?;
+        let name = match item.get("name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(n)) => Some(n.replace(['\r', '\n'], " ")),
+            Some(_) => return Err(invalid(property, "name is a String or null")),
+        };
+        out.push(Address::new_address(name, email.to_owned()));
+    }
+    Ok(Some(Address::new_list(out)))
+}
+
+fn message_ids(property: &str, value: &Value) -> Result<Option<MessageId<'static>>, SetError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Array(list) => {
+            let ids = list
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .filter(|s| !s.is_empty() && !s.contains(['<', '>', ' ', '\r', '\n']))
+                        .map(str::to_owned)
+                        .ok_or_else(|| invalid(property, "message ids are strings without <>"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(MessageId::from(ids)))
+        }
+        _ => Err(invalid(property, "a String[] or null")),
+    }
+}
+
+/// One text part of `textBody`/`htmlBody`: its content from `bodyValues`.
+fn text_part(
+    property: &str,
+    value: &Value,
+    media_type: &str,
+    body_values: &Map<String, Value>,
+) -> Result<Option<String>, SetError> {
+    let parts = match value {
+        Value::Null => return Ok(None),
+        Value::Array(p) => p,
+        _ => return Err(invalid(property, "an EmailBodyPart[]")),
+    };
+    // ESET-02: exactly one part of the right type.
+    let [part] = parts.as_slice() else {
+        return Err(invalid(property, format!("exactly one {media_type} part")));
+    };
+    let ty = part
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("text/plain");
+    if !ty.eq_ignore_ascii_case(media_type) {
+        return Err(invalid(property, format!("the part must be {media_type}")));
+    }
+    if part.get("charset").is_some() || part.get("size").is_some() {
+        return Err(invalid(
+            property,
+            "a part with a partId has no charset or size",
+        ));
+    }
+    let part_id = part
+        .get("partId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(property, "the part needs a partId in bodyValues"))?;
+    let body = body_values
+        .get(part_id)
+        .ok_or_else(|| invalid("bodyValues", format!("no bodyValues entry {part_id:?}")))?;
+    for flag in ["isEncodingProblem", "isTruncated"] {
+        if body.get(flag).is_some_and(|v| v != &Value::Bool(false)) {
+            return Err(invalid("bodyValues", format!("{flag} must be false")));
+        }
+    }
+    body.get("value")
+        .and_then(Value::as_str)
+        .map(|v| Some(v.to_owned()))
+        .ok_or_else(|| invalid("bodyValues", "a body value needs a string value"))
+}
+
+/// Reads an Email/set create into a new email whose message is built here.
+pub fn read_create(
+    props: &Map<String, Value>,
+    created: &HashMap<String, String>,
+    read_blob: &mut BlobReader<'_>,
+) -> Result<Result<NewEmail, SetError>, MethodError> {
+    Ok(build(props, created, read_blob))
+}
+
+fn build(
+    props: &Map<String, Value>,
+    created: &HashMap<String, String>,
+    read_blob: &mut BlobReader<'_>,
+) -> Result<NewEmail, SetError> {
+    let mut builder = MessageBuilder::new();
+    let mut mailbox_ids: Option<BTreeSet<String>> = None;
+    let mut keywords = BTreeSet::new();
+    let mut received_at = None;
+    let mut seen_headers: Vec<String> = Vec::new();
+    let empty = Map::new();
+    let body_values = match props.get("bodyValues") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(invalid("bodyValues", "an object")),
+    };
+    let mut note_header = |name: &str| -> Result<(), SetError> {
+        let lower = name.to_ascii_lowercase();
+        if seen_headers.contains(&lower) {
+            // ESET-02: no header field given twice.
+            return Err(invalid(name, format!("the {name} header is given twice")));
+        }
+        seen_headers.push(lower);
+        Ok(())
+    };
+    for (key, value) in props {
+        match key.as_str() {
+            "mailboxIds" => mailbox_ids = Some(read_mailbox_ids(value, created)?),
+            "keywords" => keywords = read_keywords(value)?,
+            "receivedAt" => {
+                received_at = match value {
+                    Value::Null => None,
+                    Value::String(s) => Some(
+                        parse_utc_date(s)
+                            .ok_or_else(|| invalid("receivedAt", "receivedAt is a UTCDate"))?,
+                    ),
+                    _ => return Err(invalid("receivedAt", "receivedAt is a UTCDate")),
+                }
+            }
+            "subject" => match value {
+                Value::Null => {}
+                Value::String(s) => {
+                    note_header("Subject")?;
+                    builder = builder.subject(Text::new(s.replace(['\r', '\n'], " ")));
+                }
+                _ => return Err(invalid("subject", "a String or null")),
+            },
+            "sentAt" => match value {
+                Value::Null => {}
+                Value::String(s) => {
+                    let t = chrono::DateTime::parse_from_rfc3339(s)
+                        .map_err(|_| invalid("sentAt", "a Date (RFC 3339)"))?;
+                    note_header("Date")?;
+                    builder = builder.header("Date", Raw::new(t.to_rfc2822()));
+                }
+                _ => return Err(invalid("sentAt", "a Date or null")),
+            },
+            "messageId" | "inReplyTo" | "references" => {
+                let header = match key.as_str() {
+                    "messageId" => "Message-ID",
+                    "inReplyTo" => "In-Reply-To",
+                    _ => "References",
+                };
+                if let Some(ids) = message_ids(key, value)? {
+                    note_header(header)?;
+                    builder = builder.header(header, ids);
+                }
+            }
+            k if ADDRESS_FIELDS.iter().any(|(p, _)| *p == k) => {
+                let header = ADDRESS_FIELDS
+                    .iter()
+                    .find(|(p, _)| *p == k)
+                    .map(|(_, h)| *h)
+                    .unwrap_or(k);
+                if let Some(a) = addresses(k, value)? {
+                    note_header(header)?;
+                    builder = builder.header(header, a);
+                }
+            }
+            "textBody" => {
+                if let Some(text) = text_part(key, value, "text/plain", body_values)? {
+                    builder = builder.text_body(text);
+                }
+            }
+            "htmlBody" => {
+                if let Some(html) = text_part(key, value, "text/html", body_values)? {
+                    builder = builder.html_body(html);
+                }
+            }
+            "attachments" => {
+                let list = match value {
+                    Value::Null => continue,
+                    Value::Array(l) => l,
+                    _ => return Err(invalid("attachments", "an EmailBodyPart[]")),
+                };
+                for part in list {
+                    let blob_id = part
+                        .get("blobId")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| invalid("attachments", "an attachment needs a blobId"))?;
+                    if part.get("partId").is_some_and(|p| !p.is_null()) {
+                        return Err(invalid(
+                            "attachments",
+                            "a part has a partId or a blobId, not both",
+                        ));
+                    }
+                    let bytes = read_blob(blob_id)
+                        .map_err(|e| SetError::new("serverFail", e.to_string()))?
+                        .ok_or_else(|| {
+                            SetError::new("blobNotFound", format!("no blob {blob_id}"))
+                                .with("notFound", serde_json::json!([blob_id]))
+                        })?;
+                    let ty = part
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("application/octet-stream")
+                        .to_owned();
+                    let name = part
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("attachment")
+                        .to_owned();
+                    let inline = part.get("disposition").and_then(Value::as_str) == Some("inline");
+                    builder = match (inline, part.get("cid").and_then(Value::as_str)) {
+                        (true, Some(cid)) => builder.inline(ty, cid.to_owned(), bytes),
+                        _ => builder.attachment(ty, name, bytes),
+                    };
+                }
+            }
+            "bodyValues" => {}
+            "bodyStructure" => {
+                return Err(invalid(
+                    "bodyStructure",
+                    "creating from bodyStructure is not supported; use textBody, htmlBody and attachments",
+                ));
+            }
+            "id" | "blobId" | "threadId" | "size" | "hasAttachment" | "preview" => {
+                return Err(invalid(key, format!("{key} is set by the server")));
+            }
+            "headers" => {
+                return Err(invalid(
+                    "headers",
+                    "use header:{Name} properties instead of headers",
+                ));
+            }
+            k if k.starts_with("header:") => {
+                let rest = &k["header:".len()..];
+                let (name, form) = match rest.split_once(':') {
+                    Some((n, f)) => (n, Some(f)),
+                    None => (rest, None),
+                };
+                let lower = name.to_ascii_lowercase();
+                if name.is_empty()
+                    || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                    || lower.starts_with("content-")
+                {
+                    return Err(invalid(k, "not a header that can be set here"));
+                }
+                let text = match value {
+                    Value::Null => continue,
+                    Value::String(s) => s.clone(),
+                    _ => return Err(invalid(k, "a String")),
+                };
+                note_header(name)?;
+                builder = match form {
+                    None | Some("asRaw") => builder.header(name.to_owned(), Raw::new(text)),
+                    Some("asText") => builder.header(name.to_owned(), Text::new(text)),
+                    Some(_) => return Err(invalid(k, "only asRaw and asText can be set")),
+                };
+            }
+            k => return Err(invalid(k, format!("Email has no property {k:?}"))),
+        }
+    }
+    let mailbox_ids = mailbox_ids.ok_or_else(|| invalid("mailboxIds", "mailboxIds is required"))?;
+    let message = builder
+        .write_to_vec()
+        .map_err(|e| SetError::new("invalidProperties", e.to_string()))?;
+    Ok(NewEmail {
+        id: new_email_id(),
+        source: Source::Message(message),
+        mailbox_ids,
+        keywords,
+        received_at,
+        delivery: false,
+    })
+}
