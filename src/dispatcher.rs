@@ -106,3 +106,43 @@ impl Handler<RunRequest> for Dispatcher {
         Ok(response)
     }
 }
+
+/// Store an upload (RFC 8620 §6.1) for a principal who may write `account_id`. Returns the blob id.
+#[derive(Message)]
+#[rtype(result = "Result<String, StoreError>")]
+pub struct UploadBlob {
+    pub user_id: String,
+    pub account_id: String,
+    pub data: Vec<u8>,
+}
+
+/// Read a blob (stored or a message part) if it exists in `account_id` for `user_id` (RFC 8620
+/// §6.2); `None` when it does not or is not visible to them.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Vec<u8>>, StoreError>")]
+pub struct DownloadBlob {
+    pub user_id: String,
+    pub account_id: String,
+    pub blob_id: String,
+}
+
+impl Handler<UploadBlob> for Dispatcher {
+    type Result = Result<String, StoreError>;
+
+    fn handle(&mut self, msg: UploadBlob, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.store.conn()?;
+        if let Err(e) = crate::store::blobs::purge_if_due(&mut conn) {
+            log::warn!("purging unused blobs failed: {e}");
+        }
+        crate::store::blobs::upload(&mut conn, &msg.account_id, &msg.user_id, &msg.data)
+    }
+}
+
+impl Handler<DownloadBlob> for Dispatcher {
+    type Result = Result<Option<Vec<u8>>, StoreError>;
+
+    fn handle(&mut self, msg: DownloadBlob, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.store.conn()?;
+        crate::store::blobs::read_visible(&mut conn, &msg.account_id, &msg.user_id, &msg.blob_id)
+    }
+}

@@ -70,7 +70,7 @@ fn account_capabilities(config: &Config) -> BTreeMap<&'static str, serde_json::V
     caps.insert(
         capability::MAIL,
         json!({
-            "maxMailboxesPerEmail": null,
+            "maxMailboxesPerEmail": crate::jmap::email::MAX_MAILBOXES_PER_EMAIL,
             "maxMailboxDepth": mailbox::MAX_DEPTH,
             "maxSizeMailboxName": mailbox::MAX_NAME_OCTETS,
             "maxSizeAttachmentsPerEmail": config.limits.max_size_upload,
@@ -129,6 +129,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         server: server_info,
         dispatcher,
         requests: http::limiter::ConcurrencyLimiter::default(),
+        uploads: http::limiter::ConcurrencyLimiter::default(),
     });
 
     let mut http_server = HttpServer::new(move || {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod blob;
 pub mod limiter;
 pub mod problem;
 pub mod session;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub dispatcher: Addr<Dispatcher>,
     /// Running API requests per user (`maxConcurrentRequests`).
     pub requests: limiter::ConcurrencyLimiter,
+    /// Running uploads per user (`maxConcurrentUpload`).
+    pub uploads: limiter::ConcurrencyLimiter,
 }
 
 /// Registers every route.
@@ -28,5 +31,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/jmap/session", web::get().to(session::get_session))
         .route("/jmap/api", web::post().to(api::post_api))
         .route("/jmap/api/", web::post().to(api::post_api))
+        .route("/jmap/upload/{account_id}/", web::post().to(blob::upload))
+        .route("/jmap/upload/{account_id}", web::post().to(blob::upload))
+        .route(
+            "/jmap/download/{account_id}/{blob_id}/{name}",
+            web::get().to(blob::download),
+        )
         .default_service(web::to(problem::not_found));
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 
-use super::args::{Id, UnsignedInt};
+use super::args::Id;
 use super::changes::ChangesPage;
 use super::dispatch::Call;
 use super::error::MethodError;
@@ -381,32 +381,18 @@ fn entry_value(value: &Value, path: &str, property: &str) -> Result<bool, SetErr
 // ---------------------------------------------------------------------------------------------
 // Email/get
 
-/// Reads `properties`, `bodyProperties`, the `fetch*BodyValues` flags and `maxBodyValueBytes`
-/// (EML-12, EML-13); an unknown property or a forbidden header form is `invalidArguments` (EML-07).
-pub fn read_get_arguments(
+/// Email/get's body arguments (shared with Email/parse, EML-12, EML-13), with `id` always
+/// selected (RFC 8620 §5.1).
+fn read_get_arguments(
     call: &mut Call<'_>,
 ) -> Result<(PropertySelection, FetchOptions), MethodError> {
-    let properties: Option<Vec<String>> = call.args.optional("properties")?;
-    let body_properties: Option<Vec<String>> = call.args.optional("bodyProperties")?;
-    let fetch = FetchOptions {
-        text: call.args.defaulted("fetchTextBodyValues", false)?,
-        html: call.args.defaulted("fetchHTMLBodyValues", false)?,
-        all: call.args.defaulted("fetchAllBodyValues", false)?,
-        max_bytes: call.args.defaulted("maxBodyValueBytes", UnsignedInt(0))?.0 as usize,
-    };
-    // The id is always returned (RFC 8620 §5.1).
-    let properties = properties.map(|mut p| {
-        if !p.iter().any(|x| x == "id") {
-            p.insert(0, "id".into());
-        }
-        p
-    });
-    let selection = PropertySelection::parse(
-        properties.as_deref(),
-        body_properties.as_deref(),
-        mail::DEFAULT_GET_PROPERTIES,
-    )
-    .map_err(|e| MethodError::InvalidArguments(e.0))?;
+    let (mut selection, fetch) =
+        super::email_parse::read_body_arguments(&mut call.args, mail::DEFAULT_GET_PROPERTIES)?;
+    if !selection.has(&EmailProperty::Id) {
+        selection
+            .properties
+            .insert(0, ("id".to_owned(), EmailProperty::Id));
+    }
     Ok((selection, fetch))
 }
 

@@ -1,17 +1,19 @@
 //! The method table: every JMAP method Herald serves, by wire name. Each wire name appears here
 //! once; a handler is a plain function over the request context.
 
+use super::blob::{self, BlobStore};
 use super::capability::{CORE, MAIL};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
 use super::email::{self, EmailStore};
 use super::email_copy;
+use super::email_parse;
 use super::email_query::{self, EmailQueryStore};
 use super::mailbox::{self, MailboxStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore + EmailStore + EmailQueryStore {}
-impl<T: MailboxStore + EmailStore + EmailQueryStore> Store for T {}
+pub trait Store: MailboxStore + EmailStore + BlobStore + EmailQueryStore {}
+impl<T: MailboxStore + EmailStore + BlobStore + EmailQueryStore> Store for T {}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -40,6 +42,8 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
         m("Email/import", MAIL, Write, email::import::<C>),
         m("Thread/get", MAIL, Read, email::thread_get::<C>),
         m("Thread/changes", MAIL, Read, email::thread_changes::<C>),
+        m("Blob/copy", CORE, Write, blob::copy::<C>),
+        m("Email/parse", MAIL, Read, email_parse::parse::<C>),
         m("Email/copy", MAIL, Write, email_copy::copy::<C>),
         m("Email/query", MAIL, Read, email_query::query::<C>),
         m(

@@ -8,6 +8,7 @@
 //! protocol testable on its own.
 
 pub mod args;
+pub mod blob;
 pub mod capability;
 pub mod changes;
 pub mod core;
@@ -15,6 +16,7 @@ pub mod dispatch;
 pub mod email;
 pub mod email_copy;
 pub mod email_create;
+pub mod email_parse;
 pub mod email_query;
 pub mod error;
 pub mod json;

@@ -11,6 +11,9 @@ use super::Email;
 /// Separates a stored blob id from the part path.
 pub const SEPARATOR: char = '_';
 
+/// The deepest chain of attached messages a part blob id may follow; each level parses a message.
+pub const MAX_NESTING: usize = 8;
+
 /// The blob id of part `part_id` of the message whose blob id is `message_blob_id`, or `None`
 /// when it would be longer than an Id may be.
 pub fn part(message_blob_id: &str, part_id: &str) -> Option<String> {
@@ -32,7 +35,7 @@ pub fn split(blob_id: &str) -> Option<(&str, Vec<&str>)> {
     let mut pieces = blob_id.split(SEPARATOR);
     let base = pieces.next()?;
     let path: Vec<&str> = pieces.collect();
-    if base.is_empty() || path.iter().any(|p| p.is_empty()) {
+    if base.is_empty() || path.len() > MAX_NESTING || path.iter().any(|p| p.is_empty()) {
         return None;
     }
     Some((base, path))
@@ -62,7 +65,8 @@ mod tests {
         let nested = part(&id, "2").unwrap();
         assert_eq!(split(&nested), Some((base.as_str(), vec!["3", "2"])));
         assert_eq!(split(&base), Some((base.as_str(), vec![])));
-        for bad in ["", "b_", "_3", "b__3", "b/3", "b 3"] {
+        let too_deep = format!("{base}{}", "_1".repeat(MAX_NESTING + 1));
+        for bad in ["", "b_", "_3", "b__3", "b/3", "b 3", too_deep.as_str()] {
             assert_eq!(split(bad), None, "{bad}");
         }
         assert_eq!(part(&"x".repeat(254), "1"), None);

@@ -226,15 +226,17 @@ fn terminated(raw: &[u8]) -> Vec<u8> {
     v
 }
 
-/// The Text form: unfolded, RFC 2047 words decoded, leading and trailing white space trimmed.
+/// The Text form: unfolded, RFC 2047 words decoded, leading and trailing white space trimmed,
+/// normalised to NFC (RFC 8621 §4.1.2.2).
 pub fn text(raw: &[u8]) -> String {
+    use unicode_normalization::UnicodeNormalization;
     let bytes = terminated(raw);
     let value = match MessageStream::new(&bytes).parse_unstructured() {
         HeaderValue::Text(t) => t.into_owned(),
         HeaderValue::TextList(list) => list.join(" "),
         _ => String::new(),
     };
-    value.replace('\0', "").trim().to_owned()
+    value.replace('\0', "").trim().nfc().collect()
 }
 
 /// One address of the Addresses form.
@@ -404,6 +406,8 @@ mod tests {
     #[test]
     fn each_form_parses_its_kind_of_value() {
         assert_eq!(text(b" =?UTF-8?Q?caf=C3=A9?=\r\n  ok"), "café ok");
+        // "e" + combining acute becomes one "é" (NFC).
+        assert_eq!(text(b" =?UTF-8?Q?cafe=CC=81?="), "caf\u{e9}");
         assert_eq!(
             addresses(b" \"Doe, Jane\" <jane@example.com>, bob@example.org"),
             vec![

@@ -70,8 +70,16 @@ pub struct SearchText {
 }
 
 impl Email {
-    /// Parses a message. `None` only for input with nothing to parse (empty).
+    /// Parses a message. `None` only for input with nothing to parse (empty), or, as a last line
+    /// of defence, input that made the MIME parser fail unexpectedly.
     pub fn parse(raw: &[u8]) -> Option<Email> {
+        // A panic inside the parser must not take a dispatcher thread down with it.
+        std::panic::catch_unwind(|| Self::parse_unguarded(raw))
+            .ok()
+            .flatten()
+    }
+
+    fn parse_unguarded(raw: &[u8]) -> Option<Email> {
         if raw.is_empty() {
             return None;
         }
@@ -121,6 +129,14 @@ impl Email {
     /// `sentAt` as seconds since the epoch (the Date field), if it parses.
     pub fn sent_at(&self) -> Option<i64> {
         self.header("Date").and_then(|h| header::date(&h.raw))
+    }
+
+    /// The time of the most recent `Received:` field (the topmost one), in seconds since the
+    /// epoch: Email/import's default `receivedAt` (RFC 8621 §4.8).
+    pub fn received_at(&self) -> Option<i64> {
+        let received = self.headers.iter().find(|h| h.is("Received"))?;
+        let date = received.raw.rsplit(|b| *b == b';').next()?;
+        header::date(date)
     }
 
     /// Message-ID, In-Reply-To and References ids, for threading.
@@ -332,6 +348,8 @@ fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize
         part_id: (!is_multipart).then(|| (index + 1).to_string()),
         headers,
         size: content.len() as u64,
+        // mail-parser also flags a message without a body; nothing was mis-decoded there.
+        is_encoding_problem: part.is_encoding_problem && !content.is_empty(),
         media_type,
         charset,
         disposition,
@@ -341,7 +359,6 @@ fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize
         location,
         sub_parts,
         content,
-        is_encoding_problem: part.is_encoding_problem,
     }
 }
 

@@ -251,6 +251,12 @@ impl PropertySelection {
         })
     }
 
+    /// Whether any selected property comes from the message itself: if not, Email/get can answer
+    /// from the store's metadata without reading and parsing the blob.
+    pub fn needs_message(&self) -> bool {
+        self.properties.iter().any(|(_, p)| !p.is_metadata())
+    }
+
     /// Whether `property` is selected.
     pub fn has(&self, property: &EmailProperty) -> bool {
         self.properties.iter().any(|(_, p)| p == property)

@@ -114,6 +114,21 @@ fn header_properties_answer_under_the_key_as_requested() {
 }
 
 #[test]
+fn metadata_only_selections_do_not_need_the_message() {
+    let only = |p: &[&str]| {
+        let p: Vec<String> = p.iter().map(|s| s.to_string()).collect();
+        PropertySelection::parse(Some(&p), None, &[])
+            .unwrap()
+            .needs_message()
+    };
+    assert!(!only(&["id", "mailboxIds", "keywords", "size"]));
+    assert!(only(&["id", "subject"]));
+    assert!(only(&["header:X-Foo"]));
+    let all = PropertySelection::parse(None, None, DEFAULT_GET_PROPERTIES).unwrap();
+    assert!(all.needs_message() && all.has(&EmailProperty::Preview));
+}
+
+#[test]
 fn forbidden_header_forms_and_unknown_properties_are_rejected() {
     // EML-07
     for bad in ["header:From:asDate", "header:Subject:asMessageIds", "nope"] {
@@ -407,6 +422,17 @@ fn truncated_and_bodiless_messages_still_parse() {
 }
 
 #[test]
+fn the_newest_received_field_dates_the_message() {
+    let raw = b"Received: from b by c; Tue, 2 Jan 2024 09:00:00 +0100\r\nReceived: from a by b; Mon, 1 Jan 2024 10:00:00 +0000\r\nSubject: x\r\n\r\nbody\r\n";
+    let e = Email::parse(raw).unwrap();
+    assert_eq!(
+        e.received_at().map(header::utc_date),
+        Some("2024-01-02T08:00:00Z".into())
+    );
+    assert_eq!(parse("alternative.eml").received_at(), None);
+}
+
+#[test]
 fn thread_and_search_data_come_from_the_headers_and_text_body() {
     let e = parse("alternative.eml");
     let t = e.thread_ids();
@@ -487,6 +513,33 @@ fn garbage_and_every_truncation_of_the_fixtures_never_panic() {
                     blob_id::resolve(input.clone(), &[id.as_str()]).map(|b| b.len()),
                     Some(leaf.content.len())
                 );
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Fixtures with random bytes spliced in at random places parse (or not) without a panic,
+    /// and every leaf part's blob id resolves to that part's bytes.
+    #[test]
+    fn spliced_fixtures_never_panic(
+        which in 0usize..5,
+        splices in proptest::collection::vec((0usize..4096, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24)), 0..6),
+    ) {
+        let name = ["alternative.eml", "mixed.eml", "forwarded.eml", "truncated.eml", "encoded_headers.eml"][which];
+        let mut bytes = fixture(name);
+        for (at, insert) in splices {
+            let at = at % (bytes.len() + 1);
+            bytes.splice(at..at, insert);
+        }
+        if let Some(e) = Email::parse(&bytes) {
+            let selection = PropertySelection::parse(None, Some(&["partId".into(), "blobId".into(), "headers".into(), "subParts".into()]), DEFAULT_GET_PROPERTIES).unwrap();
+            let _ = render::render_email(&e, BLOB, &selection, &FetchOptions { all: true, max_bytes: 7, ..Default::default() });
+            for leaf in e.structure.leaves() {
+                let id = leaf.part_id.clone().unwrap();
+                proptest::prop_assert_eq!(blob_id::resolve(bytes.clone(), &[id.as_str()]), Some(leaf.content.clone()));
             }
         }
     }

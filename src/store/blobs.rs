@@ -215,6 +215,28 @@ pub fn read_visible(
     read(conn, blob_id)
 }
 
+/// The last time [`purge_if_due`] ran, in seconds since the epoch (process-wide).
+static LAST_PURGE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// How often uploads trigger a [`purge`].
+pub const PURGE_INTERVAL_SECS: i64 = 600;
+
+/// Runs [`purge`] if it has not run in this process for [`PURGE_INTERVAL_SECS`]. Uploads call it, so
+/// unreferenced blobs do not pile up (BIN-08 keeps them at least an hour).
+pub fn purge_if_due(conn: &mut AnyConnection) -> Result<usize, StoreError> {
+    use std::sync::atomic::Ordering;
+    let now_secs = now();
+    let last = LAST_PURGE.load(Ordering::Relaxed);
+    if now_secs - last < PURGE_INTERVAL_SECS
+        || LAST_PURGE
+            .compare_exchange(last, now_secs, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return Ok(0);
+    }
+    purge(conn, now_secs, UPLOAD_TTL_SECS)
+}
+
 /// Deletes uploads older than `upload_ttl_secs` and then every blob nobody references or has
 /// uploaded. Returns the number of blobs deleted.
 pub fn purge(
@@ -238,4 +260,43 @@ pub fn purge(
         .execute(conn)?;
         Ok(deleted)
     })
+}
+
+fn method_error(e: StoreError) -> crate::jmap::error::MethodError {
+    log::error!("blob store: {e}");
+    crate::jmap::error::MethodError::ServerFail("the blob store failed".into())
+}
+
+impl crate::jmap::blob::BlobStore for super::StoreContext {
+    fn blob_visible(
+        &mut self,
+        account_id: &str,
+        user_id: &str,
+        blob_id: &str,
+    ) -> Result<bool, crate::jmap::error::MethodError> {
+        visible(self.conn(), account_id, user_id, blob_id).map_err(method_error)
+    }
+
+    fn blob_read(
+        &mut self,
+        account_id: &str,
+        user_id: &str,
+        blob_id: &str,
+    ) -> Result<Option<Vec<u8>>, crate::jmap::error::MethodError> {
+        read_visible(self.conn(), account_id, user_id, blob_id).map_err(method_error)
+    }
+
+    fn blob_copy_into(
+        &mut self,
+        account_id: &str,
+        user_id: &str,
+        blob_id: &str,
+    ) -> Result<(), crate::jmap::error::MethodError> {
+        let Some((base, _)) = derived::split(blob_id) else {
+            return Err(crate::jmap::error::MethodError::ServerFail(
+                "not a blob id".into(),
+            ));
+        };
+        record_upload(self.conn(), account_id, user_id, base).map_err(method_error)
+    }
 }
