@@ -80,7 +80,15 @@ fn utc(s: &str) -> i64 {
 
 impl Fixture {
     async fn empty() -> Fixture {
-        let s = TestServer::start().await;
+        Fixture::empty_on(None).await
+    }
+
+    /// An account on the given store URL (SQLite in a temp dir when `None`).
+    async fn empty_on(store_url: Option<String>) -> Fixture {
+        let s = match store_url {
+            Some(url) => TestServer::start_with(|c| c.store.url = url).await,
+            None => TestServer::start().await,
+        };
         let alice = s.add_user("alice", "pw");
         let session = s.get("/jmap/session", &alice).await.body;
         let account = session["primaryAccounts"][MAIL]
@@ -188,7 +196,11 @@ impl Fixture {
 
     /// Four emails in three threads (m1 ← m2 is a reply), across inbox and archive.
     async fn standard() -> Fixture {
-        let mut f = Fixture::empty().await;
+        Fixture::standard_on(None).await
+    }
+
+    async fn standard_on(store_url: Option<String>) -> Fixture {
+        let mut f = Fixture::empty_on(store_url).await;
         let (inbox, archive) = (f.inbox.clone(), f.archive.clone());
         f.add(
             "m1",
@@ -276,6 +288,43 @@ fn names(list: &[&str]) -> Vec<String> {
 #[actix_web::test]
 async fn every_filter_condition_selects_exactly_the_matching_emails() {
     let f = Fixture::standard().await;
+    check_every_filter(&f).await;
+    f.s.stop().await;
+}
+
+#[actix_web::test]
+async fn the_same_filters_sorts_and_windows_hold_on_postgresql() {
+    let Some(cluster) = common::pg::cluster() else {
+        eprintln!("SKIPPED: no PostgreSQL");
+        return;
+    };
+    let f = Fixture::standard_on(Some(cluster.fresh_database())).await;
+    check_every_filter(&f).await;
+    check_every_sort(&f).await;
+    let r = f
+        .query(json!({"collapseThreads": true, "anchor": f.id("m3"), "anchorOffset": 1, "calculateTotal": true}))
+        .await;
+    assert_eq!(f.names(&r[1]["ids"]), names(&["m2"]));
+    assert_eq!(
+        (r[1]["position"].clone(), r[1]["total"].clone()),
+        (json!(2), json!(3))
+    );
+    let r = f
+        .call(
+            json!([["SearchSnippet/get", {"accountId": f.account, "filter": {"text": "needle"},
+            "emailIds": [f.id("m4")]}, "sn"]]),
+        )
+        .await;
+    assert!(
+        r[0][1]["list"][0]["preview"]
+            .as_str()
+            .unwrap()
+            .contains("<mark>needle</mark>")
+    );
+    f.s.stop().await;
+}
+
+async fn check_every_filter(f: &Fixture) {
     let (inbox, archive, trash) = (&f.inbox, &f.archive, &f.trash);
     let cases: Vec<(Value, &[&str])> = vec![
         // EQ-03: an empty condition is true.
@@ -353,7 +402,6 @@ async fn every_filter_condition_selects_exactly_the_matching_emails() {
         let got = f.query_names(json!({"filter": filter})).await;
         assert_eq!(sorted(got), sorted(want), "filter {filter}");
     }
-    f.s.stop().await;
 }
 
 #[actix_web::test]
@@ -398,6 +446,11 @@ async fn operators_combine_conditions_with_and_or_and_not() {
 #[actix_web::test]
 async fn each_sort_property_orders_the_results_and_ties_break_stably() {
     let f = Fixture::standard().await;
+    check_every_sort(&f).await;
+    f.s.stop().await;
+}
+
+async fn check_every_sort(f: &Fixture) {
     let kw = |p: &str, k: &str, asc: bool| json!([{"property": p, "keyword": k, "isAscending": asc}, {"property": "receivedAt"}]);
     let cases: Vec<(Value, &[&str])> = vec![
         // No sort: newest first.
@@ -470,7 +523,6 @@ async fn each_sort_property_orders_the_results_and_ties_break_stably() {
         .query_names(json!({"sort": [{"property": "hasKeyword", "keyword": "$flagged"}]}))
         .await;
     assert_eq!(a, b);
-    f.s.stop().await;
 }
 
 #[actix_web::test]
