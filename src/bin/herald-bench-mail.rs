@@ -38,7 +38,7 @@ struct Cli {
 
 fn message(i: usize) -> Vec<u8> {
     let thread = i / 4;
-    let reply = i % 4 != 0;
+    let reply = !i.is_multiple_of(4);
     let subject = format!(
         "{}Project {} status {}",
         if reply { "Re: " } else { "" },
@@ -117,7 +117,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     id: new_email_id(),
                     source: Source::Message(message(i)),
                     mailbox_ids: BTreeSet::from([inbox.clone()]),
-                    keywords: if i % 3 == 0 {
+                    keywords: if i.is_multiple_of(3) {
                         BTreeSet::from(["$seen".to_owned()])
                     } else {
                         BTreeSet::new()
@@ -129,10 +129,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let (results, _) =
             changelog::write(&mut conn, &account, |txn| email::apply(txn, None, ops))?;
-        if let Some(bad) = results
-            .iter()
-            .find(|r| !matches!(r, OpResult::Created(..)))
-        {
+        if let Some(bad) = results.iter().find(|r| !matches!(r, OpResult::Created(..))) {
             return Err(format!("import failed: {bad:?}").into());
         }
         done += n;
