@@ -34,6 +34,9 @@ struct Cli {
     /// Ids per page.
     #[arg(long, default_value_t = 50)]
     page: usize,
+    /// Keep the store directory (printed) for inspection.
+    #[arg(long)]
+    keep_store: bool,
 }
 
 fn message(i: usize) -> Vec<u8> {
@@ -95,6 +98,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::load(Path::new("/nonexistent/config.toml"), Vec::new())?;
     config.store.url = format!("sqlite://{}", dir.join("herald.db").display());
     config.server.listen = "127.0.0.1:0".into();
+    // One user drives every client: let all of them in at once.
+    config.limits.max_concurrent_requests = config
+        .limits
+        .max_concurrent_requests
+        .max(cli.clients as u64);
     let store = Store::open(&config.store.url, herald::server::pool_size(&config))?;
 
     // Import.
@@ -244,7 +252,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     );
     handle.stop(false).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    if cli.keep_store {
+        println!("store kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 

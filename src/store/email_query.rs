@@ -534,6 +534,22 @@ fn select_ids(account_id: &str, q: &EmailQuery, offset: u64, limit: u64) -> Sql 
 
 fn select_count(account_id: &str, q: &EmailQuery) -> Sql {
     let mut sql = Sql::default();
+    // EQ-07: a lone inMailbox is counted from the membership index alone.
+    if !q.collapse_threads
+        && let Some(Filter::Condition(c)) = &q.filter
+        && let Some(m) = &c.in_mailbox
+        && **c
+            == (Condition {
+                in_mailbox: Some(m.clone()),
+                ..Condition::default()
+            })
+    {
+        sql.push("SELECT COUNT(*) AS n FROM email_mailboxes em WHERE em.account_id = ")
+            .text(account_id)
+            .push(" AND em.mailbox_id = ")
+            .text(m);
+        return sql;
+    }
     // With collapseThreads every thread with a match contributes exactly one row.
     sql.push(if q.collapse_threads {
         "SELECT COUNT(DISTINCT e.thread_id) AS n"
