@@ -31,11 +31,35 @@ pub enum Command {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Share accounts between users.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Deliver a message (RFC 5322, read from standard input) to a user's inbox, as new mail.
     Deliver {
         /// The user whose personal account receives the message.
         #[arg(long)]
         to: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Share OWNER's personal account with another user (RFC 8620 §1.6.2 shared accounts).
+    Share {
+        /// The user whose account is shared.
+        owner: String,
+        /// The user who gains access.
+        #[arg(long = "with")]
+        with: String,
+        /// Read only: the other user may read but not change anything.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Withdraw a user's access to OWNER's personal account (effective on their next request).
+    Unshare {
+        owner: String,
+        #[arg(long = "with")]
+        with: String,
     },
 }
 
@@ -188,6 +212,26 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     for t in tokens::list(&mut conn, name.as_deref())? {
                         println!("{}\t{}\t{}", t.id, t.user_name, t.created_at);
                     }
+                }
+            }
+            Ok(())
+        }
+        Command::Account(cmd) => {
+            let store = Store::open(&config.store.url, 1)?;
+            let mut conn = store.conn()?;
+            match cmd {
+                AccountCommand::Share {
+                    owner,
+                    with,
+                    read_only,
+                } => {
+                    accounts::share(&mut conn, &owner, &with, read_only)?;
+                    let how = if read_only { "read-only" } else { "read-write" };
+                    println!("account of {owner} shared with {with} ({how})");
+                }
+                AccountCommand::Unshare { owner, with } => {
+                    accounts::unshare(&mut conn, &owner, &with)?;
+                    println!("account of {owner} no longer shared with {with}");
                 }
             }
             Ok(())

@@ -29,6 +29,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: Limits,
     pub jmap: JmapConfig,
+    pub submission: SubmissionConfig,
+    pub push: PushConfig,
 }
 
 /// `[server]`
@@ -100,6 +102,126 @@ impl Default for AuthConfig {
 pub struct JmapConfig {
     /// Answer `unknownCapability` for every unsupported URN in `using`, registered or not.
     pub strict_using: bool,
+}
+
+/// `[submission]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionConfig {
+    /// Domain of the default identity of a user whose name has no `@` (`<name>@<domain>`).
+    pub domain: String,
+    /// SMTP relay for recipients who are not local users; empty = local delivery only.
+    pub relay: String,
+}
+
+impl Default for SubmissionConfig {
+    fn default() -> Self {
+        SubmissionConfig {
+            domain: "localhost".into(),
+            relay: String::new(),
+        }
+    }
+}
+
+/// `[push]`: WebSocket (RFC 8887) and EventSource (RFC 8620 §7.3) connections, PushSubscription
+/// limits and webhook delivery (RFC 8620 §7.2, docs/push.md, docs/webhooks.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Open push connections (WebSocket and EventSource together) one user may hold.
+    pub max_connections_per_user: usize,
+    /// Open push connections on this node.
+    pub max_connections: usize,
+    /// Seconds between WebSocket pings; also how often an EventSource stream checks that its
+    /// client is still there.
+    pub heartbeat_secs: u64,
+    /// A WebSocket that sends nothing (not even a pong) for this many seconds is closed.
+    pub idle_timeout_secs: u64,
+    /// Least milliseconds between two StateChange messages on one connection; changes in between
+    /// are merged into the next one.
+    pub min_interval_ms: u64,
+    /// EventSource `ping` below this is raised to it (RFC 8620 §7.3: at most 30).
+    pub ping_min_secs: u64,
+    /// EventSource `ping` above this is lowered to it (RFC 8620 §7.3: at least 300).
+    pub ping_max_secs: u64,
+    /// Seconds a ticket from `POST /jmap/ticket` stays valid.
+    pub ticket_ttl_secs: u64,
+    /// Unused tickets this node keeps at most.
+    pub max_tickets: usize,
+    /// Allow plain `http` push URLs and hosts that resolve to loopback, private or other
+    /// non-global addresses. Off by default: it is an SSRF hole on a shared server.
+    pub allow_private_targets: bool,
+    /// Host names exempt from the address check (e.g. an internal push gateway); still https.
+    pub allowed_hosts: Vec<String>,
+    /// The latest `expires` a subscription may have, in seconds from now; also the default.
+    pub subscription_max_expires_secs: i64,
+    /// PushSubscriptions one user may have.
+    pub subscriptions_per_user: u64,
+    /// PushSubscriptions one user may create per hour, destroyed ones included.
+    pub subscription_creations_per_hour: u64,
+    /// First retry delay after a failed webhook POST, in milliseconds; doubles per attempt.
+    pub retry_base_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_cap_ms: u64,
+    /// A delivery still failing this many seconds after it was queued is dropped.
+    pub give_up_secs: u64,
+    /// Timeout of one webhook POST, in seconds.
+    pub request_timeout_secs: u64,
+    /// The `TTL` header sent with every push (RFC 8030 §5.2), in seconds.
+    pub ttl_secs: u64,
+    /// How often the outbox is rescanned for rows queued elsewhere, in seconds.
+    pub outbox_poll_secs: u64,
+    /// Webhook POSTs in flight at once, over all subscriptions.
+    pub max_in_flight: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            allow_private_targets: false,
+            allowed_hosts: Vec::new(),
+            subscription_max_expires_secs: 7 * 24 * 3600,
+            subscriptions_per_user: 20,
+            subscription_creations_per_hour: 60,
+            retry_base_ms: 1000,
+            retry_cap_ms: 3_600_000,
+            give_up_secs: 3 * 24 * 3600,
+            request_timeout_secs: 30,
+            ttl_secs: 86_400,
+            outbox_poll_secs: 30,
+            max_in_flight: 64,
+            max_connections_per_user: 32,
+            max_connections: 10_000,
+            heartbeat_secs: 30,
+            idle_timeout_secs: 90,
+            min_interval_ms: 50,
+            ping_min_secs: 10,
+            ping_max_secs: 600,
+            ticket_ttl_secs: 60,
+            max_tickets: 100_000,
+        }
+    }
+}
+
+impl PushConfig {
+    /// The part of this section the JMAP methods enforce.
+    pub fn webhook_policy(&self) -> crate::jmap::push_subscription::WebhookPolicy {
+        crate::jmap::push_subscription::WebhookPolicy {
+            target: crate::push::target::TargetPolicy {
+                allow_private_targets: self.allow_private_targets,
+                allowed_hosts: self.allowed_hosts.clone(),
+            },
+            max_expires_secs: self.subscription_max_expires_secs,
+            max_per_user: self.subscriptions_per_user,
+            creations_per_hour: self.subscription_creations_per_hour,
+        }
+    }
+
+    /// The EventSource ping bounds actually used: the RFC's constraints win over the file.
+    pub fn ping_bounds(&self) -> (u64, u64) {
+        let min = self.ping_min_secs.clamp(1, 30);
+        (min, self.ping_max_secs.max(300))
+    }
 }
 
 impl Config {
@@ -223,5 +345,34 @@ mod tests {
             defaults.auth.credential_cache_secs
         );
         assert_eq!(shipped.jmap.strict_using, defaults.jmap.strict_using);
+        assert_eq!(shipped.submission.domain, defaults.submission.domain);
+        assert_eq!(shipped.submission.relay, defaults.submission.relay);
+        assert_eq!(
+            shipped.push.webhook_policy(),
+            defaults.push.webhook_policy()
+        );
+        assert_eq!(shipped.push.retry_base_ms, defaults.push.retry_base_ms);
+        assert_eq!(shipped.push.ttl_secs, defaults.push.ttl_secs);
+        let (p, d) = (&shipped.push, &defaults.push);
+        assert_eq!(
+            (
+                p.max_connections_per_user,
+                p.max_connections,
+                p.heartbeat_secs
+            ),
+            (
+                d.max_connections_per_user,
+                d.max_connections,
+                d.heartbeat_secs
+            )
+        );
+        assert_eq!(
+            (p.idle_timeout_secs, p.min_interval_ms, p.ping_min_secs),
+            (d.idle_timeout_secs, d.min_interval_ms, d.ping_min_secs)
+        );
+        assert_eq!(
+            (p.ping_max_secs, p.ticket_ttl_secs, p.max_tickets),
+            (d.ping_max_secs, d.ticket_ttl_secs, d.max_tickets)
+        );
     }
 }

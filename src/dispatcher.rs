@@ -16,7 +16,7 @@ use crate::jmap::request::{Request, Response};
 use crate::jmap::session::{Principal, ServerInfo};
 use crate::push::StateChanged;
 use crate::store::credentials::{CredentialCache, Credentials, authenticate};
-use crate::store::{Store, StoreContext, StoreError};
+use crate::store::{Store, StoreContext, StoreError, changelog};
 
 /// Authenticate credentials and load the principal. `Ok(None)`: wrong credentials.
 #[derive(Message)]
@@ -29,6 +29,23 @@ pub struct Authenticate(pub Credentials);
 pub struct RunRequest {
     pub principal: Principal,
     pub request: Request,
+}
+
+/// Where push streams stand in each account: the account's newest seq (its push position) and,
+/// when `since` is given, every type changed after that position with its new state
+/// (`store::changelog::types_changed_since`). Accounts that no longer exist are left out.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<AccountPosition>, StoreError>")]
+pub struct PushBaseline {
+    pub accounts: Vec<(String, Option<i64>)>,
+}
+
+/// One account's answer to [`PushBaseline`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountPosition {
+    pub account_id: String,
+    pub seq: i64,
+    pub changed: std::collections::BTreeMap<String, i64>,
 }
 
 /// One dispatcher thread.
@@ -104,6 +121,37 @@ impl Handler<RunRequest> for Dispatcher {
         );
         self.publish(ctx.committed);
         Ok(response)
+    }
+}
+
+impl Handler<PushBaseline> for Dispatcher {
+    type Result = Result<Vec<AccountPosition>, StoreError>;
+
+    fn handle(&mut self, msg: PushBaseline, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.store.conn()?;
+        let mut out = Vec::with_capacity(msg.accounts.len());
+        for (account_id, since) in msg.accounts {
+            let found = match since {
+                None => changelog::log_bounds(&mut conn, &account_id)
+                    .map(|(_, seq)| (seq, Default::default())),
+                Some(since) => changelog::types_changed_since(
+                    &mut conn,
+                    &account_id,
+                    since,
+                    crate::push::DATA_TYPES,
+                ),
+            };
+            match found {
+                Ok((seq, changed)) => out.push(AccountPosition {
+                    account_id,
+                    seq,
+                    changed,
+                }),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -16,5 +16,6 @@ pub mod http;
 pub mod jmap;
 pub mod mail;
 pub mod push;
+pub mod relay;
 pub mod server;
 pub mod store;

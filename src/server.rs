@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor;
 use actix_web::{App, HttpServer, middleware, web};
 
 use crate::config::Config;
@@ -15,8 +16,10 @@ use crate::dispatcher::Dispatcher;
 use crate::http::{self, AppState};
 use crate::jmap::session::ServerInfo;
 use crate::jmap::{capability, mailbox};
+use crate::push::PushState;
 use crate::push::StateChanged;
 use crate::push::cluster_bus::ClusterBus;
+use crate::push::registry::Registry;
 use crate::store::credentials::CredentialCache;
 use crate::store::{Store, StoreUrl};
 use actix::Recipient;
@@ -30,6 +33,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The base URL advertised in the session.
     pub base_url: String,
+    /// The push registry (for operators and tests: `push::registry::GetStats`).
+    pub registry: actix::Addr<Registry>,
 }
 
 /// Dispatcher threads when the configuration says 0.
@@ -55,11 +60,23 @@ pub fn pool_size(config: &Config) -> u32 {
 /// capability.
 fn session_capabilities(
     _config: &Config,
-    _base_url: &str,
+    base_url: &str,
 ) -> BTreeMap<&'static str, serde_json::Value> {
     let mut caps = BTreeMap::new();
+    // RFC 8887 §3 (checklist WS-01): the WebSocket URL, ws(s) as the base URL is http(s).
+    let ws_base = match base_url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => format!("wss://{rest}"),
+        Some((_, rest)) => format!("ws://{rest}"),
+        None => format!("ws://{base_url}"),
+    };
+    caps.insert(
+        crate::jmap::capability::WEBSOCKET,
+        serde_json::json!({"url": format!("{ws_base}/jmap/ws"), "supportsPush": true}),
+    );
     // RFC 8621 §1.3: the session-level value is an empty object (MCAP-01).
     caps.insert(capability::MAIL, json!({}));
+    caps.insert(capability::SUBMISSION, json!({}));
+    caps.insert(capability::VACATION_RESPONSE, json!({}));
     caps
 }
 
@@ -78,6 +95,13 @@ fn account_capabilities(config: &Config) -> BTreeMap<&'static str, serde_json::V
             "mayCreateTopLevelMailbox": true,
         }),
     );
+    // MCAP-03: no delayed send; submissionExtensions is an object (EHLO keyword → arguments).
+    caps.insert(
+        capability::SUBMISSION,
+        json!({"maxDelayedSend": 0, "submissionExtensions": {}}),
+    );
+    // MCAP-05
+    caps.insert(capability::VACATION_RESPONSE, json!({}));
     caps
 }
 
@@ -92,13 +116,17 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         "" => format!("http://{addr}"),
         url => url.trim_end_matches('/').to_owned(),
     };
-    let server_info = Arc::new(ServerInfo::new(
+    let mut server_info = ServerInfo::new(
         &base_url,
         config.limits.clone(),
         session_capabilities(config, &base_url),
         account_capabilities(config),
         config.jmap.strict_using,
-    ));
+    );
+    server_info.mail_domain = config.submission.domain.clone();
+    server_info.relay_url = config.submission.relay.trim().to_owned();
+    server_info.webhooks = config.push.webhook_policy();
+    let server_info = Arc::new(server_info);
     let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
         config.auth.credential_cache_secs,
     )));
@@ -106,8 +134,12 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         0 => default_dispatcher_threads(),
         n => n,
     };
-    // Everything that must hear of committed writes (push registry, webhook sender).
-    let publishers: Vec<Recipient<StateChanged>> = Vec::new();
+    let registry = Registry::default().start();
+    // Everything that must hear of committed writes: the push registry and the webhook sender.
+    let publishers: Vec<Recipient<StateChanged>> = vec![
+        registry.clone().recipient(),
+        crate::push::webhook::WebhookSender::start(store.clone(), &config.push).recipient(),
+    ];
     // One publication path per mode, so no change is pushed twice: SQLite is one node, and the
     // dispatcher publishes after commit; on PostgreSQL every node learns of every write, its own
     // included, through the ClusterBus (LISTEN/NOTIFY).
@@ -129,6 +161,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         server: server_info,
         dispatcher,
         requests: http::limiter::ConcurrencyLimiter::default(),
+        push: Arc::new(PushState::new(registry.clone(), config.push.clone())),
         uploads: http::limiter::ConcurrencyLimiter::default(),
     });
 
@@ -147,5 +180,6 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         server,
         addr,
         base_url,
+        registry,
     })
 }

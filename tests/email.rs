@@ -1,10 +1,11 @@
 //! Email and Thread over HTTP (RFC 8621 §3, §4). Checklist ids in comments.
 
 mod common;
+mod push_support;
 
 use std::collections::HashMap;
 
-use common::{Auth, CORE, TestServer};
+use common::{Auth, CORE, TestServer, pg};
 use herald::store::{blobs, users};
 use serde_json::{Value, json};
 
@@ -20,7 +21,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let s = TestServer::start().await;
+    setup_on(TestServer::start().await).await
+}
+
+async fn setup_on(s: TestServer) -> Setup {
     let alice = s.add_user("alice", "pw");
     let session = s.get("/jmap/session", &alice).await.body;
     let account = session["primaryAccounts"][MAIL]
@@ -756,4 +760,305 @@ async fn mime_fixtures_import_and_render_without_failing() {
     }
     let (total, ..) = t.counts("inbox").await;
     assert!(total >= 5);
+}
+
+#[derive(diesel::QueryableByName)]
+struct PlanRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    detail: String,
+}
+
+/// The query plan SQLite picks for `sql`, one line per step.
+fn sqlite_plan(t: &Setup, sql: &str) -> String {
+    use diesel::RunQueryDsl;
+    let mut conn = t.s.store.conn().unwrap();
+    let query = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"));
+    let rows: Vec<PlanRow> = match &mut *conn {
+        herald::store::AnyConnection::Sqlite(c) => query.load(c).unwrap(),
+        herald::store::AnyConnection::Postgresql(_) => panic!("the test store is SQLite"),
+    };
+    rows.into_iter()
+        .map(|r| r.detail)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[actix_web::test]
+async fn listing_a_mailbox_by_received_at_and_finding_a_thread_use_indexes_not_scans() {
+    let t = setup().await;
+    // What Email/query does for `inMailbox` sorted by receivedAt (newest first), one page.
+    let plan = sqlite_plan(
+        &t,
+        "SELECT email_id FROM email_mailboxes WHERE account_id = 'a' AND mailbox_id = 'm' \
+         ORDER BY received_at DESC, email_id DESC LIMIT 50",
+    );
+    assert!(plan.contains("email_mailboxes_received"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "sorts in memory: {plan}");
+    // Threading looks message ids up by key.
+    let plan = sqlite_plan(
+        &t,
+        "SELECT thread_id FROM email_message_ids WHERE account_id = 'a' AND message_id IN ('x', 'y')",
+    );
+    assert!(!plan.starts_with("SCAN"), "{plan}");
+    // Sorting the whole account by sentAt / subject / from walks an index too.
+    for (column, index) in [
+        ("sent_at", "emails_sent"),
+        ("base_subject", "emails_base_subject"),
+        ("from_sort", "emails_from_sort"),
+    ] {
+        let plan = sqlite_plan(
+            &t,
+            &format!("SELECT id FROM emails WHERE account_id = 'a' ORDER BY {column}, id LIMIT 50"),
+        );
+        assert!(plan.contains(index), "{column}: {plan}");
+    }
+}
+
+#[actix_web::test]
+async fn destroying_a_mailbox_with_its_emails_destroys_those_left_in_no_mailbox() {
+    let t = setup().await;
+    let r = t
+        .call(json!([["Mailbox/set", {"accountId": t.account, "create": {"f": {"name": "Folder"}}}, "0"]]))
+        .await;
+    let folder = r[0][1]["created"]["f"]["id"].as_str().unwrap().to_owned();
+    let blob_only = t.upload(&message("Only", "only@example.com", "", "1"));
+    let blob_both = t.upload(&message("Both", "both@example.com", "", "2"));
+    let r = t
+        .call(json!([["Email/import", {"accountId": t.account, "emails": {
+            "only": {"blobId": blob_only, "mailboxIds": {folder.clone(): true}},
+            "both": {"blobId": blob_both, "mailboxIds": {folder.clone(): true, t.mailbox("inbox"): true}}
+        }}, "0"]]))
+        .await;
+    let only = r[0][1]["created"]["only"].clone();
+    let both = r[0][1]["created"]["both"].clone();
+    let email_since = r[0][1]["newState"].clone();
+    let thread_since = t.state("Thread/get").await;
+    let r = t
+        .call(json!([
+            ["Mailbox/set", {"accountId": t.account, "destroy": [folder], "onDestroyRemoveEmails": true}, "0"],
+            ["Email/changes", {"accountId": t.account, "sinceState": email_since}, "1"],
+            ["Thread/changes", {"accountId": t.account, "sinceState": thread_since}, "2"],
+            ["Email/get", {"accountId": t.account, "ids": [only["id"], both["id"]], "properties": ["mailboxIds"]}, "3"]
+        ]))
+        .await;
+    assert_eq!(
+        r[0][1]["destroyed"].as_array().map(Vec::len),
+        Some(1),
+        "{r:?}"
+    );
+    assert_eq!(r[1][1]["destroyed"], json!([only["id"]]));
+    assert_eq!(r[1][1]["updated"], json!([both["id"]]));
+    assert_eq!(r[2][1]["destroyed"], json!([only["threadId"]]));
+    assert_eq!(r[3][1]["notFound"], json!([only["id"]]));
+    assert_eq!(
+        r[3][1]["list"][0]["mailboxIds"],
+        json!({t.mailbox("inbox"): true})
+    );
+    // The destroyed email's message is no longer visible through the account.
+    let mut conn = t.s.store.conn().unwrap();
+    let blob = only["blobId"].as_str().unwrap();
+    let referenced = blobs::visible(&mut conn, &t.account, "someone-else", blob).unwrap();
+    assert!(!referenced);
+}
+
+#[actix_web::test]
+async fn on_postgresql_imports_thread_count_move_and_destroy_the_same_way() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("SKIPPED: no PostgreSQL");
+        return;
+    };
+    let url = cluster.fresh_database();
+    let t = setup_on(TestServer::start_with(|c| c.store.url = url).await).await;
+    let parent = t
+        .import(
+            &message("Plans", "p1@example.com", "", "1"),
+            "inbox",
+            json!({}),
+        )
+        .await;
+    let reply = t
+        .import(
+            &message(
+                "Re: Plans",
+                "p2@example.com",
+                "References: <p1@example.com>\r\n",
+                "2",
+            ),
+            "inbox",
+            json!({"$seen": true}),
+        )
+        .await;
+    assert_eq!(reply["threadId"], parent["threadId"]); // THR-01
+    assert_eq!(t.counts("inbox").await, (2, 1, 1, 1));
+    let archive = t.mailbox("archive");
+    let r = t
+        .call(json!([
+            ["Email/set", {"accountId": t.account, "update": {
+                parent["id"].as_str().unwrap(): {"mailboxIds": {archive.clone(): true}, "keywords/$seen": true}},
+                "create": {"d": {"mailboxIds": {t.mailbox("drafts"): true}, "subject": "Draft",
+                    "textBody": [{"partId": "1"}], "bodyValues": {"1": {"value": "hi"}}}},
+                "destroy": [reply["id"]]}, "0"],
+            ["Email/get", {"accountId": t.account, "ids": [parent["id"], "#d"],
+                "properties": ["mailboxIds", "keywords", "subject", "preview"]}, "1"]
+        ]))
+        .await;
+    assert!(r[0][1]["updated"].is_object(), "{r:?}");
+    assert_eq!(r[0][1]["destroyed"], json!([reply["id"]]));
+    assert!(r[0][1]["created"]["d"]["id"].is_string(), "{r:?}");
+    assert_eq!(r[1][1]["list"][0]["mailboxIds"], json!({archive: true}));
+    assert_eq!(r[1][1]["list"][1]["preview"], "hi");
+    assert_eq!(t.counts("inbox").await, (0, 0, 0, 0));
+    assert_eq!(t.counts("archive").await, (1, 0, 1, 0));
+    t.s.stop().await;
+}
+
+#[actix_web::test]
+async fn email_delivery_moves_only_on_new_mail_and_received_at_defaults_to_the_received_header() {
+    let t = setup().await;
+    let delivery_state = || {
+        let mut conn = t.s.store.conn().unwrap();
+        herald::store::changelog::type_state(&mut conn, &t.account, "EmailDelivery").unwrap()
+    };
+    let before = delivery_state();
+    let raw = message(
+        "Hop",
+        "hop@example.com",
+        "Received: from mx.example.com by herald; Wed, 11 Nov 2026 08:30:00 +0000\r\n\
+         Received: from client by mx.example.com; Wed, 11 Nov 2026 08:29:00 +0000\r\n",
+        "x",
+    );
+    let created = t.import(&raw, "inbox", json!({})).await;
+    let after_import = delivery_state();
+    assert!(
+        after_import > before,
+        "PSH-04: new mail moves EmailDelivery"
+    );
+    let r = t
+        .call(json!([
+            ["Email/get", {"accountId": t.account, "ids": [created["id"]], "properties": ["receivedAt"]}, "0"],
+            ["Email/set", {"accountId": t.account, "update": {
+                created["id"].as_str().unwrap(): {"keywords/$seen": true}},
+                "create": {"d": {"mailboxIds": {t.mailbox("drafts"): true}, "subject": "draft"}}}, "1"]
+        ]))
+        .await;
+    // EIMP-01: the most recent Received: time.
+    assert_eq!(r[0][1]["list"][0]["receivedAt"], "2026-11-11T08:30:00Z");
+    assert!(r[1][1]["created"]["d"].is_object(), "{r:?}");
+    // Flag changes and drafts are not new mail.
+    assert_eq!(delivery_state(), after_import);
+}
+
+#[actix_web::test]
+async fn email_set_create_from_a_body_structure_round_trips_its_parts() {
+    let t = setup().await;
+    let image = t.upload(b"\x89PNG fake image bytes");
+    let r = t
+        .call(json!([
+            ["Email/set", {"accountId": t.account, "create": {"s": {
+                "mailboxIds": {t.mailbox("drafts"): true},
+                "subject": "Structured",
+                "bodyStructure": {"type": "multipart/mixed", "subParts": [
+                    {"type": "multipart/alternative", "subParts": [
+                        {"type": "text/plain", "partId": "p"},
+                        {"type": "text/html", "partId": "h"}
+                    ]},
+                    {"type": "image/png", "blobId": image, "name": "pic.png", "disposition": "attachment"}
+                ]},
+                "bodyValues": {"p": {"value": "plain words"}, "h": {"value": "<b>bold words</b>"}}
+            },
+            "both": {"mailboxIds": {t.mailbox("drafts"): true},
+                "bodyStructure": {"type": "text/plain", "partId": "p"},
+                "textBody": [{"partId": "p"}], "bodyValues": {"p": {"value": "x"}}}}}, "0"],
+            ["Email/get", {"accountId": t.account, "ids": ["#s"], "fetchHTMLBodyValues": true,
+                "properties": ["bodyStructure", "textBody", "htmlBody", "attachments", "bodyValues",
+                    "hasAttachment"]}, "1"]
+        ]))
+        .await;
+    assert!(r[0][1]["created"]["s"].is_object(), "{r:?}");
+    // ESET-02: bodyStructure excludes textBody.
+    assert_eq!(r[0][1]["notCreated"]["both"]["type"], "invalidProperties");
+    let e = &r[1][1]["list"][0];
+    assert_eq!(e["bodyStructure"]["type"], "multipart/mixed");
+    assert_eq!(
+        e["bodyStructure"]["subParts"][0]["type"],
+        "multipart/alternative"
+    );
+    assert_eq!(e["textBody"][0]["type"], "text/plain");
+    assert_eq!(e["htmlBody"][0]["type"], "text/html");
+    assert_eq!(e["attachments"][0]["name"], "pic.png");
+    assert_eq!(e["hasAttachment"], true);
+    let html = e["htmlBody"][0]["partId"].as_str().unwrap();
+    assert_eq!(e["bodyValues"][html]["value"], "<b>bold words</b>");
+    // The attachment's bytes survive the round trip (EML-10: blobId of the decoded bytes).
+    let part_blob = e["attachments"][0]["blobId"].as_str().unwrap();
+    let got =
+        t.s.get(
+            &format!("/jmap/download/{}/{part_blob}/pic.png", t.account),
+            &t.alice,
+        )
+        .await;
+    assert_eq!(got.raw, b"\x89PNG fake image bytes");
+}
+
+#[actix_web::test]
+async fn importing_the_same_blob_twice_gives_two_emails_with_their_own_keywords() {
+    let t = setup().await;
+    let raw = message("Twice", "twice@example.com", "", "same bytes");
+    let first = t.import(&raw, "inbox", json!({"$seen": true})).await;
+    let second = t.import(&raw, "archive", json!({})).await;
+    // EIMP-03: duplicates allowed; each copy has its own id and mutable properties.
+    assert_ne!(first["id"], second["id"]);
+    assert_eq!(first["blobId"], second["blobId"]);
+    assert_eq!(first["threadId"], second["threadId"]);
+    let r = t
+        .call(
+            json!([["Email/get", {"accountId": t.account, "ids": [first["id"], second["id"]],
+            "properties": ["keywords", "mailboxIds"]}, "0"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["list"][0]["keywords"], json!({"$seen": true}));
+    assert_eq!(r[0][1]["list"][1]["keywords"], json!({}));
+    assert_eq!(
+        r[0][1]["list"][1]["mailboxIds"],
+        json!({t.mailbox("archive"): true})
+    );
+}
+
+#[actix_web::test]
+async fn an_import_is_pushed_as_email_thread_mailbox_and_email_delivery_but_a_flag_is_not_delivery()
+{
+    let t = setup().await;
+    let path = "/jmap/eventsource/?types=*&closeafter=state&ping=0";
+    let mut sse = push_support::sse_open(&t.s, &t.alice, path, None).await;
+    sse.ready().await;
+    let blob = t.upload(&message("Pushed", "push@example.com", "", "x"));
+    let r = t
+        .call(json!([["Email/import", {"accountId": t.account, "emails": {
+            "k": {"blobId": blob, "mailboxIds": {t.mailbox("inbox"): true}}}}, "0"]]))
+        .await;
+    let id = r[0][1]["created"]["k"]["id"].clone();
+    let new_state = r[0][1]["newState"].clone();
+    // PSH-04: one StateChange naming every type the import changed, EmailDelivery included.
+    let e = sse.next_event().await.expect("a state event");
+    let data: Value = serde_json::from_str(&e.data).unwrap();
+    let changed = &data["changed"][&t.account];
+    for ty in ["Email", "Thread", "Mailbox", "EmailDelivery"] {
+        assert!(changed[ty].is_string(), "{ty} missing: {data}");
+    }
+    assert_eq!(changed["Email"], new_state);
+
+    let mut sse = push_support::sse_open(&t.s, &t.alice, path, None).await;
+    sse.ready().await;
+    t.call(json!([["Email/set", {"accountId": t.account, "update": {
+        id.as_str().unwrap(): {"keywords/$seen": true}}}, "0"]]))
+        .await;
+    let e = sse.next_event().await.expect("a state event");
+    let data: Value = serde_json::from_str(&e.data).unwrap();
+    let changed = &data["changed"][&t.account];
+    assert!(
+        changed["Email"].is_string() && changed["Mailbox"].is_string(),
+        "{data}"
+    );
+    assert!(changed.get("EmailDelivery").is_none(), "{data}");
+    assert!(changed.get("Thread").is_none(), "{data}");
 }

@@ -3,9 +3,12 @@
 pub mod api;
 pub mod auth;
 pub mod blob;
+pub mod eventsource;
 pub mod limiter;
 pub mod problem;
 pub mod session;
+pub mod ticket;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -21,6 +24,8 @@ pub struct AppState {
     pub dispatcher: Addr<Dispatcher>,
     /// Running API requests per user (`maxConcurrentRequests`).
     pub requests: limiter::ConcurrencyLimiter,
+    /// Push: registry, settings, connection caps, tickets.
+    pub push: Arc<crate::push::PushState>,
     /// Running uploads per user (`maxConcurrentUpload`).
     pub uploads: limiter::ConcurrencyLimiter,
 }
@@ -31,6 +36,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/jmap/session", web::get().to(session::get_session))
         .route("/jmap/api", web::post().to(api::post_api))
         .route("/jmap/api/", web::post().to(api::post_api))
+        .route("/jmap/ticket", web::post().to(ticket::post_ticket))
+        .route("/jmap/ws", web::get().to(ws::upgrade))
+        .route("/jmap/eventsource", web::get().to(eventsource::get_stream))
+        .route("/jmap/eventsource/", web::get().to(eventsource::get_stream))
         .route("/jmap/upload/{account_id}/", web::post().to(blob::upload))
         .route("/jmap/upload/{account_id}", web::post().to(blob::upload))
         .route(

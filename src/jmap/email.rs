@@ -454,7 +454,7 @@ pub fn get<C: EmailStore>(
             "the account has more than {max} emails: ask for ids"
         )));
     }
-    let needs_message = selection.properties.iter().any(|(_, p)| !p.is_metadata());
+    let needs_message = selection.needs_message();
     let by_id: HashMap<&str, &EmailMeta> = metas.iter().map(|m| (m.id.as_str(), m)).collect();
     let order: Vec<&EmailMeta> = match &ids {
         Some(ids) => ids

@@ -4,9 +4,10 @@
 //! Supported: `mailboxIds`, `keywords`, `receivedAt`; `from`, `sender`, `to`, `cc`, `bcc`,
 //! `replyTo` (EmailAddress[]), `subject`, `sentAt`, `messageId`, `inReplyTo`, `references`;
 //! `header:{Name}` / `header:{Name}:asRaw` / `header:{Name}:asText` for other fields; `textBody`
-//! and `htmlBody` (one part each, content from `bodyValues`) and `attachments` (by `blobId`).
-//! `bodyStructure` is refused with `invalidProperties` (not built yet). Message-ID and Date are
-//! generated when absent (ESET-03, done by mail-builder).
+//! and `htmlBody` (one part each, content from `bodyValues`) and `attachments` (by `blobId`), or
+//! instead a `bodyStructure` tree (parts by `partId` or `blobId`, with `type`, `name`,
+//! `disposition`, `cid`, `language`, `location`). Header properties on body parts are not built.
+//! Message-ID and Date are generated when absent (ESET-03, done by mail-builder).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -126,6 +127,102 @@ fn text_part(
         .and_then(Value::as_str)
         .map(|v| Some(v.to_owned()))
         .ok_or_else(|| invalid("bodyValues", "a body value needs a string value"))
+}
+
+/// The deepest `bodyStructure` accepted.
+const MAX_STRUCTURE_DEPTH: usize = 16;
+
+/// One part of a `bodyStructure`, with its sub-parts: a multipart, a text part whose content is in
+/// `bodyValues` (`partId`), or a part made of a blob's bytes (`blobId`).
+fn structure_part(
+    value: &Value,
+    body_values: &Map<String, Value>,
+    read_blob: &mut BlobReader<'_>,
+    depth: usize,
+) -> Result<mail_builder::mime::MimePart<'static>, SetError> {
+    use mail_builder::mime::{BodyPart, MimePart};
+    let bad = |why: &str| invalid("bodyStructure", why.to_owned());
+    if depth > MAX_STRUCTURE_DEPTH {
+        return Err(bad("bodyStructure nests too deep"));
+    }
+    let Value::Object(part) = value else {
+        return Err(bad("an EmailBodyPart is an object"));
+    };
+    let text = |k: &str| part.get(k).and_then(Value::as_str).map(str::to_owned);
+    for k in part.keys() {
+        let lower = k.to_ascii_lowercase();
+        if lower.starts_with("header:content-transfer-encoding") || k == "headers" {
+            return Err(bad(&format!("{k} cannot be set on a body part")));
+        }
+    }
+    let media_type = text("type")
+        .unwrap_or_else(|| "text/plain".to_owned())
+        .to_ascii_lowercase();
+    if media_type.contains(['\r', '\n', ';']) || !media_type.contains('/') {
+        return Err(bad("type is a media type"));
+    }
+    let mut mime = if media_type.starts_with("multipart/") {
+        let subs = part
+            .get("subParts")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("a multipart needs subParts"))?;
+        let children = subs
+            .iter()
+            .map(|p| structure_part(p, body_values, read_blob, depth + 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        MimePart::new(media_type, BodyPart::Multipart(children))
+    } else {
+        match (text("partId"), text("blobId")) {
+            (Some(part_id), None) => {
+                if part.get("charset").is_some_and(|v| !v.is_null())
+                    || part.get("size").is_some_and(|v| !v.is_null())
+                {
+                    return Err(bad("a part with a partId has no charset or size"));
+                }
+                if !media_type.starts_with("text/") {
+                    return Err(bad("a part with a partId is text/*"));
+                }
+                let body = body_values
+                    .get(&part_id)
+                    .and_then(|b| b.get("value"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        invalid("bodyValues", format!("no bodyValues entry {part_id:?}"))
+                    })?;
+                MimePart::new(media_type, BodyPart::Text(body.to_owned().into()))
+            }
+            (None, Some(blob_id)) => {
+                let bytes = read_blob(&blob_id)
+                    .map_err(|e| SetError::new("serverFail", e.to_string()))?
+                    .ok_or_else(|| {
+                        SetError::new("blobNotFound", format!("no blob {blob_id}"))
+                            .with("notFound", serde_json::json!([blob_id]))
+                    })?;
+                MimePart::new(media_type, BodyPart::Binary(bytes.into()))
+            }
+            _ => return Err(bad("a part has a partId or a blobId, not both")),
+        }
+    };
+    let clean = |s: String| s.replace(['\r', '\n'], " ");
+    match (text("disposition").as_deref(), text("name")) {
+        (Some("inline"), _) => mime = mime.inline(),
+        (Some(_), Some(name)) | (None, Some(name)) => mime = mime.attachment(clean(name)),
+        (Some(_), None) => mime = mime.attachment("attachment"),
+        (None, None) => {}
+    }
+    if let Some(cid) = text("cid") {
+        mime = mime.cid(clean(cid.trim_matches(['<', '>']).to_owned()));
+    }
+    if let Some(langs) = part.get("language").and_then(Value::as_array) {
+        let joined: Vec<&str> = langs.iter().filter_map(Value::as_str).collect();
+        if !joined.is_empty() {
+            mime = mime.language(clean(joined.join(", ")));
+        }
+    }
+    if let Some(location) = text("location") {
+        mime = mime.location(clean(location));
+    }
+    Ok(mime)
 }
 
 /// Reads an Email/set create into a new email whose message is built here.
@@ -268,10 +365,19 @@ fn build(
             }
             "bodyValues" => {}
             "bodyStructure" => {
-                return Err(invalid(
-                    "bodyStructure",
-                    "creating from bodyStructure is not supported; use textBody, htmlBody and attachments",
-                ));
+                // ESET-02: bodyStructure excludes the flat body properties.
+                if ["textBody", "htmlBody", "attachments"]
+                    .iter()
+                    .any(|p| props.get(*p).is_some_and(|v| !v.is_null()))
+                {
+                    return Err(invalid(
+                        "bodyStructure",
+                        "bodyStructure cannot be given with textBody, htmlBody or attachments",
+                    ));
+                }
+                if !value.is_null() {
+                    builder = builder.body(structure_part(value, body_values, read_blob, 0)?);
+                }
             }
             "id" | "blobId" | "threadId" | "size" | "hasAttachment" | "preview" => {
                 return Err(invalid(key, format!("{key} is set by the server")));

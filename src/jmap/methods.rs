@@ -2,18 +2,42 @@
 //! once; a handler is a plain function over the request context.
 
 use super::blob::{self, BlobStore};
-use super::capability::{CORE, MAIL};
+use super::capability::{CORE, MAIL, SUBMISSION, VACATION_RESPONSE};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
 use super::email::{self, EmailStore};
 use super::email_copy;
 use super::email_parse;
 use super::email_query::{self, EmailQueryStore};
+use super::identity::{self, IdentityStore};
 use super::mailbox::{self, MailboxStore};
+use super::push_subscription::{self, PushSubscriptionStore};
+use super::submission::{self, SubmissionStore};
+use super::vacation::{self, VacationStore};
 
 /// Everything a context must provide to serve every method.
-pub trait Store: MailboxStore + EmailStore + BlobStore + EmailQueryStore {}
-impl<T: MailboxStore + EmailStore + BlobStore + EmailQueryStore> Store for T {}
+pub trait Store:
+    MailboxStore
+    + BlobStore
+    + PushSubscriptionStore
+    + EmailStore
+    + IdentityStore
+    + VacationStore
+    + SubmissionStore
+    + EmailQueryStore
+{
+}
+impl<T> Store for T where
+    T: MailboxStore
+        + BlobStore
+        + PushSubscriptionStore
+        + EmailStore
+        + IdentityStore
+        + VacationStore
+        + SubmissionStore
+        + EmailQueryStore
+{
+}
 
 /// Builds the table for a context type `C`.
 pub fn method_table<C: Store>() -> MethodTable<C> {
@@ -42,6 +66,51 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
         m("Email/import", MAIL, Write, email::import::<C>),
         m("Thread/get", MAIL, Read, email::thread_get::<C>),
         m("Thread/changes", MAIL, Read, email::thread_changes::<C>),
+        m("Identity/get", SUBMISSION, Read, identity::get::<C>),
+        m("Identity/changes", SUBMISSION, Read, identity::changes::<C>),
+        m("Identity/set", SUBMISSION, Write, identity::set::<C>),
+        m(
+            "EmailSubmission/get",
+            SUBMISSION,
+            Read,
+            submission::get::<C>,
+        ),
+        m(
+            "EmailSubmission/changes",
+            SUBMISSION,
+            Read,
+            submission::changes::<C>,
+        ),
+        m(
+            "EmailSubmission/query",
+            SUBMISSION,
+            Read,
+            submission::query::<C>,
+        ),
+        m(
+            "EmailSubmission/queryChanges",
+            SUBMISSION,
+            Read,
+            submission::query_changes::<C>,
+        ),
+        m(
+            "EmailSubmission/set",
+            SUBMISSION,
+            Write,
+            submission::set::<C>,
+        ),
+        m(
+            "VacationResponse/get",
+            VACATION_RESPONSE,
+            Read,
+            vacation::get::<C>,
+        ),
+        m(
+            "VacationResponse/set",
+            VACATION_RESPONSE,
+            Write,
+            vacation::set::<C>,
+        ),
         m("Blob/copy", CORE, Write, blob::copy::<C>),
         m("Email/parse", MAIL, Read, email_parse::parse::<C>),
         m("Email/copy", MAIL, Write, email_copy::copy::<C>),
@@ -57,6 +126,19 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             MAIL,
             Read,
             email_query::search_snippet_get::<C>,
+        ),
+        // RFC 8620 §7.2: not account-scoped.
+        m(
+            "PushSubscription/get",
+            CORE,
+            None,
+            push_subscription::get::<C>,
+        ),
+        m(
+            "PushSubscription/set",
+            CORE,
+            None,
+            push_subscription::set::<C>,
         ),
     ])
 }

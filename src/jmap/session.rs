@@ -9,6 +9,11 @@ use sha2::Digest;
 use super::capability;
 use super::limits::Limits;
 
+/// Capabilities that only make sense in the user's own account: identities, sending and the
+/// vacation response belong to the account's owner, so a shared account offers mail only
+/// (RFC 8621 §1.4, MCAP-05).
+pub const PERSONAL_ONLY: &[&str] = &[capability::SUBMISSION, capability::VACATION_RESPONSE];
+
 /// One account a user may use.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AccountAccess {
@@ -52,6 +57,12 @@ pub struct ServerInfo {
     pub account_capabilities: BTreeMap<&'static str, Value>,
     /// Reject every unsupported URN in `using`, registered or not.
     pub strict_using: bool,
+    /// The domain of default identities of user names without `@` (`[submission] domain`).
+    pub mail_domain: String,
+    /// The SMTP relay URL for non-local recipients (`[submission] relay`); empty = none.
+    pub relay_url: String,
+    /// PushSubscription limits and the push-target policy (`[push]`).
+    pub webhooks: super::push_subscription::WebhookPolicy,
     fingerprint: String,
 }
 
@@ -69,6 +80,9 @@ impl ServerInfo {
             capabilities,
             account_capabilities,
             strict_using,
+            mail_domain: "localhost".into(),
+            relay_url: String::new(),
+            webhooks: Default::default(),
             fingerprint: String::new(),
         };
         let mut h = sha2::Sha256::new();
@@ -87,8 +101,29 @@ impl ServerInfo {
     }
 
     /// Whether an account offers `capability` (RFC 8620 §2 `accountCapabilities`).
-    pub fn account_has(&self, _account: &AccountAccess, capability: &str) -> bool {
-        capability == capability::CORE || self.account_capabilities.contains_key(capability)
+    pub fn account_has(&self, account: &AccountAccess, capability: &str) -> bool {
+        capability == capability::CORE
+            || (self.account_capabilities.contains_key(capability)
+                && (account.is_personal || !PERSONAL_ONLY.contains(&capability)))
+    }
+
+    /// The capability objects of one account: only those usable in it (RFC 8621 §1.4, MCAP-05).
+    pub fn capabilities_of(&self, account: &AccountAccess) -> Map<String, Value> {
+        self.account_capabilities
+            .iter()
+            .filter(|(k, _)| self.account_has(account, k))
+            .map(|(k, v)| {
+                let mut v = v.clone();
+                // MCAP-02: a read-only account cannot get new mailboxes.
+                if *k == capability::MAIL
+                    && account.read_only
+                    && let Some(o) = v.as_object_mut()
+                {
+                    o.insert("mayCreateTopLevelMailbox".into(), Value::Bool(false));
+                }
+                ((*k).to_owned(), v)
+            })
+            .collect()
     }
 
     fn capability_objects(&self) -> Map<String, Value> {
@@ -151,7 +186,7 @@ pub fn session_object(server: &ServerInfo, principal: &Principal) -> Value {
                 "name": a.name,
                 "isPersonal": a.is_personal,
                 "isReadOnly": a.read_only,
-                "accountCapabilities": Value::Object(server.account_capabilities()),
+                "accountCapabilities": Value::Object(server.capabilities_of(a)),
             }),
         );
     }

@@ -48,3 +48,78 @@ pub fn personal_account(conn: &mut AnyConnection, user_id: &str) -> Result<Strin
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("the personal account of user {user_id}")))
 }
+
+/// The personal account of the user called `owner`: `(user id, account id)`.
+fn owned_account_of(conn: &mut AnyConnection, owner: &str) -> Result<(String, String), StoreError> {
+    let user = super::users::find_by_name(conn, owner)?
+        .ok_or_else(|| StoreError::NotFound(format!("user {owner}")))?;
+    let account_id: String = accounts::table
+        .filter(accounts::owner_id.eq(&user.id))
+        .order(accounts::created_at.asc())
+        .select(accounts::id)
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("an account of {owner}")))?;
+    Ok((user.id, account_id))
+}
+
+fn user_id(conn: &mut AnyConnection, name: &str) -> Result<String, StoreError> {
+    Ok(super::users::find_by_name(conn, name)?
+        .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?
+        .id)
+}
+
+/// Shares `owner`'s personal account with user `with`, writable unless `read_only`. Sharing again
+/// changes the access. Takes effect on the other user's next request: the principal, and with it
+/// the session's accounts, is loaded per request.
+pub fn share(
+    conn: &mut AnyConnection,
+    owner: &str,
+    with: &str,
+    read_only: bool,
+) -> Result<(), StoreError> {
+    conn.transaction(|conn| {
+        let (owner_id, account_id) = owned_account_of(conn, owner)?;
+        let with_id = user_id(conn, with)?;
+        if with_id == owner_id {
+            return Err(StoreError::Invalid(format!(
+                "{owner} owns the account; it cannot be shared with its owner"
+            )));
+        }
+        let updated = diesel::update(account_access::table.find((&with_id, &account_id)))
+            .set(account_access::may_write.eq(!read_only))
+            .execute(conn)?;
+        if updated == 0 {
+            diesel::insert_into(account_access::table)
+                .values((
+                    account_access::user_id.eq(&with_id),
+                    account_access::account_id.eq(&account_id),
+                    account_access::is_owner.eq(false),
+                    account_access::may_write.eq(!read_only),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// Withdraws user `with`'s access to `owner`'s personal account, at once.
+pub fn unshare(conn: &mut AnyConnection, owner: &str, with: &str) -> Result<(), StoreError> {
+    conn.transaction(|conn| {
+        let (_, account_id) = owned_account_of(conn, owner)?;
+        let with_id = user_id(conn, with)?;
+        let removed = diesel::delete(
+            account_access::table
+                .filter(account_access::user_id.eq(&with_id))
+                .filter(account_access::account_id.eq(&account_id))
+                .filter(account_access::is_owner.eq(false)),
+        )
+        .execute(conn)?;
+        if removed == 0 {
+            return Err(StoreError::NotFound(format!(
+                "a share of {owner}'s account with {with}"
+            )));
+        }
+        Ok(())
+    })
+}

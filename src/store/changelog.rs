@@ -362,3 +362,120 @@ mod tests {
         assert_eq!(Committed::from_payload("garbage"), None);
     }
 }
+
+/// Every data type changed in an account after position `since`, each with its new state (the
+/// seq of its newest change, equal to Foo/get's state), and the account's newest seq: what a push
+/// client reconnecting with an old `pushState` / `Last-Event-ID` missed (RFC 8620 §7.3, RFC 8887
+/// §4.3.5.2). When the log no longer reaches back to `since` (trimmed past it, or a position this
+/// store never issued), every type in `all_types` and in the log is reported with its current state.
+pub fn types_changed_since(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    since: i64,
+    all_types: &[&str],
+) -> Result<(i64, BTreeMap<String, i64>), StoreError> {
+    let (floor, newest) = log_bounds(conn, account_id)?;
+    let reachable = since >= floor && since <= newest;
+    let rows: Vec<(String, Option<i64>)> = change_log::table
+        .filter(change_log::account_id.eq(account_id))
+        .filter(change_log::seq.gt(if reachable { since } else { i64::MIN }))
+        .group_by(change_log::data_type)
+        .select((change_log::data_type, diesel::dsl::max(change_log::seq)))
+        .load(conn)?;
+    let mut changed: BTreeMap<String, i64> = rows
+        .into_iter()
+        .filter_map(|(t, seq)| seq.map(|s| (t, s)))
+        .collect();
+    if !reachable {
+        for t in all_types {
+            changed.entry((*t).to_owned()).or_insert(floor);
+        }
+    }
+    Ok((newest, changed))
+}
+
+#[cfg(test)]
+mod push_position_tests {
+    use super::*;
+    use crate::store::{Store, users};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        (dir, Store::open(&url, 2).unwrap())
+    }
+
+    fn account_of(conn: &mut AnyConnection, user: &str) -> String {
+        let u = users::create(conn, user, "pw").unwrap();
+        accounts::table
+            .filter(accounts::owner_id.eq(&u.id))
+            .select(accounts::id)
+            .first(conn)
+            .unwrap()
+    }
+
+    fn write_types(conn: &mut AnyConnection, account: &str, types: &[&str]) -> i64 {
+        let ((), committed) = write(conn, account, |txn| {
+            for t in types {
+                txn.record(t, "x1", ChangeOp::Updated);
+            }
+            Ok(())
+        })
+        .unwrap();
+        committed.unwrap().seq
+    }
+
+    #[test]
+    fn types_changed_since_names_each_type_once_with_its_newest_seq() {
+        let (_dir, store) = store();
+        let mut conn = store.conn().unwrap();
+        let account = account_of(&mut conn, "alice");
+        let start = log_bounds(&mut conn, &account).unwrap().1;
+        let s1 = write_types(&mut conn, &account, &["Mailbox"]);
+        let s2 = write_types(&mut conn, &account, &["Email", "Thread"]);
+        let s3 = write_types(&mut conn, &account, &["Email"]);
+        let (newest, changed) = types_changed_since(&mut conn, &account, start, &[]).unwrap();
+        assert_eq!(newest, s3);
+        assert_eq!(changed["Mailbox"], s1);
+        assert_eq!(changed["Thread"], s2);
+        assert_eq!(changed["Email"], s3);
+        // Each state equals what Foo/get reports (type_state).
+        for (t, seq) in &changed {
+            assert_eq!(type_state(&mut conn, &account, t).unwrap(), *seq);
+        }
+        let (_, changed) = types_changed_since(&mut conn, &account, s2, &["Mailbox"]).unwrap();
+        assert_eq!(
+            changed.into_iter().collect::<Vec<_>>(),
+            vec![("Email".into(), s3)]
+        );
+        let (_, changed) = types_changed_since(&mut conn, &account, s3, &["Mailbox"]).unwrap();
+        assert!(changed.is_empty());
+    }
+
+    #[test]
+    fn a_position_the_log_no_longer_reaches_reports_every_type() {
+        let (_dir, store) = store();
+        let mut conn = store.conn().unwrap();
+        let account = account_of(&mut conn, "alice");
+        let s1 = write_types(&mut conn, &account, &["Mailbox"]);
+        let s2 = write_types(&mut conn, &account, &["Email"]);
+        diesel::update(accounts::table.find(&account))
+            .set(accounts::log_floor.eq(s1))
+            .execute(&mut conn)
+            .unwrap();
+        let all = ["Mailbox", "Email", "Identity"];
+        // Trimmed past, and never issued (ahead of the newest): every type.
+        for since in [s1 - 1, s2 + 5, -1] {
+            let (newest, changed) = types_changed_since(&mut conn, &account, since, &all).unwrap();
+            assert_eq!(newest, s2);
+            assert_eq!(changed.len(), 3, "{since}: {changed:?}");
+            assert_eq!(changed["Email"], s2);
+            assert_eq!(
+                changed["Identity"], s1,
+                "a type without rows is at the floor"
+            );
+        }
+        let (_, changed) = types_changed_since(&mut conn, &account, s1, &all).unwrap();
+        assert_eq!(changed.len(), 1);
+    }
+}

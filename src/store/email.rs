@@ -444,8 +444,10 @@ fn update(
     Ok(Ok(()))
 }
 
-/// Destroys an email: out of every mailbox (ESET-06), its thread updated or destroyed.
-fn destroy(txn: &mut WriteTxn<'_>, id: &str) -> Result<Result<(), SetError>, StoreError> {
+/// Destroys an email: out of every mailbox (ESET-06), its thread updated or destroyed, its blob
+/// reference dropped; records the changes. Also used when a mailbox is destroyed with
+/// `onDestroyRemoveEmails`.
+pub fn destroy(txn: &mut WriteTxn<'_>, id: &str) -> Result<Result<(), SetError>, StoreError> {
     let account_id = txn.account_id().to_owned();
     let thread_id: Option<String> = emails::table
         .find((&account_id, id))

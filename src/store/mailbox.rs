@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use super::changelog::{self, ChangeOp, ChangesError, WriteTxn};
-use super::schema::{email_mailboxes, emails, mailboxes};
+use super::schema::{email_mailboxes, mailboxes};
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::{ChangesPage, state_string};
 use crate::jmap::error::MethodError;
@@ -165,26 +165,8 @@ fn remove_emails_from(txn: &mut WriteTxn<'_>, mailbox_id: &str) -> Result<(), St
             txn.record("Email", &email_id, ChangeOp::Updated);
             continue;
         }
-        let thread_id: Option<String> = emails::table
-            .find((&account_id, &email_id))
-            .select(emails::thread_id)
-            .first(txn.conn())
-            .optional()?;
-        diesel::delete(emails::table.find((&account_id, &email_id))).execute(txn.conn())?;
-        txn.record("Email", &email_id, ChangeOp::Destroyed);
-        if let Some(thread_id) = thread_id {
-            let left: i64 = emails::table
-                .filter(emails::account_id.eq(&account_id))
-                .filter(emails::thread_id.eq(&thread_id))
-                .count()
-                .get_result(txn.conn())?;
-            let op = if left == 0 {
-                ChangeOp::Destroyed
-            } else {
-                ChangeOp::Updated
-            };
-            txn.record("Thread", &thread_id, op);
-        }
+        // Left in no mailbox: destroyed like an Email/set destroy (thread, blob reference).
+        super::email::destroy(txn, &email_id)?.map_err(|e| StoreError::Invalid(e.kind.into()))?;
     }
     Ok(())
 }

@@ -12,10 +12,14 @@ pub mod context;
 pub mod credentials;
 pub mod email;
 pub mod email_query;
+pub mod identity;
 pub mod mailbox;
+pub mod push_subscription;
 pub mod schema;
+pub mod submission;
 pub mod tokens;
 pub mod users;
+pub mod vacation;
 
 use std::time::Duration;
 

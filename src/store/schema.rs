@@ -159,6 +159,102 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(emails, email_search, email_message_ids);
 
+diesel::table! {
+    identities (account_id, id) {
+        account_id -> Text,
+        id -> Text,
+        name -> Text,
+        email -> Text,
+        reply_to -> Nullable<Text>,
+        bcc -> Nullable<Text>,
+        text_signature -> Text,
+        html_signature -> Text,
+        may_delete -> Bool,
+    }
+}
+
+diesel::table! {
+    push_subscriptions (id) {
+        id -> Text,
+        user_id -> Text,
+        device_client_id -> Text,
+        url -> Text,
+        p256dh -> Nullable<Binary>,
+        auth -> Nullable<Binary>,
+        verification_code -> Text,
+        verified -> Bool,
+        expires -> BigInt,
+        types -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    vacation_responses (account_id) {
+        account_id -> Text,
+        is_enabled -> Bool,
+        from_date -> Nullable<Text>,
+        to_date -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        text_body -> Nullable<Text>,
+        html_body -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    email_submissions (account_id, id) {
+        account_id -> Text,
+        id -> Text,
+        identity_id -> Text,
+        email_id -> Text,
+        thread_id -> Text,
+        envelope -> Text,
+        send_at -> BigInt,
+        undo_status -> Text,
+        delivery_status -> Text,
+    }
+}
+
+diesel::table! {
+    push_deliveries (subscription_id) {
+        subscription_id -> Text,
+        kind -> Integer,
+        changed -> Text,
+        revision -> BigInt,
+        attempts -> Integer,
+        first_pending_at -> BigInt,
+        next_attempt_at -> BigInt,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(push_subscriptions -> users (user_id));
+diesel::joinable!(push_deliveries -> push_subscriptions (subscription_id));
+diesel::allow_tables_to_appear_in_same_query!(push_subscriptions, push_deliveries);
+diesel::allow_tables_to_appear_in_same_query!(push_subscriptions, account_access);
+diesel::allow_tables_to_appear_in_same_query!(push_subscriptions, users);
+
+diesel::table! {
+    push_cursors (subscription_id, account_id) {
+        subscription_id -> Text,
+        account_id -> Text,
+        seq -> BigInt,
+    }
+}
+
+diesel::joinable!(push_cursors -> push_subscriptions (subscription_id));
+diesel::allow_tables_to_appear_in_same_query!(push_cursors, push_subscriptions);
+
+diesel::table! {
+    push_creation_windows (user_id) {
+        user_id -> Text,
+        window_start -> BigInt,
+        created -> Integer,
+    }
+}
+
 // Email/query (src/store/email_query.rs)
 diesel::table! {
     email_headers (account_id, email_id, position) {

@@ -18,6 +18,8 @@ pub struct TestServer {
     pub base: String,
     pub store: Store,
     pub config: Config,
+    /// The node's push registry, for assertions on what push sessions hold.
+    pub registry: actix::Addr<herald::push::registry::Registry>,
     handle: actix_web::dev::ServerHandle,
     _dir: tempfile::TempDir,
 }
@@ -72,6 +74,7 @@ impl TestServer {
             base: running.base_url,
             store,
             config,
+            registry: running.registry,
             handle,
             _dir: dir,
         }
@@ -137,6 +140,9 @@ impl TestServer {
 }
 
 pub fn client() -> awc::Client {
+    // Two rustls crypto backends are in the tree (ring, and aws-lc-rs via dev-dependencies), so
+    // rustls cannot choose one by itself (../shared/STACK.md, pitfall 4).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     awc::Client::builder()
         .disable_redirects()
         .timeout(std::time::Duration::from_secs(30))

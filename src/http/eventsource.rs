@@ -1,0 +1,386 @@
+//! EventSource push at `/jmap/eventsource/` (RFC 8620 §7.3).
+//!
+//! One `EventSourceSession` actor per stream feeds a bounded channel whose receiver is the
+//! response body (../shared/STACK.md, "Idioms that worked"). Changes arrive through the stream's
+//! [`ChangeSlot`], so a client that reads slowly gets the newest states, never a backlog: when the
+//! channel is full, the actor waits for room and then writes everything pending as one event.
+
+use std::collections::{BTreeSet, HashMap};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use tokio::sync::mpsc;
+
+use super::ws::{baseline_query, split_baseline};
+use super::{AppState, problem, ticket};
+use crate::dispatcher::PushBaseline;
+use crate::jmap::session::Principal;
+use crate::push::connections::ConnectionSlot;
+use crate::push::hub::{Subscriber, Wake};
+use crate::push::position::{self, Positions};
+use crate::push::registry::{Subscribe, Unsubscribe};
+use crate::push::slot::{ChangeSlot, TypeFilter};
+
+/// Events that may wait in a stream's channel; beyond that the actor coalesces.
+const CHANNEL_EVENTS: usize = 4;
+
+/// The query parameters (RFC 8620 §7.3), checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamParams {
+    pub types: TypeFilter,
+    pub close_after_state: bool,
+    /// Seconds between pings, after clamping; 0 = never.
+    pub ping: u64,
+}
+
+/// Reads `types`, `closeafter` and `ping`. Missing ones take the RFC's neutral value (`*`, `no`,
+/// `0`); invalid values are errors (checklist ES-10).
+pub fn parse_params(
+    query: &HashMap<String, String>,
+    (ping_min, ping_max): (u64, u64),
+) -> Result<StreamParams, String> {
+    let types = match query.get("types").map(String::as_str) {
+        None | Some("*") => TypeFilter::All,
+        Some(list) => {
+            let names: BTreeSet<String> = list.split(',').map(|t| t.trim().to_owned()).collect();
+            if names
+                .iter()
+                .any(|t| t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                return Err(format!(
+                    "types must be * or a comma-separated list of type names, not {list:?}"
+                ));
+            }
+            TypeFilter::Only(names)
+        }
+    };
+    let close_after_state = match query.get("closeafter").map(String::as_str) {
+        None | Some("no") => false,
+        Some("state") => true,
+        Some(other) => return Err(format!("closeafter must be state or no, not {other:?}")),
+    };
+    let ping = match query.get("ping") {
+        None => 0,
+        Some(p) => match p.parse::<u64>() {
+            Ok(0) => 0,
+            // RFC 8620 §7.3: the server may clamp the interval.
+            Ok(n) => n.clamp(ping_min, ping_max),
+            Err(_) => {
+                return Err(format!(
+                    "ping must be a non-negative integer number of seconds, not {p:?}"
+                ));
+            }
+        },
+    };
+    Ok(StreamParams {
+        types,
+        close_after_state,
+        ping,
+    })
+}
+
+/// `GET /jmap/eventsource/?types=…&closeafter=…&ping=…`
+pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let query = match web::Query::<HashMap<String, String>>::from_query(req.query_string()) {
+        Ok(q) => q.into_inner(),
+        Err(e) => {
+            return problem::status(
+                StatusCode::BAD_REQUEST,
+                format!("the query string is malformed: {e}"),
+            );
+        }
+    };
+    let params = match parse_params(&query, state.push.config.ping_bounds()) {
+        Ok(p) => p,
+        Err(why) => return problem::status(StatusCode::BAD_REQUEST, why),
+    };
+    let principal = match ticket::authenticate_stream(&state, &req).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let place = match state.push.caps.try_acquire(&principal.user_id) {
+        Ok(p) => p,
+        Err(e) => return ticket::cap_refused(e),
+    };
+    // RFC 8620 §7.3 (checklist ES-08): Last-Event-ID resumes from the position it encodes; one
+    // we never issued means "unknown", and the client is told every type changed.
+    let resume = req
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(position::decode);
+
+    let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_EVENTS);
+    EventSourceSession {
+        principal,
+        app: state.into_inner(),
+        slot: Arc::new(ChangeSlot::new(params.types.clone())),
+        params,
+        resume,
+        tx,
+        subscription: None,
+        last_push: None,
+        flush_scheduled: false,
+        waiting_for_room: false,
+        _place: place,
+    }
+    .start();
+    let body = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|event| event.map(Ok::<_, Infallible>))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        // Keeps compression middleware from buffering the stream.
+        .insert_header(("Content-Encoding", "identity"))
+        // Asks reverse proxies (nginx) not to buffer either.
+        .insert_header(("X-Accel-Buffering", "no"))
+        // A web client on another origin may read the stream: it authenticates with a ticket in
+        // the URL, never with cookies, so no credentials are exposed by allowing every origin.
+        .insert_header(("Access-Control-Allow-Origin", "*"))
+        .streaming(body)
+}
+
+/// One EventSource stream.
+pub struct EventSourceSession {
+    principal: Principal,
+    app: Arc<AppState>,
+    slot: Arc<ChangeSlot>,
+    params: StreamParams,
+    resume: Option<Option<Positions>>,
+    tx: mpsc::Sender<Bytes>,
+    subscription: Option<u64>,
+    last_push: Option<Instant>,
+    flush_scheduled: bool,
+    waiting_for_room: bool,
+    _place: ConnectionSlot,
+}
+
+impl EventSourceSession {
+    /// Writes what the slot holds as one `state` event with its `id` (checklist ES-07, ES-08), at
+    /// most once per `min_interval_ms`, and only when the channel has room.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.waiting_for_room {
+            return;
+        }
+        let min = Duration::from_millis(self.app.push.config.min_interval_ms);
+        if let Some(last) = self.last_push
+            && last.elapsed() < min
+        {
+            if !self.flush_scheduled {
+                self.flush_scheduled = true;
+                ctx.run_later(min - last.elapsed(), |act, ctx| {
+                    act.flush_scheduled = false;
+                    act.flush(ctx);
+                });
+            }
+            return;
+        }
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                if let Some((changed, positions)) = self.slot.take() {
+                    let data = position::state_change(&changed, None);
+                    let event = format!(
+                        "event: state\nid: {}\ndata: {}\n\n",
+                        position::encode(&positions),
+                        data
+                    );
+                    permit.send(Bytes::from(event));
+                    self.last_push = Some(Instant::now());
+                    if self.params.close_after_state {
+                        // RFC 8620 §7.3: end the response after one state event.
+                        ctx.stop();
+                    }
+                }
+            }
+            Err(mpsc::error::TrySendError::Full(())) => {
+                // The client reads slowly: wait for room, keep coalescing meanwhile.
+                self.waiting_for_room = true;
+                let tx = self.tx.clone();
+                async move { tx.reserve_owned().await.is_ok() }
+                    .into_actor(self)
+                    .map(|open, act, ctx| {
+                        act.waiting_for_room = false;
+                        if open {
+                            act.flush(ctx);
+                        } else {
+                            ctx.stop();
+                        }
+                    })
+                    .spawn(ctx);
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => ctx.stop(),
+        }
+    }
+}
+
+impl Actor for EventSourceSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(16);
+        // The server notices a departed client only when it writes (STACK.md pitfall 7): check
+        // on a bounded interval even when the client asked for no pings.
+        let heartbeat = Duration::from_secs(self.app.push.config.heartbeat_secs.max(1));
+        ctx.run_interval(heartbeat, |act, ctx| {
+            if act.tx.is_closed() {
+                ctx.stop();
+                return;
+            }
+            // A comment (not a ping: checklist ES-06) makes the server write, which is how it
+            // learns that the client left; the body then ends and the channel closes.
+            if let Err(mpsc::error::TrySendError::Closed(_)) =
+                act.tx.try_send(Bytes::from_static(b": keepalive\n"))
+            {
+                ctx.stop();
+                return;
+            }
+            if act.slot.has_pending() {
+                act.flush(ctx);
+            }
+        });
+        if self.params.ping > 0 {
+            let interval = self.params.ping;
+            // Checklist ES-06: an event named ping with the interval actually used, and no id.
+            let event = Bytes::from(format!(
+                "event: ping\ndata: {{\"interval\":{interval}}}\n\n"
+            ));
+            ctx.run_interval(Duration::from_secs(interval), move |act, ctx| {
+                match act.tx.try_send(event.clone()) {
+                    Ok(()) => {}
+                    // Events are queued already; they keep the connection busy enough.
+                    Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+                }
+            });
+        }
+        let subscriber = Subscriber {
+            user_id: self.principal.user_id.clone(),
+            slot: self.slot.clone(),
+            wake: ctx.address().recipient(),
+        };
+        let accounts = self
+            .principal
+            .accounts
+            .iter()
+            .map(|a| a.account_id.clone())
+            .collect();
+        self.app
+            .push
+            .registry
+            .send(Subscribe {
+                accounts,
+                subscriber,
+            })
+            .into_actor(self)
+            .map(|result, act, ctx| match result {
+                Ok(id) => act.subscription = Some(id),
+                Err(e) => {
+                    log::error!("push registry: {e}");
+                    ctx.stop();
+                }
+            })
+            .wait(ctx);
+        let accounts = baseline_query(&self.principal, self.resume.as_ref());
+        self.app
+            .dispatcher
+            .send(PushBaseline { accounts })
+            .into_actor(self)
+            .map(|result, act, ctx| match result {
+                Ok(Ok(found)) => {
+                    let (positions, missed) = split_baseline(found);
+                    let pending = act.slot.baseline(positions, missed);
+                    // A comment first, flushing the headers (checklist ES-10); sent once the
+                    // stream is subscribed, so a client may wait for it before it mutates.
+                    let _ = act
+                        .tx
+                        .try_send(Bytes::from_static(b": herald push stream ready\n"));
+                    if pending {
+                        act.flush(ctx);
+                    }
+                }
+                Ok(Err(e)) => {
+                    log::error!("push baseline: {e}");
+                    ctx.stop();
+                }
+                Err(e) => {
+                    log::error!("push baseline: {e}");
+                    ctx.stop();
+                }
+            })
+            .wait(ctx);
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        if let Some(id) = self.subscription.take() {
+            self.app.push.registry.do_send(Unsubscribe(id));
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<Wake> for EventSourceSession {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.flush(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parameters_are_checked_and_ping_is_clamped_within_the_rfc_bounds() {
+        let bounds = (10, 300);
+        let p = parse_params(
+            &q(&[
+                ("types", "Mailbox,Email"),
+                ("closeafter", "state"),
+                ("ping", "5"),
+            ]),
+            bounds,
+        )
+        .unwrap();
+        assert_eq!(
+            p.types,
+            TypeFilter::Only(["Email".to_string(), "Mailbox".to_string()].into())
+        );
+        assert!(p.close_after_state);
+        assert_eq!(p.ping, 10, "raised to the minimum");
+        let p = parse_params(
+            &q(&[("types", "*"), ("closeafter", "no"), ("ping", "9999")]),
+            bounds,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.types, p.close_after_state, p.ping),
+            (TypeFilter::All, false, 300)
+        );
+        assert_eq!(parse_params(&q(&[("ping", "0")]), bounds).unwrap().ping, 0);
+        for bad in [
+            q(&[("ping", "-1")]),
+            q(&[("ping", "soon")]),
+            q(&[("closeafter", "never")]),
+            q(&[("types", "")]),
+            q(&[("types", "Mailbox,,Email")]),
+            q(&[("types", "Mail box")]),
+        ] {
+            assert!(parse_params(&bad, bounds).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! JMAP over WebSocket at `/jmap/ws` (RFC 8887).
+//!
+//! One `WsSession` actor per connection. Requests run through the same Dispatcher and per-user
+//! `maxConcurrentRequests` as HTTP, concurrently, so a slow request never delays a push; answers
+//! carry `requestId` (RFC 8887 §4.3.3). Push changes arrive through the connection's
+//! [`ChangeSlot`] (coalesced: at most one state per account and type) and go out as StateChange
+//! messages carrying `pushState` (RFC 8887 §4.3.5.1).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use actix_web::http::header::SEC_WEBSOCKET_PROTOCOL;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web_actors::ws;
+use serde_json::{Map, Value, json};
+
+use super::{AppState, problem, ticket};
+use crate::dispatcher::{PushBaseline, RunRequest};
+use crate::jmap::error::RequestError;
+use crate::jmap::json::parse_strict;
+use crate::jmap::request::request_from_object;
+use crate::jmap::session::Principal;
+use crate::push::connections::ConnectionSlot;
+use crate::push::hub::{Subscriber, Wake};
+use crate::push::position::{self, Changed, Positions};
+use crate::push::registry::{Subscribe, Unsubscribe};
+use crate::push::slot::{ChangeSlot, TypeFilter};
+
+/// `GET /jmap/ws`: the upgrade. The client must offer the `jmap` subprotocol (RFC 8887 §4.2;
+/// actix only echoes a match, so it is checked here: ../shared/STACK.md pitfall 10).
+pub async fn upgrade(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    stream: web::Payload,
+) -> HttpResponse {
+    let offers_jmap = req
+        .headers()
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "jmap");
+    if !offers_jmap {
+        return problem::status(
+            StatusCode::BAD_REQUEST,
+            "the WebSocket subprotocol \"jmap\" is required (RFC 8887 §4.2)",
+        );
+    }
+    let principal = match ticket::authenticate_stream(&state, &req).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let place = match state.push.caps.try_acquire(&principal.user_id) {
+        Ok(p) => p,
+        Err(e) => return ticket::cap_refused(e),
+    };
+    let max_message = state.server.limits.max_size_request as usize;
+    let session = WsSession::new(principal, state.into_inner(), place);
+    match ws::WsResponseBuilder::new(session, &req, stream)
+        .protocols(&["jmap"])
+        .frame_size(max_message)
+        .start()
+    {
+        Ok(response) => response,
+        Err(e) => e.error_response(),
+    }
+}
+
+/// One WebSocket connection.
+pub struct WsSession {
+    principal: Principal,
+    app: Arc<AppState>,
+    slot: Arc<ChangeSlot>,
+    subscription: Option<u64>,
+    /// The last time the client sent anything (frames, pings, pongs).
+    last_seen: Instant,
+    last_push: Option<Instant>,
+    flush_scheduled: bool,
+    /// Counts PushEnable/PushDisable, so an outdated baseline answer is ignored.
+    push_epoch: u64,
+    /// A fragmented message being reassembled: (is text, bytes so far).
+    fragments: Option<(bool, BytesMut)>,
+    _place: ConnectionSlot,
+}
+
+impl WsSession {
+    fn new(principal: Principal, app: Arc<AppState>, place: ConnectionSlot) -> Self {
+        WsSession {
+            principal,
+            app,
+            slot: Arc::new(ChangeSlot::new(TypeFilter::Off)),
+            subscription: None,
+            last_seen: Instant::now(),
+            last_push: None,
+            flush_scheduled: false,
+            push_epoch: 0,
+            fragments: None,
+            _place: place,
+        }
+    }
+
+    fn max_message(&self) -> usize {
+        self.app.server.limits.max_size_request as usize
+    }
+
+    /// Sends a RequestError (RFC 8887 §4.3.4): the problem object plus `@type` and `requestId`.
+    fn request_error(ctx: &mut ws::WebsocketContext<Self>, e: &RequestError, id: Option<&Value>) {
+        let mut problem = e.to_problem();
+        problem["@type"] = json!("RequestError");
+        problem["requestId"] = id.cloned().unwrap_or(Value::Null);
+        ctx.text(problem.to_string());
+    }
+
+    /// One text message: a Request, WebSocketPushEnable or WebSocketPushDisable (RFC 8887 §4.3).
+    fn on_message(&mut self, bytes: &[u8], ctx: &mut ws::WebsocketContext<Self>) {
+        if bytes.len() > self.max_message() {
+            let e = RequestError::limit(
+                "maxSizeRequest",
+                format!("the message is larger than {} octets", self.max_message()),
+            );
+            return Self::request_error(ctx, &e, None);
+        }
+        let mut obj = match parse_strict(bytes) {
+            Ok(Value::Object(obj)) => obj,
+            Ok(_) => {
+                let e = RequestError::not_request("a message is one JSON object");
+                return Self::request_error(ctx, &e, None);
+            }
+            Err(why) => {
+                let e = RequestError::not_json(format!("the message is not valid I-JSON: {why}"));
+                return Self::request_error(ctx, &e, None);
+            }
+        };
+        let id = match obj.remove("id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(Value::String(s)),
+            Some(_) => {
+                let e = RequestError::not_request("\"id\" must be a string");
+                return Self::request_error(ctx, &e, None);
+            }
+        };
+        let kind = obj.remove("@type");
+        match kind.as_ref().and_then(Value::as_str) {
+            Some("Request") => self.run_request(obj, id, ctx),
+            Some("WebSocketPushEnable") => self.push_enable(obj, id, ctx),
+            Some("WebSocketPushDisable") => {
+                // RFC 8887 §4.3.5.3
+                self.push_epoch += 1;
+                self.slot.set_filter(TypeFilter::Off);
+            }
+            _ => {
+                let e = RequestError::not_request(format!(
+                    "unknown @type {}: expected Request, WebSocketPushEnable or WebSocketPushDisable",
+                    kind.unwrap_or(Value::Null)
+                ));
+                Self::request_error(ctx, &e, id.as_ref());
+            }
+        }
+    }
+
+    /// Runs a Request concurrently with everything else on the connection (RFC 8887 §4.3.2).
+    fn run_request(
+        &mut self,
+        obj: Map<String, Value>,
+        id: Option<Value>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let request = match request_from_object(obj) {
+            Ok(r) => r,
+            Err(e) => return Self::request_error(ctx, &e, id.as_ref()),
+        };
+        let limit = self.app.server.limits.max_concurrent_requests;
+        // RFC 8887 §4.3.2: maxConcurrentRequests counts WebSocket and HTTP requests together.
+        let Some(running) = self
+            .app
+            .requests
+            .try_acquire(&self.principal.user_id, limit)
+        else {
+            let e = RequestError::limit(
+                "maxConcurrentRequests",
+                format!("at most {limit} requests may run at once"),
+            );
+            return Self::request_error(ctx, &e, id.as_ref());
+        };
+        self.app
+            .dispatcher
+            .send(RunRequest {
+                principal: self.principal.clone(),
+                request,
+            })
+            .into_actor(self)
+            .map(move |result, _, ctx| {
+                drop(running);
+                match result {
+                    Ok(Ok(Ok(response))) => {
+                        let mut out = Map::new();
+                        out.insert("@type".into(), json!("Response"));
+                        if let Some(id) = id {
+                            out.insert("requestId".into(), id);
+                        }
+                        out.extend(response.to_json());
+                        ctx.text(Value::Object(out).to_string());
+                    }
+                    Ok(Ok(Err(e))) => Self::request_error(ctx, &e, id.as_ref()),
+                    Ok(Err(e)) => {
+                        log::error!("WebSocket request: {e}");
+                        ctx.text(unavailable(id.as_ref()).to_string());
+                    }
+                    Err(e) => {
+                        log::error!("WebSocket request: {e}");
+                        ctx.text(unavailable(id.as_ref()).to_string());
+                    }
+                }
+            })
+            .spawn(ctx);
+    }
+
+    /// `WebSocketPushEnable` (RFC 8887 §4.3.5.2): push the listed types (all for `null`); with
+    /// `pushState`, first send at once everything changed since it.
+    fn push_enable(
+        &mut self,
+        mut obj: Map<String, Value>,
+        id: Option<Value>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let filter = match obj.remove("dataTypes") {
+            None | Some(Value::Null) => TypeFilter::All,
+            Some(Value::Array(items)) => {
+                let mut types = std::collections::BTreeSet::new();
+                for item in items {
+                    match item {
+                        Value::String(t) => {
+                            types.insert(t);
+                        }
+                        _ => {
+                            let e = RequestError::not_request("\"dataTypes\" holds only strings");
+                            return Self::request_error(ctx, &e, id.as_ref());
+                        }
+                    }
+                }
+                TypeFilter::Only(types)
+            }
+            Some(_) => {
+                let e = RequestError::not_request("\"dataTypes\" is an array of strings or null");
+                return Self::request_error(ctx, &e, id.as_ref());
+            }
+        };
+        let since: Option<Option<Positions>> = match obj.remove("pushState") {
+            None | Some(Value::Null) => None,
+            // A token we never issued: the client is told every type changed.
+            Some(Value::String(token)) => Some(position::decode(&token)),
+            Some(_) => {
+                let e = RequestError::not_request("\"pushState\" is a string");
+                return Self::request_error(ctx, &e, id.as_ref());
+            }
+        };
+        self.push_epoch += 1;
+        let epoch = self.push_epoch;
+        self.slot.set_filter(filter);
+        let accounts = baseline_query(&self.principal, since.as_ref());
+        self.app
+            .dispatcher
+            .send(PushBaseline { accounts })
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                if act.push_epoch != epoch {
+                    return;
+                }
+                match result {
+                    Ok(Ok(found)) => {
+                        let (positions, missed) = split_baseline(found);
+                        if act.slot.baseline(positions, missed) {
+                            act.flush(ctx);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        log::error!("push baseline: {e}");
+                        ctx.text(unavailable(id.as_ref()).to_string());
+                    }
+                    Err(e) => {
+                        log::error!("push baseline: {e}");
+                        ctx.text(unavailable(id.as_ref()).to_string());
+                    }
+                }
+            })
+            .wait(ctx);
+    }
+
+    /// Writes what the slot holds as one StateChange, at most once per `min_interval_ms`.
+    fn flush(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let min = Duration::from_millis(self.app.push.config.min_interval_ms);
+        if let Some(last) = self.last_push
+            && last.elapsed() < min
+        {
+            if !self.flush_scheduled {
+                self.flush_scheduled = true;
+                ctx.run_later(min - last.elapsed(), |act, ctx| {
+                    act.flush_scheduled = false;
+                    act.flush(ctx);
+                });
+            }
+            return;
+        }
+        if let Some((changed, positions)) = self.slot.take() {
+            let push_state = position::encode(&positions);
+            ctx.text(position::state_change(&changed, Some(&push_state)).to_string());
+            self.last_push = Some(Instant::now());
+        }
+    }
+
+    fn on_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let (first, text, last, data) = match item {
+            actix_http::ws::Item::FirstText(d) => (true, true, false, d),
+            actix_http::ws::Item::FirstBinary(d) => (true, false, false, d),
+            actix_http::ws::Item::Continue(d) => (false, false, false, d),
+            actix_http::ws::Item::Last(d) => (false, false, true, d),
+        };
+        if first {
+            self.fragments = Some((text, BytesMut::from(&data[..])));
+        } else if let Some((_, buf)) = self.fragments.as_mut() {
+            let max = self.app.server.limits.max_size_request as usize;
+            if buf.len() + data.len() > max {
+                self.fragments = None;
+                let e = RequestError::limit(
+                    "maxSizeRequest",
+                    format!("the message is larger than {max} octets"),
+                );
+                return Self::request_error(ctx, &e, None);
+            }
+            buf.extend_from_slice(&data);
+        }
+        if last && let Some((text, buf)) = self.fragments.take() {
+            let message: Bytes = buf.freeze();
+            if text {
+                self.on_message(&message, ctx);
+            } else {
+                Self::request_error(ctx, &binary_error(), None);
+            }
+        }
+    }
+}
+
+fn binary_error() -> RequestError {
+    RequestError::not_json("binary messages are not JMAP messages; send UTF-8 JSON in text frames")
+}
+
+/// A store failure while answering: not a JMAP request error, so a plain problem (503).
+fn unavailable(id: Option<&Value>) -> Value {
+    json!({
+        "@type": "RequestError",
+        "type": "about:blank",
+        "status": 503,
+        "detail": "the server cannot answer now; try again",
+        "requestId": id.cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The accounts to ask the store about when a push stream starts: each readable account with the
+/// position to compare against (`None`: just the current position; `Some(-1)`: unknown, so every
+/// type changed).
+pub(super) fn baseline_query(
+    principal: &Principal,
+    since: Option<&Option<Positions>>,
+) -> Vec<(String, Option<i64>)> {
+    principal
+        .accounts
+        .iter()
+        .map(|a| {
+            let since = match since {
+                None => None,
+                Some(None) => Some(-1),
+                Some(Some(positions)) => Some(positions.get(&a.account_id).copied().unwrap_or(-1)),
+            };
+            (a.account_id.clone(), since)
+        })
+        .collect()
+}
+
+/// Splits the store's answer into positions and missed changes.
+pub(super) fn split_baseline(
+    found: Vec<crate::dispatcher::AccountPosition>,
+) -> (Positions, Changed) {
+    let mut positions = Positions::new();
+    let mut missed = Changed::new();
+    for a in found {
+        positions.insert(a.account_id.clone(), a.seq);
+        if !a.changed.is_empty() {
+            missed.insert(a.account_id, a.changed);
+        }
+    }
+    (positions, missed)
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Only Wake messages come through the mailbox, at most one per slot at a time.
+        ctx.set_mailbox_capacity(16);
+        let heartbeat = Duration::from_secs(self.app.push.config.heartbeat_secs.max(1));
+        let idle = Duration::from_secs(self.app.push.config.idle_timeout_secs.max(1));
+        ctx.run_interval(heartbeat, move |act, ctx| {
+            if act.last_seen.elapsed() > idle {
+                log::info!("WebSocket of {} idle; closing", act.principal.username);
+                ctx.close(Some(ws::CloseCode::Away.into()));
+                ctx.stop();
+                return;
+            }
+            ctx.ping(b"");
+            // A Wake lost to a full mailbox leaves changes in the slot: take them here.
+            if act.slot.has_pending() {
+                act.flush(ctx);
+            }
+        });
+        let subscriber = Subscriber {
+            user_id: self.principal.user_id.clone(),
+            slot: self.slot.clone(),
+            wake: ctx.address().recipient(),
+        };
+        let accounts = self
+            .principal
+            .accounts
+            .iter()
+            .map(|a| a.account_id.clone())
+            .collect();
+        self.app
+            .push
+            .registry
+            .send(Subscribe {
+                accounts,
+                subscriber,
+            })
+            .into_actor(self)
+            .map(|result, act, ctx| match result {
+                Ok(id) => act.subscription = Some(id),
+                Err(e) => {
+                    log::error!("push registry: {e}");
+                    ctx.stop();
+                }
+            })
+            .wait(ctx);
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        if let Some(id) = self.subscription.take() {
+            self.app.push.registry.do_send(Unsubscribe(id));
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<Wake> for WsSession {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.flush(ctx);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                log::debug!("WebSocket protocol error: {e}");
+                ctx.stop();
+                return;
+            }
+        };
+        self.last_seen = Instant::now();
+        match msg {
+            ws::Message::Text(text) => self.on_message(text.as_bytes(), ctx),
+            // RFC 8887 §4.3.1 allows ignoring or closing; a RequestError tells the client why.
+            ws::Message::Binary(_) => Self::request_error(ctx, &binary_error(), None),
+            ws::Message::Continuation(item) => self.on_fragment(item, ctx),
+            ws::Message::Ping(data) => ctx.pong(&data),
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

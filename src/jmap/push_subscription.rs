@@ -1,0 +1,874 @@
+//! `PushSubscription/get` and `PushSubscription/set` (RFC 8620 §7.2; checklist PSUB-01..PSUB-12).
+//!
+//! Subscriptions are not account-scoped: they belong to the authenticated user, take and return
+//! no `accountId` and have no state. The URL and keys are write-only. A new subscription is
+//! verified by a `PushVerification` POST that the webhook sender delivers from the outbox; until
+//! the client echoes the code back, nothing else is sent to the URL.
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value, json};
+
+use super::args::Id;
+use super::dispatch::Call;
+use super::error::MethodError;
+use crate::push::target::TargetPolicy;
+use crate::push::webpush::UaKeys;
+
+/// Type names a subscription may filter on (checklist PSH-05, PSUB-12).
+pub const KNOWN_TYPES: &[&str] = &[
+    "Mailbox",
+    "Thread",
+    "Email",
+    "EmailDelivery",
+    "Identity",
+    "EmailSubmission",
+    "VacationResponse",
+];
+
+/// Properties `/get` may return; `url` and `keys` never (PSUB-04).
+const READABLE: &[&str] = &[
+    "id",
+    "deviceClientId",
+    "verificationCode",
+    "expires",
+    "types",
+];
+
+/// Limits and policy for subscriptions, from `[push]` in the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookPolicy {
+    pub target: TargetPolicy,
+    /// The latest `expires` allowed, in seconds from now; also the default (PSUB-08, PSUB-09).
+    pub max_expires_secs: i64,
+    /// Subscriptions one user may have (PSUB-11).
+    pub max_per_user: u64,
+    /// Subscriptions one user may create per hour, destroyed ones included (PSUB-11).
+    pub creations_per_hour: u64,
+}
+
+impl Default for WebhookPolicy {
+    fn default() -> Self {
+        WebhookPolicy {
+            target: TargetPolicy::default(),
+            max_expires_secs: 7 * 24 * 3600,
+            max_per_user: 20,
+            creations_per_hour: 60,
+        }
+    }
+}
+
+/// A stored subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: String,
+    pub device_client_id: String,
+    pub url: String,
+    pub keys: Option<UaKeys>,
+    /// The code sent in the PushVerification.
+    pub verification_code: String,
+    /// The client has echoed the code back.
+    pub verified: bool,
+    /// Unix seconds.
+    pub expires: i64,
+    /// `None` = all types.
+    pub types: Option<Vec<String>>,
+}
+
+/// A validated creation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSubscription {
+    pub device_client_id: String,
+    pub url: String,
+    pub keys: Option<UaKeys>,
+    pub expires: i64,
+    pub types: Option<Vec<String>>,
+}
+
+/// A validated update; `None` fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionChange {
+    /// The client sent the right verification code.
+    pub verify: bool,
+    pub expires: Option<i64>,
+    pub types: Option<Option<Vec<String>>>,
+}
+
+/// What `PushSubscription/*` needs from the store. Every method acts on one user's subscriptions.
+pub trait PushSubscriptionStore {
+    /// The user's subscriptions.
+    fn push_subscriptions(&mut self, user_id: &str) -> Result<Vec<Subscription>, MethodError>;
+    /// Stores a subscription with a fresh id and verification code, and queues its
+    /// PushVerification, in one transaction. Returns the id.
+    fn create_push_subscription(
+        &mut self,
+        user_id: &str,
+        new: &NewSubscription,
+    ) -> Result<String, MethodError>;
+    /// Applies a change to one of the user's subscriptions.
+    fn update_push_subscription(
+        &mut self,
+        user_id: &str,
+        id: &str,
+        change: &SubscriptionChange,
+    ) -> Result<(), MethodError>;
+    /// Destroys one of the user's subscriptions and its pending deliveries; `false` if unknown.
+    fn destroy_push_subscription(&mut self, user_id: &str, id: &str) -> Result<bool, MethodError>;
+    /// Counts one creation by the user against `limit` per `window_secs`; `false` (and nothing
+    /// counted) when the user has used up the window.
+    fn take_creation_slot(
+        &mut self,
+        user_id: &str,
+        limit: u64,
+        window_secs: i64,
+    ) -> Result<bool, MethodError>;
+    /// Resolves a push URL's host (SSRF check at create, PSUB-11).
+    fn resolve_host(&mut self, host: &str, port: u16) -> Result<Vec<IpAddr>, String>;
+    /// Unix seconds.
+    fn now(&self) -> i64;
+}
+
+/// Formats unix seconds as a UTCDate (RFC 8620 §1.4).
+pub fn utc_date(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Parses a UTCDate (RFC 8620 §1.4: RFC 3339 with `Z`) to unix seconds.
+pub fn parse_utc_date(s: &str) -> Option<i64> {
+    if !s.ends_with('Z') {
+        return None;
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.timestamp())
+}
+
+fn set_error(kind: &str, description: impl Into<String>, properties: &[&str]) -> Value {
+    let mut e = json!({"type": kind, "description": description.into()});
+    if !properties.is_empty() {
+        e["properties"] = json!(properties);
+    }
+    e
+}
+
+fn null_if_empty(m: Map<String, Value>) -> Value {
+    if m.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(m)
+    }
+}
+
+/// `PushSubscription/get` (RFC 8620 §7.2.1).
+pub fn get<C: PushSubscriptionStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+) -> Result<Map<String, Value>, MethodError> {
+    let ids: Option<Vec<Id>> = call.args.optional("ids")?;
+    let properties: Option<Vec<String>> = call.args.optional("properties")?;
+    std::mem::take(&mut call.args).finish()?;
+    let properties: Vec<String> = match properties {
+        None => READABLE.iter().map(|p| p.to_string()).collect(),
+        Some(props) => {
+            // PSUB-04: asking for url or keys is forbidden, not silently ignored.
+            if let Some(p) = props.iter().find(|p| *p == "url" || *p == "keys") {
+                return Err(MethodError::Forbidden(format!(
+                    "the {p} of a PushSubscription cannot be read"
+                )));
+            }
+            if let Some(p) = props.iter().find(|p| !READABLE.contains(&p.as_str())) {
+                return Err(MethodError::InvalidArguments(format!(
+                    "unknown property {p:?}"
+                )));
+            }
+            props
+        }
+    };
+    let max = call.server.limits.max_objects_in_get;
+    if let Some(ids) = &ids
+        && ids.len() as u64 > max
+    {
+        return Err(MethodError::RequestTooLarge(format!(
+            "{} ids asked for; maxObjectsInGet is {max}",
+            ids.len()
+        )));
+    }
+    let all = ctx.push_subscriptions(&call.principal.user_id)?;
+    let mut list = Vec::new();
+    let mut not_found = Vec::new();
+    let mut render = |s: &Subscription| {
+        let mut o = Map::new();
+        o.insert("id".into(), json!(s.id));
+        for p in &properties {
+            let v = match p.as_str() {
+                "deviceClientId" => json!(s.device_client_id),
+                "verificationCode" => {
+                    if s.verified {
+                        json!(s.verification_code)
+                    } else {
+                        Value::Null
+                    }
+                }
+                "expires" => json!(utc_date(s.expires)),
+                "types" => json!(s.types),
+                _ => continue,
+            };
+            o.insert(p.clone(), v);
+        }
+        Value::Object(o)
+    };
+    match ids {
+        None => list.extend(all.iter().map(&mut render)),
+        Some(ids) => {
+            for id in ids {
+                let id = call.resolve_id(&id.0).unwrap_or(id.0);
+                match all.iter().find(|s| s.id == id) {
+                    Some(s) => list.push(render(s)),
+                    None => not_found.push(json!(id)),
+                }
+            }
+        }
+    }
+    let mut out = Map::new();
+    out.insert("list".into(), Value::Array(list));
+    out.insert("notFound".into(), Value::Array(not_found));
+    Ok(out)
+}
+
+/// Clamps a requested `expires` to the policy (PSUB-08: the server may shorten it).
+fn effective_expires(
+    requested: Option<&Value>,
+    now: i64,
+    policy: &WebhookPolicy,
+) -> Result<i64, Value> {
+    let cap = now + policy.max_expires_secs;
+    match requested {
+        None | Some(Value::Null) => Ok(cap),
+        Some(Value::String(s)) => match parse_utc_date(s) {
+            Some(t) if t <= now => Err(set_error(
+                "invalidProperties",
+                "expires is in the past",
+                &["expires"],
+            )),
+            Some(t) => Ok(t.min(cap)),
+            None => Err(set_error(
+                "invalidProperties",
+                "expires is not a UTCDate",
+                &["expires"],
+            )),
+        },
+        Some(_) => Err(set_error(
+            "invalidProperties",
+            "expires is not a UTCDate",
+            &["expires"],
+        )),
+    }
+}
+
+fn parse_types(v: &Value) -> Result<Option<Vec<String>>, Value> {
+    let bad = |d: String| set_error("invalidProperties", d, &["types"]);
+    match v {
+        Value::Null => Ok(None),
+        Value::Array(items) => {
+            let mut types = Vec::with_capacity(items.len());
+            for item in items {
+                match item.as_str() {
+                    Some(t) if KNOWN_TYPES.contains(&t) => {
+                        if !types.iter().any(|x: &String| x == t) {
+                            types.push(t.to_owned());
+                        }
+                    }
+                    Some(t) => return Err(bad(format!("{t:?} is not a known type name"))),
+                    None => return Err(bad("types must be strings".into())),
+                }
+            }
+            Ok(Some(types))
+        }
+        _ => Err(bad("types must be an array of type names or null".into())),
+    }
+}
+
+fn parse_keys(v: &Value) -> Result<Option<UaKeys>, Value> {
+    let bad = |d: String| set_error("invalidProperties", d, &["keys"]);
+    match v {
+        Value::Null => Ok(None),
+        Value::Object(o) => {
+            if let Some(k) = o.keys().find(|k| *k != "p256dh" && *k != "auth") {
+                return Err(bad(format!("keys has an unknown member {k:?}")));
+            }
+            let (Some(p256dh), Some(auth)) = (
+                o.get("p256dh").and_then(Value::as_str),
+                o.get("auth").and_then(Value::as_str),
+            ) else {
+                return Err(bad("keys needs the strings p256dh and auth".into()));
+            };
+            UaKeys::parse(p256dh, auth)
+                .map(Some)
+                .map_err(|e| bad(format!("keys: {e}")))
+        }
+        _ => Err(bad("keys must be an object or null".into())),
+    }
+}
+
+/// Validates one creation (PSUB-01, PSUB-05, PSUB-11, PSUB-12).
+fn validate_create<C: PushSubscriptionStore>(
+    ctx: &mut C,
+    policy: &WebhookPolicy,
+    obj: &Value,
+) -> Result<NewSubscription, Value> {
+    let Value::Object(obj) = obj else {
+        return Err(set_error(
+            "invalidProperties",
+            "a PushSubscription is an object",
+            &[],
+        ));
+    };
+    const ALLOWED: &[&str] = &[
+        "deviceClientId",
+        "url",
+        "keys",
+        "verificationCode",
+        "expires",
+        "types",
+    ];
+    let unknown: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !ALLOWED.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(set_error(
+            "invalidProperties",
+            "unknown or server-set properties",
+            &unknown,
+        ));
+    }
+    if !matches!(obj.get("verificationCode"), None | Some(Value::Null)) {
+        return Err(set_error(
+            "invalidProperties",
+            "verificationCode must be null on create",
+            &["verificationCode"],
+        ));
+    }
+    let device_client_id = match obj.get("deviceClientId") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
+        _ => {
+            return Err(set_error(
+                "invalidProperties",
+                "deviceClientId must be a string of 1 to 255 octets",
+                &["deviceClientId"],
+            ));
+        }
+    };
+    let url = match obj.get("url") {
+        Some(Value::String(s)) => s.clone(),
+        _ => {
+            return Err(set_error(
+                "invalidProperties",
+                "url must be a string",
+                &["url"],
+            ));
+        }
+    };
+    let target = policy
+        .target
+        .parse(&url)
+        .map_err(|d| set_error("invalidProperties", d, &["url"]))?;
+    if target.ip().is_none() && !policy.target.allow_private_targets {
+        let addrs = ctx
+            .resolve_host(&target.host, target.port)
+            .map_err(|d| set_error("invalidProperties", d, &["url"]))?;
+        policy
+            .target
+            .check_addresses(&target, &addrs)
+            .map_err(|d| set_error("invalidProperties", d, &["url"]))?;
+    }
+    let keys = parse_keys(obj.get("keys").unwrap_or(&Value::Null))?;
+    let types = parse_types(obj.get("types").unwrap_or(&Value::Null))?;
+    let expires = effective_expires(obj.get("expires"), ctx.now(), policy)?;
+    Ok(NewSubscription {
+        device_client_id,
+        url,
+        keys,
+        expires,
+        types,
+    })
+}
+
+/// Validates one update (PSUB-06, PSUB-07, PSUB-08). Returns the change and what to report in
+/// `updated` beyond the patch.
+fn validate_update(
+    current: &Subscription,
+    patch: &Value,
+    now: i64,
+    policy: &WebhookPolicy,
+) -> Result<(SubscriptionChange, Map<String, Value>), Value> {
+    let Value::Object(patch) = patch else {
+        return Err(set_error("invalidPatch", "a PatchObject is an object", &[]));
+    };
+    let mut change = SubscriptionChange::default();
+    let mut reported = Map::new();
+    for (key, value) in patch {
+        match key.as_str() {
+            "verificationCode" => match value.as_str() {
+                Some(code) if code == current.verification_code => change.verify = true,
+                _ => {
+                    return Err(set_error(
+                        "invalidProperties",
+                        "the verification code is wrong",
+                        &["verificationCode"],
+                    ));
+                }
+            },
+            "expires" => {
+                let expires = effective_expires(Some(value), now, policy)?;
+                change.expires = Some(expires);
+                reported.insert("expires".into(), json!(utc_date(expires)));
+            }
+            "types" => change.types = Some(parse_types(value)?),
+            // Immutable (PSUB-07): allowed only unchanged.
+            "id" if value.as_str() == Some(current.id.as_str()) => {}
+            "deviceClientId" if value.as_str() == Some(current.device_client_id.as_str()) => {}
+            "url" if value.as_str() == Some(current.url.as_str()) => {}
+            "keys" if parse_keys(value).ok() == Some(current.keys.clone()) => {}
+            "id" | "deviceClientId" | "url" | "keys" => {
+                return Err(set_error(
+                    "invalidProperties",
+                    format!("{key} cannot be changed; destroy and recreate the subscription"),
+                    &[key.as_str()],
+                ));
+            }
+            other => {
+                return Err(set_error(
+                    "invalidProperties",
+                    format!("{other:?} is not a PushSubscription property"),
+                    &[other],
+                ));
+            }
+        }
+    }
+    Ok((change, reported))
+}
+
+/// `PushSubscription/set` (RFC 8620 §7.2.2). No `accountId`, `ifInState`, `oldState` or
+/// `newState` (PSUB-02).
+pub fn set<C: PushSubscriptionStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+) -> Result<Map<String, Value>, MethodError> {
+    let create: Option<Map<String, Value>> = call.args.optional("create")?;
+    let update: Option<Map<String, Value>> = call.args.optional("update")?;
+    let destroy: Option<Vec<Id>> = call.args.optional("destroy")?;
+    std::mem::take(&mut call.args).finish()?;
+    let total = create.as_ref().map_or(0, Map::len)
+        + update.as_ref().map_or(0, Map::len)
+        + destroy.as_ref().map_or(0, Vec::len);
+    let max = call.server.limits.max_objects_in_set;
+    if total as u64 > max {
+        return Err(MethodError::RequestTooLarge(format!(
+            "{total} operations; maxObjectsInSet is {max}"
+        )));
+    }
+    let policy = &call.server.webhooks;
+    let user_id = call.principal.user_id.clone();
+
+    let mut created = Map::new();
+    let mut not_created = Map::new();
+    if let Some(create) = create {
+        let mut count = ctx.push_subscriptions(&user_id)?.len() as u64;
+        for (cid, obj) in create {
+            if count >= policy.max_per_user {
+                not_created.insert(
+                    cid,
+                    set_error(
+                        "overQuota",
+                        format!(
+                            "a user may have at most {} push subscriptions",
+                            policy.max_per_user
+                        ),
+                        &[],
+                    ),
+                );
+                continue;
+            }
+            match validate_create(ctx, policy, &obj) {
+                Ok(_) if !ctx.take_creation_slot(&user_id, policy.creations_per_hour, 3600)? => {
+                    not_created.insert(
+                        cid,
+                        set_error(
+                            "rateLimit",
+                            format!(
+                                "a user may create at most {} push subscriptions per hour",
+                                policy.creations_per_hour
+                            ),
+                            &[],
+                        ),
+                    );
+                }
+                Ok(new) => {
+                    let id = ctx.create_push_subscription(&user_id, &new)?;
+                    count += 1;
+                    call.created_ids.insert(cid.clone(), id.clone());
+                    created.insert(
+                        cid,
+                        json!({"id": id, "expires": utc_date(new.expires), "verificationCode": null}),
+                    );
+                }
+                Err(e) => {
+                    not_created.insert(cid, e);
+                }
+            }
+        }
+    }
+
+    let mut updated = Map::new();
+    let mut not_updated = Map::new();
+    if let Some(update) = update {
+        let now = ctx.now();
+        for (id, patch) in update {
+            let Some(resolved) = call.resolve_id(&id) else {
+                not_updated.insert(id, set_error("notFound", "unknown creation id", &[]));
+                continue;
+            };
+            let current = ctx
+                .push_subscriptions(&user_id)?
+                .into_iter()
+                .find(|s| s.id == resolved);
+            let Some(current) = current else {
+                not_updated.insert(id, set_error("notFound", "no such PushSubscription", &[]));
+                continue;
+            };
+            match validate_update(&current, &patch, now, policy) {
+                Ok((change, reported)) => {
+                    ctx.update_push_subscription(&user_id, &resolved, &change)?;
+                    updated.insert(id, null_if_empty(reported));
+                }
+                Err(e) => {
+                    not_updated.insert(id, e);
+                }
+            }
+        }
+    }
+
+    let mut destroyed = Vec::new();
+    let mut not_destroyed = Map::new();
+    for id in destroy.unwrap_or_default() {
+        let resolved = call.resolve_id(&id.0);
+        match resolved {
+            Some(r) if ctx.destroy_push_subscription(&user_id, &r)? => {
+                destroyed.push(json!(r));
+            }
+            _ => {
+                not_destroyed.insert(
+                    id.0.clone(),
+                    set_error("notFound", "no such PushSubscription", &[]),
+                );
+            }
+        }
+    }
+
+    let mut out = Map::new();
+    out.insert("created".into(), null_if_empty(created));
+    out.insert("updated".into(), null_if_empty(updated));
+    out.insert(
+        "destroyed".into(),
+        if destroyed.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(destroyed)
+        },
+    );
+    out.insert("notCreated".into(), null_if_empty(not_created));
+    out.insert("notUpdated".into(), null_if_empty(not_updated));
+    out.insert("notDestroyed".into(), null_if_empty(not_destroyed));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jmap::args::Arguments;
+    use crate::jmap::limits::Limits;
+    use crate::jmap::session::{Principal, ServerInfo};
+    use std::collections::{BTreeMap, HashMap};
+
+    const P256DH: &str =
+        "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+    const NOW: i64 = 1_800_000_000;
+
+    /// An in-memory store: enough to exercise the protocol rules on their own.
+    #[derive(Default)]
+    struct Memory {
+        subs: Vec<(String, Subscription)>,
+        next: u32,
+        creations: u64,
+    }
+
+    impl PushSubscriptionStore for Memory {
+        fn push_subscriptions(&mut self, user: &str) -> Result<Vec<Subscription>, MethodError> {
+            Ok(self
+                .subs
+                .iter()
+                .filter(|(u, _)| u == user)
+                .map(|(_, s)| s.clone())
+                .collect())
+        }
+        fn create_push_subscription(
+            &mut self,
+            user: &str,
+            new: &NewSubscription,
+        ) -> Result<String, MethodError> {
+            self.next += 1;
+            let id = format!("p{}", self.next);
+            self.subs.push((
+                user.into(),
+                Subscription {
+                    id: id.clone(),
+                    device_client_id: new.device_client_id.clone(),
+                    url: new.url.clone(),
+                    keys: new.keys.clone(),
+                    verification_code: format!("code{}", self.next),
+                    verified: false,
+                    expires: new.expires,
+                    types: new.types.clone(),
+                },
+            ));
+            Ok(id)
+        }
+        fn update_push_subscription(
+            &mut self,
+            user: &str,
+            id: &str,
+            change: &SubscriptionChange,
+        ) -> Result<(), MethodError> {
+            let (_, s) = self
+                .subs
+                .iter_mut()
+                .find(|(u, s)| u == user && s.id == id)
+                .unwrap();
+            s.verified |= change.verify;
+            if let Some(e) = change.expires {
+                s.expires = e;
+            }
+            if let Some(t) = &change.types {
+                s.types = t.clone();
+            }
+            Ok(())
+        }
+        fn destroy_push_subscription(&mut self, user: &str, id: &str) -> Result<bool, MethodError> {
+            let before = self.subs.len();
+            self.subs.retain(|(u, s)| !(u == user && s.id == id));
+            Ok(self.subs.len() < before)
+        }
+        fn take_creation_slot(&mut self, _: &str, limit: u64, _: i64) -> Result<bool, MethodError> {
+            self.creations += 1;
+            Ok(self.creations <= limit)
+        }
+        fn resolve_host(&mut self, host: &str, _: u16) -> Result<Vec<IpAddr>, String> {
+            match host {
+                "push.example.com" => Ok(vec!["93.184.216.34".parse().unwrap()]),
+                "evil.example.com" => Ok(vec!["10.0.0.7".parse().unwrap()]),
+                _ => Err(format!("{host} does not resolve")),
+            }
+        }
+        fn now(&self) -> i64 {
+            NOW
+        }
+    }
+
+    fn server() -> ServerInfo {
+        let mut s = ServerInfo::new(
+            "http://h",
+            Limits::default(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+            false,
+        );
+        s.webhooks.max_per_user = 2;
+        s
+    }
+
+    fn run(
+        store: &mut Memory,
+        user: &str,
+        handler: crate::jmap::dispatch::Handler<Memory>,
+        args: Value,
+    ) -> Result<Value, MethodError> {
+        let principal = Principal {
+            user_id: user.into(),
+            username: user.into(),
+            accounts: vec![],
+        };
+        let server = server();
+        let mut created_ids = HashMap::new();
+        let mut call = Call {
+            call_id: "c",
+            args: Arguments::new(args.as_object().unwrap().clone()),
+            account: None,
+            principal: &principal,
+            server: &server,
+            created_ids: &mut created_ids,
+            implicit: vec![],
+        };
+        handler(store, &mut call).map(Value::Object)
+    }
+
+    fn create(store: &mut Memory, user: &str, sub: Value) -> Value {
+        run(store, user, set, json!({"create": {"k": sub}})).unwrap()
+    }
+
+    #[test]
+    fn create_caps_expires_and_returns_it_with_the_id() {
+        let mut m = Memory::default();
+        let r = create(
+            &mut m,
+            "u",
+            json!({"deviceClientId": "d", "url": "https://push.example.com/x", "expires": "2099-01-01T00:00:00Z"}),
+        );
+        // PSUB-08: shortened to the cap and returned in created.
+        assert_eq!(r["created"]["k"]["expires"], utc_date(NOW + 7 * 24 * 3600));
+        assert_eq!(r["created"]["k"]["id"], "p1");
+        // SET-09: empty members are null; PSUB-02: no state.
+        assert_eq!(r["notCreated"], Value::Null);
+        assert_eq!(r["updated"], Value::Null);
+        assert!(r.get("newState").is_none() && r.get("accountId").is_none());
+    }
+
+    #[test]
+    fn bad_urls_keys_types_and_codes_are_invalid_properties() {
+        let mut m = Memory::default();
+        for (sub, prop) in [
+            (
+                json!({"deviceClientId": "d", "url": "http://push.example.com/x"}),
+                "url",
+            ),
+            (
+                json!({"deviceClientId": "d", "url": "https://evil.example.com/x"}),
+                "url",
+            ),
+            (
+                json!({"deviceClientId": "d", "url": "https://10.0.0.1/x"}),
+                "url",
+            ),
+            (
+                json!({"deviceClientId": "d", "url": "https://push.example.com/x", "keys": {"p256dh": P256DH, "auth": "AAAA"}}),
+                "keys",
+            ),
+            (
+                json!({"deviceClientId": "d", "url": "https://push.example.com/x", "types": ["Nope"]}),
+                "types",
+            ),
+            (
+                json!({"deviceClientId": "d", "url": "https://push.example.com/x", "verificationCode": "x"}),
+                "verificationCode",
+            ),
+            (
+                json!({"deviceClientId": "d", "url": "https://push.example.com/x", "id": "x"}),
+                "id",
+            ),
+            (
+                json!({"url": "https://push.example.com/x"}),
+                "deviceClientId",
+            ),
+        ] {
+            let r = create(&mut m, "u", sub.clone());
+            let e = &r["notCreated"]["k"];
+            assert_eq!(e["type"], "invalidProperties", "{sub}");
+            assert_eq!(e["properties"], json!([prop]), "{sub}");
+        }
+        assert!(m.subs.is_empty());
+    }
+
+    #[test]
+    fn the_per_user_cap_is_over_quota_and_counts_only_that_user() {
+        let mut m = Memory::default();
+        let sub = json!({"deviceClientId": "d", "url": "https://push.example.com/x"});
+        create(&mut m, "u", sub.clone());
+        create(&mut m, "u", sub.clone());
+        assert_eq!(
+            create(&mut m, "u", sub.clone())["notCreated"]["k"]["type"],
+            "overQuota"
+        );
+        assert!(create(&mut m, "v", sub)["created"]["k"].is_object());
+    }
+
+    #[test]
+    fn get_hides_url_and_keys_and_refuses_to_show_them() {
+        let mut m = Memory::default();
+        create(
+            &mut m,
+            "u",
+            json!({"deviceClientId": "d", "url": "https://push.example.com/x", "keys": {"p256dh": P256DH, "auth": "BTBZMqHH6r4Tts7J_aSIgg"}}),
+        );
+        let r = run(&mut m, "u", get, json!({"ids": null})).unwrap();
+        let item = &r["list"][0];
+        assert!(item.get("url").is_none() && item.get("keys").is_none());
+        assert_eq!(item["verificationCode"], Value::Null);
+        assert!(r.get("state").is_none());
+        let e = run(&mut m, "u", get, json!({"properties": ["id", "url"]})).unwrap_err();
+        assert_eq!(e.wire_type(), "forbidden");
+        // Another user sees nothing (PSUB-03).
+        let r = run(&mut m, "v", get, json!({"ids": ["p1"]})).unwrap();
+        assert_eq!(r["list"], json!([]));
+        assert_eq!(r["notFound"], json!(["p1"]));
+        // Not account-scoped: accountId is an unknown argument.
+        assert!(run(&mut m, "u", get, json!({"accountId": "a"})).is_err());
+    }
+
+    #[test]
+    fn only_the_right_code_verifies_and_url_is_immutable() {
+        let mut m = Memory::default();
+        create(
+            &mut m,
+            "u",
+            json!({"deviceClientId": "d", "url": "https://push.example.com/x"}),
+        );
+        let r = run(
+            &mut m,
+            "u",
+            set,
+            json!({"update": {"p1": {"verificationCode": "wrong"}}}),
+        )
+        .unwrap();
+        assert_eq!(r["notUpdated"]["p1"]["type"], "invalidProperties");
+        assert!(!m.subs[0].1.verified);
+        let r = run(
+            &mut m,
+            "u",
+            set,
+            json!({"update": {"p1": {"url": "https://push.example.com/y"}}}),
+        )
+        .unwrap();
+        assert_eq!(r["notUpdated"]["p1"]["properties"], json!(["url"]));
+        let r = run(
+            &mut m,
+            "u",
+            set,
+            json!({"update": {"p1": {"verificationCode": "code1"}}}),
+        )
+        .unwrap();
+        assert_eq!(r["updated"], json!({"p1": null}));
+        assert!(m.subs[0].1.verified);
+        let r = run(
+            &mut m,
+            "v",
+            set,
+            json!({"update": {"p1": {"types": null}}, "destroy": ["p1"]}),
+        )
+        .unwrap();
+        assert_eq!(r["notUpdated"]["p1"]["type"], "notFound");
+        assert_eq!(r["notDestroyed"]["p1"]["type"], "notFound");
+        let r = run(&mut m, "u", set, json!({"destroy": ["p1"]})).unwrap();
+        assert_eq!(r["destroyed"], json!(["p1"]));
+    }
+
+    #[test]
+    fn utc_dates_round_trip() {
+        assert_eq!(utc_date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(parse_utc_date("2026-11-23T19:00:00Z"), Some(1_795_460_400));
+        assert_eq!(parse_utc_date("2026-11-23T19:00:00+01:00"), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! Push positions and the StateChange object (RFC 8620 §7.1).
+//!
+//! The push position of an account is its newest change-log `seq`. A stream (one WebSocket or
+//! EventSource connection) covers every account its user may read; its position is the map
+//! account → seq. That map, encoded, is the WebSocket `pushState` (RFC 8887 §4.3.5) and the
+//! EventSource event `id` (RFC 8620 §7.3): a client that comes back with it is told at once what
+//! changed since.
+//!
+//! Encoding: `"p"` followed by base64url (no padding) of `acct=seq` pairs joined by `,`, accounts in
+//! order. Opaque to clients; versioned by its first letter so it can change.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde_json::{Map, Value, json};
+
+use crate::jmap::changes::state_string;
+
+/// Account id → newest seq seen on a stream.
+pub type Positions = BTreeMap<String, i64>;
+
+/// Account id → (data type → new state seq): what a StateChange reports.
+pub type Changed = BTreeMap<String, BTreeMap<String, i64>>;
+
+const VERSION: char = 'p';
+
+/// Encodes a stream position as a `pushState` / event id.
+pub fn encode(positions: &Positions) -> String {
+    let plain = positions
+        .iter()
+        .map(|(account, seq)| format!("{account}={seq}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut out = String::with_capacity(1 + plain.len() * 4 / 3 + 4);
+    out.push(VERSION);
+    out.push_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(plain));
+    out
+}
+
+/// Decodes a `pushState` / event id; `None` for anything this server never issued.
+pub fn decode(token: &str) -> Option<Positions> {
+    let body = token.strip_prefix(VERSION)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .ok()?;
+    let plain = String::from_utf8(bytes).ok()?;
+    let mut positions = Positions::new();
+    if plain.is_empty() {
+        return Some(positions);
+    }
+    for pair in plain.split(',') {
+        let (account, seq) = pair.split_once('=')?;
+        let seq: i64 = seq.parse().ok()?;
+        if account.is_empty() || seq < 0 || positions.insert(account.to_owned(), seq).is_some() {
+            return None;
+        }
+    }
+    Some(positions)
+}
+
+/// The StateChange object (RFC 8620 §7.1): `{"@type":"StateChange","changed":{…}}`, each state
+/// being the type's Foo/get state (checklist ST-06), plus `pushState` when given (RFC 8887 §4.3.5.1).
+pub fn state_change(changed: &Changed, push_state: Option<&str>) -> Value {
+    let changed: Map<String, Value> = changed
+        .iter()
+        .map(|(account, types)| {
+            let types: Map<String, Value> = types
+                .iter()
+                .map(|(t, seq)| (t.clone(), Value::String(state_string(*seq))))
+                .collect();
+            (account.clone(), Value::Object(types))
+        })
+        .collect();
+    let mut obj = json!({"@type": "StateChange", "changed": changed});
+    if let Some(p) = push_state {
+        obj["pushState"] = Value::String(p.to_owned());
+    }
+    obj
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_survive_a_round_trip_and_foreign_tokens_do_not_decode() {
+        let mut p = Positions::new();
+        p.insert("a1x".into(), 17);
+        p.insert("b2y".into(), 0);
+        let token = encode(&p);
+        assert!(token.starts_with('p'));
+        assert!(
+            token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert_eq!(decode(&token), Some(p));
+        assert_eq!(decode(&encode(&Positions::new())), Some(Positions::new()));
+        for bad in ["", "x", "p!!", "q", "p="] {
+            assert_eq!(decode(bad), None, "{bad}");
+        }
+        for raw in ["a=x", "=1", "a=1,a=2", "a=-1", "a"] {
+            let token = format!(
+                "p{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+            );
+            assert_eq!(decode(&token), None, "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_state_change_names_each_type_with_its_state_string() {
+        let mut changed = Changed::new();
+        changed
+            .entry("A1".into())
+            .or_default()
+            .insert("Mailbox".into(), 9);
+        let v = state_change(&changed, Some("pX"));
+        assert_eq!(
+            v,
+            json!({"@type":"StateChange","changed":{"A1":{"Mailbox": state_string(9)}},"pushState":"pX"})
+        );
+        assert!(state_change(&changed, None).get("pushState").is_none());
+    }
+}

@@ -1,0 +1,173 @@
+//! The push `Registry`: receives every committed write from the Dispatcher and hands it to the
+//! `AccountHub` of its account, if that account has subscribers. It starts a hub when an
+//! account's first subscriber arrives and stops it when the last leaves (../shared/DESIGN.md).
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+
+use super::StateChanged;
+use super::hub::{AccountHub, Close, DropUser, Join, Leave, Subscriber};
+use super::slot::SlotStats;
+
+/// Subscribes a connection to the given accounts; answers the subscription id.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct Subscribe {
+    pub accounts: Vec<String>,
+    pub subscriber: Subscriber,
+}
+
+/// Ends a subscription (sent by a session in `stopping`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe(pub u64);
+
+/// A user lost access to an account: their open connections stop hearing of it at once
+/// (../shared/DESIGN.md). Whatever revokes access sends this after its transaction commits.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AccessRevoked {
+    pub user_id: String,
+    pub account_id: String,
+}
+
+/// What the registry holds: for operators and tests.
+#[derive(Message)]
+#[rtype(result = "RegistryStats")]
+pub struct GetStats;
+
+/// A snapshot of the registry.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryStats {
+    /// Running account hubs.
+    pub hubs: usize,
+    /// Per subscription: its user and what its slot holds.
+    pub subscribers: Vec<(String, SlotStats)>,
+}
+
+struct Subscription {
+    accounts: Vec<String>,
+    subscriber: Subscriber,
+}
+
+/// Maps accounts to their hubs.
+#[derive(Default)]
+pub struct Registry {
+    hubs: HashMap<String, (Addr<AccountHub>, usize)>,
+    subscriptions: HashMap<u64, Subscription>,
+    next_id: u64,
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // The Dispatcher publishes with try_send: leave room for bursts.
+        ctx.set_mailbox_capacity(65_536);
+    }
+}
+
+impl Handler<Subscribe> for Registry {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut accounts = msg.accounts;
+        accounts.sort();
+        accounts.dedup();
+        for account in &accounts {
+            let (hub, members) = self
+                .hubs
+                .entry(account.clone())
+                .or_insert_with(|| (AccountHub::new(account.clone()).start(), 0));
+            *members += 1;
+            hub.do_send(Join(id, msg.subscriber.clone()));
+        }
+        self.subscriptions.insert(
+            id,
+            Subscription {
+                accounts,
+                subscriber: msg.subscriber,
+            },
+        );
+        MessageResult(id)
+    }
+}
+
+impl Handler<Unsubscribe> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
+        let Some(sub) = self.subscriptions.remove(&msg.0) else {
+            return;
+        };
+        for account in sub.accounts {
+            let Some((hub, members)) = self.hubs.get_mut(&account) else {
+                continue;
+            };
+            *members -= 1;
+            if *members == 0 {
+                hub.do_send(Close);
+                self.hubs.remove(&account);
+            } else {
+                hub.do_send(Leave(msg.0));
+            }
+        }
+    }
+}
+
+impl Handler<AccessRevoked> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: AccessRevoked, _: &mut Self::Context) {
+        let mut dropped = 0;
+        for sub in self.subscriptions.values_mut() {
+            if sub.subscriber.user_id == msg.user_id {
+                let before = sub.accounts.len();
+                sub.accounts.retain(|a| *a != msg.account_id);
+                dropped += before - sub.accounts.len();
+            }
+        }
+        if dropped == 0 {
+            return;
+        }
+        let Some((hub, members)) = self.hubs.get_mut(&msg.account_id) else {
+            return;
+        };
+        *members -= dropped;
+        if *members == 0 {
+            hub.do_send(Close);
+            self.hubs.remove(&msg.account_id);
+        } else {
+            hub.do_send(DropUser(msg.user_id));
+        }
+    }
+}
+
+impl Handler<StateChanged> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, change: StateChanged, _: &mut Self::Context) {
+        if let Some((hub, _)) = self.hubs.get(&change.account_id) {
+            // The hub only merges into slots; it never waits, so its mailbox drains fast.
+            hub.do_send(change);
+        }
+    }
+}
+
+impl Handler<GetStats> for Registry {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(RegistryStats {
+            hubs: self.hubs.len(),
+            subscribers: self
+                .subscriptions
+                .values()
+                .map(|s| (s.subscriber.user_id.clone(), s.subscriber.slot.stats()))
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,304 @@
+//! The coalescing slot of one push connection.
+//!
+//! A connection that cannot keep up must cost a fixed amount of memory and then get the newest
+//! states, never a backlog (../shared/DESIGN.md). A mailbox cannot do that: a WebSocket actor whose
+//! client stops reading is not polled at all (actix-web #2441, ../shared/STACK.md pitfall 15), so
+//! messages would pile up, or be dropped and lost. Instead the account hubs merge each change into
+//! the connection's slot under a short lock (at most one state per account and type), and send the
+//! session one `Wake` only when the slot goes from idle to pending. The session takes everything at
+//! once when it can write.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use super::position::{Changed, Positions};
+
+/// Which data types a connection wants pushed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeFilter {
+    /// Nothing (a WebSocket before `WebSocketPushEnable` or after `WebSocketPushDisable`).
+    Off,
+    /// Every type.
+    All,
+    /// Only these types; unknown names simply never match (checklist WS-14).
+    Only(BTreeSet<String>),
+}
+
+impl TypeFilter {
+    fn accepts(&self, data_type: &str) -> bool {
+        match self {
+            TypeFilter::Off => false,
+            TypeFilter::All => true,
+            TypeFilter::Only(types) => types.contains(data_type),
+        }
+    }
+}
+
+/// How much a slot holds, for limits and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotStats {
+    /// (account, type) states waiting to be written now.
+    pub pending: usize,
+    /// The most (account, type) states ever waiting at once.
+    pub high_water: usize,
+    /// Changes offered to this slot since it was created.
+    pub offered: u64,
+}
+
+/// Out-of-order seqs remembered per account before the position gives up waiting for a gap.
+const MAX_AHEAD: usize = 64;
+
+/// How far a stream has seen an account's writes.
+///
+/// Committed writes of an account have consecutive seqs, but dispatcher threads publish them
+/// independently, so seq 7 may arrive after seq 8. The position handed to the client (in
+/// `pushState` / the event id) is the highest seq up to which *every* write was seen, so a client
+/// resuming from it never skips a write that was still on its way. Should a write never arrive
+/// (dropped on overload), the position moves on once `MAX_AHEAD` later ones have.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Every write up to here was seen (or covered by the baseline read from the store).
+    contiguous: Option<i64>,
+    /// Seen seqs above `contiguous`.
+    ahead: BTreeSet<i64>,
+}
+
+impl Progress {
+    fn see(&mut self, seq: i64) {
+        match self.contiguous {
+            Some(c) if seq <= c => return,
+            _ => {}
+        }
+        self.ahead.insert(seq);
+        self.settle();
+    }
+
+    fn cover(&mut self, seq: i64) {
+        self.contiguous = Some(self.contiguous.map_or(seq, |c| c.max(seq)));
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        let Some(mut c) = self.contiguous else {
+            return;
+        };
+        self.ahead.retain(|s| *s > c);
+        while self.ahead.remove(&(c + 1)) {
+            c += 1;
+        }
+        if self.ahead.len() > MAX_AHEAD {
+            c = self.ahead.last().copied().unwrap_or(c);
+            self.ahead.clear();
+        }
+        self.contiguous = Some(c);
+    }
+}
+
+#[derive(Debug)]
+struct SlotState {
+    filter: TypeFilter,
+    /// The stream's starting position is known; before that nothing is handed out.
+    ready: bool,
+    progress: std::collections::BTreeMap<String, Progress>,
+    pending: Changed,
+    /// A `Wake` was sent and not yet answered by a `take`.
+    wake_sent: bool,
+    stats: SlotStats,
+}
+
+/// One connection's pending changes: at most one state per account and type.
+#[derive(Debug)]
+pub struct ChangeSlot {
+    state: Mutex<SlotState>,
+}
+
+impl ChangeSlot {
+    pub fn new(filter: TypeFilter) -> Self {
+        ChangeSlot {
+            state: Mutex::new(SlotState {
+                filter,
+                ready: false,
+                progress: Default::default(),
+                pending: Changed::new(),
+                wake_sent: false,
+                stats: SlotStats::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hub side: merges a committed write (`account` now at `seq`, `types` changed). Returns true
+    /// when the owner must be woken (the slot just became pending).
+    pub fn offer(&self, account: &str, seq: i64, types: &[String]) -> bool {
+        let mut s = self.lock();
+        s.stats.offered += 1;
+        s.progress.entry(account.to_owned()).or_default().see(seq);
+        let wanted: Vec<&String> = types.iter().filter(|t| s.filter.accepts(t)).collect();
+        if wanted.is_empty() {
+            return false;
+        }
+        let entry = s.pending.entry(account.to_owned()).or_default();
+        for t in wanted {
+            let state = entry.entry(t.clone()).or_insert(seq);
+            *state = (*state).max(seq);
+        }
+        let pending = s.pending.values().map(|t| t.len()).sum();
+        s.stats.pending = pending;
+        s.stats.high_water = s.stats.high_water.max(pending);
+        if s.ready && !s.wake_sent {
+            s.wake_sent = true;
+            return true;
+        }
+        false
+    }
+
+    /// Session side: changes the type filter. Turning push off drops what is pending; any change
+    /// waits for a new [`ChangeSlot::baseline`] before anything is handed out.
+    pub fn set_filter(&self, filter: TypeFilter) {
+        let mut s = self.lock();
+        s.ready = false;
+        s.pending.clear();
+        s.stats.pending = 0;
+        s.filter = filter;
+    }
+
+    /// Session side: installs the stream's starting point, read from the store after subscribing:
+    /// each account's newest seq and the changes the client missed (filtered). Changes that
+    /// arrived meanwhile are kept. Returns true when something is pending.
+    pub fn baseline(&self, positions: Positions, missed: Changed) -> bool {
+        let mut s = self.lock();
+        for (account, seq) in positions {
+            s.progress.entry(account).or_default().cover(seq);
+        }
+        for (account, types) in missed {
+            for (t, seq) in types {
+                if s.filter.accepts(&t) {
+                    let pending = s.pending.entry(account.clone()).or_default();
+                    let state = pending.entry(t).or_insert(seq);
+                    *state = (*state).max(seq);
+                }
+            }
+        }
+        s.pending.retain(|_, types| !types.is_empty());
+        let pending = s.pending.values().map(|t| t.len()).sum();
+        s.stats.pending = pending;
+        s.stats.high_water = s.stats.high_water.max(pending);
+        s.ready = true;
+        !s.pending.is_empty()
+    }
+
+    /// Session side: takes every pending change and the stream position that includes them.
+    /// `None` when nothing is pending (or the starting point is not known yet).
+    pub fn take(&self) -> Option<(Changed, Positions)> {
+        let mut s = self.lock();
+        s.wake_sent = false;
+        if !s.ready || s.pending.is_empty() {
+            return None;
+        }
+        s.stats.pending = 0;
+        let changed = std::mem::take(&mut s.pending);
+        let positions = s
+            .progress
+            .iter()
+            .filter_map(|(account, p)| Some((account.clone(), p.contiguous?)))
+            .collect();
+        Some((changed, positions))
+    }
+
+    /// Whether changes wait to be taken.
+    pub fn has_pending(&self) -> bool {
+        let s = self.lock();
+        s.ready && !s.pending.is_empty()
+    }
+
+    pub fn stats(&self) -> SlotStats {
+        self.lock().stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn types(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn ten_thousand_changes_coalesce_into_one_state_per_account_and_type() {
+        let slot = ChangeSlot::new(TypeFilter::All);
+        assert!(!slot.baseline(Positions::from([("a".into(), 0)]), Changed::new()));
+        let mut wakes = 0;
+        for seq in 1..=10_000 {
+            let t = if seq % 2 == 0 { "Mailbox" } else { "Email" };
+            if slot.offer("a", seq, &types(&[t, "Thread"])) {
+                wakes += 1;
+            }
+        }
+        assert_eq!(wakes, 1, "one wake until the session takes");
+        let stats = slot.stats();
+        assert_eq!(stats.pending, 3);
+        assert_eq!(stats.high_water, 3);
+        let (changed, positions) = slot.take().unwrap();
+        assert_eq!(changed["a"]["Mailbox"], 10_000);
+        assert_eq!(changed["a"]["Email"], 9_999);
+        assert_eq!(changed["a"]["Thread"], 10_000);
+        assert_eq!(positions["a"], 10_000);
+        assert!(slot.take().is_none());
+        assert!(slot.offer("a", 10_001, &types(&["Mailbox"])));
+    }
+
+    #[test]
+    fn nothing_is_handed_out_before_the_baseline_and_late_arrivals_keep_the_newest_state() {
+        let slot = ChangeSlot::new(TypeFilter::Only(["Mailbox".to_string()].into()));
+        assert!(!slot.offer("a", 5, &types(&["Mailbox", "Email"])));
+        assert!(slot.take().is_none());
+        let missed = Changed::from([("a".into(), [("Mailbox".to_string(), 4)].into())]);
+        assert!(slot.baseline(Positions::from([("a".into(), 4), ("b".into(), 2)]), missed));
+        let (changed, positions) = slot.take().unwrap();
+        assert_eq!(changed["a"].len(), 1, "Email is filtered out");
+        assert_eq!(changed["a"]["Mailbox"], 5);
+        assert_eq!(
+            positions,
+            Positions::from([("a".into(), 5), ("b".into(), 2)])
+        );
+    }
+
+    #[test]
+    fn the_position_waits_for_a_write_that_arrives_out_of_order() {
+        let slot = ChangeSlot::new(TypeFilter::All);
+        slot.baseline(Positions::from([("a".into(), 6)]), Changed::new());
+        slot.offer("a", 8, &types(&["Email"]));
+        let (changed, positions) = slot.take().unwrap();
+        assert_eq!(changed["a"]["Email"], 8);
+        assert_eq!(positions["a"], 6, "seq 7 is still on its way");
+        slot.offer("a", 7, &types(&["Mailbox"]));
+        let (changed, positions) = slot.take().unwrap();
+        assert_eq!(changed["a"]["Mailbox"], 7);
+        assert_eq!(positions["a"], 8);
+        // A write that never arrives holds the position back only so long.
+        for seq in 10..10 + MAX_AHEAD as i64 + 1 {
+            slot.offer("a", seq, &types(&["Email"]));
+        }
+        let (_, positions) = slot.take().unwrap();
+        assert_eq!(positions["a"], 10 + MAX_AHEAD as i64);
+    }
+
+    #[test]
+    fn a_filtered_out_change_moves_the_position_without_waking() {
+        let slot = ChangeSlot::new(TypeFilter::Off);
+        slot.baseline(Positions::from([("a".into(), 2)]), Changed::new());
+        assert!(!slot.offer("a", 3, &types(&["Mailbox"])));
+        slot.set_filter(TypeFilter::All);
+        assert!(
+            !slot.offer("a", 4, &types(&["Mailbox"])),
+            "not ready again yet"
+        );
+        slot.baseline(Positions::new(), Changed::new());
+        let (_, positions) = slot.take().unwrap();
+        assert_eq!(positions["a"], 4);
+    }
+}

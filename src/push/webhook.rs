@@ -1,0 +1,440 @@
+//! The `WebhookSender`: delivers PushVerifications and StateChanges to PushSubscription URLs
+//! (RFC 8620 §7.2) from the durable outbox table (`store::push_subscription`).
+//!
+//! It merges every published [`StateChanged`] into the outbox rows of the subscriptions that may
+//! see it, then claims due rows and POSTs them: one POST in flight per subscription, retries with
+//! exponential backoff and jitter, `404`/`410` retire the subscription (RFC 8030 §7.3). Because
+//! the outbox is a table, a restart resumes whatever was pending. It runs on its own arbiter
+//! thread, since its store calls are synchronous (Diesel).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::{Map, Value, json};
+
+use super::StateChanged;
+use super::target::{Target, TargetPolicy};
+use super::webpush;
+use crate::config::PushConfig;
+use crate::jmap::changes::state_string;
+use crate::store::push_subscription::{
+    self as outbox, ClaimedDelivery, KIND_STATE_CHANGE, KIND_VERIFICATION, now_ms,
+};
+use crate::store::{Store, StoreError, random_secret};
+
+/// Mailbox capacity: the dispatcher publishes with `try_send` and a full mailbox drops the
+/// change, so leave room for bursts.
+const MAILBOX_CAPACITY: usize = 4096;
+
+/// Delivers webhook pushes from the outbox.
+pub struct WebhookSender {
+    store: Store,
+    config: PushConfig,
+    policy: TargetPolicy,
+    /// This process's name in `claimed_by`.
+    node: String,
+    /// Built in `started`: `awc::Client` is `!Send` (../shared/STACK.md, pitfall 5).
+    client: Option<awc::Client>,
+    in_flight: HashSet<String>,
+    timer: Option<SpawnHandle>,
+}
+
+impl WebhookSender {
+    /// Starts the sender on a new arbiter thread.
+    pub fn start(store: Store, config: &PushConfig) -> Addr<WebhookSender> {
+        let config = config.clone();
+        WebhookSender::start_in_arbiter(&Arbiter::new().handle(), move |_| WebhookSender {
+            store,
+            policy: config.webhook_policy().target,
+            config,
+            node: random_secret(9),
+            client: None,
+            in_flight: HashSet::new(),
+            timer: None,
+        })
+    }
+
+    fn lease_ms(&self) -> i64 {
+        (self.config.request_timeout_secs as i64 + 30) * 1000
+    }
+
+    /// Claims due deliveries up to the in-flight limit and starts their POSTs, then arms the
+    /// timer for the next due row.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if let Err(e) = self.try_pump(ctx) {
+            log::warn!("webhook outbox: {e}");
+        }
+        self.arm_timer(ctx);
+    }
+
+    fn try_pump(&mut self, ctx: &mut Context<Self>) -> Result<(), StoreError> {
+        let room = self
+            .config
+            .max_in_flight
+            .saturating_sub(self.in_flight.len());
+        if room == 0 {
+            return Ok(());
+        }
+        let mut conn = self.store.conn()?;
+        let at = now_ms();
+        let ids = outbox::due(&mut conn, at, (room + self.in_flight.len()) as i64)?;
+        for id in ids {
+            if self.in_flight.len() >= self.config.max_in_flight {
+                break;
+            }
+            if self.in_flight.contains(&id) {
+                continue;
+            }
+            if let Some(claimed) = outbox::claim(&mut conn, &id, &self.node, at, self.lease_ms())? {
+                self.in_flight.insert(id);
+                self.deliver(claimed, ctx);
+            }
+        }
+        Ok(())
+    }
+
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let poll = Duration::from_secs(self.config.outbox_poll_secs.max(1));
+        let next = self
+            .store
+            .conn()
+            .and_then(|mut c| outbox::next_wake(&mut c))
+            .unwrap_or(None);
+        let delay = match next {
+            Some(t) => Duration::from_millis((t - now_ms()).max(0) as u64).min(poll),
+            None => poll,
+        };
+        if let Some(old) = self.timer.take() {
+            ctx.cancel_future(old);
+        }
+        self.timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.timer = None;
+            act.sweep_expired();
+            act.catch_up_all();
+            act.pump(ctx);
+        }));
+    }
+
+    /// Replays the change log past every cursor: changes whose `StateChanged` never reached
+    /// this actor (a crash right after commit, a full mailbox, another node's write) still get
+    /// pushed.
+    fn catch_up_all(&self) {
+        match self
+            .store
+            .conn()
+            .and_then(|mut c| outbox::catch_up_all(&mut c))
+        {
+            Ok(0) => {}
+            Ok(n) => log::info!("webhook outbox: caught up {n} subscriptions from the change log"),
+            Err(e) => log::warn!("webhook outbox: {e}"),
+        }
+    }
+
+    fn sweep_expired(&self) {
+        match self
+            .store
+            .conn()
+            .and_then(|mut c| outbox::destroy_expired(&mut c, now_ms() / 1000))
+        {
+            Ok(0) => {}
+            Ok(n) => log::info!("destroyed {n} expired push subscriptions"),
+            Err(e) => log::warn!("webhook outbox: {e}"),
+        }
+    }
+
+    /// The JSON body of a delivery (RFC 8620 §7.1, §7.2).
+    fn body(claimed: &ClaimedDelivery) -> Value {
+        if claimed.kind == KIND_VERIFICATION {
+            return json!({
+                "@type": "PushVerification",
+                "pushSubscriptionId": claimed.subscription.id,
+                "verificationCode": claimed.subscription.verification_code,
+            });
+        }
+        let changed: Map<String, Value> = claimed
+            .changed
+            .iter()
+            .map(|(account, types)| {
+                let types: Map<String, Value> = types
+                    .iter()
+                    .map(|(t, seq)| (t.clone(), json!(state_string(*seq))))
+                    .collect();
+                (account.clone(), Value::Object(types))
+            })
+            .collect();
+        json!({"@type": "StateChange", "changed": changed})
+    }
+
+    fn deliver(&mut self, claimed: ClaimedDelivery, ctx: &mut Context<Self>) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let plain = Self::body(&claimed).to_string().into_bytes();
+        let keys = claimed.subscription.keys.clone();
+        let url = claimed.subscription.url.clone();
+        let policy = self.policy.clone();
+        let ttl = self.config.ttl_secs.to_string();
+        // A fixed Topic per subscription lets a push service replace an undelivered StateChange
+        // with the newer one (RFC 8030 §5.4; the id is base64url and at most 32 characters).
+        let topic = (claimed.kind == KIND_STATE_CHANGE && claimed.subscription.id.len() <= 32)
+            .then(|| claimed.subscription.id.clone());
+        let request = async move {
+            // Scheme and literal addresses; host names are checked by the client's resolver.
+            policy.parse(&url).map_err(Failure::Refused)?;
+            // RFC 8620 §7.2 / RFC 8291: with keys, everything is encrypted, verification included.
+            let (body, encrypted) = match &keys {
+                Some(keys) => (
+                    webpush::encrypt(keys, &plain).map_err(|e| Failure::Refused(e.to_string()))?,
+                    true,
+                ),
+                None => (plain, false),
+            };
+            let mut req = client
+                .post(&url)
+                .insert_header(("Content-Type", "application/json"))
+                .insert_header(("TTL", ttl))
+                .insert_header(("Urgency", "normal"));
+            if let Some(topic) = topic {
+                req = req.insert_header(("Topic", topic));
+            }
+            if encrypted {
+                req = req.insert_header(("Content-Encoding", "aes128gcm"));
+            }
+            let res = req
+                .send_body(body)
+                .await
+                .map_err(|e| Failure::Transport(e.to_string()))?;
+            let retry_after = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            Ok::<_, Failure>((res.status().as_u16(), retry_after))
+        };
+        request
+            .into_actor(self)
+            .map(move |outcome, act, ctx| {
+                act.in_flight.remove(&claimed.subscription.id);
+                if let Err(e) = act.settle(&claimed, outcome) {
+                    log::warn!("webhook outbox: {e}");
+                }
+                act.pump(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    /// Records the outcome of one POST.
+    fn settle(
+        &self,
+        claimed: &ClaimedDelivery,
+        outcome: Result<(u16, Option<u64>), Failure>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.store.conn()?;
+        let id = &claimed.subscription.id;
+        let what = if claimed.kind == KIND_VERIFICATION {
+            "PushVerification"
+        } else {
+            "StateChange"
+        };
+        let (error, retry_after) = match outcome {
+            Ok((status, _)) if (200..300).contains(&status) => {
+                log::debug!("webhook {what} to subscription {id} accepted ({status})");
+                return outbox::complete(&mut conn, claimed, &self.node);
+            }
+            Ok((404 | 410, _)) => {
+                // RFC 8030 §7.3: the push subscription is gone.
+                log::info!("webhook subscription {id} is gone at its push service; destroyed");
+                outbox::destroy(&mut conn, None, id)?;
+                return Ok(());
+            }
+            Ok((status, retry_after)) => (format!("HTTP {status}"), retry_after),
+            Err(Failure::Refused(e)) => (format!("refused: {e}"), None),
+            Err(Failure::Transport(e)) => (e, None),
+        };
+        let at = now_ms();
+        let give_up = at - claimed.first_pending_at > self.config.give_up_secs as i64 * 1000;
+        let mut delay = backoff(
+            claimed.attempts.max(0) as u32,
+            self.config.retry_base_ms,
+            self.config.retry_cap_ms,
+        );
+        if let Some(secs) = retry_after {
+            // WP-05: a 429 (or 503) with Retry-After: send less often.
+            delay = delay.max(secs.saturating_mul(1000).min(self.config.retry_cap_ms));
+        }
+        if give_up {
+            log::warn!("webhook {what} to subscription {id} dropped after retrying: {error}");
+        } else {
+            log::info!("webhook {what} to subscription {id} failed ({error}); retry in {delay} ms");
+        }
+        outbox::fail(
+            &mut conn,
+            id,
+            &self.node,
+            at + delay as i64,
+            &error,
+            give_up,
+        )
+    }
+}
+
+/// Why a POST did not happen or got no answer.
+#[derive(Debug)]
+enum Failure {
+    /// The target is not allowed (SSRF policy) or the message cannot be encoded.
+    Refused(String),
+    /// Connection, TLS or timeout.
+    Transport(String),
+}
+
+/// The DNS resolver of the webhook client: it resolves, then refuses unless every address is
+/// allowed by the policy (PSUB-11). Checking inside the connector means the addresses checked are
+/// the ones connected to, so a DNS answer that changes between check and connect (rebinding)
+/// cannot slip through. IP literals never reach a resolver; the policy checks them when parsing.
+struct CheckedResolver {
+    policy: TargetPolicy,
+}
+
+impl actix_tls::connect::Resolve for CheckedResolver {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> futures_util::future::LocalBoxFuture<
+        'a,
+        Result<Vec<std::net::SocketAddr>, Box<dyn std::error::Error>>,
+    > {
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host, port)).await?.collect();
+            let target = Target {
+                https: true,
+                host: host.to_ascii_lowercase(),
+                port,
+            };
+            let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.ip()).collect();
+            self.policy.check_addresses(&target, &ips)?;
+            Ok(addrs)
+        })
+    }
+}
+
+/// The delay before retry `attempt` (0 = the first retry): `base · 2^attempt`, capped, then
+/// jittered to between half and all of it, so failing subscriptions do not retry in lockstep.
+pub fn backoff(attempt: u32, base_ms: u64, cap_ms: u64) -> u64 {
+    use rand::Rng;
+    let full = base_ms
+        .saturating_mul(1u64 << attempt.min(40))
+        .min(cap_ms)
+        .max(1);
+    rand::rng().random_range(full / 2..=full)
+}
+
+impl Actor for WebhookSender {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        let resolver = actix_tls::connect::Resolver::custom(CheckedResolver {
+            policy: self.policy.clone(),
+        });
+        let connector =
+            awc::Connector::new().connector(actix_tls::connect::Connector::new(resolver).service());
+        self.client = Some(
+            awc::Client::builder()
+                .connector(connector)
+                .timeout(Duration::from_secs(self.config.request_timeout_secs.max(1)))
+                // A redirect could point anywhere, past the SSRF check.
+                .disable_redirects()
+                .finish(),
+        );
+        // A single-node store: any claim left behind is a dead process's.
+        if self.store.url().is_sqlite() {
+            match self
+                .store
+                .conn()
+                .and_then(|mut c| outbox::release_all_claims(&mut c))
+            {
+                Ok(n) if n > 0 => log::info!("webhook outbox: resumed {n} interrupted deliveries"),
+                Ok(_) => {}
+                Err(e) => log::warn!("webhook outbox: {e}"),
+            }
+        }
+        self.catch_up_all();
+        let wake = outbox::outbox_signal().subscribe();
+        ctx.add_stream(futures_util::stream::unfold(wake, |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some((OutboxWake, rx))
+        }));
+        self.pump(ctx);
+    }
+}
+
+/// A request queued something in the outbox.
+struct OutboxWake;
+
+impl StreamHandler<OutboxWake> for WebhookSender {
+    fn handle(&mut self, _: OutboxWake, ctx: &mut Self::Context) {
+        self.pump(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+impl Handler<StateChanged> for WebhookSender {
+    type Result = ();
+
+    fn handle(&mut self, msg: StateChanged, ctx: &mut Self::Context) {
+        // The message only says which account moved; what to push is read from its change log.
+        let merged = self.store.conn().and_then(|mut c| {
+            outbox::catch_up(&mut c, &msg.account_id, outbox::MissingCursor::NewestWrite)
+        });
+        match merged {
+            Ok(0) => {}
+            Ok(_) => self.pump(ctx),
+            Err(e) => log::warn!(
+                "webhook outbox: state change of {} not queued: {e}",
+                msg.account_id
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn the_client_resolver_refuses_names_that_resolve_to_private_addresses() {
+        use actix_tls::connect::Resolve;
+        let strict = CheckedResolver {
+            policy: TargetPolicy::default(),
+        };
+        let e = strict.lookup("localhost", 443).await.unwrap_err();
+        assert!(e.to_string().contains("not a public address"), "{e}");
+        let listed = CheckedResolver {
+            policy: TargetPolicy {
+                allow_private_targets: false,
+                allowed_hosts: vec!["LOCALHOST".into()],
+            },
+        };
+        let addrs = listed.lookup("localhost", 443).await.unwrap();
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 443)
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_at_the_cap() {
+        for attempt in 0..6 {
+            let full = 100u64 << attempt;
+            let d = backoff(attempt, 100, 10_000);
+            assert!((full / 2..=full).contains(&d), "{attempt}: {d}");
+        }
+        assert!(backoff(60, 100, 5_000) <= 5_000);
+        assert!(backoff(60, 100, 5_000) >= 2_500);
+    }
+}

@@ -1,0 +1,168 @@
+//! Interoperability: the `jmap-client` crate (Stalwart Labs' Rust client) drives Herald over HTTP,
+//! WebSocket (RFC 8887) and EventSource (RFC 8620 §7.3). It lists every capability it knows in
+//! `using`, requires every session field and every core limit, and rejects StateChanges naming
+//! types it does not know, so it checks the wire format from the outside.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use futures_util::StreamExt;
+use jmap_client::DataType;
+use jmap_client::client::{Client, Credentials};
+use jmap_client::client_ws::WebSocketMessage;
+use jmap_client::event_source::PushNotification;
+use jmap_client::mailbox::Role;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn connect(s: &TestServer, user: &str, password: &str) -> Client {
+    Client::new()
+        .credentials(Credentials::basic(user, password))
+        .follow_redirects(["127.0.0.1"])
+        .connect(&s.base)
+        .await
+        .expect("jmap-client connects to the session")
+}
+
+#[actix_web::test]
+async fn the_jmap_client_crate_creates_reads_and_queries_mailboxes_over_http() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw");
+    let client = connect(&s, "alice", "pw").await;
+    let created = client
+        .mailbox_create("From jmap-client", None::<String>, Role::None)
+        .await
+        .expect("Mailbox/set");
+    let id = created.id().expect("an id").to_owned();
+    let got = client
+        .mailbox_get(&id, None::<Vec<_>>)
+        .await
+        .expect("Mailbox/get")
+        .expect("found");
+    assert_eq!(got.name(), Some("From jmap-client"));
+    let query = client
+        .mailbox_query(None::<jmap_client::core::query::Filter<_>>, None::<Vec<_>>)
+        .await
+        .expect("Mailbox/query");
+    assert_eq!(
+        query.ids().len(),
+        7,
+        "six default mailboxes and the new one"
+    );
+    client.mailbox_rename(&id, "Renamed").await.expect("rename");
+    client
+        .mailbox_destroy(&id, false)
+        .await
+        .expect("Mailbox/set destroy");
+}
+
+#[actix_web::test]
+async fn the_jmap_client_crate_receives_a_state_change_over_eventsource() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw");
+    let client = connect(&s, "alice", "pw").await;
+    let mut events = client
+        .event_source(Some([DataType::Mailbox]), false, None, None)
+        .await
+        .expect("EventSource");
+    let writer = connect(&s, "alice", "pw").await;
+    let created = writer
+        .mailbox_create("Pushed", None::<String>, Role::None)
+        .await
+        .unwrap();
+    let account = client.default_account_id().to_owned();
+    let expected = writer
+        .mailbox_changes("0", 100)
+        .await
+        .unwrap()
+        .new_state()
+        .to_owned();
+    let change = tokio::time::timeout(WAIT, async {
+        loop {
+            match events
+                .next()
+                .await
+                .expect("stream open")
+                .expect("a parsable event")
+            {
+                PushNotification::StateChange(changes) if changes.has_type(DataType::Mailbox) => {
+                    return changes;
+                }
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("a StateChange within the wait");
+    let mailbox_state = change
+        .changes(&account)
+        .expect("our account")
+        .find(|(t, _)| **t == DataType::Mailbox)
+        .map(|(_, s)| s.clone());
+    assert_eq!(
+        mailbox_state.as_deref(),
+        Some(expected.as_str()),
+        "the pushed state is Mailbox/get's state (ST-06)"
+    );
+    assert!(
+        change.id().is_some(),
+        "each state event carries an id (ES-08)"
+    );
+    assert!(created.id().is_some());
+}
+
+#[actix_web::test]
+async fn the_jmap_client_crate_runs_requests_and_receives_pushes_over_websocket() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw");
+    let client = connect(&s, "alice", "pw").await;
+    let mut stream = client
+        .connect_ws()
+        .await
+        .expect("WebSocket with subprotocol jmap");
+    client
+        .enable_push_ws(None::<Vec<_>>, None::<String>)
+        .await
+        .expect("WebSocketPushEnable");
+
+    let mut request = client.build();
+    request.query_mailbox();
+    let request_id = client
+        .send_ws(request)
+        .await
+        .expect("a Request over the socket");
+    let writer = connect(&s, "alice", "pw").await;
+    writer
+        .mailbox_create("Over the socket", None::<String>, Role::None)
+        .await
+        .unwrap();
+
+    let (mut response, mut pushed) = (false, false);
+    tokio::time::timeout(WAIT, async {
+        while !(response && pushed) {
+            match stream
+                .next()
+                .await
+                .expect("socket open")
+                .expect("a parsable message")
+            {
+                WebSocketMessage::Response(r) => {
+                    assert_eq!(r.request_id(), Some(request_id.as_str()));
+                    response = true;
+                }
+                WebSocketMessage::PushNotification(jmap_client::PushObject::StateChange {
+                    changed,
+                }) => {
+                    pushed |= changed
+                        .values()
+                        .any(|types| types.contains_key(&DataType::Mailbox));
+                }
+                WebSocketMessage::PushNotification(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("a Response and a StateChange within the wait");
+}

@@ -1,0 +1,231 @@
+//! EventSource push (RFC 8620 §7.3) against a real node, read as a browser's EventSource would.
+//! Checklist ids (ES-xx, ST-06) in comments.
+
+mod common;
+mod push_support;
+
+use awc::http::StatusCode;
+use common::{Auth, TestServer};
+use push_support::*;
+use serde_json::{Value, json};
+
+const ALL: &str = "/jmap/eventsource/?types=*&closeafter=no&ping=0";
+
+#[actix_web::test]
+async fn a_mutation_sends_a_state_event_with_an_id_and_the_get_state() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_id(&s, &alice).await;
+    let mut sse = sse_open(&s, &alice, ALL, None).await;
+    // ES-01, ES-10
+    assert_eq!(sse.status, StatusCode::OK);
+    let header = |name: &str| sse.headers.get(name).unwrap().to_str().unwrap().to_owned();
+    assert!(header("content-type").starts_with("text/event-stream"));
+    assert_eq!(header("cache-control"), "no-cache");
+    assert_eq!(header("content-encoding"), "identity");
+    sse.ready().await;
+    let state = create_mailbox(&s, &alice, &account, "Pushed").await;
+    let events = sse.until_mailbox_state(&account, &state).await;
+    let e = events.last().unwrap();
+    // ES-07, ES-08
+    assert_eq!(e.event, "state");
+    assert!(e.id.as_deref().is_some_and(|id| !id.is_empty()));
+    let data: Value = serde_json::from_str(&e.data).unwrap();
+    assert_eq!(data["@type"], "StateChange");
+    // ST-06
+    assert_eq!(mailbox_state(&s, &alice, &account).await, state);
+}
+
+#[actix_web::test]
+async fn closeafter_state_ends_the_stream_after_one_state_event() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_id(&s, &alice).await;
+    let mut sse = sse_open(
+        &s,
+        &alice,
+        "/jmap/eventsource/?types=Mailbox&closeafter=state&ping=0",
+        None,
+    )
+    .await;
+    sse.ready().await;
+    let state = create_mailbox(&s, &alice, &account, "Once").await;
+    // ES-03
+    let e = sse.next_event().await.expect("one state event");
+    assert_eq!(e.event, "state");
+    let data: Value = serde_json::from_str(&e.data).unwrap();
+    assert_eq!(data["changed"][&account]["Mailbox"], state);
+    assert_eq!(sse.next_event().await, None, "the stream ended");
+}
+
+#[actix_web::test]
+async fn a_ping_event_carries_the_interval_actually_used_and_no_id() {
+    let s = TestServer::start_with(|c| c.push.ping_min_secs = 1).await;
+    let alice = s.add_user("alice", "pw");
+    let mut sse = sse_open(
+        &s,
+        &alice,
+        "/jmap/eventsource/?types=*&closeafter=no&ping=1",
+        None,
+    )
+    .await;
+    sse.ready().await;
+    // ES-04, ES-06
+    let e = sse.next_event().await.unwrap();
+    assert_eq!(e.event, "ping");
+    assert_eq!(
+        serde_json::from_str::<Value>(&e.data).unwrap(),
+        json!({"interval": 1})
+    );
+    assert_eq!(e.id, None);
+}
+
+#[actix_web::test]
+async fn a_ping_below_the_minimum_is_raised_to_it() {
+    let s = TestServer::start_with(|c| c.push.ping_min_secs = 2).await;
+    let alice = s.add_user("alice", "pw");
+    let mut sse = sse_open(
+        &s,
+        &alice,
+        "/jmap/eventsource/?types=*&closeafter=no&ping=1",
+        None,
+    )
+    .await;
+    sse.ready().await;
+    // ES-05: clamped, and the ping says so.
+    let e = sse.next_event().await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&e.data).unwrap(),
+        json!({"interval": 2})
+    );
+}
+
+#[actix_web::test]
+async fn reconnecting_with_last_event_id_gets_the_missed_changes_at_once() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_id(&s, &alice).await;
+    let mut sse = sse_open(&s, &alice, ALL, None).await;
+    sse.ready().await;
+    let state = create_mailbox(&s, &alice, &account, "Before").await;
+    let last_id = sse
+        .until_mailbox_state(&account, &state)
+        .await
+        .last()
+        .unwrap()
+        .id
+        .clone()
+        .unwrap();
+    drop(sse);
+    create_mailbox(&s, &alice, &account, "Away1").await;
+    let newest = create_mailbox(&s, &alice, &account, "Away2").await;
+    // ES-08: the missed changes come at once, without a new mutation.
+    let mut sse = sse_open(&s, &alice, ALL, Some(&last_id)).await;
+    let e = sse.next_event().await.unwrap();
+    assert_eq!(e.event, "state");
+    let data: Value = serde_json::from_str(&e.data).unwrap();
+    assert_eq!(data["changed"][&account]["Mailbox"], newest);
+    let new_id = e.id.unwrap();
+    assert_ne!(new_id, last_id);
+    drop(sse);
+    // With the newest id, nothing was missed: the ready comment, then the next real change.
+    let mut sse = sse_open(&s, &alice, ALL, Some(&new_id)).await;
+    sse.ready().await;
+    let later = create_mailbox(&s, &alice, &account, "Later").await;
+    let events = sse.until_mailbox_state(&account, &later).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+#[actix_web::test]
+async fn invalid_parameters_are_400_problem_json() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    for query in [
+        "types=*&closeafter=sometimes&ping=0",
+        "types=*&closeafter=no&ping=soon",
+        "types=*&closeafter=no&ping=-5",
+        "types=&closeafter=no&ping=0",
+        "types=Mailbox,,Email&closeafter=no&ping=0",
+    ] {
+        let a = s.get(&format!("/jmap/eventsource/?{query}"), &alice).await;
+        // ES-10
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(a.content_type, "application/problem+json", "{query}");
+        assert!(a.body["detail"].is_string());
+    }
+    let a = s.get(ALL, &Auth::None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn a_ticket_opens_a_stream_once_and_is_then_refused() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_id(&s, &alice).await;
+    // Tickets need authentication themselves.
+    let a = s
+        .post_raw("/jmap/ticket", &Auth::None, "application/json", Vec::new())
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = s
+        .post_raw("/jmap/ticket", &alice, "application/json", Vec::new())
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let ticket = a.body["ticket"].as_str().unwrap().to_owned();
+    assert!(a.body["expiresInSeconds"].as_u64().unwrap() > 0);
+    let path = format!("{ALL}&ticket={ticket}");
+    let mut sse = sse_open(&s, &Auth::None, &path, None).await;
+    assert_eq!(sse.status, StatusCode::OK);
+    sse.ready().await;
+    let state = create_mailbox(&s, &alice, &account, "ByTicket").await;
+    sse.until_mailbox_state(&account, &state).await;
+    // Single use.
+    let a = s.get(&path, &Auth::None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.content_type, "application/problem+json");
+}
+
+#[actix_web::test]
+async fn a_user_never_receives_another_users_changes_on_an_event_source() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw-a");
+    let bob = s.add_user("bob", "pw-b");
+    let alice_account = account_id(&s, &alice).await;
+    let bob_account = account_id(&s, &bob).await;
+    let mut alice_sse = sse_open(&s, &alice, ALL, None).await;
+    let mut bob_sse = sse_open(&s, &bob, ALL, None).await;
+    alice_sse.ready().await;
+    bob_sse.ready().await;
+    let bob_state = create_mailbox(&s, &bob, &bob_account, "Secret").await;
+    bob_sse.until_mailbox_state(&bob_account, &bob_state).await;
+    let alice_state = create_mailbox(&s, &alice, &alice_account, "Mine").await;
+    for e in alice_sse
+        .until_mailbox_state(&alice_account, &alice_state)
+        .await
+    {
+        let data: Value = serde_json::from_str(&e.data).unwrap();
+        let accounts: Vec<_> = data["changed"].as_object().unwrap().keys().collect();
+        assert_eq!(accounts, vec![&alice_account], "{data}");
+    }
+}
+
+#[actix_web::test]
+async fn a_stream_whose_client_left_is_unsubscribed_even_without_pings() {
+    use herald::push::registry::GetStats;
+    let s = TestServer::start_with(|c| c.push.heartbeat_secs = 1).await;
+    let alice = s.add_user("alice", "pw");
+    let mut sse = sse_open(&s, &alice, ALL, None).await;
+    sse.ready().await;
+    let stats = s.registry.send(GetStats).await.unwrap();
+    assert_eq!(stats.subscribers.len(), 1);
+    drop(sse);
+    // STACK.md pitfall 7: the server learns of it on its liveness check (bounded polling).
+    for _ in 0..200 {
+        let stats = s.registry.send(GetStats).await.unwrap();
+        if stats.subscribers.is_empty() && stats.hubs == 0 {
+            return;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the departed stream is still subscribed");
+}

@@ -1,0 +1,981 @@
+//! PushSubscription and webhook delivery over real HTTP (RFC 8620 §7.2, RFC 8291): a real Herald
+//! node, and a webhook sink on 127.0.0.1 that records what it receives and answers the statuses a
+//! test chooses. Checklist ids in comments.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::io::BufRead;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use common::{Auth, CORE, TestServer};
+use herald::config::Config;
+use serde_json::{Value, json};
+
+const MAIL: &str = "urn:ietf:params:jmap:mail";
+/// How long a test waits for a push before failing.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// The status the sink answered.
+    status: u16,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+#[derive(Clone)]
+struct SinkState {
+    tx: tokio::sync::mpsc::UnboundedSender<Received>,
+    /// Statuses for the next requests, in order; then `default_status`.
+    script: Arc<Mutex<VecDeque<u16>>>,
+    default_status: Arc<AtomicU16>,
+}
+
+/// A webhook receiver (a push service stand-in) on 127.0.0.1.
+struct Sink {
+    base: String,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Received>,
+    state: SinkState,
+    handle: actix_web::dev::ServerHandle,
+}
+
+async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>) -> HttpResponse {
+    let status = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_else(|| state.default_status.load(Ordering::SeqCst));
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let _ = state.tx.send(Received {
+        path: req.path().to_owned(),
+        headers,
+        body: body.to_vec(),
+        status,
+    });
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+}
+
+impl Sink {
+    async fn start() -> Sink {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let state = SinkState {
+            tx,
+            script: Arc::default(),
+            default_status: Arc::new(AtomicU16::new(201)),
+        };
+        let data = web::Data::new(state.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(record))
+        })
+        .workers(1)
+        .shutdown_timeout(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Sink {
+            base: format!("http://{addr}"),
+            rx,
+            state,
+            handle,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Answer `statuses` to the next requests, in order.
+    fn script(&self, statuses: &[u16]) {
+        self.state.script.lock().unwrap().extend(statuses);
+    }
+
+    fn answer_by_default(&self, status: u16) {
+        self.state.default_status.store(status, Ordering::SeqCst);
+    }
+
+    /// The next request, within [`WAIT`].
+    async fn next(&mut self) -> Received {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("the sink received nothing in time")
+            .expect("sink open")
+    }
+
+    async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+fn open_config(c: &mut Config) {
+    c.push.allow_private_targets = true;
+    c.push.retry_base_ms = 50;
+    c.push.retry_cap_ms = 200;
+}
+
+async fn start() -> TestServer {
+    TestServer::start_with(open_config).await
+}
+
+async fn account_of(s: &TestServer, auth: &Auth) -> String {
+    let session = s.get("/jmap/session", auth).await.body;
+    session["primaryAccounts"][MAIL]
+        .as_str()
+        .expect("mail primary account")
+        .to_owned()
+}
+
+/// A real mutation: creates a mailbox, returns the new Mailbox state.
+async fn mutate(s: &TestServer, auth: &Auth, account: &str, name: &str) -> String {
+    let r = s
+        .call(
+            auth,
+            &[CORE, MAIL],
+            json!([["Mailbox/set", {"accountId": account, "create": {"k": {"name": name}}}, "0"]]),
+        )
+        .await;
+    assert_eq!(r[0][0], "Mailbox/set", "{r:?}");
+    assert!(r[0][1]["created"]["k"].is_object(), "{r:?}");
+    r[0][1]["newState"].as_str().unwrap().to_owned()
+}
+
+async fn push_set(s: &TestServer, auth: &Auth, args: Value) -> Value {
+    let r = s
+        .call(auth, &[CORE], json!([["PushSubscription/set", args, "0"]]))
+        .await;
+    assert_eq!(r[0][0], "PushSubscription/set", "{r:?}");
+    r[0][1].clone()
+}
+
+async fn push_get(s: &TestServer, auth: &Auth, args: Value) -> Value {
+    let r = s
+        .call(auth, &[CORE], json!([["PushSubscription/get", args, "0"]]))
+        .await;
+    r[0].clone()
+}
+
+/// Creates a subscription to `url` and returns its id.
+async fn create(s: &TestServer, auth: &Auth, sub: Value) -> String {
+    let r = push_set(s, auth, json!({"create": {"new": sub}})).await;
+    r["created"]["new"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not created: {r}"))
+        .to_owned()
+}
+
+async fn verify(s: &TestServer, auth: &Auth, id: &str, code: &str) {
+    let r = push_set(s, auth, json!({"update": {id: {"verificationCode": code}}})).await;
+    assert!(r["updated"].get(id).is_some(), "{r}");
+}
+
+/// Creates a subscription, takes the PushVerification off the sink and sets the code.
+async fn subscribe_verified(s: &TestServer, auth: &Auth, sink: &mut Sink, path: &str) -> String {
+    let id = create(
+        s,
+        auth,
+        json!({"deviceClientId": "dev", "url": sink.url(path)}),
+    )
+    .await;
+    let v = sink.next().await;
+    assert_eq!(v.json()["pushSubscriptionId"], id);
+    verify(s, auth, &id, v.json()["verificationCode"].as_str().unwrap()).await;
+    id
+}
+
+#[actix_web::test]
+async fn a_new_subscription_is_verified_first_and_then_receives_state_changes() {
+    let s = start().await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    let id = create(
+        &s,
+        &alice,
+        json!({"deviceClientId": "phone", "url": sink.url("/push/1")}),
+    )
+    .await;
+
+    // PSUB-05, WP-01, WP-02: the PushVerification, plain JSON with a TTL.
+    let v = sink.next().await;
+    assert_eq!(v.path, "/push/1");
+    assert_eq!(v.header("content-type"), Some("application/json"));
+    assert!(v.header("ttl").unwrap().parse::<u64>().unwrap() > 0);
+    assert!(v.header("content-encoding").is_none());
+    let body = v.json();
+    assert_eq!(body["@type"], "PushVerification");
+    assert_eq!(body["pushSubscriptionId"], id);
+    let code = body["verificationCode"].as_str().unwrap().to_owned();
+    // At least 128 random bits: 22 base64url characters or more.
+    assert!(code.len() >= 22, "{code}");
+    assert_eq!(body.as_object().unwrap().len(), 3);
+
+    // PSUB-06: a change before verification is not sent.
+    let _unsent = mutate(&s, &alice, &account, "before").await;
+
+    // A wrong code is invalidProperties and does not verify.
+    let r = push_set(
+        &s,
+        &alice,
+        json!({"update": {&id: {"verificationCode": "wrong"}}}),
+    )
+    .await;
+    assert_eq!(r["notUpdated"][&id]["type"], "invalidProperties");
+    assert_eq!(
+        r["notUpdated"][&id]["properties"],
+        json!(["verificationCode"])
+    );
+    assert_eq!(r["updated"], Value::Null);
+    let got = push_get(&s, &alice, json!({"ids": [&id]})).await;
+    assert_eq!(got[1]["list"][0]["verificationCode"], Value::Null);
+
+    verify(&s, &alice, &id, &code).await;
+    let got = push_get(&s, &alice, json!({"ids": null})).await;
+    assert_eq!(got[1]["list"][0]["verificationCode"], code);
+
+    let state = mutate(&s, &alice, &account, "after").await;
+    // The first thing after the verification is the StateChange of the later mutation: the
+    // earlier one was never queued.
+    let push = sink.next().await;
+    assert_eq!(
+        push.json(),
+        json!({"@type": "StateChange", "changed": {&account: {"Mailbox": state}}})
+    );
+    assert_eq!(push.header("content-type"), Some("application/json"));
+    assert!(push.header("ttl").unwrap().parse::<u64>().unwrap() > 0);
+    // WP-03, WP-04
+    assert_eq!(push.header("urgency"), Some("normal"));
+    let topic = push.header("topic").unwrap();
+    assert!(topic.len() <= 32);
+    assert!(
+        topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn get_never_returns_the_url_or_keys_and_asking_for_them_is_forbidden() {
+    let s = start().await;
+    let sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let id = create(
+        &s,
+        &alice,
+        json!({"deviceClientId": "d", "url": sink.url("/x"), "types": ["Mailbox"]}),
+    )
+    .await;
+    // PSUB-04
+    let got = push_get(&s, &alice, json!({})).await;
+    let item = &got[1]["list"][0];
+    assert_eq!(item["id"], id);
+    assert_eq!(item["deviceClientId"], "d");
+    assert_eq!(item["types"], json!(["Mailbox"]));
+    assert!(item.get("url").is_none() && item.get("keys").is_none());
+    // PSUB-02: no state, no accountId.
+    assert!(got[1].get("state").is_none() && got[1].get("accountId").is_none());
+    for props in [json!(["url"]), json!(["id", "keys"])] {
+        let got = push_get(&s, &alice, json!({"properties": props})).await;
+        assert_eq!(got[0], "error");
+        assert_eq!(got[1]["type"], "forbidden");
+    }
+    // PSUB-03: another user sees nothing of it.
+    let bob = s.add_user("bob", "pw");
+    let got = push_get(&s, &bob, json!({"ids": [&id]})).await;
+    assert_eq!(got[1]["list"], json!([]));
+    assert_eq!(got[1]["notFound"], json!([id]));
+    // PSUB-03: bound to the user's credentials: removing the user removes it.
+    let mut conn = s.store.conn().unwrap();
+    let user = herald::store::users::find_by_name(&mut conn, "alice")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        herald::store::push_subscription::list(&mut conn, &user.id)
+            .unwrap()
+            .len(),
+        1
+    );
+    herald::store::users::remove(&mut conn, "alice").unwrap();
+    assert!(
+        herald::store::push_subscription::find(&mut conn, &id)
+            .unwrap()
+            .is_none()
+    );
+    sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn expires_is_capped_and_each_user_has_a_subscription_limit() {
+    let s = TestServer::start_with(|c| {
+        open_config(c);
+        c.push.subscription_max_expires_secs = 3600;
+        c.push.subscriptions_per_user = 2;
+        c.push.subscription_creations_per_hour = 3;
+    })
+    .await;
+    let sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let sub =
+        json!({"deviceClientId": "d", "url": sink.url("/x"), "expires": "2999-01-01T00:00:00Z"});
+    let before = chrono::Utc::now().timestamp();
+    let r = push_set(
+        &s,
+        &alice,
+        json!({"create": {"a": sub.clone(), "b": sub.clone(), "c": sub}}),
+    )
+    .await;
+    // PSUB-08: shortened, and the effective value returned in created.
+    let expires = r["created"]["a"]["expires"].as_str().unwrap();
+    let t = chrono::DateTime::parse_from_rfc3339(expires)
+        .unwrap()
+        .timestamp();
+    assert!(
+        (before + 3600..=before + 3600 + 60).contains(&t),
+        "{expires}"
+    );
+    assert!(r["created"]["b"]["id"].is_string());
+    // PSUB-11: the per-user cap.
+    assert_eq!(r["notCreated"]["c"]["type"], "overQuota", "{r}");
+    assert_eq!(r["notUpdated"], Value::Null);
+    assert!(r.get("oldState").is_none() && r.get("newState").is_none());
+    // Extending is capped too, and reported in updated.
+    let id = r["created"]["a"]["id"].as_str().unwrap();
+    let r = push_set(
+        &s,
+        &alice,
+        json!({"update": {id: {"expires": "2999-01-01T00:00:00Z"}}}),
+    )
+    .await;
+    let t = chrono::DateTime::parse_from_rfc3339(r["updated"][id]["expires"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    assert!(t <= chrono::Utc::now().timestamp() + 3600);
+    // Destroying frees a place.
+    let r = push_set(&s, &alice, json!({"destroy": [id]})).await;
+    assert_eq!(r["destroyed"], json!([id]));
+    let r = push_set(
+        &s,
+        &alice,
+        json!({"create": {"d": {"deviceClientId": "d", "url": sink.url("/y")}}}),
+    )
+    .await;
+    let d = r["created"]["d"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    // PSUB-11: the creation rate is limited too; destroying does not give creations back.
+    push_set(&s, &alice, json!({"destroy": [d]})).await;
+    let r = push_set(
+        &s,
+        &alice,
+        json!({"create": {"e": {"deviceClientId": "d", "url": sink.url("/z")}}}),
+    )
+    .await;
+    assert_eq!(r["notCreated"]["e"]["type"], "rateLimit", "{r}");
+    sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_failing_push_service_is_retried_with_backoff_until_it_accepts() {
+    let s = start().await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    // The verification itself is retried (PSUB-05: retried on failure).
+    sink.script(&[500, 503]);
+    let id = create(
+        &s,
+        &alice,
+        json!({"deviceClientId": "d", "url": sink.url("/r")}),
+    )
+    .await;
+    let tries: Vec<Received> = vec![sink.next().await, sink.next().await, sink.next().await];
+    assert_eq!(
+        tries.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![500, 503, 201]
+    );
+    let code = tries[2].json()["verificationCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(tries.iter().all(|r| r.json()["verificationCode"] == code));
+    verify(&s, &alice, &id, &code).await;
+
+    // A StateChange is retried too, and keeps its states.
+    sink.script(&[500, 429]);
+    let state = mutate(&s, &alice, &account, "m").await;
+    let expected = json!({"@type": "StateChange", "changed": {&account: {"Mailbox": state}}});
+    for want in [500, 429, 201] {
+        let r = sink.next().await;
+        assert_eq!(r.status, want);
+        assert_eq!(r.json(), expected);
+    }
+    sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_subscription_whose_push_service_answers_gone_is_destroyed() {
+    let s = start().await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    let id = subscribe_verified(&s, &alice, &mut sink, "/gone").await;
+    sink.script(&[410]);
+    mutate(&s, &alice, &account, "m").await;
+    assert_eq!(sink.next().await.status, 410);
+    // WP-06: retired. Poll /get (bounded) until the sender has processed the answer.
+    let mut gone = false;
+    for _ in 0..200 {
+        let got = push_get(&s, &alice, json!({"ids": [&id]})).await;
+        if got[1]["notFound"] == json!([&id]) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the subscription was not destroyed");
+    // And nothing more is sent to it.
+    mutate(&s, &alice, &account, "n").await;
+    let other = subscribe_verified(&s, &alice, &mut sink, "/other").await;
+    let state = mutate(&s, &alice, &account, "o").await;
+    let r = sink.next().await;
+    assert_eq!(r.path, "/other", "the retired URL got {:?}", r.json());
+    assert_eq!(r.json()["changed"][&account]["Mailbox"], state);
+    assert_ne!(other, id);
+    sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn urls_on_private_addresses_or_plain_http_are_refused_by_default() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    // PSUB-11: loopback, private, link-local (metadata), localhost, and plain http.
+    for url in [
+        "https://127.0.0.1:9/push",
+        "https://10.0.0.1/push",
+        "https://169.254.169.254/latest",
+        "https://[::1]/push",
+        "https://localhost/push",
+        "http://push.example.com/push",
+        "ftp://push.example.com/",
+    ] {
+        let r = push_set(
+            &s,
+            &alice,
+            json!({"create": {"k": {"deviceClientId": "d", "url": url}}}),
+        )
+        .await;
+        assert_eq!(r["notCreated"]["k"]["type"], "invalidProperties", "{url}");
+        assert_eq!(r["notCreated"]["k"]["properties"], json!(["url"]), "{url}");
+    }
+    let got = push_get(&s, &alice, json!({})).await;
+    assert_eq!(got[1]["list"], json!([]));
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn with_keys_every_push_is_encrypted_and_the_user_agent_decrypts_it() {
+    use herald::push::webpush::{decrypt, encode_base64url};
+    let s = start().await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    let ua_secret = p256::SecretKey::from_slice(&[7u8; 32]).unwrap();
+    let ua_public = p256::EncodedPoint::from(ua_secret.public_key());
+    let auth = [42u8; 16];
+    let keys =
+        json!({"p256dh": encode_base64url(ua_public.as_bytes()), "auth": encode_base64url(&auth)});
+    let id = create(
+        &s,
+        &alice,
+        json!({"deviceClientId": "d", "url": sink.url("/enc"), "keys": keys}),
+    )
+    .await;
+    // WP-07: the PushVerification is encrypted too.
+    let v = sink.next().await;
+    assert_eq!(v.header("content-encoding"), Some("aes128gcm"));
+    assert_eq!(v.header("content-type"), Some("application/json"));
+    assert!(v.header("ttl").is_some());
+    assert!(serde_json::from_slice::<Value>(&v.body).is_err());
+    let plain: Value =
+        serde_json::from_slice(&decrypt(&ua_secret, &auth, &v.body).unwrap()).unwrap();
+    assert_eq!(plain["@type"], "PushVerification");
+    assert_eq!(plain["pushSubscriptionId"], id);
+    verify(&s, &alice, &id, plain["verificationCode"].as_str().unwrap()).await;
+
+    let state = mutate(&s, &alice, &account, "secret").await;
+    let push = sink.next().await;
+    assert_eq!(push.header("content-encoding"), Some("aes128gcm"));
+    // WP-11: salt(16) rs(4) idlen(1)=65 keyid(65)
+    assert_eq!(push.body[20], 65);
+    let plain: Value =
+        serde_json::from_slice(&decrypt(&ua_secret, &auth, &push.body).unwrap()).unwrap();
+    assert_eq!(
+        plain,
+        json!({"@type": "StateChange", "changed": {&account: {"Mailbox": state}}})
+    );
+    // Keys that are not a P-256 point are refused (WP-09).
+    let r = push_set(
+        &s,
+        &alice,
+        json!({"create": {"k": {"deviceClientId": "d", "url": sink.url("/bad"), "keys": {"p256dh": "BAAA", "auth": encode_base64url(&auth)}}}}),
+    )
+    .await;
+    assert_eq!(r["notCreated"]["k"]["properties"], json!(["keys"]));
+    sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_users_subscription_never_receives_another_users_changes() {
+    let s = start().await;
+    let mut alice_sink = Sink::start().await;
+    let mut bob_sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let alice_account = account_of(&s, &alice).await;
+    let bob_account = account_of(&s, &bob).await;
+    subscribe_verified(&s, &alice, &mut alice_sink, "/alice").await;
+    subscribe_verified(&s, &bob, &mut bob_sink, "/bob").await;
+
+    let bob_state = mutate(&s, &bob, &bob_account, "bob's").await;
+    let alice_state = mutate(&s, &alice, &alice_account, "alice's").await;
+    // Bob's change was published first: had it reached Alice's outbox, it would be in her first
+    // StateChange.
+    let a = alice_sink.next().await;
+    assert_eq!(
+        a.json(),
+        json!({"@type": "StateChange", "changed": {&alice_account: {"Mailbox": alice_state}}})
+    );
+    let b = bob_sink.next().await;
+    assert_eq!(
+        b.json(),
+        json!({"@type": "StateChange", "changed": {&bob_account: {"Mailbox": bob_state}}})
+    );
+    alice_sink.stop().await;
+    bob_sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn types_limit_what_a_subscription_is_told() {
+    let s = start().await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    let id = create(
+        &s,
+        &alice,
+        json!({"deviceClientId": "d", "url": sink.url("/t"), "types": ["Email"]}),
+    )
+    .await;
+    let code = sink.next().await.json()["verificationCode"].clone();
+    verify(&s, &alice, &id, code.as_str().unwrap()).await;
+    mutate(&s, &alice, &account, "ignored").await;
+    // Widen the filter: only changes after this reach the sink.
+    push_set(
+        &s,
+        &alice,
+        json!({"update": {&id: {"types": ["Email", "Mailbox"]}}}),
+    )
+    .await;
+    let state = mutate(&s, &alice, &account, "seen").await;
+    let push = sink.next().await;
+    assert_eq!(
+        push.json(),
+        json!({"@type": "StateChange", "changed": {&account: {"Mailbox": state}}})
+    );
+    let r = push_set(
+        &s,
+        &alice,
+        json!({"update": {&id: {"types": ["Nonsense"]}}}),
+    )
+    .await;
+    assert_eq!(r["notUpdated"][&id]["type"], "invalidProperties");
+    sink.stop().await;
+    s.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durability: the real binary, killed with deliveries pending.
+
+/// A `herald serve` child process.
+struct Herald {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Herald {
+    fn start(db: &std::path::Path, dir: &std::path::Path) -> Herald {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["--config", dir.join("none.toml").to_str().unwrap(), "serve"])
+            .env("HERALD_STORE_URL", format!("sqlite://{}", db.display()))
+            .env("HERALD_SERVER_LISTEN", "127.0.0.1:0")
+            .env("HERALD_SERVER_WORKERS", "1")
+            .env("HERALD_SERVER_DISPATCHER_THREADS", "2")
+            .env("HERALD_PUSH_ALLOW_PRIVATE_TARGETS", "true")
+            .env("HERALD_PUSH_RETRY_BASE_MS", "50")
+            .env("HERALD_PUSH_RETRY_CAP_MS", "200")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn herald");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("Herald listening on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(WAIT)
+            .expect("herald did not log its listen address");
+        Herald {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    async fn call(&self, auth: &Auth, using: &[&str], calls: Value) -> Vec<Value> {
+        let req = common::authorize(
+            common::client().post(format!("{}/jmap/api", self.base)),
+            auth,
+        )
+        .insert_header(("Content-Type", "application/json"));
+        let a = common::answer(
+            req.send_body(json!({"using": using, "methodCalls": calls}).to_string())
+                .await
+                .expect("POST"),
+        )
+        .await;
+        assert_eq!(a.status.as_u16(), 200, "{:?}", a.body);
+        a.body["methodResponses"].as_array().unwrap().clone()
+    }
+
+    async fn account(&self, auth: &Auth) -> String {
+        let req = common::authorize(
+            common::client().get(format!("{}/jmap/session", self.base)),
+            auth,
+        );
+        let a = common::answer(req.send().await.expect("GET")).await;
+        a.body["primaryAccounts"][MAIL].as_str().unwrap().to_owned()
+    }
+
+    async fn mutate(&self, auth: &Auth, account: &str, name: &str) -> String {
+        let r = self
+            .call(
+                auth,
+                &[CORE, MAIL],
+                json!([["Mailbox/set", {"accountId": account, "create": {"k": {"name": name}}}, "0"]]),
+            )
+            .await;
+        r[0][1]["newState"].as_str().expect("newState").to_owned()
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[actix_web::test]
+async fn pending_deliveries_survive_a_sigkill_and_the_latest_state_arrives_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    {
+        let store = herald::store::Store::open(&format!("sqlite://{}", db.display()), 1).unwrap();
+        let mut conn = store.conn().unwrap();
+        herald::store::users::create(&mut conn, "alice", "pw").unwrap();
+        herald::store::users::create(&mut conn, "bob", "pw").unwrap();
+    }
+    let alice = Auth::basic("alice", "pw");
+    let bob = Auth::basic("bob", "pw");
+    let mut sink = Sink::start().await;
+    let herald = Herald::start(&db, dir.path());
+    let alice_account = herald.account(&alice).await;
+    let bob_account = herald.account(&bob).await;
+
+    // Three verified subscriptions: two of Alice's, one of Bob's.
+    let mut subs = Vec::new();
+    for (auth, path) in [(&alice, "/a1"), (&alice, "/a2"), (&bob, "/b1")] {
+        let r = herald
+            .call(
+                auth,
+                &[CORE],
+                json!([["PushSubscription/set", {"create": {"n": {"deviceClientId": path, "url": sink.url(path)}}}, "0"]]),
+            )
+            .await;
+        let id = r[0][1]["created"]["n"]["id"].as_str().unwrap().to_owned();
+        let v = sink.next().await;
+        assert_eq!(v.path, path);
+        let code = v.json()["verificationCode"].as_str().unwrap().to_owned();
+        let r = herald
+            .call(
+                auth,
+                &[CORE],
+                json!([["PushSubscription/set", {"update": {&id: {"verificationCode": code}}}, "0"]]),
+            )
+            .await;
+        assert!(r[0][1]["updated"].get(&id).is_some(), "{r:?}");
+        subs.push((path, id));
+    }
+
+    // The push service fails: deliveries stay pending.
+    sink.answer_by_default(500);
+    herald.mutate(&alice, &alice_account, "a-1").await;
+    herald.mutate(&bob, &bob_account, "b-1").await;
+    let mut failed = std::collections::HashSet::new();
+    while failed.len() < 3 {
+        let r = sink.next().await;
+        assert_eq!(r.status, 500);
+        failed.insert(r.path);
+    }
+    // Newer states, then SIGKILL at once: whether or not the sender had merged them into the
+    // pending rows, they are in the change log, which the restarted sender replays.
+    let alice_state = herald.mutate(&alice, &alice_account, "a-2").await;
+    let bob_state = herald.mutate(&bob, &bob_account, "b-2").await;
+    herald.kill();
+    while sink.rx.try_recv().is_ok() {}
+
+    // Restart on the same store; the push service recovers.
+    sink.answer_by_default(201);
+    let herald = Herald::start(&db, dir.path());
+    let mut latest = std::collections::HashMap::new();
+    while latest.len() < 3 {
+        let r = sink.next().await;
+        if r.status != 201 {
+            continue;
+        }
+        let body = r.json();
+        assert_eq!(body["@type"], "StateChange");
+        let path = r.path.clone();
+        let want = if path.starts_with("/a") {
+            json!({&alice_account: {"Mailbox": alice_state}})
+        } else {
+            json!({&bob_account: {"Mailbox": bob_state}})
+        };
+        // Each subscription's first delivery after the restart carries the latest state.
+        if let std::collections::hash_map::Entry::Vacant(e) = latest.entry(path) {
+            assert_eq!(body["changed"], want, "{}", e.key());
+            e.insert(body);
+        }
+    }
+    assert_eq!(latest.len(), subs.len());
+    herald.kill();
+    sink.stop().await;
+}
+
+#[actix_web::test]
+async fn an_expired_subscription_is_sent_nothing_more_and_destroyed() {
+    use diesel::prelude::*;
+    use herald::store::schema::push_subscriptions;
+    let s = start().await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    let id = subscribe_verified(&s, &alice, &mut sink, "/exp").await;
+    // A delivery is pending and being retried.
+    sink.answer_by_default(500);
+    mutate(&s, &alice, &account, "m").await;
+    assert_eq!(sink.next().await.path, "/exp");
+    // The subscription expires (PSUB-08).
+    {
+        let mut conn = s.store.conn().unwrap();
+        diesel::update(push_subscriptions::table.find(&id))
+            .set(push_subscriptions::expires.eq(chrono::Utc::now().timestamp() - 1))
+            .execute(&mut *conn)
+            .unwrap();
+    }
+    let mut gone = false;
+    for _ in 0..200 {
+        let got = push_get(&s, &alice, json!({"ids": [&id]})).await;
+        if got[1]["notFound"] == json!([&id]) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the expired subscription was not destroyed");
+    // Whatever was in flight when it expired has been answered; nothing new goes to it.
+    sink.answer_by_default(201);
+    while sink.rx.try_recv().is_ok() {}
+    mutate(&s, &alice, &account, "n").await;
+    create(
+        &s,
+        &alice,
+        json!({"deviceClientId": "d", "url": sink.url("/next")}),
+    )
+    .await;
+    let r = sink.next().await;
+    assert_eq!(r.path, "/next");
+    assert_eq!(r.json()["@type"], "PushVerification");
+    sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn on_postgresql_a_verified_subscription_is_retried_and_receives_state_changes() {
+    let Some(cluster) = common::pg::cluster() else {
+        eprintln!("SKIPPED: no PostgreSQL");
+        return;
+    };
+    let url = cluster.fresh_database();
+    let s = TestServer::start_with(|c| {
+        open_config(c);
+        c.store.url = url;
+    })
+    .await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    let id = subscribe_verified(&s, &alice, &mut sink, "/pg").await;
+    sink.script(&[500]);
+    let first = mutate(&s, &alice, &account, "a").await;
+    assert_eq!(sink.next().await.status, 500);
+    let r = sink.next().await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["changed"][&account]["Mailbox"], json!(first));
+    let r = push_set(&s, &alice, json!({"destroy": [&id]})).await;
+    assert_eq!(r["destroyed"], json!([id]));
+    sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_change_whose_notification_never_reached_the_sender_is_pushed_from_the_change_log() {
+    use herald::jmap::changes::ChangeOp;
+    let s = TestServer::start_with(|c| {
+        open_config(c);
+        c.push.outbox_poll_secs = 1;
+    })
+    .await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    subscribe_verified(&s, &alice, &mut sink, "/log").await;
+    // A write that is committed but never published (as after a crash right after commit).
+    let mut conn = s.store.conn().unwrap();
+    let (_, committed) = herald::store::changelog::write(&mut conn, &account, |txn| {
+        txn.record("Email", "e1", ChangeOp::Created);
+        Ok(())
+    })
+    .unwrap();
+    let seq = committed.unwrap().seq;
+    let push = sink.next().await;
+    assert_eq!(
+        push.json(),
+        json!({"@type": "StateChange", "changed": {&account: {"Email": seq.to_string()}}})
+    );
+    sink.stop().await;
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn the_creation_window_counts_per_user_and_starts_afresh_after_an_hour() {
+    use herald::store::push_subscription::take_creation_slot;
+    let s = start().await;
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    let mut conn = s.store.conn().unwrap();
+    let id = |conn: &mut herald::store::PooledConnection, name: &str| {
+        herald::store::users::find_by_name(conn, name)
+            .unwrap()
+            .unwrap()
+            .id
+    };
+    let (alice, bob) = (id(&mut conn, "alice"), id(&mut conn, "bob"));
+    let t0 = 1_000_000;
+    let taken: Vec<bool> = [t0, t0 + 10, t0 + 20]
+        .iter()
+        .map(|t| take_creation_slot(&mut conn, &alice, 2, 3600, *t).unwrap())
+        .collect();
+    assert_eq!(taken, vec![true, true, false]);
+    assert!(take_creation_slot(&mut conn, &bob, 2, 3600, t0 + 30).unwrap());
+    assert!(take_creation_slot(&mut conn, &alice, 2, 3600, t0 + 3600).unwrap());
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_subscriber_also_hears_about_accounts_shared_with_them() {
+    use diesel::prelude::*;
+    use herald::store::schema::account_access;
+    let s = start().await;
+    let mut sink = Sink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let alice_account = account_of(&s, &alice).await;
+    subscribe_verified(&s, &bob, &mut sink, "/bob").await;
+    // Alice shares her account with Bob, read-only (no sharing API yet: straight into the table).
+    {
+        let mut conn = s.store.conn().unwrap();
+        let bob_id = herald::store::users::find_by_name(&mut conn, "bob")
+            .unwrap()
+            .unwrap()
+            .id;
+        diesel::insert_into(account_access::table)
+            .values((
+                account_access::user_id.eq(bob_id),
+                account_access::account_id.eq(&alice_account),
+                account_access::is_owner.eq(false),
+                account_access::may_write.eq(false),
+            ))
+            .execute(&mut *conn)
+            .unwrap();
+    }
+    let state = mutate(&s, &alice, &alice_account, "shared").await;
+    let push = sink.next().await;
+    assert_eq!(
+        push.json(),
+        json!({"@type": "StateChange", "changed": {&alice_account: {"Mailbox": state}}})
+    );
+    sink.stop().await;
+    s.stop().await;
+}

@@ -1,0 +1,222 @@
+//! Shared accounts over HTTP (RFC 8620 §1.6.2, §2; RFC 8621 §1.4), set up through the real
+//! `herald account share/unshare` command line. Checklist ids in comments.
+
+mod common;
+
+use common::{Auth, CORE, TestServer};
+use serde_json::{Value, json};
+
+const MAIL: &str = "urn:ietf:params:jmap:mail";
+const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
+const VACATION: &str = "urn:ietf:params:jmap:vacationresponse";
+
+/// Runs the real `herald` binary against the test's store; returns (success, stdout+stderr).
+fn herald(s: &TestServer, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--config", "/nonexistent/config.toml"])
+        .args(args)
+        .env("HERALD_STORE_URL", &s.config.store.url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run herald");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn session(s: &TestServer, auth: &Auth) -> Value {
+    s.get("/jmap/session", auth).await.body
+}
+
+async fn personal_account(s: &TestServer, auth: &Auth) -> String {
+    session(s, auth).await["primaryAccounts"][MAIL]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn a_shared_account_appears_in_the_other_users_session_with_mail_only() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let alice_account = personal_account(&s, &alice).await;
+    let before = session(&s, &bob).await;
+    assert!(before["accounts"].get(&alice_account).is_none());
+
+    let (ok, out) = herald(&s, &["account", "share", "alice", "--with", "bob"]);
+    assert!(ok, "{out}");
+
+    let after = session(&s, &bob).await;
+    let shared = &after["accounts"][&alice_account];
+    assert_eq!(shared["name"], "alice");
+    assert_eq!(shared["isPersonal"], false); // SES-05
+    assert_eq!(shared["isReadOnly"], false);
+    // MCAP-05 / RFC 8621 §1.4: each capability only where usable; identities, submission and the
+    // vacation response belong to the owner.
+    let caps = shared["accountCapabilities"].as_object().unwrap();
+    assert!(caps.contains_key(MAIL));
+    assert!(!caps.contains_key(SUBMISSION));
+    assert!(!caps.contains_key(VACATION));
+    assert_eq!(caps[MAIL]["mayCreateTopLevelMailbox"], true);
+    // primaryAccounts still names bob's own account (SES-07).
+    assert_ne!(after["primaryAccounts"][MAIL], json!(alice_account));
+    // SES-10: the session state changed with the accounts.
+    assert_ne!(before["state"], after["state"]);
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_writable_share_lets_the_other_user_read_and_change_mailboxes() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let account = personal_account(&s, &alice).await;
+    assert!(herald(&s, &["account", "share", "alice", "--with", "bob"]).0);
+
+    let r = s
+        .call(
+            &bob,
+            &[CORE, MAIL],
+            json!([
+                ["Mailbox/set", {"accountId": account, "create": {"n": {"name": "From Bob"}}}, "0"],
+                ["Mailbox/get", {"accountId": account, "ids": null}, "1"],
+            ]),
+        )
+        .await;
+    assert_eq!(r[0][0], "Mailbox/set", "{r:?}");
+    assert!(r[0][1]["created"]["n"]["id"].is_string(), "{r:?}");
+    let list = r[1][1]["list"].as_array().unwrap();
+    assert_eq!(list.len(), 7);
+    assert!(list.iter().all(|m| m["myRights"]["mayDelete"] == true));
+
+    // The owner sees bob's change.
+    let r = s
+        .call(
+            &alice,
+            &[CORE, MAIL],
+            json!([["Mailbox/query", {"accountId": account, "filter": {"name": "From Bob"}}, "0"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["ids"].as_array().unwrap().len(), 1);
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_read_only_share_allows_reads_and_refuses_writes_with_account_read_only() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let account = personal_account(&s, &alice).await;
+    let (ok, out) = herald(
+        &s,
+        &["account", "share", "alice", "--with", "bob", "--read-only"],
+    );
+    assert!(ok, "{out}");
+    let shared = &session(&s, &bob).await["accounts"][&account];
+    assert_eq!(shared["isReadOnly"], true); // SES-05
+    assert_eq!(
+        shared["accountCapabilities"][MAIL]["mayCreateTopLevelMailbox"],
+        false
+    );
+
+    let r = s
+        .call(
+            &bob,
+            &[CORE, MAIL],
+            json!([
+                ["Mailbox/get", {"accountId": account, "ids": null}, "0"],
+                ["Mailbox/set", {"accountId": account, "create": {"n": {"name": "x"}}}, "1"],
+            ]),
+        )
+        .await;
+    let list = r[0][1]["list"].as_array().unwrap();
+    assert_eq!(list.len(), 6);
+    for m in list {
+        // MBX-07: rights reflect read-only access.
+        assert_eq!(m["myRights"]["mayReadItems"], true);
+        assert_eq!(m["myRights"]["mayAddItems"], false);
+        assert_eq!(m["myRights"]["mayDelete"], false);
+        assert_eq!(m["myRights"]["mayRename"], false);
+    }
+    assert_eq!(r[1][0], "error");
+    assert_eq!(r[1][1]["type"], "accountReadOnly");
+
+    // Sharing again changes the access: now writable.
+    assert!(herald(&s, &["account", "share", "alice", "--with", "bob"]).0);
+    let r = s
+        .call(
+            &bob,
+            &[CORE, MAIL],
+            json!([["Mailbox/set", {"accountId": account, "create": {"n": {"name": "x"}}}, "1"]]),
+        )
+        .await;
+    assert_eq!(r[0][0], "Mailbox/set", "{r:?}");
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn unsharing_takes_effect_on_the_next_request() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let account = personal_account(&s, &alice).await;
+    assert!(herald(&s, &["account", "share", "alice", "--with", "bob"]).0);
+    let get = json!([["Mailbox/get", {"accountId": account, "ids": null}, "0"]]);
+    let r = s.call(&bob, &[CORE, MAIL], get.clone()).await;
+    assert_eq!(r[0][0], "Mailbox/get");
+
+    let (ok, out) = herald(&s, &["account", "unshare", "alice", "--with", "bob"]);
+    assert!(ok, "{out}");
+    let r = s.call(&bob, &[CORE, MAIL], get).await;
+    assert_eq!(r[0][0], "error");
+    assert_eq!(r[0][1]["type"], "accountNotFound"); // SEC-02: no longer visible
+    assert!(session(&s, &bob).await["accounts"].get(&account).is_none());
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn the_command_line_refuses_unknown_users_self_shares_and_missing_shares() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    let (ok, out) = herald(&s, &["account", "share", "alice", "--with", "carol"]);
+    assert!(!ok);
+    assert!(out.contains("carol"), "{out}");
+    let (ok, out) = herald(&s, &["account", "share", "nobody", "--with", "bob"]);
+    assert!(!ok);
+    assert!(out.contains("nobody"), "{out}");
+    let (ok, out) = herald(&s, &["account", "share", "alice", "--with", "alice"]);
+    assert!(!ok, "{out}");
+    let (ok, out) = herald(&s, &["account", "unshare", "alice", "--with", "bob"]);
+    assert!(!ok);
+    assert!(out.contains("not found"), "{out}");
+    s.stop().await;
+}
+#[actix_web::test]
+async fn methods_of_owner_only_capabilities_are_not_supported_in_a_shared_account() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let account = personal_account(&s, &alice).await;
+    assert!(herald(&s, &["account", "share", "alice", "--with", "bob"]).0);
+    let r = s
+        .call(
+            &bob,
+            &[CORE, MAIL, SUBMISSION, VACATION],
+            json!([
+                ["Identity/get", {"accountId": account}, "0"],
+                ["VacationResponse/get", {"accountId": account}, "1"],
+                ["EmailSubmission/get", {"accountId": account}, "2"],
+            ]),
+        )
+        .await;
+    // SES-06: a capability missing from the account → accountNotSupportedByMethod.
+    assert_eq!(r[0][1]["type"], "accountNotSupportedByMethod", "{r:?}");
+    assert_eq!(r[1][1]["type"], "accountNotSupportedByMethod", "{r:?}");
+    assert_eq!(r[2][1]["type"], "accountNotSupportedByMethod", "{r:?}");
+    s.stop().await;
+}
