@@ -93,7 +93,7 @@ fn account_capabilities(config: &Config) -> BTreeMap<&'static str, serde_json::V
             "maxMailboxDepth": mailbox::MAX_DEPTH,
             "maxSizeMailboxName": mailbox::MAX_NAME_OCTETS,
             "maxSizeAttachmentsPerEmail": config.limits.max_size_upload,
-            "emailQuerySortOptions": ["receivedAt"],
+            "emailQuerySortOptions": crate::jmap::email_query::SORT_OPTIONS,
             "mayCreateTopLevelMailbox": true,
         }),
     );

@@ -6,7 +6,9 @@ use super::capability::{CORE, MAIL, SUBMISSION, VACATION_RESPONSE};
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
 use super::email::{self, EmailStore};
+use super::email_copy;
 use super::email_parse;
+use super::email_query::{self, EmailQueryStore};
 use super::identity::{self, IdentityStore};
 use super::mailbox::{self, MailboxStore};
 use super::push_subscription::{self, PushSubscriptionStore};
@@ -22,6 +24,7 @@ pub trait Store:
     + IdentityStore
     + VacationStore
     + SubmissionStore
+    + EmailQueryStore
 {
 }
 impl<T> Store for T where
@@ -32,6 +35,7 @@ impl<T> Store for T where
         + IdentityStore
         + VacationStore
         + SubmissionStore
+        + EmailQueryStore
 {
 }
 
@@ -109,6 +113,20 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
         ),
         m("Blob/copy", CORE, Write, blob::copy::<C>),
         m("Email/parse", MAIL, Read, email_parse::parse::<C>),
+        m("Email/copy", MAIL, Write, email_copy::copy::<C>),
+        m("Email/query", MAIL, Read, email_query::query::<C>),
+        m(
+            "Email/queryChanges",
+            MAIL,
+            Read,
+            email_query::query_changes::<C>,
+        ),
+        m(
+            "SearchSnippet/get",
+            MAIL,
+            Read,
+            email_query::search_snippet_get::<C>,
+        ),
         // RFC 8620 §7.2: not account-scoped.
         m(
             "PushSubscription/get",

@@ -11,6 +11,7 @@ pub mod connection;
 pub mod context;
 pub mod credentials;
 pub mod email;
+pub mod email_query;
 pub mod identity;
 pub mod mailbox;
 pub mod push_subscription;

@@ -254,3 +254,14 @@ diesel::table! {
         created -> Integer,
     }
 }
+
+// Email/query (src/store/email_query.rs)
+diesel::table! {
+    email_headers (account_id, email_id, position) {
+        account_id -> Text,
+        email_id -> Text,
+        position -> BigInt,
+        name -> Text,
+        value -> Text,
+    }
+}

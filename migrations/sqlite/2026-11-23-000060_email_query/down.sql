@@ -1,0 +1,2 @@
+DROP TABLE email_headers;
+DROP INDEX emails_received_id;

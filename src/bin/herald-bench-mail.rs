@@ -1,0 +1,272 @@
+//! `herald-bench-mail`: fills one account with generated messages through the store's import
+//! path, then measures `Email/query` (inMailbox, newest first, a page of 50) + `Email/get` of that
+//! page by result reference, at N concurrent HTTP clients against an in-process node.
+//!
+//! Prints the import rate, requests per second and p50/p99 latency, and the machine (cores,
+//! memory). Everything is local: a fresh SQLite store in a temporary directory, 127.0.0.1.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use herald::config::Config;
+use herald::jmap::email::{EmailOp, NewEmail, OpResult, Source, new_email_id};
+use herald::store::{Store, accounts, changelog, email, mailbox, users};
+use serde_json::{Value, json};
+
+/// Email/query + Email/get benchmark over HTTP.
+#[derive(Parser)]
+#[command(name = "herald-bench-mail", version)]
+struct Cli {
+    /// Messages to import into the account.
+    #[arg(long, default_value_t = 100_000)]
+    messages: usize,
+    /// Messages per write transaction while importing.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds of query load.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Ids per page.
+    #[arg(long, default_value_t = 50)]
+    page: usize,
+    /// Keep the store directory (printed) for inspection.
+    #[arg(long)]
+    keep_store: bool,
+}
+
+fn message(i: usize) -> Vec<u8> {
+    let thread = i / 4;
+    let reply = !i.is_multiple_of(4);
+    let subject = format!(
+        "{}Project {} status {}",
+        if reply { "Re: " } else { "" },
+        thread,
+        ["alpha", "beta", "gamma", "delta"][thread % 4]
+    );
+    let in_reply_to = if reply {
+        format!("In-Reply-To: <m{}@bench.example>\r\n", i - 1)
+    } else {
+        String::new()
+    };
+    format!(
+        "From: User {a} <user{a}@bench.example>\r\nTo: Team {b} <team{b}@bench.example>\r\n\
+         Subject: {subject}\r\nDate: Mon, 01 Jan 2024 09:00:00 +0000\r\n\
+         Message-ID: <m{i}@bench.example>\r\n{in_reply_to}MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n\
+         Hello team, message {i} about thread {thread}. {filler}\r\n",
+        a = i % 97,
+        b = i % 13,
+        filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(4),
+    )
+    .into_bytes()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "?".into());
+    format!("{cores} cores, {mem} memory")
+}
+
+#[actix_web::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = Cli::parse();
+    let dir = tempfile_dir()?;
+    let mut config = Config::load(Path::new("/nonexistent/config.toml"), Vec::new())?;
+    config.store.url = format!("sqlite://{}", dir.join("herald.db").display());
+    config.server.listen = "127.0.0.1:0".into();
+    // One user drives every client: let all of them in at once.
+    config.limits.max_concurrent_requests = config
+        .limits
+        .max_concurrent_requests
+        .max(cli.clients as u64);
+    let store = Store::open(&config.store.url, herald::server::pool_size(&config))?;
+
+    // Import.
+    let mut conn = store.conn()?;
+    let user = users::create(&mut conn, "bench", "bench")?;
+    let account = accounts::personal_account(&mut conn, &user.id)?;
+    let inbox = mailbox::list(&mut conn, &account)?
+        .into_iter()
+        .find(|m| m.role.as_deref() == Some("inbox"))
+        .ok_or("no inbox")?
+        .id;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < cli.messages {
+        let n = cli.batch.min(cli.messages - done);
+        let ops: Vec<EmailOp> = (done..done + n)
+            .map(|i| EmailOp::Create {
+                creation_id: format!("c{i}"),
+                email: NewEmail {
+                    id: new_email_id(),
+                    source: Source::Message(message(i)),
+                    mailbox_ids: BTreeSet::from([inbox.clone()]),
+                    keywords: if i.is_multiple_of(3) {
+                        BTreeSet::from(["$seen".to_owned()])
+                    } else {
+                        BTreeSet::new()
+                    },
+                    received_at: Some(1_700_000_000 + i as i64),
+                    delivery: true,
+                },
+            })
+            .collect();
+        let (results, _) =
+            changelog::write(&mut conn, &account, |txn| email::apply(txn, None, ops))?;
+        if let Some(bad) = results.iter().find(|r| !matches!(r, OpResult::Created(..))) {
+            return Err(format!("import failed: {bad:?}").into());
+        }
+        done += n;
+        // The email store's threading lookup needs table statistics to pick the message-id
+        // index over a walk of the account by receivedAt (reported to the email store); refresh
+        // them while the account grows, as an operator's periodic ANALYZE would.
+        if done == cli.batch * 4 || done % 20_000 == 0 {
+            use diesel::connection::SimpleConnection;
+            if let herald::store::AnyConnection::Sqlite(c) = &mut *conn {
+                c.batch_execute("ANALYZE")?;
+            }
+        }
+    }
+    let import = started.elapsed();
+    drop(conn);
+    let import_rate = cli.messages as f64 / import.as_secs_f64();
+    println!(
+        "imported {} messages in {:.1} s: {:.0} messages/s",
+        cli.messages,
+        import.as_secs_f64(),
+        import_rate
+    );
+
+    // Serve and query.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let running = herald::server::start(&config, store.clone(), listener)?;
+    let handle = running.server.handle();
+    actix_web::rt::spawn(running.server);
+    let api = format!("{}/jmap/api", running.base_url);
+    let body = json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [
+            ["Email/query", {"accountId": account, "filter": {"inMailbox": inbox},
+                "sort": [{"property": "receivedAt", "isAscending": false}],
+                "limit": cli.page, "calculateTotal": true}, "q"],
+            ["Email/get", {"accountId": account,
+                "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                "properties": ["threadId", "mailboxIds", "keywords", "from", "subject",
+                               "receivedAt", "preview"]}, "g"]
+        ]
+    })
+    .to_string();
+    let deadline = Instant::now() + Duration::from_secs(cli.seconds);
+    let clients = (0..cli.clients).map(|_| {
+        let (api, body) = (api.clone(), body.clone());
+        async move {
+            let client = awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .finish();
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let res = client
+                    .post(&api)
+                    .basic_auth("bench", "bench")
+                    .insert_header(("Content-Type", "application/json"))
+                    .send_body(body.clone())
+                    .await;
+                let ok = match res {
+                    Ok(mut r) => match r.body().limit(16 * 1024 * 1024).await {
+                        Ok(b) => serde_json::from_slice::<Value>(&b)
+                            .ok()
+                            .and_then(|v| {
+                                v["methodResponses"][1][1]["list"]
+                                    .as_array()
+                                    .map(|l| !l.is_empty())
+                            })
+                            .unwrap_or(false),
+                        Err(_) => false,
+                    },
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }
+    });
+    let started = Instant::now();
+    let results = futures_util::future::join_all(clients).await;
+    let wall = started.elapsed();
+    let mut all: Vec<Duration> = results.iter().flat_map(|(l, _)| l.clone()).collect();
+    let errors: u64 = results.iter().map(|(_, e)| e).sum();
+    all.sort();
+    let rps = all.len() as f64 / wall.as_secs_f64();
+    println!(
+        "Email/query + Email/get #ids, page {}, {} clients, {:.0} s: {} requests, {} errors, \
+         {:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms",
+        cli.page,
+        cli.clients,
+        wall.as_secs_f64(),
+        all.len(),
+        errors,
+        rps,
+        percentile(&all, 0.50).as_secs_f64() * 1000.0,
+        percentile(&all, 0.99).as_secs_f64() * 1000.0,
+    );
+    println!("machine: {}", machine());
+    println!(
+        "{}",
+        json!({
+            "messages": cli.messages, "import_per_s": import_rate.round(),
+            "clients": cli.clients, "requests": all.len(), "errors": errors,
+            "requests_per_s": rps.round(),
+            "p50_ms": percentile(&all, 0.50).as_secs_f64() * 1000.0,
+            "p99_ms": percentile(&all, 0.99).as_secs_f64() * 1000.0,
+            "machine": machine(),
+        })
+    );
+    handle.stop(false).await;
+    if cli.keep_store {
+        println!("store kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+/// A fresh directory under the system temp dir (removed at the end).
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "herald-bench-mail-{}-{}",
+        std::process::id(),
+        herald::store::now()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,967 @@
+//! Email/query, Email/queryChanges (RFC 8621 §4.4, §4.5) and SearchSnippet/get (RFC 8621 §5).
+//!
+//! This module owns the model: the parsed filter ([`Filter`], [`Condition`]), the sort
+//! ([`EmailSort`]), text-search terms ([`SearchText`]) and the snippet highlighting. The store
+//! translates the model into SQL over indexed columns (`store::email_query`) and does the sorting
+//! and windowing there, so an account of 100,000 messages never travels to Rust for one page.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value, json};
+
+use super::args::Id;
+use super::dispatch::Call;
+use super::error::MethodError;
+use super::standard::{self, Comparator};
+
+/// The query state is the Email type state.
+pub const DATA_TYPE: &str = "Email";
+
+/// The sort properties we support, advertised as `emailQuerySortOptions` (EQ-06).
+pub const SORT_OPTIONS: &[&str] = &[
+    "receivedAt",
+    "sentAt",
+    "size",
+    "from",
+    "to",
+    "subject",
+    "hasKeyword",
+    "allInThreadHaveKeyword",
+    "someInThreadHaveKeyword",
+];
+
+/// `preview` of a snippet is at most this many octets (SNIP-04).
+pub const SNIPPET_PREVIEW_OCTETS: usize = 255;
+
+// ---------------------------------------------------------------------------------------------
+// text search (EQ-05)
+
+/// The terms of a text condition: every term must occur (case-insensitively) in the searched
+/// text. A term is an unquoted word or a quoted phrase; all are lowercase.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchText {
+    pub terms: Vec<String>,
+}
+
+impl SearchText {
+    /// Splits a search string into words and phrases (EQ-05): single or double quotes make a
+    /// phrase, inside which `\` escapes `'`, `"` and `\`. An unclosed quote runs to the end.
+    pub fn parse(input: &str) -> SearchText {
+        let mut terms = Vec::new();
+        let mut chars = input.chars().peekable();
+        let mut word = String::new();
+        let flush = |word: &mut String, terms: &mut Vec<String>| {
+            let w = word.trim();
+            if !w.is_empty() && !terms.contains(&w.to_lowercase()) {
+                terms.push(w.to_lowercase());
+            }
+            word.clear();
+        };
+        while let Some(c) = chars.next() {
+            match c {
+                '"' | '\'' if word.is_empty() => {
+                    let quote = c;
+                    let mut phrase = String::new();
+                    while let Some(p) = chars.next() {
+                        match p {
+                            '\\' if matches!(chars.peek(), Some('\'' | '"' | '\\')) => {
+                                phrase.push(chars.next().unwrap_or('\\'));
+                            }
+                            p if p == quote => break,
+                            p => phrase.push(p),
+                        }
+                    }
+                    // Inner runs of whitespace count as one space, as in the stored text.
+                    let mut phrase = phrase.split_whitespace().collect::<Vec<_>>().join(" ");
+                    flush(&mut phrase, &mut terms);
+                }
+                c if c.is_whitespace() => flush(&mut word, &mut terms),
+                c => word.push(c),
+            }
+        }
+        flush(&mut word, &mut terms);
+        SearchText { terms }
+    }
+
+    /// Whether every term occurs in `haystack` (compared lowercase).
+    pub fn matches(&self, haystack: &str) -> bool {
+        let hay = normalise(haystack);
+        self.terms.iter().all(|t| hay.contains(t.as_str()))
+    }
+}
+
+/// Lowercase with whitespace runs folded to one space: the form text is searched in.
+pub fn normalise(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+// ---------------------------------------------------------------------------------------------
+// filter (EQ-02, EQ-03, QRY-02)
+
+/// A `header` condition: the header is present, or contains `text`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderCondition {
+    /// The header field name, lowercase.
+    pub name: String,
+    pub text: Option<SearchText>,
+}
+
+/// One FilterCondition; every field given must match (EQ-03). Keywords are lowercase.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Condition {
+    pub in_mailbox: Option<String>,
+    pub in_mailbox_other_than: Option<Vec<String>>,
+    /// `receivedAt` < this (Unix seconds).
+    pub before: Option<i64>,
+    /// `receivedAt` ≥ this (Unix seconds).
+    pub after: Option<i64>,
+    pub min_size: Option<u64>,
+    pub max_size: Option<u64>,
+    pub all_in_thread_have_keyword: Option<String>,
+    pub some_in_thread_have_keyword: Option<String>,
+    pub none_in_thread_have_keyword: Option<String>,
+    pub has_keyword: Option<String>,
+    pub not_keyword: Option<String>,
+    pub has_attachment: Option<bool>,
+    pub text: Option<SearchText>,
+    pub from: Option<SearchText>,
+    pub to: Option<SearchText>,
+    pub cc: Option<SearchText>,
+    pub bcc: Option<SearchText>,
+    pub subject: Option<SearchText>,
+    pub body: Option<SearchText>,
+    pub header: Option<HeaderCondition>,
+}
+
+impl Condition {
+    fn uses_thread_keywords(&self) -> bool {
+        self.all_in_thread_have_keyword.is_some()
+            || self.some_in_thread_have_keyword.is_some()
+            || self.none_in_thread_have_keyword.is_some()
+    }
+}
+
+/// The FilterOperator's operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operator {
+    And,
+    Or,
+    /// None of the conditions match.
+    Not,
+}
+
+/// A parsed Email filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    Operator(Operator, Vec<Filter>),
+    Condition(Box<Condition>),
+}
+
+/// How deep FilterOperators may nest; deeper is refused rather than recursed into.
+pub const MAX_FILTER_DEPTH: usize = 16;
+
+impl Filter {
+    /// Parses a filter (QRY-02): malformed → `invalidArguments`, an unknown condition property →
+    /// `unsupportedFilter`.
+    pub fn parse(v: &Value) -> Result<Filter, MethodError> {
+        parse_filter(v, 0)
+    }
+
+    /// Whether any condition depends on other emails of the thread.
+    pub fn uses_thread_keywords(&self) -> bool {
+        match self {
+            Filter::Operator(_, fs) => fs.iter().any(Filter::uses_thread_keywords),
+            Filter::Condition(c) => c.uses_thread_keywords(),
+        }
+    }
+
+    /// Text terms that a match can point at, by where they apply: `(subject terms, body terms)`.
+    /// Terms under `NOT` are left out: nothing matched them.
+    pub fn highlight_terms(&self) -> (Vec<String>, Vec<String>) {
+        let mut subject = Vec::new();
+        let mut body = Vec::new();
+        self.collect_terms(&mut subject, &mut body);
+        (subject, body)
+    }
+
+    fn collect_terms(&self, subject: &mut Vec<String>, body: &mut Vec<String>) {
+        match self {
+            Filter::Operator(Operator::Not, _) => {}
+            Filter::Operator(_, fs) => fs.iter().for_each(|f| f.collect_terms(subject, body)),
+            Filter::Condition(c) => {
+                let add = |to: &mut Vec<String>, t: &Option<SearchText>| {
+                    for term in t.iter().flat_map(|t| t.terms.iter()) {
+                        if !to.contains(term) {
+                            to.push(term.clone());
+                        }
+                    }
+                };
+                add(subject, &c.text);
+                add(subject, &c.subject);
+                add(body, &c.text);
+                add(body, &c.body);
+            }
+        }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> MethodError {
+    MethodError::InvalidArguments(msg.into())
+}
+
+fn parse_filter(v: &Value, depth: usize) -> Result<Filter, MethodError> {
+    if depth > MAX_FILTER_DEPTH {
+        return Err(MethodError::UnsupportedFilter(format!(
+            "filters nest at most {MAX_FILTER_DEPTH} deep"
+        )));
+    }
+    let Value::Object(f) = v else {
+        return Err(invalid("a filter is an object"));
+    };
+    if let Some(op) = f.get("operator") {
+        let op = match op.as_str() {
+            Some("AND") => Operator::And,
+            Some("OR") => Operator::Or,
+            Some("NOT") => Operator::Not,
+            _ => return Err(invalid(format!("unknown operator {op}"))),
+        };
+        if f.len() != 2 {
+            return Err(invalid("a FilterOperator has only operator and conditions"));
+        }
+        let conditions = f
+            .get("conditions")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid("a FilterOperator needs a conditions array"))?;
+        let parsed = conditions
+            .iter()
+            .map(|c| parse_filter(c, depth + 1))
+            .collect::<Result<_, _>>()?;
+        return Ok(Filter::Operator(op, parsed));
+    }
+    let mut c = Condition::default();
+    for (key, value) in f {
+        let text = |v: &Value| {
+            v.as_str()
+                .map(SearchText::parse)
+                .ok_or_else(|| invalid(format!("filter {key} must be a string")))
+        };
+        let id = |v: &Value| match v {
+            Value::String(s) if Id::is_valid(s) => Ok(s.clone()),
+            _ => Err(invalid(format!("filter {key} must be an Id"))),
+        };
+        let keyword = |v: &Value| {
+            v.as_str()
+                .and_then(parse_keyword)
+                .ok_or_else(|| invalid(format!("filter {key} must be a keyword")))
+        };
+        let date = |v: &Value| {
+            v.as_str()
+                .and_then(parse_utc_date)
+                .ok_or_else(|| invalid(format!("filter {key} must be a UTCDate")))
+        };
+        let size = |v: &Value| {
+            v.as_u64()
+                .filter(|n| *n < (1u64 << 53))
+                .ok_or_else(|| invalid(format!("filter {key} must be an UnsignedInt")))
+        };
+        match key.as_str() {
+            "inMailbox" => c.in_mailbox = Some(id(value)?),
+            "inMailboxOtherThan" => {
+                let ids = value
+                    .as_array()
+                    .ok_or_else(|| invalid("filter inMailboxOtherThan must be an Id array"))?;
+                c.in_mailbox_other_than = Some(ids.iter().map(id).collect::<Result<_, _>>()?);
+            }
+            "before" => c.before = Some(date(value)?),
+            "after" => c.after = Some(date(value)?),
+            "minSize" => c.min_size = Some(size(value)?),
+            "maxSize" => c.max_size = Some(size(value)?),
+            "allInThreadHaveKeyword" => c.all_in_thread_have_keyword = Some(keyword(value)?),
+            "someInThreadHaveKeyword" => c.some_in_thread_have_keyword = Some(keyword(value)?),
+            "noneInThreadHaveKeyword" => c.none_in_thread_have_keyword = Some(keyword(value)?),
+            "hasKeyword" => c.has_keyword = Some(keyword(value)?),
+            "notKeyword" => c.not_keyword = Some(keyword(value)?),
+            "hasAttachment" => {
+                c.has_attachment = Some(
+                    value
+                        .as_bool()
+                        .ok_or_else(|| invalid("filter hasAttachment must be a boolean"))?,
+                )
+            }
+            "text" => c.text = Some(text(value)?),
+            "from" => c.from = Some(text(value)?),
+            "to" => c.to = Some(text(value)?),
+            "cc" => c.cc = Some(text(value)?),
+            "bcc" => c.bcc = Some(text(value)?),
+            "subject" => c.subject = Some(text(value)?),
+            "body" => c.body = Some(text(value)?),
+            "header" => c.header = Some(parse_header_condition(value)?),
+            _ => {
+                return Err(MethodError::UnsupportedFilter(format!(
+                    "Email cannot be filtered by {key:?}"
+                )));
+            }
+        }
+    }
+    Ok(Filter::Condition(Box::new(c)))
+}
+
+fn parse_header_condition(v: &Value) -> Result<HeaderCondition, MethodError> {
+    let bad = || invalid("filter header must be [name] or [name, text]");
+    let items = v.as_array().ok_or_else(bad)?;
+    let strings: Vec<&str> = items
+        .iter()
+        .map(|i| i.as_str().ok_or_else(bad))
+        .collect::<Result<_, _>>()?;
+    let (name, text) = match strings.as_slice() {
+        [name] => (*name, None),
+        [name, text] => (*name, Some(SearchText::parse(text))),
+        _ => return Err(bad()),
+    };
+    // RFC 5322 §2.2: a field name is printable ASCII except ':'.
+    if name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
+        return Err(invalid(format!("{name:?} is not a header field name")));
+    }
+    Ok(HeaderCondition {
+        name: name.to_ascii_lowercase(),
+        text,
+    })
+}
+
+/// A keyword (RFC 8621 §4.1.1), lowercased; `None` if it has a forbidden character.
+pub fn parse_keyword(k: &str) -> Option<String> {
+    let ok = !k.is_empty()
+        && k.len() <= 255
+        && k.bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && !b"(){]%*\"\\".contains(&b));
+    ok.then(|| k.to_ascii_lowercase())
+}
+
+/// A UTCDate (RFC 8620 §1.4) as Unix seconds. Fractional seconds are truncated.
+pub fn parse_utc_date(s: &str) -> Option<i64> {
+    if !s.ends_with('Z') {
+        return None;
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.timestamp())
+}
+
+// ---------------------------------------------------------------------------------------------
+// sort (EQ-06, QRY-03)
+
+/// What an Email sort comparator compares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    ReceivedAt,
+    SentAt,
+    Size,
+    /// The first From address's name, else its email, else "".
+    From,
+    /// The first To address's name, else its email, else "".
+    To,
+    /// The RFC 5256 base subject.
+    Subject,
+    HasKeyword(String),
+    AllInThreadHaveKeyword(String),
+    SomeInThreadHaveKeyword(String),
+}
+
+/// One comparator of an Email sort.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailSort {
+    pub key: SortKey,
+    pub ascending: bool,
+}
+
+/// Reads the comparators (EQ-06): an unknown property → `unsupportedSort`; a keyword sort without
+/// `keyword` → `invalidArguments`. No sort means `receivedAt` descending, newest first.
+pub fn parse_sort(sort: &[Comparator]) -> Result<Vec<EmailSort>, MethodError> {
+    let mut out = Vec::with_capacity(sort.len());
+    for c in sort {
+        let mut extra = c.extra.clone();
+        let keyword = extra.remove("keyword");
+        let keyword = |name: &str| -> Result<String, MethodError> {
+            match &keyword {
+                Some(Value::String(k)) => {
+                    parse_keyword(k).ok_or_else(|| invalid(format!("{k:?} is not a keyword")))
+                }
+                _ => Err(invalid(format!("sort by {name} needs a keyword"))),
+            }
+        };
+        let key = match c.property.as_str() {
+            "receivedAt" => SortKey::ReceivedAt,
+            "sentAt" => SortKey::SentAt,
+            "size" => SortKey::Size,
+            "from" => SortKey::From,
+            "to" => SortKey::To,
+            "subject" => SortKey::Subject,
+            "hasKeyword" => SortKey::HasKeyword(keyword("hasKeyword")?),
+            "allInThreadHaveKeyword" => {
+                SortKey::AllInThreadHaveKeyword(keyword("allInThreadHaveKeyword")?)
+            }
+            "someInThreadHaveKeyword" => {
+                SortKey::SomeInThreadHaveKeyword(keyword("someInThreadHaveKeyword")?)
+            }
+            other => {
+                return Err(MethodError::UnsupportedSort(format!(
+                    "Email cannot be sorted by {other:?}"
+                )));
+            }
+        };
+        if let Some(k) = extra.keys().next() {
+            return Err(invalid(format!("unknown comparator member {k:?}")));
+        }
+        out.push(EmailSort {
+            key,
+            ascending: c.is_ascending,
+        });
+    }
+    if out.is_empty() {
+        out.push(EmailSort {
+            key: SortKey::ReceivedAt,
+            ascending: false,
+        });
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// the store interface
+
+/// A parsed Email query: what to select and in which order. Ties always break by id, so the
+/// order is stable (QRY-05).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailQuery {
+    pub filter: Option<Filter>,
+    pub sort: Vec<EmailSort>,
+    /// Keep only the first email of each thread, after filtering and sorting (EQ-01).
+    pub collapse_threads: bool,
+}
+
+/// Where the window starts (QRY-06, QRY-07).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WindowStart {
+    Position(i64),
+    Anchor { id: String, offset: i64 },
+}
+
+/// Which part of the result to return.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryWindow {
+    pub start: WindowStart,
+    /// How many ids at most (already capped by the server).
+    pub limit: u64,
+    /// Whether the total is wanted (it may be computed anyway).
+    pub calculate_total: bool,
+}
+
+/// One window of a query result, all read from one snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryPage {
+    /// The Email state the result belongs to.
+    pub state: String,
+    pub position: u64,
+    pub ids: Vec<String>,
+    pub total: Option<u64>,
+}
+
+/// The first index of a window (QRY-06, QRY-07), given what the store knows: `total` if it
+/// counted, and the anchor's index if there is an anchor (`None` → `anchorNotFound`).
+/// Returns `None` when the start needs the total and it was not given.
+pub fn window_start(
+    start: &WindowStart,
+    total: Option<u64>,
+    anchor_index: Option<u64>,
+) -> Result<Option<u64>, MethodError> {
+    Ok(match start {
+        WindowStart::Position(p) if *p >= 0 => Some(*p as u64),
+        WindowStart::Position(p) => total.map(|t| (t as i64 + p).max(0) as u64),
+        WindowStart::Anchor { offset, .. } => {
+            let index = anchor_index.ok_or(MethodError::AnchorNotFound)? as i64;
+            Some((index + offset).max(0) as u64)
+        }
+    })
+}
+
+/// What the Email query methods need from the store.
+pub trait EmailQueryStore {
+    /// Runs `query` and returns the window, the total if asked or needed, and the Email state,
+    /// all from one snapshot. Uses [`window_start`] for the start.
+    fn email_query(
+        &mut self,
+        account_id: &str,
+        query: &EmailQuery,
+        window: &QueryWindow,
+    ) -> Result<QueryPage, MethodError>;
+
+    /// Every Email id whose membership or position in `query` may have changed since `since`
+    /// (RFC 8620 §5.6): emails touched since then; with `whole_threads`, every email of a thread
+    /// touched since then, or of a touched email's thread.
+    fn email_touched_since(
+        &mut self,
+        account_id: &str,
+        since: i64,
+        whole_threads: bool,
+    ) -> Result<Vec<String>, MethodError>;
+
+    /// Subject and searchable body text of the emails that exist among `ids`.
+    fn email_snippet_sources(
+        &mut self,
+        account_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<SnippetSource>, MethodError>;
+
+    /// Whether each of `ids` matches `filter` (ids that do not exist are absent).
+    fn email_matching(
+        &mut self,
+        account_id: &str,
+        filter: &Filter,
+        ids: &[String],
+    ) -> Result<HashSet<String>, MethodError>;
+}
+
+/// The text a snippet is cut from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnippetSource {
+    pub email_id: String,
+    pub subject: String,
+    /// The plain text of the body (HTML converted).
+    pub body: String,
+}
+
+fn parse_email_query(
+    filter: Option<&Value>,
+    sort: &[Comparator],
+    collapse_threads: bool,
+) -> Result<EmailQuery, MethodError> {
+    Ok(EmailQuery {
+        filter: filter.map(Filter::parse).transpose()?,
+        sort: parse_sort(sort)?,
+        collapse_threads,
+    })
+}
+
+/// The largest window one query returns when the client sets no smaller `limit` (QRY-08).
+pub fn max_query_limit(call: &Call<'_>) -> u64 {
+    call.server.limits.max_objects_in_get.max(1000)
+}
+
+/// `Email/query` (RFC 8621 §4.4).
+pub fn query<C: EmailQueryStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+) -> Result<Map<String, Value>, MethodError> {
+    let q = standard::parse_query(call)?;
+    let collapse_threads = call.args.defaulted("collapseThreads", false)?;
+    std::mem::take(&mut call.args).finish()?;
+    let query = parse_email_query(q.filter.as_ref(), &q.sort, collapse_threads)?;
+    let cap = max_query_limit(call);
+    let (limit, capped) = match q.limit {
+        Some(l) if l > cap => (cap, Some(cap)),
+        Some(l) => (l, None),
+        None => (cap, None),
+    };
+    let start = match q.anchor {
+        Some(id) => WindowStart::Anchor {
+            id,
+            offset: q.anchor_offset,
+        },
+        None => WindowStart::Position(q.position),
+    };
+    // Ask for one more than the cap when the client gave no limit: the extra id tells us whether
+    // the cap cut the result, which we then must report (QRY-08).
+    let probe = q.limit.is_none();
+    let window = QueryWindow {
+        start,
+        limit: if probe { limit + 1 } else { limit },
+        calculate_total: q.calculate_total,
+    };
+    let account_id = call.account_id().to_owned();
+    let mut page = ctx.email_query(&account_id, &query, &window)?;
+    let mut limit_out = capped;
+    if probe && page.ids.len() as u64 > limit {
+        page.ids.truncate(limit as usize);
+        limit_out = Some(limit);
+    }
+    let total = q
+        .calculate_total
+        .then(|| page.total.unwrap_or_default() as usize);
+    Ok(standard::query_response(
+        &account_id,
+        &page.state,
+        true,
+        page.position as usize,
+        page.ids,
+        total,
+        limit_out,
+    ))
+}
+
+/// `Email/queryChanges` (RFC 8621 §4.5, EQ-08): every email touched since the query state is
+/// reported removed and, if it still matches, added at its index. With `collapseThreads` or a
+/// thread-keyword filter or sort, every email of a touched thread counts as touched, because its
+/// place depends on its siblings.
+pub fn query_changes<C: EmailQueryStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+) -> Result<Map<String, Value>, MethodError> {
+    let q = standard::parse_query_changes(call)?;
+    let collapse_threads = call.args.defaulted("collapseThreads", false)?;
+    std::mem::take(&mut call.args).finish()?;
+    let query = parse_email_query(q.filter.as_ref(), &q.sort, collapse_threads)?;
+    let since = q.since_seq.ok_or_else(|| {
+        MethodError::CannotCalculateChanges(format!(
+            "unknown query state {:?}",
+            q.since_query_state
+        ))
+    })?;
+    let whole_threads = collapse_threads
+        || query
+            .filter
+            .as_ref()
+            .is_some_and(Filter::uses_thread_keywords)
+        || query.sort.iter().any(|s| {
+            matches!(
+                s.key,
+                SortKey::AllInThreadHaveKeyword(_) | SortKey::SomeInThreadHaveKeyword(_)
+            )
+        });
+    let account_id = call.account_id().to_owned();
+    let touched = ctx.email_touched_since(&account_id, since, whole_threads)?;
+    let page = ctx.email_query(
+        &account_id,
+        &query,
+        &QueryWindow {
+            start: WindowStart::Position(0),
+            limit: u64::MAX >> 11,
+            calculate_total: false,
+        },
+    )?;
+    standard::query_changes_response(&account_id, &q, &page.state, &touched, &page.ids)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SearchSnippet (RFC 8621 §5)
+
+/// Escapes `&`, `<` and `>` (SNIP-03).
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The char-boundary-safe byte ranges in `text` where any of `terms` occurs, merged.
+fn match_ranges(text: &str, terms: &[String]) -> Vec<(usize, usize)> {
+    // Lowercasing can change byte lengths; map each lowercase char back to its source range.
+    let mut lower = String::new();
+    let mut origin: Vec<(usize, usize)> = Vec::new(); // per lower byte: source char range
+    for (i, c) in text.char_indices() {
+        let end = i + c.len_utf8();
+        for l in c.to_lowercase() {
+            let before = lower.len();
+            lower.push(l);
+            origin.extend(std::iter::repeat_n((i, end), lower.len() - before));
+        }
+    }
+    let mut ranges = Vec::new();
+    for term in terms.iter().filter(|t| !t.is_empty()) {
+        let mut from = 0;
+        while let Some(found) = lower[from..].find(term.as_str()) {
+            let s = from + found;
+            let e = s + term.len();
+            ranges.push((origin[s].0, origin[e - 1].1));
+            from = e;
+        }
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (s, e) in ranges {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    merged
+}
+
+/// `text` HTML-escaped with each match wrapped in `<mark></mark>`; `None` when nothing matches.
+pub fn highlight(text: &str, terms: &[String]) -> Option<String> {
+    let ranges = match_ranges(text, terms);
+    if ranges.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + ranges.len() * 13);
+    let mut at = 0;
+    for (s, e) in ranges {
+        escape_into(&mut out, &text[at..s]);
+        out.push_str("<mark>");
+        escape_into(&mut out, &text[s..e]);
+        out.push_str("</mark>");
+        at = e;
+    }
+    escape_into(&mut out, &text[at..]);
+    Some(out)
+}
+
+/// A preview around the first match in `body`: at most [`SNIPPET_PREVIEW_OCTETS`] octets of plain
+/// text (before markup and escaping), starting a little before the match, highlighted.
+pub fn preview_snippet(body: &str, terms: &[String]) -> Option<String> {
+    let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let first = match_ranges(&body, terms).first().copied()?;
+    let mut start = first.0.saturating_sub(40);
+    while !body.is_char_boundary(start) {
+        start -= 1;
+    }
+    // Start on a word boundary when the cut falls inside a word.
+    if start > 0
+        && let Some(space) = body[start..first.0].find(' ')
+    {
+        start += space + 1;
+    }
+    let mut end = (start + SNIPPET_PREVIEW_OCTETS).min(body.len());
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    highlight(&body[start..end], terms)
+}
+
+/// `SearchSnippet/get` (RFC 8621 §5.1).
+pub fn search_snippet_get<C: EmailQueryStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+) -> Result<Map<String, Value>, MethodError> {
+    let filter = match call.args.take_value("filter") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(Filter::parse(&v)?),
+    };
+    let ids: Vec<Id> = call.args.required("emailIds")?;
+    std::mem::take(&mut call.args).finish()?;
+    let max = call.server.limits.max_objects_in_get;
+    if ids.len() as u64 > max {
+        return Err(MethodError::RequestTooLarge(format!(
+            "at most {max} emailIds per SearchSnippet/get"
+        )));
+    }
+    let mut wanted = Vec::with_capacity(ids.len());
+    for Id(id) in ids {
+        if !wanted.contains(&id) {
+            wanted.push(id);
+        }
+    }
+    let account_id = call.account_id().to_owned();
+    let sources = ctx.email_snippet_sources(&account_id, &wanted)?;
+    let matching = match &filter {
+        Some(f) => Some(ctx.email_matching(&account_id, f, &wanted)?),
+        None => None,
+    };
+    let (subject_terms, body_terms) = filter
+        .as_ref()
+        .map(Filter::highlight_terms)
+        .unwrap_or_default();
+    let by_id: HashMap<&str, &SnippetSource> =
+        sources.iter().map(|s| (s.email_id.as_str(), s)).collect();
+    let mut list = Vec::new();
+    let mut not_found = Vec::new();
+    for id in &wanted {
+        let Some(src) = by_id.get(id.as_str()) else {
+            not_found.push(id.clone());
+            continue;
+        };
+        // An email that does not match the filter has nothing to point at.
+        let hit = matching.as_ref().is_none_or(|m| m.contains(id));
+        let subject = hit
+            .then(|| highlight(&src.subject, &subject_terms))
+            .flatten();
+        let preview = hit
+            .then(|| preview_snippet(&src.body, &body_terms))
+            .flatten();
+        list.push(json!({"emailId": id, "subject": subject, "preview": preview}));
+    }
+    let mut out = Map::new();
+    out.insert("accountId".into(), json!(account_id));
+    out.insert("list".into(), json!(list));
+    // SNIP-01: null, not [], when every id was found.
+    out.insert(
+        "notFound".into(),
+        if not_found.is_empty() {
+            Value::Null
+        } else {
+            json!(not_found)
+        },
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(s: &str) -> Vec<String> {
+        SearchText::parse(s).terms
+    }
+
+    #[test]
+    fn unquoted_words_are_separate_terms_and_quotes_make_phrases() {
+        assert_eq!(terms("Hello  World"), vec!["hello", "world"]);
+        assert_eq!(
+            terms(r#"budget "Q3  Plan" 'it\'s'"#),
+            vec!["budget", "q3 plan", "it's"]
+        );
+        assert_eq!(terms(r#""a \"b\" \\c""#), vec![r#"a "b" \c"#]);
+        assert_eq!(terms("  "), Vec::<String>::new());
+        assert_eq!(terms("\"open ended"), vec!["open ended"]);
+    }
+
+    #[test]
+    fn every_term_must_be_present_case_insensitively() {
+        let t = SearchText::parse("quarterly REPORT");
+        assert!(t.matches("The Quarterly financial report"));
+        assert!(!t.matches("The quarterly numbers"));
+        let phrase = SearchText::parse("\"financial report\"");
+        assert!(phrase.matches("our FINANCIAL\n report"));
+        assert!(!phrase.matches("report financial"));
+    }
+
+    #[test]
+    fn operators_nest_and_unknown_conditions_are_unsupported() {
+        let f = Filter::parse(&json!({"operator": "OR", "conditions": [
+            {"inMailbox": "m1", "hasKeyword": "$Seen"},
+            {"operator": "NOT", "conditions": [{"text": "x"}]}
+        ]}))
+        .unwrap();
+        let Filter::Operator(Operator::Or, parts) = &f else {
+            panic!("{f:?}")
+        };
+        let Filter::Condition(c) = &parts[0] else {
+            panic!()
+        };
+        assert_eq!(c.has_keyword.as_deref(), Some("$seen"));
+        assert!(matches!(
+            Filter::parse(&json!({"colour": "red"})),
+            Err(MethodError::UnsupportedFilter(_))
+        ));
+        for bad in [
+            json!({"operator": "XOR", "conditions": []}),
+            json!({"operator": "AND"}),
+            json!({"operator": "AND", "conditions": [], "text": "x"}),
+            json!({"minSize": -1}),
+            json!({"before": "2024-01-01T00:00:00+02:00"}),
+            json!({"header": []}),
+            json!({"header": ["a", "b", "c"]}),
+            json!({"hasKeyword": "a b"}),
+            json!({"inMailbox": 7}),
+            json!([1]),
+        ] {
+            assert!(
+                matches!(Filter::parse(&bad), Err(MethodError::InvalidArguments(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn dates_are_utc_and_headers_lowercase() {
+        let f =
+            Filter::parse(&json!({"after": "2024-01-02T03:04:05Z", "header": ["X-Spam"]})).unwrap();
+        let Filter::Condition(c) = f else { panic!() };
+        assert_eq!(c.after, Some(1704164645));
+        assert_eq!(c.header.unwrap().name, "x-spam");
+    }
+
+    fn cmp(property: &str, extra: Value) -> Comparator {
+        Comparator {
+            property: property.into(),
+            is_ascending: true,
+            collation: None,
+            extra: extra.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn keyword_sorts_need_a_keyword_and_unknown_sorts_are_unsupported() {
+        assert_eq!(
+            parse_sort(&[cmp("hasKeyword", json!({"keyword": "$Flagged"}))]).unwrap()[0].key,
+            SortKey::HasKeyword("$flagged".into())
+        );
+        assert!(matches!(
+            parse_sort(&[cmp("someInThreadHaveKeyword", json!({}))]),
+            Err(MethodError::InvalidArguments(_))
+        ));
+        assert!(matches!(
+            parse_sort(&[cmp("id", json!({}))]),
+            Err(MethodError::UnsupportedSort(_))
+        ));
+        assert_eq!(
+            parse_sort(&[]).unwrap(),
+            vec![EmailSort {
+                key: SortKey::ReceivedAt,
+                ascending: false
+            }]
+        );
+    }
+
+    #[test]
+    fn window_starts_follow_position_and_anchor_rules() {
+        let p = |n| WindowStart::Position(n);
+        assert_eq!(window_start(&p(3), None, None).unwrap(), Some(3));
+        assert_eq!(window_start(&p(-2), Some(10), None).unwrap(), Some(8));
+        assert_eq!(window_start(&p(-20), Some(10), None).unwrap(), Some(0));
+        assert_eq!(window_start(&p(-2), None, None).unwrap(), None);
+        let a = WindowStart::Anchor {
+            id: "x".into(),
+            offset: -5,
+        };
+        assert_eq!(window_start(&a, None, Some(2)).unwrap(), Some(0));
+        assert_eq!(
+            window_start(&a, None, None),
+            Err(MethodError::AnchorNotFound)
+        );
+    }
+
+    #[test]
+    fn highlighting_escapes_html_and_marks_every_match() {
+        let t = vec!["report".to_owned(), "a&b".to_owned()];
+        assert_eq!(
+            highlight("<b>Report</b> on A&B report", &t).unwrap(),
+            "&lt;b&gt;<mark>Report</mark>&lt;/b&gt; on <mark>A&amp;B</mark> <mark>report</mark>"
+        );
+        assert_eq!(highlight("nothing here", &t), None);
+        // Lowercasing that changes lengths keeps the marks on the original characters.
+        assert_eq!(
+            highlight("İstanbul report", &["report".to_owned()]).unwrap(),
+            "İstanbul <mark>report</mark>"
+        );
+    }
+
+    #[test]
+    fn a_preview_snippet_is_at_most_255_octets_of_text_around_the_first_match() {
+        let body = format!("{} needle {}", "word ".repeat(100), "tail ".repeat(100));
+        let p = preview_snippet(&body, &["needle".to_owned()]).unwrap();
+        let plain = p.replace("<mark>", "").replace("</mark>", "");
+        assert!(plain.len() <= SNIPPET_PREVIEW_OCTETS, "{}", plain.len());
+        assert!(p.contains("<mark>needle</mark>"));
+        assert!(plain.starts_with("word"));
+        assert_eq!(preview_snippet("no match", &["needle".to_owned()]), None);
+    }
+
+    #[test]
+    fn terms_under_not_are_not_highlighted() {
+        let f = Filter::parse(&json!({"operator": "AND", "conditions": [
+            {"subject": "alpha"}, {"body": "beta"}, {"text": "gamma"},
+            {"operator": "NOT", "conditions": [{"text": "delta"}]}
+        ]}))
+        .unwrap();
+        let (s, b) = f.highlight_terms();
+        assert_eq!(s, vec!["alpha", "gamma"]);
+        assert_eq!(b, vec!["beta", "gamma"]);
+    }
+}
