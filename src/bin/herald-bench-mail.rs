@@ -141,15 +141,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("import failed: {bad:?}").into());
         }
         done += n;
-        // The email store's threading lookup needs table statistics to pick the message-id
-        // index over a walk of the account by receivedAt (reported to the email store); refresh
-        // them while the account grows, as an operator's periodic ANALYZE would.
-        if done == cli.batch * 4 || done % 20_000 == 0 {
-            use diesel::connection::SimpleConnection;
-            if let herald::store::AnyConnection::Sqlite(c) = &mut *conn {
-                c.batch_execute("ANALYZE")?;
-            }
-        }
     }
     let import = started.elapsed();
     drop(conn);

@@ -137,7 +137,10 @@ fn find_thread(
         return Ok(None);
     }
     let wanted: Vec<&String> = ids.iter().collect();
-    let found: Option<String> = email_message_ids::table
+    // The candidates share a message id, so they are few: fetch them through the message-id index
+    // and pick the oldest here. An ORDER BY received_at LIMIT 1 let SQLite walk the whole account
+    // by date instead, which made imports slow down with the size of the account.
+    let candidates: Vec<(String, i64, String)> = email_message_ids::table
         .inner_join(
             emails::table.on(emails::account_id
                 .eq(email_message_ids::account_id)
@@ -146,11 +149,12 @@ fn find_thread(
         .filter(email_message_ids::account_id.eq(account_id))
         .filter(email_message_ids::message_id.eq_any(&wanted))
         .filter(emails::base_subject.eq(base_subject))
-        .select(emails::thread_id)
-        .order(emails::received_at.asc())
-        .first(conn)
-        .optional()?;
-    Ok(found)
+        .select((emails::thread_id, emails::received_at, emails::id))
+        .load(conn)?;
+    Ok(candidates
+        .into_iter()
+        .min_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)))
+        .map(|(thread_id, _, _)| thread_id))
 }
 
 /// Inserts one new email, or says why it cannot be.
