@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use argon2::password_hash::{PasswordHasher, phc::PasswordHash};
 use sha2::Digest;
 
 use super::StoreError;
@@ -24,13 +24,56 @@ pub fn hash_password(password: &str) -> Result<String, StoreError> {
 }
 
 /// Whether `password` matches the PHC string `hash`.
+///
+/// argon2's own verifier allocates its 19 MiB working memory afresh on every call, and the
+/// allocator kept it: a server's memory grew by several MiB with each login (measured with
+/// herald-load, BENCHMARKS.md). Each thread keeps one buffer and reuses it instead; argon2 writes
+/// every block before reading it, so reuse is safe.
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+    use argon2::{Algorithm, Argon2, Block, Params, Version};
+    use std::cell::RefCell;
+    thread_local! {
+        static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
     }
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let (Ok(params), Ok(algorithm)) = (
+        Params::try_from(&parsed),
+        Algorithm::try_from(parsed.algorithm.as_str()),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let expected: &[u8] = expected.as_ref();
+    let mut computed = vec![0u8; expected.len()];
+    let blocks = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    let hashed = MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::new());
+        }
+        argon.hash_password_into_with_memory(
+            password.as_bytes(),
+            salt.as_ref(),
+            &mut computed,
+            &mut memory[..blocks],
+        )
+    });
+    // Constant time: every byte is compared whatever the first difference.
+    hashed.is_ok()
+        && computed
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 const MAX_ENTRIES: usize = 10_000;
@@ -106,6 +149,8 @@ mod tests {
         assert!(cache.verify("u", "right", &hash), "cached");
         assert!(!cache.verify("u", "wrong", &hash));
         assert!(!cache.verify("v", "right", &hash) || verify_password("right", &hash));
+        assert!(verify_password("right", &hash) && !verify_password("right ", &hash));
+        assert!(!verify_password("right", "not a phc string"));
         let new_hash = hash_password("other").unwrap();
         assert!(
             !cache.verify("u", "right", &new_hash),
