@@ -220,3 +220,59 @@ async fn methods_of_owner_only_capabilities_are_not_supported_in_a_shared_accoun
     assert_eq!(r[2][1]["type"], "accountNotSupportedByMethod", "{r:?}");
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn is_subscribed_is_kept_per_user_and_starts_false_in_a_shared_account() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let (ok, out) = herald(&s, &["account", "share", "alice", "--with", "bob"]);
+    assert!(ok, "{out}");
+    let account = personal_account(&s, &alice).await;
+    let mail = "urn:ietf:params:jmap:mail";
+    let get = |who: Auth| {
+        let account = account.clone();
+        let s = &s;
+        async move {
+            let r = s.call(&who, &[CORE, mail], json!([["Mailbox/get", {"accountId": account, "properties": ["role", "isSubscribed"]}, "0"]])).await;
+            r[0][1]["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    (
+                        m["role"].as_str().unwrap_or("").to_owned(),
+                        (
+                            m["id"].as_str().unwrap().to_owned(),
+                            m["isSubscribed"].as_bool().unwrap(),
+                        ),
+                    )
+                })
+                .collect::<std::collections::HashMap<_, _>>()
+        }
+    };
+    // MBX-10: the owner's mailboxes are subscribed; the sharee's view starts unsubscribed.
+    let alices = get(alice.clone()).await;
+    assert!(alices.values().all(|(_, sub)| *sub));
+    let bobs = get(bob.clone()).await;
+    assert!(bobs.values().all(|(_, sub)| !*sub), "{bobs:?}");
+    let inbox = alices["inbox"].0.clone();
+    // Each user's change is theirs alone.
+    let r = s.call(&bob, &[CORE, mail], json!([["Mailbox/set", {"accountId": account, "update": {inbox.clone(): {"isSubscribed": true}}}, "0"]])).await;
+    assert_eq!(r[0][1]["updated"], json!({inbox.clone(): null}), "{r:?}");
+    let r = s.call(&alice, &[CORE, mail], json!([["Mailbox/set", {"accountId": account, "update": {inbox.clone(): {"isSubscribed": false}}}, "0"]])).await;
+    assert_eq!(r[0][1]["updated"], json!({inbox.clone(): null}), "{r:?}");
+    assert!(
+        get(bob.clone()).await["inbox"].1,
+        "bob's subscription stays"
+    );
+    assert!(
+        !get(alice.clone()).await["inbox"].1,
+        "alice's change is hers"
+    );
+    // A mailbox the sharee creates is subscribed for them.
+    let r = s.call(&bob, &[CORE, mail], json!([["Mailbox/set", {"accountId": account, "create": {"k": {"name": "Bob's folder"}}}, "0"]])).await;
+    let id = r[0][1]["created"]["k"]["id"].as_str().unwrap().to_owned();
+    let bobs = get(bob.clone()).await;
+    assert!(bobs.values().any(|(i, sub)| *i == id && *sub));
+}

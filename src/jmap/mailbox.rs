@@ -122,10 +122,32 @@ pub enum MailboxOp {
     },
 }
 
+/// Whose view of an account's mailboxes: `isSubscribed` is stored per user (MBX-10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Viewer {
+    pub user_id: String,
+    /// The user owns the account (their value is the mailbox's own); others default to false.
+    pub is_owner: bool,
+}
+
+impl Viewer {
+    /// The user making `call`, on the call's account.
+    pub fn of(call: &Call<'_>) -> Viewer {
+        Viewer {
+            user_id: call.principal.user_id.clone(),
+            is_owner: call.account.as_ref().is_some_and(|a| a.is_personal),
+        }
+    }
+}
+
 /// What the Mailbox methods need from the store.
 pub trait MailboxStore {
-    /// The account's mailboxes, counts and Mailbox state.
-    fn mailbox_snapshot(&mut self, account_id: &str) -> Result<MailboxSnapshot, MethodError>;
+    /// The account's mailboxes as `viewer` sees them, counts and Mailbox state.
+    fn mailbox_snapshot(
+        &mut self,
+        account_id: &str,
+        viewer: &Viewer,
+    ) -> Result<MailboxSnapshot, MethodError>;
     /// One page of Mailbox changes since `since`.
     fn mailbox_changes(
         &mut self,
@@ -144,6 +166,7 @@ pub trait MailboxStore {
     fn mailbox_write(
         &mut self,
         account_id: &str,
+        viewer: &Viewer,
         decide: &mut dyn FnMut(&MailboxSnapshot) -> Result<Vec<MailboxOp>, MethodError>,
     ) -> Result<(String, String), MethodError>;
 }
@@ -189,7 +212,7 @@ pub fn get<C: MailboxStore>(
     let req = standard::parse_get(call, PROPERTIES)?;
     std::mem::take(&mut call.args).finish()?;
     let account_id = call.account_id().to_owned();
-    let snap = ctx.mailbox_snapshot(&account_id)?;
+    let snap = ctx.mailbox_snapshot(&account_id, &Viewer::of(call))?;
     let ro = read_only(call);
     let by_id: HashMap<&str, &Mailbox> =
         snap.mailboxes.iter().map(|m| (m.id.as_str(), m)).collect();
@@ -417,7 +440,7 @@ pub fn query<C: MailboxStore>(
     let sort_as_tree = call.args.defaulted("sortAsTree", false)?;
     let filter_as_tree = call.args.defaulted("filterAsTree", false)?;
     std::mem::take(&mut call.args).finish()?;
-    let snap = ctx.mailbox_snapshot(call.account_id())?;
+    let snap = ctx.mailbox_snapshot(call.account_id(), &Viewer::of(call))?;
     let all = run_query(
         &snap.mailboxes,
         q.filter.as_ref(),
@@ -456,7 +479,7 @@ pub fn query_changes<C: MailboxStore>(
     })?;
     let account_id = call.account_id().to_owned();
     let touched = ctx.mailbox_touched_since(&account_id, since)?;
-    let snap = ctx.mailbox_snapshot(&account_id)?;
+    let snap = ctx.mailbox_snapshot(&account_id, &Viewer::of(call))?;
     let current = run_query(
         &snap.mailboxes,
         q.filter.as_ref(),
@@ -626,7 +649,8 @@ pub fn set<C: MailboxStore>(
     let mut response = SetResponse::default();
     let mut new_ids: Vec<(String, String)> = Vec::new();
     let known_created = call.created_ids.clone();
-    let (old_state, new_state) = ctx.mailbox_write(&account_id, &mut |snap| {
+    let viewer = Viewer::of(call);
+    let (old_state, new_state) = ctx.mailbox_write(&account_id, &viewer, &mut |snap| {
         response = SetResponse::default();
         new_ids.clear();
         if let Some(expected) = &req.if_in_state

@@ -6,12 +6,13 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use super::changelog::{self, ChangeOp, ChangesError, WriteTxn};
-use super::schema::{email_mailboxes, mailboxes};
+use super::schema::{email_mailboxes, mailbox_subscriptions, mailboxes};
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::{ChangesPage, state_string};
 use crate::jmap::error::MethodError;
 use crate::jmap::mailbox::{
     DATA_TYPE, DEFAULT_MAILBOXES, Mailbox, MailboxCounts, MailboxOp, MailboxSnapshot, MailboxStore,
+    Viewer,
 };
 
 #[derive(Queryable)]
@@ -185,17 +186,72 @@ fn changes_error(e: ChangesError) -> MethodError {
     }
 }
 
-fn snapshot(conn: &mut AnyConnection, account_id: &str) -> Result<MailboxSnapshot, StoreError> {
+/// `viewer`'s subscriptions to mailboxes of an account they do not own (MBX-10).
+fn subscriptions_of(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    user_id: &str,
+) -> Result<HashMap<String, bool>, StoreError> {
+    let rows: Vec<(String, bool)> = mailbox_subscriptions::table
+        .filter(mailbox_subscriptions::account_id.eq(account_id))
+        .filter(mailbox_subscriptions::user_id.eq(user_id))
+        .select((
+            mailbox_subscriptions::mailbox_id,
+            mailbox_subscriptions::is_subscribed,
+        ))
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Stores a non-owner's `isSubscribed` for one mailbox.
+fn set_subscription(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    viewer: &Viewer,
+    mailbox_id: &str,
+    subscribed: bool,
+) -> Result<(), StoreError> {
+    let row = mailbox_subscriptions::table.find((account_id, &viewer.user_id, mailbox_id));
+    diesel::delete(row).execute(conn)?;
+    diesel::insert_into(mailbox_subscriptions::table)
+        .values((
+            mailbox_subscriptions::account_id.eq(account_id),
+            mailbox_subscriptions::mailbox_id.eq(mailbox_id),
+            mailbox_subscriptions::user_id.eq(&viewer.user_id),
+            mailbox_subscriptions::is_subscribed.eq(subscribed),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The account's mailboxes as `viewer` sees them: the owner's `isSubscribed` is the mailbox's own,
+/// anyone else's is their row, false by default (RFC 8621 §2, MBX-10).
+fn snapshot(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    viewer: &Viewer,
+) -> Result<MailboxSnapshot, StoreError> {
+    let mut mailboxes = list(conn, account_id)?;
+    if !viewer.is_owner {
+        let mine = subscriptions_of(conn, account_id, &viewer.user_id)?;
+        for m in &mut mailboxes {
+            m.is_subscribed = mine.get(&m.id).copied().unwrap_or(false);
+        }
+    }
     Ok(MailboxSnapshot {
         state: state_string(changelog::type_state(conn, account_id, DATA_TYPE)?),
-        mailboxes: list(conn, account_id)?,
+        mailboxes,
         counts: counts(conn, account_id)?,
     })
 }
 
 impl MailboxStore for StoreContext {
-    fn mailbox_snapshot(&mut self, account_id: &str) -> Result<MailboxSnapshot, MethodError> {
-        snapshot(self.conn(), account_id).map_err(fail)
+    fn mailbox_snapshot(
+        &mut self,
+        account_id: &str,
+        viewer: &Viewer,
+    ) -> Result<MailboxSnapshot, MethodError> {
+        snapshot(self.conn(), account_id, viewer).map_err(fail)
     }
 
     fn mailbox_changes(
@@ -219,11 +275,12 @@ impl MailboxStore for StoreContext {
     fn mailbox_write(
         &mut self,
         account_id: &str,
+        viewer: &Viewer,
         decide: &mut dyn FnMut(&MailboxSnapshot) -> Result<Vec<MailboxOp>, MethodError>,
     ) -> Result<(String, String), MethodError> {
         let mut method_error = None;
         let result = self.write(account_id, |txn| {
-            let snap = snapshot(txn.conn(), account_id)?;
+            let snap = snapshot(txn.conn(), account_id, viewer)?;
             let ops = match decide(&snap) {
                 Ok(ops) => ops,
                 Err(e) => {
@@ -235,6 +292,20 @@ impl MailboxStore for StoreContext {
                 match op {
                     MailboxOp::Insert(m) => {
                         insert(txn.conn(), account_id, &m)?;
+                        if !viewer.is_owner {
+                            // A mailbox a sharee creates: subscribed for them as they asked, and
+                            // for the owner as mailboxes are by default.
+                            set_subscription(
+                                txn.conn(),
+                                account_id,
+                                viewer,
+                                &m.id,
+                                m.is_subscribed,
+                            )?;
+                            diesel::update(mailboxes::table.find((account_id, &m.id)))
+                                .set(mailboxes::is_subscribed.eq(true))
+                                .execute(txn.conn())?;
+                        }
                         txn.record(DATA_TYPE, &m.id, ChangeOp::Created);
                     }
                     MailboxOp::Update(m) => {
@@ -244,9 +315,21 @@ impl MailboxStore for StoreContext {
                                 mailboxes::parent_id.eq(&m.parent_id),
                                 mailboxes::role.eq(&m.role),
                                 mailboxes::sort_order.eq(m.sort_order),
-                                mailboxes::is_subscribed.eq(m.is_subscribed),
                             ))
                             .execute(txn.conn())?;
+                        if viewer.is_owner {
+                            diesel::update(mailboxes::table.find((account_id, &m.id)))
+                                .set(mailboxes::is_subscribed.eq(m.is_subscribed))
+                                .execute(txn.conn())?;
+                        } else {
+                            set_subscription(
+                                txn.conn(),
+                                account_id,
+                                viewer,
+                                &m.id,
+                                m.is_subscribed,
+                            )?;
+                        }
                         txn.record(DATA_TYPE, &m.id, ChangeOp::Updated);
                     }
                     MailboxOp::Delete { id, remove_emails } => {

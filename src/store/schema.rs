@@ -265,3 +265,12 @@ diesel::table! {
         value -> Text,
     }
 }
+
+diesel::table! {
+    mailbox_subscriptions (account_id, user_id, mailbox_id) {
+        account_id -> Text,
+        mailbox_id -> Text,
+        user_id -> Text,
+        is_subscribed -> Bool,
+    }
+}
