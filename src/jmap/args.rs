@@ -38,6 +38,22 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
+/// A fresh random id: one lowercase letter `prefix`, then 15 characters of `[a-z0-9]`.
+///
+/// RFC 8620 §1.2 advises against ids that start with a digit or dash, are all digits, or differ only
+/// in case: a letter prefix and one case avoid all three.
+pub fn new_id(prefix: char) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut id = String::with_capacity(16);
+    id.push(prefix);
+    for _ in 0..15 {
+        id.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
+    }
+    id
+}
+
 /// A JMAP `UnsignedInt`: 0 … 2^53−1, never a float.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]

@@ -216,16 +216,9 @@ pub fn is_valid_keyword(k: &str) -> bool {
             .all(|b| (0x21..=0x7e).contains(&b) && !b"(){]%*\"\\".contains(&b))
 }
 
-/// A fresh email id.
+/// A fresh email id (`e` + 15 of `[a-z0-9]`).
 pub fn new_email_id() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let mut id = String::from("e");
-    for _ in 0..15 {
-        id.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
-    }
-    id
+    super::args::new_id('e')
 }
 
 /// Resolves `#cid` references among mailbox ids (CID-07).

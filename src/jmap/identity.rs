@@ -434,14 +434,7 @@ fn plan_set(
 
 /// A fresh identity id (`i` + 15 of `[a-z0-9]`).
 fn new_identity_id() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let mut id = String::from("i");
-    for _ in 0..15 {
-        id.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
-    }
-    id
+    super::args::new_id('i')
 }
 
 #[cfg(test)]

@@ -887,16 +887,9 @@ fn plan_set(
     Ok(ops)
 }
 
-/// A fresh mailbox id (`m` + 15 of `[a-z0-9]`, RFC 8620 §1.2 advice).
+/// A fresh mailbox id (`m` + 15 of `[a-z0-9]`).
 fn new_mailbox_id() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let mut id = String::from("m");
-    for _ in 0..15 {
-        id.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
-    }
-    id
+    super::args::new_id('m')
 }
 
 #[cfg(test)]

@@ -798,14 +798,7 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
 
 /// A fresh submission id (`s` + 15 of `[a-z0-9]`).
 fn new_submission_id() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let mut id = String::from("s");
-    for _ in 0..15 {
-        id.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
-    }
-    id
+    super::args::new_id('s')
 }
 
 #[cfg(test)]
