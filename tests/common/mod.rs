@@ -4,7 +4,12 @@
 
 use std::path::Path;
 
+pub mod backend;
 pub mod pg;
+
+/// `#[on_both_backends]`: the test runs as `name::on_sqlite` and `name::on_postgresql`.
+#[allow(unused_imports)] // not every test binary has such tests
+pub use herald_test_macros::on_both_backends;
 
 use awc::http::StatusCode;
 use herald::config::Config;
@@ -56,11 +61,12 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts a node after `adjust` has changed the configuration.
+    /// Starts a node after `adjust` has changed the configuration. Its store is a fresh one on
+    /// the test's backend (`backend::current`), unless `adjust` sets `store.url`.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::load(Path::new("/nonexistent/config.toml"), Vec::new()).unwrap();
-        config.store.url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        config.store.url = backend::fresh_store_url(dir.path());
         config.server.listen = "127.0.0.1:0".into();
         config.server.dispatcher_threads = 2;
         config.server.workers = 1;
