@@ -37,6 +37,12 @@ fn migrations_apply_twice_without_harm() {
 
 /// Waits (at most 30 s) until a backend of this database is LISTENing.
 async fn wait_for_listener(url: &str) {
+    wait_for_listeners(url, |n| n > 0, "the cluster bus never listened").await;
+}
+
+/// Waits (at most 30 s) until the number of backends of this database that LISTEN satisfies
+/// `done`.
+async fn wait_for_listeners(url: &str, done: impl Fn(i64) -> bool, failure: &str) {
     use diesel::{Connection, RunQueryDsl};
     #[derive(diesel::QueryableByName)]
     struct N {
@@ -51,15 +57,35 @@ async fn wait_for_listener(url: &str) {
         )
         .load(&mut conn)
         .unwrap();
-        if rows[0].n > 0 {
+        if done(rows[0].n) {
             return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cluster bus never listened"
-        );
+        assert!(std::time::Instant::now() < deadline, "{failure}");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+#[actix_web::test]
+async fn a_node_that_stops_gracefully_closes_its_listen_connection_and_halts_its_webhook_sender() {
+    let cluster = cluster_or_skip!();
+    let url = cluster.fresh_database();
+    let mut config =
+        herald::config::Config::load(std::path::Path::new("/nonexistent"), Vec::new()).unwrap();
+    config.store.url = url.clone();
+    config.server.workers = 1;
+    config.server.dispatcher_threads = 1;
+    let store = Store::open(&url, herald::server::pool_size(&config)).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let running = herald::server::start(&config, store, listener).unwrap();
+    let (handle, webhooks) = (running.server.handle(), running.webhooks.clone());
+    let node = actix_web::rt::spawn(running.run());
+    wait_for_listener(&url).await;
+    assert!(webhooks.connected());
+    // What SIGTERM does to `herald serve`.
+    handle.stop(true).await;
+    node.await.unwrap().unwrap();
+    assert!(!webhooks.connected(), "the webhook sender was halted");
+    wait_for_listeners(&url, |n| n == 0, "the cluster bus still LISTENs").await;
 }
 
 /// Records what the bus publishes, for the test to await.
