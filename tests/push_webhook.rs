@@ -953,3 +953,60 @@ async fn a_subscriber_also_hears_about_accounts_shared_with_them() {
     sink.stop().await;
     s.stop().await;
 }
+
+/// PSUB-01 `types` (RFC 8620 §7.2): a write committed while a subscription did not want its type
+/// is not pushed once the subscription widens its types, however late the write's announcement
+/// reaches the outbox (on PostgreSQL it travels through the cluster bus and may arrive after the
+/// update).
+#[on_both_backends]
+fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
+    use herald::jmap::changes::ChangeOp;
+    use herald::jmap::push_subscription::{NewSubscription, SubscriptionChange};
+    use herald::store::push_subscription::{self as outbox, MissingCursor};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        herald::store::Store::open(&common::backend::fresh_store_url(dir.path()), 2).unwrap();
+    let mut conn = store.conn().unwrap();
+    let user = herald::store::users::create(&mut conn, "alice", "pw").unwrap();
+    let account = herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
+        .account_id
+        .clone();
+    let new = NewSubscription {
+        device_client_id: "d".into(),
+        url: "https://push.example/t".into(),
+        keys: None,
+        expires: herald::store::now() + 3600,
+        types: Some(vec!["Email".into()]),
+    };
+    let id = outbox::create(&mut conn, &user.id, &new).unwrap();
+    let verify = SubscriptionChange {
+        verify: true,
+        ..SubscriptionChange::default()
+    };
+    outbox::update(&mut conn, &user.id, &id, &verify).unwrap();
+    // A Mailbox write commits; its announcement has not reached the outbox yet.
+    herald::store::changelog::write(&mut conn, &account, |txn| {
+        txn.record("Mailbox", "m1", ChangeOp::Created);
+        Ok(())
+    })
+    .unwrap();
+    let widen = SubscriptionChange {
+        types: Some(Some(vec!["Email".into(), "Mailbox".into()])),
+        ..SubscriptionChange::default()
+    };
+    outbox::update(&mut conn, &user.id, &id, &widen).unwrap();
+    // Now it arrives: nothing to push, since the subscription wanted only Email then.
+    let touched = outbox::catch_up(&mut conn, &account, MissingCursor::NewestWrite).unwrap();
+    assert_eq!(
+        touched, 0,
+        "a Mailbox change from before the update was queued"
+    );
+    // A Mailbox write after the update is pushed.
+    herald::store::changelog::write(&mut conn, &account, |txn| {
+        txn.record("Mailbox", "m2", ChangeOp::Created);
+        Ok(())
+    })
+    .unwrap();
+    let touched = outbox::catch_up(&mut conn, &account, MissingCursor::NewestWrite).unwrap();
+    assert_eq!(touched, 1);
+}
