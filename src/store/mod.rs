@@ -12,6 +12,7 @@ pub mod context;
 pub mod credentials;
 pub mod email;
 pub mod email_query;
+pub mod first_row;
 pub mod identity;
 pub mod mailbox;
 pub mod push_subscription;
