@@ -210,7 +210,6 @@ pub fn update(
                 .execute(conn)?;
         }
         if let Some(types) = &change.types {
-            close_under_old_types(conn, user_id)?;
             let types = types
                 .as_ref()
                 .map(|t| serde_json::to_string(t).unwrap_or_default());
@@ -220,32 +219,6 @@ pub fn update(
         }
         Ok(())
     })
-}
-
-/// Before a subscription's `types` change: merges every write committed so far into the outbox
-/// under the types in force when it was made, and moves the cursors past it, so the new types
-/// apply only to later writes. Without this, a write whose announcement reaches the outbox after
-/// the update (on PostgreSQL it travels through the cluster bus) would be judged by the new
-/// types. Catches up each account the user may read, as its next announcement would.
-fn close_under_old_types(conn: &mut AnyConnection, user_id: &str) -> Result<(), StoreError> {
-    take_write_lock(conn)?;
-    let mut accounts: Vec<String> = account_access::table
-        .filter(account_access::user_id.eq(user_id))
-        .select(account_access::account_id)
-        .load(conn)?;
-    accounts.sort();
-    // Every account's catch-up lock before any row lock, in one order: a concurrent catch-up
-    // holds one such lock and then writes this subscription's outbox row, so taking the locks
-    // one by one between writes could deadlock with it.
-    if let AnyConnection::Postgresql(pg) = conn {
-        for account in &accounts {
-            lock_account_catch_up(pg, account)?;
-        }
-    }
-    for account in &accounts {
-        catch_up(conn, account, MissingCursor::Skip)?;
-    }
-    Ok(())
 }
 
 /// Destroys a subscription (and, by cascade, its outbox row). The URL and keys are overwritten
@@ -409,7 +382,9 @@ pub fn catch_up(
         // Every node hears every write on PostgreSQL (ClusterBus): one catch-up per account at a
         // time, so two nodes never merge the same changes or start the same cursor.
         if let AnyConnection::Postgresql(pg) = conn {
-            lock_account_catch_up(pg, account_id)?;
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind::<diesel::sql_types::Text, _>(account_id)
+                .execute(pg)?;
         }
         let Some((floor, target)) = accounts::table
             .find(account_id)
@@ -472,17 +447,6 @@ pub fn catch_up(
         }
         Ok(touched)
     })
-}
-
-/// The lock that serialises catch-ups of one account across nodes, until the transaction ends.
-fn lock_account_catch_up(
-    pg: &mut diesel::PgConnection,
-    account_id: &str,
-) -> Result<(), StoreError> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind::<diesel::sql_types::Text, _>(account_id)
-        .execute(pg)?;
-    Ok(())
 }
 
 /// Starts a transaction's writing before its reads. SQLite answers "database is locked" at once,
