@@ -142,6 +142,25 @@ impl Actor for ClusterBus {
         })
         .wait(ctx);
     }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // The LISTEN future, and with it the client, went with the context; without a client
+        // the connection task ends and the connection closes.
+        log::info!("cluster bus stopped");
+    }
+}
+
+/// Stops the bus: its LISTEN connection closes and it publishes nothing more. Sent when the node
+/// stops (`server::Running::run`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for ClusterBus {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
 }
 
 /// The LISTEN of connection `generation` is active: catch up from the change log.
