@@ -170,7 +170,10 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         StoreUrl::Sqlite(_) => (publishers, None),
         StoreUrl::Postgres(url) => (
             Vec::new(),
-            Some(ClusterBus::start(url.clone(), store.clone(), publishers)),
+            Some(
+                ClusterBus::start(url.clone(), store.clone(), publishers)
+                    .map_err(|e| std::io::Error::other(format!("cluster bus: {e}")))?,
+            ),
         ),
     };
     let dispatcher = Dispatcher::start(

@@ -139,7 +139,8 @@ async fn the_cluster_bus_announces_committed_writes_and_replays_what_a_dropped_l
         url.clone(),
         store.clone(),
         vec![recorder.recipient()],
-    );
+    )
+    .expect("bus");
     let write = |n: &str| {
         let mut conn = store.conn().unwrap();
         changelog::write(&mut conn, &account, |txn| {
