@@ -8,7 +8,7 @@
 //! thread, since its store calls are synchronous (Diesel).
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::{Map, Value, json};
@@ -19,13 +19,17 @@ use super::webpush;
 use crate::config::PushConfig;
 use crate::jmap::changes::state_string;
 use crate::store::push_subscription::{
-    self as outbox, ClaimedDelivery, KIND_STATE_CHANGE, KIND_VERIFICATION, now_ms,
+    self as outbox, ClaimedDelivery, KIND_STATE_CHANGE, KIND_VERIFICATION, Settlement, now_ms,
 };
 use crate::store::{Store, StoreError, random_secret};
 
 /// Mailbox capacity: the dispatcher publishes with `try_send` and a full mailbox drops the
 /// change, so leave room for bursts.
 const MAILBOX_CAPACITY: usize = 4096;
+
+/// How long finished POSTs may wait to be settled together while more than half of the
+/// in-flight slots are busy (when fewer are, they are settled at once).
+const SETTLE_DELAY: Duration = Duration::from_millis(5);
 
 /// Delivers webhook pushes from the outbox.
 pub struct WebhookSender {
@@ -37,7 +41,12 @@ pub struct WebhookSender {
     /// Built in `started`: `awc::Client` is `!Send` (../shared/STACK.md, pitfall 5).
     client: Option<awc::Client>,
     in_flight: HashSet<String>,
+    /// Outcomes of finished POSTs not yet written to the outbox.
+    settled: Vec<Settlement>,
+    /// The outbox poll / next retry.
     timer: Option<SpawnHandle>,
+    /// A pending [`WebhookSender::pump`] and when it runs.
+    tick: Option<(SpawnHandle, Instant)>,
 }
 
 impl WebhookSender {
@@ -51,7 +60,9 @@ impl WebhookSender {
             node: random_secret(9),
             client: None,
             in_flight: HashSet::new(),
+            settled: Vec::new(),
             timer: None,
+            tick: None,
         })
     }
 
@@ -59,39 +70,80 @@ impl WebhookSender {
         lease_secs(&self.config) as i64 * 1000
     }
 
-    /// Claims due deliveries up to the in-flight limit and starts their POSTs, then arms the
-    /// timer for the next due row.
+    /// Writes the settled outcomes, claims due deliveries up to the in-flight limit in one
+    /// transaction and starts their POSTs; once the due rows are drained, arms the timer for the
+    /// next due row.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        if let Err(e) = self.try_pump(ctx) {
-            log::warn!("webhook outbox: {e}");
+        if let Some((handle, _)) = self.tick.take() {
+            ctx.cancel_future(handle);
         }
-        self.arm_timer(ctx);
+        self.flush_settled();
+        match self.try_pump(ctx) {
+            Ok(true) => {}
+            Ok(false) => self.arm_timer(ctx),
+            Err(e) => {
+                log::warn!("webhook outbox: {e}");
+                self.arm_timer(ctx);
+            }
+        }
     }
 
-    fn try_pump(&mut self, ctx: &mut Context<Self>) -> Result<(), StoreError> {
+    /// `Ok(true)` when the claim filled every free slot, so more rows may be due.
+    fn try_pump(&mut self, ctx: &mut Context<Self>) -> Result<bool, StoreError> {
         let room = self
             .config
             .max_in_flight
             .saturating_sub(self.in_flight.len());
         if room == 0 {
-            return Ok(());
+            return Ok(true);
         }
         let mut conn = self.store.conn()?;
-        let at = now_ms();
-        let ids = outbox::due(&mut conn, at, (room + self.in_flight.len()) as i64)?;
-        for id in ids {
-            if self.in_flight.len() >= self.config.max_in_flight {
-                break;
-            }
-            if self.in_flight.contains(&id) {
-                continue;
-            }
-            if let Some(claimed) = outbox::claim(&mut conn, &id, &self.node, at, self.lease_ms())? {
-                self.in_flight.insert(id);
+        let claimed = outbox::claim_due(&mut conn, &self.node, now_ms(), self.lease_ms(), room)?;
+        let full = claimed.len() >= room;
+        for claimed in claimed {
+            // Our own rows in flight hold unexpired leases, so they are never claimed twice;
+            // this is a guard.
+            if self.in_flight.insert(claimed.subscription.id.clone()) {
                 self.deliver(claimed, ctx);
             }
         }
-        Ok(())
+        Ok(full)
+    }
+
+    /// Writes the outcomes of finished POSTs in one transaction. Until then their rows stay
+    /// claimed by this node, so no second POST to those subscriptions starts.
+    fn flush_settled(&mut self) {
+        if self.settled.is_empty() {
+            return;
+        }
+        let mut settled = std::mem::take(&mut self.settled);
+        let written = self
+            .store
+            .conn()
+            .and_then(|mut c| outbox::settle(&mut c, &self.node, &mut settled));
+        if let Err(e) = written {
+            // The claims run out and the rows are sent again (at least once).
+            log::warn!(
+                "webhook outbox: {} outcomes not recorded: {e}",
+                settled.len()
+            );
+        }
+    }
+
+    /// Runs [`Self::pump`] after `delay`, unless a run is already due sooner.
+    fn pump_after(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        let at = Instant::now() + delay;
+        if let Some((handle, due)) = self.tick {
+            if due <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.tick = None;
+            act.pump(ctx);
+        });
+        self.tick = Some((handle, at));
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
@@ -216,22 +268,28 @@ impl WebhookSender {
             .into_actor(self)
             .map(move |outcome, act, ctx| {
                 act.in_flight.remove(&claimed.subscription.id);
-                if let Err(e) = act.settle(&claimed, outcome) {
-                    log::warn!("webhook outbox: {e}");
+                let settlement = act.settlement(claimed, outcome);
+                act.settled.push(settlement);
+                // Settle and refill in batches: at once when half the slots are free, else
+                // after a short delay during which more POSTs finish.
+                let free =
+                    act.config.max_in_flight - act.in_flight.len().min(act.config.max_in_flight);
+                if free * 2 >= act.config.max_in_flight {
+                    act.pump_after(Duration::ZERO, ctx);
+                } else {
+                    act.pump_after(SETTLE_DELAY, ctx);
                 }
-                act.pump(ctx);
             })
             .spawn(ctx);
     }
 
-    /// Records the outcome of one POST.
-    fn settle(
+    /// What the outbox should record for one POST's outcome.
+    fn settlement(
         &self,
-        claimed: &ClaimedDelivery,
+        claimed: ClaimedDelivery,
         outcome: Result<(u16, Option<u64>), Failure>,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.store.conn()?;
-        let id = &claimed.subscription.id;
+    ) -> Settlement {
+        let id = claimed.subscription.id.clone();
         let what = if claimed.kind == KIND_VERIFICATION {
             "PushVerification"
         } else {
@@ -240,13 +298,12 @@ impl WebhookSender {
         let (error, retry_after) = match outcome {
             Ok((status, _)) if (200..300).contains(&status) => {
                 log::debug!("webhook {what} to subscription {id} accepted ({status})");
-                return outbox::complete(&mut conn, claimed, &self.node);
+                return Settlement::Delivered(claimed);
             }
             Ok((404 | 410, _)) => {
                 // RFC 8030 §7.3: the push subscription is gone.
                 log::info!("webhook subscription {id} is gone at its push service; destroyed");
-                outbox::destroy(&mut conn, None, id)?;
-                return Ok(());
+                return Settlement::Gone(id);
             }
             Ok((status, retry_after)) => (format!("HTTP {status}"), retry_after),
             Err(Failure::Refused(e)) => (format!("refused: {e}"), None),
@@ -268,14 +325,12 @@ impl WebhookSender {
         } else {
             log::info!("webhook {what} to subscription {id} failed ({error}); retry in {delay} ms");
         }
-        outbox::fail(
-            &mut conn,
+        Settlement::Failed {
             id,
-            &self.node,
-            at + delay as i64,
-            &error,
+            next_attempt_at: at + delay as i64,
+            error,
             give_up,
-        )
+        }
     }
 }
 
@@ -370,8 +425,10 @@ impl Actor for WebhookSender {
         let resolver = actix_tls::connect::Resolver::custom(CheckedResolver {
             policy: self.policy.clone(),
         });
-        let connector =
-            awc::Connector::new().connector(actix_tls::connect::Connector::new(resolver).service());
+        // Keep-alive connections, as many as POSTs may be in flight (awc's default is 100).
+        let connector = awc::Connector::new()
+            .limit(self.config.max_in_flight.max(100))
+            .connector(actix_tls::connect::Connector::new(resolver).service());
         self.client = Some(
             awc::Client::builder()
                 .connector(connector)
@@ -429,7 +486,7 @@ impl Handler<StateChanged> for WebhookSender {
         });
         match merged {
             Ok(0) => {}
-            Ok(_) => self.pump(ctx),
+            Ok(_) => self.pump_after(Duration::ZERO, ctx),
             Err(e) => log::warn!(
                 "webhook outbox: state change of {} not queued: {e}",
                 msg.account_id

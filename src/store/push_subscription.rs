@@ -20,12 +20,14 @@ use super::schema::{
     account_access, accounts, change_log, push_creation_windows, push_cursors, push_deliveries,
     push_subscriptions,
 };
+use super::static_sql::{SqlParam, StaticSql};
 use super::{AnyConnection, StoreContext, StoreError, changelog, new_id, now, random_secret};
 use crate::jmap::error::MethodError;
 use crate::jmap::push_subscription::{
     KNOWN_TYPES, NewSubscription, PushSubscriptionStore, Subscription, SubscriptionChange,
 };
 use crate::push::webpush::UaKeys;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 
 /// Outbox row kinds.
 pub const KIND_VERIFICATION: i32 = 1;
@@ -394,59 +396,197 @@ pub fn catch_up(
         else {
             return Ok(0);
         };
-        let readers: Vec<String> = account_access::table
-            .filter(account_access::account_id.eq(account_id))
-            .select(account_access::user_id)
-            .load(conn)?;
-        if readers.is_empty() {
-            return Ok(0);
+        if let AnyConnection::Postgresql(pg) = conn {
+            // Catch-ups of other accounts and settlements on other nodes change these rows
+            // too: lock them (in one order, so two lockers cannot deadlock) before reading.
+            StaticSql::new(
+                LOCK_OUTBOX_ROWS_SQL,
+                vec![SqlParam::Text(account_id.to_owned())],
+            )
+            .execute(pg)?;
         }
-        let subs: Vec<(String, Option<String>)> = push_subscriptions::table
-            .filter(push_subscriptions::user_id.eq_any(&readers))
-            .filter(push_subscriptions::verified.eq(true))
-            .filter(push_subscriptions::expires.gt(at / 1000))
-            .select((push_subscriptions::id, push_subscriptions::types))
-            .load(conn)?;
+        let query = StaticSql::new(
+            CATCH_UP_SQL,
+            vec![
+                SqlParam::Text(account_id.to_owned()),
+                SqlParam::Int(at / 1000),
+                SqlParam::Int(target),
+            ],
+        );
+        let rows: Vec<CatchUpRow> = match conn {
+            AnyConnection::Sqlite(c) => query.load(c)?,
+            AnyConnection::Postgresql(c) => query.load(c)?,
+        };
         let mut states_since: HashMap<i64, BTreeMap<String, i64>> = HashMap::new();
+        let mut new_rows: Vec<(String, String)> = Vec::new();
         let mut touched = 0;
-        for (sub_id, sub_types) in subs {
-            let cursor: Option<i64> = push_cursors::table
-                .find((&sub_id, account_id))
-                .select(push_cursors::seq)
-                .first_row(conn)
-                .optional()?;
-            let from = match (cursor, missing) {
+        for row in rows {
+            let from = match (row.cursor, missing) {
                 (Some(c), _) => c,
                 (None, MissingCursor::NewestWrite) => target - 1,
                 (None, MissingCursor::Skip) => target,
             };
-            if from < target {
-                let states = match states_since.get(&from) {
-                    Some(s) => s.clone(),
-                    None => {
-                        let s = changed_states(conn, account_id, from, target, floor)?;
-                        states_since.insert(from, s.clone());
-                        s
+            if from >= target {
+                continue;
+            }
+            let states = match states_since.get(&from) {
+                Some(s) => s,
+                None => {
+                    let s = changed_states(conn, account_id, from, target, floor)?;
+                    states_since.entry(from).or_insert(s)
+                }
+            };
+            let filter: Option<Vec<String>> = row
+                .types
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok());
+            let wanted: BTreeMap<String, i64> = states
+                .iter()
+                .filter(|(t, _)| filter.as_ref().is_none_or(|f| f.contains(t)))
+                .map(|(t, s)| (t.clone(), *s))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            touched += 1;
+            let existing = row.kind.zip(row.changed);
+            let json = merged_states(existing.as_ref(), account_id, &wanted);
+            match existing {
+                Some((KIND_STATE_CHANGE, _)) => {
+                    diesel::update(push_deliveries::table.find(&row.id))
+                        .set((
+                            push_deliveries::changed.eq(&json),
+                            push_deliveries::revision.eq(push_deliveries::revision + 1),
+                        ))
+                        .execute(conn)?;
+                }
+                other => {
+                    if other.is_some() {
+                        // A stale verification retry of an already verified subscription.
+                        diesel::delete(push_deliveries::table.find(&row.id)).execute(conn)?;
                     }
-                };
-                let filter: Option<Vec<String>> = sub_types
-                    .as_deref()
-                    .and_then(|t| serde_json::from_str(t).ok());
-                let wanted: BTreeMap<String, i64> = states
-                    .into_iter()
-                    .filter(|(t, _)| filter.as_ref().is_none_or(|f| f.contains(t)))
-                    .collect();
-                if !wanted.is_empty() {
-                    merge_into_outbox(conn, &sub_id, account_id, &wanted, at)?;
-                    touched += 1;
+                    new_rows.push((row.id, json));
                 }
             }
-            if cursor.is_none_or(|c| c < target) {
-                set_cursor(conn, &sub_id, account_id, target, cursor.is_some())?;
+        }
+        insert_state_changes(conn, &new_rows, at)?;
+        // Every cursor of the account moves to `target` (missing ones start there): two
+        // statements for all subscriptions.
+        let params = vec![
+            SqlParam::Text(account_id.to_owned()),
+            SqlParam::Int(at / 1000),
+            SqlParam::Int(target),
+        ];
+        let advance = StaticSql::new(ADVANCE_CURSORS_SQL, params.clone());
+        let start = StaticSql::new(START_MISSING_CURSORS_SQL, params);
+        match conn {
+            AnyConnection::Sqlite(c) => {
+                advance.execute(c)?;
+                start.execute(c)?;
+            }
+            AnyConnection::Postgresql(c) => {
+                advance.execute(c)?;
+                start.execute(c)?;
             }
         }
         Ok(touched)
     })
+}
+
+/// The subscriptions a catch-up of account `$1` concerns (verified, unexpired at `$2`, owner may
+/// read the account) whose cursor is missing or behind `$3`, with their pending outbox row.
+const CATCH_UP_SQL: &str = "\
+SELECT s.id AS id, s.types AS types, c.seq AS cursor, d.kind AS kind, d.changed AS changed
+FROM push_subscriptions s
+JOIN account_access a ON a.user_id = s.user_id AND a.account_id = $1
+LEFT JOIN push_cursors c ON c.subscription_id = s.id AND c.account_id = $1
+LEFT JOIN push_deliveries d ON d.subscription_id = s.id
+WHERE s.verified = TRUE AND s.expires > $2 AND (c.seq IS NULL OR c.seq < $3)";
+
+/// PostgreSQL: locks the outbox rows of every subscription whose owner may read account `$1`.
+const LOCK_OUTBOX_ROWS_SQL: &str = "\
+SELECT d.subscription_id FROM push_deliveries d
+JOIN push_subscriptions s ON s.id = d.subscription_id
+JOIN account_access a ON a.user_id = s.user_id AND a.account_id = $1
+ORDER BY d.subscription_id FOR UPDATE OF d";
+
+const ADVANCE_CURSORS_SQL: &str = "\
+UPDATE push_cursors SET seq = $3
+WHERE account_id = $1 AND seq < $3 AND subscription_id IN (
+    SELECT s.id FROM push_subscriptions s
+    JOIN account_access a ON a.user_id = s.user_id AND a.account_id = $1
+    WHERE s.verified = TRUE AND s.expires > $2)";
+
+const START_MISSING_CURSORS_SQL: &str = "\
+INSERT INTO push_cursors (subscription_id, account_id, seq)
+SELECT s.id, $1, $3 FROM push_subscriptions s
+JOIN account_access a ON a.user_id = s.user_id AND a.account_id = $1
+WHERE s.verified = TRUE AND s.expires > $2 AND NOT EXISTS (
+    SELECT 1 FROM push_cursors c WHERE c.subscription_id = s.id AND c.account_id = $1)
+ON CONFLICT DO NOTHING";
+
+#[derive(QueryableByName)]
+struct CatchUpRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    types: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    cursor: Option<i64>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    kind: Option<i32>,
+    #[diesel(sql_type = Nullable<Text>)]
+    changed: Option<String>,
+}
+
+/// The JSON of a pending StateChange once `states` of one account are merged into the row's
+/// current `(kind, changed)`. Publications may arrive out of order: the newest state wins.
+fn merged_states(
+    existing: Option<&(i32, String)>,
+    account_id: &str,
+    states: &BTreeMap<String, i64>,
+) -> String {
+    let mut changed: ChangedStates = match existing {
+        Some((KIND_STATE_CHANGE, json)) => serde_json::from_str(json).unwrap_or_default(),
+        _ => ChangedStates::new(),
+    };
+    let entry = changed.entry(account_id.to_owned()).or_default();
+    for (t, seq) in states {
+        let state = entry.entry(t.clone()).or_insert(*seq);
+        *state = (*state).max(*seq);
+    }
+    serde_json::to_string(&changed).unwrap_or_default()
+}
+
+/// Queues new StateChange rows `(subscription id, changed JSON)`, due at `at`: multi-row
+/// inserts, which Diesel offers per backend only.
+fn insert_state_changes(
+    conn: &mut AnyConnection,
+    rows: &[(String, String)],
+    at: i64,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(500) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(id, json)| {
+                (
+                    push_deliveries::subscription_id.eq(id),
+                    push_deliveries::kind.eq(KIND_STATE_CHANGE),
+                    push_deliveries::changed.eq(json),
+                    push_deliveries::revision.eq(0i64),
+                    push_deliveries::attempts.eq(0),
+                    push_deliveries::first_pending_at.eq(at),
+                    push_deliveries::next_attempt_at.eq(at),
+                )
+            })
+            .collect();
+        let insert = diesel::insert_into(push_deliveries::table).values(values);
+        match conn {
+            AnyConnection::Sqlite(c) => insert.execute(c)?,
+            AnyConnection::Postgresql(c) => insert.execute(c)?,
+        };
+    }
+    Ok(())
 }
 
 /// Starts a transaction's writing before its reads. SQLite answers "database is locked" at once,
@@ -560,75 +700,6 @@ fn start_cursors(
     Ok(())
 }
 
-/// Merges `states` of one account into a subscription's pending StateChange, creating it if
-/// needed. Publications may arrive out of order: the newest state of a type wins.
-fn merge_into_outbox(
-    conn: &mut AnyConnection,
-    sub_id: &str,
-    account_id: &str,
-    states: &BTreeMap<String, i64>,
-    at: i64,
-) -> Result<(), StoreError> {
-    let existing: Option<(i32, String)> = push_deliveries::table
-        .find(sub_id)
-        .select((push_deliveries::kind, push_deliveries::changed))
-        .first_row(conn)
-        .optional()?;
-    let mut changed: ChangedStates = match &existing {
-        Some((KIND_STATE_CHANGE, json)) => serde_json::from_str(json).unwrap_or_default(),
-        _ => ChangedStates::new(),
-    };
-    let entry = changed.entry(account_id.to_owned()).or_default();
-    for (t, seq) in states {
-        let state = entry.entry(t.clone()).or_insert(*seq);
-        *state = (*state).max(*seq);
-    }
-    let json = serde_json::to_string(&changed).unwrap_or_default();
-    match existing {
-        Some((KIND_STATE_CHANGE, _)) => {
-            diesel::update(push_deliveries::table.find(sub_id))
-                .set((
-                    push_deliveries::changed.eq(&json),
-                    push_deliveries::revision.eq(push_deliveries::revision + 1),
-                ))
-                .execute(conn)?;
-        }
-        other => {
-            if other.is_some() {
-                // A stale verification retry of an already verified subscription.
-                diesel::delete(push_deliveries::table.find(sub_id)).execute(conn)?;
-            }
-            diesel::insert_into(push_deliveries::table)
-                .values((
-                    push_deliveries::subscription_id.eq(sub_id),
-                    push_deliveries::kind.eq(KIND_STATE_CHANGE),
-                    push_deliveries::changed.eq(&json),
-                    push_deliveries::revision.eq(0),
-                    push_deliveries::attempts.eq(0),
-                    push_deliveries::first_pending_at.eq(at),
-                    push_deliveries::next_attempt_at.eq(at),
-                ))
-                .execute(conn)?;
-        }
-    }
-    Ok(())
-}
-
-/// Subscription ids whose delivery is due and not claimed (or whose claim ran out).
-pub fn due(conn: &mut AnyConnection, at: i64, limit: i64) -> Result<Vec<String>, StoreError> {
-    Ok(push_deliveries::table
-        .filter(push_deliveries::next_attempt_at.le(at))
-        .filter(
-            push_deliveries::claimed_until
-                .is_null()
-                .or(push_deliveries::claimed_until.lt(at)),
-        )
-        .order(push_deliveries::next_attempt_at.asc())
-        .select(push_deliveries::subscription_id)
-        .limit(limit)
-        .load(conn)?)
-}
-
 /// When the outbox next needs looking at: the earliest retry time or lease end, if any row
 /// exists.
 pub fn next_wake(conn: &mut AnyConnection) -> Result<Option<i64>, StoreError> {
@@ -656,8 +727,9 @@ pub struct ClaimedDelivery {
     pub first_pending_at: i64,
 }
 
-/// Claims one due delivery for `node` until `at + lease_ms`. `None` if another claim won, or
-/// the row or subscription is gone; an expired subscription is destroyed here (PSUB-08).
+/// Claims one delivery for `node` until `at + lease_ms`, if it is due and unclaimed (or its
+/// lease ran out). `None` if another claim won, or the row or subscription is gone; an expired
+/// subscription is destroyed here (PSUB-08).
 pub fn claim(
     conn: &mut AnyConnection,
     subscription_id: &str,
@@ -684,37 +756,210 @@ pub fn claim(
         if n == 0 {
             return Ok(None);
         }
-        let (kind, changed, revision, attempts, first_pending_at): (i32, String, i64, i32, i64) =
-            push_deliveries::table
-                .find(subscription_id)
-                .select((
-                    push_deliveries::kind,
-                    push_deliveries::changed,
-                    push_deliveries::revision,
-                    push_deliveries::attempts,
-                    push_deliveries::first_pending_at,
-                ))
-                .first_row(conn)?;
-        let Some(subscription) = find(conn, subscription_id)? else {
-            return Ok(None);
+        let row: ClaimRow = push_deliveries::table
+            .find(subscription_id)
+            .select((
+                push_deliveries::subscription_id,
+                push_deliveries::kind,
+                push_deliveries::changed,
+                push_deliveries::revision,
+                push_deliveries::attempts,
+                push_deliveries::first_pending_at,
+            ))
+            .first_row(conn)?;
+        Ok(with_subscriptions(conn, vec![row], at)?.pop())
+    })
+}
+
+/// Claims up to `limit` due deliveries (oldest due first) for `node` until `at + lease_ms`, in
+/// one transaction and one statement. On PostgreSQL the due rows are picked `FOR UPDATE SKIP
+/// LOCKED`: rows another node is claiming at the same moment are skipped rather than waited
+/// for, and a row whose claim committed meanwhile fails the re-checked condition, so no row is
+/// handed to two nodes. On SQLite the statement runs under the database's write lock.
+pub fn claim_due(
+    conn: &mut AnyConnection,
+    node: &str,
+    at: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    conn.transaction::<_, StoreError, _>(|conn| {
+        let params = vec![
+            SqlParam::Text(node.to_owned()),
+            SqlParam::Int(at + lease_ms),
+            SqlParam::Int(at),
+            SqlParam::Int(limit as i64),
+        ];
+        let rows: Vec<ClaimRow> = match conn {
+            AnyConnection::Sqlite(c) => StaticSql::new(CLAIM_DUE_SQLITE, params)
+                .load::<ClaimedRow>(c)?
+                .into_iter()
+                .map(ClaimedRow::into_tuple)
+                .collect(),
+            AnyConnection::Postgresql(c) => StaticSql::new(CLAIM_DUE_POSTGRES, params)
+                .load::<ClaimedRow>(c)?
+                .into_iter()
+                .map(ClaimedRow::into_tuple)
+                .collect(),
+        };
+        with_subscriptions(conn, rows, at)
+    })
+}
+
+const CLAIM_DUE_SQLITE: &str = "\
+UPDATE push_deliveries SET claimed_by = $1, claimed_until = $2
+WHERE subscription_id IN (
+    SELECT subscription_id FROM push_deliveries
+    WHERE next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3)
+    ORDER BY next_attempt_at LIMIT $4)
+RETURNING subscription_id, kind, changed, revision, attempts, first_pending_at";
+
+const CLAIM_DUE_POSTGRES: &str = "\
+UPDATE push_deliveries SET claimed_by = $1, claimed_until = $2
+WHERE subscription_id IN (
+    SELECT subscription_id FROM push_deliveries
+    WHERE next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3)
+    ORDER BY next_attempt_at LIMIT $4
+    FOR UPDATE SKIP LOCKED)
+  AND next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3)
+RETURNING subscription_id, kind, changed, revision, attempts, first_pending_at";
+
+/// `(subscription_id, kind, changed, revision, attempts, first_pending_at)` of a claimed row.
+type ClaimRow = (String, i32, String, i64, i32, i64);
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = Text)]
+    subscription_id: String,
+    #[diesel(sql_type = Integer)]
+    kind: i32,
+    #[diesel(sql_type = Text)]
+    changed: String,
+    #[diesel(sql_type = BigInt)]
+    revision: i64,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    first_pending_at: i64,
+}
+
+impl ClaimedRow {
+    fn into_tuple(self) -> ClaimRow {
+        (
+            self.subscription_id,
+            self.kind,
+            self.changed,
+            self.revision,
+            self.attempts,
+            self.first_pending_at,
+        )
+    }
+}
+
+/// Joins claimed rows with their subscriptions. A row whose subscription expired is destroyed
+/// with it (PSUB-08); a StateChange of an unverified subscription is dropped (PSUB-06).
+fn with_subscriptions(
+    conn: &mut AnyConnection,
+    rows: Vec<ClaimRow>,
+    at: i64,
+) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let mut subscriptions: HashMap<String, Subscription> = push_subscriptions::table
+        .filter(push_subscriptions::id.eq_any(&ids))
+        .select(subscription_columns!())
+        .load::<SubscriptionRow>(conn)?
+        .into_iter()
+        .map(|row| (row.0.clone(), subscription_from_row(row)))
+        .collect();
+    let mut claimed = Vec::with_capacity(rows.len());
+    for (id, kind, changed, revision, attempts, first_pending_at) in rows {
+        let Some(subscription) = subscriptions.remove(&id) else {
+            continue;
         };
         if subscription.expires <= at / 1000 {
-            destroy(conn, None, subscription_id)?;
-            return Ok(None);
+            destroy(conn, None, &id)?;
+            continue;
         }
         if kind == KIND_STATE_CHANGE && !subscription.verified {
             // PSUB-06: never. (Unreachable through the API; kept as a guard.)
-            diesel::delete(push_deliveries::table.find(subscription_id)).execute(conn)?;
-            return Ok(None);
+            diesel::delete(push_deliveries::table.find(&id)).execute(conn)?;
+            continue;
         }
-        Ok(Some(ClaimedDelivery {
+        claimed.push(ClaimedDelivery {
             subscription,
             kind,
             changed: serde_json::from_str(&changed).unwrap_or_default(),
             revision,
             attempts,
             first_pending_at,
-        }))
+        });
+    }
+    Ok(claimed)
+}
+
+/// How one POST ended, to be written to the outbox by [`settle`].
+#[derive(Clone, Debug)]
+pub enum Settlement {
+    /// Accepted (2xx).
+    Delivered(ClaimedDelivery),
+    /// `404`/`410`: the subscription is destroyed (RFC 8030 §7.3).
+    Gone(String),
+    /// Retry at `next_attempt_at`, or drop the row when `give_up`.
+    Failed {
+        id: String,
+        next_attempt_at: i64,
+        error: String,
+        give_up: bool,
+    },
+}
+
+impl Settlement {
+    fn subscription_id(&self) -> &str {
+        match self {
+            Settlement::Delivered(c) => &c.subscription.id,
+            Settlement::Gone(id) => id,
+            Settlement::Failed { id, .. } => id,
+        }
+    }
+}
+
+/// Writes the outcomes of several POSTs by `node` in one transaction. Until this commits, their
+/// rows stay claimed by `node` (so no second POST starts for those subscriptions); if the
+/// process dies before, the claims run out (or, on SQLite, are released at the next start) and
+/// the deliveries are sent again: at least once, never lost.
+pub fn settle(
+    conn: &mut AnyConnection,
+    node: &str,
+    settlements: &mut [Settlement],
+) -> Result<(), StoreError> {
+    if settlements.is_empty() {
+        return Ok(());
+    }
+    // One lock order for every writer of these rows (PostgreSQL row locks).
+    settlements.sort_by(|a, b| a.subscription_id().cmp(b.subscription_id()));
+    conn.transaction::<_, StoreError, _>(|conn| {
+        take_write_lock(conn)?;
+        for settlement in settlements.iter() {
+            match settlement {
+                Settlement::Delivered(claimed) => complete_claimed(conn, claimed, node)?,
+                Settlement::Gone(id) => {
+                    destroy(conn, None, id)?;
+                }
+                Settlement::Failed {
+                    id,
+                    next_attempt_at,
+                    error,
+                    give_up,
+                } => fail(conn, id, node, *next_attempt_at, error, *give_up)?,
+            }
+        }
+        Ok(())
     })
 }
 
@@ -725,9 +970,31 @@ pub fn complete(
     claimed: &ClaimedDelivery,
     node: &str,
 ) -> Result<(), StoreError> {
+    settle(conn, node, &mut [Settlement::Delivered(claimed.clone())])
+}
+
+fn complete_claimed(
+    conn: &mut AnyConnection,
+    claimed: &ClaimedDelivery,
+    node: &str,
+) -> Result<(), StoreError> {
     let id = claimed.subscription.id.as_str();
-    conn.transaction::<_, StoreError, _>(|conn| {
-        take_write_lock(conn)?;
+    // The common case in one statement: nothing was merged in while the POST was in flight.
+    let deleted = diesel::delete(
+        push_deliveries::table
+            .filter(push_deliveries::subscription_id.eq(id))
+            .filter(push_deliveries::claimed_by.eq(node))
+            .filter(push_deliveries::kind.eq(claimed.kind))
+            .filter(push_deliveries::revision.eq(claimed.revision)),
+    )
+    .execute(conn)?;
+    if deleted > 0 {
+        return Ok(());
+    }
+    // On SQLite (write lock held) the first pass settles it; on PostgreSQL a merge may slip in
+    // between read and write a few times at most. Past that the claim is left to run out and
+    // the row is sent again (at least once).
+    for _ in 0..8 {
         let row: Option<(i32, String, i64, Option<String>)> = push_deliveries::table
             .find(id)
             .select((
@@ -744,12 +1011,8 @@ pub fn complete(
         if claimed_by.as_deref() != Some(node) {
             return Ok(()); // our lease ran out and someone else owns the row now
         }
-        if revision == claimed.revision || kind != claimed.kind {
-            if kind == claimed.kind {
-                diesel::delete(push_deliveries::table.find(id)).execute(conn)?;
-            } else {
-                release(conn, id)?;
-            }
+        if kind != claimed.kind {
+            release(conn, id)?;
             return Ok(());
         }
         let mut remaining: ChangedStates = serde_json::from_str(&changed).unwrap_or_default();
@@ -759,11 +1022,16 @@ pub fn complete(
             }
         }
         remaining.retain(|_, types| !types.is_empty());
-        if remaining.is_empty() {
-            diesel::delete(push_deliveries::table.find(id)).execute(conn)?;
+        // Guarded by the revision read: a merge committed in between (another node's
+        // catch-up on PostgreSQL) makes this match nothing, and the row is read again.
+        let current = push_deliveries::table
+            .filter(push_deliveries::subscription_id.eq(id))
+            .filter(push_deliveries::revision.eq(revision));
+        let n = if remaining.is_empty() {
+            diesel::delete(current).execute(conn)?
         } else {
             let at = now_ms();
-            diesel::update(push_deliveries::table.find(id))
+            diesel::update(current)
                 .set((
                     push_deliveries::changed
                         .eq(serde_json::to_string(&remaining).unwrap_or_default()),
@@ -774,10 +1042,14 @@ pub fn complete(
                     push_deliveries::claimed_until.eq(None::<i64>),
                     push_deliveries::last_error.eq(None::<String>),
                 ))
-                .execute(conn)?;
+                .execute(conn)?
+        };
+        if n > 0 {
+            return Ok(());
         }
-        Ok(())
-    })
+    }
+    log::warn!("webhook outbox: delivery to {id} not settled (concurrent merges); resent later");
+    Ok(())
 }
 
 fn release(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
