@@ -404,3 +404,69 @@ fn concurrent_claims_of_one_delivery_succeed_once_and_an_expired_lease_can_be_ta
     assert_eq!(now_held_by.as_deref(), Some("heir"));
     assert_ne!(holder.as_deref(), Some("heir"));
 }
+
+/// Batch claims (`FOR UPDATE SKIP LOCKED`): eight nodes claiming batches of the same due rows at
+/// once split them; no row is handed to two nodes, none is left out, and each row names the node
+/// that got it.
+#[test]
+fn concurrent_batch_claims_split_the_due_deliveries_and_never_hand_one_to_two_nodes() {
+    let cluster = cluster_or_skip!();
+    let url = cluster.fresh_database();
+    let store = Store::open(&url, 12).unwrap();
+    const ROWS: usize = 200;
+    {
+        let mut conn = store.conn().unwrap();
+        let user = users::create(&mut conn, "alice", "pw").unwrap();
+        for n in 0..ROWS {
+            let new = NewSubscription {
+                device_client_id: format!("dev{n}"),
+                url: "https://push.example/x".into(),
+                keys: None,
+                expires: now_ms() / 1000 + 3600,
+                types: None,
+            };
+            // Each queues a PushVerification, due now.
+            outbox::create(&mut conn, &user.id, &new).unwrap();
+        }
+    }
+    const LEASE_MS: i64 = 60_000;
+    let at = now_ms();
+    let nodes = 8;
+    let start = Arc::new(Barrier::new(nodes));
+    let claims: Vec<_> = (0..nodes)
+        .map(|n| {
+            let (store, start) = (store.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut conn = store.conn().unwrap();
+                let node = format!("node{n}");
+                start.wait();
+                let mut got = Vec::new();
+                loop {
+                    let batch = outbox::claim_due(&mut conn, &node, at, LEASE_MS, 7).unwrap();
+                    if batch.is_empty() {
+                        return (node, got);
+                    }
+                    got.extend(batch.into_iter().map(|c| c.subscription.id));
+                }
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for t in claims {
+        let (node, got) = t.join().unwrap();
+        for id in got {
+            let (holder, until, _) = outbox_row(&store, &id).unwrap();
+            assert_eq!(holder.as_deref(), Some(node.as_str()), "{id}");
+            assert_eq!(until, Some(at + LEASE_MS));
+            assert!(seen.insert(id.clone()), "{id} was handed to two nodes");
+        }
+    }
+    assert_eq!(seen.len(), ROWS, "every due row was claimed once");
+    let mut conn = store.conn().unwrap();
+    assert!(
+        outbox::claim_due(&mut conn, "late", at + 1, LEASE_MS, ROWS)
+            .unwrap()
+            .is_empty(),
+        "nothing is claimable while the leases hold"
+    );
+}

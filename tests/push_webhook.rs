@@ -1010,3 +1010,99 @@ fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
     let touched = outbox::catch_up(&mut conn, &account, MissingCursor::NewestWrite).unwrap();
     assert_eq!(touched, 1);
 }
+
+/// Outcomes are recorded in batches (`outbox::settle`), and until then a row stays claimed. A
+/// node that dies with POSTs answered but not recorded loses nothing: once its lease runs out
+/// (or, on SQLite, at the next start) the same deliveries are claimed and sent again (at least
+/// once). The dead node's late record does not touch rows another node holds, and one batch
+/// records several outcomes, keeping what was merged in meanwhile (PSH-02).
+#[on_both_backends]
+fn a_batch_of_outcomes_not_recorded_before_a_crash_is_sent_again_and_merges_survive_its_record() {
+    use diesel::prelude::*;
+    use herald::jmap::changes::ChangeOp;
+    use herald::jmap::push_subscription::{NewSubscription, SubscriptionChange};
+    use herald::store::push_subscription::{self as outbox, MissingCursor, Settlement};
+    use herald::store::schema::push_deliveries;
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        herald::store::Store::open(&common::backend::fresh_store_url(dir.path()), 2).unwrap();
+    let mut conn = store.conn().unwrap();
+    let user = herald::store::users::create(&mut conn, "alice", "pw").unwrap();
+    let account = herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
+        .account_id
+        .clone();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let new = NewSubscription {
+            device_client_id: format!("d{n}"),
+            url: format!("https://push.example/{n}"),
+            keys: None,
+            expires: herald::store::now() + 3600,
+            types: None,
+        };
+        let id = outbox::create(&mut conn, &user.id, &new).unwrap();
+        let verify = SubscriptionChange {
+            verify: true,
+            ..SubscriptionChange::default()
+        };
+        outbox::update(&mut conn, &user.id, &id, &verify).unwrap();
+        ids.push(id);
+    }
+    let write = |conn: &mut herald::store::AnyConnection, kind: &str, id: &str| {
+        herald::store::changelog::write(conn, &account, |txn| {
+            txn.record(kind, id, ChangeOp::Created);
+            Ok(())
+        })
+        .unwrap();
+        outbox::catch_up(conn, &account, MissingCursor::NewestWrite).unwrap()
+    };
+    assert_eq!(write(&mut conn, "Mailbox", "m1"), 3);
+    const LEASE_MS: i64 = 60_000;
+    let at = outbox::now_ms();
+    let first = outbox::claim_due(&mut conn, "node-a", at, LEASE_MS, 10).unwrap();
+    assert_eq!(first.len(), 3);
+    // node-a POSTs them, is answered, and dies before recording it. Its leases run out.
+    let later = at + LEASE_MS + 1;
+    let again = outbox::claim_due(&mut conn, "node-b", later, LEASE_MS, 10).unwrap();
+    let mut resent: Vec<_> = again
+        .iter()
+        .map(|c| (c.subscription.id.clone(), c.changed.clone()))
+        .collect();
+    let mut sent: Vec<_> = first
+        .iter()
+        .map(|c| (c.subscription.id.clone(), c.changed.clone()))
+        .collect();
+    resent.sort();
+    sent.sort();
+    assert_eq!(resent, sent, "the same deliveries are sent again");
+    // An Email change is merged in while node-b's POSTs are in flight.
+    assert_eq!(write(&mut conn, "Email", "e1"), 3);
+    // node-a's late record changes nothing: node-b holds the rows.
+    let mut late: Vec<Settlement> = first.into_iter().map(Settlement::Delivered).collect();
+    outbox::settle(&mut conn, "node-a", &mut late).unwrap();
+    let holders: Vec<Option<String>> = push_deliveries::table
+        .select(push_deliveries::claimed_by)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(holders, vec![Some("node-b".to_owned()); 3]);
+    // node-b records all three at once: the Mailbox state was sent, the Email state is next.
+    let mut done: Vec<Settlement> = again.into_iter().map(Settlement::Delivered).collect();
+    outbox::settle(&mut conn, "node-b", &mut done).unwrap();
+    let rows: Vec<(String, String, Option<String>)> = push_deliveries::table
+        .select((
+            push_deliveries::subscription_id,
+            push_deliveries::changed,
+            push_deliveries::claimed_by,
+        ))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for (id, changed, holder) in rows {
+        assert!(ids.contains(&id));
+        assert_eq!(holder, None, "released for the next POST");
+        let changed: Value = serde_json::from_str(&changed).unwrap();
+        let types = changed[&account].as_object().unwrap();
+        assert!(types.contains_key("Email"), "{changed}");
+        assert!(!types.contains_key("Mailbox"), "sent already: {changed}");
+    }
+}
