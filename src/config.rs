@@ -197,7 +197,7 @@ impl Default for PushConfig {
             claim_lease_secs: 0,
             ttl_secs: 86_400,
             outbox_poll_secs: 30,
-            max_in_flight: 64,
+            max_in_flight: 256,
             max_connections_per_user: 32,
             max_connections: 10_000,
             heartbeat_secs: 30,
