@@ -31,6 +31,25 @@ pub struct RunRequest {
     pub request: Request,
 }
 
+/// Authenticate credentials and, if they still belong to `user_id`, run one API request for them:
+/// one round trip where [`Authenticate`] then [`RunRequest`] take two (`http::callers`).
+#[derive(Message)]
+#[rtype(result = "Result<AuthenticatedRun, StoreError>")]
+pub struct AuthenticateAndRun {
+    pub credentials: Credentials,
+    /// The user the HTTP side expects; the request runs only for this user.
+    pub user_id: String,
+    pub request: Request,
+}
+
+/// What became of an [`AuthenticateAndRun`].
+pub enum AuthenticatedRun {
+    /// The credentials were good for the expected user and the request ran.
+    Ran(Result<Response, RequestError>),
+    /// The credentials no longer authenticate, or belong to another user: nothing ran.
+    Refused,
+}
+
 /// Where push streams stand in each account: the account's newest seq (its push position) and,
 /// when `since` is given, every type changed after that position with its new state
 /// (`store::changelog::types_changed_since`). Accounts that no longer exist are left out.
@@ -92,6 +111,18 @@ impl Dispatcher {
             }
         }
     }
+
+    /// Runs one request for `principal` on `ctx`'s connection and publishes what it committed.
+    fn run(
+        &self,
+        ctx: &mut StoreContext,
+        principal: &Principal,
+        request: Request,
+    ) -> Result<Response, RequestError> {
+        let response = run_request(&self.table, ctx, principal, &self.server, request);
+        self.publish(std::mem::take(&mut ctx.committed));
+        response
+    }
 }
 
 impl Actor for Dispatcher {
@@ -112,15 +143,26 @@ impl Handler<RunRequest> for Dispatcher {
 
     fn handle(&mut self, msg: RunRequest, _: &mut Self::Context) -> Self::Result {
         let mut ctx = StoreContext::new(self.store.conn()?);
-        let response = run_request(
-            &self.table,
-            &mut ctx,
-            &msg.principal,
-            &self.server,
-            msg.request,
-        );
-        self.publish(ctx.committed);
-        Ok(response)
+        Ok(self.run(&mut ctx, &msg.principal, msg.request))
+    }
+}
+
+impl Handler<AuthenticateAndRun> for Dispatcher {
+    type Result = Result<AuthenticatedRun, StoreError>;
+
+    fn handle(&mut self, msg: AuthenticateAndRun, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.store.conn()?;
+        match authenticate(&mut conn, &self.credentials, &msg.credentials)? {
+            Some(principal) if principal.user_id == msg.user_id => {
+                let mut ctx = StoreContext::new(conn);
+                Ok(AuthenticatedRun::Ran(self.run(
+                    &mut ctx,
+                    &principal,
+                    msg.request,
+                )))
+            }
+            _ => Ok(AuthenticatedRun::Refused),
+        }
     }
 }
 

@@ -168,6 +168,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         requests: http::limiter::ConcurrencyLimiter::default(),
         push: Arc::new(PushState::new(registry.clone(), config.push.clone())),
         uploads: http::limiter::ConcurrencyLimiter::default(),
+        callers: http::callers::CallerHints::default(),
     });
 
     let mut http_server = HttpServer::new(move || {

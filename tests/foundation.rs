@@ -171,6 +171,47 @@ async fn a_changed_password_and_a_removed_user_take_effect_at_once_despite_the_c
 }
 
 #[actix_web::test]
+async fn an_api_caller_seen_before_is_refused_once_its_password_changes_or_its_token_is_revoked() {
+    let s = TestServer::start().await;
+    let old = s.add_user("alice", "old-password");
+    let echo = || echo_request(json!([["Core/echo", {}, "0"]]));
+    // The first request authenticates; the second goes the one-round-trip way (src/http/callers.rs).
+    for _ in 0..2 {
+        assert_eq!(s.api(&old, echo()).await.status, StatusCode::OK);
+    }
+    herald::store::users::set_password(&mut s.store.conn().unwrap(), "alice", "new-password")
+        .unwrap();
+    assert_eq!(s.api(&old, echo()).await.status, StatusCode::UNAUTHORIZED);
+    // A malformed request with stale credentials learns nothing but 401 either.
+    let garbage = s
+        .post_raw("/jmap/api", &old, "application/json", b"{".to_vec())
+        .await;
+    assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
+    let new = Auth::basic("alice", "new-password");
+    assert_eq!(s.api(&new, echo()).await.status, StatusCode::OK);
+    let (id, token) = herald::store::tokens::create(&mut s.store.conn().unwrap(), "alice").unwrap();
+    let bearer = Auth::Bearer(token);
+    for _ in 0..2 {
+        assert_eq!(s.api(&bearer, echo()).await.status, StatusCode::OK);
+    }
+    let wrong_type = s
+        .post_raw("/jmap/api", &bearer, "text/plain", b"{}".to_vec())
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST); // still good credentials: notJSON
+    herald::store::tokens::revoke(&mut s.store.conn().unwrap(), &id).unwrap();
+    assert_eq!(
+        s.api(&bearer, echo()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong_type = s
+        .post_raw("/jmap/api", &bearer, "text/plain", b"{}".to_vec())
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::UNAUTHORIZED);
+    herald::store::users::remove(&mut s.store.conn().unwrap(), "alice").unwrap();
+    assert_eq!(s.api(&new, echo()).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
 async fn core_echo_returns_its_arguments_unchanged_with_the_session_state() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");

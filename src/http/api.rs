@@ -5,56 +5,108 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
 use super::{AppState, auth, problem};
-use crate::dispatcher::RunRequest;
+use actix_web::http::header::AUTHORIZATION;
+
+use crate::dispatcher::{AuthenticateAndRun, AuthenticatedRun, RunRequest};
 use crate::jmap::error::RequestError;
 use crate::jmap::request::parse_request;
 
 /// `POST /jmap/api`
+///
+/// A caller whose `Authorization` header authenticated before (`callers`) costs one dispatcher
+/// round trip: its credentials travel with the request and are checked where it runs. Any other
+/// caller is authenticated first. Either way the credentials are checked against the store on
+/// every request, and nothing but a 401 is answered to credentials that do not hold.
 pub async fn post_api(
     state: web::Data<AppState>,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> HttpResponse {
-    let principal = match auth::authenticate(&state, &req).await {
-        Ok(p) => p,
-        Err(response) => return response,
+    let Some(credentials) = auth::credentials(&req) else {
+        return auth::unauthorized("authentication required: use HTTP Basic or a Bearer token");
     };
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    let (user_id, principal) = match state.callers.user_of(&header) {
+        Some(user_id) => (user_id, None),
+        None => match auth::authenticate(&state, &req).await {
+            Ok(p) => {
+                state.callers.remember(&header, &p.user_id);
+                (p.user_id.clone(), Some(p))
+            }
+            Err(response) => return response,
+        },
+    };
+    // An answer other than the request's own is only given once the credentials are known to hold.
+    let refuse = async |response: HttpResponse, checked: bool| {
+        if checked {
+            return response;
+        }
+        match auth::authenticate(&state, &req).await {
+            Ok(_) => response,
+            Err(unauthorized) => {
+                state.callers.forget(&header);
+                unauthorized
+            }
+        }
+    };
+    let checked = principal.is_some();
     let limits = &state.server.limits;
     // RFC 8620 §3.6.1: limits are checked before anything runs.
     let Some(_slot) = state
         .requests
-        .try_acquire(&principal.user_id, limits.max_concurrent_requests)
+        .try_acquire(&user_id, limits.max_concurrent_requests)
     else {
-        return problem::request_error(&RequestError::limit(
+        let e = RequestError::limit(
             "maxConcurrentRequests",
             format!(
                 "at most {} requests may run at once",
                 limits.max_concurrent_requests
             ),
-        ));
+        );
+        return refuse(problem::request_error(&e), checked).await;
     };
     if !is_json(&req) {
-        return problem::request_error(&RequestError::not_json(
-            "the Content-Type must be application/json",
-        ));
+        let e = RequestError::not_json("the Content-Type must be application/json");
+        return refuse(problem::request_error(&e), checked).await;
     }
     let body = match read_body(&req, &mut payload, limits.max_size_request).await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => return refuse(response, checked).await,
     };
     let request = match parse_request(&body) {
         Ok(r) => r,
-        Err(e) => return problem::request_error(&e),
+        Err(e) => return refuse(problem::request_error(&e), checked).await,
     };
-    match state
-        .dispatcher
-        .send(RunRequest { principal, request })
-        .await
-    {
-        Ok(Ok(Ok(response))) => HttpResponse::Ok()
+    let outcome = match principal {
+        Some(principal) => state
+            .dispatcher
+            .send(RunRequest { principal, request })
+            .await
+            .map(|r| r.map(AuthenticatedRun::Ran)),
+        None => {
+            state
+                .dispatcher
+                .send(AuthenticateAndRun {
+                    credentials,
+                    user_id,
+                    request,
+                })
+                .await
+        }
+    };
+    match outcome {
+        Ok(Ok(AuthenticatedRun::Ran(Ok(response)))) => HttpResponse::Ok()
             .content_type("application/json")
             .body(serde_json::Value::Object(response.to_json()).to_string()),
-        Ok(Ok(Err(e))) => problem::request_error(&e),
+        Ok(Ok(AuthenticatedRun::Ran(Err(e)))) => problem::request_error(&e),
+        Ok(Ok(AuthenticatedRun::Refused)) => {
+            state.callers.forget(&header);
+            auth::unauthorized("wrong user name, password or token")
+        }
         Ok(Err(e)) => problem::internal("request", e),
         Err(e) => problem::internal("request", e),
     }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod blob;
+pub mod callers;
 pub mod eventsource;
 pub mod limiter;
 pub mod problem;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub push: Arc<crate::push::PushState>,
     /// Running uploads per user (`maxConcurrentUpload`).
     pub uploads: limiter::ConcurrencyLimiter,
+    /// Which user each recently authenticated `Authorization` header belongs to.
+    pub callers: callers::CallerHints,
 }
 
 /// Registers every route.

@@ -38,6 +38,10 @@ struct Cli {
     /// Threads (each with its own event loop) on the client side.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// For push/webhook: the base URL the writer sends its mutations to (default: `--url`). Point
+    /// it at a second node sharing the first one's store to measure cross-node push.
+    #[arg(long)]
+    write_url: Option<String>,
     /// PID of a local server, to report its memory from /proc.
     #[arg(long)]
     pid: Option<u32>,
@@ -79,6 +83,22 @@ enum Mode {
         #[arg(long, default_value_t = 1000)]
         connections: usize,
         #[arg(long, value_enum, default_value = "ws")]
+        transport: push::Transport,
+        /// Spread the connections over this many worker processes, each with its own source
+        /// address 127.0.0.2, 127.0.0.3, … (past one process's file limit).
+        #[arg(long, default_value_t = 1)]
+        processes: usize,
+    },
+    /// (internal) One worker process of `connections --processes P`.
+    #[command(hide = true)]
+    ConnectionsWorker {
+        #[arg(long)]
+        connections: usize,
+        #[arg(long)]
+        offset: usize,
+        #[arg(long)]
+        source: std::net::IpAddr,
+        #[arg(long, value_enum)]
         transport: push::Transport,
     },
     /// Webhook deliveries to a sink this tool serves on loopback.
@@ -143,13 +163,15 @@ fn is_loopback(url: &str) -> bool {
 
 fn main() {
     let cli = Cli::parse();
-    if !cli.allow_remote && !is_loopback(&cli.url) {
-        eprintln!(
-            "herald-load: {} is not a loopback address; pass --allow-remote for a server you own",
-            cli.url
-        );
-        std::process::exit(2);
+    for url in std::iter::once(&cli.url).chain(cli.write_url.as_ref()) {
+        if !cli.allow_remote && !is_loopback(url) {
+            eprintln!(
+                "herald-load: {url} is not a loopback address; pass --allow-remote for a server you own"
+            );
+            std::process::exit(2);
+        }
     }
+    let write_url = cli.write_url.clone().unwrap_or_else(|| cli.url.clone());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let users: Vec<jmap::Credentials> = (0..cli.accounts.max(1))
         .map(|i| jmap::Credentials {
@@ -185,24 +207,72 @@ fn main() {
             mutations,
         } => push::run(push::PushRun {
             base: cli.url.clone(),
+            write_base: write_url,
             users,
             connections,
             transport,
             threads: cli.threads,
             pid: cli.pid,
+            source: None,
+            offset: 0,
             rate,
             mutations: mutations.max(1),
         }),
         Mode::Connections {
             connections,
             transport,
-        } => push::run(push::PushRun {
+            processes,
+        } => {
+            let run = push::PushRun {
+                base: cli.url.clone(),
+                write_base: write_url,
+                users,
+                connections,
+                transport,
+                threads: cli.threads,
+                pid: cli.pid,
+                source: None,
+                offset: 0,
+                rate: 1.0,
+                mutations: 0,
+            };
+            if processes > 1 {
+                let worker_args = [
+                    "--url",
+                    &cli.url,
+                    "--password",
+                    &cli.password,
+                    "--user-prefix",
+                    &cli.user_prefix,
+                    "--accounts",
+                    &cli.accounts.to_string(),
+                    "--threads",
+                    &cli.threads.to_string(),
+                ]
+                .map(String::from)
+                .into_iter()
+                .chain(cli.allow_remote.then(|| "--allow-remote".to_owned()))
+                .collect::<Vec<_>>();
+                push::run_spread(run, processes, &worker_args)
+            } else {
+                push::run(run)
+            }
+        }
+        Mode::ConnectionsWorker {
+            connections,
+            offset,
+            source,
+            transport,
+        } => push::run_worker(push::PushRun {
             base: cli.url.clone(),
+            write_base: write_url,
             users,
             connections,
             transport,
             threads: cli.threads,
-            pid: cli.pid,
+            pid: None,
+            source: Some(source),
+            offset,
             rate: 1.0,
             mutations: 0,
         }),
@@ -210,7 +280,7 @@ fn main() {
             subscriptions,
             rate,
             mutations,
-        } => webhook::run(&cli.url, &users, subscriptions, rate, mutations),
+        } => webhook::run(&cli.url, &write_url, &users, subscriptions, rate, mutations),
     };
     report.print();
     // Push connections run on detached threads: end the process rather than wait for them.

@@ -3,6 +3,9 @@
 //! matched to the response of the mutation that produced that state.
 
 use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,7 +36,26 @@ struct Shared {
     failed: Mutex<Vec<String>>,
 }
 
-async fn run_ws(i: usize, session: Session, creds: Credentials, shared: Arc<Shared>) {
+/// A client for one push connection, bound to `source` when given.
+fn push_client(source: Option<IpAddr>, timeout: Option<Duration>) -> awc::Client {
+    let mut connector = awc::Connector::new();
+    if let Some(ip) = source {
+        connector = connector.local_address(ip);
+    }
+    let builder = awc::Client::builder().connector(connector);
+    match timeout {
+        Some(t) => builder.timeout(t).finish(),
+        None => builder.disable_timeout().finish(),
+    }
+}
+
+async fn run_ws(
+    i: usize,
+    session: Session,
+    creds: Credentials,
+    shared: Arc<Shared>,
+    source: Option<IpAddr>,
+) {
     let Some(url) = session.websocket_url.clone() else {
         shared
             .failed
@@ -42,9 +64,7 @@ async fn run_ws(i: usize, session: Session, creds: Credentials, shared: Arc<Shar
             .push("the server advertises no WebSocket".into());
         return;
     };
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish();
+    let client = push_client(source, Some(Duration::from_secs(60)));
     let conn = client
         .ws(url)
         .protocols(["jmap"])
@@ -94,8 +114,14 @@ async fn run_ws(i: usize, session: Session, creds: Credentials, shared: Arc<Shar
     }
 }
 
-async fn run_sse(i: usize, session: Session, creds: Credentials, shared: Arc<Shared>) {
-    let client = awc::Client::builder().disable_timeout().finish();
+async fn run_sse(
+    i: usize,
+    session: Session,
+    creds: Credentials,
+    shared: Arc<Shared>,
+    source: Option<IpAddr>,
+) {
+    let client = push_client(source, None);
     let url = jmap::event_source_url(&session.event_source_url, "Mailbox", "no", 300);
     let res = client
         .get(url)
@@ -142,11 +168,17 @@ async fn run_sse(i: usize, session: Session, creds: Credentials, shared: Arc<Sha
 /// Options of a push run.
 pub struct PushRun {
     pub base: String,
+    /// Where the writer sends its mutations (another node for cross-node figures).
+    pub write_base: String,
     pub users: Vec<Credentials>,
     pub connections: usize,
     pub transport: Transport,
     pub threads: usize,
     pub pid: Option<u32>,
+    /// Local address the push connections are opened from (default: the system's choice).
+    pub source: Option<IpAddr>,
+    /// Index of the first connection: a worker process opens `offset..offset + connections`.
+    pub offset: usize,
     /// Mutations per second and how many; 0 mutations = `connections` mode.
     pub rate: f64,
     pub mutations: u64,
@@ -156,14 +188,15 @@ pub struct PushRun {
 fn open_all(run: &PushRun, sessions: &[Session], shared: &Arc<Shared>) -> Duration {
     let started = Instant::now();
     for t in 0..run.threads.max(1) {
-        let mine: Vec<usize> = (0..run.connections)
+        let mine: Vec<usize> = (run.offset..run.offset + run.connections)
             .filter(|i| i % run.threads.max(1) == t)
             .collect();
-        let (sessions, users, shared, transport) = (
+        let (sessions, users, shared, transport, source) = (
             sessions.to_vec(),
             run.users.clone(),
             shared.clone(),
             run.transport,
+            run.source,
         );
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
@@ -179,9 +212,9 @@ fn open_all(run: &PushRun, sessions: &[Session], shared: &Arc<Shared>) -> Durati
                     };
                     tasks.push(actix_web::rt::spawn(async move {
                         if ws {
-                            run_ws(i, session, creds, shared).await
+                            run_ws(i, session, creds, shared, source).await
                         } else {
-                            run_sse(i, session, creds, shared).await
+                            run_sse(i, session, creds, shared, source).await
                         }
                     }));
                     // Keep the accept queue from overflowing: a few hundred handshakes in flight.
@@ -206,16 +239,21 @@ fn open_all(run: &PushRun, sessions: &[Session], shared: &Arc<Shared>) -> Durati
     started.elapsed()
 }
 
-/// Runs `push` (with mutations) or `connections` (without).
-pub fn run(run: PushRun) -> Report {
-    let sessions: Vec<Session> = actix_web::rt::System::new().block_on(async {
+/// Fetches every user's session from the server at `base`.
+pub fn sessions_at(base: &str, users: &[Credentials]) -> Vec<Session> {
+    actix_web::rt::System::new().block_on(async {
         let client = jmap::client();
         let mut out = Vec::new();
-        for u in &run.users {
-            out.push(jmap::session(&client, &run.base, u).await.expect("session"));
+        for u in users {
+            out.push(jmap::session(&client, base, u).await.expect("session"));
         }
         out
-    });
+    })
+}
+
+/// Runs `push` (with mutations) or `connections` (without).
+pub fn run(run: PushRun) -> Report {
+    let sessions = sessions_at(&run.base, &run.users);
     let rss_before = rss_kib(run.pid);
     let shared = Arc::new(Shared::default());
     let open_time = open_all(&run, &sessions, &shared);
@@ -250,9 +288,15 @@ pub fn run(run: PushRun) -> Report {
     if run.mutations == 0 {
         return report;
     }
+    let write_sessions = if run.write_base == run.base {
+        sessions.clone()
+    } else {
+        report = report.field("write_url", run.write_base.clone());
+        sessions_at(&run.write_base, &run.users)
+    };
     // Warm-up: one mutation per account, until every open connection has seen its account's state,
     // so that the measured mutations find every subscription active.
-    let (responses, finals) = write(&run.users, run.rate, &sessions, None);
+    let (responses, finals) = write(&run.users, run.rate, &write_sessions, None);
     let expected_connections: HashMap<usize, String> = (0..run.connections)
         .map(|i| (i, sessions[i % sessions.len()].account_id.clone()))
         .collect();
@@ -261,7 +305,7 @@ pub fn run(run: PushRun) -> Report {
     drop(responses);
 
     let started = Instant::now();
-    let (responses, finals) = write(&run.users, run.rate, &sessions, Some(run.mutations));
+    let (responses, finals) = write(&run.users, run.rate, &write_sessions, Some(run.mutations));
     let write_seconds = started.elapsed().as_secs_f64();
     let complete = wait_for_finals(&shared, &expected_connections, &finals, opened);
     let arrivals = std::mem::take(&mut *shared.arrivals.lock().unwrap());
@@ -392,4 +436,104 @@ fn wait_for_finals(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// `connections` spread over `processes` worker processes, each opening its share from its own
+/// source address (127.0.0.2, 127.0.0.3, …), so that neither this tool's per-process file limit
+/// nor one source address's ephemeral ports cap how many connections the server is offered.
+pub fn run_spread(run: PushRun, processes: usize, worker_args: &[String]) -> Report {
+    let rss_before = rss_kib(run.pid);
+    let started = Instant::now();
+    let exe = std::env::current_exe().expect("own executable");
+    let mut workers = Vec::new();
+    let share = run.connections.div_ceil(processes);
+    for k in 0..processes {
+        let offset = k * share;
+        let count = share.min(run.connections.saturating_sub(offset));
+        if count == 0 {
+            break;
+        }
+        let mut child = Command::new(&exe)
+            .args(worker_args)
+            .args([
+                "connections-worker",
+                "--connections",
+                &count.to_string(),
+                "--offset",
+                &offset.to_string(),
+                "--source",
+                &format!("127.0.0.{}", k + 2),
+                "--transport",
+                &format!("{:?}", run.transport).to_lowercase(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start a worker process");
+        let stdout = BufReader::new(child.stdout.take().expect("worker stdout"));
+        workers.push((child, stdout));
+    }
+    // Each worker prints one line, `opened failed first-failure`, once its share is open.
+    let (mut opened, mut failed, mut first_failure) = (0usize, 0usize, None::<String>);
+    for (_, stdout) in &mut workers {
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let mut parts = line.trim_end().splitn(3, ' ');
+        opened += parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        failed += parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        if let Some(f) = parts.next().filter(|f| !f.is_empty()) {
+            first_failure.get_or_insert_with(|| f.to_owned());
+        }
+    }
+    let open_time = started.elapsed();
+    let rss_open = rss_kib(run.pid);
+    // Closing a worker's stdin tells it to exit.
+    for (mut child, mut stdout) in workers {
+        drop(child.stdin.take());
+        let _ = stdout.read_to_end(&mut Vec::new());
+        let _ = child.wait();
+    }
+    let mut report = Report::new("connections")
+        .field("transport", format!("{:?}", run.transport))
+        .field("processes", processes)
+        .field("connections_asked", run.connections)
+        .field("connections_open", opened)
+        .field("connections_failed", failed)
+        .field("open_seconds", round(open_time.as_secs_f64()))
+        .field("accounts", run.users.len());
+    if let Some(f) = first_failure {
+        report = report.field("first_failure", f);
+    }
+    if let (Some(a), Some(b)) = (rss_before, rss_open) {
+        report = report
+            .field("server_rss_before_kib", a)
+            .field("server_rss_open_kib", b);
+        if opened > 0 {
+            report = report.field(
+                "server_kib_per_connection",
+                round(b.saturating_sub(a) as f64 / opened as f64),
+            );
+        }
+    }
+    report
+}
+
+/// A worker process of [`run_spread`]: opens its share, reports, and holds the connections until
+/// its standard input closes.
+pub fn run_worker(run: PushRun) -> ! {
+    let sessions = sessions_at(&run.base, &run.users);
+    let shared = Arc::new(Shared::default());
+    open_all(&run, &sessions, &shared);
+    let opened = *shared.opened.lock().unwrap();
+    let failed = shared.failed.lock().unwrap();
+    let first = failed
+        .first()
+        .cloned()
+        .unwrap_or_default()
+        .replace('\n', " ");
+    println!("{opened} {} {first}", failed.len());
+    drop(failed);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    std::process::exit(0);
 }

@@ -55,6 +55,7 @@ async fn receive(
 /// Runs the webhook benchmark.
 pub fn run(
     base: &str,
+    write_base: &str,
     users: &[Credentials],
     subscriptions: usize,
     rate: f64,
@@ -111,8 +112,9 @@ pub fn run(
         }
         sessions
     });
+    let write_sessions = crate::push::sessions_at(write_base, users);
     let started = Instant::now();
-    let (responses, finals) = write(users, rate, &sessions, Some(mutations));
+    let (responses, finals) = write(users, rate, &write_sessions, Some(mutations));
     let expected: HashMap<usize, String> = (0..subscriptions)
         .map(|n| (n, sessions[n % sessions.len()].account_id.clone()))
         .collect();
