@@ -48,12 +48,13 @@ pub struct Summary {
 impl Summary {
     /// Computes the summary of a parsed message.
     pub fn of(email: &Email) -> Summary {
-        let names: Vec<String> = SUMMARY_HEADER_PROPERTIES
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let selection = PropertySelection::parse(Some(&names), None, &[])
-            .expect("the summary properties are valid Email properties");
+        let selection = PropertySelection {
+            properties: SUMMARY_HEADER_PROPERTIES
+                .iter()
+                .filter_map(|name| Some((name.to_string(), EmailProperty::parse(name).ok()?)))
+                .collect(),
+            body_properties: Vec::new(),
+        };
         // No body property is selected, so the blob id is never rendered.
         let headers = render_email(email, "", &selection, &FetchOptions::default());
         Summary {
