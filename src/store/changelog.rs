@@ -209,7 +209,9 @@ pub fn type_state(
         .filter(change_log::account_id.eq(account_id))
         .filter(change_log::data_type.eq(data_type))
         .select(diesel::dsl::max(change_log::seq))
-        .first(conn)?;
+        // An aggregate is one row: get_result adds no `LIMIT ?`, which SQLite reads while
+        // planning and so re-compiles the cached statement at every execution.
+        .get_result(conn)?;
     match newest {
         Some(seq) => Ok(seq),
         None => Ok(log_bounds(conn, account_id)?.0),

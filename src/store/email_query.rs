@@ -525,10 +525,12 @@ fn select_ids(account_id: &str, q: &EmailQuery, offset: u64, limit: u64) -> Sql 
         sql.push(if driving { "em0.email_id" } else { "e.id" })
             .push(id_direction(&q.sort));
     }
+    // Literals, not parameters: SQLite reads a bound LIMIT while planning, which marks the
+    // statement expired at every bind, so it would be compiled twice per execution.
     sql.push(" LIMIT ")
-        .int(limit.min(i64::MAX as u64) as i64)
+        .push(&limit.min(i64::MAX as u64).to_string())
         .push(" OFFSET ")
-        .int(offset.min(i64::MAX as u64) as i64);
+        .push(&offset.min(i64::MAX as u64).to_string());
     sql
 }
 
