@@ -47,7 +47,7 @@ pub struct EmailMeta {
     /// The list-view properties kept at import; only
     /// [`EmailStore::email_metadata_with_summary`] fills it, with `None` for an email whose
     /// summary was never computed.
-    pub summary: Option<mail::Summary>,
+    pub summary: Option<mail::StoredSummary>,
 }
 
 /// Where a new email's message comes from.
@@ -485,10 +485,6 @@ fn message_values<C: EmailStore>(
     if source == MessageSource::None {
         return Ok(Map::new());
     }
-    let stored = match (source, &meta.summary) {
-        (MessageSource::Summary, Some(summary)) => Some(summary),
-        _ => None,
-    };
     let summary_values = |summary: &mail::Summary| {
         selection
             .properties
@@ -496,8 +492,10 @@ fn message_values<C: EmailStore>(
             .filter_map(|(key, p)| summary.value(p).map(|v| (key.clone(), v)))
             .collect::<Map<String, Value>>()
     };
-    if let Some(summary) = stored {
-        return Ok(summary_values(summary));
+    if source == MessageSource::Summary
+        && let Some(summary) = meta.summary.as_ref().and_then(|s| s.read(selection))
+    {
+        return Ok(summary_values(&summary));
     }
     let parsed = ctx
         .email_message(&meta.blob_id)?

@@ -5,8 +5,12 @@
 //! [`Summary::of`] renders the header-derived properties through [`super::render_email`] itself,
 //! so a stored value is, by construction, the JSON value the parsing path gives. The store keeps
 //! [`Summary::headers`] as JSON text ([`Summary::headers_json`]) and `sentAt`, `hasAttachment`
-//! and `preview` in columns of their own (Email/query sorts and filters on them).
+//! and `preview` in columns of their own (Email/query sorts and filters on them); it hands them
+//! back as a [`StoredSummary`], whose JSON is read only for the properties a request selects.
 
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::Email;
@@ -72,47 +76,12 @@ impl Summary {
         Value::Object(stored).to_string()
     }
 
-    /// A summary from its stored parts. `None` when the JSON is not a complete summary of this
-    /// version: the caller then computes it again from the message.
-    pub fn from_stored(
-        headers_json: &str,
-        sent_at: Option<i64>,
-        has_attachment: bool,
-        preview: String,
-    ) -> Option<Summary> {
-        let Ok(Value::Object(mut headers)) = serde_json::from_str::<Value>(headers_json) else {
-            return None;
-        };
-        if headers.remove(VERSION_KEY) != Some(Value::from(SUMMARY_VERSION))
-            || headers.len() != SUMMARY_HEADER_PROPERTIES.len()
-            || !SUMMARY_HEADER_PROPERTIES
-                .iter()
-                .all(|k| headers.contains_key(*k))
-        {
-            return None;
-        }
-        Some(Summary {
-            headers,
-            sent_at,
-            has_attachment,
-            preview,
-        })
-    }
-
     /// The value of `property` if the summary holds it; `None` for properties it does not serve.
     pub fn value(&self, property: &EmailProperty) -> Option<Value> {
-        let header = |name: &str| Some(self.headers.get(name).cloned().unwrap_or(Value::Null));
+        if let Some(key) = property.summary_key() {
+            return Some(self.headers.get(key).cloned().unwrap_or(Value::Null));
+        }
         match property {
-            EmailProperty::MessageId => header("messageId"),
-            EmailProperty::InReplyTo => header("inReplyTo"),
-            EmailProperty::References => header("references"),
-            EmailProperty::Sender => header("sender"),
-            EmailProperty::From => header("from"),
-            EmailProperty::To => header("to"),
-            EmailProperty::Cc => header("cc"),
-            EmailProperty::Bcc => header("bcc"),
-            EmailProperty::ReplyTo => header("replyTo"),
-            EmailProperty::Subject => header("subject"),
             EmailProperty::SentAt => Some(
                 self.sent_at
                     .map_or(Value::Null, |t| Value::from(header::utc_date(t))),
@@ -124,7 +93,110 @@ impl Summary {
     }
 }
 
+/// A summary as the store keeps it: the JSON text of [`Summary::headers_json`] and the columns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSummary {
+    pub headers_json: String,
+    pub sent_at: Option<i64>,
+    pub has_attachment: bool,
+    pub preview: String,
+}
+
+impl StoredSummary {
+    /// The summary with the header values `selection` asks for (the others are left out, not
+    /// even parsed). `None` when the JSON is not a complete summary of this version: the caller
+    /// then computes it again from the message.
+    pub fn read(&self, selection: &PropertySelection) -> Option<Summary> {
+        let wanted: Vec<&str> = selection
+            .properties
+            .iter()
+            .filter_map(|(_, p)| p.summary_key())
+            .collect();
+        let mut de = serde_json::Deserializer::from_str(&self.headers_json);
+        let read = StoredHeaders { wanted: &wanted }
+            .deserialize(&mut de)
+            .ok()?;
+        de.end().ok()?;
+        let complete = read.version == Some(SUMMARY_VERSION)
+            && read.keys.len() == SUMMARY_HEADER_PROPERTIES.len()
+            && SUMMARY_HEADER_PROPERTIES
+                .iter()
+                .all(|k| read.keys.iter().any(|seen| seen == k));
+        complete.then(|| Summary {
+            headers: read.values,
+            sent_at: self.sent_at,
+            has_attachment: self.has_attachment,
+            preview: self.preview.clone(),
+        })
+    }
+}
+
+/// What [`StoredHeaders`] read: the wanted values, every property key seen, the version.
+struct ReadHeaders {
+    values: Map<String, Value>,
+    keys: Vec<String>,
+    version: Option<i64>,
+}
+
+/// Reads the stored JSON object, building values only for the wanted keys.
+struct StoredHeaders<'a> {
+    wanted: &'a [&'a str],
+}
+
+impl<'de> DeserializeSeed<'de> for StoredHeaders<'_> {
+    type Value = ReadHeaders;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ReadHeaders, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StoredHeaders<'_> {
+    type Value = ReadHeaders;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a stored Email summary object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ReadHeaders, A::Error> {
+        let mut read = ReadHeaders {
+            values: Map::new(),
+            keys: Vec::with_capacity(SUMMARY_HEADER_PROPERTIES.len()),
+            version: None,
+        };
+        while let Some(key) = map.next_key::<String>()? {
+            if key == VERSION_KEY {
+                read.version = map.next_value::<Option<i64>>()?;
+            } else if self.wanted.contains(&key.as_str()) {
+                read.values.insert(key.clone(), map.next_value::<Value>()?);
+                read.keys.push(key);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+                read.keys.push(key);
+            }
+        }
+        Ok(read)
+    }
+}
+
 impl EmailProperty {
+    /// The key of this property in the stored JSON of a [`Summary`], if it is kept there.
+    pub fn summary_key(&self) -> Option<&'static str> {
+        Some(match self {
+            EmailProperty::MessageId => "messageId",
+            EmailProperty::InReplyTo => "inReplyTo",
+            EmailProperty::References => "references",
+            EmailProperty::Sender => "sender",
+            EmailProperty::From => "from",
+            EmailProperty::To => "to",
+            EmailProperty::Cc => "cc",
+            EmailProperty::Bcc => "bcc",
+            EmailProperty::ReplyTo => "replyTo",
+            EmailProperty::Subject => "subject",
+            _ => return None,
+        })
+    }
+
     /// Whether a [`Summary`] serves this property.
     pub fn is_summary(&self) -> bool {
         matches!(
@@ -198,25 +270,38 @@ mod tests {
         assert_eq!(summary.value(&EmailProperty::Id), None);
     }
 
+    fn stored(json: String) -> StoredSummary {
+        StoredSummary {
+            headers_json: json,
+            sent_at: None,
+            has_attachment: false,
+            preview: "body".into(),
+        }
+    }
+
     #[test]
     fn a_stored_summary_round_trips_and_a_foreign_or_partial_one_is_refused() {
-        let email = parse("Subject: x\r\n\r\nbody\r\n");
+        let email = parse("Subject: x\r\nFrom: a@b.c\r\n\r\nbody\r\n");
         let summary = Summary::of(&email);
         let json = summary.headers_json();
-        let back = Summary::from_stored(&json, None, false, "body".into()).unwrap();
-        assert_eq!(back, summary);
+        let all = selection(SUMMARY_HEADER_PROPERTIES);
+        assert_eq!(stored(json.clone()).read(&all), Some(summary.clone()));
+        // Only what is selected is read.
+        let some = stored(json.clone())
+            .read(&selection(&["id", "subject", "preview"]))
+            .unwrap();
+        assert_eq!(some.headers.keys().collect::<Vec<_>>(), vec!["subject"]);
+        assert_eq!(some.value(&EmailProperty::Subject), Some(Value::from("x")));
+        assert_eq!(
+            some.value(&EmailProperty::Preview),
+            Some(Value::from("body"))
+        );
         let mut old: Map<String, Value> = serde_json::from_str(&json).unwrap();
         old.insert("v".into(), Value::from(SUMMARY_VERSION + 1));
-        let old = Value::Object(old).to_string();
-        assert_eq!(Summary::from_stored(&old, None, false, String::new()), None);
-        assert_eq!(
-            Summary::from_stored(r#"{"v":1,"subject":"x"}"#, None, false, String::new()),
-            None
-        );
-        assert_eq!(
-            Summary::from_stored("not json", None, false, String::new()),
-            None
-        );
+        assert_eq!(stored(Value::Object(old).to_string()).read(&all), None);
+        assert_eq!(stored(r#"{"v":1,"subject":"x"}"#.into()).read(&all), None);
+        assert_eq!(stored("not json".into()).read(&all), None);
+        assert_eq!(stored(format!("{json} trailing")).read(&all), None);
     }
 
     #[test]

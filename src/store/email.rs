@@ -513,12 +513,11 @@ pub fn destroy(txn: &mut WriteTxn<'_>, id: &str) -> Result<Result<(), SetError>,
     Ok(Ok(()))
 }
 
-/// The columns [`mail::Summary::from_stored`] reads: `summary`, `sent_at`, `has_attachment`,
-/// `preview`.
+/// The columns of a [`mail::StoredSummary`]: `summary`, `sent_at`, `has_attachment`, `preview`.
 type SummaryColumns = (Option<String>, Option<i64>, bool, String);
 
 /// Metadata of emails by id (or the first `limit` of the account), with their stored summaries
-/// when `with_summary` (`None` where the row has none yet, or an outdated one).
+/// when `with_summary` (`None` where the row has none yet).
 pub fn metadata(
     conn: &mut AnyConnection,
     account_id: &str,
@@ -594,7 +593,12 @@ pub fn metadata(
             let mut keywords = keyword_map.remove(&id).unwrap_or_default();
             keywords.sort();
             let summary = columns.and_then(|(json, sent_at, has_attachment, preview)| {
-                mail::Summary::from_stored(&json?, sent_at, has_attachment, preview)
+                Some(mail::StoredSummary {
+                    headers_json: json?,
+                    sent_at,
+                    has_attachment,
+                    preview,
+                })
             });
             EmailMeta {
                 id,
