@@ -284,7 +284,9 @@ fn serve(config: Config) -> Result<(), CliError> {
             running.addr,
             running.base_url
         );
-        running.server.await?;
+        // Graceful shutdown (SIGTERM, SIGINT) ends the server, then halts the webhook sender and
+        // the cluster bus.
+        running.run().await?;
         Ok(())
     })
 }

@@ -37,6 +37,24 @@ pub struct Running {
     pub registry: actix::Addr<Registry>,
     /// The webhook sender (`push::webhook::Halt` stops it, as at shutdown).
     pub webhooks: actix::Addr<crate::push::webhook::WebhookSender>,
+    /// The cluster bus, on PostgreSQL.
+    pub cluster_bus: Option<actix::Addr<ClusterBus>>,
+}
+
+impl Running {
+    /// Serves until the HTTP server stops (a signal, or `ServerHandle::stop`), then stops what
+    /// runs beside it, so that a stopped node pushes nothing more: the webhook sender gets `Halt`
+    /// (in-flight POSTs are abandoned and their claims left to the lease, as Halt documents) and
+    /// the cluster bus closes its LISTEN connection.
+    pub async fn run(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        // Either may have stopped already (a test halts a sender to kill a node).
+        let _ = self.webhooks.send(crate::push::webhook::Halt).await;
+        if let Some(bus) = self.cluster_bus {
+            let _ = bus.send(crate::push::cluster_bus::Stop).await;
+        }
+        served
+    }
 }
 
 /// Dispatcher threads when the configuration says 0.
@@ -148,12 +166,15 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
     // One publication path per mode, so no change is pushed twice: SQLite is one node, and the
     // dispatcher publishes after commit; on PostgreSQL every node learns of every write, its own
     // included, through the ClusterBus (LISTEN/NOTIFY).
-    let dispatcher_publishers = match store.url() {
-        StoreUrl::Sqlite(_) => publishers,
-        StoreUrl::Postgres(url) => {
-            ClusterBus::start(url.clone(), store.clone(), publishers);
-            Vec::new()
-        }
+    let (dispatcher_publishers, cluster_bus) = match store.url() {
+        StoreUrl::Sqlite(_) => (publishers, None),
+        StoreUrl::Postgres(url) => (
+            Vec::new(),
+            Some(
+                ClusterBus::start(url.clone(), store.clone(), publishers)
+                    .map_err(|e| std::io::Error::other(format!("cluster bus: {e}")))?,
+            ),
+        ),
     };
     let dispatcher = Dispatcher::start(
         threads,
@@ -188,5 +209,6 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         base_url,
         registry,
         webhooks,
+        cluster_bus,
     })
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use awc::http::StatusCode;
-use common::{Auth, CORE, TestServer};
+use common::{Auth, CORE, TestServer, on_both_backends};
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
@@ -59,7 +59,7 @@ fn share(s: &TestServer, owner_account: &str, user: &str) {
         .unwrap();
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn an_upload_comes_back_byte_for_byte_with_the_download_headers() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw-alice");
@@ -117,7 +117,7 @@ async fn an_upload_comes_back_byte_for_byte_with_the_download_headers() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn an_upload_over_max_size_upload_is_a_limit_problem() {
     // BIN-06
     let s = TestServer::start_with(|c| c.limits.max_size_upload = 1000).await;
@@ -149,7 +149,7 @@ async fn an_upload_over_max_size_upload_is_a_limit_problem() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn unknown_blobs_and_other_users_blobs_are_404_problems() {
     // BIN-07, BIN-12, BIN-13
     let s = TestServer::start().await;
@@ -191,7 +191,7 @@ async fn unknown_blobs_and_other_users_blobs_are_404_problems() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn blob_copy_makes_a_blob_available_in_another_account() {
     // CPY-05
     let s = TestServer::start().await;
@@ -239,7 +239,7 @@ async fn blob_copy_makes_a_blob_available_in_another_account() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn email_parse_reads_an_uploaded_message_and_its_parts_download() {
     // EPAR-01, EPAR-02
     let s = TestServer::start().await;
@@ -348,7 +348,7 @@ async fn email_parse_reads_an_uploaded_message_and_its_parts_download() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn references_share_a_blob_with_the_account_and_purge_keeps_what_is_used() {
     // BIN-07, BIN-08, BIN-09: the store API Email code builds on.
     use herald::store::blobs;
@@ -405,7 +405,7 @@ async fn references_share_a_blob_with_the_account_and_purge_keeps_what_is_used()
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn email_parse_reads_an_attached_message_by_its_part_blob_id() {
     // EPAR-01: an attached message/rfc822 is a blob of its own that parses in turn.
     let s = TestServer::start().await;
@@ -451,55 +451,7 @@ async fn email_parse_reads_an_attached_message_by_its_part_blob_id() {
     s.stop().await;
 }
 
-#[actix_web::test]
-async fn blobs_upload_download_copy_and_parse_on_postgresql() {
-    // The same paths on the BYTEA table (BIN-04, BIN-11, EPAR-01).
-    let Some(cluster) = common::pg::cluster() else {
-        eprintln!("SKIPPED: no PostgreSQL");
-        return;
-    };
-    let url = cluster.fresh_database();
-    let s = TestServer::start_with(|c| c.store.url = url).await;
-    let alice = s.add_user("alice", "pw-alice");
-    let account = own_account(&s, &alice).await;
-    let raw = fixture("alternative.eml");
-    let a = upload(&s, &alice, &account, "message/rfc822", &raw).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
-    let blob_id = a.body["blobId"].as_str().unwrap().to_owned();
-    let again = upload(&s, &alice, &account, "message/rfc822", &raw).await;
-    assert_eq!(again.body["blobId"], blob_id);
-    let d = s
-        .get(
-            &format!("/jmap/download/{account}/{blob_id}/m.eml?type=message/rfc822"),
-            &alice,
-        )
-        .await;
-    assert_eq!((d.status, d.raw.clone()), (StatusCode::OK, raw));
-    let r = s
-        .call(
-            &alice,
-            &[CORE, MAIL],
-            json!([["Email/parse", {"accountId": account, "blobIds": [blob_id], "properties": ["subject", "textBody"]}, "p"]]),
-        )
-        .await;
-    let email = &r[0][1]["parsed"][&blob_id];
-    assert_eq!(email["subject"], "Re: [herald] Lunch plans");
-    let part = email["textBody"][0]["blobId"].as_str().unwrap();
-    let d = s
-        .get(&format!("/jmap/download/{account}/{part}/t.txt"), &alice)
-        .await;
-    assert_eq!(
-        d.raw,
-        "Hello Mary,\n\nLet's have lunch at the café.".as_bytes()
-    );
-    let other = s.add_user("bob", "pw-bob");
-    let d = s
-        .get(&format!("/jmap/download/{account}/{blob_id}/m.eml"), &other)
-        .await;
-    assert_eq!(d.status, StatusCode::NOT_FOUND);
-    s.stop().await;
-}
-
+// The limiter is in the HTTP layer, before the store: SQLite only.
 #[actix_web::test]
 async fn uploads_beyond_max_concurrent_upload_are_limit_problems() {
     // BIN-06: one upload is held open mid-body; others by the same user are refused meanwhile.

@@ -1,29 +1,35 @@
 //! The change log on a real store: one `seq` per committed write, rollback of empty and failed
 //! writes, concurrent writers, and `/changes` paging that always lets a client catch up.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
+use common::on_both_backends;
 use herald::jmap::changes::ChangeOp;
 use herald::store::changelog::{self, changes_since, log_bounds, type_state};
 use herald::store::{Store, StoreError, users};
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 
+/// A fresh store on the test's backend, with one user's account.
 fn store() -> (tempfile::TempDir, Store, String) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &format!("sqlite://{}", dir.path().join("s.db").display()),
-        8,
-    )
-    .unwrap();
-    let mut conn = store.conn().unwrap();
-    let user = users::create(&mut conn, "alice", "pw").unwrap();
-    let account = herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
-        .account_id
-        .clone();
+    let store = Store::open(&common::backend::fresh_store_url(dir.path()), 8).unwrap();
+    let account = new_account(&store, "alice");
     (dir, store, account)
 }
 
-#[test]
+/// Creates user `name` and returns their (empty) account.
+fn new_account(store: &Store, name: &str) -> String {
+    let mut conn = store.conn().unwrap();
+    let user = users::create(&mut conn, name, "pw").unwrap();
+    herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
+        .account_id
+        .clone()
+}
+
+#[on_both_backends]
 fn each_committed_write_advances_the_account_by_one_and_sets_the_state_of_its_types() {
     let (_d, store, account) = store();
     let mut conn = store.conn().unwrap();
@@ -47,7 +53,7 @@ fn each_committed_write_advances_the_account_by_one_and_sets_the_state_of_its_ty
     assert_eq!(type_state(&mut conn, &account, "Unrelated").unwrap(), 0);
 }
 
-#[test]
+#[on_both_backends]
 fn a_write_that_records_nothing_or_fails_leaves_no_trace() {
     let (_d, store, account) = store();
     let mut conn = store.conn().unwrap();
@@ -73,7 +79,7 @@ fn a_write_that_records_nothing_or_fails_leaves_no_trace() {
     assert_eq!(type_state(&mut conn, &account, "Thing").unwrap(), 0);
 }
 
-#[test]
+#[on_both_backends]
 fn concurrent_writers_get_distinct_consecutive_positions_and_lose_no_change() {
     let (_d, store, account) = store();
     let threads: Vec<_> = (0..4)
@@ -144,55 +150,88 @@ fn apply_truth(
     recorded
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+/// RFC 8620 §5.2: whatever state a client holds and whatever maxChanges it asks for, following
+/// hasMoreChanges brings it exactly to the server's current set of objects. A property test over
+/// one store: each case gets an account of its own, which starts empty.
+#[on_both_backends]
+fn a_client_paging_through_changes_from_any_state_reaches_the_truth() {
+    let (_d, store, _) = store();
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 24,
+        // Replays the seeds in changelog.proptest-regressions.
+        source_file: Some(file!()),
+        ..ProptestConfig::default()
+    });
+    let case = std::cell::Cell::new(0);
+    let strategy = (
+        prop::collection::vec(prop::collection::vec((0u8..12, any::<u8>()), 1..5), 1..25),
+        0usize..25,
+        1usize..6,
+    );
+    runner
+        .run(&strategy, |(writes, start, max_changes)| {
+            case.set(case.get() + 1);
+            let account = new_account(&store, &format!("user{}", case.get()));
+            paging_reaches_the_truth(&store, &account, &writes, start, max_changes)
+        })
+        .unwrap();
+}
 
-    /// RFC 8620 §5.2: whatever state a client holds and whatever maxChanges it asks for, following
-    /// hasMoreChanges brings it exactly to the server's current set of objects.
-    #[test]
-    fn a_client_paging_through_changes_from_any_state_reaches_the_truth(
-        writes in prop::collection::vec(prop::collection::vec((0u8..12, any::<u8>()), 1..5), 1..25),
-        start in 0usize..25,
-        max_changes in 1usize..6,
-    ) {
-        let (_d, store, account) = store();
-        let mut conn = store.conn().unwrap();
-        let mut truth = BTreeMap::new();
-        let mut dead = BTreeSet::new();
-        let mut version = 0;
-        let mut snapshots = vec![(0i64, truth.clone())];
-        for w in &writes {
-            let recorded = apply_truth(&mut truth, &mut dead, &mut version, w);
-            let (_, c) = changelog::write(&mut conn, &account, |txn| {
-                for (id, op) in &recorded {
-                    txn.record("Thing", id, *op);
-                }
-                Ok(())
-            }).unwrap();
-            let seq = c.map(|c| c.seq).unwrap_or(snapshots.last().unwrap().0);
-            snapshots.push((seq, truth.clone()));
-        }
-        let (mut since, known) = snapshots[start.min(snapshots.len() - 1)].clone();
-        let mut client: BTreeSet<String> = known.keys().cloned().collect();
-        for _ in 0..1000 {
-            match changes_since(&mut conn, &account, "Thing", since, max_changes) {
-                Ok(page) => {
-                    prop_assert!(page.created.len() + page.updated.len() + page.destroyed.len() <= max_changes);
-                    for id in page.created.iter().chain(&page.updated) { client.insert(id.clone()); }
-                    for id in &page.destroyed { client.remove(id); }
-                    since = page.new_seq;
-                    if !page.has_more_changes { break; }
-                }
-                // One write larger than maxChanges: a real client resynchronises from scratch.
-                Err(changelog::ChangesError::CannotCalculate(_)) => {
-                    let big_write = writes.iter().any(|w| w.iter().map(|(o, _)| o).collect::<BTreeSet<_>>().len() > max_changes);
-                    prop_assert!(big_write);
-                    return Ok(());
-                }
-                Err(e) => panic!("{e}"),
+fn paging_reaches_the_truth(
+    store: &Store,
+    account: &str,
+    writes: &[Write],
+    start: usize,
+    max_changes: usize,
+) -> Result<(), TestCaseError> {
+    let mut conn = store.conn().unwrap();
+    let mut truth = BTreeMap::new();
+    let mut dead = BTreeSet::new();
+    let mut version = 0;
+    let mut snapshots = vec![(0i64, truth.clone())];
+    for w in writes {
+        let recorded = apply_truth(&mut truth, &mut dead, &mut version, w);
+        let (_, c) = changelog::write(&mut conn, account, |txn| {
+            for (id, op) in &recorded {
+                txn.record("Thing", id, *op);
             }
-        }
-        let expected: BTreeSet<String> = truth.keys().cloned().collect();
-        prop_assert_eq!(client, expected);
+            Ok(())
+        })
+        .unwrap();
+        let seq = c.map(|c| c.seq).unwrap_or(snapshots.last().unwrap().0);
+        snapshots.push((seq, truth.clone()));
     }
+    let (mut since, known) = snapshots[start.min(snapshots.len() - 1)].clone();
+    let mut client: BTreeSet<String> = known.keys().cloned().collect();
+    for _ in 0..1000 {
+        match changes_since(&mut conn, account, "Thing", since, max_changes) {
+            Ok(page) => {
+                prop_assert!(
+                    page.created.len() + page.updated.len() + page.destroyed.len() <= max_changes
+                );
+                for id in page.created.iter().chain(&page.updated) {
+                    client.insert(id.clone());
+                }
+                for id in &page.destroyed {
+                    client.remove(id);
+                }
+                since = page.new_seq;
+                if !page.has_more_changes {
+                    break;
+                }
+            }
+            // One write larger than maxChanges: a real client resynchronises from scratch.
+            Err(changelog::ChangesError::CannotCalculate(_)) => {
+                let big_write = writes
+                    .iter()
+                    .any(|w| w.iter().map(|(o, _)| o).collect::<BTreeSet<_>>().len() > max_changes);
+                prop_assert!(big_write);
+                return Ok(());
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let expected: BTreeSet<String> = truth.keys().cloned().collect();
+    prop_assert_eq!(client, expected);
+    Ok(())
 }

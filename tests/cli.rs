@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use common::Auth;
+use common::{Auth, on_both_backends};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
@@ -196,10 +196,14 @@ fn wait_for(rx: &mpsc::Receiver<String>, pattern: &str) -> String {
     }
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_first_serve_creates_a_user_who_can_log_in_and_sigterm_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = herald(&dir)
+        .env(
+            "HERALD_STORE_URL",
+            common::backend::fresh_store_url(dir.path()),
+        )
         .env("HERALD_SERVER_LISTEN", "127.0.0.1:0")
         .env("HERALD_SERVER_SHUTDOWN_TIMEOUT_SECS", "2")
         .env("RUST_LOG", "info")
@@ -243,6 +247,11 @@ async fn the_first_serve_creates_a_user_who_can_log_in_and_sigterm_stops_the_ser
         .status()
         .unwrap();
     assert!(kill.success());
+    // Graceful shutdown stops what runs beside the HTTP server too.
+    wait_for(&err, "webhook sender stopped");
+    if common::backend::current() == common::backend::Backend::Postgresql {
+        wait_for(&err, "cluster bus stopped");
+    }
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());

@@ -5,7 +5,7 @@ mod push_support;
 
 use std::collections::HashMap;
 
-use common::{Auth, CORE, TestServer, pg};
+use common::{Auth, CORE, TestServer, on_both_backends};
 use herald::store::{blobs, users};
 use serde_json::{Value, json};
 
@@ -21,10 +21,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    setup_on(TestServer::start().await).await
-}
-
-async fn setup_on(s: TestServer) -> Setup {
+    let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
     let session = s.get("/jmap/session", &alice).await.body;
     let account = session["primaryAccounts"][MAIL]
@@ -133,7 +130,7 @@ fn message(subject: &str, message_id: &str, extra_headers: &str, body: &str) -> 
     .into_bytes()
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn an_imported_blob_comes_back_from_email_get_with_body_values_and_metadata() {
     let t = setup().await;
     let raw = message(
@@ -232,7 +229,7 @@ async fn an_imported_blob_comes_back_from_email_get_with_body_values_and_metadat
     assert!(blobs::visible(&mut conn, &t.account, &t.user_id, &blob).unwrap());
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_header_form_not_allowed_on_its_header_is_invalid_arguments() {
     let t = setup().await;
     let created = t
@@ -252,7 +249,7 @@ async fn a_header_form_not_allowed_on_its_header_is_invalid_arguments() {
     assert_eq!(r[1][1]["type"], "invalidArguments");
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn mailbox_counts_follow_imports_moves_seen_flips_and_destroys() {
     let t = setup().await;
     assert_eq!(t.counts("inbox").await, (0, 0, 0, 0));
@@ -314,7 +311,7 @@ async fn mailbox_counts_follow_imports_moves_seen_flips_and_destroys() {
     assert_eq!(t.counts("inbox").await, (1, 0, 1, 0));
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn mailbox_changes_report_only_counts_after_email_changes() {
     let t = setup().await;
     let since = t.state("Mailbox/get").await;
@@ -332,7 +329,7 @@ async fn mailbox_changes_report_only_counts_after_email_changes() {
     assert!(r[0][1]["updatedProperties"].is_array(), "{r:?}");
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn email_and_thread_changes_report_creates_updates_and_destroys() {
     let t = setup().await;
     let email_since = t.state("Email/get").await;
@@ -382,7 +379,7 @@ async fn email_and_thread_changes_report_creates_updates_and_destroys() {
     assert_eq!(r[2][1]["created"], json!([]));
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_reply_joins_the_thread_of_its_parent_and_a_stranger_does_not() {
     let t = setup().await;
     let parent = t
@@ -444,7 +441,7 @@ async fn a_reply_joins_the_thread_of_its_parent_and_a_stranger_does_not() {
     assert_eq!(t.counts("inbox").await, (4, 4, 3, 3));
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn if_in_state_that_does_not_match_is_a_state_mismatch() {
     let t = setup().await;
     let blob = t.upload(&message("x", "x@example.com", "", "x"));
@@ -468,7 +465,7 @@ async fn if_in_state_that_does_not_match_is_a_state_mismatch() {
     assert!(r[0][1]["created"]["a"].is_object(), "{r:?}");
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn unknown_emails_are_not_found_everywhere() {
     let t = setup().await;
     let r = t
@@ -485,7 +482,7 @@ async fn unknown_emails_are_not_found_everywhere() {
     assert_eq!(r[1][1]["notDestroyed"]["#nocid"]["type"], "notFound"); // CID-06
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn immutable_properties_empty_mailbox_ids_and_bad_keywords_are_invalid() {
     let t = setup().await;
     let a = t
@@ -540,7 +537,7 @@ async fn immutable_properties_empty_mailbox_ids_and_bad_keywords_are_invalid() {
     assert_eq!(r[0][1]["oldState"], r[0][1]["newState"]);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn creation_references_name_mailboxes_in_keys_and_patch_paths() {
     let t = setup().await;
     let blob = t.upload(&message("x", "x@example.com", "", "x"));
@@ -568,7 +565,7 @@ async fn creation_references_name_mailboxes_in_keys_and_patch_paths() {
     );
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_client_syncs_by_changes_and_get_through_result_references() {
     let t = setup().await;
     let since = t.state("Email/get").await;
@@ -615,7 +612,7 @@ async fn a_client_syncs_by_changes_and_get_through_result_references() {
     let _ = (a, b);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn email_set_create_builds_a_message_with_generated_message_id_and_date() {
     let t = setup().await;
     let attachment = t.upload(b"PDF-ish bytes");
@@ -673,7 +670,7 @@ async fn email_set_create_builds_a_message_with_generated_message_id_and_date() 
     }
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn herald_deliver_puts_a_message_in_the_inbox_through_the_change_log() {
     let t = setup().await;
     let since = t.state("Email/get").await;
@@ -735,7 +732,7 @@ async fn herald_deliver_puts_a_message_in_the_inbox_through_the_change_log() {
     assert!(!out.status.success());
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn mime_fixtures_import_and_render_without_failing() {
     let t = setup().await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mime");
@@ -783,6 +780,7 @@ fn sqlite_plan(t: &Setup, sql: &str) -> String {
         .join("\n")
 }
 
+// SQLite only: it reads SQLite's query plans.
 #[actix_web::test]
 async fn listing_a_mailbox_by_received_at_and_finding_a_thread_use_indexes_not_scans() {
     let t = setup().await;
@@ -814,7 +812,7 @@ async fn listing_a_mailbox_by_received_at_and_finding_a_thread_use_indexes_not_s
     }
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn destroying_a_mailbox_with_its_emails_destroys_those_left_in_no_mailbox() {
     let t = setup().await;
     let r = t
@@ -861,58 +859,7 @@ async fn destroying_a_mailbox_with_its_emails_destroys_those_left_in_no_mailbox(
     assert!(!referenced);
 }
 
-#[actix_web::test]
-async fn on_postgresql_imports_thread_count_move_and_destroy_the_same_way() {
-    let Some(cluster) = pg::cluster() else {
-        eprintln!("SKIPPED: no PostgreSQL");
-        return;
-    };
-    let url = cluster.fresh_database();
-    let t = setup_on(TestServer::start_with(|c| c.store.url = url).await).await;
-    let parent = t
-        .import(
-            &message("Plans", "p1@example.com", "", "1"),
-            "inbox",
-            json!({}),
-        )
-        .await;
-    let reply = t
-        .import(
-            &message(
-                "Re: Plans",
-                "p2@example.com",
-                "References: <p1@example.com>\r\n",
-                "2",
-            ),
-            "inbox",
-            json!({"$seen": true}),
-        )
-        .await;
-    assert_eq!(reply["threadId"], parent["threadId"]); // THR-01
-    assert_eq!(t.counts("inbox").await, (2, 1, 1, 1));
-    let archive = t.mailbox("archive");
-    let r = t
-        .call(json!([
-            ["Email/set", {"accountId": t.account, "update": {
-                parent["id"].as_str().unwrap(): {"mailboxIds": {archive.clone(): true}, "keywords/$seen": true}},
-                "create": {"d": {"mailboxIds": {t.mailbox("drafts"): true}, "subject": "Draft",
-                    "textBody": [{"partId": "1"}], "bodyValues": {"1": {"value": "hi"}}}},
-                "destroy": [reply["id"]]}, "0"],
-            ["Email/get", {"accountId": t.account, "ids": [parent["id"], "#d"],
-                "properties": ["mailboxIds", "keywords", "subject", "preview"]}, "1"]
-        ]))
-        .await;
-    assert!(r[0][1]["updated"].is_object(), "{r:?}");
-    assert_eq!(r[0][1]["destroyed"], json!([reply["id"]]));
-    assert!(r[0][1]["created"]["d"]["id"].is_string(), "{r:?}");
-    assert_eq!(r[1][1]["list"][0]["mailboxIds"], json!({archive: true}));
-    assert_eq!(r[1][1]["list"][1]["preview"], "hi");
-    assert_eq!(t.counts("inbox").await, (0, 0, 0, 0));
-    assert_eq!(t.counts("archive").await, (1, 0, 1, 0));
-    t.s.stop().await;
-}
-
-#[actix_web::test]
+#[on_both_backends]
 async fn email_delivery_moves_only_on_new_mail_and_received_at_defaults_to_the_received_header() {
     let t = setup().await;
     let delivery_state = || {
@@ -948,7 +895,7 @@ async fn email_delivery_moves_only_on_new_mail_and_received_at_defaults_to_the_r
     assert_eq!(delivery_state(), after_import);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn email_set_create_from_a_body_structure_round_trips_its_parts() {
     let t = setup().await;
     let image = t.upload(b"\x89PNG fake image bytes");
@@ -1000,7 +947,7 @@ async fn email_set_create_from_a_body_structure_round_trips_its_parts() {
     assert_eq!(got.raw, b"\x89PNG fake image bytes");
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn importing_the_same_blob_twice_gives_two_emails_with_their_own_keywords() {
     let t = setup().await;
     let raw = message("Twice", "twice@example.com", "", "same bytes");
@@ -1024,7 +971,7 @@ async fn importing_the_same_blob_twice_gives_two_emails_with_their_own_keywords(
     );
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn an_import_is_pushed_as_email_thread_mailbox_and_email_delivery_but_a_flag_is_not_delivery()
 {
     let t = setup().await;

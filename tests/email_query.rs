@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 
-use common::{Auth, CORE, TestServer};
+use common::{Auth, CORE, TestServer, on_both_backends};
 use herald::jmap::email::{EmailOp, NewEmail, OpResult, Source};
 use serde_json::{Value, json};
 
@@ -79,16 +79,9 @@ fn utc(s: &str) -> i64 {
 }
 
 impl Fixture {
+    /// A node with one account and its standard mailboxes, no email.
     async fn empty() -> Fixture {
-        Fixture::empty_on(None).await
-    }
-
-    /// An account on the given store URL (SQLite in a temp dir when `None`).
-    async fn empty_on(store_url: Option<String>) -> Fixture {
-        let s = match store_url {
-            Some(url) => TestServer::start_with(|c| c.store.url = url).await,
-            None => TestServer::start().await,
-        };
+        let s = TestServer::start().await;
         let alice = s.add_user("alice", "pw");
         let session = s.get("/jmap/session", &alice).await.body;
         let account = session["primaryAccounts"][MAIL]
@@ -196,11 +189,7 @@ impl Fixture {
 
     /// Four emails in three threads (m1 ← m2 is a reply), across inbox and archive.
     async fn standard() -> Fixture {
-        Fixture::standard_on(None).await
-    }
-
-    async fn standard_on(store_url: Option<String>) -> Fixture {
-        let mut f = Fixture::empty_on(store_url).await;
+        let mut f = Fixture::empty().await;
         let (inbox, archive) = (f.inbox.clone(), f.archive.clone());
         f.add(
             "m1",
@@ -285,42 +274,10 @@ fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn every_filter_condition_selects_exactly_the_matching_emails() {
     let f = Fixture::standard().await;
     check_every_filter(&f).await;
-    f.s.stop().await;
-}
-
-#[actix_web::test]
-async fn the_same_filters_sorts_and_windows_hold_on_postgresql() {
-    let Some(cluster) = common::pg::cluster() else {
-        eprintln!("SKIPPED: no PostgreSQL");
-        return;
-    };
-    let f = Fixture::standard_on(Some(cluster.fresh_database())).await;
-    check_every_filter(&f).await;
-    check_every_sort(&f).await;
-    let r = f
-        .query(json!({"collapseThreads": true, "anchor": f.id("m3"), "anchorOffset": 1, "calculateTotal": true}))
-        .await;
-    assert_eq!(f.names(&r[1]["ids"]), names(&["m2"]));
-    assert_eq!(
-        (r[1]["position"].clone(), r[1]["total"].clone()),
-        (json!(2), json!(3))
-    );
-    let r = f
-        .call(
-            json!([["SearchSnippet/get", {"accountId": f.account, "filter": {"text": "needle"},
-            "emailIds": [f.id("m4")]}, "sn"]]),
-        )
-        .await;
-    assert!(
-        r[0][1]["list"][0]["preview"]
-            .as_str()
-            .unwrap()
-            .contains("<mark>needle</mark>")
-    );
     f.s.stop().await;
 }
 
@@ -404,7 +361,7 @@ async fn check_every_filter(f: &Fixture) {
     }
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn operators_combine_conditions_with_and_or_and_not() {
     let f = Fixture::standard().await;
     let cases: Vec<(Value, &[&str])> = vec![
@@ -443,7 +400,7 @@ async fn operators_combine_conditions_with_and_or_and_not() {
     f.s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn each_sort_property_orders_the_results_and_ties_break_stably() {
     let f = Fixture::standard().await;
     check_every_sort(&f).await;
@@ -525,7 +482,7 @@ async fn check_every_sort(f: &Fixture) {
     assert_eq!(a, b);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn collapse_threads_keeps_only_the_first_email_of_each_thread() {
     let f = Fixture::standard().await;
     // EQ-01: after filtering and sorting; m2 is newer than m1, m1 older.
@@ -554,7 +511,7 @@ async fn collapse_threads_keeps_only_the_first_email_of_each_thread() {
     f.s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn position_anchor_limit_and_total_pick_the_window() {
     let f = Fixture::standard().await;
     // All four, newest first: m4 m3 m2 m1.
@@ -609,7 +566,7 @@ async fn position_anchor_limit_and_total_pick_the_window() {
     f.s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn bad_filters_and_sorts_get_their_errors_and_the_sort_options_are_advertised() {
     let f = Fixture::standard().await;
     let error = |r: &Value| r[1]["type"].as_str().unwrap_or_default().to_owned();
@@ -715,7 +672,7 @@ fn ids_of(v: &Value) -> Vec<String> {
         .collect()
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_client_syncs_a_cached_query_with_query_changes_and_gets_exactly_the_delta() {
     let mut f = Fixture::standard().await;
     let inbox = f.inbox.clone();
@@ -822,7 +779,7 @@ async fn a_client_syncs_a_cached_query_with_query_changes_and_gets_exactly_the_d
     f.s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn query_changes_refuses_too_many_changes_and_states_it_never_issued() {
     let f = Fixture::standard().await;
     let r = f.query(json!({})).await;
@@ -854,7 +811,7 @@ async fn query_changes_refuses_too_many_changes_and_states_it_never_issued() {
     f.s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn search_snippets_mark_matches_escape_html_and_are_null_without_a_match() {
     let f = Fixture::standard().await;
     let r = f
@@ -914,6 +871,7 @@ async fn search_snippets_mark_matches_escape_html_and_are_null_without_a_match()
     f.s.stop().await;
 }
 
+// SQLite only: it reads SQLite's query plan.
 #[actix_web::test]
 async fn in_mailbox_newest_first_walks_an_index_on_a_100000_message_account() {
     let f = Fixture::empty().await;
@@ -981,7 +939,7 @@ fn share(s: &TestServer, user: &str, account_id: &str, may_write: bool) {
         .unwrap();
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn email_copy_copies_into_another_account_and_can_destroy_the_originals() {
     let f = Fixture::standard().await;
     let bob = f.s.add_user("bob", "pw");

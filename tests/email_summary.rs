@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Auth, CORE, TestServer, pg};
+use common::{Auth, CORE, TestServer, on_both_backends};
 use diesel::RunQueryDsl;
 use herald::store::{AnyConnection, blobs, users};
 use serde_json::{Value, json};
@@ -219,7 +219,7 @@ fn assert_same(list_view: &[Value], parsed: &[Value]) {
     }
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_list_view_get_returns_exactly_the_values_of_the_parsing_path() {
     // EML-09, EML-11, T-05: convenience properties, preview, hasAttachment.
     let t = setup_on(TestServer::start().await).await;
@@ -252,7 +252,7 @@ async fn a_list_view_get_returns_exactly_the_values_of_the_parsing_path() {
     t.s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_list_view_get_does_not_read_the_messages() {
     let t = setup_on(TestServer::start().await).await;
     let ids = t.import_all().await;
@@ -266,7 +266,7 @@ async fn a_list_view_get_does_not_read_the_messages() {
     t.s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn an_email_stored_without_a_summary_gets_it_computed_from_the_message_and_kept() {
     let t = setup_on(TestServer::start().await).await;
     let ids = t.import_all().await;
@@ -333,27 +333,5 @@ async fn reading_the_mailboxes_of_a_page_of_emails_uses_a_covering_index() {
         "{plan}"
     );
     drop(conn);
-    t.s.stop().await;
-}
-
-#[actix_web::test]
-async fn on_postgresql_list_views_and_the_backfill_give_the_parsing_path_values() {
-    let Some(cluster) = pg::cluster() else {
-        eprintln!("SKIPPED: no PostgreSQL");
-        return;
-    };
-    let url = cluster.fresh_database();
-    let t = setup_on(TestServer::start_with(|c| c.store.url = url).await).await;
-    let ids = t.import_all().await;
-    let (list_view, parsed) = t.both_paths(&ids).await;
-    assert_same(&list_view, &parsed);
-    t.exec(&format!(
-        "UPDATE emails SET summary = NULL WHERE account_id = '{}'",
-        t.account
-    ));
-    assert_eq!(t.get(&ids, LIST_PROPERTIES).await, list_view);
-    assert_eq!(t.without_summary(), 0);
-    t.empty_the_messages();
-    assert_eq!(t.get(&ids, LIST_PROPERTIES).await, list_view);
     t.s.stop().await;
 }

@@ -1,10 +1,12 @@
 //! The foundation over real HTTP: authentication, the session resource, the API envelope,
 //! request-level errors, Core/echo, result references and limits. Checklist ids in comments.
+//! Tests that read or change users, tokens and accounts run on both store backends; the protocol
+//! ones, which the store does not affect, on SQLite.
 
 mod common;
 
 use awc::http::StatusCode;
-use common::{Auth, CORE, TestServer};
+use common::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 fn echo_request(calls: Value) -> Value {
@@ -24,7 +26,7 @@ async fn assert_problem(a: &common::Answer, type_suffix: &str) {
     assert!(a.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_session_lists_the_users_account_every_core_limit_and_the_url_templates() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw-alice");
@@ -99,7 +101,7 @@ async fn the_well_known_url_redirects_to_the_session() {
     assert_eq!(a.headers.get("location").unwrap(), &s.url("/jmap/session"));
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn requests_without_valid_credentials_get_401_with_both_challenges() {
     let s = TestServer::start().await;
     s.add_user("alice", "right");
@@ -132,7 +134,7 @@ async fn requests_without_valid_credentials_get_401_with_both_challenges() {
     }
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_bearer_token_works_until_it_is_revoked() {
     let s = TestServer::start().await;
     s.add_user("alice", "pw");
@@ -150,7 +152,7 @@ async fn a_bearer_token_works_until_it_is_revoked() {
     );
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_changed_password_and_a_removed_user_take_effect_at_once_despite_the_cache() {
     let s = TestServer::start().await;
     let old = s.add_user("alice", "old-password");
@@ -170,7 +172,7 @@ async fn a_changed_password_and_a_removed_user_take_effect_at_once_despite_the_c
     );
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn an_api_caller_seen_before_is_refused_once_its_password_changes_or_its_token_is_revoked() {
     let s = TestServer::start().await;
     let old = s.add_user("alice", "old-password");
@@ -211,7 +213,7 @@ async fn an_api_caller_seen_before_is_refused_once_its_password_changes_or_its_t
     assert_eq!(s.api(&new, echo()).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn core_echo_returns_its_arguments_unchanged_with_the_session_state() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Auth, CORE, TestServer};
+use common::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";
@@ -28,7 +28,7 @@ async fn call(s: &TestServer, auth: &Auth, calls: Value) -> Vec<Value> {
         .await
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_session_advertises_submission_and_vacation_response() {
     let (s, alice, account) = setup().await;
     let session = s.get("/jmap/session", &alice).await.body;
@@ -46,7 +46,7 @@ async fn the_session_advertises_submission_and_vacation_response() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn every_account_has_an_undeletable_default_identity_at_the_configured_domain() {
     let s = TestServer::start_with(|c| c.submission.domain = "example.org".into()).await;
     let (s, alice, account) = setup_with(s, "alice").await;
@@ -82,7 +82,7 @@ async fn every_account_has_an_undeletable_default_identity_at_the_configured_dom
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_user_name_that_is_an_address_is_the_default_identitys_address() {
     let (s, bob, account) = setup_with(TestServer::start().await, "Bob@Example.com").await;
     let r = call(
@@ -95,7 +95,7 @@ async fn a_user_name_that_is_an_address_is_the_default_identitys_address() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_default_identity_cannot_be_destroyed_and_foreign_addresses_are_forbidden_from() {
     let (s, alice, account) = setup().await;
     let r = call(
@@ -156,7 +156,7 @@ async fn the_default_identity_cannot_be_destroyed_and_foreign_addresses_are_forb
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn updates_change_names_and_signatures_but_not_the_address_or_server_set_properties() {
     let (s, alice, account) = setup().await;
     let r = call(
@@ -233,7 +233,7 @@ async fn updates_change_names_and_signatures_but_not_the_address_or_server_set_p
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn identity_and_vacation_methods_need_their_capability_in_using() {
     let (s, alice, account) = setup().await;
     let r = s
@@ -252,7 +252,7 @@ async fn identity_and_vacation_methods_need_their_capability_in_using() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_vacation_response_is_one_singleton_that_starts_disabled() {
     let (s, alice, account) = setup().await;
     let r = call(
@@ -279,7 +279,7 @@ async fn the_vacation_response_is_one_singleton_that_starts_disabled() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn vacation_create_and_destroy_are_singleton_errors_and_updates_are_kept() {
     let (s, alice, account) = setup().await;
     let r = call(
@@ -319,7 +319,7 @@ async fn vacation_create_and_destroy_are_singleton_errors_and_updates_are_kept()
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn vacation_updates_with_bad_values_or_a_stale_state_change_nothing() {
     let (s, alice, account) = setup().await;
     let r = call(

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestServer;
+use common::{TestServer, on_both_backends};
 use futures_util::StreamExt;
 use jmap_client::DataType;
 use jmap_client::client::{Client, Credentials};
@@ -26,7 +26,7 @@ async fn connect(s: &TestServer, user: &str, password: &str) -> Client {
         .expect("jmap-client connects to the session")
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_jmap_client_crate_creates_reads_and_queries_mailboxes_over_http() {
     let s = TestServer::start().await;
     s.add_user("alice", "pw");
@@ -58,7 +58,7 @@ async fn the_jmap_client_crate_creates_reads_and_queries_mailboxes_over_http() {
         .expect("Mailbox/set destroy");
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_jmap_client_crate_receives_a_state_change_over_eventsource() {
     let s = TestServer::start().await;
     s.add_user("alice", "pw");
@@ -113,7 +113,7 @@ async fn the_jmap_client_crate_receives_a_state_change_over_eventsource() {
     assert!(created.id().is_some());
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_jmap_client_crate_runs_requests_and_receives_pushes_over_websocket() {
     let s = TestServer::start().await;
     s.add_user("alice", "pw");
@@ -208,7 +208,7 @@ async fn sink() -> (
     (url, rx)
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_jmap_client_crate_subscribes_a_webhook_verifies_it_and_it_receives_a_state_change() {
     let s = TestServer::start_with(|c| c.push.allow_private_targets = true).await;
     s.add_user("alice", "pw");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Auth, CORE, TestServer};
+use common::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";
@@ -36,7 +36,7 @@ fn ids_by_name(get: &Value) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_new_account_has_the_six_standard_mailboxes_with_roles_and_zero_counts() {
     let (s, alice, account) = setup().await;
     let r = call(
@@ -68,7 +68,7 @@ async fn a_new_account_has_the_six_standard_mailboxes_with_roles_and_zero_counts
     assert_eq!(r[0][1]["notFound"], json!([])); // GET-04
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn get_selects_properties_reports_unknown_ids_and_refuses_unknown_properties() {
     let (s, alice, account) = setup().await;
     let r = call(
@@ -94,7 +94,7 @@ async fn get_selects_properties_reports_unknown_ids_and_refuses_unknown_properti
     );
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn create_update_and_destroy_move_the_state_and_changes_reports_each() {
     let (s, alice, account) = setup().await;
     let before = call(
@@ -163,7 +163,7 @@ async fn create_update_and_destroy_move_the_state_and_changes_reports_each() {
     assert_eq!(ch["hasMoreChanges"], false);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn changes_page_by_max_changes_and_refuse_unknown_states() {
     let (s, alice, account) = setup().await;
     let before = call(
@@ -208,7 +208,7 @@ async fn changes_page_by_max_changes_and_refuse_unknown_states() {
     assert_eq!(r[2][1]["type"], "invalidArguments"); // CHG-01
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn set_refuses_bad_records_one_by_one_and_state_mismatch_as_a_whole() {
     let (s, alice, account) = setup().await;
     let get = call(
@@ -259,7 +259,7 @@ async fn set_refuses_bad_records_one_by_one_and_state_mismatch_as_a_whole() {
     assert_eq!(r[0][1]["type"], "stateMismatch"); // SET-02
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn query_filters_sorts_and_windows_and_the_result_feeds_get_by_reference() {
     let (s, alice, account) = setup().await;
     let r = call(
@@ -313,7 +313,7 @@ async fn query_filters_sorts_and_windows_and_the_result_feeds_get_by_reference()
     assert_eq!(r[6][1]["type"], "unsupportedSort"); // QRY-03
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn query_changes_gives_exactly_the_delta_a_client_needs() {
     let (s, alice, account) = setup().await;
     let q = json!({"accountId": account, "sort": [{"property": "name"}]});
@@ -373,7 +373,7 @@ async fn query_changes_gives_exactly_the_delta_a_client_needs() {
     assert_eq!(changes["newQueryState"], r[1][1]["queryState"]);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn another_users_account_does_not_exist_for_me() {
     let (s, alice, _) = setup().await;
     let bob = s.add_user("bob", "pw");
@@ -386,7 +386,7 @@ async fn another_users_account_does_not_exist_for_me() {
     assert_eq!(r[1][1]["type"], "accountNotFound");
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn mail_methods_need_the_mail_capability_in_using() {
     let (s, alice, account) = setup().await;
     let r = s
@@ -399,7 +399,7 @@ async fn mail_methods_need_the_mail_capability_in_using() {
     assert_eq!(r[0][1]["type"], "unknownMethod"); // TR-06
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn creation_ids_from_this_request_and_from_the_clients_created_ids_resolve() {
     let (s, alice, account) = setup().await;
     let first = call(
@@ -434,7 +434,7 @@ async fn creation_ids_from_this_request_and_from_the_clients_created_ids_resolve
     );
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn get_of_all_records_beyond_max_objects_in_get_is_request_too_large() {
     let s = TestServer::start_with(|c| c.limits.max_objects_in_get = 3).await;
     let alice = s.add_user("alice", "pw");

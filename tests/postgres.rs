@@ -1,12 +1,14 @@
-//! The store and the API on PostgreSQL, through the same code as SQLite. Skipped, with a clear
-//! line, where PostgreSQL binaries are missing; `.ci/run` installs them.
+//! What only PostgreSQL has: repeated migrations of a shared database, the cluster bus
+//! (LISTEN/NOTIFY) and two nodes on one store. Every store-backed feature test runs on PostgreSQL
+//! too, through `#[on_both_backends]`. Skipped, with a clear line, where PostgreSQL binaries are
+//! missing; `.ci/run` installs them.
 
 mod common;
 
 use common::pg;
 use common::{CORE, TestServer};
 use herald::jmap::changes::ChangeOp;
-use herald::store::changelog::{self, changes_since};
+use herald::store::changelog;
 use herald::store::{Store, users};
 use serde_json::json;
 
@@ -23,87 +25,24 @@ macro_rules! cluster_or_skip {
 }
 
 #[test]
-fn migrations_apply_twice_without_harm_and_concurrent_writers_get_distinct_positions() {
+fn migrations_apply_twice_without_harm() {
     let cluster = cluster_or_skip!();
     let url = cluster.fresh_database();
-    let store = Store::open(&url, 8).unwrap();
-    Store::open(&url, 1).expect("a second start finds the store migrated");
-    let mut conn = store.conn().unwrap();
-    let user = users::create(&mut conn, "alice", "pw").unwrap();
-    let account = herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
-        .account_id
-        .clone();
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            let (store, account) = (store.clone(), account.clone());
-            std::thread::spawn(move || {
-                (0..20)
-                    .map(|i| {
-                        let mut conn = store.conn().unwrap();
-                        changelog::write(&mut conn, &account, |txn| {
-                            txn.record("Thing", &format!("t{t}-{i}"), ChangeOp::Created);
-                            Ok(())
-                        })
-                        .unwrap()
-                        .1
-                        .unwrap()
-                        .seq
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let mut all: Vec<i64> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
-    all.sort();
-    assert_eq!(all, (1..=80).collect::<Vec<_>>());
-    let page = changes_since(&mut conn, &account, "Thing", 0, 1000).unwrap();
-    assert_eq!(page.created.len(), 80);
-}
-
-#[actix_web::test]
-async fn the_api_serves_sessions_and_mailboxes_from_postgresql() {
-    let cluster = cluster_or_skip!();
-    let url = cluster.fresh_database();
-    let s = TestServer::start_with(|c| c.store.url = url).await;
-    let alice = s.add_user("alice", "pw");
-    let session = s.get("/jmap/session", &alice).await.body;
-    let account = session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mail = "urn:ietf:params:jmap:mail";
-    let r = s
-        .call(
-            &alice,
-            &[CORE, mail],
-            json!([
-                ["Mailbox/get", {"accountId": account, "ids": []}, "0"],
-                ["Mailbox/set", {"accountId": account, "create": {"p": {"name": "P"}, "c": {"name": "C", "parentId": "#p"}}}, "1"],
-                ["Mailbox/query", {"accountId": account, "sort": [{"property": "name"}], "sortAsTree": true, "calculateTotal": true}, "2"],
-            ]),
-        )
-        .await;
-    assert_eq!(r[2][1]["total"], 8);
-    let before = r[0][1]["state"].clone();
-    let r = s
-        .call(&alice, &[CORE, mail], json!([["Mailbox/changes", {"accountId": account, "sinceState": before}, "0"], ["Mailbox/get", {"accountId": account}, "1"]]))
-        .await;
-    assert_eq!(r[0][1]["created"].as_array().unwrap().len(), 2);
-    assert_eq!(r[1][1]["list"].as_array().unwrap().len(), 8);
-    assert!(
-        r[1][1]["list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["totalEmails"] == 0)
-    );
+    let store = Store::open(&url, 2).unwrap();
+    users::create(&mut store.conn().unwrap(), "alice", "pw").unwrap();
+    let again = Store::open(&url, 1).expect("a second start finds the store migrated");
+    let mut conn = again.conn().unwrap();
+    assert!(users::find_by_name(&mut conn, "alice").unwrap().is_some());
 }
 
 /// Waits (at most 30 s) until a backend of this database is LISTENing.
 async fn wait_for_listener(url: &str) {
+    wait_for_listeners(url, |n| n > 0, "the cluster bus never listened").await;
+}
+
+/// Waits (at most 30 s) until the number of backends of this database that LISTEN satisfies
+/// `done`.
+async fn wait_for_listeners(url: &str, done: impl Fn(i64) -> bool, failure: &str) {
     use diesel::{Connection, RunQueryDsl};
     #[derive(diesel::QueryableByName)]
     struct N {
@@ -118,15 +57,43 @@ async fn wait_for_listener(url: &str) {
         )
         .load(&mut conn)
         .unwrap();
-        if rows[0].n > 0 {
+        if done(rows[0].n) {
             return;
         }
+        assert!(std::time::Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_node_that_stops_gracefully_closes_its_listen_connection_and_halts_its_webhook_sender() {
+    let cluster = cluster_or_skip!();
+    let url = cluster.fresh_database();
+    let mut config =
+        herald::config::Config::load(std::path::Path::new("/nonexistent"), Vec::new()).unwrap();
+    config.store.url = url.clone();
+    config.server.workers = 1;
+    config.server.dispatcher_threads = 1;
+    let store = Store::open(&url, herald::server::pool_size(&config)).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let running = herald::server::start(&config, store, listener).unwrap();
+    let (handle, webhooks) = (running.server.handle(), running.webhooks.clone());
+    let node = actix_web::rt::spawn(running.run());
+    wait_for_listener(&url).await;
+    assert!(webhooks.connected());
+    // What SIGTERM does to `herald serve`.
+    handle.stop(true).await;
+    node.await.unwrap().unwrap();
+    // Halt has been handled; the sender's context winds down on its own thread right after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while webhooks.connected() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the cluster bus never listened"
+            "the webhook sender was not halted"
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    wait_for_listeners(&url, |n| n == 0, "the cluster bus still LISTENs").await;
 }
 
 /// Records what the bus publishes, for the test to await.
@@ -172,7 +139,8 @@ async fn the_cluster_bus_announces_committed_writes_and_replays_what_a_dropped_l
         url.clone(),
         store.clone(),
         vec![recorder.recipient()],
-    );
+    )
+    .expect("bus");
     let write = |n: &str| {
         let mut conn = store.conn().unwrap();
         changelog::write(&mut conn, &account, |txn| {

@@ -1,17 +1,18 @@
 //! EventSource push (RFC 8620 §7.3) against a real node, read as a browser's EventSource would.
-//! Checklist ids (ES-xx, ST-06) in comments.
+//! Checklist ids (ES-xx, ST-06) in comments. Tests of what is pushed run on both store backends
+//! (on PostgreSQL, pushes travel through the cluster bus); protocol-only ones on SQLite.
 
 mod common;
 mod push_support;
 
 use awc::http::StatusCode;
-use common::{Auth, TestServer};
+use common::{Auth, TestServer, on_both_backends};
 use push_support::*;
 use serde_json::{Value, json};
 
 const ALL: &str = "/jmap/eventsource/?types=*&closeafter=no&ping=0";
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_mutation_sends_a_state_event_with_an_id_and_the_get_state() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -36,7 +37,7 @@ async fn a_mutation_sends_a_state_event_with_an_id_and_the_get_state() {
     assert_eq!(mailbox_state(&s, &alice, &account).await, state);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn closeafter_state_ends_the_stream_after_one_state_event() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -100,7 +101,7 @@ async fn a_ping_below_the_minimum_is_raised_to_it() {
     );
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn reconnecting_with_last_event_id_gets_the_missed_changes_at_once() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -185,7 +186,7 @@ async fn a_ticket_opens_a_stream_once_and_is_then_refused() {
     assert_eq!(a.content_type, "application/problem+json");
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_user_never_receives_another_users_changes_on_an_event_source() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw-a");

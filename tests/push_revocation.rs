@@ -5,12 +5,12 @@
 mod common;
 mod push_support;
 
-use common::TestServer;
+use common::{TestServer, on_both_backends};
 use herald::store::{accounts, users};
 use push_support::*;
 use serde_json::json;
 
-#[actix_web::test]
+#[on_both_backends]
 async fn unsharing_silences_the_account_on_open_streams_and_removing_the_user_closes_them() {
     let s = TestServer::start_with(|c| {
         c.push.min_interval_ms = 0;

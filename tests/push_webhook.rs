@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use common::{Auth, CORE, TestServer};
+use common::{Auth, CORE, TestServer, on_both_backends};
 use herald::config::Config;
 use serde_json::{Value, json};
 
@@ -211,7 +211,7 @@ async fn subscribe_verified(s: &TestServer, auth: &Auth, sink: &mut Sink, path: 
     id
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_new_subscription_is_verified_first_and_then_receives_state_changes() {
     let s = start().await;
     let mut sink = Sink::start().await;
@@ -284,7 +284,7 @@ async fn a_new_subscription_is_verified_first_and_then_receives_state_changes() 
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn get_never_returns_the_url_or_keys_and_asking_for_them_is_forbidden() {
     let s = start().await;
     let sink = Sink::start().await;
@@ -335,7 +335,7 @@ async fn get_never_returns_the_url_or_keys_and_asking_for_them_is_forbidden() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn expires_is_capped_and_each_user_has_a_subscription_limit() {
     let s = TestServer::start_with(|c| {
         open_config(c);
@@ -407,7 +407,7 @@ async fn expires_is_capped_and_each_user_has_a_subscription_limit() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_failing_push_service_is_retried_with_backoff_until_it_accepts() {
     let s = start().await;
     let mut sink = Sink::start().await;
@@ -446,7 +446,7 @@ async fn a_failing_push_service_is_retried_with_backoff_until_it_accepts() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_subscription_whose_push_service_answers_gone_is_destroyed() {
     let s = start().await;
     let mut sink = Sink::start().await;
@@ -479,7 +479,7 @@ async fn a_subscription_whose_push_service_answers_gone_is_destroyed() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn urls_on_private_addresses_or_plain_http_are_refused_by_default() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -507,7 +507,7 @@ async fn urls_on_private_addresses_or_plain_http_are_refused_by_default() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn with_keys_every_push_is_encrypted_and_the_user_agent_decrypts_it() {
     use herald::push::webpush::{decrypt, encode_base64url};
     let s = start().await;
@@ -560,7 +560,7 @@ async fn with_keys_every_push_is_encrypted_and_the_user_agent_decrypts_it() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_users_subscription_never_receives_another_users_changes() {
     let s = start().await;
     let mut alice_sink = Sink::start().await;
@@ -591,7 +591,7 @@ async fn a_users_subscription_never_receives_another_users_changes() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn types_limit_what_a_subscription_is_told() {
     let s = start().await;
     let mut sink = Sink::start().await;
@@ -726,6 +726,8 @@ impl Drop for Herald {
     }
 }
 
+// SQLite only: a restart on one SQLite file releases the dead process's claims at once; on
+// PostgreSQL the lease does (tests/cluster.rs).
 #[actix_web::test]
 async fn pending_deliveries_survive_a_sigkill_and_the_latest_state_arrives_after_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -813,7 +815,7 @@ async fn pending_deliveries_survive_a_sigkill_and_the_latest_state_arrives_after
     sink.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn an_expired_subscription_is_sent_nothing_more_and_destroyed() {
     use diesel::prelude::*;
     use herald::store::schema::push_subscriptions;
@@ -861,35 +863,7 @@ async fn an_expired_subscription_is_sent_nothing_more_and_destroyed() {
     s.stop().await;
 }
 
-#[actix_web::test]
-async fn on_postgresql_a_verified_subscription_is_retried_and_receives_state_changes() {
-    let Some(cluster) = common::pg::cluster() else {
-        eprintln!("SKIPPED: no PostgreSQL");
-        return;
-    };
-    let url = cluster.fresh_database();
-    let s = TestServer::start_with(|c| {
-        open_config(c);
-        c.store.url = url;
-    })
-    .await;
-    let mut sink = Sink::start().await;
-    let alice = s.add_user("alice", "pw");
-    let account = account_of(&s, &alice).await;
-    let id = subscribe_verified(&s, &alice, &mut sink, "/pg").await;
-    sink.script(&[500]);
-    let first = mutate(&s, &alice, &account, "a").await;
-    assert_eq!(sink.next().await.status, 500);
-    let r = sink.next().await;
-    assert_eq!(r.status, 201);
-    assert_eq!(r.json()["changed"][&account]["Mailbox"], json!(first));
-    let r = push_set(&s, &alice, json!({"destroy": [&id]})).await;
-    assert_eq!(r["destroyed"], json!([id]));
-    sink.stop().await;
-    s.stop().await;
-}
-
-#[actix_web::test]
+#[on_both_backends]
 async fn a_change_whose_notification_never_reached_the_sender_is_pushed_from_the_change_log() {
     use herald::jmap::changes::ChangeOp;
     let s = TestServer::start_with(|c| {
@@ -918,7 +892,7 @@ async fn a_change_whose_notification_never_reached_the_sender_is_pushed_from_the
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_creation_window_counts_per_user_and_starts_afresh_after_an_hour() {
     use herald::store::push_subscription::take_creation_slot;
     let s = start().await;
@@ -943,7 +917,7 @@ async fn the_creation_window_counts_per_user_and_starts_afresh_after_an_hour() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_subscriber_also_hears_about_accounts_shared_with_them() {
     use diesel::prelude::*;
     use herald::store::schema::account_access;
@@ -978,4 +952,61 @@ async fn a_subscriber_also_hears_about_accounts_shared_with_them() {
     );
     sink.stop().await;
     s.stop().await;
+}
+
+/// PSUB-01 `types` (RFC 8620 §7.2): a write committed while a subscription did not want its type
+/// is not pushed once the subscription widens its types, however late the write's announcement
+/// reaches the outbox (on PostgreSQL it travels through the cluster bus and may arrive after the
+/// update).
+#[on_both_backends]
+fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
+    use herald::jmap::changes::ChangeOp;
+    use herald::jmap::push_subscription::{NewSubscription, SubscriptionChange};
+    use herald::store::push_subscription::{self as outbox, MissingCursor};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        herald::store::Store::open(&common::backend::fresh_store_url(dir.path()), 2).unwrap();
+    let mut conn = store.conn().unwrap();
+    let user = herald::store::users::create(&mut conn, "alice", "pw").unwrap();
+    let account = herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
+        .account_id
+        .clone();
+    let new = NewSubscription {
+        device_client_id: "d".into(),
+        url: "https://push.example/t".into(),
+        keys: None,
+        expires: herald::store::now() + 3600,
+        types: Some(vec!["Email".into()]),
+    };
+    let id = outbox::create(&mut conn, &user.id, &new).unwrap();
+    let verify = SubscriptionChange {
+        verify: true,
+        ..SubscriptionChange::default()
+    };
+    outbox::update(&mut conn, &user.id, &id, &verify).unwrap();
+    // A Mailbox write commits; its announcement has not reached the outbox yet.
+    herald::store::changelog::write(&mut conn, &account, |txn| {
+        txn.record("Mailbox", "m1", ChangeOp::Created);
+        Ok(())
+    })
+    .unwrap();
+    let widen = SubscriptionChange {
+        types: Some(Some(vec!["Email".into(), "Mailbox".into()])),
+        ..SubscriptionChange::default()
+    };
+    outbox::update(&mut conn, &user.id, &id, &widen).unwrap();
+    // Now it arrives: nothing to push, since the subscription wanted only Email then.
+    let touched = outbox::catch_up(&mut conn, &account, MissingCursor::NewestWrite).unwrap();
+    assert_eq!(
+        touched, 0,
+        "a Mailbox change from before the update was queued"
+    );
+    // A Mailbox write after the update is pushed.
+    herald::store::changelog::write(&mut conn, &account, |txn| {
+        txn.record("Mailbox", "m2", ChangeOp::Created);
+        Ok(())
+    })
+    .unwrap();
+    let touched = outbox::catch_up(&mut conn, &account, MissingCursor::NewestWrite).unwrap();
+    assert_eq!(touched, 1);
 }

@@ -1,12 +1,13 @@
 //! JMAP over WebSocket (RFC 8887) against a real node, spoken as a client would. Checklist ids
-//! (WS-xx, ST-06, PSH-xx) in comments.
+//! (WS-xx, ST-06, PSH-xx) in comments. Tests of what is pushed run on both store backends (on
+//! PostgreSQL, pushes travel through the cluster bus); protocol-only ones on SQLite.
 
 mod common;
 mod push_support;
 
 use awc::http::StatusCode;
 use awc::ws::Message;
-use common::{Auth, CORE, TestServer, authorize, client};
+use common::{Auth, CORE, TestServer, authorize, client, on_both_backends};
 use futures_util::SinkExt;
 use herald::push::registry::GetStats;
 use push_support::*;
@@ -122,7 +123,7 @@ async fn bad_json_unknown_types_and_binary_frames_get_request_errors_and_the_soc
     assert_eq!(r["@type"], "Response");
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn push_enable_then_a_mutation_over_http_pushes_a_state_change_with_push_state() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -144,7 +145,7 @@ async fn push_enable_then_a_mutation_over_http_pushes_a_state_change_with_push_s
     assert_eq!(mailbox_state(&s, &alice, &account).await, state);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn data_types_filter_what_is_pushed() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -169,7 +170,7 @@ async fn data_types_filter_what_is_pushed() {
     assert_eq!(seen[0]["changed"][&account].as_object().unwrap().len(), 1);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn push_disable_stops_state_changes() {
     let s = TestServer::start_with(|c| c.push.min_interval_ms = 0).await;
     let alice = s.add_user("alice", "pw");
@@ -200,7 +201,7 @@ async fn push_disable_stops_state_changes() {
     assert!(stats.subscribers.iter().all(|(_, slot)| slot.pending == 0));
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn reconnecting_with_an_old_push_state_gets_the_missed_changes_at_once() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -265,7 +266,7 @@ async fn reconnecting_with_an_old_push_state_gets_the_missed_changes_at_once() {
     assert!(types.contains_key("Email"), "{change}");
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_user_never_receives_another_users_changes() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw-a");
@@ -365,6 +366,8 @@ async fn push_connections_beyond_the_caps_are_refused_with_a_clear_error() {
     assert!(again.is_some(), "the place came back");
 }
 
+// SQLite only: what is under test is the session's slot, not the store, and 10,000 writes cost
+// PostgreSQL about 20 s more; the other push tests cover the PostgreSQL path (the cluster bus).
 #[actix_web::test]
 async fn a_slow_reader_gets_a_bounded_number_of_frames_with_the_latest_states() {
     const MUTATIONS: usize = 10_000;
@@ -614,7 +617,7 @@ async fn on_postgresql_a_websocket_on_one_node_hears_a_write_made_through_anothe
     assert_eq!(change["changed"][&account]["Mailbox"], newest);
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_connection_stops_hearing_of_an_account_once_access_to_it_is_revoked() {
     use herald::push::registry::AccessRevoked;
     let s = TestServer::start_with(|c| c.push.min_interval_ms = 0).await;

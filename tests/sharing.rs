@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Auth, CORE, TestServer};
+use common::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";
@@ -38,7 +38,7 @@ async fn personal_account(s: &TestServer, auth: &Auth) -> String {
         .to_owned()
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_shared_account_appears_in_the_other_users_session_with_mail_only() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -69,7 +69,7 @@ async fn a_shared_account_appears_in_the_other_users_session_with_mail_only() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_writable_share_lets_the_other_user_read_and_change_mailboxes() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -105,7 +105,7 @@ async fn a_writable_share_lets_the_other_user_read_and_change_mailboxes() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_read_only_share_allows_reads_and_refuses_writes_with_account_read_only() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -158,7 +158,7 @@ async fn a_read_only_share_allows_reads_and_refuses_writes_with_account_read_onl
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn unsharing_takes_effect_on_the_next_request() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -178,7 +178,7 @@ async fn unsharing_takes_effect_on_the_next_request() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn the_command_line_refuses_unknown_users_self_shares_and_missing_shares() {
     let s = TestServer::start().await;
     s.add_user("alice", "pw");
@@ -196,7 +196,7 @@ async fn the_command_line_refuses_unknown_users_self_shares_and_missing_shares()
     assert!(out.contains("not found"), "{out}");
     s.stop().await;
 }
-#[actix_web::test]
+#[on_both_backends]
 async fn methods_of_owner_only_capabilities_are_not_supported_in_a_shared_account() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
@@ -221,7 +221,7 @@ async fn methods_of_owner_only_capabilities_are_not_supported_in_a_shared_accoun
     s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn is_subscribed_is_kept_per_user_and_starts_false_in_a_shared_account() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Auth, CORE, TestServer};
+use common::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";
@@ -91,7 +91,7 @@ impl Setup {
     }
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_submission_delivers_to_local_inboxes_without_bcc_and_moves_the_draft_to_sent() {
     let t = setup().await;
     let identity = t.default_identity().await;
@@ -163,7 +163,7 @@ async fn a_submission_delivers_to_local_inboxes_without_bcc_and_moves_the_draft_
     t.s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn submissions_are_refused_with_the_set_error_of_each_problem() {
     let t = setup().await;
     let identity = t.default_identity().await;
@@ -228,7 +228,7 @@ async fn submissions_are_refused_with_the_set_error_of_each_problem() {
     t.s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn submissions_are_listed_queried_tracked_and_destroyed_without_unsending() {
     let t = setup().await;
     let identity = t.default_identity().await;
@@ -396,7 +396,7 @@ async fn setup_with_relay(url: &str) -> Setup {
     }
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn non_local_recipients_go_to_the_configured_smtp_relay_without_bcc() {
     let (url, relay) = relay("250 2.1.5 Ok\r\n");
     let t = setup_with_relay(&url).await;
@@ -452,7 +452,7 @@ async fn non_local_recipients_go_to_the_configured_smtp_relay_without_bcc() {
     t.s.stop().await;
 }
 
-#[actix_web::test]
+#[on_both_backends]
 async fn a_relay_refusal_fails_the_submission_and_nobody_receives_it() {
     let (url, relay) = relay("550 5.1.1 No such user\r\n");
     let t = setup_with_relay(&url).await;

@@ -156,8 +156,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let running = herald::server::start(&config, store.clone(), listener)?;
     let handle = running.server.handle();
-    actix_web::rt::spawn(running.server);
     let api = format!("{}/jmap/api", running.base_url);
+    actix_web::rt::spawn(running.run());
     let body = json!({
         "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
         "methodCalls": [

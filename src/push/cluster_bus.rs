@@ -33,20 +33,25 @@ pub struct ClusterBus {
 
 impl ClusterBus {
     /// Starts the bus; `url` is the PostgreSQL URL of the store.
+    ///
+    /// The baseline (what happened before this node started is not ours to push) is read here,
+    /// before the node accepts a connection: read later, a write made through a client that had
+    /// already subscribed would count as history and never be pushed.
     pub fn start(
         url: String,
         store: Store,
         publishers: Vec<Recipient<StateChanged>>,
-    ) -> Addr<ClusterBus> {
-        ClusterBus {
+    ) -> Result<Addr<ClusterBus>, StoreError> {
+        let published = changelog::positions(&mut *store.conn()?)?;
+        Ok(ClusterBus {
             url,
             store,
             publishers,
-            published: HashMap::new(),
+            published: published.into_iter().collect(),
             generation: 0,
             reconnect_delay: Duration::from_millis(100),
         }
-        .start()
+        .start())
     }
 
     fn publish(&mut self, c: Committed) {
@@ -125,22 +130,26 @@ impl Actor for ClusterBus {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Baseline: what happened before this node started is not ours to push.
-        let store = self.store.clone();
-        async move {
-            actix_web::rt::task::spawn_blocking(move || changelog::positions(&mut *store.conn()?))
-                .await
-                .unwrap_or_else(|e| Err(StoreError::Invalid(e.to_string())))
-        }
-        .into_actor(self)
-        .map(|positions, bus, ctx| {
-            match positions {
-                Ok(p) => bus.published.extend(p),
-                Err(e) => log::error!("cluster bus: cannot read positions: {e}"),
-            }
-            bus.connect(ctx);
-        })
-        .wait(ctx);
+        self.connect(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // The LISTEN future, and with it the client, went with the context; without a client
+        // the connection task ends and the connection closes.
+        log::info!("cluster bus stopped");
+    }
+}
+
+/// Stops the bus: its LISTEN connection closes and it publishes nothing more. Sent when the node
+/// stops (`server::Running::run`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for ClusterBus {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

@@ -402,6 +402,7 @@ impl Actor for WebhookSender {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        log::info!("webhook sender stopped");
         // The sender owns its arbiter thread (`start`).
         Arbiter::current().stop();
     }

@@ -1,5 +1,6 @@
 //! Accounts and who may use them.
 
+use super::first_row::FirstRowDsl;
 use diesel::prelude::*;
 
 use super::schema::{account_access, accounts};
@@ -44,7 +45,7 @@ pub fn personal_account(conn: &mut AnyConnection, user_id: &str) -> Result<Strin
         .filter(account_access::is_owner.eq(true))
         .select(account_access::account_id)
         .order(account_access::account_id.asc())
-        .first(conn)
+        .first_row(conn)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("the personal account of user {user_id}")))
 }
@@ -57,7 +58,7 @@ fn owned_account_of(conn: &mut AnyConnection, owner: &str) -> Result<(String, St
         .filter(accounts::owner_id.eq(&user.id))
         .order(accounts::created_at.asc())
         .select(accounts::id)
-        .first(conn)
+        .first_row(conn)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("an account of {owner}")))?;
     Ok((user.id, account_id))

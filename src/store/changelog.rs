@@ -6,6 +6,7 @@
 //! the change-log rows. A write that records nothing is rolled back, so states stay put when nothing
 //! changed (RFC 8620 §5.1). A type's state is the `seq` of its newest change.
 
+use super::first_row::FirstRowDsl;
 use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::prelude::*;
@@ -137,7 +138,7 @@ pub fn write<T>(
         let seq: i64 = accounts::table
             .find(account_id)
             .select(accounts::seq)
-            .first(conn)?;
+            .first_row(conn)?;
         let mut txn = WriteTxn {
             conn,
             account_id: account_id.to_owned(),
@@ -209,9 +210,7 @@ pub fn type_state(
         .filter(change_log::account_id.eq(account_id))
         .filter(change_log::data_type.eq(data_type))
         .select(diesel::dsl::max(change_log::seq))
-        // An aggregate is one row: get_result adds no `LIMIT ?`, which SQLite reads while
-        // planning and so re-compiles the cached statement at every execution.
-        .get_result(conn)?;
+        .first_row(conn)?;
     match newest {
         Some(seq) => Ok(seq),
         None => Ok(log_bounds(conn, account_id)?.0),
@@ -223,7 +222,7 @@ pub fn log_bounds(conn: &mut AnyConnection, account_id: &str) -> Result<(i64, i6
     accounts::table
         .find(account_id)
         .select((accounts::log_floor, accounts::seq))
-        .first(conn)
+        .first_row(conn)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("account {account_id}")))
 }
@@ -412,7 +411,7 @@ mod push_position_tests {
         accounts::table
             .filter(accounts::owner_id.eq(&u.id))
             .select(accounts::id)
-            .first(conn)
+            .first_row(conn)
             .unwrap()
     }
 

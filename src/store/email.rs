@@ -39,6 +39,7 @@
 //! mailbox whose counts may have changed; `EmailDelivery` (object id `""`) only for new mail
 //! (Email/import and `herald deliver`, not Email/set create).
 
+use super::first_row::FirstRowDsl;
 use std::collections::{BTreeSet, HashMap};
 
 use diesel::prelude::*;
@@ -381,7 +382,7 @@ fn update(
     let received_at: Option<i64> = emails::table
         .find((&account_id, id))
         .select(emails::received_at)
-        .first(txn.conn())
+        .first_row(txn.conn())
         .optional()?;
     let Some(received_at) = received_at else {
         return Ok(Err(SetError::not_found()));
@@ -465,7 +466,7 @@ pub fn destroy(txn: &mut WriteTxn<'_>, id: &str) -> Result<Result<(), SetError>,
     let thread_id: Option<String> = emails::table
         .find((&account_id, id))
         .select(emails::thread_id)
-        .first(txn.conn())
+        .first_row(txn.conn())
         .optional()?;
     let Some(thread_id) = thread_id else {
         return Ok(Err(SetError::not_found()));
@@ -683,7 +684,7 @@ pub fn deliver(
         .filter(mailboxes::account_id.eq(account_id))
         .filter(mailboxes::role.eq("inbox"))
         .select(mailboxes::id)
-        .first(conn)
+        .first_row(conn)
         .optional()?;
     let inbox =
         inbox.ok_or_else(|| StoreError::NotFound(format!("the inbox of account {account_id}")))?;

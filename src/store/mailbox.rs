@@ -1,5 +1,6 @@
 //! Mailboxes in the store, and their counts.
 
+use super::static_sql::{SqlParam, StaticSql};
 use std::collections::HashMap;
 
 use diesel::prelude::*;
@@ -63,7 +64,7 @@ pub fn counts(
     account_id: &str,
 ) -> Result<HashMap<String, MailboxCounts>, StoreError> {
     // Raw SQL runs on the concrete backend; `$1` is a valid parameter in both dialects.
-    let query = diesel::sql_query(COUNTS_SQL).bind::<Text, _>(account_id);
+    let query = StaticSql::new(COUNTS_SQL, vec![SqlParam::Text(account_id.to_owned())]);
     let rows: Vec<CountsRow> = match conn {
         AnyConnection::Sqlite(c) => query.load(c)?,
         AnyConnection::Postgresql(c) => query.load(c)?,

@@ -9,6 +9,7 @@
 //! nothing; no `SELECT … FOR UPDATE SKIP LOCKED` is needed (`tests/cluster.rs` races eight
 //! claimers). The lease is `push.claim_lease_secs`.
 
+use super::first_row::FirstRowDsl;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::LazyLock;
@@ -115,7 +116,7 @@ pub fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<Subscription>, 
     let row: Option<SubscriptionRow> = push_subscriptions::table
         .find(id)
         .select(subscription_columns!())
-        .first(conn)
+        .first_row(conn)
         .optional()?;
     Ok(row.map(subscription_from_row))
 }
@@ -174,6 +175,19 @@ pub fn update(
     id: &str,
     change: &SubscriptionChange,
 ) -> Result<(), StoreError> {
+    if change.types.is_some() {
+        // Changes committed before `types` changes are judged by the filter in force when they
+        // were made: bring the outbox up to date under the old filter first. (The sender catches
+        // up asynchronously; without this, a change the old filter excluded could be delivered
+        // under the new one.) Outside the update's transaction: catch_up must write first.
+        let accounts: Vec<String> = push_cursors::table
+            .filter(push_cursors::subscription_id.eq(id))
+            .select(push_cursors::account_id)
+            .load(conn)?;
+        for account in accounts {
+            catch_up(conn, &account, MissingCursor::Skip)?;
+        }
+    }
     conn.transaction::<_, StoreError, _>(|conn| {
         let target = push_subscriptions::table
             .filter(push_subscriptions::id.eq(id))
@@ -255,7 +269,7 @@ pub fn take_creation_slot(
                 push_creation_windows::window_start,
                 push_creation_windows::created,
             ))
-            .first(conn)
+            .first_row(conn)
             .optional()?;
         let (start, created) = match row {
             Some((start, created)) if at - start < window_secs => (start, created as u64),
@@ -399,7 +413,7 @@ pub fn catch_up(
             let cursor: Option<i64> = push_cursors::table
                 .find((&sub_id, account_id))
                 .select(push_cursors::seq)
-                .first(conn)
+                .first_row(conn)
                 .optional()?;
             let from = match (cursor, missing) {
                 (Some(c), _) => c,
@@ -558,7 +572,7 @@ fn merge_into_outbox(
     let existing: Option<(i32, String)> = push_deliveries::table
         .find(sub_id)
         .select((push_deliveries::kind, push_deliveries::changed))
-        .first(conn)
+        .first_row(conn)
         .optional()?;
     let mut changed: ChangedStates = match &existing {
         Some((KIND_STATE_CHANGE, json)) => serde_json::from_str(json).unwrap_or_default(),
@@ -621,10 +635,10 @@ pub fn next_wake(conn: &mut AnyConnection) -> Result<Option<i64>, StoreError> {
     let unclaimed: Option<i64> = push_deliveries::table
         .filter(push_deliveries::claimed_until.is_null())
         .select(diesel::dsl::min(push_deliveries::next_attempt_at))
-        .first(conn)?;
+        .first_row(conn)?;
     let lease: Option<i64> = push_deliveries::table
         .select(diesel::dsl::min(push_deliveries::claimed_until))
-        .first(conn)?;
+        .first_row(conn)?;
     Ok(match (unclaimed, lease) {
         (Some(a), Some(b)) => Some(a.min(b + 1)),
         (a, b) => a.or(b.map(|b| b + 1)),
@@ -680,7 +694,7 @@ pub fn claim(
                     push_deliveries::attempts,
                     push_deliveries::first_pending_at,
                 ))
-                .first(conn)?;
+                .first_row(conn)?;
         let Some(subscription) = find(conn, subscription_id)? else {
             return Ok(None);
         };
@@ -722,7 +736,7 @@ pub fn complete(
                 push_deliveries::revision,
                 push_deliveries::claimed_by,
             ))
-            .first(conn)
+            .first_row(conn)
             .optional()?;
         let Some((kind, changed, revision, claimed_by)) = row else {
             return Ok(());

@@ -1,5 +1,6 @@
 //! EmailSubmission records in the store, and local delivery of what is sent.
 
+use super::first_row::FirstRowDsl;
 use std::collections::BTreeSet;
 
 use diesel::prelude::*;
@@ -20,7 +21,7 @@ fn user_named(conn: &mut AnyConnection, name: &str) -> Result<Option<String>, St
         .filter(lower(users::name).eq(name.to_lowercase()))
         .select(users::id)
         .order(users::id.asc())
-        .first(conn)
+        .first_row(conn)
         .optional()?)
 }
 
@@ -143,7 +144,7 @@ impl SubmissionStore for StoreContext {
             .filter(mailboxes::account_id.eq(account_id))
             .filter(mailboxes::role.eq("inbox"))
             .select(mailboxes::id)
-            .first(self.conn())
+            .first_row(self.conn())
             .optional()
             .map_err(|e| fail(e.into()))?;
         let Some(inbox) = inbox else {

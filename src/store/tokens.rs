@@ -1,6 +1,7 @@
 //! Bearer tokens: `hrd_<id>_<secret>`. Only a SHA-256 of the whole token is stored, so a database
 //! leak gives no usable token; revoking deletes the row and takes effect on the next request.
 
+use super::first_row::FirstRowDsl;
 use diesel::prelude::*;
 
 use super::schema::{tokens, users};
@@ -22,7 +23,7 @@ pub fn create(conn: &mut AnyConnection, name: &str) -> Result<(String, String), 
     let user_id: String = users::table
         .filter(users::name.eq(name))
         .select(users::id)
-        .first(conn)
+        .first_row(conn)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?;
     let id = new_id('t');
@@ -74,6 +75,6 @@ pub fn authenticate(conn: &mut AnyConnection, token: &str) -> Result<Option<User
         .inner_join(users::table)
         .filter(tokens::secret_hash.eq(sha256_hex(token.as_bytes())))
         .select(User::as_select())
-        .first(conn)
+        .first_row(conn)
         .optional()?)
 }

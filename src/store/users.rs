@@ -1,5 +1,6 @@
 //! Users: who may log in. Creating a user also creates their personal account.
 
+use super::first_row::FirstRowDsl;
 use diesel::prelude::*;
 
 use super::schema::{account_access, accounts, users};
@@ -116,7 +117,7 @@ pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<User>
     Ok(users::table
         .filter(users::name.eq(name))
         .select(User::as_select())
-        .first(conn)
+        .first_row(conn)
         .optional()?)
 }
 

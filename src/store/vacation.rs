@@ -1,5 +1,6 @@
 //! The VacationResponse singleton in the store: one row per account once set.
 
+use super::first_row::FirstRowDsl;
 use diesel::prelude::*;
 
 use super::changelog::{self, ChangeOp};
@@ -32,7 +33,7 @@ pub fn load(conn: &mut AnyConnection, account_id: &str) -> Result<VacationRespon
             vr::text_body,
             vr::html_body,
         ))
-        .first(conn)
+        .first_row(conn)
         .optional()?;
     Ok(row
         .map(|r| VacationResponse {

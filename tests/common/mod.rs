@@ -4,7 +4,12 @@
 
 use std::path::Path;
 
+pub mod backend;
 pub mod pg;
+
+/// `#[on_both_backends]`: the test runs as `name::on_sqlite` and `name::on_postgresql`.
+#[allow(unused_imports)] // not every test binary has such tests
+pub use herald_test_macros::on_both_backends;
 
 use awc::http::StatusCode;
 use herald::config::Config;
@@ -23,6 +28,9 @@ pub struct TestServer {
     /// The node's webhook sender.
     pub webhooks: actix::Addr<herald::push::webhook::WebhookSender>,
     handle: actix_web::dev::ServerHandle,
+    /// `server::Running::run`: ends once the HTTP server has stopped and the webhook sender and
+    /// cluster bus have been stopped after it.
+    running: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -56,11 +64,12 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts a node after `adjust` has changed the configuration.
+    /// Starts a node after `adjust` has changed the configuration. Its store is a fresh one on
+    /// the test's backend (`backend::current`), unless `adjust` sets `store.url`.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::load(Path::new("/nonexistent/config.toml"), Vec::new()).unwrap();
-        config.store.url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        config.store.url = backend::fresh_store_url(dir.path());
         config.server.listen = "127.0.0.1:0".into();
         config.server.dispatcher_threads = 2;
         config.server.workers = 1;
@@ -71,14 +80,19 @@ impl TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let running = herald::server::start(&config, store.clone(), listener).expect("start");
         let handle = running.server.handle();
-        actix_web::rt::spawn(running.server);
+        let (base, registry, webhooks) = (
+            running.base_url.clone(),
+            running.registry.clone(),
+            running.webhooks.clone(),
+        );
         TestServer {
-            base: running.base_url,
+            base,
             store,
             config,
-            registry: running.registry,
-            webhooks: running.webhooks,
+            registry,
+            webhooks,
             handle,
+            running: Some(actix_web::rt::spawn(running.run())),
             _dir: dir,
         }
     }
@@ -136,11 +150,25 @@ impl TestServer {
         a.body["methodResponses"].as_array().unwrap().clone()
     }
 
-    /// Stops the node: its HTTP server and its webhook sender (POSTs in flight are abandoned,
-    /// as in a crash, so their claims stay until the lease runs out).
-    pub async fn stop(self) {
-        let _ = self.webhooks.send(herald::push::webhook::Halt).await;
+    /// Stops the node at once, and waits until it has: its HTTP server, then its webhook sender
+    /// (POSTs in flight are abandoned, as in a crash, so their claims stay until the lease runs
+    /// out) and its cluster bus.
+    pub async fn stop(mut self) {
         self.handle.stop(false).await;
+        if let Some(running) = self.running.take() {
+            running.await.expect("node task").expect("node");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    /// A node the test did not stop: the System ends with the test, but the webhook sender runs
+    /// on an arbiter thread of its own, with store connections, so halt it and the server.
+    fn drop(&mut self) {
+        if self.running.is_some() {
+            self.webhooks.do_send(herald::push::webhook::Halt);
+            drop(self.handle.stop(false));
+        }
     }
 }
 

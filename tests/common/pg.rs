@@ -116,11 +116,13 @@ fn start() -> Option<PgCluster> {
         String::from_utf8_lossy(&out.stderr),
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    // Stop the cluster when this test process ends, however it ends.
+    // Stop the cluster and delete its files when this test process ends, however it ends (the
+    // cluster lives in a static, which is never dropped).
     let stop = format!(
-        "{} -D {} -m immediate stop",
+        "{} -D {} -m immediate stop; rm -rf {}",
         bin.join("pg_ctl").display(),
-        data.display()
+        data.display(),
+        dir.path().display()
     );
     let watchdog = format!(
         "while [ -d /proc/{pid} ]; do sleep 1; done; {stop}",
