@@ -44,6 +44,10 @@ pub struct EmailMeta {
     pub size: i64,
     /// Seconds since the epoch.
     pub received_at: i64,
+    /// The list-view properties kept at import; only
+    /// [`EmailStore::email_metadata_with_summary`] fills it, with `None` for an email whose
+    /// summary was never computed.
+    pub summary: Option<mail::StoredSummary>,
 }
 
 /// Where a new email's message comes from.
@@ -170,6 +174,21 @@ pub trait EmailStore {
         ids: Option<&[String]>,
         limit: usize,
     ) -> Result<(String, Vec<EmailMeta>), MethodError>;
+    /// [`EmailStore::email_metadata`] with each email's stored summary (`EmailMeta::summary`).
+    fn email_metadata_with_summary(
+        &mut self,
+        account_id: &str,
+        ids: Option<&[String]>,
+        limit: usize,
+    ) -> Result<(String, Vec<EmailMeta>), MethodError>;
+    /// Keeps a summary computed from the message of an email stored without one. Not a change
+    /// of the Email: the summary is derived from its immutable message.
+    fn email_keep_summary(
+        &mut self,
+        account_id: &str,
+        email_id: &str,
+        summary: &mail::Summary,
+    ) -> Result<(), MethodError>;
     /// The bytes of a blob (stored or a message part) that `user_id` can see in the account.
     fn email_blob(
         &mut self,
@@ -431,7 +450,71 @@ fn metadata_value(meta: &EmailMeta, property: &EmailProperty) -> Option<Value> {
     })
 }
 
-/// `Email/get` (RFC 8621 §4.2): metadata from the store, everything else from the message.
+/// Where Email/get finds the properties that are not metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MessageSource {
+    /// Only metadata is asked for.
+    None,
+    /// The stored summary (list views); computed from the message where it is missing.
+    Summary,
+    /// The parsed message, once per email (body parts, body values, raw headers, `header:*`).
+    Parsed,
+}
+
+impl MessageSource {
+    fn of(selection: &PropertySelection) -> MessageSource {
+        if selection.needs_parsed_message() {
+            MessageSource::Parsed
+        } else if selection.needs_message() {
+            MessageSource::Summary
+        } else {
+            MessageSource::None
+        }
+    }
+}
+
+/// The message-derived properties of one email, from `source`.
+fn message_values<C: EmailStore>(
+    ctx: &mut C,
+    account_id: &str,
+    meta: &EmailMeta,
+    source: MessageSource,
+    selection: &PropertySelection,
+    fetch: &FetchOptions,
+) -> Result<Map<String, Value>, MethodError> {
+    if source == MessageSource::None {
+        return Ok(Map::new());
+    }
+    let summary_values = |summary: &mail::Summary| {
+        selection
+            .properties
+            .iter()
+            .filter_map(|(key, p)| summary.value(p).map(|v| (key.clone(), v)))
+            .collect::<Map<String, Value>>()
+    };
+    if source == MessageSource::Summary
+        && let Some(summary) = meta.summary.as_ref().and_then(|s| s.read(selection))
+    {
+        return Ok(summary_values(&summary));
+    }
+    let parsed = ctx
+        .email_message(&meta.blob_id)?
+        .and_then(|raw| mail::Email::parse(&raw));
+    let Some(email) = parsed else {
+        log::warn!("email {} has no readable message {}", meta.id, meta.blob_id);
+        return Ok(Map::new());
+    };
+    if source == MessageSource::Parsed {
+        return Ok(mail::render_email(&email, &meta.blob_id, selection, fetch));
+    }
+    // An email stored before summaries existed: compute it once and keep it.
+    let summary = mail::Summary::of(&email);
+    ctx.email_keep_summary(account_id, &meta.id, &summary)?;
+    Ok(summary_values(&summary))
+}
+
+/// `Email/get` (RFC 8621 §4.2): metadata from the store; the list-view properties from the
+/// summary stored at import; body properties and raw headers from the parsed message.
 pub fn get<C: EmailStore>(
     ctx: &mut C,
     call: &mut Call<'_>,
@@ -441,13 +524,17 @@ pub fn get<C: EmailStore>(
     std::mem::take(&mut call.args).finish()?;
     let account_id = call.account_id().to_owned();
     let max = call.server.limits.max_objects_in_get as usize;
-    let (state, metas) = ctx.email_metadata(&account_id, ids.as_deref(), max + 1)?;
+    let source = MessageSource::of(&selection);
+    let (state, metas) = if source == MessageSource::Summary {
+        ctx.email_metadata_with_summary(&account_id, ids.as_deref(), max + 1)?
+    } else {
+        ctx.email_metadata(&account_id, ids.as_deref(), max + 1)?
+    };
     if ids.is_none() && metas.len() > max {
         return Err(MethodError::RequestTooLarge(format!(
             "the account has more than {max} emails: ask for ids"
         )));
     }
-    let needs_message = selection.needs_message();
     let by_id: HashMap<&str, &EmailMeta> = metas.iter().map(|m| (m.id.as_str(), m)).collect();
     let order: Vec<&EmailMeta> = match &ids {
         Some(ids) => ids
@@ -464,20 +551,7 @@ pub fn get<C: EmailStore>(
         .collect();
     let mut list = Vec::with_capacity(order.len());
     for meta in order {
-        let mut out = if needs_message {
-            let parsed = ctx
-                .email_message(&meta.blob_id)?
-                .and_then(|raw| mail::Email::parse(&raw));
-            match parsed {
-                Some(email) => mail::render_email(&email, &meta.blob_id, &selection, &fetch),
-                None => {
-                    log::warn!("email {} has no readable message {}", meta.id, meta.blob_id);
-                    Map::new()
-                }
-            }
-        } else {
-            Map::new()
-        };
+        let mut out = message_values(ctx, &account_id, meta, source, &selection, &fetch)?;
         for (key, property) in &selection.properties {
             if let Some(v) = metadata_value(meta, property) {
                 out.insert(key.clone(), v);

@@ -14,6 +14,7 @@ pub mod blob_id;
 pub mod body;
 pub mod header;
 pub mod render;
+pub mod summary;
 pub mod text;
 
 use mail_parser::{Encoding, HeaderValue, Message, MessageParser, PartType};
@@ -24,6 +25,7 @@ pub use render::{
     BodyProperty, DEFAULT_BODY_PROPERTIES, DEFAULT_GET_PROPERTIES, DEFAULT_PARSE_PROPERTIES,
     EmailProperty, FetchOptions, PropertySelection, render_email,
 };
+pub use summary::{StoredSummary, Summary};
 
 /// A boundary that cannot occur in a part body: it makes mail-parser's MIME decoders read to the
 /// end of the slice they are given.

@@ -15,10 +15,17 @@
 //! | `emails` | `base_subject` | RFC 5256 base subject, lowercased (`Re:`, `Fwd:`, `[list]` stripped) — sort `subject` (`emails_base_subject`) |
 //! | `emails` | `from_sort`, `to_sort` | first From / To address: its name, else its email, lowercased, `''` if none (EQ-06; `emails_from_sort`, `emails_to_sort`) |
 //! | `emails` | `has_attachment`, `preview` | as Email/get returns them |
+//! | `emails` | `summary` | JSON: the header-derived list-view properties as Email/get returns them (`crate::mail::summary`); NULL until computed (migration `2026-11-23-000090_email_summary`) |
 //! | `email_mailboxes` | `(account_id, mailbox_id, email_id)` + `received_at` | membership, with receivedAt copied (immutable) so `inMailbox` sorted by `receivedAt` is a range scan of `email_mailboxes_received (account_id, mailbox_id, received_at, email_id)` |
 //! | `email_keywords` | `(account_id, email_id, keyword)` | lowercase keywords; `email_keywords_keyword (account_id, keyword, email_id)` |
 //! | `email_search` | `from_text`, `to_text`, `cc_text`, `bcc_text`, `subject_text`, `body_text` | decoded search text: `name <email>` lists joined by `, `; body = text of the textBody parts (HTML converted) |
 //! | `email_message_ids` | `(account_id, message_id, email_id)`, `thread_id`, `is_own` | every id in Message-ID (`is_own`), In-Reply-To and References, without `<>` |
+//!
+//! Email/get answers `id` … `receivedAt`, the header convenience properties (`messageId`,
+//! `inReplyTo`, `references`, `sender`, `from`, `to`, `cc`, `bcc`, `replyTo`, `subject`),
+//! `sentAt`, `hasAttachment` and `preview` from these rows alone; only body properties, `headers`
+//! and `header:*` read and parse the message. An email stored before `summary` existed gets it
+//! computed from its message and written back ([`keep_summary`]) the first time Email/get needs it.
 //!
 //! Threading (THR-01..03): a new email joins the thread of an existing email that shares any
 //! message id with it (in either direction) **and** has the same base subject; otherwise it starts
@@ -221,6 +228,7 @@ fn create(
     let thread_created = existing_thread.is_none();
     let thread_id = existing_thread.unwrap_or_else(|| new_id('t'));
     let search = email.search_text();
+    let summary = mail::Summary::of(&email);
     let size = bytes.len() as i64;
 
     diesel::insert_into(emails::table)
@@ -231,13 +239,14 @@ fn create(
             emails::thread_id.eq(&thread_id),
             emails::size.eq(size),
             emails::received_at.eq(received_at),
-            emails::sent_at.eq(email.sent_at()),
+            emails::sent_at.eq(summary.sent_at),
             emails::subject.eq(email.subject().unwrap_or_default()),
             emails::base_subject.eq(&base_subject),
             emails::from_sort.eq(sort_key(&email, "From")),
             emails::to_sort.eq(sort_key(&email, "To")),
-            emails::has_attachment.eq(email.has_attachment()),
-            emails::preview.eq(email.preview()),
+            emails::has_attachment.eq(summary.has_attachment),
+            emails::preview.eq(&summary.preview),
+            emails::summary.eq(summary.headers_json()),
         ))
         .execute(txn.conn())?;
     for m in &new.mailbox_ids {
@@ -505,22 +514,33 @@ pub fn destroy(txn: &mut WriteTxn<'_>, id: &str) -> Result<Result<(), SetError>,
     Ok(Ok(()))
 }
 
-/// Metadata of emails by id (or the first `limit` of the account).
+/// The columns of a [`mail::StoredSummary`]: `summary`, `sent_at`, `has_attachment`, `preview`.
+type SummaryColumns = (Option<String>, Option<i64>, bool, String);
+
+/// Metadata of emails by id (or the first `limit` of the account), with their stored summaries
+/// when `with_summary` (`None` where the row has none yet).
 pub fn metadata(
     conn: &mut AnyConnection,
     account_id: &str,
     ids: Option<&[String]>,
     limit: usize,
+    with_summary: bool,
 ) -> Result<Vec<EmailMeta>, StoreError> {
+    let base = (
+        emails::id,
+        emails::blob_id,
+        emails::thread_id,
+        emails::size,
+        emails::received_at,
+    );
+    let summary_columns = (
+        emails::summary,
+        emails::sent_at,
+        emails::has_attachment,
+        emails::preview,
+    );
     let mut query = emails::table
         .filter(emails::account_id.eq(account_id))
-        .select((
-            emails::id,
-            emails::blob_id,
-            emails::thread_id,
-            emails::size,
-            emails::received_at,
-        ))
         .into_boxed();
     if let Some(ids) = ids {
         query = query.filter(emails::id.eq_any(ids.to_vec()));
@@ -529,8 +549,23 @@ pub fn metadata(
             .order((emails::received_at.asc(), emails::id.asc()))
             .limit(limit as i64);
     }
-    let rows: Vec<(String, String, String, i64, i64)> = query.load(conn)?;
-    let found: Vec<&String> = rows.iter().map(|r| &r.0).collect();
+    type Base = (String, String, String, i64, i64);
+    let rows: Vec<(Base, Option<SummaryColumns>)> = if with_summary {
+        query
+            .select((base, summary_columns))
+            .load::<(Base, SummaryColumns)>(conn)?
+            .into_iter()
+            .map(|(b, s)| (b, Some(s)))
+            .collect()
+    } else {
+        query
+            .select(base)
+            .load::<Base>(conn)?
+            .into_iter()
+            .map(|b| (b, None))
+            .collect()
+    };
+    let found: Vec<&String> = rows.iter().map(|r| &r.0.0).collect();
     let mut mailbox_map: HashMap<String, Vec<String>> = HashMap::new();
     let mut keyword_map: HashMap<String, Vec<String>> = HashMap::new();
     for chunk in found.chunks(500) {
@@ -553,11 +588,19 @@ pub fn metadata(
     }
     Ok(rows
         .into_iter()
-        .map(|(id, blob_id, thread_id, size, received_at)| {
+        .map(|((id, blob_id, thread_id, size, received_at), columns)| {
             let mut mailbox_ids = mailbox_map.remove(&id).unwrap_or_default();
             mailbox_ids.sort();
             let mut keywords = keyword_map.remove(&id).unwrap_or_default();
             keywords.sort();
+            let summary = columns.and_then(|(json, sent_at, has_attachment, preview)| {
+                Some(mail::StoredSummary {
+                    headers_json: json?,
+                    sent_at,
+                    has_attachment,
+                    preview,
+                })
+            });
             EmailMeta {
                 id,
                 blob_id,
@@ -566,9 +609,30 @@ pub fn metadata(
                 keywords,
                 size,
                 received_at,
+                summary,
             }
         })
         .collect())
+}
+
+/// Keeps the summary of an email computed from its message (the lazy backfill of emails stored
+/// before summaries were): the JSON and the columns it is read with. Like `email_headers`, this
+/// is derived from an immutable message, not JMAP data, so it records no change.
+pub fn keep_summary(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    email_id: &str,
+    summary: &mail::Summary,
+) -> Result<(), StoreError> {
+    diesel::update(emails::table.find((account_id, email_id)))
+        .set((
+            emails::summary.eq(summary.headers_json()),
+            emails::sent_at.eq(summary.sent_at),
+            emails::has_attachment.eq(summary.has_attachment),
+            emails::preview.eq(&summary.preview),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Threads with their emails sorted by receivedAt, then id (THR-02).
@@ -685,8 +749,28 @@ impl EmailStore for StoreContext {
         limit: usize,
     ) -> Result<(String, Vec<EmailMeta>), MethodError> {
         let state = type_state(self.conn(), account_id, DATA_TYPE).map_err(fail)?;
-        let metas = metadata(self.conn(), account_id, ids, limit).map_err(fail)?;
+        let metas = metadata(self.conn(), account_id, ids, limit, false).map_err(fail)?;
         Ok((state, metas))
+    }
+
+    fn email_metadata_with_summary(
+        &mut self,
+        account_id: &str,
+        ids: Option<&[String]>,
+        limit: usize,
+    ) -> Result<(String, Vec<EmailMeta>), MethodError> {
+        let state = type_state(self.conn(), account_id, DATA_TYPE).map_err(fail)?;
+        let metas = metadata(self.conn(), account_id, ids, limit, true).map_err(fail)?;
+        Ok((state, metas))
+    }
+
+    fn email_keep_summary(
+        &mut self,
+        account_id: &str,
+        email_id: &str,
+        summary: &mail::Summary,
+    ) -> Result<(), MethodError> {
+        keep_summary(self.conn(), account_id, email_id, summary).map_err(fail)
     }
 
     fn email_blob(

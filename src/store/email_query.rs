@@ -525,10 +525,12 @@ fn select_ids(account_id: &str, q: &EmailQuery, offset: u64, limit: u64) -> Sql 
         sql.push(if driving { "em0.email_id" } else { "e.id" })
             .push(id_direction(&q.sort));
     }
+    // Literals, not parameters: SQLite reads a bound LIMIT while planning, which marks the
+    // statement expired at every bind, so it would be compiled twice per execution.
     sql.push(" LIMIT ")
-        .int(limit.min(i64::MAX as u64) as i64)
+        .push(&limit.min(i64::MAX as u64).to_string())
         .push(" OFFSET ")
-        .int(offset.min(i64::MAX as u64) as i64);
+        .push(&offset.min(i64::MAX as u64).to_string());
     sql
 }
 
@@ -927,7 +929,8 @@ mod tests {
         assert_eq!(numbers, (1..=params.len()).collect::<Vec<_>>());
         assert!(sql.contains("NOT ("), "{sql}");
         assert!(
-            sql.ends_with("ORDER BY e.received_at DESC, e.id DESC LIMIT $16 OFFSET $17"),
+            // The window is literal (see select_ids): a bound LIMIT makes SQLite re-compile.
+            sql.ends_with("ORDER BY e.received_at DESC, e.id DESC LIMIT 10 OFFSET 0"),
             "{sql}"
         );
     }

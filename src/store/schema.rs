@@ -112,6 +112,7 @@ diesel::table! {
         to_sort -> Text,
         has_attachment -> Bool,
         preview -> Text,
+        summary -> Nullable<Text>,
     }
 }
 

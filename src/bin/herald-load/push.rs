@@ -310,6 +310,7 @@ pub fn run(run: PushRun) -> Report {
     let complete = wait_for_finals(&shared, &expected_connections, &finals, opened);
     let arrivals = std::mem::take(&mut *shared.arrivals.lock().unwrap());
     let mut samples = Samples::default();
+    let mut from_request = Samples::default();
     let mut seen = HashSet::new();
     let mut duplicates = 0;
     let mut before_response = 0;
@@ -318,8 +319,9 @@ pub fn run(run: PushRun) -> Report {
             duplicates += 1;
             continue;
         }
-        if let Some(resp) = responses.get(&(account.clone(), state.clone())) {
-            match at.checked_duration_since(*resp) {
+        if let Some(&(sent, resp)) = responses.get(&(account.clone(), state.clone())) {
+            from_request.push(at.saturating_duration_since(sent));
+            match at.checked_duration_since(resp) {
                 Some(d) => samples.push(d),
                 None => {
                     before_response += 1;
@@ -338,6 +340,7 @@ pub fn run(run: PushRun) -> Report {
         .map(|a| per_account.get(a).copied().unwrap_or(0))
         .sum();
     let (p50, p99, p999, max) = samples.summary();
+    let (r50, r99, r999, rmax) = from_request.summary();
     report
         .field("mutations", responses.len())
         .field(
@@ -360,17 +363,28 @@ pub fn run(run: PushRun) -> Report {
         .field("latency_p99_ms", p99)
         .field("latency_p999_ms", p999)
         .field("latency_max_ms", max)
+        .field("from_request_p50_ms", r50)
+        .field("from_request_p99_ms", r99)
+        .field("from_request_p999_ms", r999)
+        .field("from_request_max_ms", rmax)
         .field("server_rss_end_kib", rss_kib(run.pid).unwrap_or(0))
 }
 
+/// When a mutation was sent and when its response arrived.
+pub type WriteTimes = (Instant, Instant);
+
 /// Mutates the users' inboxes round-robin at `run.rate`; returns each (account, new state) with
-/// the instant its response arrived, and each account's final state.
+/// when its request was sent and its response arrived, and each account's final state.
 pub fn write(
     users: &[Credentials],
     rate: f64,
     sessions: &[Session],
     count: Option<u64>,
-) -> (HashMap<(String, String), Instant>, HashMap<String, String>) {
+) -> (
+    HashMap<(String, String), WriteTimes>,
+    HashMap<String, String>,
+) {
+    let measured = count.is_some();
     let count = count.unwrap_or(sessions.len() as u64);
     let writers = sessions.len().clamp(1, 8);
     let interval = Duration::from_secs_f64(writers as f64 / rate.max(0.001));
@@ -391,12 +405,16 @@ pub fn write(
                 while k < count {
                     tick.tick().await;
                     let a = (k as usize) % sessions.len();
-                    let calls = json!([["Mailbox/set", {"accountId": sessions[a].account_id, "update": {inboxes[a].clone(): {"sortOrder": (k % 1000) + 1}}}, "0"]]);
+                    // Warm-up values (count = None) never equal measured ones, so each measured
+                    // write really changes the mailbox (an update to the same value changes no state).
+                    let sort_order = (k % 1000) + 1 + if measured { 0 } else { 2000 };
+                    let calls = json!([["Mailbox/set", {"accountId": sessions[a].account_id, "update": {inboxes[a].clone(): {"sortOrder": sort_order}}}, "0"]]);
+                    let sent = Instant::now();
                     if let Ok(r) = jmap::call(&client, &sessions[a], &users[a], &[CORE, MAIL], calls).await {
                         let at = Instant::now();
-                        if let Some(state) = r[0][1]["newState"].as_str() {
+                        if let Some(state) = r[0][1]["newState"].as_str().filter(|s| Some(*s) != r[0][1]["oldState"].as_str()) {
                             let mut res = results.lock().unwrap();
-                            res.0.insert((sessions[a].account_id.clone(), state.to_owned()), at);
+                            res.0.insert((sessions[a].account_id.clone(), state.to_owned()), (sent, at));
                             res.1.insert(sessions[a].account_id.clone(), state.to_owned());
                         }
                     }

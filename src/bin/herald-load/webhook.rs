@@ -137,7 +137,7 @@ pub fn run(
     let last = arrivals.iter().map(|a| a.3).max().unwrap_or(started);
     let mut samples = Samples::default();
     for (_, account, state, at) in &arrivals {
-        if let Some(resp) = responses.get(&(account.clone(), state.clone())) {
+        if let Some((_, resp)) = responses.get(&(account.clone(), state.clone())) {
             samples.push(at.checked_duration_since(*resp).unwrap_or_default());
         }
     }
