@@ -41,6 +41,8 @@ pub struct WebhookSender {
     /// Built in `started`: `awc::Client` is `!Send` (../shared/STACK.md, pitfall 5).
     client: Option<awc::Client>,
     in_flight: HashSet<String>,
+    /// Accounts announced by a `StateChanged` since the last pump.
+    moved: HashSet<String>,
     /// Outcomes of finished POSTs not yet written to the outbox.
     settled: Vec<Settlement>,
     /// The outbox poll / next retry.
@@ -60,6 +62,7 @@ impl WebhookSender {
             node: random_secret(9),
             client: None,
             in_flight: HashSet::new(),
+            moved: HashSet::new(),
             settled: Vec::new(),
             timer: None,
             tick: None,
@@ -77,6 +80,7 @@ impl WebhookSender {
         if let Some((handle, _)) = self.tick.take() {
             ctx.cancel_future(handle);
         }
+        self.catch_up_moved();
         self.flush_settled();
         match self.try_pump(ctx) {
             Ok(true) => {}
@@ -108,6 +112,32 @@ impl WebhookSender {
             }
         }
         Ok(full)
+    }
+
+    /// Merges the changes of every account announced since the last pump into the outbox.
+    fn catch_up_moved(&mut self) {
+        if self.moved.is_empty() {
+            return;
+        }
+        let moved = std::mem::take(&mut self.moved);
+        let mut conn = match self.store.conn() {
+            Ok(c) => c,
+            Err(e) => {
+                // The next outbox poll catches up every account from the change log.
+                log::warn!(
+                    "webhook outbox: {} state changes not queued: {e}",
+                    moved.len()
+                );
+                return;
+            }
+        };
+        for account in moved {
+            if let Err(e) =
+                outbox::catch_up(&mut conn, &account, outbox::MissingCursor::NewestWrite)
+            {
+                log::warn!("webhook outbox: state change of {account} not queued: {e}");
+            }
+        }
     }
 
     /// Writes the outcomes of finished POSTs in one transaction. Until then their rows stay
@@ -480,18 +510,10 @@ impl Handler<StateChanged> for WebhookSender {
     type Result = ();
 
     fn handle(&mut self, msg: StateChanged, ctx: &mut Self::Context) {
-        // The message only says which account moved; what to push is read from its change log.
-        let merged = self.store.conn().and_then(|mut c| {
-            outbox::catch_up(&mut c, &msg.account_id, outbox::MissingCursor::NewestWrite)
-        });
-        match merged {
-            Ok(0) => {}
-            Ok(_) => self.pump_after(Duration::ZERO, ctx),
-            Err(e) => log::warn!(
-                "webhook outbox: state change of {} not queued: {e}",
-                msg.account_id
-            ),
-        }
+        // The message only says which account moved; what to push is read from its change log,
+        // at the next pump: the writes that arrive meanwhile cost one catch-up per account.
+        self.moved.insert(msg.account_id);
+        self.pump_after(Duration::ZERO, ctx);
     }
 }
 

@@ -14,7 +14,7 @@
 //! claimers of each kind). The lease is `push.claim_lease_secs`.
 
 use super::first_row::FirstRowDsl;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::LazyLock;
 
@@ -31,7 +31,7 @@ use crate::jmap::push_subscription::{
     KNOWN_TYPES, NewSubscription, PushSubscriptionStore, Subscription, SubscriptionChange,
 };
 use crate::push::webpush::UaKeys;
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 
 /// Outbox row kinds.
 pub const KIND_VERIFICATION: i32 = 1;
@@ -423,6 +423,7 @@ pub fn catch_up(
         };
         let mut states_since: HashMap<i64, BTreeMap<String, i64>> = HashMap::new();
         let mut new_rows: Vec<(String, String)> = Vec::new();
+        let mut merged: Vec<(String, String)> = Vec::new();
         let mut touched = 0;
         for row in rows {
             let from = match (row.cursor, missing) {
@@ -456,14 +457,7 @@ pub fn catch_up(
             let existing = row.kind.zip(row.changed);
             let json = merged_states(existing.as_ref(), account_id, &wanted);
             match existing {
-                Some((KIND_STATE_CHANGE, _)) => {
-                    diesel::update(push_deliveries::table.find(&row.id))
-                        .set((
-                            push_deliveries::changed.eq(&json),
-                            push_deliveries::revision.eq(push_deliveries::revision + 1),
-                        ))
-                        .execute(conn)?;
-                }
+                Some((KIND_STATE_CHANGE, _)) => merged.push((row.id, json)),
                 other => {
                     if other.is_some() {
                         // A stale verification retry of an already verified subscription.
@@ -473,6 +467,7 @@ pub fn catch_up(
                 }
             }
         }
+        update_state_changes(conn, &merged)?;
         insert_state_changes(conn, &new_rows, at)?;
         // Every cursor of the account moves to `target` (missing ones start there): two
         // statements for all subscriptions.
@@ -560,6 +555,39 @@ fn merged_states(
         *state = (*state).max(*seq);
     }
     serde_json::to_string(&changed).unwrap_or_default()
+}
+
+/// Replaces the `changed` JSON of pending StateChanges `(subscription id, changed JSON)` and
+/// bumps their revision. On PostgreSQL one statement for all (each statement is a round trip);
+/// SQLite runs in-process, where one cached statement per row costs less than building one.
+fn update_state_changes(
+    conn: &mut AnyConnection,
+    rows: &[(String, String)],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if let AnyConnection::Postgresql(pg) = &mut *conn {
+        let (ids, jsons): (Vec<&str>, Vec<&str>) =
+            rows.iter().map(|(i, j)| (i.as_str(), j.as_str())).unzip();
+        diesel::sql_query(
+            "UPDATE push_deliveries AS d SET changed = v.changed, revision = d.revision + 1 \
+             FROM unnest($1::text[], $2::text[]) AS v(id, changed) WHERE d.subscription_id = v.id",
+        )
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Text>, _>(jsons)
+        .execute(pg)?;
+        return Ok(());
+    }
+    for (id, json) in rows {
+        diesel::update(push_deliveries::table.find(id))
+            .set((
+                push_deliveries::changed.eq(json),
+                push_deliveries::revision.eq(push_deliveries::revision + 1),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// Queues new StateChange rows `(subscription id, changed JSON)`, due at `at`: multi-row
@@ -949,9 +977,14 @@ pub fn settle(
     settlements.sort_by(|a, b| a.subscription_id().cmp(b.subscription_id()));
     conn.transaction::<_, StoreError, _>(|conn| {
         take_write_lock(conn)?;
+        let settled = delete_delivered(conn, node, settlements)?;
         for settlement in settlements.iter() {
             match settlement {
-                Settlement::Delivered(claimed) => complete_claimed(conn, claimed, node)?,
+                Settlement::Delivered(claimed) => {
+                    if !settled.contains(claimed.subscription.id.as_str()) {
+                        complete_merged(conn, claimed, node)?;
+                    }
+                }
                 Settlement::Gone(id) => {
                     destroy(conn, None, id)?;
                 }
@@ -967,6 +1000,76 @@ pub fn settle(
     })
 }
 
+/// The common case of a delivery accepted: nothing was merged in while its POST was in flight,
+/// so its row goes. Returns the ids settled so; the others need [`complete_merged`]. On
+/// PostgreSQL, first locks every row the batch touches, in id order (as `catch_up` does).
+fn delete_delivered(
+    conn: &mut AnyConnection,
+    node: &str,
+    settlements: &[Settlement],
+) -> Result<HashSet<String>, StoreError> {
+    let delivered: Vec<&ClaimedDelivery> = settlements
+        .iter()
+        .filter_map(|s| match s {
+            Settlement::Delivered(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if let AnyConnection::Postgresql(pg) = &mut *conn {
+        let all: Vec<&str> = settlements.iter().map(|s| s.subscription_id()).collect();
+        diesel::sql_query(
+            "SELECT subscription_id FROM push_deliveries WHERE subscription_id = ANY($1) \
+             ORDER BY subscription_id FOR UPDATE",
+        )
+        .bind::<Array<Text>, _>(all)
+        .execute(pg)?;
+        if delivered.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let ids: Vec<&str> = delivered
+            .iter()
+            .map(|c| c.subscription.id.as_str())
+            .collect();
+        let revisions: Vec<i64> = delivered.iter().map(|c| c.revision).collect();
+        let kinds: Vec<i32> = delivered.iter().map(|c| c.kind).collect();
+        let gone: Vec<IdRow> = diesel::sql_query(
+            "DELETE FROM push_deliveries AS d \
+             USING unnest($1::text[], $2::bigint[], $3::integer[]) AS v(id, revision, kind) \
+             WHERE d.subscription_id = v.id AND d.revision = v.revision AND d.kind = v.kind \
+               AND d.claimed_by = $4 \
+             RETURNING d.subscription_id AS id",
+        )
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<BigInt>, _>(revisions)
+        .bind::<Array<Integer>, _>(kinds)
+        .bind::<Text, _>(node)
+        .load(pg)?;
+        return Ok(gone.into_iter().map(|r| r.id).collect());
+    }
+    let mut gone = HashSet::new();
+    for claimed in delivered {
+        let id = claimed.subscription.id.as_str();
+        let n = diesel::delete(
+            push_deliveries::table
+                .filter(push_deliveries::subscription_id.eq(id))
+                .filter(push_deliveries::claimed_by.eq(node))
+                .filter(push_deliveries::kind.eq(claimed.kind))
+                .filter(push_deliveries::revision.eq(claimed.revision)),
+        )
+        .execute(conn)?;
+        if n > 0 {
+            gone.insert(id.to_owned());
+        }
+    }
+    Ok(gone)
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
 /// A delivery was accepted. States merged in while it was in flight stay queued; what was sent
 /// is removed (checklist PSH-02: only what changed since the last StateChange).
 pub fn complete(
@@ -977,24 +1080,14 @@ pub fn complete(
     settle(conn, node, &mut [Settlement::Delivered(claimed.clone())])
 }
 
-fn complete_claimed(
+/// A delivery was accepted while newer states were merged into its row (or its lease ran out):
+/// what was sent is removed, the rest stays queued and the row is released.
+fn complete_merged(
     conn: &mut AnyConnection,
     claimed: &ClaimedDelivery,
     node: &str,
 ) -> Result<(), StoreError> {
     let id = claimed.subscription.id.as_str();
-    // The common case in one statement: nothing was merged in while the POST was in flight.
-    let deleted = diesel::delete(
-        push_deliveries::table
-            .filter(push_deliveries::subscription_id.eq(id))
-            .filter(push_deliveries::claimed_by.eq(node))
-            .filter(push_deliveries::kind.eq(claimed.kind))
-            .filter(push_deliveries::revision.eq(claimed.revision)),
-    )
-    .execute(conn)?;
-    if deleted > 0 {
-        return Ok(());
-    }
     // On SQLite (write lock held) the first pass settles it; on PostgreSQL a merge may slip in
     // between read and write a few times at most. Past that the claim is left to run out and
     // the row is sent again (at least once).
