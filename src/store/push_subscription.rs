@@ -978,13 +978,26 @@ pub fn settle(
     conn.transaction::<_, StoreError, _>(|conn| {
         take_write_lock(conn)?;
         let settled = delete_delivered(conn, node, settlements)?;
+        let merged: Vec<&ClaimedDelivery> = settlements
+            .iter()
+            .filter_map(|s| match s {
+                Settlement::Delivered(c) if !settled.contains(c.subscription.id.as_str()) => {
+                    Some(c)
+                }
+                _ => None,
+            })
+            .collect();
+        match conn {
+            AnyConnection::Postgresql(pg) => complete_merged_postgres(pg, node, &merged)?,
+            AnyConnection::Sqlite(_) => {
+                for claimed in merged {
+                    complete_merged(conn, claimed, node)?;
+                }
+            }
+        }
         for settlement in settlements.iter() {
             match settlement {
-                Settlement::Delivered(claimed) => {
-                    if !settled.contains(claimed.subscription.id.as_str()) {
-                        complete_merged(conn, claimed, node)?;
-                    }
-                }
+                Settlement::Delivered(_) => {}
                 Settlement::Gone(id) => {
                     destroy(conn, None, id)?;
                 }
@@ -1105,33 +1118,25 @@ fn complete_merged(
         let Some((kind, changed, revision, claimed_by)) = row else {
             return Ok(());
         };
-        if claimed_by.as_deref() != Some(node) {
-            return Ok(()); // our lease ran out and someone else owns the row now
-        }
-        if kind != claimed.kind {
-            release(conn, id)?;
-            return Ok(());
-        }
-        let mut remaining: ChangedStates = serde_json::from_str(&changed).unwrap_or_default();
-        for (account, sent) in &claimed.changed {
-            if let Some(types) = remaining.get_mut(account) {
-                types.retain(|t, state| sent.get(t) != Some(state));
+        let remaining = match what_remains(claimed, node, kind, &changed, claimed_by.as_deref()) {
+            Remains::NotOurs => return Ok(()),
+            Remains::Other => {
+                release(conn, id)?;
+                return Ok(());
             }
-        }
-        remaining.retain(|_, types| !types.is_empty());
+            Remains::Nothing => None,
+            Remains::States(json) => Some(json),
+        };
         // Guarded by the revision read: a merge committed in between (another node's
         // catch-up on PostgreSQL) makes this match nothing, and the row is read again.
         let current = push_deliveries::table
             .filter(push_deliveries::subscription_id.eq(id))
             .filter(push_deliveries::revision.eq(revision));
-        let n = if remaining.is_empty() {
-            diesel::delete(current).execute(conn)?
-        } else {
+        let n = if let Some(remaining) = remaining {
             let at = now_ms();
             diesel::update(current)
                 .set((
-                    push_deliveries::changed
-                        .eq(serde_json::to_string(&remaining).unwrap_or_default()),
+                    push_deliveries::changed.eq(remaining),
                     push_deliveries::attempts.eq(0),
                     push_deliveries::first_pending_at.eq(at),
                     push_deliveries::next_attempt_at.eq(at),
@@ -1140,6 +1145,8 @@ fn complete_merged(
                     push_deliveries::last_error.eq(None::<String>),
                 ))
                 .execute(conn)?
+        } else {
+            diesel::delete(current).execute(conn)?
         };
         if n > 0 {
             return Ok(());
@@ -1147,6 +1154,121 @@ fn complete_merged(
     }
     log::warn!("webhook outbox: delivery to {id} not settled (concurrent merges); resent later");
     Ok(())
+}
+
+/// What is left of a row after its delivery was accepted.
+enum Remains {
+    /// Our lease ran out and another node holds the row now: not ours to touch.
+    NotOurs,
+    /// The row became another kind meanwhile: release it, untouched.
+    Other,
+    /// Everything was sent: delete it.
+    Nothing,
+    /// States merged in meanwhile (this `changed` JSON) are still to be sent.
+    States(String),
+}
+
+fn what_remains(
+    claimed: &ClaimedDelivery,
+    node: &str,
+    kind: i32,
+    changed: &str,
+    claimed_by: Option<&str>,
+) -> Remains {
+    if claimed_by != Some(node) {
+        return Remains::NotOurs;
+    }
+    if kind != claimed.kind {
+        return Remains::Other;
+    }
+    let mut remaining: ChangedStates = serde_json::from_str(changed).unwrap_or_default();
+    for (account, sent) in &claimed.changed {
+        if let Some(types) = remaining.get_mut(account) {
+            types.retain(|t, state| sent.get(t) != Some(state));
+        }
+    }
+    remaining.retain(|_, types| !types.is_empty());
+    if remaining.is_empty() {
+        Remains::Nothing
+    } else {
+        Remains::States(serde_json::to_string(&remaining).unwrap_or_default())
+    }
+}
+
+/// [`complete_merged`] for many rows on PostgreSQL, in four statements: the rows are locked by
+/// [`delete_delivered`], so nothing changes them between read and write.
+fn complete_merged_postgres(
+    pg: &mut diesel::PgConnection,
+    node: &str,
+    claimed: &[&ClaimedDelivery],
+) -> Result<(), StoreError> {
+    if claimed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = claimed.iter().map(|c| c.subscription.id.as_str()).collect();
+    let rows: Vec<OutboxStateRow> = diesel::sql_query(
+        "SELECT subscription_id AS id, kind, changed, claimed_by FROM push_deliveries \
+         WHERE subscription_id = ANY($1)",
+    )
+    .bind::<Array<Text>, _>(ids)
+    .load(pg)?;
+    let by_id: HashMap<&str, &ClaimedDelivery> = claimed
+        .iter()
+        .map(|c| (c.subscription.id.as_str(), *c))
+        .collect();
+    let (mut release, mut delete, mut requeue, mut states) = (vec![], vec![], vec![], vec![]);
+    for row in &rows {
+        let Some(c) = by_id.get(row.id.as_str()) else {
+            continue;
+        };
+        match what_remains(c, node, row.kind, &row.changed, row.claimed_by.as_deref()) {
+            Remains::NotOurs => {}
+            Remains::Other => release.push(row.id.as_str()),
+            Remains::Nothing => delete.push(row.id.as_str()),
+            Remains::States(json) => {
+                requeue.push(row.id.as_str());
+                states.push(json);
+            }
+        }
+    }
+    if !release.is_empty() {
+        diesel::sql_query(
+            "UPDATE push_deliveries SET claimed_by = NULL, claimed_until = NULL \
+             WHERE subscription_id = ANY($1)",
+        )
+        .bind::<Array<Text>, _>(release)
+        .execute(pg)?;
+    }
+    if !delete.is_empty() {
+        diesel::sql_query("DELETE FROM push_deliveries WHERE subscription_id = ANY($1)")
+            .bind::<Array<Text>, _>(delete)
+            .execute(pg)?;
+    }
+    if !requeue.is_empty() {
+        diesel::sql_query(
+            "UPDATE push_deliveries AS d SET changed = v.changed, attempts = 0, \
+             first_pending_at = $3, next_attempt_at = $3, claimed_by = NULL, \
+             claimed_until = NULL, last_error = NULL \
+             FROM unnest($1::text[], $2::text[]) AS v(id, changed) WHERE d.subscription_id = v.id",
+        )
+        .bind::<Array<Text>, _>(requeue)
+        .bind::<Array<Text>, _>(states)
+        .bind::<BigInt, _>(now_ms())
+        .execute(pg)?;
+    }
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct OutboxStateRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Integer)]
+    kind: i32,
+    #[diesel(sql_type = Text)]
+    changed: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    claimed_by: Option<String>,
 }
 
 fn release(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
