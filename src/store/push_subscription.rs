@@ -626,6 +626,10 @@ fn insert_state_changes(
 /// active (waiting could deadlock); a transaction that writes first waits its turn instead
 /// (`busy_timeout`), as `changelog::write` does. This write matches no row.
 fn take_write_lock(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    if let AnyConnection::Postgresql(_) = conn {
+        // Row locks, taken by the writes themselves: nothing to do, and a round trip saved.
+        return Ok(());
+    }
     diesel::update(push_cursors::table.filter(push_cursors::subscription_id.eq("")))
         .set(push_cursors::seq.eq(0))
         .execute(conn)?;
