@@ -12,7 +12,12 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::Report;
+
+/// Push connections being opened at once, per client thread.
+const OPENING: usize = 64;
 use crate::api::round;
 use crate::jmap::{self, CORE, Credentials, MAIL, Session};
 use crate::stats::{Samples, rss_kib};
@@ -55,6 +60,7 @@ async fn run_ws(
     creds: Credentials,
     shared: Arc<Shared>,
     source: Option<IpAddr>,
+    opening: OwnedSemaphorePermit,
 ) {
     let Some(url) = session.websocket_url.clone() else {
         shared
@@ -92,6 +98,7 @@ async fn run_ws(
         return;
     }
     *shared.opened.lock().unwrap() += 1;
+    drop(opening);
     while let Some(frame) = framed.next().await {
         let now = Instant::now();
         match frame {
@@ -120,6 +127,7 @@ async fn run_sse(
     creds: Credentials,
     shared: Arc<Shared>,
     source: Option<IpAddr>,
+    opening: OwnedSemaphorePermit,
 ) {
     let client = push_client(source, None);
     let url = jmap::event_source_url(&session.event_source_url, "Mailbox", "no", 300);
@@ -145,6 +153,7 @@ async fn run_sse(
         }
     };
     *shared.opened.lock().unwrap() += 1;
+    drop(opening);
     let mut buf = String::new();
     while let Some(Ok(chunk)) = res.next().await {
         let now = Instant::now();
@@ -200,6 +209,7 @@ fn open_all(run: &PushRun, sessions: &[Session], shared: &Arc<Shared>) -> Durati
         );
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
+                let opening_slots = Arc::new(Semaphore::new(OPENING));
                 let mut tasks = Vec::new();
                 for i in mine {
                     let u = i % users.len();
@@ -210,17 +220,20 @@ fn open_all(run: &PushRun, sessions: &[Session], shared: &Arc<Shared>) -> Durati
                         Transport::Sse => false,
                         Transport::Mixed => i % 2 == 0,
                     };
+                    // At most OPENING handshakes in flight per thread, so a burst of thousands
+                    // neither overflows the server's accept queue nor times out in it.
+                    let opening = opening_slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore");
                     tasks.push(actix_web::rt::spawn(async move {
                         if ws {
-                            run_ws(i, session, creds, shared, source).await
+                            run_ws(i, session, creds, shared, source, opening).await
                         } else {
-                            run_sse(i, session, creds, shared, source).await
+                            run_sse(i, session, creds, shared, source, opening).await
                         }
                     }));
-                    // Keep the accept queue from overflowing: a few hundred handshakes in flight.
-                    if tasks.len() % 200 == 0 {
-                        tokio::task::yield_now().await;
-                    }
                 }
                 for t in tasks {
                     let _ = t.await;
@@ -460,6 +473,9 @@ fn wait_for_finals(
 /// source address (127.0.0.2, 127.0.0.3, …), so that neither this tool's per-process file limit
 /// nor one source address's ephemeral ports cap how many connections the server is offered.
 pub fn run_spread(run: PushRun, processes: usize, worker_args: &[String]) -> Report {
+    // Log every user in first, as `run` does, so that what logging in costs the server (its
+    // password checks) is not counted per connection.
+    sessions_at(&run.base, &run.users);
     let rss_before = rss_kib(run.pid);
     let started = Instant::now();
     let exe = std::env::current_exe().expect("own executable");
