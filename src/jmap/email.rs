@@ -45,7 +45,7 @@ pub struct EmailMeta {
     /// Seconds since the epoch.
     pub received_at: i64,
     /// The list-view properties kept at import; only
-    /// [`EmailStore::email_metadata_with_summary`] fills it, with `None` for an email whose
+    /// [`EmailStore::email_metadata`] with `with_summary` fills it, with `None` for an email whose
     /// summary was never computed.
     pub summary: Option<mail::StoredSummary>,
 }
@@ -167,19 +167,14 @@ pub trait EmailStore {
         data_type: &str,
     ) -> Result<String, MethodError>;
     /// Metadata of the emails with these ids (those that exist), or of every email when `ids` is
-    /// `None` (at most `limit`). Returns the Email state too.
+    /// `None` (at most `limit`), with each one's stored summary (`EmailMeta::summary`) when
+    /// `with_summary`. Returns the Email state too.
     fn email_metadata(
         &mut self,
         account_id: &str,
         ids: Option<&[String]>,
         limit: usize,
-    ) -> Result<(String, Vec<EmailMeta>), MethodError>;
-    /// [`EmailStore::email_metadata`] with each email's stored summary (`EmailMeta::summary`).
-    fn email_metadata_with_summary(
-        &mut self,
-        account_id: &str,
-        ids: Option<&[String]>,
-        limit: usize,
+        with_summary: bool,
     ) -> Result<(String, Vec<EmailMeta>), MethodError>;
     /// Keeps a summary computed from the message of an email stored without one. Not a change
     /// of the Email: the summary is derived from its immutable message.
@@ -525,11 +520,8 @@ pub fn get<C: EmailStore>(
     let account_id = call.account_id().to_owned();
     let max = call.server.limits.max_objects_in_get as usize;
     let source = MessageSource::of(&selection);
-    let (state, metas) = if source == MessageSource::Summary {
-        ctx.email_metadata_with_summary(&account_id, ids.as_deref(), max + 1)?
-    } else {
-        ctx.email_metadata(&account_id, ids.as_deref(), max + 1)?
-    };
+    let with_summary = source == MessageSource::Summary;
+    let (state, metas) = ctx.email_metadata(&account_id, ids.as_deref(), max + 1, with_summary)?;
     if ids.is_none() && metas.len() > max {
         return Err(MethodError::RequestTooLarge(format!(
             "the account has more than {max} emails: ask for ids"

@@ -166,7 +166,8 @@ pub fn copy<C: EmailStore>(
         }
     }
     let source_ids: Vec<String> = entries.iter().map(|e| e.source_id.clone()).collect();
-    let (_, originals) = ctx.email_metadata(&from_account, Some(&source_ids), source_ids.len())?;
+    let (_, originals) =
+        ctx.email_metadata(&from_account, Some(&source_ids), source_ids.len(), false)?;
     let originals: HashMap<&str, _> = originals.iter().map(|m| (m.id.as_str(), m)).collect();
     let mut ops = Vec::new();
     let mut source_of: HashMap<String, String> = HashMap::new();

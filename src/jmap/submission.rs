@@ -491,7 +491,8 @@ fn prepare<C: SubmissionStore + EmailStore>(
             "no such email",
         )));
     };
-    let (_, metas) = ctx.email_metadata(account_id, Some(std::slice::from_ref(&email_id)), 1)?;
+    let (_, metas) =
+        ctx.email_metadata(account_id, Some(std::slice::from_ref(&email_id)), 1, false)?;
     let Some(meta) = metas.into_iter().next() else {
         return Ok(Err(SetError::invalid_properties(
             &["emailId"],

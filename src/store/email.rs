@@ -747,20 +747,10 @@ impl EmailStore for StoreContext {
         account_id: &str,
         ids: Option<&[String]>,
         limit: usize,
+        with_summary: bool,
     ) -> Result<(String, Vec<EmailMeta>), MethodError> {
         let state = type_state(self.conn(), account_id, DATA_TYPE).map_err(fail)?;
-        let metas = metadata(self.conn(), account_id, ids, limit, false).map_err(fail)?;
-        Ok((state, metas))
-    }
-
-    fn email_metadata_with_summary(
-        &mut self,
-        account_id: &str,
-        ids: Option<&[String]>,
-        limit: usize,
-    ) -> Result<(String, Vec<EmailMeta>), MethodError> {
-        let state = type_state(self.conn(), account_id, DATA_TYPE).map_err(fail)?;
-        let metas = metadata(self.conn(), account_id, ids, limit, true).map_err(fail)?;
+        let metas = metadata(self.conn(), account_id, ids, limit, with_summary).map_err(fail)?;
         Ok((state, metas))
     }
 
