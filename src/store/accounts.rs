@@ -141,3 +141,69 @@ pub fn readable_pairs(
     }
     Ok(out)
 }
+
+/// One account of a principal as read by [`user_with_access`]: (account id, account name, is
+/// owner, may write); `None` for a user without any account.
+type AccessColumns = Option<(String, String, bool, bool)>;
+
+/// Which user [`user_with_access`] looks for.
+pub enum UserKey<'a> {
+    /// By user name (HTTP Basic).
+    Name(&'a str),
+    /// By the SHA-256 of a bearer token (`tokens::secret_hash`).
+    TokenHash(&'a str),
+}
+
+/// A user with every account they may use, in one query: it runs for every API request, where
+/// each round trip to PostgreSQL counts. Accounts come in [`access_for_user`]'s order.
+pub fn user_with_access(
+    conn: &mut AnyConnection,
+    key: UserKey<'_>,
+) -> Result<Option<(super::users::User, Vec<AccountAccess>)>, StoreError> {
+    use super::schema::{tokens, users};
+    use super::users::User;
+    let access = (
+        accounts::id,
+        accounts::name,
+        account_access::is_owner,
+        account_access::may_write,
+    )
+        .nullable();
+    let order = (
+        account_access::is_owner.desc(),
+        accounts::name.asc(),
+        accounts::id.asc(),
+    );
+    let rows: Vec<(User, AccessColumns)> = match key {
+        UserKey::Name(name) => users::table
+            .left_join(account_access::table.on(account_access::user_id.eq(users::id)))
+            .left_join(accounts::table.on(accounts::id.eq(account_access::account_id)))
+            .filter(users::name.eq(name))
+            .select((User::as_select(), access))
+            .order(order)
+            .load(conn)?,
+        UserKey::TokenHash(hash) => tokens::table
+            .inner_join(users::table)
+            .left_join(account_access::table.on(account_access::user_id.eq(users::id)))
+            .left_join(accounts::table.on(accounts::id.eq(account_access::account_id)))
+            .filter(tokens::secret_hash.eq(hash))
+            .select((User::as_select(), access))
+            .order(order)
+            .load(conn)?,
+    };
+    let mut rows = rows.into_iter().peekable();
+    let Some((user, _)) = rows.peek() else {
+        return Ok(None);
+    };
+    let user = user.clone();
+    let accounts = rows
+        .filter_map(|(_, a)| a)
+        .map(|(account_id, name, is_owner, may_write)| AccountAccess {
+            account_id,
+            name,
+            is_personal: is_owner,
+            read_only: !may_write,
+        })
+        .collect();
+    Ok(Some((user, accounts)))
+}

@@ -183,17 +183,27 @@ pub fn authenticate(
     cache: &CredentialCache,
     credentials: &Credentials,
 ) -> Result<Option<crate::jmap::session::Principal>, StoreError> {
-    let user = match credentials {
-        Credentials::Basic { user, password } => match super::users::find_by_name(conn, user)? {
-            Some(row) if cache.verify(user, password, &row.password_hash) => row,
-            _ => return Ok(None),
-        },
-        Credentials::Bearer(token) => match super::tokens::authenticate(conn, token)? {
-            Some(row) => row,
-            None => return Ok(None),
-        },
+    use super::accounts::{UserKey, user_with_access};
+    // The user and their accounts in one query: this runs for every API request.
+    let (user, accounts) = match credentials {
+        Credentials::Basic { user, password } => {
+            match user_with_access(conn, UserKey::Name(user))? {
+                Some((row, accounts)) if cache.verify(user, password, &row.password_hash) => {
+                    (row, accounts)
+                }
+                _ => return Ok(None),
+            }
+        }
+        Credentials::Bearer(token) => {
+            let Some(hash) = super::tokens::secret_hash_of(token) else {
+                return Ok(None);
+            };
+            match user_with_access(conn, UserKey::TokenHash(&hash))? {
+                Some(found) => found,
+                None => return Ok(None),
+            }
+        }
     };
-    let accounts = super::accounts::access_for_user(conn, &user.id)?;
     Ok(Some(crate::jmap::session::Principal {
         user_id: user.id,
         username: user.name,

@@ -66,14 +66,20 @@ pub fn list(conn: &mut AnyConnection, name: Option<&str>) -> Result<Vec<TokenInf
     Ok(query.load(conn)?)
 }
 
+/// What a bearer token is stored as (`tokens::secret_hash`), or `None` for a string that cannot
+/// be one of ours.
+pub fn secret_hash_of(token: &str) -> Option<String> {
+    (token.starts_with(PREFIX) && token.len() <= 200).then(|| sha256_hex(token.as_bytes()))
+}
+
 /// The user a bearer token belongs to, if the token is valid.
 pub fn authenticate(conn: &mut AnyConnection, token: &str) -> Result<Option<User>, StoreError> {
-    if !token.starts_with(PREFIX) || token.len() > 200 {
+    let Some(hash) = secret_hash_of(token) else {
         return Ok(None);
-    }
+    };
     Ok(tokens::table
         .inner_join(users::table)
-        .filter(tokens::secret_hash.eq(sha256_hex(token.as_bytes())))
+        .filter(tokens::secret_hash.eq(hash))
         .select(User::as_select())
         .first_row(conn)
         .optional()?)
