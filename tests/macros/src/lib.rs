@@ -43,7 +43,9 @@ pub fn on_both_backends(attr: TokenStream, item: TokenStream) -> TokenStream {
         {
             name.to_string()
         }
-        _ => return compile_error("#[on_both_backends] goes on a test function without parameters"),
+        _ => {
+            return compile_error("#[on_both_backends] goes on a test function without parameters");
+        }
     };
     let (test, asyncness, run, wait) = if is_async {
         ("actix_web::test", "async ", "run", ".await")
