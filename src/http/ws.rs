@@ -24,7 +24,7 @@ use crate::jmap::json::parse_strict;
 use crate::jmap::request::request_from_object;
 use crate::jmap::session::Principal;
 use crate::push::connections::ConnectionSlot;
-use crate::push::hub::{Subscriber, Wake};
+use crate::push::hub::Wake;
 use crate::push::position::{self, Changed, Positions};
 use crate::push::registry::{Subscribe, Unsubscribe};
 use crate::push::slot::{ChangeSlot, TypeFilter};
@@ -414,24 +414,15 @@ impl Actor for WsSession {
                 act.flush(ctx);
             }
         });
-        let subscriber = Subscriber {
-            user_id: self.principal.user_id.clone(),
-            slot: self.slot.clone(),
-            wake: ctx.address().recipient(),
-        };
-        let accounts = self
-            .principal
-            .accounts
-            .iter()
-            .map(|a| a.account_id.clone())
-            .collect();
+        let subscribe = Subscribe::session(
+            &self.principal,
+            self.slot.clone(),
+            ctx.address().recipient(),
+        );
         self.app
             .push
             .registry
-            .send(Subscribe {
-                accounts,
-                subscriber,
-            })
+            .send(subscribe)
             .into_actor(self)
             .map(|result, act, ctx| match result {
                 Ok(id) => act.subscription = Some(id),

@@ -25,6 +25,28 @@ pub struct Subscribe {
     pub subscriber: Subscriber,
 }
 
+impl Subscribe {
+    /// A push session of `principal` subscribing to every account it may read.
+    pub fn session(
+        principal: &crate::jmap::session::Principal,
+        slot: std::sync::Arc<super::slot::ChangeSlot>,
+        wake: Recipient<Wake>,
+    ) -> Self {
+        Subscribe {
+            accounts: principal
+                .accounts
+                .iter()
+                .map(|a| a.account_id.clone())
+                .collect(),
+            subscriber: Subscriber {
+                user_id: principal.user_id.clone(),
+                slot,
+                wake,
+            },
+        }
+    }
+}
+
 /// Ends a subscription (sent by a session in `stopping`).
 #[derive(Message)]
 #[rtype(result = "()")]
