@@ -179,6 +179,20 @@ fn main() {
             password: cli.password.clone(),
         })
         .collect();
+    // Idle connections as a push run has them; `push` adds its writer.
+    let idle = |users, connections, transport| push::PushRun {
+        base: cli.url.clone(),
+        write_base: write_url.clone(),
+        users,
+        connections,
+        transport,
+        threads: cli.threads,
+        pid: cli.pid,
+        source: None,
+        offset: 0,
+        rate: 1.0,
+        mutations: 0,
+    };
     let report = match cli.mode {
         Mode::Api {
             kind,
@@ -206,36 +220,16 @@ fn main() {
             rate,
             mutations,
         } => push::run(push::PushRun {
-            base: cli.url.clone(),
-            write_base: write_url,
-            users,
-            connections,
-            transport,
-            threads: cli.threads,
-            pid: cli.pid,
-            source: None,
-            offset: 0,
             rate,
             mutations: mutations.max(1),
+            ..idle(users, connections, transport)
         }),
         Mode::Connections {
             connections,
             transport,
             processes,
         } => {
-            let run = push::PushRun {
-                base: cli.url.clone(),
-                write_base: write_url,
-                users,
-                connections,
-                transport,
-                threads: cli.threads,
-                pid: cli.pid,
-                source: None,
-                offset: 0,
-                rate: 1.0,
-                mutations: 0,
-            };
+            let run = idle(users, connections, transport);
             if processes > 1 {
                 let worker_args = [
                     "--url",
@@ -264,17 +258,10 @@ fn main() {
             source,
             transport,
         } => push::run_worker(push::PushRun {
-            base: cli.url.clone(),
-            write_base: write_url,
-            users,
-            connections,
-            transport,
-            threads: cli.threads,
             pid: None,
             source: Some(source),
             offset,
-            rate: 1.0,
-            mutations: 0,
+            ..idle(users, connections, transport)
         }),
         Mode::Webhook {
             subscriptions,

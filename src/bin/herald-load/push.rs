@@ -272,32 +272,23 @@ pub fn run(run: PushRun) -> Report {
     let open_time = open_all(&run, &sessions, &shared);
     let opened = *shared.opened.lock().unwrap();
     let failed = shared.failed.lock().unwrap().len();
-    let rss_open = rss_kib(run.pid);
-    let mut report = Report::new(if run.mutations == 0 {
-        "connections"
-    } else {
-        "push"
-    })
-    .field("transport", format!("{:?}", run.transport))
-    .field("connections_asked", run.connections)
-    .field("connections_open", opened)
-    .field("connections_failed", failed)
-    .field("open_seconds", round(open_time.as_secs_f64()))
-    .field("accounts", run.users.len());
-    if let Some(first) = shared.failed.lock().unwrap().first() {
-        report = report.field("first_failure", first.clone());
-    }
-    if let (Some(a), Some(b)) = (rss_before, rss_open) {
-        report = report
-            .field("server_rss_before_kib", a)
-            .field("server_rss_open_kib", b);
-        if opened > 0 {
-            report = report.field(
-                "server_kib_per_connection",
-                round(b.saturating_sub(a) as f64 / opened as f64),
-            );
-        }
-    }
+    let first_failure = shared.failed.lock().unwrap().first().cloned();
+    let mut report = opening_report(
+        Report::new(if run.mutations == 0 {
+            "connections"
+        } else {
+            "push"
+        }),
+        &run,
+        Opened {
+            opened,
+            failed,
+            first_failure,
+            time: open_time,
+            rss_before,
+            rss_open: rss_kib(run.pid),
+        },
+    );
     if run.mutations == 0 {
         return report;
     }
@@ -527,25 +518,52 @@ pub fn run_spread(run: PushRun, processes: usize, worker_args: &[String]) -> Rep
         let _ = stdout.read_to_end(&mut Vec::new());
         let _ = child.wait();
     }
-    let mut report = Report::new("connections")
+    let opened = Opened {
+        opened,
+        failed,
+        first_failure,
+        time: open_time,
+        rss_before,
+        rss_open,
+    };
+    opening_report(
+        Report::new("connections").field("processes", processes),
+        &run,
+        opened,
+    )
+}
+
+/// How opening the connections went.
+struct Opened {
+    opened: usize,
+    failed: usize,
+    first_failure: Option<String>,
+    time: Duration,
+    /// Server RSS before and after, when its pid is known.
+    rss_before: Option<u64>,
+    rss_open: Option<u64>,
+}
+
+/// Adds what opening the connections took to `report`: counts, time and server memory.
+fn opening_report(mut report: Report, run: &PushRun, o: Opened) -> Report {
+    report = report
         .field("transport", format!("{:?}", run.transport))
-        .field("processes", processes)
         .field("connections_asked", run.connections)
-        .field("connections_open", opened)
-        .field("connections_failed", failed)
-        .field("open_seconds", round(open_time.as_secs_f64()))
+        .field("connections_open", o.opened)
+        .field("connections_failed", o.failed)
+        .field("open_seconds", round(o.time.as_secs_f64()))
         .field("accounts", run.users.len());
-    if let Some(f) = first_failure {
+    if let Some(f) = o.first_failure {
         report = report.field("first_failure", f);
     }
-    if let (Some(a), Some(b)) = (rss_before, rss_open) {
+    if let (Some(a), Some(b)) = (o.rss_before, o.rss_open) {
         report = report
             .field("server_rss_before_kib", a)
             .field("server_rss_open_kib", b);
-        if opened > 0 {
+        if o.opened > 0 {
             report = report.field(
                 "server_kib_per_connection",
-                round(b.saturating_sub(a) as f64 / opened as f64),
+                round(b.saturating_sub(a) as f64 / o.opened as f64),
             );
         }
     }
