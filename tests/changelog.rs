@@ -24,9 +24,7 @@ fn store() -> (tempfile::TempDir, Store, String) {
 fn new_account(store: &Store, name: &str) -> String {
     let mut conn = store.conn().unwrap();
     let user = users::create(&mut conn, name, "pw").unwrap();
-    herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
-        .account_id
-        .clone()
+    herald::store::accounts::personal_account(&mut conn, &user.id).unwrap()
 }
 
 #[on_both_backends]

@@ -129,9 +129,7 @@ async fn the_cluster_bus_announces_committed_writes_and_replays_what_a_dropped_l
     let account = {
         let mut conn = store.conn().unwrap();
         let user = users::create(&mut conn, "alice", "pw").unwrap();
-        herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
-            .account_id
-            .clone()
+        herald::store::accounts::personal_account(&mut conn, &user.id).unwrap()
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let recorder = Recorder(tx).start();

@@ -968,9 +968,7 @@ fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
         herald::store::Store::open(&common::backend::fresh_store_url(dir.path()), 2).unwrap();
     let mut conn = store.conn().unwrap();
     let user = herald::store::users::create(&mut conn, "alice", "pw").unwrap();
-    let account = herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
-        .account_id
-        .clone();
+    let account = herald::store::accounts::personal_account(&mut conn, &user.id).unwrap();
     let new = NewSubscription {
         device_client_id: "d".into(),
         url: "https://push.example/t".into(),
@@ -1028,9 +1026,7 @@ fn a_batch_of_outcomes_not_recorded_before_a_crash_is_sent_again_and_merges_surv
         herald::store::Store::open(&common::backend::fresh_store_url(dir.path()), 2).unwrap();
     let mut conn = store.conn().unwrap();
     let user = herald::store::users::create(&mut conn, "alice", "pw").unwrap();
-    let account = herald::store::accounts::access_for_user(&mut conn, &user.id).unwrap()[0]
-        .account_id
-        .clone();
+    let account = herald::store::accounts::personal_account(&mut conn, &user.id).unwrap();
     let mut ids = Vec::new();
     for n in 0..3 {
         let new = NewSubscription {

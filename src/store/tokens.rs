@@ -5,7 +5,6 @@ use super::first_row::FirstRowDsl;
 use diesel::prelude::*;
 
 use super::schema::{tokens, users};
-use super::users::User;
 use super::{AnyConnection, StoreError, new_id, now, random_secret, sha256_hex};
 
 const PREFIX: &str = "hrd_";
@@ -70,17 +69,4 @@ pub fn list(conn: &mut AnyConnection, name: Option<&str>) -> Result<Vec<TokenInf
 /// be one of ours.
 pub fn secret_hash_of(token: &str) -> Option<String> {
     (token.starts_with(PREFIX) && token.len() <= 200).then(|| sha256_hex(token.as_bytes()))
-}
-
-/// The user a bearer token belongs to, if the token is valid.
-pub fn authenticate(conn: &mut AnyConnection, token: &str) -> Result<Option<User>, StoreError> {
-    let Some(hash) = secret_hash_of(token) else {
-        return Ok(None);
-    };
-    Ok(tokens::table
-        .inner_join(users::table)
-        .filter(tokens::secret_hash.eq(hash))
-        .select(User::as_select())
-        .first_row(conn)
-        .optional()?)
 }
