@@ -14,7 +14,7 @@
 //! level requires a mailbox is driven from that mailbox's memberships (`em0`), and `receivedAt`
 //! sorts by the membership's copy of it, so the rows come from the `email_mailboxes_received`
 //! index `(account_id, mailbox_id, received_at, email_id)` in order: no sort step, and `LIMIT`
-//! stops the walk early (the `explain` test in `tests/email_query.rs` checks the plan). Without a
+//! stops the walk early (the `explain` test in `tests/integration/email_query.rs` checks the plan). Without a
 //! mailbox, `emails_received_id (account_id, received_at, id)` (this module's migration) serves.
 //!
 //! Header conditions read `email_headers` (one row per header field: lowercase name and

@@ -10,7 +10,7 @@
 //! ([`settle`]); until its outcome is recorded a row stays claimed, so a crash in between only
 //! means the delivery is sent again. A single-row [`claim`] is one conditional `UPDATE`: on
 //! PostgreSQL a second node's update waits for the first one's row lock and then re-checks its
-//! `WHERE` against the claimed row, so it claims nothing (`tests/cluster.rs` races eight
+//! `WHERE` against the claimed row, so it claims nothing (`tests/integration/cluster.rs` races eight
 //! claimers of each kind). The lease is `push.claim_lease_secs`.
 
 use super::first_row::FirstRowDsl;

@@ -6,9 +6,9 @@
 //! ```
 //! keeps the function as it is and adds, beside it, a module of the same name with two tests:
 //! `a_new_user_gets_a_default_identity::on_sqlite` and `...::on_postgresql`. Each calls the
-//! function through `crate::common::backend::run` (or `run_blocking` for a plain `fn`), which
-//! selects the backend that `TestServer::start` and `common::backend::fresh_store_url` use, or
-//! prints a SKIPPED line when PostgreSQL is not installed. An `async fn` runs under
+//! function through `crate::harness::backend::run` (or `run_blocking` for a plain `fn`), which
+//! selects the backend that `TestServer::start` and `harness::backend::fresh_store_url` use, or
+//! fails with one line naming what to install when PostgreSQL is not. An `async fn` runs under
 //! `#[actix_web::test]`, a plain `fn` under `#[test]`.
 //!
 //! Plain token handling, no parser crate: the item only has to be a function without
@@ -56,11 +56,11 @@ pub fn on_both_backends(attr: TokenStream, item: TokenStream) -> TokenStream {
         "mod {name} {{
             #[{test}]
             {asyncness}fn on_sqlite() {{
-                crate::common::backend::{run}(crate::common::backend::Backend::Sqlite, super::{name}){wait}
+                crate::harness::backend::{run}(crate::harness::backend::Backend::Sqlite, super::{name}){wait}
             }}
             #[{test}]
             {asyncness}fn on_postgresql() {{
-                crate::common::backend::{run}(crate::common::backend::Backend::Postgresql, super::{name}){wait}
+                crate::harness::backend::{run}(crate::harness::backend::Backend::Postgresql, super::{name}){wait}
             }}
         }}"
     );

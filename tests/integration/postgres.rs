@@ -3,30 +3,16 @@
 //! too, through `#[on_both_backends]`. Skipped, with a clear line, where PostgreSQL binaries are
 //! missing; `.ci/run` installs them.
 
-mod common;
-
-use common::pg;
-use common::{CORE, TestServer};
+use crate::harness::pg;
+use crate::harness::{CORE, TestServer};
 use herald::jmap::changes::ChangeOp;
 use herald::store::changelog;
 use herald::store::{Store, users};
 use serde_json::json;
 
-macro_rules! cluster_or_skip {
-    () => {
-        match pg::cluster() {
-            Some(c) => c,
-            None => {
-                eprintln!("SKIPPED: no PostgreSQL");
-                return;
-            }
-        }
-    };
-}
-
 #[test]
 fn migrations_apply_twice_without_harm() {
-    let cluster = cluster_or_skip!();
+    let cluster = pg::cluster();
     let url = cluster.fresh_database();
     let store = Store::open(&url, 2).unwrap();
     users::create(&mut store.conn().unwrap(), "alice", "pw").unwrap();
@@ -67,7 +53,7 @@ async fn wait_for_listeners(url: &str, done: impl Fn(i64) -> bool, failure: &str
 
 #[actix_web::test]
 async fn a_node_that_stops_gracefully_closes_its_listen_connection_and_halts_its_webhook_sender() {
-    let cluster = cluster_or_skip!();
+    let cluster = pg::cluster();
     let url = cluster.fresh_database();
     let mut config =
         herald::config::Config::load(std::path::Path::new("/nonexistent"), Vec::new()).unwrap();
@@ -123,7 +109,7 @@ async fn next_change(
 async fn the_cluster_bus_announces_committed_writes_and_replays_what_a_dropped_listener_missed() {
     use actix::Actor;
     use diesel::connection::SimpleConnection;
-    let cluster = cluster_or_skip!();
+    let cluster = pg::cluster();
     let url = cluster.fresh_database();
     let store = Store::open(&url, 4).unwrap();
     let account = {
@@ -181,7 +167,7 @@ async fn the_cluster_bus_announces_committed_writes_and_replays_what_a_dropped_l
 
 #[actix_web::test]
 async fn two_nodes_writing_to_one_account_at_once_lose_and_duplicate_nothing() {
-    let cluster = cluster_or_skip!();
+    let cluster = pg::cluster();
     let url = cluster.fresh_database();
     let node = |c: &mut herald::config::Config| {
         c.store.url = url.clone();

@@ -1,9 +1,7 @@
 //! EmailSubmission over HTTP (RFC 8621 §7), delivered locally (no SMTP relay configured).
 //! Checklist ids in comments.
 
-mod common;
-
-use common::{Auth, CORE, TestServer, on_both_backends};
+use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";

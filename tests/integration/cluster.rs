@@ -3,38 +3,23 @@
 //! hear it, and a node that dies mid-delivery leaves its claim to another node once the lease
 //! runs out. Skipped, with a clear line, where PostgreSQL binaries are missing.
 
-mod common;
-mod push_support;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use crate::harness::push::{
+    WAIT, account_id, create_mailbox, sse_open, ws_connect, ws_push_enable, ws_until_mailbox_state,
+};
+use crate::harness::{Auth, CORE, TestServer, pg};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use common::{Auth, CORE, TestServer, pg};
 use diesel::prelude::*;
 use herald::config::Config;
 use herald::jmap::push_subscription::NewSubscription;
 use herald::store::push_subscription::{self as outbox, now_ms};
 use herald::store::schema::push_deliveries;
 use herald::store::{Store, users};
-use push_support::{
-    WAIT, account_id, create_mailbox, sse_open, ws_connect, ws_push_enable, ws_until_mailbox_state,
-};
 use serde_json::{Value, json};
-
-macro_rules! cluster_or_skip {
-    () => {
-        match pg::cluster() {
-            Some(c) => c,
-            None => {
-                eprintln!("SKIPPED: no PostgreSQL (install the Debian package `postgresql`)");
-                return;
-            }
-        }
-    };
-}
 
 /// A node of the cluster on `url`, allowed to push to a sink on 127.0.0.1.
 fn node(url: &str, lease_secs: u64) -> impl FnOnce(&mut Config) + '_ {
@@ -217,7 +202,7 @@ async fn subscribe_verified(s: &TestServer, auth: &Auth, sink: &mut Sink) -> Str
 #[actix_web::test]
 async fn clients_on_either_node_hear_writes_through_either_node_and_a_webhook_gets_each_change_once()
  {
-    let cluster = cluster_or_skip!();
+    let cluster = pg::cluster();
     let url = cluster.fresh_database();
     let a = TestServer::start_with(node(&url, 0)).await;
     let b = TestServer::start_with(node(&url, 0)).await;
@@ -302,7 +287,7 @@ async fn clients_on_either_node_hear_writes_through_either_node_and_a_webhook_ge
 
 #[actix_web::test]
 async fn a_node_killed_mid_delivery_leaves_its_claim_to_another_node_once_the_lease_runs_out() {
-    let cluster = cluster_or_skip!();
+    let cluster = pg::cluster();
     let url = cluster.fresh_database();
     const LEASE_SECS: u64 = 2;
     let a = TestServer::start_with(node(&url, LEASE_SECS)).await;
@@ -351,7 +336,7 @@ async fn a_node_killed_mid_delivery_leaves_its_claim_to_another_node_once_the_le
 
 #[test]
 fn concurrent_claims_of_one_delivery_succeed_once_and_an_expired_lease_can_be_taken_over() {
-    let cluster = cluster_or_skip!();
+    let cluster = pg::cluster();
     let url = cluster.fresh_database();
     let store = Store::open(&url, 12).unwrap();
     let id = {
@@ -410,7 +395,7 @@ fn concurrent_claims_of_one_delivery_succeed_once_and_an_expired_lease_can_be_ta
 /// that got it.
 #[test]
 fn concurrent_batch_claims_split_the_due_deliveries_and_never_hand_one_to_two_nodes() {
-    let cluster = cluster_or_skip!();
+    let cluster = pg::cluster();
     let url = cluster.fresh_database();
     let store = Store::open(&url, 12).unwrap();
     const ROWS: usize = 200;

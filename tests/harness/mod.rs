@@ -6,9 +6,10 @@ use std::path::Path;
 
 pub mod backend;
 pub mod pg;
+pub mod push;
+pub mod tools;
 
 /// `#[on_both_backends]`: the test runs as `name::on_sqlite` and `name::on_postgresql`.
-#[allow(unused_imports)] // not every test binary has such tests
 pub use herald_test_macros::on_both_backends;
 
 use awc::http::StatusCode;

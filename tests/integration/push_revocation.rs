@@ -2,12 +2,9 @@
 //! remove`) reaches open push connections: they stop hearing of the account, and a connection
 //! left with no account is closed (issue: registry and sessions).
 
-mod common;
-mod push_support;
-
-use common::{TestServer, on_both_backends};
+use crate::harness::push::*;
+use crate::harness::{TestServer, on_both_backends};
 use herald::store::{accounts, users};
-use push_support::*;
 use serde_json::json;
 
 #[on_both_backends]

@@ -2,12 +2,9 @@
 //! Checklist ids (ES-xx, ST-06) in comments. Tests of what is pushed run on both store backends
 //! (on PostgreSQL, pushes travel through the cluster bus); protocol-only ones on SQLite.
 
-mod common;
-mod push_support;
-
+use crate::harness::push::*;
+use crate::harness::{Auth, TestServer, on_both_backends};
 use awc::http::StatusCode;
-use common::{Auth, TestServer, on_both_backends};
-use push_support::*;
 use serde_json::{Value, json};
 
 const ALL: &str = "/jmap/eventsource/?types=*&closeafter=no&ping=0";

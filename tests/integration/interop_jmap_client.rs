@@ -3,11 +3,9 @@
 //! `using`, requires every session field and every core limit, and rejects StateChanges naming
 //! types it does not know, so it checks the wire format from the outside.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestServer, on_both_backends};
+use crate::harness::{TestServer, on_both_backends};
 use futures_util::StreamExt;
 use jmap_client::DataType;
 use jmap_client::client::{Client, Credentials};

@@ -10,7 +10,7 @@ use awc::ws::{Codec, Frame, Message};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
-use crate::common::{Auth, CORE, TestServer, authorize};
+use super::{Auth, CORE, TestServer, authorize};
 
 pub const MAIL: &str = "urn:ietf:params:jmap:mail";
 /// Every wait in these tests is bounded by this.

@@ -3,17 +3,16 @@
 //! Tests that read or change users, tokens and accounts run on both store backends; the protocol
 //! ones, which the store does not affect, on SQLite.
 
-mod common;
-
+use crate::harness;
+use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use awc::http::StatusCode;
-use common::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 fn echo_request(calls: Value) -> Value {
     json!({"using": [CORE], "methodCalls": calls})
 }
 
-async fn assert_problem(a: &common::Answer, type_suffix: &str) {
+async fn assert_problem(a: &harness::Answer, type_suffix: &str) {
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{:?}", a.body);
     assert_eq!(a.content_type, "application/problem+json");
     assert_eq!(

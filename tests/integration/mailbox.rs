@@ -1,8 +1,6 @@
 //! Mailbox over HTTP (RFC 8621 §2). Checklist ids in comments.
 
-mod common;
-
-use common::{Auth, CORE, TestServer, on_both_backends};
+use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";

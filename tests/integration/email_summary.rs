@@ -2,9 +2,7 @@
 //! properties, §4.1.4 hasAttachment/preview) with exactly the values of the parsing path, and
 //! never reads the message for them; emails stored without a summary get one computed and kept.
 
-mod common;
-
-use common::{Auth, CORE, TestServer, on_both_backends};
+use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use diesel::RunQueryDsl;
 use herald::store::{AnyConnection, blobs, users};
 use serde_json::{Value, json};

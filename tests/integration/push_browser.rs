@@ -2,15 +2,13 @@
 //! (browsers cannot set headers on EventSource), and receives a StateChange after an HTTP
 //! mutation. `.ci/run` installs Chromium when it is missing.
 
-mod common;
-mod push_support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::harness;
+use crate::harness::TestServer;
+use crate::harness::push::*;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use common::TestServer;
-use push_support::*;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -36,7 +34,7 @@ fn chromium() -> String {
             return name.to_owned();
         }
     }
-    panic!("this test needs Chromium (Debian: apt-get install chromium; .ci/run does it)");
+    panic!("{}", harness::tools::missing("Chromium", "chromium"));
 }
 
 fn page(herald: &str, ticket: &str) -> String {
@@ -159,7 +157,7 @@ async fn a_browser_event_source_with_a_ticket_receives_a_state_change() {
     let again = s
         .get(
             &format!("/jmap/eventsource/?types=*&closeafter=no&ping=0&ticket={ticket}"),
-            &common::Auth::None,
+            &harness::Auth::None,
         )
         .await;
     assert_eq!(again.status, awc::http::StatusCode::UNAUTHORIZED);

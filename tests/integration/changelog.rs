@@ -1,11 +1,10 @@
 //! The change log on a real store: one `seq` per committed write, rollback of empty and failed
 //! writes, concurrent writers, and `/changes` paging that always lets a client catch up.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::on_both_backends;
+use crate::harness;
+use crate::harness::on_both_backends;
 use herald::jmap::changes::ChangeOp;
 use herald::store::changelog::{self, changes_since, log_bounds, type_state};
 use herald::store::{Store, StoreError, users};
@@ -15,7 +14,7 @@ use proptest::test_runner::TestRunner;
 /// A fresh store on the test's backend, with one user's account.
 fn store() -> (tempfile::TempDir, Store, String) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&common::backend::fresh_store_url(dir.path()), 8).unwrap();
+    let store = Store::open(&harness::backend::fresh_store_url(dir.path()), 8).unwrap();
     let account = new_account(&store, "alice");
     (dir, store, account)
 }

@@ -1,8 +1,6 @@
 //! Identity (RFC 8621 §6) and VacationResponse (RFC 8621 §8) over HTTP. Checklist ids in comments.
 
-mod common;
-
-use common::{Auth, CORE, TestServer, on_both_backends};
+use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";

@@ -2,16 +2,15 @@
 //! node, and a webhook sink on 127.0.0.1 that records what it receives and answers the statuses a
 //! test chooses. Checklist ids in comments.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::io::BufRead;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::harness;
+use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use common::{Auth, CORE, TestServer, on_both_backends};
 use herald::config::Config;
 use serde_json::{Value, json};
 
@@ -678,12 +677,12 @@ impl Herald {
     }
 
     async fn call(&self, auth: &Auth, using: &[&str], calls: Value) -> Vec<Value> {
-        let req = common::authorize(
-            common::client().post(format!("{}/jmap/api", self.base)),
+        let req = harness::authorize(
+            harness::client().post(format!("{}/jmap/api", self.base)),
             auth,
         )
         .insert_header(("Content-Type", "application/json"));
-        let a = common::answer(
+        let a = harness::answer(
             req.send_body(json!({"using": using, "methodCalls": calls}).to_string())
                 .await
                 .expect("POST"),
@@ -694,11 +693,11 @@ impl Herald {
     }
 
     async fn account(&self, auth: &Auth) -> String {
-        let req = common::authorize(
-            common::client().get(format!("{}/jmap/session", self.base)),
+        let req = harness::authorize(
+            harness::client().get(format!("{}/jmap/session", self.base)),
             auth,
         );
-        let a = common::answer(req.send().await.expect("GET")).await;
+        let a = harness::answer(req.send().await.expect("GET")).await;
         a.body["primaryAccounts"][MAIL].as_str().unwrap().to_owned()
     }
 
@@ -727,7 +726,7 @@ impl Drop for Herald {
 }
 
 // SQLite only: a restart on one SQLite file releases the dead process's claims at once; on
-// PostgreSQL the lease does (tests/cluster.rs).
+// PostgreSQL the lease does (tests/integration/cluster.rs).
 #[actix_web::test]
 async fn pending_deliveries_survive_a_sigkill_and_the_latest_state_arrives_after_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -965,7 +964,7 @@ fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
     use herald::store::push_subscription::{self as outbox, MissingCursor};
     let dir = tempfile::tempdir().unwrap();
     let store =
-        herald::store::Store::open(&common::backend::fresh_store_url(dir.path()), 2).unwrap();
+        herald::store::Store::open(&harness::backend::fresh_store_url(dir.path()), 2).unwrap();
     let mut conn = store.conn().unwrap();
     let user = herald::store::users::create(&mut conn, "alice", "pw").unwrap();
     let account = herald::store::accounts::personal_account(&mut conn, &user.id).unwrap();
@@ -1023,7 +1022,7 @@ fn a_batch_of_outcomes_not_recorded_before_a_crash_is_sent_again_and_merges_surv
     use herald::store::schema::push_deliveries;
     let dir = tempfile::tempdir().unwrap();
     let store =
-        herald::store::Store::open(&common::backend::fresh_store_url(dir.path()), 2).unwrap();
+        herald::store::Store::open(&harness::backend::fresh_store_url(dir.path()), 2).unwrap();
     let mut conn = store.conn().unwrap();
     let user = herald::store::users::create(&mut conn, "alice", "pw").unwrap();
     let account = herald::store::accounts::personal_account(&mut conn, &user.id).unwrap();

@@ -2,15 +2,13 @@
 //! (WS-xx, ST-06, PSH-xx) in comments. Tests of what is pushed run on both store backends (on
 //! PostgreSQL, pushes travel through the cluster bus); protocol-only ones on SQLite.
 
-mod common;
-mod push_support;
-
+use crate::harness;
+use crate::harness::push::*;
+use crate::harness::{Auth, CORE, TestServer, authorize, client, on_both_backends};
 use awc::http::StatusCode;
 use awc::ws::Message;
-use common::{Auth, CORE, TestServer, authorize, client, on_both_backends};
 use futures_util::SinkExt;
 use herald::push::registry::GetStats;
-use push_support::*;
 use serde_json::{Value, json};
 
 #[actix_web::test]
@@ -45,7 +43,7 @@ async fn an_upgrade_without_the_jmap_subprotocol_is_refused_with_400_problem_jso
     .send()
     .await
     .unwrap();
-    let a = common::answer(res).await;
+    let a = harness::answer(res).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert_eq!(a.content_type, "application/problem+json");
     assert!(a.body["detail"].as_str().unwrap().contains("jmap"));
@@ -579,10 +577,7 @@ async fn websocket_requests_share_max_concurrent_requests_with_http() {
 
 #[actix_web::test]
 async fn on_postgresql_a_websocket_on_one_node_hears_a_write_made_through_another_and_resumes() {
-    let Some(cluster) = common::pg::cluster() else {
-        eprintln!("SKIPPED: no PostgreSQL");
-        return;
-    };
+    let cluster = harness::pg::cluster();
     let url = cluster.fresh_database();
     let writer = TestServer::start_with(|c| c.store.url = url.clone()).await;
     let listener = TestServer::start_with(|c| c.store.url = url.clone()).await;

@@ -1,11 +1,9 @@
 //! Email and Thread over HTTP (RFC 8621 §3, §4). Checklist ids in comments.
 
-mod common;
-mod push_support;
-
 use std::collections::HashMap;
 
-use common::{Auth, CORE, TestServer, on_both_backends};
+use crate::harness;
+use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use herald::store::{blobs, users};
 use serde_json::{Value, json};
 
@@ -976,7 +974,7 @@ async fn an_import_is_pushed_as_email_thread_mailbox_and_email_delivery_but_a_fl
 {
     let t = setup().await;
     let path = "/jmap/eventsource/?types=*&closeafter=state&ping=0";
-    let mut sse = push_support::sse_open(&t.s, &t.alice, path, None).await;
+    let mut sse = harness::push::sse_open(&t.s, &t.alice, path, None).await;
     sse.ready().await;
     let blob = t.upload(&message("Pushed", "push@example.com", "", "x"));
     let r = t
@@ -994,7 +992,7 @@ async fn an_import_is_pushed_as_email_thread_mailbox_and_email_delivery_but_a_fl
     }
     assert_eq!(changed["Email"], new_state);
 
-    let mut sse = push_support::sse_open(&t.s, &t.alice, path, None).await;
+    let mut sse = harness::push::sse_open(&t.s, &t.alice, path, None).await;
     sse.ready().await;
     t.call(json!([["Email/set", {"accountId": t.account, "update": {
         id.as_str().unwrap(): {"keywords/$seen": true}}}, "0"]]))

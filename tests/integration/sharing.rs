@@ -1,9 +1,7 @@
 //! Shared accounts over HTTP (RFC 8620 §1.6.2, §2; RFC 8621 §1.4), set up through the real
 //! `herald account share/unshare` command line. Checklist ids in comments.
 
-mod common;
-
-use common::{Auth, CORE, TestServer, on_both_backends};
+use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";

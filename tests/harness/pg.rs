@@ -53,12 +53,7 @@ fn pg_command(bin: &Path, program: &str) -> Command {
 }
 
 fn start() -> Option<PgCluster> {
-    let Some(bin) = bindir() else {
-        eprintln!(
-            "SKIPPED: PostgreSQL tests need initdb/postgres (Debian package `postgresql`); none found"
-        );
-        return None;
-    };
+    let bin = bindir()?;
     let dir = tempfile::Builder::new()
         .prefix("herald-pg")
         .tempdir()
@@ -148,9 +143,12 @@ fn start() -> Option<PgCluster> {
     Some(PgCluster { port, _dir: dir })
 }
 
-/// The shared cluster of this test binary, or `None` (and a SKIPPED line) without PostgreSQL.
-pub fn cluster() -> Option<&'static PgCluster> {
-    CLUSTER.get_or_init(start).as_ref()
+/// The cluster shared by the whole test run; panics with one clear line without PostgreSQL.
+pub fn cluster() -> &'static PgCluster {
+    CLUSTER
+        .get_or_init(start)
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", super::tools::missing("PostgreSQL", "postgresql")))
 }
 
 impl PgCluster {

@@ -1,11 +1,9 @@
 //! Email/query, Email/queryChanges and SearchSnippet/get over HTTP (RFC 8621 §4.4, §4.5, §5).
 //! Checklist ids in comments.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 
-use common::{Auth, CORE, TestServer, on_both_backends};
+use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use herald::jmap::email::{EmailOp, NewEmail, OpResult, Source};
 use serde_json::{Value, json};
 

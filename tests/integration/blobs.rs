@@ -1,10 +1,9 @@
 //! Blobs over real HTTP (RFC 8620 §6, checklist BIN-*): upload, download, limits, visibility,
 //! Blob/copy (CPY-05) and Email/parse (EPAR-01, EPAR-02) of uploaded messages.
 
-mod common;
-
+use crate::harness;
+use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use awc::http::StatusCode;
-use common::{Auth, CORE, TestServer, on_both_backends};
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
@@ -36,7 +35,7 @@ async fn upload(
     account: &str,
     ty: &str,
     body: &[u8],
-) -> common::Answer {
+) -> harness::Answer {
     s.post_raw(&format!("/jmap/upload/{account}/"), auth, ty, body.to_vec())
         .await
 }

@@ -1,14 +1,13 @@
 //! The `herald` binary as an operator uses it: users, tokens, first start, errors, shutdown.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::harness;
+use crate::harness::{Auth, on_both_backends};
 use awc::http::StatusCode;
-use common::{Auth, on_both_backends};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
@@ -202,7 +201,7 @@ async fn the_first_serve_creates_a_user_who_can_log_in_and_sigterm_stops_the_ser
     let mut child = herald(&dir)
         .env(
             "HERALD_STORE_URL",
-            common::backend::fresh_store_url(dir.path()),
+            harness::backend::fresh_store_url(dir.path()),
         )
         .env("HERALD_SERVER_LISTEN", "127.0.0.1:0")
         .env("HERALD_SERVER_SHUTDOWN_TIMEOUT_SECS", "2")
@@ -233,8 +232,8 @@ async fn the_first_serve_creates_a_user_who_can_log_in_and_sigterm_stops_the_ser
         .next()
         .unwrap()
         .to_owned();
-    let res = common::authorize(
-        common::client().get(format!("http://{addr}/jmap/session")),
+    let res = harness::authorize(
+        harness::client().get(format!("http://{addr}/jmap/session")),
         &Auth::basic(&user, &password),
     )
     .send()
@@ -249,7 +248,7 @@ async fn the_first_serve_creates_a_user_who_can_log_in_and_sigterm_stops_the_ser
     assert!(kill.success());
     // Graceful shutdown stops what runs beside the HTTP server too.
     wait_for(&err, "webhook sender stopped");
-    if common::backend::current() == common::backend::Backend::Postgresql {
+    if harness::backend::current() == harness::backend::Backend::Postgresql {
         wait_for(&err, "cluster bus stopped");
     }
     let (tx, rx) = mpsc::channel();

@@ -1,0 +1,30 @@
+//! Herald's integration tests: one binary, so the crate and its dependencies are linked once and
+//! one PostgreSQL cluster serves the whole run.
+//!
+//! Every test starts a real node (HTTP, WebSocket, EventSource) on 127.0.0.1:0 with a fresh store,
+//! or runs the real `herald` binary, and speaks to it as a client would. Shared pieces (the server,
+//! clients, the PostgreSQL cluster, the backend switch of `#[on_both_backends]`) are in
+//! `tests/harness/`.
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+mod blobs;
+mod changelog;
+mod cli;
+mod cluster;
+mod email;
+mod email_query;
+mod email_summary;
+mod foundation;
+mod identity;
+mod interop_jmap_client;
+mod mailbox;
+mod postgres;
+mod push_browser;
+mod push_eventsource;
+mod push_revocation;
+mod push_webhook;
+mod push_ws;
+mod sharing;
+mod submission;
