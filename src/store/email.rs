@@ -187,12 +187,13 @@ fn create(
             };
             match bytes {
                 Some(b) => (b, Some(blob_id)),
+                // Only Email/import names a blob: a bad blobId is `invalidProperties` there
+                // (RFC 8621 §4.8, EIMP-02), not Email/set's `blobNotFound`.
                 None => {
-                    return Ok(Err(SetError::new(
-                        "blobNotFound",
-                        format!("no blob {blob_id}"),
-                    )
-                    .with("notFound", serde_json::json!([blob_id]))));
+                    return Ok(Err(SetError::invalid_properties(
+                        &["blobId"],
+                        format!("no blob {blob_id} in this account"),
+                    )));
                 }
             }
         }

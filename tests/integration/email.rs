@@ -464,6 +464,19 @@ async fn if_in_state_that_does_not_match_is_a_state_mismatch() {
 }
 
 #[on_both_backends]
+async fn an_import_of_a_blob_that_does_not_exist_is_an_invalid_blob_id_property() {
+    let t = setup().await;
+    let r = t
+        .call(json!([["Email/import", {"accountId": t.account, "emails": {
+            "a": {"blobId": "Gnope", "mailboxIds": {t.mailbox("inbox"): true}}}}, "0"]]))
+        .await;
+    // EIMP-02: a bad blobId is a SetError in notCreated, invalidProperties naming it.
+    let error = &r[0][1]["notCreated"]["a"];
+    assert_eq!(error["type"], "invalidProperties", "{r:?}");
+    assert_eq!(error["properties"], json!(["blobId"]));
+}
+
+#[on_both_backends]
 async fn unknown_emails_are_not_found_everywhere() {
     let t = setup().await;
     let r = t

@@ -10,9 +10,12 @@ use futures_util::StreamExt;
 use jmap_client::DataType;
 use jmap_client::client::{Client, Credentials};
 use jmap_client::client_ws::WebSocketMessage;
+use jmap_client::core::session::Capabilities;
 use jmap_client::event_source::PushNotification;
 use jmap_client::mailbox::Role;
 
+const MAIL: &str = "urn:ietf:params:jmap:mail";
+const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn connect(s: &TestServer, user: &str, password: &str) -> Client {
@@ -22,6 +25,45 @@ async fn connect(s: &TestServer, user: &str, password: &str) -> Client {
         .connect(&s.base)
         .await
         .expect("jmap-client connects to the session")
+}
+
+/// MCAP-01 keeps the session-level mail object empty (RFC 8621 §1.3.1); the limits a client needs
+/// are per account (a read-only account cannot create top-level mailboxes), and that is where
+/// `jmap-client` finds them. Its `Session::mail_capabilities()` reads the session-level object and
+/// so answers `None` here, as it would against any server that follows the RFC.
+#[on_both_backends]
+async fn the_jmap_client_crate_reads_mail_and_submission_limits_from_the_account() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw");
+    let client = connect(&s, "alice", "pw").await;
+    let session = client.session();
+    let account = session
+        .account(client.default_account_id())
+        .expect("the primary account is in the session");
+    let Some(Capabilities::Mail(mail)) = account.capability(MAIL) else {
+        panic!(
+            "the account's mail capability: {:?}",
+            account.capability(MAIL)
+        );
+    };
+    assert_eq!(
+        mail.max_mailboxes_per_email(),
+        Some(herald::jmap::email::MAX_MAILBOXES_PER_EMAIL)
+    );
+    assert!(mail.max_mailbox_depth() >= 1);
+    assert!(mail.may_create_top_level_mailbox());
+    assert!(
+        mail.email_query_sort_options()
+            .iter()
+            .any(|o| o == "receivedAt")
+    );
+    // jmap-client types submissionExtensions as a list (an early draft); RFC 8621 §1.3.2 makes it
+    // an object (MCAP-03), so the crate sees the capability but not as its Submission variant.
+    assert!(account.capability(SUBMISSION).is_some());
+    assert!(matches!(
+        session.capability(MAIL),
+        Some(Capabilities::Empty(_))
+    ));
 }
 
 #[on_both_backends]
