@@ -10,6 +10,7 @@ pub mod problem;
 pub mod session;
 pub mod ticket;
 pub mod ws;
+pub mod ws_frames;
 
 use std::sync::Arc;
 

@@ -6,12 +6,16 @@
 //! [`ChangeSlot`] (coalesced: at most one state per account and type) and go out as StateChange
 //! messages carrying `pushState` (RFC 8887 §4.3.5.1).
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::http::StatusCode;
-use actix_web::http::header::SEC_WEBSOCKET_PROTOCOL;
+use actix_web::http::header::{
+    HeaderValue, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
+};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
@@ -28,6 +32,8 @@ use crate::push::hub::Wake;
 use crate::push::position::{self, Changed, Positions};
 use crate::push::registry::{Subscribe, Unsubscribe};
 use crate::push::slot::{ChangeSlot, TypeFilter};
+
+use super::ws_frames::FrameLengthGuard;
 
 /// `GET /jmap/ws`: the upgrade. The client must offer the `jmap` subprotocol (RFC 8887 §4.2;
 /// actix only echoes a match, so it is checked here: ../shared/STACK.md pitfall 10).
@@ -48,6 +54,9 @@ pub async fn upgrade(
             "the WebSocket subprotocol \"jmap\" is required (RFC 8887 §4.2)",
         );
     }
+    if let Some(refusal) = handshake_refusal(&req) {
+        return refusal;
+    }
     let principal = match ticket::authenticate_stream(&state, &req).await {
         Ok(p) => p,
         Err(response) => return response,
@@ -57,7 +66,9 @@ pub async fn upgrade(
         Err(e) => return ticket::cap_refused(e),
     };
     let max_message = state.server.limits.max_size_request as usize;
-    let session = WsSession::new(principal, state.into_inner(), place);
+    let refused = Rc::new(Cell::new(false));
+    let stream = FrameLengthGuard::new(stream, max_message, refused.clone());
+    let session = WsSession::new(principal, state.into_inner(), place, refused);
     match ws::WsResponseBuilder::new(session, &req, stream)
         .protocols(&["jmap"])
         .frame_size(max_message)
@@ -66,6 +77,36 @@ pub async fn upgrade(
         Ok(response) => response,
         Err(e) => e.error_response(),
     }
+}
+
+/// What actix's handshake lets through but RFC 6455 §4.2.1 does not: a version other than 13
+/// (answered 426 with the version we speak, §4.4) or a key that is not 16 bytes in base64.
+fn handshake_refusal(req: &HttpRequest) -> Option<HttpResponse> {
+    use base64::Engine;
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if header(SEC_WEBSOCKET_VERSION).map(str::trim) != Some("13") {
+        let mut refusal = problem::status(
+            StatusCode::UPGRADE_REQUIRED,
+            "Sec-WebSocket-Version must be 13 (RFC 6455 §4.2.1)",
+        );
+        refusal
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return Some(refusal);
+    }
+    let key_is_16_bytes = header(SEC_WEBSOCKET_KEY)
+        .and_then(|k| {
+            base64::engine::general_purpose::STANDARD
+                .decode(k.trim())
+                .ok()
+        })
+        .is_some_and(|k| k.len() == 16);
+    (!key_is_16_bytes).then(|| {
+        problem::status(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 §4.2.1)",
+        )
+    })
 }
 
 /// One WebSocket connection.
@@ -82,11 +123,18 @@ pub struct WsSession {
     push_epoch: u64,
     /// A fragmented message being reassembled: (is text, bytes so far).
     fragments: Option<(bool, BytesMut)>,
+    /// Set by the [`FrameLengthGuard`] when it refused an oversized message.
+    refused: Rc<Cell<bool>>,
     _place: ConnectionSlot,
 }
 
 impl WsSession {
-    fn new(principal: Principal, app: Arc<AppState>, place: ConnectionSlot) -> Self {
+    fn new(
+        principal: Principal,
+        app: Arc<AppState>,
+        place: ConnectionSlot,
+        refused: Rc<Cell<bool>>,
+    ) -> Self {
         WsSession {
             principal,
             app,
@@ -97,6 +145,7 @@ impl WsSession {
             flush_scheduled: false,
             push_epoch: 0,
             fragments: None,
+            refused,
             _place: place,
         }
     }
@@ -463,7 +512,18 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         let msg = match msg {
             Ok(m) => m,
             Err(e) => {
-                log::debug!("WebSocket protocol error: {e}");
+                if self.refused.get() || matches!(e, ws::ProtocolError::Overflow) {
+                    // RFC 6455 §7.4.1: 1009, a message too big to process.
+                    let max = self.max_message();
+                    ctx.close(Some(ws::CloseReason {
+                        code: ws::CloseCode::Size,
+                        description: Some(format!(
+                            "a message is over {max} octets (maxSizeRequest)"
+                        )),
+                    }));
+                } else {
+                    log::debug!("WebSocket protocol error: {e}");
+                }
                 ctx.stop();
                 return;
             }

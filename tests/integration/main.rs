@@ -28,3 +28,4 @@ mod push_webhook;
 mod push_ws;
 mod sharing;
 mod submission;
+mod ws_limits;
