@@ -226,6 +226,14 @@ impl Actor for EventSourceSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16);
+        // The body owns the receiver, and actix drops it when the client's connection ends:
+        // stop then, so the stream's push slot is free at once, not at the next heartbeat write.
+        let tx = self.tx.clone();
+        ctx.spawn(
+            async move { tx.closed().await }
+                .into_actor(self)
+                .map(|(), _, ctx| ctx.stop()),
+        );
         // The server notices a departed client only when it writes (STACK.md pitfall 7): check
         // on a bounded interval even when the client asked for no pings.
         let heartbeat = Duration::from_secs(self.app.push.config.heartbeat_secs.max(1));

@@ -216,3 +216,26 @@ where
         raw,
     }
 }
+
+/// Polls `probe` until it yields a value, for at most `within`; panics with `what` otherwise.
+/// For conditions the test cannot be told about (a slot freed on the server, a row written by
+/// another process): each probe is a real request, and the deadline bounds the test.
+pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        actix_web::rt::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(100));
+    }
+}

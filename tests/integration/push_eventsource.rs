@@ -227,3 +227,54 @@ async fn a_stream_whose_client_left_is_unsubscribed_even_without_pings() {
     }
     panic!("the departed stream is still subscribed");
 }
+
+#[actix_web::test]
+async fn a_client_that_closes_its_streams_gets_its_stream_slots_back_at_once() {
+    // The heartbeat (the server's own write) is far away: only noticing the disconnect itself
+    // can free the slots within the test's deadline.
+    let s = TestServer::start_with(|c| {
+        c.push.max_connections_per_user = 2;
+        c.push.heartbeat_secs = 3600;
+    })
+    .await;
+    let alice = s.add_user("alice", "pw");
+    let path = "/jmap/eventsource/?types=*&closeafter=no&ping=0";
+    let base = s.base.clone();
+    // Two raw streams, closed the way a browser closes an EventSource: the socket goes away.
+    actix_web::rt::task::spawn_blocking(move || {
+        use base64::Engine;
+        use std::io::{Read, Write};
+        let addr = base.trim_start_matches("http://");
+        let credentials = base64::engine::general_purpose::STANDARD.encode("alice:pw");
+        let sockets: Vec<_> = (0..2)
+            .map(|_| {
+                let mut socket = std::net::TcpStream::connect(addr).unwrap();
+                socket
+                    .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                    .unwrap();
+                write!(
+                    socket,
+                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+                     Authorization: Basic {credentials}\r\n\r\n"
+                )
+                .unwrap();
+                let mut head = [0u8; 12];
+                socket.read_exact(&mut head).unwrap();
+                assert_eq!(&head, b"HTTP/1.1 200");
+                socket
+            })
+            .collect();
+        drop(sockets);
+    })
+    .await
+    .unwrap();
+    crate::harness::eventually(
+        "a third stream is accepted after two were closed",
+        std::time::Duration::from_secs(10),
+        || async {
+            let sse = sse_open(&s, &alice, path, None).await;
+            (sse.status == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+}
