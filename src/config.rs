@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub dispatcher_threads: usize,
     /// Seconds a graceful shutdown waits for open connections.
     pub shutdown_timeout_secs: u64,
+    /// Seconds an API request's body may take to arrive; a slower one is answered 408.
+    pub request_body_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             workers: 0,
             dispatcher_threads: 0,
             shutdown_timeout_secs: 5,
+            request_body_timeout_secs: 30,
         }
     }
 }

@@ -190,6 +190,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         push: Arc::new(PushState::new(registry.clone(), config.push.clone())),
         uploads: http::limiter::ConcurrencyLimiter::default(),
         callers: http::callers::CallerHints::default(),
+        body_timeout_secs: config.server.request_body_timeout_secs,
     });
 
     let mut http_server = HttpServer::new(move || {

@@ -55,6 +55,25 @@ pub async fn post_api(
     };
     let checked = principal.is_some();
     let limits = &state.server.limits;
+    if !is_json(&req) {
+        let e = RequestError::not_json("the Content-Type must be application/json");
+        return refuse(problem::request_error(&e), checked).await;
+    }
+    // The body is read before a request slot is taken, and within a deadline: a client that
+    // trickles its body holds a connection, never the user's slots for running requests.
+    let body_timeout = std::time::Duration::from_secs(state.body_timeout_secs);
+    let read = read_body(&req, &mut payload, limits.max_size_request);
+    let body = match actix_web::rt::time::timeout(body_timeout, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(response)) => return refuse(response, checked).await,
+        Err(_) => {
+            let why = format!(
+                "the request body did not arrive within {} s",
+                body_timeout.as_secs()
+            );
+            return refuse(problem::status(StatusCode::REQUEST_TIMEOUT, why), checked).await;
+        }
+    };
     // RFC 8620 §3.6.1: limits are checked before anything runs.
     let Some(_slot) = state
         .requests
@@ -68,14 +87,6 @@ pub async fn post_api(
             ),
         );
         return refuse(problem::request_error(&e), checked).await;
-    };
-    if !is_json(&req) {
-        let e = RequestError::not_json("the Content-Type must be application/json");
-        return refuse(problem::request_error(&e), checked).await;
-    }
-    let body = match read_body(&req, &mut payload, limits.max_size_request).await {
-        Ok(body) => body,
-        Err(response) => return refuse(response, checked).await,
     };
     let request = match parse_request(&body) {
         Ok(r) => r,

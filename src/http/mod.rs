@@ -32,6 +32,8 @@ pub struct AppState {
     pub uploads: limiter::ConcurrencyLimiter,
     /// Which user each recently authenticated `Authorization` header belongs to.
     pub callers: callers::CallerHints,
+    /// `[server] request_body_timeout_secs`.
+    pub body_timeout_secs: u64,
 }
 
 /// Registers every route.

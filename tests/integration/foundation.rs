@@ -424,72 +424,69 @@ async fn limits_on_calls_and_request_size_are_enforced_and_named() {
 
 #[actix_web::test]
 async fn a_user_cannot_run_more_requests_at_once_than_max_concurrent_requests() {
-    use tokio::io::AsyncWriteExt;
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
     let s = TestServer::start_with(|c| c.limits.max_concurrent_requests = 1).await;
     let alice = s.add_user("alice", "pw");
-    // Verify the password once, so the held request authenticates quickly from the cache.
-    assert_eq!(
-        s.api(&alice, echo_request(json!([]))).await.status,
-        StatusCode::OK
-    );
-    // Hold one request open by sending its head and only half of its body.
-    let body = echo_request(json!([["Core/echo", {"held": true}, "h"]])).to_string();
-    let addr = s.base.trim_start_matches("http://").to_owned();
-    let head = format!(
-        "POST /jmap/api HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        base64_basic("alice", "pw"),
-        body.len()
-    );
-    let hold = || async {
-        let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        held.write_all(head.as_bytes()).await.unwrap();
-        held.write_all(&body.as_bytes()[..10]).await.unwrap();
-        held
+    let session = s.get("/jmap/session", &alice).await;
+    let account = session.body["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Keep one request running: it writes, and the test holds SQLite's write lock meanwhile
+    // (the store waits up to its busy timeout, 10 s, for it).
+    let path = s
+        .config
+        .store
+        .url
+        .trim_start_matches("sqlite://")
+        .to_owned();
+    let mut lock = diesel::SqliteConnection::establish(&path).unwrap();
+    lock.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let create = json!({"using": [CORE, "urn:ietf:params:jmap:mail"], "methodCalls": [
+        ["Mailbox/set", {"accountId": account, "create": {"m": {"name": "held"}}}, "0"]]});
+    let hold = || {
+        let (base, alice, create) = (s.base.clone(), alice.clone(), create.clone());
+        actix_web::rt::spawn(async move {
+            let req =
+                harness::authorize(harness::client().post(format!("{base}/jmap/api")), &alice);
+            harness::answer(req.send_json(&create).await.expect("POST")).await
+        })
     };
-    let mut held = hold().await;
-    // The held request takes its slot once authenticated; poll until the limit shows (bounded).
-    let mut refused = None;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
+    let mut held = hold();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let refused = loop {
         let a = s.api(&alice, echo_request(json!([]))).await;
         if a.status == StatusCode::BAD_REQUEST {
-            refused = Some(a);
-            break;
+            break a;
         }
-        // The held request may have lost the race for the slot to this probe and been answered
-        // already: hold a new one.
-        let mut byte = [0u8; 1];
-        if let Ok(Ok(_)) =
-            tokio::time::timeout(std::time::Duration::from_millis(5), held.peek(&mut byte)).await
-        {
-            held = hold().await;
+        // The write may have come while this probe held the slot, and been refused: hold anew.
+        if held.is_finished() {
+            let lost = held.await.unwrap();
+            assert_eq!(
+                lost.body["limit"], "maxConcurrentRequests",
+                "{:?}",
+                lost.body
+            );
+            held = hold();
         }
-    }
-    let refused = refused.expect("a second concurrent request is refused");
-    assert_eq!(refused.body["limit"], "maxConcurrentRequests");
-    // Finish the held request: it succeeds, and the slot is free again.
-    held.write_all(&body.as_bytes()[10..]).await.unwrap();
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 4096];
-    use tokio::io::AsyncReadExt;
-    while !String::from_utf8_lossy(&reply).contains("\"held\"") {
-        let n = held.read(&mut buf).await.unwrap();
         assert!(
-            n > 0,
-            "connection closed early: {}",
-            String::from_utf8_lossy(&reply)
+            std::time::Instant::now() < deadline,
+            "a second request is refused"
         );
-        reply.extend_from_slice(&buf[..n]);
-    }
-    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
-    drop(held);
+    };
+    assert_eq!(refused.body["limit"], "maxConcurrentRequests");
+    // Let the held request finish: it succeeds, and the slot is free again.
+    lock.batch_execute("ROLLBACK").unwrap();
+    let held = held.await.unwrap();
+    assert_eq!(held.status, StatusCode::OK);
+    assert!(
+        held.body["methodResponses"][0][1]["created"]["m"].is_object(),
+        "{:?}",
+        held.body
+    );
     let a = s.api(&alice, echo_request(json!([]))).await;
     assert_eq!(a.status, StatusCode::OK);
-}
-
-fn base64_basic(user: &str, password: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
 
 #[actix_web::test]

@@ -27,5 +27,6 @@ mod push_revocation;
 mod push_webhook;
 mod push_ws;
 mod sharing;
+mod slow_clients;
 mod submission;
 mod ws_limits;
