@@ -121,7 +121,7 @@ pub enum CliError {
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    crate::logging::init();
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {
