@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::jmap::limits::Limits;
+use crate::jmap::limits::{Limits, QueryLimits};
 
 /// A configuration problem, reported as one line.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub limits: Limits,
+    pub query: QueryLimits,
     pub jmap: JmapConfig,
     pub submission: SubmissionConfig,
     pub push: PushConfig,

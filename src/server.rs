@@ -144,6 +144,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         config.jmap.strict_using,
     );
     server_info.mail_domain = config.submission.domain.clone();
+    server_info.query_limits = config.query.clone();
     server_info.relay_url = config.submission.relay.trim().to_owned();
     server_info.webhooks = config.push.webhook_policy();
     let server_info = Arc::new(server_info);

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use super::args::Id;
 use super::dispatch::Call;
 use super::error::MethodError;
+use super::limits::QueryLimits;
 use super::standard::{self, Comparator};
 
 /// The query state is the Email type state.
@@ -160,14 +161,39 @@ pub enum Filter {
     Condition(Box<Condition>),
 }
 
-/// How deep FilterOperators may nest; deeper is refused rather than recursed into.
-pub const MAX_FILTER_DEPTH: usize = 16;
+/// What is left of a filter's allowance while it is parsed.
+struct FilterBudget<'a> {
+    limits: &'a QueryLimits,
+    conditions: usize,
+}
+
+impl FilterBudget<'_> {
+    /// Counts `n` more conditions, refusing the filter beyond `max_filter_conditions`.
+    fn spend(&mut self, n: usize) -> Result<(), MethodError> {
+        self.conditions += n;
+        if self.conditions > self.limits.max_filter_conditions {
+            return Err(MethodError::UnsupportedFilter(format!(
+                "a filter has at most {} conditions (each property of a FilterCondition and each \
+                 word of a text search counts)",
+                self.limits.max_filter_conditions
+            )));
+        }
+        Ok(())
+    }
+}
 
 impl Filter {
-    /// Parses a filter (QRY-02): malformed → `invalidArguments`, an unknown condition property →
-    /// `unsupportedFilter`.
-    pub fn parse(v: &Value) -> Result<Filter, MethodError> {
-        parse_filter(v, 0)
+    /// Parses a filter (QRY-02): malformed → `invalidArguments`, an unknown condition property or
+    /// one beyond `limits` → `unsupportedFilter`.
+    pub fn parse(v: &Value, limits: &QueryLimits) -> Result<Filter, MethodError> {
+        parse_filter(
+            v,
+            0,
+            &mut FilterBudget {
+                limits,
+                conditions: 0,
+            },
+        )
     }
 
     /// Whether any condition depends on other emails of the thread.
@@ -212,10 +238,12 @@ fn invalid(msg: impl Into<String>) -> MethodError {
     MethodError::InvalidArguments(msg.into())
 }
 
-fn parse_filter(v: &Value, depth: usize) -> Result<Filter, MethodError> {
-    if depth > MAX_FILTER_DEPTH {
+fn parse_filter(v: &Value, depth: usize, budget: &mut FilterBudget) -> Result<Filter, MethodError> {
+    let limits = budget.limits;
+    if depth > limits.max_filter_depth {
         return Err(MethodError::UnsupportedFilter(format!(
-            "filters nest at most {MAX_FILTER_DEPTH} deep"
+            "filters nest at most {} deep",
+            limits.max_filter_depth
         )));
     }
     let Value::Object(f) = v else {
@@ -237,16 +265,20 @@ fn parse_filter(v: &Value, depth: usize) -> Result<Filter, MethodError> {
             .ok_or_else(|| invalid("a FilterOperator needs a conditions array"))?;
         let parsed = conditions
             .iter()
-            .map(|c| parse_filter(c, depth + 1))
+            .map(|c| parse_filter(c, depth + 1, budget))
             .collect::<Result<_, _>>()?;
         return Ok(Filter::Operator(op, parsed));
     }
     let mut c = Condition::default();
+    budget.spend(f.len())?;
     for (key, value) in f {
-        let text = |v: &Value| {
-            v.as_str()
+        let mut text = |v: &Value| {
+            let search = v
+                .as_str()
                 .map(SearchText::parse)
-                .ok_or_else(|| invalid(format!("filter {key} must be a string")))
+                .ok_or_else(|| invalid(format!("filter {key} must be a string")))?;
+            budget.spend(search.terms.len().saturating_sub(1))?;
+            Ok::<_, MethodError>(search)
         };
         let id = |v: &Value| match v {
             Value::String(s) if Id::is_valid(s) => Ok(s.clone()),
@@ -273,6 +305,12 @@ fn parse_filter(v: &Value, depth: usize) -> Result<Filter, MethodError> {
                 let ids = value
                     .as_array()
                     .ok_or_else(|| invalid("filter inMailboxOtherThan must be an Id array"))?;
+                if ids.len() > limits.max_ids_per_condition {
+                    return Err(MethodError::UnsupportedFilter(format!(
+                        "inMailboxOtherThan lists at most {} ids",
+                        limits.max_ids_per_condition
+                    )));
+                }
                 c.in_mailbox_other_than = Some(ids.iter().map(id).collect::<Result<_, _>>()?);
             }
             "before" => c.before = Some(date(value)?),
@@ -379,7 +417,16 @@ pub struct EmailSort {
 
 /// Reads the comparators (EQ-06): an unknown property → `unsupportedSort`; a keyword sort without
 /// `keyword` → `invalidArguments`. No sort means `receivedAt` descending, newest first.
-pub fn parse_sort(sort: &[Comparator]) -> Result<Vec<EmailSort>, MethodError> {
+pub fn parse_sort(
+    sort: &[Comparator],
+    limits: &QueryLimits,
+) -> Result<Vec<EmailSort>, MethodError> {
+    if sort.len() > limits.max_sort_comparators {
+        return Err(MethodError::UnsupportedSort(format!(
+            "a sort has at most {} comparators",
+            limits.max_sort_comparators
+        )));
+    }
     let mut out = Vec::with_capacity(sort.len());
     for c in sort {
         let mut extra = c.extra.clone();
@@ -537,10 +584,11 @@ fn parse_email_query(
     filter: Option<&Value>,
     sort: &[Comparator],
     collapse_threads: bool,
+    limits: &QueryLimits,
 ) -> Result<EmailQuery, MethodError> {
     Ok(EmailQuery {
-        filter: filter.map(Filter::parse).transpose()?,
-        sort: parse_sort(sort)?,
+        filter: filter.map(|f| Filter::parse(f, limits)).transpose()?,
+        sort: parse_sort(sort, limits)?,
         collapse_threads,
     })
 }
@@ -558,7 +606,12 @@ pub fn query<C: EmailQueryStore>(
     let q = standard::parse_query(call)?;
     let collapse_threads = call.args.defaulted("collapseThreads", false)?;
     std::mem::take(&mut call.args).finish()?;
-    let query = parse_email_query(q.filter.as_ref(), &q.sort, collapse_threads)?;
+    let query = parse_email_query(
+        q.filter.as_ref(),
+        &q.sort,
+        collapse_threads,
+        &call.server.query_limits,
+    )?;
     let cap = max_query_limit(call);
     let (limit, capped) = match q.limit {
         Some(l) if l > cap => (cap, Some(cap)),
@@ -612,7 +665,12 @@ pub fn query_changes<C: EmailQueryStore>(
     let q = standard::parse_query_changes(call)?;
     let collapse_threads = call.args.defaulted("collapseThreads", false)?;
     std::mem::take(&mut call.args).finish()?;
-    let query = parse_email_query(q.filter.as_ref(), &q.sort, collapse_threads)?;
+    let query = parse_email_query(
+        q.filter.as_ref(),
+        &q.sort,
+        collapse_threads,
+        &call.server.query_limits,
+    )?;
     let since = q.since_seq.ok_or_else(|| {
         MethodError::CannotCalculateChanges(format!(
             "unknown query state {:?}",
@@ -741,7 +799,7 @@ pub fn search_snippet_get<C: EmailQueryStore>(
 ) -> Result<Map<String, Value>, MethodError> {
     let filter = match call.args.take_value("filter") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(Filter::parse(&v)?),
+        Some(v) => Some(Filter::parse(&v, &call.server.query_limits)?),
     };
     let ids: Vec<Id> = call.args.required("emailIds")?;
     std::mem::take(&mut call.args).finish()?;
@@ -833,10 +891,13 @@ mod tests {
 
     #[test]
     fn operators_nest_and_unknown_conditions_are_unsupported() {
-        let f = Filter::parse(&json!({"operator": "OR", "conditions": [
-            {"inMailbox": "m1", "hasKeyword": "$Seen"},
-            {"operator": "NOT", "conditions": [{"text": "x"}]}
-        ]}))
+        let f = Filter::parse(
+            &json!({"operator": "OR", "conditions": [
+                {"inMailbox": "m1", "hasKeyword": "$Seen"},
+                {"operator": "NOT", "conditions": [{"text": "x"}]}
+            ]}),
+            &QueryLimits::default(),
+        )
         .unwrap();
         let Filter::Operator(Operator::Or, parts) = &f else {
             panic!("{f:?}")
@@ -846,7 +907,7 @@ mod tests {
         };
         assert_eq!(c.has_keyword.as_deref(), Some("$seen"));
         assert!(matches!(
-            Filter::parse(&json!({"colour": "red"})),
+            Filter::parse(&json!({"colour": "red"}), &QueryLimits::default()),
             Err(MethodError::UnsupportedFilter(_))
         ));
         for bad in [
@@ -862,7 +923,10 @@ mod tests {
             json!([1]),
         ] {
             assert!(
-                matches!(Filter::parse(&bad), Err(MethodError::InvalidArguments(_))),
+                matches!(
+                    Filter::parse(&bad, &QueryLimits::default()),
+                    Err(MethodError::InvalidArguments(_))
+                ),
                 "{bad}"
             );
         }
@@ -870,8 +934,11 @@ mod tests {
 
     #[test]
     fn dates_are_utc_and_headers_lowercase() {
-        let f =
-            Filter::parse(&json!({"after": "2024-01-02T03:04:05Z", "header": ["X-Spam"]})).unwrap();
+        let f = Filter::parse(
+            &json!({"after": "2024-01-02T03:04:05Z", "header": ["X-Spam"]}),
+            &QueryLimits::default(),
+        )
+        .unwrap();
         let Filter::Condition(c) = f else { panic!() };
         assert_eq!(c.after, Some(1704164645));
         assert_eq!(c.header.unwrap().name, "x-spam");
@@ -889,19 +956,27 @@ mod tests {
     #[test]
     fn keyword_sorts_need_a_keyword_and_unknown_sorts_are_unsupported() {
         assert_eq!(
-            parse_sort(&[cmp("hasKeyword", json!({"keyword": "$Flagged"}))]).unwrap()[0].key,
+            parse_sort(
+                &[cmp("hasKeyword", json!({"keyword": "$Flagged"}))],
+                &QueryLimits::default()
+            )
+            .unwrap()[0]
+                .key,
             SortKey::HasKeyword("$flagged".into())
         );
         assert!(matches!(
-            parse_sort(&[cmp("someInThreadHaveKeyword", json!({}))]),
+            parse_sort(
+                &[cmp("someInThreadHaveKeyword", json!({}))],
+                &QueryLimits::default()
+            ),
             Err(MethodError::InvalidArguments(_))
         ));
         assert!(matches!(
-            parse_sort(&[cmp("id", json!({}))]),
+            parse_sort(&[cmp("id", json!({}))], &QueryLimits::default()),
             Err(MethodError::UnsupportedSort(_))
         ));
         assert_eq!(
-            parse_sort(&[]).unwrap(),
+            parse_sort(&[], &QueryLimits::default()).unwrap(),
             vec![EmailSort {
                 key: SortKey::ReceivedAt,
                 ascending: false
@@ -955,10 +1030,13 @@ mod tests {
 
     #[test]
     fn terms_under_not_are_not_highlighted() {
-        let f = Filter::parse(&json!({"operator": "AND", "conditions": [
-            {"subject": "alpha"}, {"body": "beta"}, {"text": "gamma"},
-            {"operator": "NOT", "conditions": [{"text": "delta"}]}
-        ]}))
+        let f = Filter::parse(
+            &json!({"operator": "AND", "conditions": [
+                {"subject": "alpha"}, {"body": "beta"}, {"text": "gamma"},
+                {"operator": "NOT", "conditions": [{"text": "delta"}]}
+            ]}),
+            &QueryLimits::default(),
+        )
         .unwrap();
         let (s, b) = f.highlight_terms();
         assert_eq!(s, vec!["alpha", "gamma"]);

@@ -35,3 +35,31 @@ impl Default for Limits {
         }
     }
 }
+
+/// What one Email/query filter and sort may ask of the database (`[query]`). The database has
+/// limits of its own (expression depth, bound variables, ORDER BY terms) that would otherwise
+/// surface as `serverFail`; these are lower, and answered as method errors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryLimits {
+    /// How deep FilterOperators may nest.
+    pub max_filter_depth: usize,
+    /// Conditions in one filter, counting each property of a FilterCondition and each word of
+    /// its text searches.
+    pub max_filter_conditions: usize,
+    /// Ids in one condition (`inMailboxOtherThan`).
+    pub max_ids_per_condition: usize,
+    /// Comparators in one `sort`.
+    pub max_sort_comparators: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            max_filter_depth: 10,
+            max_filter_conditions: 100,
+            max_ids_per_condition: 1000,
+            max_sort_comparators: 10,
+        }
+    }
+}

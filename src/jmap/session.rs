@@ -61,6 +61,8 @@ pub struct ServerInfo {
     pub mail_domain: String,
     /// The SMTP relay URL for non-local recipients (`[submission] relay`); empty = none.
     pub relay_url: String,
+    /// Bounds on Email/query filters and sorts (`[query]`).
+    pub query_limits: super::limits::QueryLimits,
     /// PushSubscription limits and the push-target policy (`[push]`).
     pub webhooks: super::push_subscription::WebhookPolicy,
     fingerprint: String,
@@ -82,6 +84,7 @@ impl ServerInfo {
             strict_using,
             mail_domain: "localhost".into(),
             relay_url: String::new(),
+            query_limits: Default::default(),
             webhooks: Default::default(),
             fingerprint: String::new(),
         };

@@ -899,6 +899,7 @@ impl EmailQueryStore for StoreContext {
 mod tests {
     use super::*;
     use crate::jmap::email_query::parse_sort;
+    use crate::jmap::limits::QueryLimits;
     use serde_json::json;
 
     #[test]
@@ -910,12 +911,15 @@ mod tests {
     fn parameters_are_numbered_in_order_of_appearance() {
         let q = EmailQuery {
             filter: Some(
-                Filter::parse(&json!({"operator": "NOT", "conditions": [
-                    {"inMailbox": "m1"}, {"text": "a b", "minSize": 3}
-                ]}))
+                Filter::parse(
+                    &json!({"operator": "NOT", "conditions": [
+                        {"inMailbox": "m1"}, {"text": "a b", "minSize": 3}
+                    ]}),
+                    &QueryLimits::default(),
+                )
                 .unwrap(),
             ),
-            sort: parse_sort(&[]).unwrap(),
+            sort: parse_sort(&[], &QueryLimits::default()).unwrap(),
             collapse_threads: false,
         };
         let (sql, params) = explain_ids_sql("A", &q, 0, 10);

@@ -895,9 +895,13 @@ async fn in_mailbox_newest_first_walks_an_index_on_a_100000_message_account() {
     }
     let query = herald::jmap::email_query::EmailQuery {
         filter: Some(
-            herald::jmap::email_query::Filter::parse(&json!({"inMailbox": f.inbox})).unwrap(),
+            herald::jmap::email_query::Filter::parse(
+                &json!({"inMailbox": f.inbox}),
+                &Default::default(),
+            )
+            .unwrap(),
         ),
-        sort: herald::jmap::email_query::parse_sort(&[]).unwrap(),
+        sort: herald::jmap::email_query::parse_sort(&[], &Default::default()).unwrap(),
         collapse_threads: false,
     };
     let plan = herald::store::email_query::sqlite_query_plan(&mut conn, &f.account, &query, 0, 50)

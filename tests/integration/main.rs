@@ -26,6 +26,7 @@ mod push_eventsource;
 mod push_revocation;
 mod push_webhook;
 mod push_ws;
+mod query_limits;
 mod sharing;
 mod slow_clients;
 mod submission;
