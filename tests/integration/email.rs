@@ -542,8 +542,9 @@ async fn immutable_properties_empty_mailbox_ids_and_bad_keywords_are_invalid() {
     assert_eq!(nc["empty"]["type"], "invalidProperties");
     assert_eq!(nc["nobox"]["type"], "invalidProperties");
     assert_eq!(nc["badkw"]["type"], "invalidProperties");
-    assert_eq!(nc["noblob"]["type"], "blobNotFound"); // ESET-05
-    assert_eq!(nc["noblob"]["notFound"], json!([missing]));
+    // EIMP-02: a bad blobId too (Email/set's blobNotFound is for its body parts).
+    assert_eq!(nc["noblob"]["type"], "invalidProperties");
+    assert_eq!(nc["noblob"]["properties"], json!(["blobId"]));
     assert_eq!(r[0][1]["created"], Value::Null);
     assert_eq!(r[0][1]["oldState"], r[0][1]["newState"]);
 }

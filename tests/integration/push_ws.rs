@@ -516,61 +516,57 @@ async fn a_websocket_that_never_answers_pings_is_closed_and_unsubscribed() {
 
 #[actix_web::test]
 async fn websocket_requests_share_max_concurrent_requests_with_http() {
-    use base64::Engine;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
     let s = TestServer::start_with(|c| c.limits.max_concurrent_requests = 1).await;
     let alice = s.add_user("alice", "pw");
+    let account = account_id(&s, &alice).await;
     let mut ws = ws_connect(&s, &alice).await;
-    // Hold one HTTP request open (head sent, half the body), so it keeps its slot.
-    let body =
-        json!({"using": [CORE], "methodCalls": [["Core/echo", {"held": true}, "h"]]}).to_string();
-    let addr = s.base.trim_start_matches("http://").to_owned();
-    let head = format!(
-        "POST /jmap/api HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        base64::engine::general_purpose::STANDARD.encode("alice:pw"),
-        body.len()
-    );
-    let hold = || async {
-        let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        held.write_all(head.as_bytes()).await.unwrap();
-        held.write_all(&body.as_bytes()[..10]).await.unwrap();
-        held
+    // Keep one HTTP request running: it writes, and the test holds SQLite's write lock meanwhile
+    // (the store waits up to its busy timeout, 10 s, for it).
+    let path = s
+        .config
+        .store
+        .url
+        .trim_start_matches("sqlite://")
+        .to_owned();
+    let mut lock = diesel::SqliteConnection::establish(&path).unwrap();
+    lock.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let create = json!({"using": [CORE, MAIL], "methodCalls": [
+        ["Mailbox/set", {"accountId": account, "create": {"m": {"name": "held"}}}, "0"]]});
+    let hold = || {
+        let (base, alice, create) = (s.base.clone(), alice.clone(), create.clone());
+        actix_web::rt::spawn(async move {
+            let req = authorize(client().post(format!("{base}/jmap/api")), &alice);
+            harness::answer(req.send_json(&create).await.expect("POST")).await
+        })
     };
-    let mut held = hold().await;
-    // WS-10: the WebSocket request is refused while the HTTP one runs. Bounded polling: the held
-    // request takes its slot once authenticated, and if it lost the slot to one of these WebSocket
-    // requests instead (it then answers at once with a limit error), it is sent again.
-    let mut refused = None;
+    let mut held = hold();
+    // WS-10: the WebSocket request is refused while the HTTP one runs. If the HTTP request came
+    // while one of these held the slot, it was refused instead: it is sent again.
     let deadline = std::time::Instant::now() + WAIT;
     let mut i = 0;
-    while std::time::Instant::now() < deadline {
+    let refused = loop {
         i += 1;
         let (r, _) = ws_request(&mut ws, &format!("L{i}"), json!([["Core/echo", {}, "0"]])).await;
         if r["@type"] == "RequestError" {
-            refused = Some(r);
-            break;
+            break r;
         }
-        let mut probe = [0u8; 1024];
-        match held.try_read(&mut probe) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            _ => held = hold().await,
+        if held.is_finished() {
+            held = hold();
         }
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    let refused = refused.expect("refused while the HTTP request holds the slot");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refused while the HTTP request runs"
+        );
+    };
     assert_eq!(refused["type"], "urn:ietf:params:jmap:error:limit");
     assert_eq!(refused["limit"], "maxConcurrentRequests");
     assert!(refused["requestId"].as_str().unwrap().starts_with('L'));
-    // Finish the HTTP request; then the WebSocket may run one again.
-    held.write_all(&body.as_bytes()[10..]).await.unwrap();
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&reply).contains("\"held\"") {
-        let n = held.read(&mut buf).await.unwrap();
-        assert!(n > 0);
-        reply.extend_from_slice(&buf[..n]);
-    }
-    drop(held);
+    // Let the HTTP request finish; then the WebSocket may run one again.
+    lock.batch_execute("ROLLBACK").unwrap();
+    let held = held.await.unwrap();
+    assert_eq!(held.status, StatusCode::OK);
     let (r, _) = ws_request(&mut ws, "free", json!([["Core/echo", {}, "0"]])).await;
     assert_eq!(r["@type"], "Response");
 }
