@@ -34,6 +34,9 @@ pub enum Command {
     /// Share accounts between users.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// The key that signs Web Push requests (VAPID, RFC 8292).
+    #[command(subcommand)]
+    Vapid(VapidCommand),
     /// Deliver a message (RFC 5322, read from standard input) to a user's inbox, as new mail.
     Deliver {
         /// The user whose personal account receives the message.
@@ -101,6 +104,15 @@ pub enum TokenCommand {
     Revoke { token: String },
     /// List tokens (ids only), optionally of one user.
     List { name: Option<String> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VapidCommand {
+    /// Print the public key (base64url) that the session advertises as applicationServerKey.
+    Show,
+    /// Replace the key pair. Browser subscriptions made with the old public key are refused by
+    /// their push services from now on: web clients must subscribe again with the new key.
+    Rotate,
 }
 
 /// Errors of the command line, printed as one line.
@@ -214,6 +226,30 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Vapid(cmd) => {
+            use crate::push::vapid::{SECRET_NAME, VapidKey};
+            let store = Store::open(&config.store.url, 1)?;
+            let mut conn = store.conn()?;
+            let secret = match cmd {
+                VapidCommand::Show => crate::store::secrets::get_or_create(
+                    &mut conn,
+                    SECRET_NAME,
+                    VapidKey::generate_secret,
+                )?,
+                VapidCommand::Rotate => {
+                    let secret = VapidKey::generate_secret();
+                    crate::store::secrets::replace(&mut conn, SECRET_NAME, &secret)?;
+                    eprintln!(
+                        "VAPID key replaced. Restart every node to sign with it and advertise it; \
+                         browser subscriptions made with the old key must be made again."
+                    );
+                    secret
+                }
+            };
+            let key = VapidKey::from_secret(&secret).map_err(|e| CliError::Usage(e.to_string()))?;
+            println!("{}", key.public_key());
             Ok(())
         }
         Command::Account(cmd) => {

@@ -180,6 +180,9 @@ pub struct PushConfig {
     pub claim_lease_secs: u64,
     /// The `TTL` header sent with every push (RFC 8030 §5.2), in seconds.
     pub ttl_secs: u64,
+    /// The contact push services see in the VAPID token (RFC 8292 §2.1), a `mailto:` or
+    /// `https:` URI; empty = `mailto:postmaster@<[submission] domain>`.
+    pub vapid_subject: String,
     /// How often the outbox is rescanned for rows queued elsewhere, in seconds.
     pub outbox_poll_secs: u64,
     /// Webhook POSTs in flight at once, over all subscriptions.
@@ -200,6 +203,7 @@ impl Default for PushConfig {
             request_timeout_secs: 30,
             claim_lease_secs: 0,
             ttl_secs: 86_400,
+            vapid_subject: String::new(),
             outbox_poll_secs: 30,
             max_in_flight: 256,
             max_connections_per_user: 32,
@@ -366,6 +370,12 @@ mod tests {
         );
         assert_eq!(shipped.push.retry_base_ms, defaults.push.retry_base_ms);
         assert_eq!(shipped.push.ttl_secs, defaults.push.ttl_secs);
+        assert_eq!(shipped.push.vapid_subject, defaults.push.vapid_subject);
+        assert_eq!(shipped.query, defaults.query);
+        assert_eq!(
+            shipped.server.request_body_timeout_secs,
+            defaults.server.request_body_timeout_secs
+        );
         let (p, d) = (&shipped.push, &defaults.push);
         assert_eq!(
             (

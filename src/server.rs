@@ -20,8 +20,9 @@ use crate::push::PushState;
 use crate::push::StateChanged;
 use crate::push::cluster_bus::ClusterBus;
 use crate::push::registry::Registry;
+use crate::push::vapid::{self, VapidKey, VapidSigner};
 use crate::store::credentials::CredentialCache;
-use crate::store::{Store, StoreUrl};
+use crate::store::{Store, StoreUrl, secrets};
 use actix::Recipient;
 use serde_json::json;
 
@@ -81,6 +82,7 @@ pub fn pool_size(config: &Config) -> u32 {
 fn session_capabilities(
     _config: &Config,
     base_url: &str,
+    vapid: &VapidKey,
 ) -> BTreeMap<&'static str, serde_json::Value> {
     let mut caps = BTreeMap::new();
     // RFC 8887 §3 (checklist WS-01): the WebSocket URL, ws(s) as the base URL is http(s).
@@ -97,7 +99,21 @@ fn session_capabilities(
     caps.insert(capability::MAIL, json!({}));
     caps.insert(capability::SUBMISSION, json!({}));
     caps.insert(capability::VACATION_RESPONSE, json!({}));
+    // RFC 9749 §3: the key a browser subscribes with, so push services accept our pushes.
+    caps.insert(
+        capability::WEBPUSH_VAPID,
+        json!({"applicationServerKey": vapid.public_key()}),
+    );
     caps
+}
+
+/// The cluster's VAPID key, made and stored by the first node that starts.
+fn vapid_key(store: &Store) -> std::io::Result<VapidKey> {
+    let io = |e: String| std::io::Error::other(e);
+    let mut conn = store.conn().map_err(|e| io(e.to_string()))?;
+    let secret = secrets::get_or_create(&mut conn, vapid::SECRET_NAME, VapidKey::generate_secret)
+        .map_err(|e| io(e.to_string()))?;
+    VapidKey::from_secret(&secret).map_err(|e| io(e.to_string()))
 }
 
 /// Per-account capability objects (RFC 8620 §2 `accountCapabilities`).
@@ -136,10 +152,11 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         "" => format!("http://{addr}"),
         url => url.trim_end_matches('/').to_owned(),
     };
+    let vapid_key = vapid_key(&store)?;
     let mut server_info = ServerInfo::new(
         &base_url,
         config.limits.clone(),
-        session_capabilities(config, &base_url),
+        session_capabilities(config, &base_url, &vapid_key),
         account_capabilities(config),
         config.jmap.strict_using,
     );
@@ -161,7 +178,15 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
     )
     .start();
     // Everything that must hear of committed writes: the push registry and the webhook sender.
-    let webhooks = crate::push::webhook::WebhookSender::start(store.clone(), &config.push);
+    let subject = match config.push.vapid_subject.trim() {
+        "" => format!("mailto:postmaster@{}", config.submission.domain),
+        subject => subject.to_owned(),
+    };
+    let webhooks = crate::push::webhook::WebhookSender::start(
+        store.clone(),
+        &config.push,
+        VapidSigner::new(vapid_key, subject),
+    );
     let publishers: Vec<Recipient<StateChanged>> =
         vec![registry.clone().recipient(), webhooks.clone().recipient()];
     // One publication path per mode, so no change is pushed twice: SQLite is one node, and the

@@ -9,6 +9,7 @@ pub const MAIL: &str = "urn:ietf:params:jmap:mail";
 pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 pub const VACATION_RESPONSE: &str = "urn:ietf:params:jmap:vacationresponse";
 pub const WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
+pub const WEBPUSH_VAPID: &str = "urn:ietf:params:jmap:webpush-vapid";
 
 /// Capabilities in the IANA "JMAP Capabilities" registry. Widely used clients (the `jmap-client`
 /// crate among them) list every one they know in `using` on every request; by default Herald lets
@@ -37,7 +38,7 @@ pub const REGISTERED: &[&str] = &[
     "urn:ietf:params:jmap:tasks:alerts",
     "urn:ietf:params:jmap:tasks:multilingual",
     "urn:ietf:params:jmap:tasks:customtimezones",
-    "urn:ietf:params:jmap:webpush-vapid",
+    WEBPUSH_VAPID,
 ];
 
 /// Checks a request's `using` against what this server `supports`, and returns the capabilities

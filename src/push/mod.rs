@@ -14,6 +14,7 @@ pub mod slot;
 pub mod state_change;
 pub mod target;
 pub mod tickets;
+pub mod vapid;
 pub mod webhook;
 pub mod webpush;
 

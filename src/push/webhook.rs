@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::StateChanged;
 use super::target::{Target, TargetPolicy};
+use super::vapid::VapidSigner;
 use super::webpush;
 use crate::config::PushConfig;
 use crate::jmap::changes::state_string;
@@ -38,6 +39,8 @@ pub struct WebhookSender {
     policy: TargetPolicy,
     /// This process's name in `claimed_by`.
     node: String,
+    /// Signs every push with the server's VAPID key (RFC 8292).
+    vapid: VapidSigner,
     /// Built in `started`: `awc::Client` is `!Send` (../shared/STACK.md, pitfall 5).
     client: Option<awc::Client>,
     in_flight: HashSet<String>,
@@ -53,10 +56,11 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     /// Starts the sender on a new arbiter thread.
-    pub fn start(store: Store, config: &PushConfig) -> Addr<WebhookSender> {
+    pub fn start(store: Store, config: &PushConfig, vapid: VapidSigner) -> Addr<WebhookSender> {
         let config = config.clone();
         WebhookSender::start_in_arbiter(&Arbiter::new().handle(), move |_| WebhookSender {
             store,
+            vapid,
             policy: config.webhook_policy().target,
             config,
             node: random_secret(9),
@@ -261,6 +265,17 @@ impl WebhookSender {
         // with the newer one (RFC 8030 §5.4; the id is base64url and at most 32 characters).
         let topic = (claimed.kind == KIND_STATE_CHANGE && claimed.subscription.id.len() <= 32)
             .then(|| claimed.subscription.id.clone());
+        let authorization = self.vapid.authorization(&url, crate::store::now());
+        // RFC 8030 §5.3: new mail is worth waking a device for; other changes can wait.
+        let urgency = if claimed
+            .changed
+            .values()
+            .any(|types| types.contains_key("EmailDelivery"))
+        {
+            "high"
+        } else {
+            "normal"
+        };
         let request = async move {
             // Scheme and literal addresses; host names are checked by the client's resolver.
             policy.parse(&url).map_err(Failure::Refused)?;
@@ -276,7 +291,10 @@ impl WebhookSender {
                 .post(&url)
                 .insert_header(("Content-Type", "application/json"))
                 .insert_header(("TTL", ttl))
-                .insert_header(("Urgency", "normal"));
+                .insert_header(("Urgency", urgency));
+            if let Some(authorization) = authorization {
+                req = req.insert_header(("Authorization", authorization));
+            }
             if let Some(topic) = topic {
                 req = req.insert_header(("Topic", topic));
             }

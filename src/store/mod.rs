@@ -17,6 +17,7 @@ pub mod identity;
 pub mod mailbox;
 pub mod push_subscription;
 pub mod schema;
+pub mod secrets;
 pub mod static_sql;
 pub mod submission;
 pub mod tokens;

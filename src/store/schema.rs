@@ -275,3 +275,11 @@ diesel::table! {
         is_subscribed -> Bool,
     }
 }
+
+diesel::table! {
+    server_secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> BigInt,
+    }
+}

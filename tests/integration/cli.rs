@@ -261,3 +261,23 @@ async fn the_first_serve_creates_a_user_who_can_log_in_and_sigterm_stops_the_ser
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn the_vapid_key_is_kept_in_the_store_until_an_operator_rotates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let show = |dir: &tempfile::TempDir| {
+        let out = run(herald(dir).args(["vapid", "show"]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    };
+    let first = show(&dir);
+    // An uncompressed P-256 point: 65 octets, 87 base64url characters.
+    assert_eq!(first.len(), 87, "{first}");
+    assert_eq!(show(&dir), first);
+    let out = run(herald(&dir).args(["vapid", "rotate"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("subscribe") || text(&out.stderr).contains("again"));
+    let rotated = text(&out.stdout).trim().to_owned();
+    assert_ne!(rotated, first);
+    assert_eq!(show(&dir), rotated);
+}

@@ -1101,3 +1101,142 @@ fn a_batch_of_outcomes_not_recorded_before_a_crash_is_sent_again_and_merges_surv
         assert!(!types.contains_key("Mailbox"), "sent already: {changed}");
     }
 }
+
+/// Checks the VAPID `Authorization` of a push (RFC 8292 §3) with an independent JWT
+/// implementation: signed by `public_key`, for the sink's origin, expiring within 24 hours.
+fn assert_vapid(push: &Received, public_key: &str, audience: &str, subject: &str) {
+    use base64::Engine;
+    let header = push
+        .header("authorization")
+        .expect("an Authorization header");
+    let rest = header.strip_prefix("vapid ").expect("the vapid scheme");
+    let mut token = None;
+    let mut key = None;
+    for part in rest.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => token = Some(v),
+            Some(("k", v)) => key = Some(v),
+            _ => {}
+        }
+    }
+    let (token, key) = (token.expect("t="), key.expect("k="));
+    assert_eq!(key, public_key, "k is the advertised applicationServerKey");
+    let point = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key)
+        .unwrap();
+    assert_eq!(
+        (point.len(), point[0]),
+        (65, 4),
+        "an uncompressed P-256 point"
+    );
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let decoding =
+        jsonwebtoken::DecodingKey::from_ec_components(&b64(&point[1..33]), &b64(&point[33..]))
+            .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+    let claims = jsonwebtoken::decode::<Value>(token, &decoding, &validation)
+        .expect("a valid ES256 token")
+        .claims;
+    assert_eq!(claims["sub"], subject);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let exp = claims["exp"].as_i64().unwrap();
+    assert!(
+        exp > now && exp <= now + 24 * 3600,
+        "exp {exp} within 24 h of {now}"
+    );
+}
+
+#[on_both_backends]
+async fn every_push_carries_a_vapid_token_signed_with_the_key_the_session_advertises() {
+    let s = TestServer::start_with(|c| {
+        open_config(c);
+        c.push.vapid_subject = "mailto:ops@example.com".into();
+    })
+    .await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_of(&s, &alice).await;
+    let session = s.get("/jmap/session", &alice).await.body;
+    let key = session["capabilities"]["urn:ietf:params:jmap:webpush-vapid"]["applicationServerKey"]
+        .as_str()
+        .expect("RFC 9749: the session advertises applicationServerKey")
+        .to_owned();
+    // Every node of the store signs with the same key.
+    let url = s.config.store.url.clone();
+    let other = TestServer::start_with(move |c| c.store.url = url).await;
+    let other_session = other.get("/jmap/session", &alice).await.body;
+    assert_eq!(
+        other_session["capabilities"]["urn:ietf:params:jmap:webpush-vapid"]["applicationServerKey"],
+        key.as_str()
+    );
+    other.stop().await;
+
+    let mut sink = Sink::start().await;
+    let subject = "mailto:ops@example.com";
+    let id = create(
+        &s,
+        &alice,
+        json!({"deviceClientId": "d", "url": sink.url("/p")}),
+    )
+    .await;
+    let verification = sink.next().await;
+    assert_vapid(&verification, &key, &sink.base, subject);
+    let code = verification.json()["verificationCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    verify(&s, &alice, &id, &code).await;
+
+    mutate(&s, &alice, &account, "m").await;
+    let push = sink.next().await;
+    assert_vapid(&push, &key, &sink.base, subject);
+    assert_eq!(push.header("urgency"), Some("normal"));
+
+    // New mail is urgent (RFC 8030 §5.3).
+    let message = b"From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n".to_vec();
+    let upload = s
+        .post_raw(
+            &format!("/jmap/upload/{account}/"),
+            &alice,
+            "message/rfc822",
+            message,
+        )
+        .await;
+    let blob = upload.body["blobId"].as_str().unwrap().to_owned();
+    let inbox = s
+        .call(
+            &alice,
+            &[CORE, MAIL],
+            json!([["Mailbox/query", {"accountId": account,
+            "filter": {"role": "inbox"}}, "0"]]),
+        )
+        .await[0][1]["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .call(
+            &alice,
+            &[CORE, MAIL],
+            json!([["Email/import", {"accountId": account, "emails": {
+            "e": {"blobId": blob, "mailboxIds": {inbox: true}}}}, "0"]]),
+        )
+        .await;
+    assert!(r[0][1]["created"]["e"].is_object(), "{r:?}");
+    let push = loop {
+        let push = sink.next().await;
+        if push.json()["changed"][&account]
+            .get("EmailDelivery")
+            .is_some()
+        {
+            break push;
+        }
+    };
+    assert_vapid(&push, &key, &sink.base, subject);
+    assert_eq!(push.header("urgency"), Some("high"));
+    sink.stop().await;
+}
