@@ -150,7 +150,7 @@ pub struct PushConfig {
     pub ping_max_secs: u64,
     /// Seconds a ticket from `POST /jmap/ticket` stays valid.
     pub ticket_ttl_secs: u64,
-    /// Unused tickets this node keeps at most.
+    /// Unused, unexpired tickets one user may hold.
     pub max_tickets: usize,
     /// Seconds between checks that open push connections may still read their accounts (access
     /// withdrawn by `herald account unshare`, `herald user remove` or another node).
@@ -214,7 +214,7 @@ impl Default for PushConfig {
             ping_min_secs: 10,
             ping_max_secs: 600,
             ticket_ttl_secs: 60,
-            max_tickets: 100_000,
+            max_tickets: 32,
             access_check_secs: 5,
         }
     }

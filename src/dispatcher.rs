@@ -5,9 +5,13 @@
 //! request's whole run. Method calls run in order (`jmap::dispatch`); every committed write is
 //! published as a `StateChanged` after commit, and only what committed.
 
+mod tickets;
+
 use std::sync::Arc;
 
 use actix::prelude::*;
+
+pub use tickets::{IssueTicket, IssuedTicket, RedeemTicket};
 
 use crate::jmap::dispatch::{MethodTable, run_request};
 use crate::jmap::error::RequestError;

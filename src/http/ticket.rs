@@ -1,34 +1,45 @@
 //! `POST /jmap/ticket`, and authentication of push streams by header or ticket.
 //!
 //! Browsers cannot set headers on `EventSource` or `WebSocket`; an authenticated client gets a
-//! short-lived, single-use ticket here and passes it as `?ticket=` (see `push::tickets`).
+//! short-lived, single-use ticket here and passes it as `?ticket=` (see `store::tickets`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::{AppState, auth, problem};
+use crate::dispatcher::{IssueTicket, IssuedTicket, RedeemTicket};
 use crate::jmap::session::Principal;
 use crate::push::connections::CapReached;
 
 /// `POST /jmap/ticket`: `{"ticket": "...", "expiresInSeconds": N}`.
 pub async fn post_ticket(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let principal = match auth::authenticate(&state, &req).await {
-        Ok(p) => p,
-        Err(response) => return response,
+    let Some(credentials) = auth::credentials(&req) else {
+        return auth::unauthorized("authentication required: use HTTP Basic or a Bearer token");
     };
-    match state.push.tickets.issue(principal) {
-        Ok(ticket) => HttpResponse::Ok()
+    let ttl_secs = state.push.config.ticket_ttl_secs;
+    let issued = state
+        .dispatcher
+        .send(IssueTicket {
+            credentials,
+            ttl_secs,
+            max_unused: state.push.config.max_tickets,
+        })
+        .await;
+    match issued {
+        Ok(Ok(IssuedTicket::Issued(ticket))) => HttpResponse::Ok()
             .content_type("application/json")
             .insert_header(("Cache-Control", "no-store"))
-            .body(
-                json!({
-                    "ticket": ticket,
-                    "expiresInSeconds": state.push.tickets.ttl().as_secs(),
-                })
-                .to_string(),
-            ),
-        Err(e) => problem::status(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            .body(json!({"ticket": ticket, "expiresInSeconds": ttl_secs}).to_string()),
+        Ok(Ok(IssuedTicket::Unauthorized)) => {
+            auth::unauthorized("wrong user name, password or token")
+        }
+        Ok(Ok(IssuedTicket::TooMany)) => problem::status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many unused tickets; use or let expire the ones issued",
+        ),
+        Ok(Err(e)) => problem::internal("ticket", e),
+        Err(e) => problem::internal("ticket", e),
     }
 }
 
@@ -40,18 +51,22 @@ fn ticket_param(req: &HttpRequest) -> Option<String> {
         .remove("ticket")
 }
 
-/// Authenticates a push stream: `?ticket=` when present (used up here), else Basic/Bearer.
+/// Authenticates a push stream: `?ticket=` when present (used up here, on any node), else
+/// Basic/Bearer.
 pub async fn authenticate_stream(
     state: &AppState,
     req: &HttpRequest,
 ) -> Result<Principal, HttpResponse> {
-    match ticket_param(req) {
-        Some(ticket) => state
-            .push
-            .tickets
-            .redeem(&ticket)
-            .ok_or_else(|| auth::unauthorized("the ticket is unknown, already used or expired")),
-        None => auth::authenticate(state, req).await,
+    let Some(ticket) = ticket_param(req) else {
+        return auth::authenticate(state, req).await;
+    };
+    match state.dispatcher.send(RedeemTicket(ticket)).await {
+        Ok(Ok(Some(principal))) => Ok(principal),
+        Ok(Ok(None)) => Err(auth::unauthorized(
+            "the ticket is unknown, already used or expired",
+        )),
+        Ok(Err(e)) => Err(problem::internal("ticket", e)),
+        Err(e) => Err(problem::internal("ticket", e)),
     }
 }
 

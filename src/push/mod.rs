@@ -13,7 +13,6 @@ pub mod registry;
 pub mod slot;
 pub mod state_change;
 pub mod target;
-pub mod tickets;
 pub mod vapid;
 pub mod webhook;
 pub mod webpush;
@@ -32,12 +31,12 @@ pub const DATA_TYPES: &[&str] = &[
     "VacationResponse",
 ];
 
-/// What the HTTP handlers need for push: the registry, the settings, the caps and the tickets.
+/// What the HTTP handlers need for push: the registry, the settings and the caps (stream tickets
+/// are in the store: `store::tickets`).
 pub struct PushState {
     pub registry: actix::Addr<registry::Registry>,
     pub config: crate::config::PushConfig,
     pub caps: connections::ConnectionCaps,
-    pub tickets: tickets::TicketBook,
 }
 
 impl PushState {
@@ -51,10 +50,6 @@ impl PushState {
             caps: connections::ConnectionCaps::new(
                 config.max_connections_per_user,
                 config.max_connections,
-            ),
-            tickets: tickets::TicketBook::new(
-                std::time::Duration::from_secs(config.ticket_ttl_secs),
-                config.max_tickets,
             ),
             config,
         }

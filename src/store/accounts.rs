@@ -119,6 +119,8 @@ type AccessColumns = Option<(String, String, bool, bool)>;
 pub enum UserKey<'a> {
     /// By user name (HTTP Basic).
     Name(&'a str),
+    /// By user id (a stream ticket issued to a password login).
+    Id(&'a str),
     /// By the SHA-256 of a bearer token (`tokens::secret_hash`).
     TokenHash(&'a str),
 }
@@ -148,6 +150,13 @@ pub fn user_with_access(
             .left_join(account_access::table.on(account_access::user_id.eq(users::id)))
             .left_join(accounts::table.on(accounts::id.eq(account_access::account_id)))
             .filter(users::name.eq(name))
+            .select((User::as_select(), access))
+            .order(order)
+            .load(conn)?,
+        UserKey::Id(id) => users::table
+            .left_join(account_access::table.on(account_access::user_id.eq(users::id)))
+            .left_join(accounts::table.on(accounts::id.eq(account_access::account_id)))
+            .filter(users::id.eq(id))
             .select((User::as_select(), access))
             .order(order)
             .load(conn)?,

@@ -20,6 +20,7 @@ pub mod schema;
 pub mod secrets;
 pub mod static_sql;
 pub mod submission;
+pub mod tickets;
 pub mod tokens;
 pub mod users;
 pub mod vacation;

@@ -283,3 +283,12 @@ diesel::table! {
         created_at -> BigInt,
     }
 }
+
+diesel::table! {
+    stream_tickets (hash) {
+        hash -> Text,
+        user_id -> Text,
+        token_hash -> Nullable<Text>,
+        expires_at -> BigInt,
+    }
+}

@@ -278,3 +278,74 @@ async fn a_client_that_closes_its_streams_gets_its_stream_slots_back_at_once() {
     )
     .await;
 }
+
+async fn ticket(s: &TestServer, auth: &Auth) -> String {
+    let a = s
+        .post_raw("/jmap/ticket", auth, "application/json", Vec::new())
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    a.body["ticket"].as_str().unwrap().to_owned()
+}
+
+fn with_ticket(ticket: &str) -> String {
+    format!("/jmap/eventsource/?types=*&closeafter=no&ping=0&ticket={ticket}")
+}
+
+#[on_both_backends]
+async fn a_ticket_issued_by_one_node_opens_a_stream_on_another_once() {
+    let a = TestServer::start().await;
+    let url = a.config.store.url.clone();
+    let b = TestServer::start_with(move |c| c.store.url = url).await;
+    let alice = a.add_user("alice", "pw");
+    let t = ticket(&a, &alice).await;
+    let mut sse = sse_open(&b, &Auth::None, &with_ticket(&t), None).await;
+    assert_eq!(sse.status, StatusCode::OK);
+    sse.ready().await;
+    // Used up: refused on both nodes.
+    assert_eq!(
+        sse_open(&a, &Auth::None, &with_ticket(&t), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        sse_open(&b, &Auth::None, &with_ticket(&t), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[on_both_backends]
+async fn a_ticket_of_a_revoked_token_opens_nothing() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "pw");
+    let mut conn = s.store.conn().unwrap();
+    let (id, token) = herald::store::tokens::create(&mut conn, "alice").unwrap();
+    let t = ticket(&s, &Auth::Bearer(token)).await;
+    herald::store::tokens::revoke(&mut conn, &id).unwrap();
+    assert_eq!(
+        sse_open(&s, &Auth::None, &with_ticket(&t), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[actix_web::test]
+async fn a_user_holds_at_most_max_tickets_unused_tickets() {
+    let s = TestServer::start_with(|c| c.push.max_tickets = 2).await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    ticket(&s, &alice).await;
+    let second = ticket(&s, &alice).await;
+    let refused = s
+        .post_raw("/jmap/ticket", &alice, "application/json", Vec::new())
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another user is not affected, and using a ticket makes room again.
+    ticket(&s, &bob).await;
+    let sse = sse_open(&s, &Auth::None, &with_ticket(&second), None).await;
+    assert_eq!(sse.status, StatusCode::OK);
+    ticket(&s, &alice).await;
+}
