@@ -52,6 +52,13 @@ pub struct WebhookSender {
     timer: Option<SpawnHandle>,
     /// A pending [`WebhookSender::pump`] and when it runs.
     tick: Option<(SpawnHandle, Instant)>,
+    /// A store pass is running; another pump waits for it (`pump_again`).
+    pumping: bool,
+    pump_again: bool,
+    /// The next pass also sweeps expired subscriptions and replays the change log.
+    sweep_due: bool,
+    /// The next pass is the first: it resumes claims left by a dead process and catches up.
+    starting: bool,
 }
 
 impl WebhookSender {
@@ -70,6 +77,10 @@ impl WebhookSender {
             settled: Vec::new(),
             timer: None,
             tick: None,
+            pumping: false,
+            pump_again: false,
+            sweep_due: false,
+            starting: true,
         })
     }
 
@@ -79,89 +90,62 @@ impl WebhookSender {
 
     /// Writes the settled outcomes, claims due deliveries up to the in-flight limit in one
     /// transaction and starts their POSTs; once the due rows are drained, arms the timer for the
-    /// next due row.
+    /// next due row. The store work runs on a blocking thread ([`StorePass`]), never on this
+    /// actor's thread, which drives every POST in flight; one pass runs at a time.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if let Some((handle, _)) = self.tick.take() {
             ctx.cancel_future(handle);
         }
-        self.catch_up_moved();
-        self.flush_settled();
-        match self.try_pump(ctx) {
-            Ok(true) => {}
-            Ok(false) => self.arm_timer(ctx),
-            Err(e) => {
-                log::warn!("webhook outbox: {e}");
-                self.arm_timer(ctx);
-            }
-        }
-    }
-
-    /// `Ok(true)` when the claim filled every free slot, so more rows may be due.
-    fn try_pump(&mut self, ctx: &mut Context<Self>) -> Result<bool, StoreError> {
-        let room = self
-            .config
-            .max_in_flight
-            .saturating_sub(self.in_flight.len());
-        if room == 0 {
-            return Ok(true);
-        }
-        let mut conn = self.store.conn()?;
-        let claimed = outbox::claim_due(&mut conn, &self.node, now_ms(), self.lease_ms(), room)?;
-        let full = claimed.len() >= room;
-        for claimed in claimed {
-            // Our own rows in flight hold unexpired leases, so they are never claimed twice;
-            // this is a guard.
-            if self.in_flight.insert(claimed.subscription.id.clone()) {
-                self.deliver(claimed, ctx);
-            }
-        }
-        Ok(full)
-    }
-
-    /// Merges the changes of every account announced since the last pump into the outbox.
-    fn catch_up_moved(&mut self) {
-        if self.moved.is_empty() {
+        if self.pumping {
+            self.pump_again = true;
             return;
         }
-        let moved = std::mem::take(&mut self.moved);
-        let mut conn = match self.store.conn() {
-            Ok(c) => c,
-            Err(e) => {
-                // The next outbox poll catches up every account from the change log.
-                log::warn!(
-                    "webhook outbox: {} state changes not queued: {e}",
-                    moved.len()
-                );
-                return;
-            }
+        self.pumping = true;
+        let pass = StorePass {
+            store: self.store.clone(),
+            node: self.node.clone(),
+            lease_ms: self.lease_ms(),
+            room: self
+                .config
+                .max_in_flight
+                .saturating_sub(self.in_flight.len()),
+            moved: std::mem::take(&mut self.moved),
+            settled: std::mem::take(&mut self.settled),
+            sweep: std::mem::take(&mut self.sweep_due),
+            starting: std::mem::take(&mut self.starting),
         };
-        for account in moved {
-            if let Err(e) =
-                outbox::catch_up(&mut conn, &account, outbox::MissingCursor::NewestWrite)
-            {
-                log::warn!("webhook outbox: state change of {account} not queued: {e}");
-            }
-        }
-    }
-
-    /// Writes the outcomes of finished POSTs in one transaction. Until then their rows stay
-    /// claimed by this node, so no second POST to those subscriptions starts.
-    fn flush_settled(&mut self) {
-        if self.settled.is_empty() {
-            return;
-        }
-        let mut settled = std::mem::take(&mut self.settled);
-        let written = self
-            .store
-            .conn()
-            .and_then(|mut c| outbox::settle(&mut c, &self.node, &mut settled));
-        if let Err(e) = written {
-            // The claims run out and the rows are sent again (at least once).
-            log::warn!(
-                "webhook outbox: {} outcomes not recorded: {e}",
-                settled.len()
-            );
-        }
+        actix_web::rt::task::spawn_blocking(move || pass.run())
+            .into_actor(self)
+            .map(|outcome, act, ctx| {
+                act.pumping = false;
+                match outcome {
+                    Ok(Ok((claimed, full, next_wake))) => {
+                        for claimed in claimed {
+                            // Our own rows in flight hold unexpired leases, so they are never
+                            // claimed twice; this is a guard.
+                            if act.in_flight.insert(claimed.subscription.id.clone()) {
+                                act.deliver(claimed, ctx);
+                            }
+                        }
+                        // Full: more rows may be due, and the POSTs' settlements pump again.
+                        if !full {
+                            act.arm_timer(next_wake, ctx);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        log::warn!("webhook outbox: {e}");
+                        act.arm_timer(None, ctx);
+                    }
+                    Err(e) => {
+                        log::warn!("webhook outbox: the store pass failed: {e}");
+                        act.arm_timer(None, ctx);
+                    }
+                }
+                if std::mem::take(&mut act.pump_again) {
+                    act.pump(ctx);
+                }
+            })
+            .spawn(ctx);
     }
 
     /// Runs [`Self::pump`] after `delay`, unless a run is already due sooner.
@@ -180,14 +164,11 @@ impl WebhookSender {
         self.tick = Some((handle, at));
     }
 
-    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+    /// Pumps at the next due row (`next_wake`, ms) or after `outbox_poll_secs`, whichever comes
+    /// first; that pump also sweeps expired subscriptions and catches up from the change log.
+    fn arm_timer(&mut self, next_wake: Option<i64>, ctx: &mut Context<Self>) {
         let poll = Duration::from_secs(self.config.outbox_poll_secs.max(1));
-        let next = self
-            .store
-            .conn()
-            .and_then(|mut c| outbox::next_wake(&mut c))
-            .unwrap_or(None);
-        let delay = match next {
+        let delay = match next_wake {
             Some(t) => Duration::from_millis((t - now_ms()).max(0) as u64).min(poll),
             None => poll,
         };
@@ -196,37 +177,9 @@ impl WebhookSender {
         }
         self.timer = Some(ctx.run_later(delay, |act, ctx| {
             act.timer = None;
-            act.sweep_expired();
-            act.catch_up_all();
+            act.sweep_due = true;
             act.pump(ctx);
         }));
-    }
-
-    /// Replays the change log past every cursor: changes whose `StateChanged` never reached
-    /// this actor (a crash right after commit, a full mailbox, another node's write) still get
-    /// pushed.
-    fn catch_up_all(&self) {
-        match self
-            .store
-            .conn()
-            .and_then(|mut c| outbox::catch_up_all(&mut c))
-        {
-            Ok(0) => {}
-            Ok(n) => log::info!("webhook outbox: caught up {n} subscriptions from the change log"),
-            Err(e) => log::warn!("webhook outbox: {e}"),
-        }
-    }
-
-    fn sweep_expired(&self) {
-        match self
-            .store
-            .conn()
-            .and_then(|mut c| outbox::destroy_expired(&mut c, now_ms() / 1000))
-        {
-            Ok(0) => {}
-            Ok(n) => log::info!("destroyed {n} expired push subscriptions"),
-            Err(e) => log::warn!("webhook outbox: {e}"),
-        }
     }
 
     /// The JSON body of a delivery (RFC 8620 §7.1, §7.2).
@@ -382,6 +335,83 @@ impl WebhookSender {
     }
 }
 
+/// The store work of one pump, run on a blocking thread: what the actor collected (changes
+/// announced, POST outcomes) goes in; claimed deliveries and the next wake-up come out.
+struct StorePass {
+    store: Store,
+    node: String,
+    lease_ms: i64,
+    /// Free in-flight slots to claim rows for.
+    room: usize,
+    moved: HashSet<String>,
+    settled: Vec<Settlement>,
+    /// The timer fired: also destroy expired subscriptions and replay the change log.
+    sweep: bool,
+    /// The first pass of this sender.
+    starting: bool,
+}
+
+impl StorePass {
+    /// `(claimed rows, whether they filled every free slot, the next due time when not)`.
+    fn run(mut self) -> Result<(Vec<ClaimedDelivery>, bool, Option<i64>), StoreError> {
+        let mut conn = self.store.conn()?;
+        if self.starting && self.store.url().is_sqlite() {
+            // A single-node store: any claim left behind is a dead process's.
+            match outbox::release_all_claims(&mut conn) {
+                Ok(n) if n > 0 => log::info!("webhook outbox: resumed {n} interrupted deliveries"),
+                Ok(_) => {}
+                Err(e) => log::warn!("webhook outbox: {e}"),
+            }
+        }
+        if self.sweep {
+            match outbox::destroy_expired(&mut conn, now_ms() / 1000) {
+                Ok(0) => {}
+                Ok(n) => log::info!("destroyed {n} expired push subscriptions"),
+                Err(e) => log::warn!("webhook outbox: {e}"),
+            }
+        }
+        if self.sweep || self.starting {
+            // Changes whose `StateChanged` never reached the sender (a crash right after
+            // commit, a full mailbox, another node's write) still get pushed.
+            match outbox::catch_up_all(&mut conn) {
+                Ok(0) => {}
+                Ok(n) => {
+                    log::info!("webhook outbox: caught up {n} subscriptions from the change log")
+                }
+                Err(e) => log::warn!("webhook outbox: {e}"),
+            }
+        }
+        for account in &self.moved {
+            if let Err(e) = outbox::catch_up(&mut conn, account, outbox::MissingCursor::NewestWrite)
+            {
+                // The next timer's catch-up replays it from the change log.
+                log::warn!("webhook outbox: state change of {account} not queued: {e}");
+            }
+        }
+        // Until recorded, settled rows stay claimed by this node, so no second POST to those
+        // subscriptions starts; if this fails, the claims run out and the rows are sent again.
+        if !self.settled.is_empty()
+            && let Err(e) = outbox::settle(&mut conn, &self.node, &mut self.settled)
+        {
+            log::warn!(
+                "webhook outbox: {} outcomes not recorded: {e}",
+                self.settled.len()
+            );
+        }
+        if self.room == 0 {
+            return Ok((Vec::new(), true, None));
+        }
+        let claimed = outbox::claim_due(&mut conn, &self.node, now_ms(), self.lease_ms, self.room)?;
+        let full = claimed.len() >= self.room;
+        let next_wake = if full {
+            None
+        } else {
+            outbox::next_wake(&mut conn).unwrap_or(None)
+        };
+        Ok((claimed, full, next_wake))
+    }
+}
+
 /// How long a claim on an outbox row lasts (`claim_lease_secs`, 0: the POST timeout plus 30 s).
 pub fn lease_secs(config: &PushConfig) -> u64 {
     match config.claim_lease_secs {
@@ -485,19 +515,6 @@ impl Actor for WebhookSender {
                 .disable_redirects()
                 .finish(),
         );
-        // A single-node store: any claim left behind is a dead process's.
-        if self.store.url().is_sqlite() {
-            match self
-                .store
-                .conn()
-                .and_then(|mut c| outbox::release_all_claims(&mut c))
-            {
-                Ok(n) if n > 0 => log::info!("webhook outbox: resumed {n} interrupted deliveries"),
-                Ok(_) => {}
-                Err(e) => log::warn!("webhook outbox: {e}"),
-            }
-        }
-        self.catch_up_all();
         let wake = outbox::outbox_signal().subscribe();
         ctx.add_stream(futures_util::stream::unfold(wake, |mut rx| async move {
             rx.changed().await.ok()?;
