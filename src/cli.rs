@@ -37,6 +37,9 @@ pub enum Command {
     /// The key that signs Web Push requests (VAPID, RFC 8292).
     #[command(subcommand)]
     Vapid(VapidCommand),
+    /// Extra addresses that deliver to a user (LMTP `RCPT TO`).
+    #[command(subcommand)]
+    Alias(AliasCommand),
     /// Deliver a message (RFC 5322, read from standard input) to a user's inbox, as new mail.
     Deliver {
         /// The user whose personal account receives the message.
@@ -104,6 +107,22 @@ pub enum TokenCommand {
     Revoke { token: String },
     /// List tokens (ids only), optionally of one user.
     List { name: Option<String> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AliasCommand {
+    /// Deliver mail for ADDRESS to a user; `@domain` takes every address of the domain that
+    /// nothing else takes (a catch-all).
+    Add {
+        address: String,
+        /// The user who receives it.
+        #[arg(long)]
+        to: String,
+    },
+    /// List aliases and their users.
+    List,
+    /// Remove an alias.
+    Remove { address: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -203,7 +222,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let account = accounts::personal_account(&mut conn, &user.id)?;
             // The server learns of this write from the change log (its own process publishes
             // nothing here).
-            let created = email::deliver(&mut conn, &account, message)?;
+            let (created, _) = email::deliver(&mut conn, &account, message)?;
             println!("{}", created.id);
             Ok(())
         }
@@ -250,6 +269,27 @@ fn run(cli: Cli) -> Result<(), CliError> {
             };
             let key = VapidKey::from_secret(&secret).map_err(|e| CliError::Usage(e.to_string()))?;
             println!("{}", key.public_key());
+            Ok(())
+        }
+        Command::Alias(cmd) => {
+            use crate::store::addresses;
+            let store = Store::open(&config.store.url, 1)?;
+            let mut conn = store.conn()?;
+            match cmd {
+                AliasCommand::Add { address, to } => {
+                    addresses::add_alias(&mut conn, &address, &to)?;
+                    println!("mail for {address} goes to {to}");
+                }
+                AliasCommand::List => {
+                    for alias in addresses::list_aliases(&mut conn)? {
+                        println!("{}\t{}", alias.address, alias.user_name);
+                    }
+                }
+                AliasCommand::Remove { address } => {
+                    addresses::remove_alias(&mut conn, &address)?;
+                    println!("alias {address} removed");
+                }
+            }
             Ok(())
         }
         Command::Account(cmd) => {

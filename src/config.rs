@@ -32,6 +32,7 @@ pub struct Config {
     pub jmap: JmapConfig,
     pub submission: SubmissionConfig,
     pub push: PushConfig,
+    pub lmtp: LmtpConfig,
 }
 
 /// `[server]`
@@ -106,6 +107,56 @@ impl Default for AuthConfig {
 pub struct JmapConfig {
     /// Answer `unknownCapability` for every unsupported URN in `using`, registered or not.
     pub strict_using: bool,
+}
+
+/// `[lmtp]`: mail from an MTA (RFC 2033), see docs/operating.md.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LmtpConfig {
+    /// `host:port`, `unix:/path/to/socket`, or empty for no LMTP listener.
+    pub listen: String,
+    /// Permissions of the UNIX socket, in octal (`"0660"`, or `660` from the environment).
+    #[serde(deserialize_with = "octal_mode")]
+    pub socket_mode: u32,
+    /// LMTP connections at once; more are answered `421` and closed.
+    pub max_connections: usize,
+    /// Recipients in one transaction; more are answered `452 4.5.3`.
+    pub max_recipients: usize,
+    /// Seconds to wait for a command (RFC 5321 §4.5.3.2 suggests 5 minutes).
+    pub command_timeout_secs: u64,
+    /// Seconds the whole DATA section may take.
+    pub data_timeout_secs: u64,
+}
+
+impl Default for LmtpConfig {
+    fn default() -> Self {
+        LmtpConfig {
+            listen: "127.0.0.1:2424".into(),
+            socket_mode: 0o660,
+            max_connections: 100,
+            max_recipients: 100,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+        }
+    }
+}
+
+/// A file mode written in octal digits, as a string or (from the environment) an integer.
+fn octal_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        Text(String),
+        Digits(u64),
+    }
+    let digits = match Mode::deserialize(d)? {
+        Mode::Text(s) => s,
+        Mode::Digits(n) => n.to_string(),
+    };
+    u32::from_str_radix(digits.trim(), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| serde::de::Error::custom(format!("{digits:?} is not an octal file mode")))
 }
 
 /// `[submission]`
@@ -371,6 +422,25 @@ mod tests {
         assert_eq!(shipped.push.retry_base_ms, defaults.push.retry_base_ms);
         assert_eq!(shipped.push.ttl_secs, defaults.push.ttl_secs);
         assert_eq!(shipped.push.vapid_subject, defaults.push.vapid_subject);
+        let (l, d) = (&shipped.lmtp, &defaults.lmtp);
+        assert_eq!(
+            (
+                &l.listen,
+                l.socket_mode,
+                l.max_connections,
+                l.max_recipients
+            ),
+            (
+                &d.listen,
+                d.socket_mode,
+                d.max_connections,
+                d.max_recipients
+            )
+        );
+        assert_eq!(
+            (l.command_timeout_secs, l.data_timeout_secs),
+            (d.command_timeout_secs, d.data_timeout_secs)
+        );
         assert_eq!(shipped.query, defaults.query);
         assert_eq!(
             shipped.server.request_body_timeout_secs,

@@ -5,12 +5,14 @@
 //! request's whole run. Method calls run in order (`jmap::dispatch`); every committed write is
 //! published as a `StateChanged` after commit, and only what committed.
 
+mod delivery;
 mod tickets;
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
+pub use delivery::{Deliver, DeliveryOutcome, ResolveRecipient};
 pub use tickets::{IssueTicket, IssuedTicket, RedeemTicket};
 
 use crate::jmap::dispatch::{MethodTable, run_request};

@@ -14,6 +14,7 @@ pub mod config;
 pub mod dispatcher;
 pub mod http;
 pub mod jmap;
+pub mod lmtp;
 pub mod logging;
 pub mod mail;
 pub mod push;

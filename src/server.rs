@@ -16,6 +16,7 @@ use crate::dispatcher::Dispatcher;
 use crate::http::{self, AppState};
 use crate::jmap::session::ServerInfo;
 use crate::jmap::{capability, mailbox};
+use crate::lmtp::LmtpServer;
 use crate::push::PushState;
 use crate::push::StateChanged;
 use crate::push::cluster_bus::ClusterBus;
@@ -40,15 +41,23 @@ pub struct Running {
     pub webhooks: actix::Addr<crate::push::webhook::WebhookSender>,
     /// The cluster bus, on PostgreSQL.
     pub cluster_bus: Option<actix::Addr<ClusterBus>>,
+    /// The LMTP listener, unless `[lmtp] listen` is empty.
+    pub lmtp: Option<LmtpServer>,
+    /// How long a stopping node waits for LMTP deliveries in progress.
+    shutdown_grace: Duration,
 }
 
 impl Running {
     /// Serves until the HTTP server stops (a signal, or `ServerHandle::stop`), then stops what
     /// runs beside it, so that a stopped node pushes nothing more: the webhook sender gets `Halt`
     /// (in-flight POSTs are abandoned and their claims left to the lease, as Halt documents) and
-    /// the cluster bus closes its LISTEN connection.
+    /// the cluster bus closes its LISTEN connection. LMTP stops first of those, after its
+    /// deliveries in progress have their replies, since they publish through the others.
     pub async fn run(self) -> std::io::Result<()> {
         let served = self.server.await;
+        if let Some(lmtp) = self.lmtp {
+            lmtp.stop(self.shutdown_grace).await;
+        }
         // Either may have stopped already (a test halts a sender to kill a node).
         let _ = self.webhooks.send(crate::push::webhook::Halt).await;
         if let Some(bus) = self.cluster_bus {
@@ -209,6 +218,12 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         credentials,
         dispatcher_publishers,
     );
+    let lmtp = LmtpServer::start(
+        &config.lmtp,
+        dispatcher.clone(),
+        config.submission.domain.clone(),
+        config.limits.max_size_upload,
+    )?;
     let state = web::Data::new(AppState {
         server: server_info,
         dispatcher,
@@ -237,5 +252,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         registry,
         webhooks,
         cluster_bus,
+        lmtp,
+        shutdown_grace: Duration::from_secs(config.server.shutdown_timeout_secs),
     })
 }

@@ -98,6 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::load(Path::new("/nonexistent/config.toml"), Vec::new())?;
     config.store.url = format!("sqlite://{}", dir.join("herald.db").display());
     config.server.listen = "127.0.0.1:0".into();
+    config.lmtp.listen = String::new();
     // One user drives every client: let all of them in at once.
     config.limits.max_concurrent_requests = config
         .limits

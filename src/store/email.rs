@@ -674,13 +674,14 @@ pub fn threads(
     Ok(out)
 }
 
-/// Delivers a message to the inbox of `account_id` (the `herald deliver` command): the same path
-/// as Email/import, in one write. Returns the new email.
+/// Delivers a message to the inbox of `account_id` (LMTP and `herald deliver`): the same path
+/// as Email/import, in one write (Email, Thread, Mailbox and EmailDelivery changes). Returns the
+/// new email and what committed, for the caller to publish.
 pub fn deliver(
     conn: &mut AnyConnection,
     account_id: &str,
     message: Vec<u8>,
-) -> Result<CreatedEmail, StoreError> {
+) -> Result<(CreatedEmail, Option<changelog::Committed>), StoreError> {
     let inbox: Option<String> = mailboxes::table
         .filter(mailboxes::account_id.eq(account_id))
         .filter(mailboxes::role.eq("inbox"))
@@ -700,9 +701,10 @@ pub fn deliver(
             delivery: true,
         },
     };
-    let (results, _) = changelog::write(conn, account_id, |txn| apply(txn, None, vec![op]))?;
+    let (results, committed) =
+        changelog::write(conn, account_id, |txn| apply(txn, None, vec![op]))?;
     match results.into_iter().next() {
-        Some(OpResult::Created(_, c)) => Ok(c),
+        Some(OpResult::Created(_, c)) => Ok((c, committed)),
         Some(OpResult::NotCreated(_, e)) => Err(StoreError::Invalid(
             e.description.unwrap_or_else(|| e.kind.to_owned()),
         )),

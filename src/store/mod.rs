@@ -5,6 +5,7 @@
 //! `Dispatcher` actor pool or, for the command line, directly.
 
 pub mod accounts;
+pub mod addresses;
 pub mod blobs;
 pub mod changelog;
 pub mod connection;

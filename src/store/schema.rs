@@ -292,3 +292,14 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+
+diesel::table! {
+    aliases (address) {
+        address -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(aliases -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(aliases, users);

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 pub mod backend;
+pub mod lmtp;
 pub mod pg;
 pub mod push;
 pub mod tools;
@@ -28,6 +29,8 @@ pub struct TestServer {
     pub registry: actix::Addr<herald::push::registry::Registry>,
     /// The node's webhook sender.
     pub webhooks: actix::Addr<herald::push::webhook::WebhookSender>,
+    /// Where the node's LMTP listener listens (`host:port`), unless turned off.
+    pub lmtp: Option<String>,
     handle: actix_web::dev::ServerHandle,
     /// `server::Running::run`: ends once the HTTP server has stopped and the webhook sender and
     /// cluster bus have been stopped after it.
@@ -75,12 +78,14 @@ impl TestServer {
         config.server.dispatcher_threads = 2;
         config.server.workers = 1;
         config.server.shutdown_timeout_secs = 1;
+        config.lmtp.listen = "127.0.0.1:0".into();
         adjust(&mut config);
         let store =
             Store::open(&config.store.url, herald::server::pool_size(&config)).expect("store");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let running = herald::server::start(&config, store.clone(), listener).expect("start");
         let handle = running.server.handle();
+        let lmtp = running.lmtp.as_ref().map(|l| l.local_addr.clone());
         let (base, registry, webhooks) = (
             running.base_url.clone(),
             running.registry.clone(),
@@ -92,6 +97,7 @@ impl TestServer {
             config,
             registry,
             webhooks,
+            lmtp,
             handle,
             running: Some(actix_web::rt::spawn(running.run())),
             _dir: dir,
@@ -149,6 +155,25 @@ impl TestServer {
             .await;
         assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
         a.body["methodResponses"].as_array().unwrap().clone()
+    }
+
+    /// Runs the real `herald` binary (all defaults, this node's store) with `args`; returns
+    /// whether it succeeded, and its stdout followed by its stderr.
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["--config", "/nonexistent/config.toml"])
+            .args(args)
+            .env("HERALD_STORE_URL", &self.config.store.url)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run herald");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
     }
 
     /// Stops the node at once, and waits until it has: its HTTP server, then its webhook sender

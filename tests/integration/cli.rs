@@ -20,6 +20,8 @@ fn herald(dir: &tempfile::TempDir) -> Command {
             "HERALD_STORE_URL",
             format!("sqlite://{}", dir.path().join("h.db").display()),
         )
+        // Tests run side by side: no fixed LMTP port.
+        .env("HERALD_LMTP_LISTEN", "127.0.0.1:0")
         .current_dir(dir.path())
         .stdin(Stdio::null());
     cmd

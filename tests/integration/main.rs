@@ -19,6 +19,7 @@ mod email_summary;
 mod foundation;
 mod identity;
 mod interop_jmap_client;
+mod lmtp;
 mod mailbox;
 mod postgres;
 mod push_browser;

@@ -60,6 +60,7 @@ async fn a_node_that_stops_gracefully_closes_its_listen_connection_and_halts_its
     config.store.url = url.clone();
     config.server.workers = 1;
     config.server.dispatcher_threads = 1;
+    config.lmtp.listen = String::new();
     let store = Store::open(&url, herald::server::pool_size(&config)).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let running = herald::server::start(&config, store, listener).unwrap();

@@ -644,6 +644,7 @@ impl Herald {
             .args(["--config", dir.join("none.toml").to_str().unwrap(), "serve"])
             .env("HERALD_STORE_URL", format!("sqlite://{}", db.display()))
             .env("HERALD_SERVER_LISTEN", "127.0.0.1:0")
+            .env("HERALD_LMTP_LISTEN", "127.0.0.1:0")
             .env("HERALD_SERVER_WORKERS", "1")
             .env("HERALD_SERVER_DISPATCHER_THREADS", "2")
             .env("HERALD_PUSH_ALLOW_PRIVATE_TARGETS", "true")

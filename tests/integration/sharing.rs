@@ -8,23 +8,6 @@ const MAIL: &str = "urn:ietf:params:jmap:mail";
 const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 const VACATION: &str = "urn:ietf:params:jmap:vacationresponse";
 
-/// Runs the real `herald` binary against the test's store; returns (success, stdout+stderr).
-fn herald(s: &TestServer, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["--config", "/nonexistent/config.toml"])
-        .args(args)
-        .env("HERALD_STORE_URL", &s.config.store.url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run herald");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 async fn session(s: &TestServer, auth: &Auth) -> Value {
     s.get("/jmap/session", auth).await.body
 }
@@ -45,7 +28,7 @@ async fn a_shared_account_appears_in_the_other_users_session_with_mail_only() {
     let before = session(&s, &bob).await;
     assert!(before["accounts"].get(&alice_account).is_none());
 
-    let (ok, out) = herald(&s, &["account", "share", "alice", "--with", "bob"]);
+    let (ok, out) = s.cli(&["account", "share", "alice", "--with", "bob"]);
     assert!(ok, "{out}");
 
     let after = session(&s, &bob).await;
@@ -73,7 +56,7 @@ async fn a_writable_share_lets_the_other_user_read_and_change_mailboxes() {
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
     let account = personal_account(&s, &alice).await;
-    assert!(herald(&s, &["account", "share", "alice", "--with", "bob"]).0);
+    assert!(s.cli(&["account", "share", "alice", "--with", "bob"]).0);
 
     let r = s
         .call(
@@ -109,10 +92,7 @@ async fn a_read_only_share_allows_reads_and_refuses_writes_with_account_read_onl
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
     let account = personal_account(&s, &alice).await;
-    let (ok, out) = herald(
-        &s,
-        &["account", "share", "alice", "--with", "bob", "--read-only"],
-    );
+    let (ok, out) = s.cli(&["account", "share", "alice", "--with", "bob", "--read-only"]);
     assert!(ok, "{out}");
     let shared = &session(&s, &bob).await["accounts"][&account];
     assert_eq!(shared["isReadOnly"], true); // SES-05
@@ -144,7 +124,7 @@ async fn a_read_only_share_allows_reads_and_refuses_writes_with_account_read_onl
     assert_eq!(r[1][1]["type"], "accountReadOnly");
 
     // Sharing again changes the access: now writable.
-    assert!(herald(&s, &["account", "share", "alice", "--with", "bob"]).0);
+    assert!(s.cli(&["account", "share", "alice", "--with", "bob"]).0);
     let r = s
         .call(
             &bob,
@@ -162,12 +142,12 @@ async fn unsharing_takes_effect_on_the_next_request() {
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
     let account = personal_account(&s, &alice).await;
-    assert!(herald(&s, &["account", "share", "alice", "--with", "bob"]).0);
+    assert!(s.cli(&["account", "share", "alice", "--with", "bob"]).0);
     let get = json!([["Mailbox/get", {"accountId": account, "ids": null}, "0"]]);
     let r = s.call(&bob, &[CORE, MAIL], get.clone()).await;
     assert_eq!(r[0][0], "Mailbox/get");
 
-    let (ok, out) = herald(&s, &["account", "unshare", "alice", "--with", "bob"]);
+    let (ok, out) = s.cli(&["account", "unshare", "alice", "--with", "bob"]);
     assert!(ok, "{out}");
     let r = s.call(&bob, &[CORE, MAIL], get).await;
     assert_eq!(r[0][0], "error");
@@ -181,15 +161,15 @@ async fn the_command_line_refuses_unknown_users_self_shares_and_missing_shares()
     let s = TestServer::start().await;
     s.add_user("alice", "pw");
     s.add_user("bob", "pw");
-    let (ok, out) = herald(&s, &["account", "share", "alice", "--with", "carol"]);
+    let (ok, out) = s.cli(&["account", "share", "alice", "--with", "carol"]);
     assert!(!ok);
     assert!(out.contains("carol"), "{out}");
-    let (ok, out) = herald(&s, &["account", "share", "nobody", "--with", "bob"]);
+    let (ok, out) = s.cli(&["account", "share", "nobody", "--with", "bob"]);
     assert!(!ok);
     assert!(out.contains("nobody"), "{out}");
-    let (ok, out) = herald(&s, &["account", "share", "alice", "--with", "alice"]);
+    let (ok, out) = s.cli(&["account", "share", "alice", "--with", "alice"]);
     assert!(!ok, "{out}");
-    let (ok, out) = herald(&s, &["account", "unshare", "alice", "--with", "bob"]);
+    let (ok, out) = s.cli(&["account", "unshare", "alice", "--with", "bob"]);
     assert!(!ok);
     assert!(out.contains("not found"), "{out}");
     s.stop().await;
@@ -200,7 +180,7 @@ async fn methods_of_owner_only_capabilities_are_not_supported_in_a_shared_accoun
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
     let account = personal_account(&s, &alice).await;
-    assert!(herald(&s, &["account", "share", "alice", "--with", "bob"]).0);
+    assert!(s.cli(&["account", "share", "alice", "--with", "bob"]).0);
     let r = s
         .call(
             &bob,
@@ -224,7 +204,7 @@ async fn is_subscribed_is_kept_per_user_and_starts_false_in_a_shared_account() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
-    let (ok, out) = herald(&s, &["account", "share", "alice", "--with", "bob"]);
+    let (ok, out) = s.cli(&["account", "share", "alice", "--with", "bob"]);
     assert!(ok, "{out}");
     let account = personal_account(&s, &alice).await;
     let mail = "urn:ietf:params:jmap:mail";

@@ -1,0 +1,402 @@
+//! One LMTP connection: the dialogue of RFC 2033 over any byte stream (TCP or a UNIX socket).
+//!
+//! Recipients are checked at `RCPT` time, so an MTA bounces unknown ones instead of queueing them.
+//! After `DATA` each accepted recipient gets its own reply (§4.2), written only once that
+//! recipient's message and change-log rows are committed: a crash before the reply makes the MTA
+//! deliver again, never lose the message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+
+use super::command::{self, Command, MAX_COMMAND_LINE, MailFrom, Reply};
+use crate::dispatcher::{Deliver, DeliveryOutcome, Dispatcher, ResolveRecipient};
+
+/// What every session of one listener shares.
+pub struct SessionContext {
+    pub dispatcher: Addr<Dispatcher>,
+    /// Named in the greeting and in `Received` headers.
+    pub hostname: String,
+    /// The largest message accepted (`SIZE`).
+    pub max_size: u64,
+    pub max_recipients: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// Turns true when the server stops: idle sessions say 421 and close; a transaction in
+    /// progress finishes first.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// A transaction between `MAIL` and the end of `DATA` (or `RSET`).
+struct Transaction {
+    mail: MailFrom,
+    /// Accepted recipients: the address as given and the user it delivers to.
+    recipients: Vec<(String, String)>,
+}
+
+/// How reading a command line ended.
+enum Line {
+    Text(String),
+    TooLong,
+    NotUtf8,
+    Closed,
+}
+
+/// How reading DATA ended.
+enum Body {
+    Message(Vec<u8>),
+    TooLarge,
+    Closed,
+}
+
+/// Runs the dialogue until QUIT, a timeout, the peer going away, or the server stopping.
+pub async fn run<S>(stream: S, peer: String, ctx: Arc<SessionContext>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (read, mut write) = tokio::io::split(stream);
+    let mut reader = BufReader::new(read);
+    let mut stopping = ctx.stopping.clone();
+    let mut out = String::new();
+    let greeting = Reply::plain(220, format!("{} LMTP Herald ready", ctx.hostname));
+    if write
+        .write_all(greeting.to_string().as_bytes())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut lhlo: Option<String> = None;
+    let mut transaction: Option<Transaction> = None;
+    loop {
+        // Replies to pipelined commands go out together, once no command is waiting (RFC 2920).
+        if reader.buffer().is_empty() && !out.is_empty() {
+            if write.write_all(out.as_bytes()).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        let line = tokio::select! {
+            line = tokio::time::timeout(ctx.command_timeout, read_line(&mut reader)) => line,
+            _ = stopping.wait_for(|s| *s), if transaction.is_none() || reader.buffer().is_empty() => {
+                out.push_str(&Reply::new(421, "4.3.2", "shutting down; try again later").to_string());
+                let _ = write.write_all(out.as_bytes()).await;
+                return;
+            }
+        };
+        let line = match line {
+            Err(_) => {
+                out.push_str(
+                    &Reply::new(421, "4.4.2", "timeout waiting for a command").to_string(),
+                );
+                let _ = write.write_all(out.as_bytes()).await;
+                return;
+            }
+            Ok(Line::Closed) => return,
+            Ok(Line::TooLong) => {
+                out.push_str(&Reply::new(500, "5.5.2", "line too long").to_string());
+                continue;
+            }
+            Ok(Line::NotUtf8) => {
+                out.push_str(&Reply::new(500, "5.5.2", "a command is ASCII").to_string());
+                continue;
+            }
+            Ok(Line::Text(line)) => line,
+        };
+        let reply = match command::parse(&line) {
+            Command::Lhlo(name) => {
+                transaction = None;
+                lhlo = Some(name);
+                out.push_str(&lhlo_reply(&ctx));
+                continue;
+            }
+            Command::Helo => Reply::new(500, "5.5.1", "this is LMTP: say LHLO (RFC 2033)"),
+            Command::Quit => {
+                out.push_str(&Reply::new(221, "2.0.0", "bye").to_string());
+                let _ = write.write_all(out.as_bytes()).await;
+                return;
+            }
+            Command::Noop => Reply::new(250, "2.0.0", "OK"),
+            Command::Rset => {
+                transaction = None;
+                Reply::new(250, "2.0.0", "OK")
+            }
+            Command::Vrfy => Reply::new(502, "5.5.1", "VRFY is not offered"),
+            Command::Invalid(reply) => reply,
+            Command::Unknown => Reply::new(500, "5.5.2", "command not recognised"),
+            Command::Mail(mail) => {
+                if lhlo.is_none() {
+                    Reply::new(503, "5.5.1", "say LHLO first")
+                } else if transaction.is_some() {
+                    Reply::new(503, "5.5.1", "a transaction is in progress; RSET first")
+                } else if mail.size.is_some_and(|n| n > ctx.max_size) {
+                    Reply::new(
+                        552,
+                        "5.3.4",
+                        format!("messages are at most {} octets", ctx.max_size),
+                    )
+                } else {
+                    transaction = Some(Transaction {
+                        mail,
+                        recipients: Vec::new(),
+                    });
+                    Reply::new(250, "2.1.0", "sender OK")
+                }
+            }
+            Command::Rcpt(address) => match transaction.as_mut() {
+                None => Reply::new(503, "5.5.1", "MAIL first"),
+                Some(t) if t.recipients.len() >= ctx.max_recipients => {
+                    Reply::new(452, "4.5.3", "too many recipients; send the rest later")
+                }
+                Some(t) => match ctx.dispatcher.send(ResolveRecipient(address.clone())).await {
+                    Ok(Ok(Some(user_id))) => {
+                        t.recipients.push((address, user_id));
+                        Reply::new(250, "2.1.5", "recipient OK")
+                    }
+                    Ok(Ok(None)) => Reply::new(
+                        550,
+                        "5.1.1",
+                        format!("no mailbox here by that name: <{address}>"),
+                    ),
+                    Ok(Err(e)) => {
+                        log::warn!("lmtp: cannot check recipient {address}: {e}");
+                        Reply::new(451, "4.3.0", "cannot check recipients now; try again later")
+                    }
+                    Err(e) => {
+                        log::warn!("lmtp: dispatcher unavailable: {e}");
+                        Reply::new(451, "4.3.0", "cannot check recipients now; try again later")
+                    }
+                },
+            },
+            Command::Data => match transaction.take_if(|t| !t.recipients.is_empty()) {
+                None if transaction.is_none() => Reply::new(503, "5.5.1", "MAIL first"),
+                None => Reply::new(503, "5.5.1", "no valid recipients"),
+                Some(t) => {
+                    out.push_str(
+                        &Reply::plain(354, "send the message, end with <CRLF>.<CRLF>").to_string(),
+                    );
+                    if write.write_all(out.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                    let body = tokio::time::timeout(
+                        ctx.data_timeout,
+                        read_data(&mut reader, ctx.max_size),
+                    )
+                    .await;
+                    let replies = match body {
+                        Err(_) => {
+                            let r = Reply::new(421, "4.4.2", "timeout reading the message");
+                            let _ = write.write_all(r.to_string().as_bytes()).await;
+                            return;
+                        }
+                        // Nothing was stored: the peer left before the final dot.
+                        Ok(Body::Closed) => return,
+                        Ok(Body::TooLarge) => {
+                            let r = Reply::new(
+                                552,
+                                "5.3.4",
+                                format!("messages are at most {} octets", ctx.max_size),
+                            );
+                            vec![r; t.recipients.len()]
+                        }
+                        Ok(Body::Message(message)) => {
+                            deliver(&ctx, &t, &lhlo, &peer, message).await
+                        }
+                    };
+                    for reply in replies {
+                        out.push_str(&reply.to_string());
+                    }
+                    continue;
+                }
+            },
+        };
+        out.push_str(&reply.to_string());
+    }
+}
+
+/// The LHLO reply: the extensions Herald speaks (RFC 2033 §4.1).
+fn lhlo_reply(ctx: &SessionContext) -> String {
+    format!(
+        "250-{}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE {}\r\n",
+        ctx.hostname, ctx.max_size
+    )
+}
+
+/// Delivers to each recipient in turn; one reply per recipient, in RCPT order (RFC 2033 §4.2).
+async fn deliver(
+    ctx: &SessionContext,
+    t: &Transaction,
+    lhlo: &Option<String>,
+    peer: &str,
+    message: Vec<u8>,
+) -> Vec<Reply> {
+    // The same trace headers for every recipient, so the stored message (a content-addressed
+    // blob) is one for all of them.
+    let id = crate::store::random_secret(9);
+    let trace = format!(
+        "Return-Path: <{}>\r\nReceived: from {} ({peer})\r\n\tby {} (Herald) with LMTP id {id};\r\n\t{}\r\n",
+        t.mail.sender,
+        lhlo.as_deref().unwrap_or("unknown"),
+        ctx.hostname,
+        chrono::Utc::now().to_rfc2822(),
+    );
+    let mut stored = trace.into_bytes();
+    stored.extend_from_slice(&message);
+    let stored = Arc::new(stored);
+    let mut replies = Vec::with_capacity(t.recipients.len());
+    for (address, user_id) in &t.recipients {
+        let outcome = ctx
+            .dispatcher
+            .send(Deliver {
+                user_id: user_id.clone(),
+                message: stored.clone(),
+            })
+            .await;
+        replies.push(match outcome {
+            Ok(Ok(DeliveryOutcome::Delivered(email_id))) => {
+                log::info!("lmtp: delivered {id} to <{address}> as {email_id}");
+                Reply::new(250, "2.0.0", format!("<{address}> delivered ({email_id})"))
+            }
+            Ok(Ok(DeliveryOutcome::Refused(why))) => Reply::new(
+                554,
+                "5.6.0",
+                format!("<{address}>: the message cannot be stored: {why}"),
+            ),
+            Ok(Err(e)) => {
+                log::warn!("lmtp: delivery of {id} to <{address}> failed: {e}");
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    format!("<{address}>: not delivered; try again later"),
+                )
+            }
+            Err(e) => {
+                log::warn!("lmtp: dispatcher unavailable: {e}");
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    format!("<{address}>: not delivered; try again later"),
+                )
+            }
+        });
+    }
+    replies
+}
+
+/// One command line, without its line ending.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Line {
+    let mut line = Vec::new();
+    loop {
+        let available = match reader.fill_buf().await {
+            Ok([]) | Err(_) => return Line::Closed,
+            Ok(bytes) => bytes,
+        };
+        match available.iter().position(|b| *b == b'\n') {
+            Some(end) => {
+                let keep = (MAX_COMMAND_LINE + 1).saturating_sub(line.len()).min(end);
+                line.extend_from_slice(&available[..keep]);
+                reader.consume(end + 1);
+                break;
+            }
+            None => {
+                let n = available.len();
+                let keep = (MAX_COMMAND_LINE + 1).saturating_sub(line.len()).min(n);
+                line.extend_from_slice(&available[..keep]);
+                reader.consume(n);
+            }
+        }
+    }
+    if line.len() > MAX_COMMAND_LINE {
+        return Line::TooLong;
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    match String::from_utf8(line) {
+        Ok(s) => Line::Text(s),
+        Err(_) => Line::NotUtf8,
+    }
+}
+
+/// The message after `354`, up to the line holding a single dot, with dot-stuffing undone
+/// (RFC 5321 §4.5.2) and CRLF line endings. Beyond `max` octets the rest is read and dropped.
+async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, max: u64) -> Body {
+    let mut message = Vec::new();
+    let mut too_large = false;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return Body::Closed,
+            Ok(_) => {}
+        }
+        if line.last() != Some(&b'\n') {
+            // The peer closed in the middle of a line.
+            return Body::Closed;
+        }
+        let content = line
+            .strip_suffix(b"\r\n")
+            .or_else(|| line.strip_suffix(b"\n"))
+            .unwrap_or(&line);
+        if content == b"." {
+            return if too_large {
+                Body::TooLarge
+            } else {
+                Body::Message(message)
+            };
+        }
+        let content = content.strip_prefix(b".").unwrap_or(content);
+        if too_large || (message.len() + content.len() + 2) as u64 > max {
+            too_large = true;
+            message = Vec::new();
+            continue;
+        }
+        message.extend_from_slice(content);
+        message.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn data(input: &[u8], max: u64) -> Body {
+        let mut reader = BufReader::new(input);
+        read_data(&mut reader, max).await
+    }
+
+    #[actix_web::test]
+    async fn data_ends_at_the_lone_dot_and_loses_its_stuffing() {
+        match data(b"Subject: x\r\n\r\n..leading dot\r\n.\r\nNOOP\r\n", 1000).await {
+            Body::Message(m) => assert_eq!(m, b"Subject: x\r\n\r\n.leading dot\r\n"),
+            _ => panic!("a message"),
+        }
+        match data(b"bare\nlines\n.\n", 1000).await {
+            Body::Message(m) => assert_eq!(m, b"bare\r\nlines\r\n"),
+            _ => panic!("a message"),
+        }
+    }
+
+    #[actix_web::test]
+    async fn data_over_the_limit_is_read_to_its_end_and_refused() {
+        assert!(matches!(
+            data(b"0123456789\r\n.\r\n", 5).await,
+            Body::TooLarge
+        ));
+        assert!(matches!(data(b"no end\r\n", 100).await, Body::Closed));
+        assert!(matches!(data(b"half a li", 100).await, Body::Closed));
+    }
+
+    #[actix_web::test]
+    async fn command_lines_are_bounded() {
+        let long = format!("NOOP {}\r\nQUIT\r\n", "x".repeat(MAX_COMMAND_LINE * 2));
+        let mut reader = BufReader::new(long.as_bytes());
+        assert!(matches!(read_line(&mut reader).await, Line::TooLong));
+        assert!(matches!(read_line(&mut reader).await, Line::Text(t) if t == "QUIT"));
+        assert!(matches!(read_line(&mut reader).await, Line::Closed));
+    }
+}
