@@ -7,6 +7,7 @@ use std::path::Path;
 pub mod backend;
 pub mod lmtp;
 pub mod pg;
+pub mod postfix;
 pub mod push;
 pub mod tools;
 
