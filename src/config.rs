@@ -206,6 +206,9 @@ pub struct PushConfig {
     /// Seconds between checks that open push connections may still read their accounts (access
     /// withdrawn by `herald account unshare`, `herald user remove` or another node).
     pub access_check_secs: u64,
+    /// SQLite: milliseconds between checks for commits made by other processes on the same
+    /// database file (`herald deliver`, `herald account …`), which are then pushed.
+    pub change_poll_ms: u64,
     /// Allow plain `http` push URLs and hosts that resolve to loopback, private or other
     /// non-global addresses. Off by default: it is an SSRF hole on a shared server.
     pub allow_private_targets: bool,
@@ -267,6 +270,7 @@ impl Default for PushConfig {
             ticket_ttl_secs: 60,
             max_tickets: 32,
             access_check_secs: 5,
+            change_poll_ms: 50,
         }
     }
 }
@@ -422,6 +426,11 @@ mod tests {
         assert_eq!(shipped.push.retry_base_ms, defaults.push.retry_base_ms);
         assert_eq!(shipped.push.ttl_secs, defaults.push.ttl_secs);
         assert_eq!(shipped.push.vapid_subject, defaults.push.vapid_subject);
+        assert_eq!(shipped.push.change_poll_ms, defaults.push.change_poll_ms);
+        assert_eq!(
+            shipped.push.access_check_secs,
+            defaults.push.access_check_secs
+        );
         let (l, d) = (&shipped.lmtp, &defaults.lmtp);
         assert_eq!(
             (

@@ -20,6 +20,7 @@ use crate::lmtp::LmtpServer;
 use crate::push::PushState;
 use crate::push::StateChanged;
 use crate::push::cluster_bus::ClusterBus;
+use crate::push::local_bus::LocalBus;
 use crate::push::registry::Registry;
 use crate::push::vapid::{self, VapidKey, VapidSigner};
 use crate::store::credentials::CredentialCache;
@@ -41,6 +42,8 @@ pub struct Running {
     pub webhooks: actix::Addr<crate::push::webhook::WebhookSender>,
     /// The cluster bus, on PostgreSQL.
     pub cluster_bus: Option<actix::Addr<ClusterBus>>,
+    /// The local bus, on SQLite.
+    pub local_bus: Option<actix::Addr<LocalBus>>,
     /// The LMTP listener, unless `[lmtp] listen` is empty.
     pub lmtp: Option<LmtpServer>,
     /// How long a stopping node waits for LMTP deliveries in progress.
@@ -61,6 +64,9 @@ impl Running {
         // Either may have stopped already (a test halts a sender to kill a node).
         let _ = self.webhooks.send(crate::push::webhook::Halt).await;
         if let Some(bus) = self.cluster_bus {
+            let _ = bus.send(crate::push::cluster_bus::Stop).await;
+        }
+        if let Some(bus) = self.local_bus {
             let _ = bus.send(crate::push::cluster_bus::Stop).await;
         }
         served
@@ -198,18 +204,30 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
     );
     let publishers: Vec<Recipient<StateChanged>> =
         vec![registry.clone().recipient(), webhooks.clone().recipient()];
-    // One publication path per mode, so no change is pushed twice: SQLite is one node, and the
-    // dispatcher publishes after commit; on PostgreSQL every node learns of every write, its own
-    // included, through the ClusterBus (LISTEN/NOTIFY).
-    let (dispatcher_publishers, cluster_bus) = match store.url() {
-        StoreUrl::Sqlite(_) => (publishers, None),
-        StoreUrl::Postgres(url) => (
-            Vec::new(),
-            Some(
-                ClusterBus::start(url.clone(), store.clone(), publishers)
-                    .map_err(|e| std::io::Error::other(format!("cluster bus: {e}")))?,
-            ),
-        ),
+    // One publication path per mode, each reading the change log to catch up, so no change is
+    // pushed twice or skipped: on SQLite the LocalBus (this process's writes from the dispatcher,
+    // other processes' from the log when the database changed); on PostgreSQL every node learns
+    // of every write, its own included, through the ClusterBus (LISTEN/NOTIFY).
+    let access_listeners = vec![registry.clone().recipient()];
+    let store_error =
+        |what: &str, e: crate::store::StoreError| std::io::Error::other(format!("{what}: {e}"));
+    let (dispatcher_publishers, cluster_bus, local_bus) = match store.url() {
+        StoreUrl::Sqlite(_) => {
+            let bus = LocalBus::start(
+                store.clone(),
+                publishers,
+                access_listeners,
+                Duration::from_millis(config.push.change_poll_ms.max(1)),
+            )
+            .map_err(|e| store_error("local bus", e))?;
+            (vec![bus.clone().recipient()], None, Some(bus))
+        }
+        StoreUrl::Postgres(url) => {
+            let bus = ClusterBus::start(url.clone(), store.clone(), publishers, access_listeners)
+                .map_err(|e| store_error("cluster bus", e))?;
+            // The dispatcher publishes nothing itself: its writes come back through NOTIFY.
+            (Vec::new(), Some(bus), None)
+        }
     };
     let dispatcher = Dispatcher::start(
         threads,
@@ -252,6 +270,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         registry,
         webhooks,
         cluster_bus,
+        local_bus,
         lmtp,
         shutdown_grace: Duration::from_secs(config.server.shutdown_timeout_secs),
     })

@@ -9,13 +9,15 @@
 //! after reconnecting (with backoff) it reads the change log for every account that moved meanwhile
 //! and publishes each missed write, oldest first. So a dropped connection loses no push.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::StreamExt;
 
+use super::publication::{Publication, missed_writes};
+use super::registry::AccessChanged;
 use crate::push::StateChanged;
+use crate::store::access_epoch::ACCESS_CHANNEL;
 use crate::store::changelog::{self, NOTIFY_CHANNEL};
 use crate::store::{Committed, Store, StoreError};
 
@@ -23,9 +25,9 @@ use crate::store::{Committed, Store, StoreError};
 pub struct ClusterBus {
     url: String,
     store: Store,
-    publishers: Vec<Recipient<StateChanged>>,
-    /// Newest position published per account.
-    published: HashMap<String, i64>,
+    out: Publication,
+    /// Told when `herald_access` announces withdrawn access (the push registry).
+    access_listeners: Vec<Recipient<AccessChanged>>,
     /// Bumped on every (re)connection, so a stale stream's messages are ignored.
     generation: u64,
     reconnect_delay: Duration,
@@ -41,13 +43,14 @@ impl ClusterBus {
         url: String,
         store: Store,
         publishers: Vec<Recipient<StateChanged>>,
+        access_listeners: Vec<Recipient<AccessChanged>>,
     ) -> Result<Addr<ClusterBus>, StoreError> {
         let published = changelog::positions(&mut *store.conn()?)?;
         Ok(ClusterBus {
             url,
             store,
-            publishers,
-            published: published.into_iter().collect(),
+            out: Publication::new(publishers, published),
+            access_listeners,
             generation: 0,
             reconnect_delay: Duration::from_millis(100),
         }
@@ -55,19 +58,12 @@ impl ClusterBus {
     }
 
     fn publish(&mut self, c: Committed) {
-        let newest = self.published.entry(c.account_id.clone()).or_insert(0);
-        if c.seq <= *newest {
-            return; // already published (replay overlapping a notification)
-        }
-        *newest = c.seq;
-        let change = StateChanged::from(c);
-        for p in &self.publishers {
-            if p.try_send(change.clone()).is_err() {
-                log::warn!(
-                    "push publisher full or gone; change of {} dropped",
-                    change.account_id
-                );
-            }
+        self.out.publish(StateChanged::from(c));
+    }
+
+    fn access_changed(&self) {
+        for l in &self.access_listeners {
+            let _ = l.try_send(AccessChanged);
         }
     }
 
@@ -79,25 +75,29 @@ impl ClusterBus {
         async move {
             let (client, mut connection) =
                 tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, String)>();
             // The connection object yields notifications; drive it on its own task.
             actix_web::rt::spawn(async move {
                 let mut messages =
                     futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(Ok(message)) = messages.next().await {
                     if let tokio_postgres::AsyncMessage::Notification(n) = message
-                        && tx.send(n.payload().to_owned()).is_err()
+                        && tx
+                            .send((n.channel() == ACCESS_CHANNEL, n.payload().to_owned()))
+                            .is_err()
                     {
                         break;
                     }
                 }
             });
             client
-                .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+                .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}; LISTEN {ACCESS_CHANNEL}"))
                 .await?;
             me.do_send(Listening { generation });
-            while let Some(payload) = rx.recv().await {
-                if let Some(c) = Committed::from_payload(&payload) {
+            while let Some((access, payload)) = rx.recv().await {
+                if access {
+                    me.do_send(AccessAnnounced { generation });
+                } else if let Some(c) = Committed::from_payload(&payload) {
                     me.do_send(Announced {
                         generation,
                         committed: c,
@@ -177,6 +177,22 @@ impl Handler<Announced> for ClusterBus {
     }
 }
 
+/// `NOTIFY herald_access`: some process withdrew access.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AccessAnnounced {
+    generation: u64,
+}
+
+impl Handler<AccessAnnounced> for ClusterBus {
+    type Result = ();
+    fn handle(&mut self, msg: AccessAnnounced, _: &mut Context<Self>) {
+        if msg.generation == self.generation {
+            self.access_changed();
+        }
+    }
+}
+
 impl Handler<Listening> for ClusterBus {
     type Result = ();
     fn handle(&mut self, msg: Listening, ctx: &mut Context<Self>) {
@@ -184,7 +200,9 @@ impl Handler<Listening> for ClusterBus {
             return;
         }
         self.reconnect_delay = Duration::from_millis(100);
-        let (store, published) = (self.store.clone(), self.published.clone());
+        // Access may have been withdrawn while no LISTEN was active.
+        self.access_changed();
+        let (store, published) = (self.store.clone(), self.out.positions());
         async move {
             actix_web::rt::task::spawn_blocking(move || missed_writes(&store, &published))
                 .await
@@ -197,27 +215,11 @@ impl Handler<Listening> for ClusterBus {
                     log::info!("cluster bus: replaying {} missed writes", writes.len());
                 }
                 for c in writes {
-                    bus.publish(c);
+                    bus.out.publish(c);
                 }
             }
             Err(e) => log::error!("cluster bus: replay failed: {e}"),
         })
         .wait(ctx);
     }
-}
-
-/// The writes after the positions already published, for every account that moved.
-fn missed_writes(
-    store: &Store,
-    published: &HashMap<String, i64>,
-) -> Result<Vec<Committed>, StoreError> {
-    let mut conn = store.conn()?;
-    let mut out = Vec::new();
-    for (account, seq) in changelog::positions(&mut conn)? {
-        let since = published.get(&account).copied().unwrap_or(0);
-        if seq > since {
-            out.extend(changelog::writes_since(&mut conn, &account, since)?);
-        }
-    }
-    Ok(out)
 }

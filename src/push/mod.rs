@@ -8,7 +8,9 @@
 pub mod cluster_bus;
 pub mod connections;
 pub mod hub;
+pub mod local_bus;
 pub mod position;
+pub mod publication;
 pub mod registry;
 pub mod slot;
 pub mod state_change;

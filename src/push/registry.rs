@@ -3,9 +3,11 @@
 //! account's first subscriber arrives and stops it when the last leaves (../shared/DESIGN.md).
 //!
 //! Access can be withdrawn from outside this process (`herald account unshare`, `herald user
-//! remove`, another node). So the registry audits, every `access_check` interval, which accounts
-//! the users with open connections may still read, in one query, and drops what they lost; a
-//! connection left with no account is closed.
+//! remove`, another node). Such a change bumps the store's access epoch, which the node's bus
+//! notices at once and reports as [`AccessChanged`]; the registry then audits which accounts the
+//! users with open connections may still read, in one query, and drops what they lost; a
+//! connection left with no account is closed. The audit also runs every `access_check` interval,
+//! as a safety net.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -89,6 +91,8 @@ pub struct Registry {
     /// Where access is read from, and how often; without it there is no audit.
     audit: Option<(Store, Duration)>,
     auditing: bool,
+    /// Access changed while an audit was reading: audit again when it ends.
+    audit_again: bool,
 }
 
 impl Registry {
@@ -134,7 +138,11 @@ impl Registry {
         let Some((store, _)) = &self.audit else {
             return;
         };
-        if self.auditing || self.subscriptions.is_empty() {
+        if self.subscriptions.is_empty() {
+            return;
+        }
+        if self.auditing {
+            self.audit_again = true;
             return;
         }
         self.auditing = true;
@@ -155,8 +163,11 @@ impl Registry {
             .unwrap_or_else(|e| Err(StoreError::Invalid(e.to_string())))
         }
         .into_actor(self)
-        .map(|allowed, registry, _| {
+        .map(|allowed, registry, ctx| {
             registry.auditing = false;
+            if std::mem::take(&mut registry.audit_again) {
+                registry.audit(ctx);
+            }
             let allowed: HashSet<(String, String)> = match allowed {
                 Ok(pairs) => pairs.into_iter().collect(),
                 Err(e) => {
@@ -250,6 +261,20 @@ impl Handler<AccessRevoked> for Registry {
 
     fn handle(&mut self, msg: AccessRevoked, _: &mut Self::Context) {
         self.revoke(&msg.user_id, &msg.account_id);
+    }
+}
+
+/// Some process withdrew access (`store::access_epoch`): audit now rather than at the next
+/// interval.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AccessChanged;
+
+impl Handler<AccessChanged> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, _: AccessChanged, ctx: &mut Self::Context) {
+        self.audit(ctx);
     }
 }
 

@@ -90,7 +90,7 @@ pub fn unshare(conn: &mut AnyConnection, owner: &str, with: &str) -> Result<(), 
                 "a share of {owner}'s account with {with}"
             )));
         }
-        Ok(())
+        super::access_epoch::announce(conn)
     })
 }
 

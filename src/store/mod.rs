@@ -4,6 +4,7 @@
 //! Everything here is synchronous (Diesel is); async code reaches the store through the
 //! `Dispatcher` actor pool or, for the command line, directly.
 
+pub mod access_epoch;
 pub mod accounts;
 pub mod addresses;
 pub mod blobs;

@@ -277,6 +277,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    access_epoch (id) {
+        id -> Integer,
+        epoch -> BigInt,
+    }
+}
+
+diesel::table! {
     server_secrets (name) {
         name -> Text,
         value -> Text,

@@ -140,9 +140,11 @@ pub fn set_password(
 
 /// Removes a user, their tokens, their access and the accounts they own.
 pub fn remove(conn: &mut AnyConnection, name: &str) -> Result<(), StoreError> {
-    let n = diesel::delete(users::table.filter(users::name.eq(name))).execute(conn)?;
-    if n == 0 {
-        return Err(StoreError::NotFound(format!("user {name}")));
-    }
-    Ok(())
+    conn.transaction(|conn| {
+        let n = diesel::delete(users::table.filter(users::name.eq(name))).execute(conn)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {name}")));
+        }
+        super::access_epoch::announce(conn)
+    })
 }

@@ -161,14 +161,24 @@ impl TestServer {
     /// Runs the real `herald` binary (all defaults, this node's store) with `args`; returns
     /// whether it succeeded, and its stdout followed by its stderr.
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        self.cli_with_input(args, b"")
+    }
+
+    /// [`TestServer::cli`] with `input` on standard input (`herald deliver` reads a message).
+    pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> (bool, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
             .args(["--config", "/nonexistent/config.toml"])
             .args(args)
             .env("HERALD_STORE_URL", &self.config.store.url)
             .env("RUST_LOG", "warn")
-            .stdin(std::process::Stdio::null())
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("run herald");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().expect("herald ran");
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

@@ -25,6 +25,7 @@ mod postfix;
 mod postgres;
 mod push_browser;
 mod push_eventsource;
+mod push_other_processes;
 mod push_revocation;
 mod push_webhook;
 mod push_ws;

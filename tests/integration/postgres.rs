@@ -124,6 +124,7 @@ async fn the_cluster_bus_announces_committed_writes_and_replays_what_a_dropped_l
         url.clone(),
         store.clone(),
         vec![recorder.recipient()],
+        Vec::new(),
     )
     .expect("bus");
     let write = |n: &str| {

@@ -1,0 +1,161 @@
+//! Writes made by other processes are pushed (issue 10 §2): `herald deliver`, `herald account
+//! unshare` and `herald user remove` run as processes of their own, and the running server's
+//! clients hear of them at once, in order, each once — on SQLite through the LocalBus's watch of
+//! the database, on PostgreSQL through LISTEN/NOTIFY.
+
+use serde_json::{Value, json};
+
+use crate::harness::push::*;
+use crate::harness::{TestServer, eventually, on_both_backends};
+use herald::store::accounts;
+
+fn message(subject: &str) -> Vec<u8> {
+    format!(
+        "From: carol@remote.test\r\nTo: alice@localhost\r\nSubject: {subject}\r\n\
+         Message-ID: <{subject}@remote.test>\r\n\r\nHello.\r\n"
+    )
+    .into_bytes()
+}
+
+/// The account's current Email state.
+async fn email_state(s: &TestServer, auth: &crate::harness::Auth, account: &str) -> String {
+    let r = s
+        .call(
+            auth,
+            &[crate::harness::CORE, MAIL],
+            json!([["Email/get", {"accountId": account, "ids": []}, "0"]]),
+        )
+        .await;
+    r[0][1]["state"].as_str().unwrap().to_owned()
+}
+
+#[on_both_backends]
+async fn mail_delivered_by_the_herald_deliver_command_is_pushed_on_every_transport() {
+    let s = TestServer::start_with(|c| c.push.min_interval_ms = 0).await;
+    let alice = s.add_user("alice", "pw-alice-1");
+    let account = account_id(&s, &alice).await;
+    let mut ws = ws_connect(&s, &alice).await;
+    ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+    )
+    .await;
+    let mut sse = sse_open(
+        &s,
+        &alice,
+        "/jmap/eventsource/?types=*&closeafter=no&ping=0",
+        None,
+    )
+    .await;
+    sse.ready().await;
+
+    let (ok, out) = s.cli_with_input(&["deliver", "--to", "alice"], &message("From a pipe"));
+    assert!(ok, "{out}");
+    let change = ws_next(&mut ws).await.expect("a StateChange");
+    assert!(
+        change["changed"][&account]["EmailDelivery"].is_string(),
+        "{change}"
+    );
+    let event = sse.next_event().await.expect("a state event");
+    let data: Value = serde_json::from_str(&event.data).unwrap();
+    assert!(
+        data["changed"][&account]["EmailDelivery"].is_string(),
+        "{data}"
+    );
+}
+
+#[on_both_backends]
+async fn writes_of_this_server_and_of_other_processes_interleave_in_order_each_pushed_once() {
+    let s = TestServer::start_with(|c| c.push.min_interval_ms = 0).await;
+    let alice = s.add_user("alice", "pw-alice-1");
+    let account = account_id(&s, &alice).await;
+    let mut ws = ws_connect(&s, &alice).await;
+    ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+    )
+    .await;
+    let start = herald::store::changelog::log_bounds(&mut s.store.conn().unwrap(), &account)
+        .unwrap()
+        .1;
+    for i in 0..4 {
+        let (ok, out) = s.cli_with_input(&["deliver", "--to", "alice"], &message(&format!("m{i}")));
+        assert!(ok, "{out}");
+        create_mailbox(&s, &alice, &account, &format!("box {i}")).await;
+    }
+    let (ok, out) = s.cli_with_input(&["deliver", "--to", "alice"], &message("last"));
+    assert!(ok, "{out}");
+    let last_email = email_state(&s, &alice, &account).await;
+
+    // Every StateChange up to the last write: the account's push position only grows (the
+    // hub may merge several writes into one StateChange, never reorder or repeat them).
+    let mut positions: Vec<i64> = Vec::new();
+    loop {
+        let m = ws_next(&mut ws).await.expect("socket open");
+        assert_eq!(m["@type"], "StateChange", "{m}");
+        let decoded = herald::push::position::decode(m["pushState"].as_str().unwrap())
+            .expect("a pushState of ours");
+        let position = decoded[&account];
+        assert!(
+            positions.last().is_none_or(|p| *p < position),
+            "positions {positions:?} then {position}: {m}"
+        );
+        positions.push(position);
+        if m["changed"][&account]["Email"] == last_email.as_str() {
+            break;
+        }
+    }
+    // 9 writes, each its own position.
+    assert_eq!(positions.last(), Some(&(start + 9)), "{positions:?}");
+}
+
+#[on_both_backends]
+async fn access_withdrawn_by_another_process_is_dropped_without_waiting_for_the_audit() {
+    // The periodic audit is an hour away: only the announcement can act in time.
+    let s = TestServer::start_with(|c| {
+        c.push.min_interval_ms = 0;
+        c.push.access_check_secs = 3600;
+    })
+    .await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let alices = account_id(&s, &alice).await;
+    let bobs = account_id(&s, &bob).await;
+    accounts::share(&mut s.store.conn().unwrap(), "alice", "bob", false).unwrap();
+    let mut ws = ws_connect(&s, &bob).await;
+    ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+    )
+    .await;
+    let shared = create_mailbox(&s, &alice, &alices, "Shared").await;
+    ws_until_mailbox_state(&mut ws, &alices, &shared).await;
+
+    let (ok, out) = s.cli(&["account", "unshare", "alice", "--with", "bob"]);
+    assert!(ok, "{out}");
+    // alice has no connection of her own: her hub lives only while bob follows her account.
+    eventually(
+        "the registry drops alice's account from bob",
+        WAIT,
+        || async {
+            let stats = s
+                .registry
+                .send(herald::push::registry::GetStats)
+                .await
+                .unwrap();
+            (stats.hubs == 1).then_some(())
+        },
+    )
+    .await;
+    create_mailbox(&s, &alice, &alices, "Private now").await;
+    let own = create_mailbox(&s, &bob, &bobs, "Bob's own").await;
+    let seen = ws_until_mailbox_state(&mut ws, &bobs, &own).await;
+    assert!(
+        seen.iter().all(|m| m["changed"].get(&alices).is_none()),
+        "{seen:?}"
+    );
+
+    let (ok, out) = s.cli(&["user", "remove", "bob"]);
+    assert!(ok, "{out}");
+    assert_eq!(ws_next(&mut ws).await, None, "bob's WebSocket is closed");
+}
