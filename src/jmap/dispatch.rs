@@ -307,6 +307,7 @@ mod tests {
             user_id: "u".into(),
             username: "u".into(),
             accounts: vec![access("A", false), access("R", true)],
+            token_hash: None,
         };
         let server = ServerInfo::new(
             "http://h",

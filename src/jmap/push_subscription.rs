@@ -701,6 +701,7 @@ mod tests {
             user_id: user.into(),
             username: user.into(),
             accounts: vec![],
+            token_hash: None,
         };
         let server = server();
         let mut created_ids = HashMap::new();

@@ -30,6 +30,9 @@ pub struct Principal {
     pub user_id: String,
     pub username: String,
     pub accounts: Vec<AccountAccess>,
+    /// The bearer token this principal authenticated with, as stored (its SHA-256); `None` for a
+    /// password. Push streams opened with a token end when it is revoked.
+    pub token_hash: Option<String>,
 }
 
 impl Principal {
@@ -233,6 +236,7 @@ mod tests {
                 is_personal: true,
                 read_only,
             }],
+            token_hash: None,
         }
     }
 

@@ -20,6 +20,8 @@ pub struct Wake;
 pub struct Subscriber {
     /// The user whose connection this is (for revocation and caps).
     pub user_id: String,
+    /// The bearer token the connection was opened with (`Principal::token_hash`).
+    pub token_hash: Option<String>,
     pub slot: Arc<ChangeSlot>,
     pub wake: Recipient<Wake>,
 }

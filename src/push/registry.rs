@@ -42,6 +42,7 @@ impl Subscribe {
                 .collect(),
             subscriber: Subscriber {
                 user_id: principal.user_id.clone(),
+                token_hash: principal.token_hash.clone(),
                 slot,
                 wake,
             },
@@ -153,11 +154,20 @@ impl Registry {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        let tokens: Vec<String> = self
+            .subscriptions
+            .values()
+            .filter_map(|s| s.subscriber.token_hash.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         let store = store.clone();
         async move {
             actix_web::rt::task::spawn_blocking(move || {
                 let mut conn = store.conn()?;
-                crate::store::accounts::readable_pairs(&mut conn, &users)
+                let pairs = crate::store::accounts::readable_pairs(&mut conn, &users)?;
+                let tokens = crate::store::tokens::existing(&mut conn, &tokens)?;
+                Ok((pairs, tokens))
             })
             .await
             .unwrap_or_else(|e| Err(StoreError::Invalid(e.to_string())))
@@ -168,8 +178,8 @@ impl Registry {
             if std::mem::take(&mut registry.audit_again) {
                 registry.audit(ctx);
             }
-            let allowed: HashSet<(String, String)> = match allowed {
-                Ok(pairs) => pairs.into_iter().collect(),
+            let (allowed, tokens): (HashSet<(String, String)>, HashSet<String>) = match allowed {
+                Ok((pairs, tokens)) => (pairs.into_iter().collect(), tokens),
                 Err(e) => {
                     log::warn!("push access audit failed: {e}");
                     return;
@@ -188,6 +198,18 @@ impl Registry {
             for (user, account) in lost {
                 log::info!("push: {user} lost access to {account}; dropping its subscriptions");
                 registry.revoke(&user, &account);
+            }
+            // A connection opened with a revoked token ends; its session unsubscribes as it stops.
+            for sub in registry.subscriptions.values() {
+                if sub
+                    .subscriber
+                    .token_hash
+                    .as_ref()
+                    .is_some_and(|t| !tokens.contains(t))
+                {
+                    sub.subscriber.slot.close();
+                    let _ = sub.subscriber.wake.try_send(Wake);
+                }
             }
         })
         .spawn(ctx);

@@ -185,6 +185,7 @@ pub fn authenticate(
 ) -> Result<Option<crate::jmap::session::Principal>, StoreError> {
     use super::accounts::{UserKey, user_with_access};
     // The user and their accounts in one query: this runs for every API request.
+    let mut token_hash = None;
     let (user, accounts) = match credentials {
         Credentials::Basic { user, password } => {
             match user_with_access(conn, UserKey::Name(user))? {
@@ -199,7 +200,10 @@ pub fn authenticate(
                 return Ok(None);
             };
             match user_with_access(conn, UserKey::TokenHash(&hash))? {
-                Some(found) => found,
+                Some(found) => {
+                    token_hash = Some(hash);
+                    found
+                }
                 None => return Ok(None),
             }
         }
@@ -208,5 +212,6 @@ pub fn authenticate(
         user_id: user.id,
         username: user.name,
         accounts,
+        token_hash,
     }))
 }

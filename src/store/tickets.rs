@@ -87,5 +87,6 @@ pub fn redeem(conn: &mut AnyConnection, ticket: &str) -> Result<Option<Principal
             user_id: user.id,
             username: user.name,
             accounts,
+            token_hash,
         }))
 }

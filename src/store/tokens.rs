@@ -45,11 +45,29 @@ pub fn revoke(conn: &mut AnyConnection, id_or_token: &str) -> Result<(), StoreEr
         Some(rest) => rest.split('_').next().unwrap_or_default(),
         None => id_or_token,
     };
-    let n = diesel::delete(tokens::table.find(id)).execute(conn)?;
-    if n == 0 {
-        return Err(StoreError::NotFound(format!("token {id}")));
+    conn.transaction(|conn| {
+        let n = diesel::delete(tokens::table.find(id)).execute(conn)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("token {id}")));
+        }
+        // Streams opened with it end at once (`store::access_epoch`).
+        super::access_epoch::announce(conn)
+    })
+}
+
+/// Which of `hashes` (`secret_hash` values) belong to tokens that still exist.
+pub fn existing(
+    conn: &mut AnyConnection,
+    hashes: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    if hashes.is_empty() {
+        return Ok(Default::default());
     }
-    Ok(())
+    let found: Vec<String> = tokens::table
+        .filter(tokens::secret_hash.eq_any(hashes))
+        .select(tokens::secret_hash)
+        .load(conn)?;
+    Ok(found.into_iter().collect())
 }
 
 /// Tokens, optionally only those of user `name`.

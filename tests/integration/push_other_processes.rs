@@ -159,3 +159,49 @@ async fn access_withdrawn_by_another_process_is_dropped_without_waiting_for_the_
     assert!(ok, "{out}");
     assert_eq!(ws_next(&mut ws).await, None, "bob's WebSocket is closed");
 }
+
+#[on_both_backends]
+async fn revoking_a_token_from_another_process_ends_the_streams_opened_with_it_only() {
+    let s = TestServer::start_with(|c| c.push.access_check_secs = 3600).await;
+    let alice = s.add_user("alice", "pw-alice-1");
+    let account = account_id(&s, &alice).await;
+    let (ok, out) = s.cli(&["token", "create", "alice"]);
+    assert!(ok, "{out}");
+    let token = out.lines().next().unwrap().trim().to_owned();
+    let bearer = crate::harness::Auth::Bearer(token.clone());
+
+    let mut by_token = ws_connect(&s, &bearer).await;
+    let mut by_password = ws_connect(&s, &alice).await;
+    for ws in [&mut by_token, &mut by_password] {
+        ws_push_enable(
+            ws,
+            json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+        )
+        .await;
+    }
+    let mut sse = sse_open(
+        &s,
+        &bearer,
+        "/jmap/eventsource/?types=*&closeafter=no&ping=0",
+        None,
+    )
+    .await;
+    sse.ready().await;
+
+    let (ok, out) = s.cli(&["token", "revoke", &token]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        ws_next(&mut by_token).await,
+        None,
+        "the token's WebSocket ends"
+    );
+    while let Some(e) = sse.next().await {
+        assert!(
+            e.comment || e.event == "ping",
+            "no more state events: {e:?}"
+        );
+    }
+    // The password's connection goes on hearing of the account.
+    let state = create_mailbox(&s, &alice, &account, "Still here").await;
+    ws_until_mailbox_state(&mut by_password, &account, &state).await;
+}
