@@ -72,16 +72,17 @@ impl LmtpClient {
         self.reply().await.expect("a reply")
     }
 
-    /// The next reply, multi-line ones joined; `None` once the server has closed.
+    /// The next reply, multi-line ones joined; `None` once the server has closed or reset the
+    /// connection.
     pub async fn reply(&mut self) -> Option<Reply> {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
+            let read = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
                 .await
-                .expect("a reply in time")
-                .expect("read");
-            if n == 0 {
+                .expect("a reply in time");
+            // Closed, or reset (a killed server): no reply.
+            if !matches!(read, Ok(n) if n > 0) {
                 return None;
             }
             let line = line.trim_end_matches(['\r', '\n']);

@@ -283,3 +283,75 @@ fn the_vapid_key_is_kept_in_the_store_until_an_operator_rotates_it() {
     assert_ne!(rotated, first);
     assert_eq!(show(&dir), rotated);
 }
+
+/// `herald serve` on the SQLite store in `dir`, with LMTP on a free port; returns the child and
+/// the LMTP address.
+fn serve_with_lmtp(dir: &tempfile::TempDir) -> (std::process::Child, String) {
+    let mut child = herald(dir)
+        .env("HERALD_SERVER_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = lines(child.stderr.take().unwrap());
+    let line = wait_for(&err, "LMTP listening on");
+    let addr = line.rsplit(' ').next().unwrap().to_owned();
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || while err.recv().is_ok() {});
+    (child, addr)
+}
+
+fn stored_emails(db: &std::path::Path) -> i64 {
+    use diesel::prelude::*;
+    let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    herald::store::schema::emails::table
+        .count()
+        .get_result(&mut conn)
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn an_lmtp_delivery_killed_before_its_reply_is_stored_once_by_the_retry_of_the_mta() {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use harness::lmtp::{LmtpClient, stuff};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let add = run(herald(&dir).args(["user", "add", "alice", "--password", "pw"]));
+    assert!(add.status.success(), "{}", text(&add.stderr));
+    let message = b"From: carol@remote.test\r\nSubject: Twice?\r\n\r\nOnce.\r\n";
+
+    let (mut server, addr) = serve_with_lmtp(&dir);
+    let mut mta = LmtpClient::ready(&addr).await;
+    assert_eq!(mta.command("MAIL FROM:<carol@remote.test>").await.code, 250);
+    assert_eq!(mta.command("RCPT TO:<alice@localhost>").await.code, 250);
+    assert_eq!(mta.command("DATA").await.code, 354);
+    // Another connection holds SQLite's write lock, so the delivery cannot commit; the server is
+    // killed while the message is in its hands (or, at worst, still in its socket buffer: the
+    // outcome must be the same).
+    let mut lock = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    lock.batch_execute("BEGIN IMMEDIATE").unwrap();
+    mta.send(&stuff(message)).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    lock.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(
+        mta.reply().await,
+        None,
+        "no reply: the MTA keeps the message"
+    );
+    assert_eq!(stored_emails(&db), 0, "nothing half-stored");
+
+    // The MTA retries against the restarted server.
+    let (mut server, addr) = serve_with_lmtp(&dir);
+    let mut mta = LmtpClient::ready(&addr).await;
+    let d = mta
+        .deliver("carol@remote.test", &["alice@localhost"], message)
+        .await;
+    assert_eq!(d.data[0].code, 250, "{d:?}");
+    assert_eq!(stored_emails(&db), 1);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
