@@ -8,6 +8,7 @@
 
 mod api;
 mod jmap;
+mod lmtp;
 mod push;
 mod stats;
 mod webhook;
@@ -100,6 +101,35 @@ enum Mode {
         source: std::net::IpAddr,
         #[arg(long, value_enum)]
         transport: push::Transport,
+    },
+    /// LMTP deliveries (any LMTP server): throughput, or with --push-connections (Herald) the
+    /// time from each `250` to the StateChange at the recipient's connected clients.
+    Lmtp {
+        /// The LMTP server, `host:port`.
+        #[arg(long, default_value = "127.0.0.1:2424")]
+        lmtp: String,
+        /// Recipients are `<user>@<domain>` for the users of --user-prefix/--accounts.
+        #[arg(long, default_value = "localhost")]
+        domain: String,
+        /// Recipients per message (consecutive users, round-robin).
+        #[arg(long, default_value_t = 1)]
+        recipients: usize,
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        /// Concurrent LMTP sessions (throughput).
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Octets per message.
+        #[arg(long, default_value_t = 2_000)]
+        size: usize,
+        /// Push connections (WebSocket) listening while one session delivers at --rate.
+        #[arg(long, default_value_t = 0)]
+        push_connections: usize,
+        /// Deliveries per second with --push-connections.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
     },
     /// Webhook deliveries to a sink this tool serves on loopback.
     Webhook {
@@ -263,6 +293,37 @@ fn main() {
             offset,
             ..idle(users, connections, transport)
         }),
+        Mode::Lmtp {
+            lmtp,
+            domain,
+            recipients,
+            messages,
+            clients,
+            seconds,
+            size,
+            push_connections,
+            rate,
+        } => {
+            if !cli.allow_remote && !is_loopback(&format!("lmtp://{lmtp}")) {
+                eprintln!("herald-load: {lmtp} is not a loopback address; pass --allow-remote");
+                std::process::exit(2);
+            }
+            let run = lmtp::LmtpRun {
+                addr: lmtp,
+                domain,
+                recipients: recipients.max(1),
+                messages,
+                clients,
+                seconds,
+                size,
+                rate,
+            };
+            if push_connections == 0 {
+                lmtp::throughput(&run, &users, cli.pid)
+            } else {
+                lmtp::push_latency(&run, idle(users, push_connections, push::Transport::Ws))
+            }
+        }
         Mode::Webhook {
             subscriptions,
             rate,

@@ -32,11 +32,12 @@ pub enum Transport {
 }
 
 /// One received state: (connection, account, state, arrival).
-type Arrival = (usize, String, String, Instant);
+pub type Arrival = (usize, String, String, Instant);
 
+/// What the connections' tasks report.
 #[derive(Default)]
-struct Shared {
-    arrivals: Mutex<Vec<Arrival>>,
+pub struct Shared {
+    pub arrivals: Mutex<Vec<Arrival>>,
     opened: Mutex<usize>,
     failed: Mutex<Vec<String>>,
 }
@@ -267,19 +268,29 @@ pub fn sessions_at(base: &str, users: &[Credentials]) -> Vec<Session> {
 /// Runs `push` (with mutations) or `connections` (without).
 pub fn run(run: PushRun) -> Report {
     let sessions = sessions_at(&run.base, &run.users);
+    let (report, shared, opened) = open_for_measuring(&run, &sessions);
+    if run.mutations == 0 {
+        return report;
+    }
+    measure_mutations(&run, &sessions, report, shared, opened)
+}
+
+/// Opens `run.connections` push connections and reports how that went; returns the report, what
+/// the connections will record, and how many opened.
+pub fn open_for_measuring(run: &PushRun, sessions: &[Session]) -> (Report, Arc<Shared>, usize) {
     let rss_before = rss_kib(run.pid);
     let shared = Arc::new(Shared::default());
-    let open_time = open_all(&run, &sessions, &shared);
+    let open_time = open_all(run, sessions, &shared);
     let opened = *shared.opened.lock().unwrap();
     let failed = shared.failed.lock().unwrap().len();
     let first_failure = shared.failed.lock().unwrap().first().cloned();
-    let mut report = opening_report(
+    let report = opening_report(
         Report::new(if run.mutations == 0 {
             "connections"
         } else {
             "push"
         }),
-        &run,
+        run,
         Opened {
             opened,
             failed,
@@ -289,11 +300,18 @@ pub fn run(run: PushRun) -> Report {
             rss_open: rss_kib(run.pid),
         },
     );
-    if run.mutations == 0 {
-        return report;
-    }
+    (report, shared, opened)
+}
+
+fn measure_mutations(
+    run: &PushRun,
+    sessions: &[Session],
+    mut report: Report,
+    shared: Arc<Shared>,
+    opened: usize,
+) -> Report {
     let write_sessions = if run.write_base == run.base {
-        sessions.clone()
+        sessions.to_vec()
     } else {
         report = report.field("write_url", run.write_base.clone());
         sessions_at(&run.write_base, &run.users)
@@ -437,7 +455,7 @@ pub fn write(
 
 /// Waits (at most 30 s) until every open connection saw its account's final state; returns how
 /// many did.
-fn wait_for_finals(
+pub fn wait_for_finals(
     shared: &Shared,
     conns: &HashMap<usize, String>,
     finals: &HashMap<String, String>,
