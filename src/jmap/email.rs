@@ -16,7 +16,7 @@ use super::changes::ChangesPage;
 use super::dispatch::Call;
 use super::error::MethodError;
 use super::patch::parse_path;
-use super::standard::{self, SetError, SetResponse};
+use super::standard::{self, SetError, SetErrorType, SetResponse};
 use crate::mail::{self, EmailProperty, FetchOptions, PropertySelection};
 
 /// The push and state type names.
@@ -261,7 +261,7 @@ pub fn read_keywords(value: &Value) -> Result<BTreeSet<String>, SetError> {
     }
     if out.len() > MAX_KEYWORDS {
         return Err(SetError::new(
-            "tooManyKeywords",
+            SetErrorType::TooManyKeywords,
             format!("at most {MAX_KEYWORDS} keywords"),
         ));
     }
@@ -291,7 +291,7 @@ pub fn read_mailbox_ids(
     }
     if out.len() > MAX_MAILBOXES_PER_EMAIL {
         return Err(SetError::new(
-            "tooManyMailboxes",
+            SetErrorType::TooManyMailboxes,
             format!("at most {MAX_MAILBOXES_PER_EMAIL} mailboxes per email"),
         ));
     }
@@ -898,15 +898,15 @@ mod tests {
         let after = m.apply(&BTreeSet::from(["m9".to_owned(), "m3".to_owned()]));
         assert_eq!(after.into_iter().collect::<Vec<_>>(), vec!["m1", "m3"]);
         let e = read_update(&obj(json!({"subject": "x"})), &created).unwrap_err();
-        assert_eq!(e.kind, "invalidProperties");
+        assert_eq!(e.kind, SetErrorType::InvalidProperties);
         let e = read_update(&obj(json!({"keywords/$seen": false})), &created).unwrap_err();
-        assert_eq!(e.kind, "invalidProperties");
+        assert_eq!(e.kind, SetErrorType::InvalidProperties);
         let e = read_update(
             &obj(json!({"keywords": {}, "keywords/$seen": true})),
             &created,
         )
         .unwrap_err();
-        assert_eq!(e.kind, "invalidPatch");
+        assert_eq!(e.kind, SetErrorType::InvalidPatch);
     }
 
     #[test]

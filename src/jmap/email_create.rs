@@ -22,7 +22,7 @@ use super::email::{
     NewEmail, Source, new_email_id, parse_utc_date, read_keywords, read_mailbox_ids,
 };
 use super::error::MethodError;
-use super::standard::SetError;
+use super::standard::{SetError, SetErrorType};
 
 /// Reads blob bytes visible to the caller (`None`: no such blob).
 pub type BlobReader<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, MethodError> + 'a;
@@ -193,9 +193,9 @@ fn structure_part(
             }
             (None, Some(blob_id)) => {
                 let bytes = read_blob(&blob_id)
-                    .map_err(|e| SetError::new("serverFail", e.to_string()))?
+                    .map_err(|e| SetError::new(SetErrorType::ServerFail, e.to_string()))?
                     .ok_or_else(|| {
-                        SetError::new("blobNotFound", format!("no blob {blob_id}"))
+                        SetError::new(SetErrorType::BlobNotFound, format!("no blob {blob_id}"))
                             .with("notFound", serde_json::json!([blob_id]))
                     })?;
                 MimePart::new(media_type, BodyPart::Binary(bytes.into()))
@@ -341,9 +341,9 @@ fn build(
                         ));
                     }
                     let bytes = read_blob(blob_id)
-                        .map_err(|e| SetError::new("serverFail", e.to_string()))?
+                        .map_err(|e| SetError::new(SetErrorType::ServerFail, e.to_string()))?
                         .ok_or_else(|| {
-                            SetError::new("blobNotFound", format!("no blob {blob_id}"))
+                            SetError::new(SetErrorType::BlobNotFound, format!("no blob {blob_id}"))
                                 .with("notFound", serde_json::json!([blob_id]))
                         })?;
                     let ty = part
@@ -419,7 +419,7 @@ fn build(
     let mailbox_ids = mailbox_ids.ok_or_else(|| invalid("mailboxIds", "mailboxIds is required"))?;
     let message = builder
         .write_to_vec()
-        .map_err(|e| SetError::new("invalidProperties", e.to_string()))?;
+        .map_err(|e| SetError::new(SetErrorType::InvalidProperties, e.to_string()))?;
     Ok(NewEmail {
         id: new_email_id(),
         source: Source::Message(message),

@@ -11,7 +11,7 @@ use super::changes::ChangesPage;
 use super::dispatch::Call;
 use super::error::MethodError;
 use super::patch::apply_patch;
-use super::standard::{self, SetError, SetResponse};
+use super::standard::{self, SetError, SetErrorType, SetResponse};
 
 /// The push and state type name.
 pub const DATA_TYPE: &str = "Identity";
@@ -345,7 +345,7 @@ fn plan_set(
             if !may_send_from(own_email, &i.email) {
                 // IDN-02, RFC 8621 §6.3
                 return Err(SetError::new(
-                    "forbiddenFrom",
+                    SetErrorType::ForbiddenFrom,
                     format!("this user may not send from {:?}", i.email),
                 ));
             }
@@ -460,7 +460,7 @@ mod tests {
         ] {
             assert_eq!(
                 addresses("replyTo", &bad).unwrap_err().kind,
-                "invalidProperties"
+                SetErrorType::InvalidProperties
             );
         }
     }

@@ -12,7 +12,7 @@ use super::changes::ChangesPage;
 use super::dispatch::Call;
 use super::error::MethodError;
 use super::patch::apply_patch;
-use super::standard::{self, Comparator, SetError, SetResponse};
+use super::standard::{self, Comparator, SetError, SetErrorType, SetResponse};
 
 /// The push and state type name.
 pub const DATA_TYPE: &str = "Mailbox";
@@ -862,7 +862,10 @@ fn plan_set(
         if all.iter().any(|m| m.parent_id.as_deref() == Some(&id)) {
             response.destroy_failed(
                 &key,
-                SetError::new("mailboxHasChild", "the mailbox has child mailboxes"),
+                SetError::new(
+                    SetErrorType::MailboxHasChild,
+                    "the mailbox has child mailboxes",
+                ),
             );
             continue;
         }
@@ -871,7 +874,7 @@ fn plan_set(
             response.destroy_failed(
                 &key,
                 SetError::new(
-                    "mailboxHasEmail",
+                    SetErrorType::MailboxHasEmail,
                     "the mailbox holds emails; set onDestroyRemoveEmails to remove them",
                 ),
             );
@@ -940,7 +943,7 @@ mod tests {
         moved.parent_id = Some("b".into());
         assert_eq!(
             check_tree(&moved, &all).unwrap_err().kind,
-            "invalidProperties"
+            SetErrorType::InvalidProperties
         );
         let clash = mb("n", "a", None, 0);
         assert_eq!(

@@ -147,10 +147,72 @@ pub fn changes_response(
 // ---------------------------------------------------------------------------------------------
 // /set
 
+/// The type of a SetError: RFC 8620 §5.3, RFC 8621 §2.3, §4.6, §4.8, §7.5, and `serverFail` for
+/// a store failure confined to one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetErrorType {
+    Forbidden,
+    OverQuota,
+    TooLarge,
+    RateLimit,
+    NotFound,
+    InvalidPatch,
+    WillDestroy,
+    InvalidProperties,
+    Singleton,
+    AlreadyExists,
+    MailboxHasChild,
+    MailboxHasEmail,
+    BlobNotFound,
+    TooManyKeywords,
+    TooManyMailboxes,
+    InvalidEmail,
+    TooManyRecipients,
+    NoRecipients,
+    InvalidRecipients,
+    ForbiddenMailFrom,
+    ForbiddenFrom,
+    ForbiddenToSend,
+    CannotUnsend,
+    ServerFail,
+}
+
+impl SetErrorType {
+    /// The name on the wire.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            SetErrorType::Forbidden => "forbidden",
+            SetErrorType::OverQuota => "overQuota",
+            SetErrorType::TooLarge => "tooLarge",
+            SetErrorType::RateLimit => "rateLimit",
+            SetErrorType::NotFound => "notFound",
+            SetErrorType::InvalidPatch => "invalidPatch",
+            SetErrorType::WillDestroy => "willDestroy",
+            SetErrorType::InvalidProperties => "invalidProperties",
+            SetErrorType::Singleton => "singleton",
+            SetErrorType::AlreadyExists => "alreadyExists",
+            SetErrorType::MailboxHasChild => "mailboxHasChild",
+            SetErrorType::MailboxHasEmail => "mailboxHasEmail",
+            SetErrorType::BlobNotFound => "blobNotFound",
+            SetErrorType::TooManyKeywords => "tooManyKeywords",
+            SetErrorType::TooManyMailboxes => "tooManyMailboxes",
+            SetErrorType::InvalidEmail => "invalidEmail",
+            SetErrorType::TooManyRecipients => "tooManyRecipients",
+            SetErrorType::NoRecipients => "noRecipients",
+            SetErrorType::InvalidRecipients => "invalidRecipients",
+            SetErrorType::ForbiddenMailFrom => "forbiddenMailFrom",
+            SetErrorType::ForbiddenFrom => "forbiddenFrom",
+            SetErrorType::ForbiddenToSend => "forbiddenToSend",
+            SetErrorType::CannotUnsend => "cannotUnsend",
+            SetErrorType::ServerFail => "serverFail",
+        }
+    }
+}
+
 /// A SetError (RFC 8620 §5.3).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SetError {
-    pub kind: &'static str,
+    pub kind: SetErrorType,
     pub description: Option<String>,
     pub properties: Option<Vec<String>>,
     /// Type-specific members (e.g. `existingId`, `notFound`).
@@ -158,7 +220,7 @@ pub struct SetError {
 }
 
 impl SetError {
-    pub fn new(kind: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(kind: SetErrorType, description: impl Into<String>) -> Self {
         SetError {
             kind,
             description: Some(description.into()),
@@ -168,22 +230,22 @@ impl SetError {
     }
     pub fn not_found() -> Self {
         SetError {
-            kind: "notFound",
+            kind: SetErrorType::NotFound,
             description: None,
             properties: None,
             extra: Map::new(),
         }
     }
     pub fn forbidden(description: impl Into<String>) -> Self {
-        Self::new("forbidden", description)
+        Self::new(SetErrorType::Forbidden, description)
     }
     pub fn invalid_patch(description: impl Into<String>) -> Self {
-        Self::new("invalidPatch", description)
+        Self::new(SetErrorType::InvalidPatch, description)
     }
     /// `invalidProperties` naming the properties as the client sent them (SET-18).
     pub fn invalid_properties(properties: &[&str], description: impl Into<String>) -> Self {
         SetError {
-            kind: "invalidProperties",
+            kind: SetErrorType::InvalidProperties,
             description: Some(description.into()),
             properties: Some(properties.iter().map(|p| p.to_string()).collect()),
             extra: Map::new(),
@@ -196,7 +258,7 @@ impl SetError {
 
     pub fn to_json(&self) -> Value {
         let mut out = Map::new();
-        out.insert("type".into(), Value::from(self.kind));
+        out.insert("type".into(), Value::from(self.kind.wire_name()));
         if let Some(d) = &self.description {
             out.insert("description".into(), Value::from(d.clone()));
         }

@@ -16,7 +16,7 @@ use super::email::{self, EmailStore};
 use super::error::MethodError;
 use super::identity::{Identity, IdentityStore, default_identity, may_send_from};
 use super::request::Invocation;
-use super::standard::{self, Comparator, SetError, SetResponse};
+use super::standard::{self, Comparator, SetError, SetErrorType, SetResponse};
 
 /// The push and state type name.
 pub const DATA_TYPE: &str = "EmailSubmission";
@@ -507,7 +507,7 @@ fn prepare<C: SubmissionStore + EmailStore>(
     };
     let Some(parsed) = mail_parser::MessageParser::default().parse(&raw) else {
         return Ok(Err(SetError::new(
-            "invalidEmail",
+            SetErrorType::InvalidEmail,
             "the message cannot be parsed",
         )));
     };
@@ -516,14 +516,14 @@ fn prepare<C: SubmissionStore + EmailStore>(
     let from = addresses(parsed.from());
     if from.is_empty() {
         return Ok(Err(SetError::new(
-            "invalidEmail",
+            SetErrorType::InvalidEmail,
             "the message has no From address",
         )
         .with("properties", json!(["from"]))));
     }
     if let Some(bad) = from.iter().find(|f| !allowed(f)) {
         return Ok(Err(SetError::new(
-            "forbiddenFrom",
+            SetErrorType::ForbiddenFrom,
             format!("identity {} may not send as {bad:?}", identity.email),
         )));
     }
@@ -532,7 +532,7 @@ fn prepare<C: SubmissionStore + EmailStore>(
             Ok((mail_from, rcpt)) => {
                 if !allowed(&mail_from) {
                     return Ok(Err(SetError::new(
-                        "forbiddenMailFrom",
+                        SetErrorType::ForbiddenMailFrom,
                         format!("this user may not use {mail_from:?} as MAIL FROM"),
                     )));
                 }
@@ -560,13 +560,13 @@ fn prepare<C: SubmissionStore + EmailStore>(
     };
     if rcpt.is_empty() {
         return Ok(Err(SetError::new(
-            "noRecipients",
+            SetErrorType::NoRecipients,
             "the message has no recipients",
         )));
     }
     if rcpt.len() > MAX_RECIPIENTS {
         return Ok(Err(SetError::new(
-            "tooManyRecipients",
+            SetErrorType::TooManyRecipients,
             format!("at most {MAX_RECIPIENTS} recipients"),
         )
         .with("maxRecipients", json!(MAX_RECIPIENTS))));
@@ -582,7 +582,7 @@ fn prepare<C: SubmissionStore + EmailStore>(
     if !remote.is_empty() && relay.is_empty() {
         let invalid = remote;
         return Ok(Err(SetError::new(
-            "invalidRecipients",
+            SetErrorType::InvalidRecipients,
             "no SMTP relay is configured, and these addresses are not local users",
         )
         .with("invalidRecipients", json!(invalid))));
@@ -678,7 +678,7 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
                     }
                 }
                 Err(why) => {
-                    response.create_failed(&cid, SetError::new("forbiddenToSend", why));
+                    response.create_failed(&cid, SetError::new(SetErrorType::ForbiddenToSend, why));
                     continue;
                 }
             }
@@ -718,7 +718,10 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
         let mut error = None;
         for (k, v) in patch {
             if k == "undoStatus" && v == "canceled" {
-                error = Some(SetError::new("cannotUnsend", "the message has been sent"));
+                error = Some(SetError::new(
+                    SetErrorType::CannotUnsend,
+                    "the message has been sent",
+                ));
             } else if to_json(s).get(k) != Some(v) {
                 error = Some(SetError::invalid_properties(
                     &[k.as_str()],
@@ -827,7 +830,10 @@ mod tests {
             json!({"mailFrom": "a@x", "rcptTo": []}),
             json!({"rcptTo": []}),
         ] {
-            assert_eq!(read_envelope(&bad).unwrap_err().kind, "invalidProperties");
+            assert_eq!(
+                read_envelope(&bad).unwrap_err().kind,
+                SetErrorType::InvalidProperties
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::dispatch::Call;
 use super::error::MethodError;
 use super::patch::apply_patch;
-use super::standard::{self, SetError, SetResponse};
+use super::standard::{self, SetError, SetErrorType, SetResponse};
 
 /// The push and state type name.
 pub const DATA_TYPE: &str = "VacationResponse";
@@ -204,7 +204,7 @@ pub fn set<C: VacationStore>(
             response.create_failed(
                 cid,
                 SetError::new(
-                    "singleton",
+                    SetErrorType::Singleton,
                     "the VacationResponse exists already and is the only one",
                 ),
             );
@@ -225,7 +225,10 @@ pub fn set<C: VacationStore>(
         }
         for id in &req.destroy {
             let e = if id == SINGLETON {
-                SetError::new("singleton", "the VacationResponse cannot be destroyed")
+                SetError::new(
+                    SetErrorType::Singleton,
+                    "the VacationResponse cannot be destroyed",
+                )
             } else {
                 SetError::not_found()
             };
@@ -267,6 +270,6 @@ mod tests {
         let e = patched(&v, &p(json!({"fromDate": "tomorrow"}))).unwrap_err();
         assert_eq!(e.properties, Some(vec!["fromDate".to_owned()]));
         let e = patched(&v, &p(json!({"colour": "red"}))).unwrap_err();
-        assert_eq!(e.kind, "invalidProperties");
+        assert_eq!(e.kind, SetErrorType::InvalidProperties);
     }
 }

@@ -56,7 +56,7 @@ use crate::jmap::email::{
 };
 use crate::jmap::error::MethodError;
 use crate::jmap::mailbox::DATA_TYPE as MAILBOX_TYPE;
-use crate::jmap::standard::SetError;
+use crate::jmap::standard::{SetError, SetErrorType};
 use crate::mail;
 
 /// What Email/import and `herald deliver` need of a write: the outcome of each operation, or an
@@ -201,7 +201,7 @@ fn create(
     };
     let Some(email) = mail::Email::parse(&bytes) else {
         return Ok(Err(SetError::new(
-            "invalidEmail",
+            SetErrorType::InvalidEmail,
             "the blob is not a message",
         )));
     };
@@ -401,10 +401,16 @@ fn update(
         )));
     }
     if new_mailboxes.len() > crate::jmap::email::MAX_MAILBOXES_PER_EMAIL {
-        return Ok(Err(SetError::new("tooManyMailboxes", "too many mailboxes")));
+        return Ok(Err(SetError::new(
+            SetErrorType::TooManyMailboxes,
+            "too many mailboxes",
+        )));
     }
     if new_keywords.len() > crate::jmap::email::MAX_KEYWORDS {
-        return Ok(Err(SetError::new("tooManyKeywords", "too many keywords")));
+        return Ok(Err(SetError::new(
+            SetErrorType::TooManyKeywords,
+            "too many keywords",
+        )));
     }
     let added: BTreeSet<String> = new_mailboxes.difference(&old_mailboxes).cloned().collect();
     let missing = missing_mailboxes(txn.conn(), &account_id, &added)?;
@@ -706,7 +712,8 @@ pub fn deliver(
     match results.into_iter().next() {
         Some(OpResult::Created(_, c)) => Ok((c, committed)),
         Some(OpResult::NotCreated(_, e)) => Err(StoreError::Invalid(
-            e.description.unwrap_or_else(|| e.kind.to_owned()),
+            e.description
+                .unwrap_or_else(|| e.kind.wire_name().to_owned()),
         )),
         _ => Err(StoreError::Invalid("nothing was delivered".into())),
     }

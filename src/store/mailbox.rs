@@ -168,7 +168,8 @@ fn remove_emails_from(txn: &mut WriteTxn<'_>, mailbox_id: &str) -> Result<(), St
             continue;
         }
         // Left in no mailbox: destroyed like an Email/set destroy (thread, blob reference).
-        super::email::destroy(txn, &email_id)?.map_err(|e| StoreError::Invalid(e.kind.into()))?;
+        super::email::destroy(txn, &email_id)?
+            .map_err(|e| StoreError::Invalid(e.kind.wire_name().into()))?;
     }
     Ok(())
 }
