@@ -40,6 +40,15 @@ pub enum Command {
     /// Extra addresses that deliver to a user (LMTP `RCPT TO`).
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// Recount the mailbox counts of users' accounts and report (or with --repair, fix) any
+    /// difference from the maintained ones.
+    Check {
+        /// Users whose personal accounts to check; all users when none is named.
+        users: Vec<String>,
+        /// Rewrite the maintained counts from the recount where they differ.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Deliver a message (RFC 5322, read from standard input) to a user's inbox, as new mail.
     Deliver {
         /// The user whose personal account receives the message.
@@ -271,6 +280,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", key.public_key());
             Ok(())
         }
+        Command::Check {
+            users: names,
+            repair,
+        } => {
+            let store = Store::open(&config.store.url, 1)?;
+            let mut conn = store.conn()?;
+            check(&mut conn, names, repair)
+        }
         Command::Alias(cmd) => {
             use crate::store::addresses;
             let store = Store::open(&config.store.url, 1)?;
@@ -313,6 +330,48 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `herald check`: one line per mailbox whose counts differ, then a summary line. Differences
+/// left unrepaired make the exit status non-zero.
+fn check(
+    conn: &mut crate::store::AnyConnection,
+    names: Vec<String>,
+    repair: bool,
+) -> Result<(), CliError> {
+    use crate::store::mailbox_counts;
+    let names = if names.is_empty() {
+        users::list(conn)?.into_iter().map(|u| u.name).collect()
+    } else {
+        names
+    };
+    let (mut checked, mut wrong) = (0, 0);
+    for name in names {
+        let user = users::find_by_name(conn, &name)?
+            .ok_or_else(|| CliError::Usage(format!("no user {name:?}")))?;
+        let account = accounts::personal_account(conn, &user.id)?;
+        let differences = mailbox_counts::check(conn, &account)?;
+        checked += 1;
+        for (mailbox, kept, counted) in &differences {
+            println!("{name}\t{mailbox}\tmaintained {kept:?}\tcounted {counted:?}");
+        }
+        if !differences.is_empty() {
+            wrong += 1;
+            if repair {
+                mailbox_counts::repair(conn, &account)?;
+            }
+        }
+    }
+    match (wrong, repair) {
+        (0, _) => println!("{checked} accounts checked: counts are right"),
+        (n, true) => println!("{checked} accounts checked: {n} repaired"),
+        (n, false) => {
+            return Err(CliError::Usage(format!(
+                "{checked} accounts checked: {n} with wrong counts (run with --repair)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The password from `--password`, or the first line of standard input.

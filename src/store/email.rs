@@ -48,7 +48,7 @@ use super::changelog::{self, ChangeOp, ChangesError, WriteTxn};
 use super::schema::{
     email_keywords, email_mailboxes, email_message_ids, email_search, emails, mailboxes,
 };
-use super::{AnyConnection, StoreContext, StoreError, blobs, new_id, now};
+use super::{AnyConnection, StoreContext, StoreError, blobs, mailbox_counts, new_id, now};
 use crate::jmap::changes::{ChangesPage, state_string};
 use crate::jmap::email::{
     CreatedEmail, DATA_TYPE, DELIVERY_TYPE, EmailMeta, EmailOp, EmailStore, NewEmail, OpResult,
@@ -250,8 +250,10 @@ fn create(
             emails::summary.eq(summary.headers_json()),
         ))
         .execute(txn.conn())?;
+    let unread = is_unread(&new.keywords);
     for m in &new.mailbox_ids {
         insert_membership(txn.conn(), &account_id, &new.id, m, received_at)?;
+        mailbox_counts::email_entered(txn.conn(), &account_id, m, &thread_id, unread)?;
     }
     for k in &new.keywords {
         insert_keyword(txn.conn(), &account_id, &new.id, k)?;
@@ -380,12 +382,12 @@ fn update(
     keyword_edit: Option<&SetEdit>,
 ) -> Result<Result<(), SetError>, StoreError> {
     let account_id = txn.account_id().to_owned();
-    let received_at: Option<i64> = emails::table
+    let found: Option<(i64, String)> = emails::table
         .find((&account_id, id))
-        .select(emails::received_at)
+        .select((emails::received_at, emails::thread_id))
         .first_row(txn.conn())
         .optional()?;
-    let Some(received_at) = received_at else {
+    let Some((received_at, thread_id)) = found else {
         return Ok(Err(SetError::not_found()));
     };
     let old_mailboxes = mailboxes_of(txn.conn(), &account_id, id)?;
@@ -446,6 +448,18 @@ fn update(
     for k in new_keywords.difference(&old_keywords) {
         insert_keyword(txn.conn(), &account_id, id, k)?;
     }
+    let (was_unread, now_unread) = (is_unread(&old_keywords), is_unread(&new_keywords));
+    for m in &removed {
+        mailbox_counts::email_left(txn.conn(), &account_id, m, &thread_id, was_unread)?;
+    }
+    if was_unread != now_unread {
+        for m in old_mailboxes.intersection(&new_mailboxes) {
+            mailbox_counts::unread_flipped(txn.conn(), &account_id, m, &thread_id, now_unread)?;
+        }
+    }
+    for m in &added {
+        mailbox_counts::email_entered(txn.conn(), &account_id, m, &thread_id, now_unread)?;
+    }
     if old_mailboxes == new_mailboxes && old_keywords == new_keywords {
         return Ok(Ok(()));
     }
@@ -479,6 +493,10 @@ pub fn destroy(txn: &mut WriteTxn<'_>, id: &str) -> Result<Result<(), SetError>,
         return Ok(Err(SetError::not_found()));
     };
     let old_mailboxes = mailboxes_of(txn.conn(), &account_id, id)?;
+    let was_unread = is_unread(&keywords_of(txn.conn(), &account_id, id)?);
+    for m in &old_mailboxes {
+        mailbox_counts::email_left(txn.conn(), &account_id, m, &thread_id, was_unread)?;
+    }
     diesel::delete(
         email_mailboxes::table
             .filter(email_mailboxes::account_id.eq(&account_id))

@@ -536,9 +536,9 @@ fn select_ids(account_id: &str, q: &EmailQuery, offset: u64, limit: u64) -> Sql 
 
 fn select_count(account_id: &str, q: &EmailQuery) -> Sql {
     let mut sql = Sql::default();
-    // EQ-07: a lone inMailbox is counted from the membership index alone.
-    if !q.collapse_threads
-        && let Some(Filter::Condition(c)) = &q.filter
+    // EQ-07: a lone inMailbox reads the mailbox's maintained count (store::mailbox_counts):
+    // emails, or threads when collapsed (each thread with an email there is one row).
+    if let Some(Filter::Condition(c)) = &q.filter
         && let Some(m) = &c.in_mailbox
         && **c
             == (Condition {
@@ -546,10 +546,14 @@ fn select_count(account_id: &str, q: &EmailQuery) -> Sql {
                 ..Condition::default()
             })
     {
-        sql.push("SELECT COUNT(*) AS n FROM email_mailboxes em WHERE em.account_id = ")
-            .text(account_id)
-            .push(" AND em.mailbox_id = ")
-            .text(m);
+        sql.push(if q.collapse_threads {
+            "SELECT total_threads AS n FROM mailbox_counts WHERE account_id = "
+        } else {
+            "SELECT total_emails AS n FROM mailbox_counts WHERE account_id = "
+        })
+        .text(account_id)
+        .push(" AND mailbox_id = ")
+        .text(m);
         return sql;
     }
     // With collapseThreads every thread with a match contributes exactly one row.

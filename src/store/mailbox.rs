@@ -1,10 +1,8 @@
-//! Mailboxes in the store, and their counts.
+//! Mailboxes in the store (their counts: `mailbox_counts`).
 
-use super::static_sql::{SqlParam, StaticSql};
 use std::collections::HashMap;
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 
 use super::changelog::{self, ChangeOp, ChangesError, WriteTxn};
 use super::schema::{email_mailboxes, mailbox_subscriptions, mailboxes};
@@ -12,8 +10,7 @@ use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::{ChangesPage, state_string};
 use crate::jmap::error::MethodError;
 use crate::jmap::mailbox::{
-    DATA_TYPE, DEFAULT_MAILBOXES, Mailbox, MailboxCounts, MailboxOp, MailboxSnapshot, MailboxStore,
-    Viewer,
+    DATA_TYPE, DEFAULT_MAILBOXES, Mailbox, MailboxOp, MailboxSnapshot, MailboxStore, Viewer,
 };
 
 #[derive(Queryable)]
@@ -24,63 +21,6 @@ struct MailboxRow {
     role: Option<String>,
     sort_order: i64,
     is_subscribed: bool,
-}
-
-#[derive(QueryableByName)]
-struct CountsRow {
-    #[diesel(sql_type = Text)]
-    mailbox_id: String,
-    #[diesel(sql_type = BigInt)]
-    total_emails: i64,
-    #[diesel(sql_type = BigInt)]
-    unread_emails: i64,
-    #[diesel(sql_type = BigInt)]
-    total_threads: i64,
-    #[diesel(sql_type = BigInt)]
-    unread_threads: i64,
-}
-
-/// MBX-06: unread = neither `$seen` nor `$draft`; a thread counts as unread in a mailbox when one of
-/// its emails in that mailbox is unread.
-const COUNTS_SQL: &str = "\
-SELECT x.mailbox_id AS mailbox_id,
-       CAST(COUNT(*) AS BIGINT) AS total_emails,
-       CAST(SUM(x.unread) AS BIGINT) AS unread_emails,
-       CAST(COUNT(DISTINCT x.thread_id) AS BIGINT) AS total_threads,
-       CAST(COUNT(DISTINCT CASE WHEN x.unread = 1 THEN x.thread_id END) AS BIGINT) AS unread_threads
-FROM (SELECT em.mailbox_id AS mailbox_id, e.thread_id AS thread_id,
-             CASE WHEN EXISTS (SELECT 1 FROM email_keywords k
-                               WHERE k.account_id = em.account_id AND k.email_id = em.email_id
-                                 AND k.keyword IN ('$seen', '$draft'))
-                  THEN 0 ELSE 1 END AS unread
-      FROM email_mailboxes em
-      JOIN emails e ON e.account_id = em.account_id AND e.id = em.email_id
-      WHERE em.account_id = $1) x
-GROUP BY x.mailbox_id";
-
-/// Counts of every non-empty mailbox of an account.
-pub fn counts(
-    conn: &mut AnyConnection,
-    account_id: &str,
-) -> Result<HashMap<String, MailboxCounts>, StoreError> {
-    // Raw SQL runs on the concrete backend; `$1` is a valid parameter in both dialects.
-    let query = StaticSql::new(COUNTS_SQL, vec![SqlParam::Text(account_id.to_owned())]);
-    let rows: Vec<CountsRow> = match conn {
-        AnyConnection::Sqlite(c) => query.load(c)?,
-        AnyConnection::Postgresql(c) => query.load(c)?,
-    };
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let counts = MailboxCounts {
-                total_emails: r.total_emails.max(0) as u64,
-                unread_emails: r.unread_emails.max(0) as u64,
-                total_threads: r.total_threads.max(0) as u64,
-                unread_threads: r.unread_threads.max(0) as u64,
-            };
-            (r.mailbox_id, counts)
-        })
-        .collect())
 }
 
 /// Every mailbox of an account.
@@ -243,7 +183,7 @@ fn snapshot(
     Ok(MailboxSnapshot {
         state: state_string(changelog::type_state(conn, account_id, DATA_TYPE)?),
         mailboxes,
-        counts: counts(conn, account_id)?,
+        counts: super::mailbox_counts::read(conn, account_id)?,
     })
 }
 

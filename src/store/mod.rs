@@ -17,6 +17,7 @@ pub mod email_query;
 pub mod first_row;
 pub mod identity;
 pub mod mailbox;
+pub mod mailbox_counts;
 pub mod push_subscription;
 pub mod schema;
 pub mod secrets;

@@ -98,6 +98,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    mailbox_threads (account_id, mailbox_id, thread_id) {
+        account_id -> Text,
+        mailbox_id -> Text,
+        thread_id -> Text,
+        emails -> BigInt,
+        unread -> BigInt,
+    }
+}
+
+diesel::table! {
+    mailbox_counts (account_id, mailbox_id) {
+        account_id -> Text,
+        mailbox_id -> Text,
+        total_emails -> BigInt,
+        unread_emails -> BigInt,
+        total_threads -> BigInt,
+        unread_threads -> BigInt,
+    }
+}
+
+diesel::table! {
     emails (account_id, id) {
         account_id -> Text,
         id -> Text,

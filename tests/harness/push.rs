@@ -36,6 +36,18 @@ pub async fn account_id(s: &TestServer, auth: &Auth) -> String {
         .to_owned()
 }
 
+/// The id of the account's inbox.
+pub async fn inbox_id(s: &TestServer, auth: &Auth, account: &str) -> String {
+    let r = s
+        .call(
+            auth,
+            &[CORE, MAIL],
+            json!([["Mailbox/query", {"accountId": account, "filter": {"role": "inbox"}}, "0"]]),
+        )
+        .await;
+    r[0][1]["ids"][0].as_str().expect("an inbox").to_owned()
+}
+
 /// Creates a mailbox; returns the Mailbox state after it (newState).
 pub async fn create_mailbox(s: &TestServer, auth: &Auth, account: &str, name: &str) -> String {
     let r = s

@@ -21,6 +21,7 @@ mod identity;
 mod interop_jmap_client;
 mod lmtp;
 mod mailbox;
+mod mailbox_counts;
 mod postfix;
 mod postgres;
 mod push_browser;

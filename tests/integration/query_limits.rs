@@ -24,14 +24,7 @@ async fn setup() -> Setup {
         .as_str()
         .unwrap()
         .to_owned();
-    let r = s
-        .call(
-            &alice,
-            &[CORE, MAIL],
-            json!([["Mailbox/query", {"accountId": account, "filter": {"role": "inbox"}}, "0"]]),
-        )
-        .await;
-    let inbox = r[0][1]["ids"][0].as_str().unwrap().to_owned();
+    let inbox = crate::harness::push::inbox_id(&s, &alice, &account).await;
     for (i, subject) in ["invoice march", "lunch on friday", "über alles"]
         .iter()
         .enumerate()

@@ -1,0 +1,2 @@
+DROP TABLE mailbox_counts;
+DROP TABLE mailbox_threads;
