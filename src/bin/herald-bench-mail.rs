@@ -34,9 +34,19 @@ struct Cli {
     /// Ids per page.
     #[arg(long, default_value_t = 50)]
     page: usize,
+    /// The request measured: `sync` (the query page and its emails) or `mailbox-get` (every
+    /// mailbox with its counts, what a client sends after each push).
+    #[arg(long, value_enum, default_value = "sync")]
+    request: Request,
     /// Keep the store directory (printed) for inspection.
     #[arg(long)]
     keep_store: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Request {
+    Sync,
+    MailboxGet,
 }
 
 fn message(i: usize) -> Vec<u8> {
@@ -159,7 +169,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = running.server.handle();
     let api = format!("{}/jmap/api", running.base_url);
     actix_web::rt::spawn(running.run());
-    let body = json!({
+    let sync = json!({
         "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
         "methodCalls": [
             ["Email/query", {"accountId": account, "filter": {"inMailbox": inbox},
@@ -170,8 +180,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "properties": ["threadId", "mailboxIds", "keywords", "from", "subject",
                                "receivedAt", "preview"]}, "g"]
         ]
-    })
-    .to_string();
+    });
+    let mailbox_get = json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [["Mailbox/get", {"accountId": account}, "m"]]
+    });
+    let (what, body) = match cli.request {
+        Request::Sync => (
+            format!("Email/query + Email/get #ids, page {}", cli.page),
+            sync.to_string(),
+        ),
+        Request::MailboxGet => (
+            "Mailbox/get (all, with counts)".to_owned(),
+            mailbox_get.to_string(),
+        ),
+    };
     let deadline = Instant::now() + Duration::from_secs(cli.seconds);
     let clients = (0..cli.clients).map(|_| {
         let (api, body) = (api.clone(), body.clone());
@@ -194,7 +217,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         Ok(b) => serde_json::from_slice::<Value>(&b)
                             .ok()
                             .and_then(|v| {
-                                v["methodResponses"][1][1]["list"]
+                                let responses = v["methodResponses"].as_array()?;
+                                responses.last()?[1]["list"]
                                     .as_array()
                                     .map(|l| !l.is_empty())
                             })
@@ -220,9 +244,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     all.sort();
     let rps = all.len() as f64 / wall.as_secs_f64();
     println!(
-        "Email/query + Email/get #ids, page {}, {} clients, {:.0} s: {} requests, {} errors, \
-         {:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms",
-        cli.page,
+        "{what}, {} clients, {:.0} s: {} requests, {} errors, \
+         {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
         cli.clients,
         wall.as_secs_f64(),
         all.len(),
