@@ -58,6 +58,10 @@ pub fn apply_patch(
     }
     let mut touched = Vec::new();
     for (path, key, value) in paths {
+        #[allow(
+            clippy::expect_used,
+            reason = "paths come from parse_path, which never yields an empty one"
+        )]
         let (last, parents) = path.split_last().expect("a path has at least one segment");
         let mut target = &mut *object;
         for seg in parents {

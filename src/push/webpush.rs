@@ -80,6 +80,7 @@ impl UaKeys {
 type HmacSha256 = Hmac<Sha256>;
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    #[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     for p in parts {
         mac.update(p);

@@ -192,6 +192,10 @@ pub fn write<T>(
     });
     match outcome {
         Ok(()) | Err(Abort::Unchanged) => {
+            #[allow(
+                clippy::expect_used,
+                reason = "both arms are reached only after the body returned and set it"
+            )]
             let value = value.expect("the write body ran");
             Ok((value, committed))
         }

@@ -6,6 +6,9 @@
 //! clients, the PostgreSQL cluster, the backend switch of `#[on_both_backends]`) are in
 //! `tests/harness/`.
 
+// Tests fail by panicking; their helpers unwrap for the same reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../harness/mod.rs"]
 mod harness;
 
