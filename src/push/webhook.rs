@@ -19,9 +19,8 @@ use super::vapid::VapidSigner;
 use super::webpush;
 use crate::config::PushConfig;
 use crate::jmap::changes::state_string;
-use crate::store::push_subscription::{
-    self as outbox, ClaimedDelivery, KIND_STATE_CHANGE, KIND_VERIFICATION, Settlement, now_ms,
-};
+use crate::store::push_subscription::{KIND_STATE_CHANGE, KIND_VERIFICATION, now_ms};
+use crate::store::webhook_outbox::{self as outbox, ClaimedDelivery, Settlement};
 use crate::store::{Store, StoreError, random_secret};
 
 /// Mailbox capacity: the dispatcher publishes with `try_send` and a full mailbox drops the
@@ -515,7 +514,7 @@ impl Actor for WebhookSender {
                 .disable_redirects()
                 .finish(),
         );
-        let wake = outbox::outbox_signal().subscribe();
+        let wake = crate::store::push_subscription::outbox_signal().subscribe();
         ctx.add_stream(futures_util::stream::unfold(wake, |mut rx| async move {
             rx.changed().await.ok()?;
             Some((OutboxWake, rx))

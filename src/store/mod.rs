@@ -27,6 +27,7 @@ pub mod tickets;
 pub mod tokens;
 pub mod users;
 pub mod vacation;
+pub mod webhook_outbox;
 
 use std::time::Duration;
 

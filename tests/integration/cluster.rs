@@ -16,8 +16,9 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use diesel::prelude::*;
 use herald::config::Config;
 use herald::jmap::push_subscription::NewSubscription;
-use herald::store::push_subscription::{self as outbox, now_ms};
+use herald::store::push_subscription::{self as subscriptions, now_ms};
 use herald::store::schema::push_deliveries;
+use herald::store::webhook_outbox as outbox;
 use herald::store::{Store, users};
 use serde_json::{Value, json};
 
@@ -350,7 +351,7 @@ fn concurrent_claims_of_one_delivery_succeed_once_and_an_expired_lease_can_be_ta
             types: None,
         };
         // Queues the PushVerification, due now.
-        outbox::create(&mut conn, &user.id, &new).unwrap()
+        subscriptions::create(&mut conn, &user.id, &new).unwrap()
     };
     const LEASE_MS: i64 = 60_000;
     let at = now_ms();
@@ -411,7 +412,7 @@ fn concurrent_batch_claims_split_the_due_deliveries_and_never_hand_one_to_two_no
                 types: None,
             };
             // Each queues a PushVerification, due now.
-            outbox::create(&mut conn, &user.id, &new).unwrap();
+            subscriptions::create(&mut conn, &user.id, &new).unwrap();
         }
     }
     const LEASE_MS: i64 = 60_000;

@@ -962,7 +962,8 @@ async fn a_subscriber_also_hears_about_accounts_shared_with_them() {
 fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
     use herald::jmap::changes::ChangeOp;
     use herald::jmap::push_subscription::{NewSubscription, SubscriptionChange};
-    use herald::store::push_subscription::{self as outbox, MissingCursor};
+    use herald::store::push_subscription as subscriptions;
+    use herald::store::webhook_outbox::{self as outbox, MissingCursor};
     let dir = tempfile::tempdir().unwrap();
     let store =
         herald::store::Store::open(&harness::backend::fresh_store_url(dir.path()), 2).unwrap();
@@ -976,12 +977,12 @@ fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
         expires: herald::store::now() + 3600,
         types: Some(vec!["Email".into()]),
     };
-    let id = outbox::create(&mut conn, &user.id, &new).unwrap();
+    let id = subscriptions::create(&mut conn, &user.id, &new).unwrap();
     let verify = SubscriptionChange {
         verify: true,
         ..SubscriptionChange::default()
     };
-    outbox::update(&mut conn, &user.id, &id, &verify).unwrap();
+    subscriptions::update(&mut conn, &user.id, &id, &verify).unwrap();
     // A Mailbox write commits; its announcement has not reached the outbox yet.
     herald::store::changelog::write(&mut conn, &account, |txn| {
         txn.record("Mailbox", "m1", ChangeOp::Created);
@@ -992,7 +993,7 @@ fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
         types: Some(Some(vec!["Email".into(), "Mailbox".into()])),
         ..SubscriptionChange::default()
     };
-    outbox::update(&mut conn, &user.id, &id, &widen).unwrap();
+    subscriptions::update(&mut conn, &user.id, &id, &widen).unwrap();
     // Now it arrives: nothing to push, since the subscription wanted only Email then.
     let touched = outbox::catch_up(&mut conn, &account, MissingCursor::NewestWrite).unwrap();
     assert_eq!(
@@ -1019,8 +1020,9 @@ fn a_batch_of_outcomes_not_recorded_before_a_crash_is_sent_again_and_merges_surv
     use diesel::prelude::*;
     use herald::jmap::changes::ChangeOp;
     use herald::jmap::push_subscription::{NewSubscription, SubscriptionChange};
-    use herald::store::push_subscription::{self as outbox, MissingCursor, Settlement};
+    use herald::store::push_subscription as subscriptions;
     use herald::store::schema::push_deliveries;
+    use herald::store::webhook_outbox::{self as outbox, MissingCursor, Settlement};
     let dir = tempfile::tempdir().unwrap();
     let store =
         herald::store::Store::open(&harness::backend::fresh_store_url(dir.path()), 2).unwrap();
@@ -1036,12 +1038,12 @@ fn a_batch_of_outcomes_not_recorded_before_a_crash_is_sent_again_and_merges_surv
             expires: herald::store::now() + 3600,
             types: None,
         };
-        let id = outbox::create(&mut conn, &user.id, &new).unwrap();
+        let id = subscriptions::create(&mut conn, &user.id, &new).unwrap();
         let verify = SubscriptionChange {
             verify: true,
             ..SubscriptionChange::default()
         };
-        outbox::update(&mut conn, &user.id, &id, &verify).unwrap();
+        subscriptions::update(&mut conn, &user.id, &id, &verify).unwrap();
         ids.push(id);
     }
     let write = |conn: &mut herald::store::AnyConnection, kind: &str, id: &str| {
@@ -1054,7 +1056,7 @@ fn a_batch_of_outcomes_not_recorded_before_a_crash_is_sent_again_and_merges_surv
     };
     assert_eq!(write(&mut conn, "Mailbox", "m1"), 3);
     const LEASE_MS: i64 = 60_000;
-    let at = outbox::now_ms();
+    let at = subscriptions::now_ms();
     let first = outbox::claim_due(&mut conn, "node-a", at, LEASE_MS, 10).unwrap();
     assert_eq!(first.len(), 3);
     // node-a POSTs them, is answered, and dies before recording it. Its leases run out.
