@@ -33,6 +33,16 @@ pub struct Config {
     pub submission: SubmissionConfig,
     pub push: PushConfig,
     pub lmtp: LmtpConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus metrics (docs/operating.md).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` of a listener that serves only `GET /metrics`; empty (the default) for none.
+    /// Keep it on loopback or a private network: it is not authenticated.
+    pub listen: String,
 }
 
 /// `[server]`
@@ -451,6 +461,7 @@ mod tests {
             (d.command_timeout_secs, d.data_timeout_secs)
         );
         assert_eq!(shipped.query, defaults.query);
+        assert_eq!(shipped.metrics.listen, defaults.metrics.listen);
         assert_eq!(
             shipped.server.request_body_timeout_secs,
             defaults.server.request_body_timeout_secs

@@ -125,7 +125,21 @@ impl Dispatcher {
         principal: &Principal,
         request: Request,
     ) -> Result<Response, RequestError> {
+        let metrics = crate::metrics::metrics();
+        for call in &request.method_calls {
+            // Only the table's names: a label per name a client invents would grow without bound.
+            let name = match self.table.get(&call.name) {
+                Some(_) => call.name.as_str(),
+                None => "unknown",
+            };
+            metrics.method_calls.with_label_values(&[name]).inc();
+        }
+        let started = std::time::Instant::now();
         let response = run_request(&self.table, ctx, principal, &self.server, request);
+        metrics.api_requests.inc();
+        metrics
+            .api_request_seconds
+            .observe(started.elapsed().as_secs_f64());
         self.publish(std::mem::take(&mut ctx.committed));
         response
     }

@@ -17,6 +17,7 @@ pub mod jmap;
 pub mod lmtp;
 pub mod logging;
 pub mod mail;
+pub mod metrics;
 pub mod push;
 pub mod relay;
 pub mod server;

@@ -46,6 +46,9 @@ pub struct Running {
     pub local_bus: Option<actix::Addr<LocalBus>>,
     /// The LMTP listener, unless `[lmtp] listen` is empty.
     pub lmtp: Option<LmtpServer>,
+    /// Where `GET /metrics` is served, unless `[metrics] listen` is empty.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics: Option<actix_web::dev::ServerHandle>,
     /// How long a stopping node waits for LMTP deliveries in progress.
     shutdown_grace: Duration,
 }
@@ -58,6 +61,9 @@ impl Running {
     /// deliveries in progress have their replies, since they publish through the others.
     pub async fn run(self) -> std::io::Result<()> {
         let served = self.server.await;
+        if let Some(metrics) = self.metrics {
+            metrics.stop(true).await;
+        }
         if let Some(lmtp) = self.lmtp {
             lmtp.stop(self.shutdown_grace).await;
         }
@@ -229,6 +235,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
             (Vec::new(), Some(bus), None)
         }
     };
+    let store_for_metrics = store.clone();
     let dispatcher = Dispatcher::start(
         threads,
         store,
@@ -236,6 +243,19 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         credentials,
         dispatcher_publishers,
     );
+    let (metrics, metrics_addr) = match config.metrics.listen.trim() {
+        "" => (None, None),
+        listen => {
+            let listener = TcpListener::bind(listen)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("metrics {listen}: {e}")))?;
+            let addr = listener.local_addr()?;
+            log::info!("metrics on http://{addr}/metrics");
+            (
+                Some(crate::metrics::serve(listener, store_for_metrics.clone())?),
+                Some(addr),
+            )
+        }
+    };
     let lmtp = LmtpServer::start(
         &config.lmtp,
         dispatcher.clone(),
@@ -272,6 +292,8 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         cluster_bus,
         local_bus,
         lmtp,
+        metrics_addr,
+        metrics,
         shutdown_grace: Duration::from_secs(config.server.shutdown_timeout_secs),
     })
 }

@@ -5,6 +5,7 @@
 //! [`ChangeSlot`], so a client that reads slowly gets the newest states, never a backlog: when the
 //! channel is full, the actor waits for room and then writes everything pending as one event.
 
+use crate::metrics;
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -193,6 +194,10 @@ impl EventSourceSession {
                         data
                     );
                     permit.send(Bytes::from(event));
+                    metrics::metrics()
+                        .state_changes_sent
+                        .with_label_values(&[metrics::EVENTSOURCE])
+                        .inc();
                     self.last_push = Some(Instant::now());
                     if self.params.close_after_state {
                         // RFC 8620 §7.3: end the response after one state event.
@@ -226,6 +231,10 @@ impl Actor for EventSourceSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16);
+        metrics::metrics()
+            .push_connections
+            .with_label_values(&[metrics::EVENTSOURCE])
+            .inc();
         // The body owns the receiver, and actix drops it when the client's connection ends:
         // stop then, so the stream's push slot is free at once, not at the next heartbeat write.
         let tx = self.tx.clone();
@@ -322,6 +331,13 @@ impl Actor for EventSourceSession {
             self.app.push.registry.do_send(Unsubscribe(id));
         }
         Running::Stop
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::metrics()
+            .push_connections
+            .with_label_values(&[metrics::EVENTSOURCE])
+            .dec();
     }
 }
 

@@ -6,6 +6,7 @@
 //! [`ChangeSlot`] (coalesced: at most one state per account and type) and go out as StateChange
 //! messages carrying `pushState` (RFC 8887 §4.3.5.1).
 
+use crate::metrics;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -355,6 +356,10 @@ impl WsSession {
         if let Some((changed, positions)) = self.slot.take() {
             let push_state = position::encode(&positions);
             ctx.text(position::state_change(&changed, Some(&push_state)).to_string());
+            metrics::metrics()
+                .state_changes_sent
+                .with_label_values(&[metrics::WEBSOCKET])
+                .inc();
             self.last_push = Some(Instant::now());
         }
     }
@@ -448,6 +453,10 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Only Wake messages come through the mailbox, at most one per slot at a time.
         ctx.set_mailbox_capacity(16);
+        metrics::metrics()
+            .push_connections
+            .with_label_values(&[metrics::WEBSOCKET])
+            .inc();
         let heartbeat = Duration::from_secs(self.app.push.config.heartbeat_secs.max(1));
         let idle = Duration::from_secs(self.app.push.config.idle_timeout_secs.max(1));
         ctx.run_interval(heartbeat, move |act, ctx| {
@@ -488,6 +497,13 @@ impl Actor for WsSession {
             self.app.push.registry.do_send(Unsubscribe(id));
         }
         Running::Stop
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::metrics()
+            .push_connections
+            .with_label_values(&[metrics::WEBSOCKET])
+            .dec();
     }
 }
 

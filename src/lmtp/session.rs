@@ -156,11 +156,14 @@ where
                         t.recipients.push((address, user_id));
                         Reply::new(250, "2.1.5", "recipient OK")
                     }
-                    Ok(Ok(None)) => Reply::new(
-                        550,
-                        "5.1.1",
-                        format!("no mailbox here by that name: <{address}>"),
-                    ),
+                    Ok(Ok(None)) => {
+                        count("unknown");
+                        Reply::new(
+                            550,
+                            "5.1.1",
+                            format!("no mailbox here by that name: <{address}>"),
+                        )
+                    }
                     Ok(Err(e)) => {
                         log::warn!("lmtp: cannot check recipient {address}: {e}");
                         Reply::new(451, "4.3.0", "cannot check recipients now; try again later")
@@ -201,6 +204,9 @@ where
                                 "5.3.4",
                                 format!("messages are at most {} octets", ctx.max_size),
                             );
+                            for _ in &t.recipients {
+                                count("too_large");
+                            }
                             vec![r; t.recipients.len()]
                         }
                         Ok(Body::Message(message)) => {
@@ -259,14 +265,19 @@ async fn deliver(
         replies.push(match outcome {
             Ok(Ok(DeliveryOutcome::Delivered(email_id))) => {
                 log::info!("lmtp: delivered {id} to <{address}> as {email_id}");
+                count("delivered");
                 Reply::new(250, "2.0.0", format!("<{address}> delivered ({email_id})"))
             }
-            Ok(Ok(DeliveryOutcome::Refused(why))) => Reply::new(
-                554,
-                "5.6.0",
-                format!("<{address}>: the message cannot be stored: {why}"),
-            ),
+            Ok(Ok(DeliveryOutcome::Refused(why))) => {
+                count("refused");
+                Reply::new(
+                    554,
+                    "5.6.0",
+                    format!("<{address}>: the message cannot be stored: {why}"),
+                )
+            }
             Ok(Err(e)) => {
+                count("failed");
                 log::warn!("lmtp: delivery of {id} to <{address}> failed: {e}");
                 Reply::new(
                     451,
@@ -275,6 +286,7 @@ async fn deliver(
                 )
             }
             Err(e) => {
+                count("failed");
                 log::warn!("lmtp: dispatcher unavailable: {e}");
                 Reply::new(
                     451,
@@ -285,6 +297,14 @@ async fn deliver(
         });
     }
     replies
+}
+
+/// Counts one recipient's outcome (`crate::metrics`).
+fn count(outcome: &str) {
+    crate::metrics::metrics()
+        .lmtp_recipients
+        .with_label_values(&[outcome])
+        .inc();
 }
 
 /// One command line, without its line ending.

@@ -298,6 +298,10 @@ impl WebhookSender {
         let (error, retry_after) = match outcome {
             Ok((status, _)) if (200..300).contains(&status) => {
                 log::debug!("webhook {what} to subscription {id} accepted ({status})");
+                crate::metrics::metrics()
+                    .webhook_posts
+                    .with_label_values(&["accepted"])
+                    .inc();
                 return Settlement::Delivered(claimed);
             }
             Ok((404 | 410, _)) => {
@@ -309,6 +313,10 @@ impl WebhookSender {
             Err(Failure::Refused(e)) => (format!("refused: {e}"), None),
             Err(Failure::Transport(e)) => (e, None),
         };
+        crate::metrics::metrics()
+            .webhook_posts
+            .with_label_values(&["failed"])
+            .inc();
         let at = now_ms();
         let give_up = at - claimed.first_pending_at > self.config.give_up_secs as i64 * 1000;
         let mut delay = backoff(

@@ -88,6 +88,12 @@ impl Store {
         self.pool.get().map_err(|e| StoreError::Pool(e.to_string()))
     }
 
+    /// Connections the pool holds, and how many of them are idle.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
     /// The URL this store was opened with.
     pub fn url(&self) -> &StoreUrl {
         &self.url

@@ -32,6 +32,8 @@ pub struct TestServer {
     pub webhooks: actix::Addr<herald::push::webhook::WebhookSender>,
     /// Where the node's LMTP listener listens (`host:port`), unless turned off.
     pub lmtp: Option<String>,
+    /// Where the node serves `GET /metrics`, if `[metrics] listen` was set.
+    pub metrics: Option<std::net::SocketAddr>,
     handle: actix_web::dev::ServerHandle,
     /// `server::Running::run`: ends once the HTTP server has stopped and the webhook sender and
     /// cluster bus have been stopped after it.
@@ -87,6 +89,7 @@ impl TestServer {
         let running = herald::server::start(&config, store.clone(), listener).expect("start");
         let handle = running.server.handle();
         let lmtp = running.lmtp.as_ref().map(|l| l.local_addr.clone());
+        let metrics = running.metrics_addr;
         let (base, registry, webhooks) = (
             running.base_url.clone(),
             running.registry.clone(),
@@ -99,6 +102,7 @@ impl TestServer {
             registry,
             webhooks,
             lmtp,
+            metrics,
             handle,
             running: Some(actix_web::rt::spawn(running.run())),
             _dir: dir,

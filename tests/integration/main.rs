@@ -25,6 +25,7 @@ mod interop_jmap_client;
 mod lmtp;
 mod mailbox;
 mod mailbox_counts;
+mod metrics;
 mod postfix;
 mod postgres;
 mod push_browser;

@@ -13,6 +13,16 @@
 //! `WHERE` against the claimed row, so it claims nothing (`tests/integration/cluster.rs` races eight
 //! claimers of each kind). The lease is `push.claim_lease_secs`.
 
+use diesel::prelude::*;
+
+use super::schema::push_deliveries;
+use super::{AnyConnection, StoreError};
+
+/// Pending deliveries (the outbox's depth).
+pub fn depth(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    Ok(push_deliveries::table.count().get_result(conn)?)
+}
+
 mod catch_up;
 mod claims;
 
