@@ -9,8 +9,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::store::Store;
@@ -22,6 +22,10 @@ pub struct Metrics {
     pub push_connections: IntGaugeVec,
     /// StateChange messages written to push connections, by transport.
     pub state_changes_sent: IntCounterVec,
+    /// Writes that joined a StateChange already waiting on a connection, by transport.
+    pub state_changes_merged: IntCounterVec,
+    /// From the commit of the oldest write in a StateChange to its write to the socket.
+    pub push_latency_seconds: HistogramVec,
     /// API requests answered (HTTP and WebSocket), and their time in the server.
     pub api_requests: IntCounter,
     pub api_request_seconds: Histogram,
@@ -69,6 +73,25 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "state_changes_sent_total",
             "StateChange messages written to push connections",
             "transport",
+        ),
+        state_changes_merged: counter_vec(
+            "state_changes_merged_total",
+            "Writes merged into a StateChange already waiting on a push connection",
+            "transport",
+        ),
+        push_latency_seconds: register(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "push_latency_seconds",
+                    "Commit of the oldest write in a StateChange to its write to the socket",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+                ]),
+                &["transport"],
+            )
+            .expect("valid"),
         ),
         api_requests: register(
             &r,
@@ -122,6 +145,19 @@ pub fn metrics() -> &'static Metrics {
 /// Labels for a push transport.
 pub const WEBSOCKET: &str = "websocket";
 pub const EVENTSOURCE: &str = "eventsource";
+
+/// Counts a StateChange written to a connection of `transport`, and how long after the commit
+/// of its oldest write (when known: writes replayed from the log have no commit time).
+pub fn sent(transport: &str, oldest_commit_ms: Option<i64>) {
+    let m = metrics();
+    m.state_changes_sent.with_label_values(&[transport]).inc();
+    if let Some(at) = oldest_commit_ms {
+        let seconds = (crate::store::now_ms() - at).max(0) as f64 / 1000.0;
+        m.push_latency_seconds
+            .with_label_values(&[transport])
+            .observe(seconds);
+    }
+}
 
 /// The text exposition, with the store's gauges read now. Blocking: call off the event loop.
 pub fn render(store: &Store) -> String {

@@ -122,7 +122,10 @@ pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
     EventSourceSession {
         principal,
         app: state.into_inner(),
-        slot: Arc::new(ChangeSlot::new(params.types.clone())),
+        slot: Arc::new(ChangeSlot::for_transport(
+            params.types.clone(),
+            metrics::EVENTSOURCE,
+        )),
         params,
         resume,
         tx,
@@ -194,10 +197,7 @@ impl EventSourceSession {
                         data
                     );
                     permit.send(Bytes::from(event));
-                    metrics::metrics()
-                        .state_changes_sent
-                        .with_label_values(&[metrics::EVENTSOURCE])
-                        .inc();
+                    metrics::sent(metrics::EVENTSOURCE, self.slot.taken_oldest_commit_ms());
                     self.last_push = Some(Instant::now());
                     if self.params.close_after_state {
                         // RFC 8620 §7.3: end the response after one state event.

@@ -139,7 +139,10 @@ impl WsSession {
         WsSession {
             principal,
             app,
-            slot: Arc::new(ChangeSlot::new(TypeFilter::Off)),
+            slot: Arc::new(ChangeSlot::for_transport(
+                TypeFilter::Off,
+                metrics::WEBSOCKET,
+            )),
             subscription: None,
             last_seen: Instant::now(),
             last_push: None,
@@ -356,10 +359,7 @@ impl WsSession {
         if let Some((changed, positions)) = self.slot.take() {
             let push_state = position::encode(&positions);
             ctx.text(position::state_change(&changed, Some(&push_state)).to_string());
-            metrics::metrics()
-                .state_changes_sent
-                .with_label_values(&[metrics::WEBSOCKET])
-                .inc();
+            metrics::sent(metrics::WEBSOCKET, self.slot.taken_oldest_commit_ms());
             self.last_push = Some(Instant::now());
         }
     }

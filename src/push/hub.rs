@@ -106,7 +106,12 @@ impl Handler<StateChanged> for AccountHub {
 
     fn handle(&mut self, change: StateChanged, _: &mut Self::Context) {
         self.subscribers.retain(|_, s| {
-            if !s.slot.offer(&change.account_id, change.seq, &change.types) {
+            if !s.slot.offer_at(
+                &change.account_id,
+                change.seq,
+                &change.types,
+                change.committed_at_ms,
+            ) {
                 return true;
             }
             match s.wake.try_send(Wake) {

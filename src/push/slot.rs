@@ -106,17 +106,29 @@ struct SlotState {
     /// The connection lost access to every account it followed: it must close.
     closed: bool,
     stats: SlotStats,
+    /// Commit time (ms) of the oldest write merged into what is pending, and of what the last
+    /// `take` handed out: the push latency metric measures from it.
+    oldest_commit_ms: Option<i64>,
+    taken_oldest_commit_ms: Option<i64>,
 }
 
 /// One connection's pending changes: at most one state per account and type.
 #[derive(Debug)]
 pub struct ChangeSlot {
     state: Mutex<SlotState>,
+    /// The connection's transport, as the metrics label it.
+    transport: &'static str,
 }
 
 impl ChangeSlot {
     pub fn new(filter: TypeFilter) -> Self {
+        Self::for_transport(filter, "other")
+    }
+
+    /// A slot of a connection of `transport` (`crate::metrics::WEBSOCKET`, `EVENTSOURCE`).
+    pub fn for_transport(filter: TypeFilter, transport: &'static str) -> Self {
         ChangeSlot {
+            transport,
             state: Mutex::new(SlotState {
                 filter,
                 ready: false,
@@ -125,6 +137,8 @@ impl ChangeSlot {
                 wake_sent: false,
                 closed: false,
                 stats: SlotStats::default(),
+                oldest_commit_ms: None,
+                taken_oldest_commit_ms: None,
             }),
         }
     }
@@ -136,12 +150,33 @@ impl ChangeSlot {
     /// Hub side: merges a committed write (`account` now at `seq`, `types` changed). Returns true
     /// when the owner must be woken (the slot just became pending).
     pub fn offer(&self, account: &str, seq: i64, types: &[String]) -> bool {
+        self.offer_at(account, seq, types, None)
+    }
+
+    /// [`ChangeSlot::offer`] of a write that committed at `committed_at_ms`.
+    pub fn offer_at(
+        &self,
+        account: &str,
+        seq: i64,
+        types: &[String],
+        committed_at_ms: Option<i64>,
+    ) -> bool {
         let mut s = self.lock();
         s.stats.offered += 1;
         s.progress.entry(account.to_owned()).or_default().see(seq);
         let wanted: Vec<&String> = types.iter().filter(|t| s.filter.accepts(t)).collect();
         if wanted.is_empty() {
             return false;
+        }
+        if s.ready && !s.pending.is_empty() {
+            // Goes out in the StateChange already waiting, not in one of its own.
+            crate::metrics::metrics()
+                .state_changes_merged
+                .with_label_values(&[self.transport])
+                .inc();
+        }
+        if let Some(at) = committed_at_ms {
+            s.oldest_commit_ms = Some(s.oldest_commit_ms.map_or(at, |o| o.min(at)));
         }
         let entry = s.pending.entry(account.to_owned()).or_default();
         for t in wanted {
@@ -202,6 +237,7 @@ impl ChangeSlot {
             return None;
         }
         s.stats.pending = 0;
+        s.taken_oldest_commit_ms = s.oldest_commit_ms.take();
         let changed = std::mem::take(&mut s.pending);
         let positions = s
             .progress
@@ -209,6 +245,11 @@ impl ChangeSlot {
             .filter_map(|(account, p)| Some((account.clone(), p.contiguous?)))
             .collect();
         Some((changed, positions))
+    }
+
+    /// Commit time (ms) of the oldest write in what the last [`ChangeSlot::take`] handed out.
+    pub fn taken_oldest_commit_ms(&self) -> Option<i64> {
+        self.lock().taken_oldest_commit_ms
     }
 
     /// Marks the connection as having nothing left to follow (access revoked).

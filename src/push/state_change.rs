@@ -9,6 +9,8 @@ pub struct StateChanged {
     pub account_id: String,
     pub seq: i64,
     pub types: Vec<String>,
+    /// When the write committed (ms since the epoch), if known: for the push latency metric.
+    pub committed_at_ms: Option<i64>,
 }
 
 impl From<Committed> for StateChanged {
@@ -17,6 +19,7 @@ impl From<Committed> for StateChanged {
             account_id: c.account_id,
             seq: c.seq,
             types: c.types.into_iter().collect(),
+            committed_at_ms: c.committed_at_ms,
         }
     }
 }

@@ -24,16 +24,26 @@ pub struct Committed {
     /// The account's new push position; also the new state of every type in `types`.
     pub seq: i64,
     pub types: BTreeSet<String>,
+    /// When it committed (milliseconds since the epoch), for the push latency metric; `None` for
+    /// writes read back from the log.
+    pub committed_at_ms: Option<i64>,
 }
 
 /// The PostgreSQL channel committed writes are announced on.
 pub const NOTIFY_CHANNEL: &str = "herald_state";
 
 impl Committed {
-    /// `account_id seq Type,Type…` — the NOTIFY payload (ids and type names hold no spaces).
+    /// `account_id seq Type,Type… committed_at_ms` — the NOTIFY payload (ids and type names
+    /// hold no spaces).
     pub fn to_payload(&self) -> String {
         let types: Vec<&str> = self.types.iter().map(String::as_str).collect();
-        format!("{} {} {}", self.account_id, self.seq, types.join(","))
+        format!(
+            "{} {} {} {}",
+            self.account_id,
+            self.seq,
+            types.join(","),
+            self.committed_at_ms.unwrap_or(0)
+        )
     }
 
     /// Reads a NOTIFY payload back.
@@ -47,10 +57,13 @@ impl Committed {
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
             .collect();
+        // Older nodes sent three fields.
+        let committed_at_ms = parts.next().and_then(|t| t.parse().ok()).filter(|t| *t > 0);
         Some(Committed {
             account_id,
             seq,
             types,
+            committed_at_ms,
         })
     }
 }
@@ -177,6 +190,7 @@ pub fn write<T>(
             account_id: account_id.to_owned(),
             seq,
             types,
+            committed_at_ms: Some(super::now_ms()),
         };
         // PostgreSQL: announce the write to every node. NOTIFY is transactional, so only a
         // committed write is announced, once, in commit order (DESIGN.md, ClusterBus).
@@ -346,6 +360,7 @@ pub fn writes_since(
                 account_id: account_id.to_owned(),
                 seq,
                 types: BTreeSet::from([data_type]),
+                committed_at_ms: None,
             }),
         }
     }
@@ -362,8 +377,14 @@ mod tests {
             account_id: "a1".into(),
             seq: 42,
             types: BTreeSet::from(["Email".to_owned(), "Mailbox".to_owned()]),
+            committed_at_ms: Some(1_764_806_400_123),
         };
         assert_eq!(Committed::from_payload(&c.to_payload()), Some(c));
+        // A payload of a node from before the commit time.
+        assert_eq!(
+            Committed::from_payload("a1 7 Email").map(|c| c.committed_at_ms),
+            Some(None)
+        );
         assert_eq!(Committed::from_payload("garbage"), None);
     }
 }

@@ -40,13 +40,7 @@ pub fn outbox_signal() -> &'static tokio::sync::watch::Sender<u64> {
     &OUTBOX_SIGNAL
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use super::now_ms;
 
 pub(crate) type SubscriptionRow = (
     String,

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::harness::lmtp::LmtpClient;
 use crate::harness::push::*;
-use crate::harness::{TestServer, client};
+use crate::harness::{TestServer, client, eventually};
 
 async fn scrape(s: &TestServer) -> String {
     let addr = s.metrics.expect("a metrics listener");
@@ -87,6 +87,10 @@ async fn metrics_move_when_a_client_is_pushed_calls_methods_and_receives_mail() 
         "{after}"
     );
     assert!(grew("herald_api_requests_total") >= 1.0, "{after}");
+    assert!(
+        grew(r#"herald_push_latency_seconds_count{transport="websocket"}"#) >= 1.0,
+        "{after}"
+    );
     assert!(grew("herald_api_request_seconds_count") >= 1.0, "{after}");
     assert!(
         grew(r#"herald_lmtp_recipients_total{outcome="delivered"}"#) >= 1.0,
@@ -115,4 +119,32 @@ async fn metrics_move_when_a_client_is_pushed_calls_methods_and_receives_mail() 
 async fn metrics_are_off_unless_configured() {
     let s = TestServer::start().await;
     assert!(s.metrics.is_none());
+}
+
+#[actix_web::test]
+async fn writes_that_wait_for_the_same_state_change_count_as_merged() {
+    // One StateChange a minute per connection: the third write joins the second's.
+    let s = TestServer::start_with(|c| {
+        c.metrics.listen = "127.0.0.1:0".into();
+        c.push.min_interval_ms = 60_000;
+    })
+    .await;
+    let alice = s.add_user("alice", "pw-alice-1");
+    let account = account_id(&s, &alice).await;
+    let mut ws = ws_connect(&s, &alice).await;
+    ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+    )
+    .await;
+    let first = create_mailbox(&s, &alice, &account, "One").await;
+    ws_until_mailbox_state(&mut ws, &account, &first).await;
+    let series = r#"herald_state_changes_merged_total{transport="websocket"}"#;
+    let before = value(&scrape(&s).await, series);
+    create_mailbox(&s, &alice, &account, "Two").await;
+    create_mailbox(&s, &alice, &account, "Three").await;
+    eventually("a merged write is counted", WAIT, || async {
+        (value(&scrape(&s).await, series) > before).then_some(())
+    })
+    .await;
 }
