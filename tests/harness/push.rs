@@ -168,6 +168,17 @@ pub async fn ws_push_enable(ws: &mut Ws, enable: Value) -> Vec<Value> {
     others
 }
 
+/// A WebSocket of `auth` with push on for every type, ready to hear changes.
+pub async fn ws_pushed_everything(s: &TestServer, auth: &Auth) -> Ws {
+    let mut ws = ws_connect(s, auth).await;
+    ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+    )
+    .await;
+    ws
+}
+
 /// Reads StateChanges until one reports `account`'s Mailbox state as `state`; returns them all.
 pub async fn ws_until_mailbox_state(ws: &mut Ws, account: &str, state: &str) -> Vec<Value> {
     let mut seen = Vec::new();

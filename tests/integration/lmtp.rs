@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::harness::lmtp::{LmtpClient, stuff};
-use crate::harness::push::{MAIL, account_id, ws_connect, ws_next, ws_push_enable};
+use crate::harness::push::{MAIL, account_id, ws_next, ws_pushed_everything};
 use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 
 /// A small message; `extra` goes into the body.
@@ -282,12 +282,7 @@ async fn a_delivery_reaches_the_recipients_websocket_as_email_delivery() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw-alice-1");
     let account = account_id(&s, &alice).await;
-    let mut ws = ws_connect(&s, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &alice).await;
     let mut c = LmtpClient::ready(&lmtp_addr(&s)).await;
     let d = c
         .deliver(

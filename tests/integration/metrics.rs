@@ -2,8 +2,6 @@
 //! pushed, calls methods and receives mail over LMTP. The counters are process-wide and tests run
 //! side by side, so each check is a lower bound on what this test itself did.
 
-use serde_json::json;
-
 use crate::harness::lmtp::LmtpClient;
 use crate::harness::push::*;
 use crate::harness::{TestServer, client, eventually};
@@ -54,12 +52,7 @@ async fn metrics_move_when_a_client_is_pushed_calls_methods_and_receives_mail() 
     let account = account_id(&s, &alice).await;
     let before = scrape(&s).await;
 
-    let mut ws = ws_connect(&s, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &alice).await;
     let state = create_mailbox(&s, &alice, &account, "Counted").await;
     ws_until_mailbox_state(&mut ws, &account, &state).await;
     let mut lmtp = LmtpClient::ready(s.lmtp.as_deref().unwrap()).await;
@@ -131,12 +124,7 @@ async fn writes_that_wait_for_the_same_state_change_count_as_merged() {
     .await;
     let alice = s.add_user("alice", "pw-alice-1");
     let account = account_id(&s, &alice).await;
-    let mut ws = ws_connect(&s, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &alice).await;
     let first = create_mailbox(&s, &alice, &account, "One").await;
     ws_until_mailbox_state(&mut ws, &account, &first).await;
     let series = r#"herald_state_changes_merged_total{transport="websocket"}"#;

@@ -34,12 +34,7 @@ async fn mail_delivered_by_the_herald_deliver_command_is_pushed_on_every_transpo
     let s = TestServer::start_with(|c| c.push.min_interval_ms = 0).await;
     let alice = s.add_user("alice", "pw-alice-1");
     let account = account_id(&s, &alice).await;
-    let mut ws = ws_connect(&s, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &alice).await;
     let mut sse = sse_open(
         &s,
         &alice,
@@ -69,12 +64,7 @@ async fn writes_of_this_server_and_of_other_processes_interleave_in_order_each_p
     let s = TestServer::start_with(|c| c.push.min_interval_ms = 0).await;
     let alice = s.add_user("alice", "pw-alice-1");
     let account = account_id(&s, &alice).await;
-    let mut ws = ws_connect(&s, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &alice).await;
     let start = herald::store::changelog::log_bounds(&mut s.store.conn().unwrap(), &account)
         .unwrap()
         .1;
@@ -122,12 +112,7 @@ async fn access_withdrawn_by_another_process_is_dropped_without_waiting_for_the_
     let alices = account_id(&s, &alice).await;
     let bobs = account_id(&s, &bob).await;
     accounts::share(&mut s.store.conn().unwrap(), "alice", "bob", false).unwrap();
-    let mut ws = ws_connect(&s, &bob).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &bob).await;
     let shared = create_mailbox(&s, &alice, &alices, "Shared").await;
     ws_until_mailbox_state(&mut ws, &alices, &shared).await;
 
