@@ -11,8 +11,6 @@ use super::first_row::FirstRowDsl;
 use super::schema::{aliases, users};
 use super::{AnyConnection, StoreError, now};
 
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
-
 /// An alias as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alias {
@@ -41,13 +39,7 @@ pub fn resolve(
         return Ok(None);
     };
     let full = format!("{local}@{domain}");
-    let by_name = |conn: &mut AnyConnection, name: &str| -> Result<Option<String>, StoreError> {
-        Ok(users::table
-            .filter(lower(users::name).eq(name))
-            .select(users::id)
-            .first_row(conn)
-            .optional()?)
-    };
+    let by_name = super::users::id_by_name_ignoring_case;
     if let Some(user) = by_name(conn, &full)? {
         return Ok(Some(user));
     }

@@ -6,24 +6,12 @@ use std::collections::BTreeSet;
 use diesel::prelude::*;
 
 use super::changelog::{self, ChangeOp, ChangesError};
-use super::schema::{email_submissions as es, mailboxes, users};
+use super::schema::{email_submissions as es, mailboxes};
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::{ChangesPage, state_string};
 use crate::jmap::email::{EmailOp, NewEmail, OpResult, Source};
 use crate::jmap::error::MethodError;
 use crate::jmap::submission::{DATA_TYPE, Submission, SubmissionStore};
-
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
-
-/// The id of the user whose name is `name`, ignoring case (addresses are case-insensitive).
-fn user_named(conn: &mut AnyConnection, name: &str) -> Result<Option<String>, StoreError> {
-    Ok(users::table
-        .filter(lower(users::name).eq(name.to_lowercase()))
-        .select(users::id)
-        .order(users::id.asc())
-        .first_row(conn)
-        .optional()?)
-}
 
 type Row = (String, String, String, String, String, i64, String, String);
 
@@ -114,7 +102,9 @@ impl SubmissionStore for StoreContext {
             names.push(local.to_owned());
         }
         for name in names {
-            if let Some(user_id) = user_named(self.conn(), &name).map_err(fail)? {
+            if let Some(user_id) =
+                super::users::id_by_name_ignoring_case(self.conn(), &name).map_err(fail)?
+            {
                 return super::accounts::personal_account(self.conn(), &user_id)
                     .map(Some)
                     .map_err(fail);

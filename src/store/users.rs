@@ -6,6 +6,22 @@ use diesel::prelude::*;
 use super::schema::{account_access, accounts, users};
 use super::{AnyConnection, StoreError, credentials, new_id, now};
 
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// The id of the user whose name is `name`, ignoring case (addresses are case-insensitive). The
+/// lookup uses the `users_lower_name` index; of names differing only in case, the oldest id wins.
+pub fn id_by_name_ignoring_case(
+    conn: &mut AnyConnection,
+    name: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(users::table
+        .filter(lower(users::name).eq(name.to_lowercase()))
+        .select(users::id)
+        .order(users::id.asc())
+        .first_row(conn)
+        .optional()?)
+}
+
 /// A user row.
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = users)]
