@@ -20,7 +20,7 @@ use actix::prelude::*;
 use diesel::RunQueryDsl;
 
 use super::StateChanged;
-use super::publication::{Publication, account_writes_since, missed_writes};
+use super::publication::{Publication, writes_after};
 use super::registry::AccessChanged;
 use crate::store::{AnyConnection, Store, StoreError, access_epoch, changelog, connection};
 
@@ -42,9 +42,10 @@ struct Watch {
     access_epoch: i64,
 }
 
-/// What a check found.
+/// What a check found: nothing new, or (when someone committed) every account's position and
+/// whether access was withdrawn.
 struct Seen {
-    committed: bool,
+    positions: Option<Vec<(String, i64)>>,
     access_changed: bool,
 }
 
@@ -70,7 +71,7 @@ impl Watch {
         let version = data_version(&mut self.conn)?;
         if version == self.data_version {
             return Ok(Seen {
-                committed: false,
+                positions: None,
                 access_changed: false,
             });
         }
@@ -79,7 +80,7 @@ impl Watch {
         let access_changed = epoch != self.access_epoch;
         self.access_epoch = epoch;
         Ok(Seen {
-            committed: true,
+            positions: Some(changelog::positions(&mut self.conn)?),
             access_changed,
         })
     }
@@ -134,7 +135,7 @@ impl LocalBus {
         .into_actor(self)
         .map(|seen, bus, ctx| match seen {
             Ok(Seen {
-                committed: true,
+                positions,
                 access_changed,
             }) => {
                 if access_changed {
@@ -142,9 +143,14 @@ impl LocalBus {
                         let _ = l.try_send(AccessChanged);
                     }
                 }
-                bus.catch_up(ctx);
+                // Usually this process's own writes, published already: nothing to read.
+                let behind = bus.out.behind(positions.unwrap_or_default());
+                if behind.is_empty() {
+                    bus.polling = false;
+                } else {
+                    bus.catch_up(behind, ctx);
+                }
             }
-            Ok(_) => bus.polling = false,
             Err(e) => {
                 log::warn!("local bus: cannot check for commits: {e}");
                 bus.polling = false;
@@ -153,12 +159,13 @@ impl LocalBus {
         .spawn(ctx);
     }
 
-    /// Publishes every write after the published positions. Holds the bus's mailbox meanwhile,
-    /// so writes announced by the dispatcher are published after, never between, these.
-    fn catch_up(&mut self, ctx: &mut Context<Self>) {
-        let (store, published) = (self.store.clone(), self.out.positions());
+    /// Publishes the writes of the accounts `behind` after what was published. Holds the bus's
+    /// mailbox meanwhile, so writes announced by the dispatcher are published after, never
+    /// between, these.
+    fn catch_up(&mut self, behind: Vec<(String, i64)>, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
         async move {
-            actix_web::rt::task::spawn_blocking(move || missed_writes(&store, &published))
+            actix_web::rt::task::spawn_blocking(move || writes_after(&store, &behind))
                 .await
                 .unwrap_or_else(|e| Err(StoreError::Invalid(e.to_string())))
         }
@@ -199,7 +206,7 @@ impl Handler<StateChanged> for LocalBus {
         let (store, account) = (self.store.clone(), change.account_id.clone());
         async move {
             actix_web::rt::task::spawn_blocking(move || {
-                account_writes_since(&store, &account, next - 1)
+                writes_after(&store, &[(account, next - 1)])
             })
             .await
             .unwrap_or_else(|e| Err(StoreError::Invalid(e.to_string())))

@@ -36,6 +36,18 @@ impl Publication {
         self.published.clone()
     }
 
+    /// Of the accounts' current `positions`, those ahead of what was published, each with the
+    /// position published so far.
+    pub fn behind(&self, positions: Vec<(String, i64)>) -> Vec<(String, i64)> {
+        positions
+            .into_iter()
+            .filter_map(|(account, seq)| {
+                let since = self.position(&account);
+                (seq > since).then_some((account, since))
+            })
+            .collect()
+    }
+
     /// Hands `change` to every publisher, unless it was published already.
     pub fn publish(&mut self, change: StateChanged) {
         let newest = self.published.entry(change.account_id.clone()).or_insert(0);
@@ -55,35 +67,35 @@ impl Publication {
 }
 
 /// The writes after the positions in `published`, for every account that moved, oldest first
-/// per account.
+/// per account (`ClusterBus` after a reconnect).
 pub fn missed_writes(
     store: &Store,
     published: &HashMap<String, i64>,
 ) -> Result<Vec<StateChanged>, StoreError> {
-    let mut conn = store.conn()?;
-    let mut out = Vec::new();
-    for (account, seq) in changelog::positions(&mut conn)? {
-        let since = published.get(&account).copied().unwrap_or(0);
-        if seq > since {
-            out.extend(
-                changelog::writes_since(&mut conn, &account, since)?
-                    .into_iter()
-                    .map(StateChanged::from),
-            );
-        }
-    }
-    Ok(out)
+    let positions = changelog::positions(&mut *store.conn()?)?;
+    let behind: Vec<(String, i64)> = positions
+        .into_iter()
+        .filter_map(|(account, seq)| {
+            let since = published.get(&account).copied().unwrap_or(0);
+            (seq > since).then_some((account, since))
+        })
+        .collect();
+    writes_after(store, &behind)
 }
 
-/// One account's writes after `since`.
-pub fn account_writes_since(
+/// The writes of each `(account, since)` after `since`, oldest first per account.
+pub fn writes_after(
     store: &Store,
-    account: &str,
-    since: i64,
+    behind: &[(String, i64)],
 ) -> Result<Vec<StateChanged>, StoreError> {
     let mut conn = store.conn()?;
-    Ok(changelog::writes_since(&mut conn, account, since)?
-        .into_iter()
-        .map(StateChanged::from)
-        .collect())
+    let mut out = Vec::new();
+    for (account, since) in behind {
+        out.extend(
+            changelog::writes_since(&mut conn, account, *since)?
+                .into_iter()
+                .map(StateChanged::from),
+        );
+    }
+    Ok(out)
 }
