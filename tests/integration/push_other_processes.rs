@@ -1,13 +1,12 @@
-//! Writes made by other processes are pushed (issue 10 §2): `herald deliver`, `herald account
-//! unshare` and `herald user remove` run as processes of their own, and the running server's
+//! Writes made by other processes are pushed (issue 10 §2): `herald deliver` and `herald token
+//! revoke` run as processes of their own (unshare and user removal: push_revocation.rs), and the running server's
 //! clients hear of them at once, in order, each once — on SQLite through the LocalBus's watch of
 //! the database, on PostgreSQL through LISTEN/NOTIFY.
 
 use serde_json::{Value, json};
 
 use crate::harness::push::*;
-use crate::harness::{TestServer, eventually, on_both_backends};
-use herald::store::accounts;
+use crate::harness::{TestServer, on_both_backends};
 
 fn message(subject: &str) -> Vec<u8> {
     format!(
@@ -97,52 +96,6 @@ async fn writes_of_this_server_and_of_other_processes_interleave_in_order_each_p
     }
     // 9 writes, each its own position.
     assert_eq!(positions.last(), Some(&(start + 9)), "{positions:?}");
-}
-
-#[on_both_backends]
-async fn access_withdrawn_by_another_process_is_dropped_without_waiting_for_the_audit() {
-    // The periodic audit is an hour away: only the announcement can act in time.
-    let s = TestServer::start_with(|c| {
-        c.push.min_interval_ms = 0;
-        c.push.access_check_secs = 3600;
-    })
-    .await;
-    let alice = s.add_user("alice", "pw");
-    let bob = s.add_user("bob", "pw");
-    let alices = account_id(&s, &alice).await;
-    let bobs = account_id(&s, &bob).await;
-    accounts::share(&mut s.store.conn().unwrap(), "alice", "bob", false).unwrap();
-    let mut ws = ws_pushed_everything(&s, &bob).await;
-    let shared = create_mailbox(&s, &alice, &alices, "Shared").await;
-    ws_until_mailbox_state(&mut ws, &alices, &shared).await;
-
-    let (ok, out) = s.cli(&["account", "unshare", "alice", "--with", "bob"]);
-    assert!(ok, "{out}");
-    // alice has no connection of her own: her hub lives only while bob follows her account.
-    eventually(
-        "the registry drops alice's account from bob",
-        WAIT,
-        || async {
-            let stats = s
-                .registry
-                .send(herald::push::registry::GetStats)
-                .await
-                .unwrap();
-            (stats.hubs == 1).then_some(())
-        },
-    )
-    .await;
-    create_mailbox(&s, &alice, &alices, "Private now").await;
-    let own = create_mailbox(&s, &bob, &bobs, "Bob's own").await;
-    let seen = ws_until_mailbox_state(&mut ws, &bobs, &own).await;
-    assert!(
-        seen.iter().all(|m| m["changed"].get(&alices).is_none()),
-        "{seen:?}"
-    );
-
-    let (ok, out) = s.cli(&["user", "remove", "bob"]);
-    assert!(ok, "{out}");
-    assert_eq!(ws_next(&mut ws).await, None, "bob's WebSocket is closed");
 }
 
 #[on_both_backends]
