@@ -202,9 +202,10 @@ pub struct PushConfig {
     pub heartbeat_secs: u64,
     /// A WebSocket that sends nothing (not even a pong) for this many seconds is closed.
     pub idle_timeout_secs: u64,
-    /// Least milliseconds between two StateChange messages on one connection; changes in between
-    /// are merged into the next one.
-    pub min_interval_ms: u64,
+    /// StateChanges one connection may send per second, and back to back (a token bucket); the
+    /// changes beyond wait and merge. A safety net against a pathological writer: changes go out
+    /// at once otherwise, merging only while a client reads slower than they come. 0: no cap.
+    pub max_state_changes_per_sec: u32,
     /// EventSource `ping` below this is raised to it (RFC 8620 §7.3: at most 30).
     pub ping_min_secs: u64,
     /// EventSource `ping` above this is lowered to it (RFC 8620 §7.3: at least 300).
@@ -274,7 +275,7 @@ impl Default for PushConfig {
             max_connections: 10_000,
             heartbeat_secs: 30,
             idle_timeout_secs: 90,
-            min_interval_ms: 50,
+            max_state_changes_per_sec: 1000,
             ping_min_secs: 10,
             ping_max_secs: 600,
             ticket_ttl_secs: 60,
@@ -480,8 +481,16 @@ mod tests {
             )
         );
         assert_eq!(
-            (p.idle_timeout_secs, p.min_interval_ms, p.ping_min_secs),
-            (d.idle_timeout_secs, d.min_interval_ms, d.ping_min_secs)
+            (
+                p.idle_timeout_secs,
+                p.max_state_changes_per_sec,
+                p.ping_min_secs
+            ),
+            (
+                d.idle_timeout_secs,
+                d.max_state_changes_per_sec,
+                d.ping_min_secs
+            )
         );
         assert_eq!(
             (p.ping_max_secs, p.ticket_ttl_secs, p.max_tickets),

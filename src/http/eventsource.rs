@@ -21,14 +21,16 @@ use super::ws::{baseline_query, split_baseline};
 use super::{AppState, problem, ticket};
 use crate::dispatcher::PushBaseline;
 use crate::jmap::session::Principal;
+use crate::push::budget::StateChangeBudget;
 use crate::push::connections::ConnectionSlot;
 use crate::push::hub::Wake;
 use crate::push::position::{self, Positions};
 use crate::push::registry::{Subscribe, Unsubscribe};
 use crate::push::slot::{ChangeSlot, TypeFilter};
 
-/// Events that may wait in a stream's channel; beyond that the actor coalesces.
-const CHANNEL_EVENTS: usize = 4;
+/// Events that may wait in a stream's channel for the response body to take them: one, so a
+/// change that finds an earlier event still waiting merges with later ones in the slot.
+const CHANNEL_EVENTS: usize = 1;
 
 /// The query parameters (RFC 8620 §7.3), checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +121,8 @@ pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
         .map(position::decode);
 
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_EVENTS);
+    let budget =
+        StateChangeBudget::new(state.push.config.max_state_changes_per_sec, Instant::now());
     EventSourceSession {
         principal,
         app: state.into_inner(),
@@ -130,7 +134,7 @@ pub async fn get_stream(state: web::Data<AppState>, req: HttpRequest) -> HttpRes
         resume,
         tx,
         subscription: None,
-        last_push: None,
+        budget,
         flush_scheduled: false,
         waiting_for_room: false,
         _place: place,
@@ -161,34 +165,33 @@ pub struct EventSourceSession {
     resume: Option<Option<Positions>>,
     tx: mpsc::Sender<Bytes>,
     subscription: Option<u64>,
-    last_push: Option<Instant>,
+    /// Caps StateChanges per second (`push.max_state_changes_per_sec`).
+    budget: StateChangeBudget,
+    /// A flush waits for the budget's next token.
     flush_scheduled: bool,
     waiting_for_room: bool,
     _place: ConnectionSlot,
 }
 
 impl EventSourceSession {
-    /// Writes what the slot holds as one `state` event with its `id` (checklist ES-07, ES-08), at
-    /// most once per `min_interval_ms`, and only when the channel has room.
+    /// Writes what the slot holds as one `state` event with its `id` (checklist ES-07, ES-08): at
+    /// once, unless the event before it is still waiting for the response body (the client reads
+    /// slowly; changes merge meanwhile) or the budget is spent.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.waiting_for_room {
-            return;
-        }
-        let min = Duration::from_millis(self.app.push.config.min_interval_ms);
-        if let Some(last) = self.last_push
-            && last.elapsed() < min
-        {
-            if !self.flush_scheduled {
-                self.flush_scheduled = true;
-                ctx.run_later(min - last.elapsed(), |act, ctx| {
-                    act.flush_scheduled = false;
-                    act.flush(ctx);
-                });
-            }
+        if self.waiting_for_room || self.flush_scheduled || !self.slot.has_pending() {
             return;
         }
         match self.tx.try_reserve() {
             Ok(permit) => {
+                if let Err(wait) = self.budget.spend(Instant::now()) {
+                    drop(permit);
+                    self.flush_scheduled = true;
+                    ctx.run_later(wait, |act, ctx| {
+                        act.flush_scheduled = false;
+                        act.flush(ctx);
+                    });
+                    return;
+                }
                 if let Some((changed, positions)) = self.slot.take() {
                     let data = position::state_change(&changed, None);
                     let event = format!(
@@ -198,7 +201,6 @@ impl EventSourceSession {
                     );
                     permit.send(Bytes::from(event));
                     metrics::sent(metrics::EVENTSOURCE, self.slot.taken_oldest_commit_ms());
-                    self.last_push = Some(Instant::now());
                     if self.params.close_after_state {
                         // RFC 8620 §7.3: end the response after one state event.
                         ctx.stop();

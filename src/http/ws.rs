@@ -28,6 +28,7 @@ use crate::jmap::error::RequestError;
 use crate::jmap::json::parse_strict;
 use crate::jmap::request::request_from_object;
 use crate::jmap::session::Principal;
+use crate::push::budget::StateChangeBudget;
 use crate::push::connections::ConnectionSlot;
 use crate::push::hub::Wake;
 use crate::push::position::{self, Changed, Positions};
@@ -118,7 +119,9 @@ pub struct WsSession {
     subscription: Option<u64>,
     /// The last time the client sent anything (frames, pings, pongs).
     last_seen: Instant,
-    last_push: Option<Instant>,
+    /// Caps StateChanges per second (`push.max_state_changes_per_sec`).
+    budget: StateChangeBudget,
+    /// A flush waits for the budget's next token.
     flush_scheduled: bool,
     /// Counts PushEnable/PushDisable, so an outdated baseline answer is ignored.
     push_epoch: u64,
@@ -136,6 +139,8 @@ impl WsSession {
         place: ConnectionSlot,
         refused: Rc<Cell<bool>>,
     ) -> Self {
+        let budget =
+            StateChangeBudget::new(app.push.config.max_state_changes_per_sec, Instant::now());
         WsSession {
             principal,
             app,
@@ -145,7 +150,7 @@ impl WsSession {
             )),
             subscription: None,
             last_seen: Instant::now(),
-            last_push: None,
+            budget,
             flush_scheduled: false,
             push_epoch: 0,
             fragments: None,
@@ -341,26 +346,27 @@ impl WsSession {
             .wait(ctx);
     }
 
-    /// Writes what the slot holds as one StateChange, at most once per `min_interval_ms`.
+    /// Writes what the slot holds as one StateChange, at once unless the budget is spent.
+    ///
+    /// This runs only while actix polls the response body, which it stops doing while earlier
+    /// frames are unwritten (the peer does not read, the socket buffer is full: STACK.md pitfall
+    /// 15): changes then merge in the slot and go out together when the socket drains.
     fn flush(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let min = Duration::from_millis(self.app.push.config.min_interval_ms);
-        if let Some(last) = self.last_push
-            && last.elapsed() < min
-        {
-            if !self.flush_scheduled {
-                self.flush_scheduled = true;
-                ctx.run_later(min - last.elapsed(), |act, ctx| {
-                    act.flush_scheduled = false;
-                    act.flush(ctx);
-                });
-            }
+        if self.flush_scheduled || !self.slot.has_pending() {
+            return;
+        }
+        if let Err(wait) = self.budget.spend(Instant::now()) {
+            self.flush_scheduled = true;
+            ctx.run_later(wait, |act, ctx| {
+                act.flush_scheduled = false;
+                act.flush(ctx);
+            });
             return;
         }
         if let Some((changed, positions)) = self.slot.take() {
             let push_state = position::encode(&positions);
             ctx.text(position::state_change(&changed, Some(&push_state)).to_string());
             metrics::sent(metrics::WEBSOCKET, self.slot.taken_oldest_commit_ms());
-            self.last_push = Some(Instant::now());
         }
     }
 

@@ -5,6 +5,7 @@
 //! into the [`slot::ChangeSlot`] of each connection (WebSocket, EventSource) subscribed to that
 //! account. See ../shared/DESIGN.md.
 
+pub mod budget;
 pub mod cluster_bus;
 pub mod connections;
 pub mod hub;

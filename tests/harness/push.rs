@@ -62,6 +62,30 @@ pub async fn create_mailbox(s: &TestServer, auth: &Auth, account: &str, name: &s
     r[0][1]["newState"].as_str().unwrap().to_owned()
 }
 
+/// Creates one mailbox per name, each in its own method call (its own write) of one request;
+/// returns the Mailbox state after the last.
+pub async fn create_mailboxes(
+    s: &TestServer,
+    auth: &Auth,
+    account: &str,
+    names: &[&str],
+) -> String {
+    let calls: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| json!(["Mailbox/set", {"accountId": account, "create": {"k": {"name": name}}}, format!("c{i}")]))
+        .collect();
+    let r = s.call(auth, &[CORE, MAIL], Value::Array(calls)).await;
+    assert!(
+        r.iter().all(|c| c[1]["created"]["k"]["id"].is_string()),
+        "{r:?}"
+    );
+    r.last().unwrap()[1]["newState"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// The current Mailbox state (Mailbox/get).
 pub async fn mailbox_state(s: &TestServer, auth: &Auth, account: &str) -> String {
     let r = s

@@ -31,6 +31,7 @@ mod postgres;
 mod push_browser;
 mod push_eventsource;
 mod push_other_processes;
+mod push_pacing;
 mod push_revocation;
 mod push_webhook;
 mod push_ws;

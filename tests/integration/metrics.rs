@@ -43,11 +43,7 @@ fn value(text: &str, series: &str) -> f64 {
 
 #[actix_web::test]
 async fn metrics_move_when_a_client_is_pushed_calls_methods_and_receives_mail() {
-    let s = TestServer::start_with(|c| {
-        c.metrics.listen = "127.0.0.1:0".into();
-        c.push.min_interval_ms = 0;
-    })
-    .await;
+    let s = TestServer::start_with(|c| c.metrics.listen = "127.0.0.1:0".into()).await;
     let alice = s.add_user("alice", "pw-alice-1");
     let account = account_id(&s, &alice).await;
     let before = scrape(&s).await;
@@ -116,10 +112,11 @@ async fn metrics_are_off_unless_configured() {
 
 #[actix_web::test]
 async fn writes_that_wait_for_the_same_state_change_count_as_merged() {
-    // One StateChange a minute per connection: the third write joins the second's.
+    // One StateChange a second per connection: of three writes made right after a push, at most
+    // one finds a token; the others wait together.
     let s = TestServer::start_with(|c| {
         c.metrics.listen = "127.0.0.1:0".into();
-        c.push.min_interval_ms = 60_000;
+        c.push.max_state_changes_per_sec = 1;
     })
     .await;
     let alice = s.add_user("alice", "pw-alice-1");
@@ -129,8 +126,7 @@ async fn writes_that_wait_for_the_same_state_change_count_as_merged() {
     ws_until_mailbox_state(&mut ws, &account, &first).await;
     let series = r#"herald_state_changes_merged_total{transport="websocket"}"#;
     let before = value(&scrape(&s).await, series);
-    create_mailbox(&s, &alice, &account, "Two").await;
-    create_mailbox(&s, &alice, &account, "Three").await;
+    create_mailboxes(&s, &alice, &account, &["Two", "Three", "Four"]).await;
     eventually("a merged write is counted", WAIT, || async {
         (value(&scrape(&s).await, series) > before).then_some(())
     })

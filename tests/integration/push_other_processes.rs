@@ -30,7 +30,7 @@ async fn email_state(s: &TestServer, auth: &crate::harness::Auth, account: &str)
 
 #[on_both_backends]
 async fn mail_delivered_by_the_herald_deliver_command_is_pushed_on_every_transport() {
-    let s = TestServer::start_with(|c| c.push.min_interval_ms = 0).await;
+    let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw-alice-1");
     let account = account_id(&s, &alice).await;
     let mut ws = ws_pushed_everything(&s, &alice).await;
@@ -60,7 +60,7 @@ async fn mail_delivered_by_the_herald_deliver_command_is_pushed_on_every_transpo
 
 #[on_both_backends]
 async fn writes_of_this_server_and_of_other_processes_interleave_in_order_each_pushed_once() {
-    let s = TestServer::start_with(|c| c.push.min_interval_ms = 0).await;
+    let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw-alice-1");
     let account = account_id(&s, &alice).await;
     let mut ws = ws_pushed_everything(&s, &alice).await;

@@ -11,11 +11,7 @@ use serde_json::json;
 
 #[on_both_backends]
 async fn unsharing_silences_the_account_on_open_streams_and_removing_the_user_closes_them() {
-    let s = TestServer::start_with(|c| {
-        c.push.min_interval_ms = 0;
-        c.push.access_check_secs = 3600;
-    })
-    .await;
+    let s = TestServer::start_with(|c| c.push.access_check_secs = 3600).await;
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
     let alices = account_id(&s, &alice).await;
