@@ -278,7 +278,10 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
             .wrap(middleware::Logger::new("%a \"%r\" %s %Dms"))
             .configure(http::routes)
     })
-    .shutdown_timeout(config.server.shutdown_timeout_secs);
+    .shutdown_timeout(config.server.shutdown_timeout_secs)
+    // A StateChange is a small write that often follows another: with Nagle's algorithm it would
+    // wait for the client's delayed ACK (40 ms on Linux) whenever the previous one is unacked.
+    .tcp_nodelay(true);
     if config.server.workers > 0 {
         http_server = http_server.workers(config.server.workers);
     }

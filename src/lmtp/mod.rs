@@ -159,6 +159,9 @@ async fn accept_one(listener: &Listener) -> std::io::Result<(LmtpStream, String)
     match listener {
         Listener::Tcp(l) => {
             let (s, peer) = l.accept().await?;
+            // Replies (one per recipient, each after its commit) are small writes in a row; Nagle's
+            // algorithm would hold one back until the client's delayed ACK of the one before.
+            s.set_nodelay(true)?;
             Ok((LmtpStream::Tcp(s), peer.to_string()))
         }
         Listener::Unix(l, _) => {

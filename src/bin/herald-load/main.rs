@@ -13,6 +13,7 @@ mod api;
 mod jmap;
 mod lmtp;
 mod push;
+mod sequential;
 mod stats;
 mod webhook;
 
@@ -81,6 +82,10 @@ enum Mode {
         rate: f64,
         #[arg(long, default_value_t = 1000)]
         mutations: u64,
+        /// Each mutation waits until its StateChange reached every connection of its account
+        /// (a human pace: one change after another); `--rate` is then ignored.
+        #[arg(long)]
+        sequential: bool,
     },
     /// Idle push connections: open up to N, report time and server memory per connection.
     Connections {
@@ -252,11 +257,19 @@ fn main() {
             transport,
             rate,
             mutations,
-        } => push::run(push::PushRun {
-            rate,
-            mutations: mutations.max(1),
-            ..idle(users, connections, transport)
-        }),
+            sequential,
+        } => {
+            let run = push::PushRun {
+                rate,
+                mutations: mutations.max(1),
+                ..idle(users, connections, transport)
+            };
+            if sequential {
+                sequential::run(run)
+            } else {
+                push::run(run)
+            }
+        }
         Mode::Connections {
             connections,
             transport,

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -31,6 +31,17 @@ pub enum Transport {
     Mixed,
 }
 
+impl Transport {
+    /// Whether connection `i` of a run on this transport is a WebSocket.
+    pub fn is_ws(self, i: usize) -> bool {
+        match self {
+            Transport::Ws => true,
+            Transport::Sse => false,
+            Transport::Mixed => i % 2 == 0,
+        }
+    }
+}
+
 /// One received state: (connection, account, state, arrival).
 pub type Arrival = (usize, String, String, Instant);
 
@@ -38,6 +49,8 @@ pub type Arrival = (usize, String, String, Instant);
 #[derive(Default)]
 pub struct Shared {
     pub arrivals: Mutex<Vec<Arrival>>,
+    /// Notified after each StateChange's arrivals are recorded (`push --sequential` waits on it).
+    pub arrived: Condvar,
     opened: Mutex<usize>,
     failed: Mutex<Vec<String>>,
 }
@@ -111,6 +124,7 @@ async fn run_ws(
                             arrivals.push((i, account, state, now));
                         }
                     }
+                    shared.arrived.notify_all();
                 }
             }
             Ok(awc::ws::Frame::Ping(p)) => {
@@ -170,6 +184,7 @@ async fn run_sse(
                         arrivals.push((i, account, state, now));
                     }
                 }
+                shared.arrived.notify_all();
             }
         }
     }
@@ -216,11 +231,7 @@ fn open_all(run: &PushRun, sessions: &[Session], shared: &Arc<Shared>) -> Durati
                     let u = i % users.len();
                     let (session, creds, shared) =
                         (sessions[u].clone(), users[u].clone(), shared.clone());
-                    let ws = match transport {
-                        Transport::Ws => true,
-                        Transport::Sse => false,
-                        Transport::Mixed => i % 2 == 0,
-                    };
+                    let ws = transport.is_ws(i);
                     // At most OPENING handshakes in flight per thread, so a burst of thousands
                     // neither overflows the server's accept queue nor times out in it.
                     let opening = opening_slots
@@ -413,14 +424,16 @@ pub fn write(
     let results = Arc::new(Mutex::new((HashMap::new(), HashMap::new())));
     actix_web::rt::System::new().block_on(async {
         let client = jmap::client();
-        let mut inboxes = Vec::new();
-        for (s, u) in sessions.iter().zip(users) {
-            let r = jmap::call(&client, s, u, &[CORE, MAIL], json!([["Mailbox/query", {"accountId": s.account_id, "filter": {"role": "inbox"}}, "0"]])).await.expect("inbox");
-            inboxes.push(r[0][1]["ids"][0].as_str().unwrap_or_default().to_owned());
-        }
+        let inboxes = inboxes(&client, sessions, users).await;
         let mut tasks = Vec::new();
         for w in 0..writers {
-            let (client, sessions, users, inboxes, results) = (client.clone(), sessions.to_vec(), users.to_vec(), inboxes.clone(), results.clone());
+            let (client, sessions, users, inboxes, results) = (
+                client.clone(),
+                sessions.to_vec(),
+                users.to_vec(),
+                inboxes.clone(),
+                results.clone(),
+            );
             tasks.push(actix_web::rt::spawn(async move {
                 let mut tick = actix_web::rt::time::interval(interval);
                 let mut k = w as u64;
@@ -430,15 +443,14 @@ pub fn write(
                     // Warm-up values (count = None) never equal measured ones, so each measured
                     // write really changes the mailbox (an update to the same value changes no state).
                     let sort_order = (k % 1000) + 1 + if measured { 0 } else { 2000 };
-                    let calls = json!([["Mailbox/set", {"accountId": sessions[a].account_id, "update": {inboxes[a].clone(): {"sortOrder": sort_order}}}, "0"]]);
-                    let sent = Instant::now();
-                    if let Ok(r) = jmap::call(&client, &sessions[a], &users[a], &[CORE, MAIL], calls).await {
-                        let at = Instant::now();
-                        if let Some(state) = r[0][1]["newState"].as_str().filter(|s| Some(*s) != r[0][1]["oldState"].as_str()) {
-                            let mut res = results.lock().unwrap();
-                            res.0.insert((sessions[a].account_id.clone(), state.to_owned()), (sent, at));
-                            res.1.insert(sessions[a].account_id.clone(), state.to_owned());
-                        }
+                    if let Some((state, times)) =
+                        mutate_inbox(&client, &sessions[a], &users[a], &inboxes[a], sort_order)
+                            .await
+                    {
+                        let mut res = results.lock().unwrap();
+                        res.0
+                            .insert((sessions[a].account_id.clone(), state.clone()), times);
+                        res.1.insert(sessions[a].account_id.clone(), state);
                     }
                     k += writers as u64;
                 }
@@ -451,6 +463,41 @@ pub fn write(
     Arc::try_unwrap(results)
         .map(|m| m.into_inner().unwrap())
         .unwrap_or_default()
+}
+
+/// The id of each user's inbox.
+pub async fn inboxes(
+    client: &awc::Client,
+    sessions: &[Session],
+    users: &[Credentials],
+) -> Vec<String> {
+    let mut inboxes = Vec::new();
+    for (s, u) in sessions.iter().zip(users) {
+        let r = jmap::call(client, s, u, &[CORE, MAIL], json!([["Mailbox/query", {"accountId": s.account_id, "filter": {"role": "inbox"}}, "0"]])).await.expect("inbox");
+        inboxes.push(r[0][1]["ids"][0].as_str().unwrap_or_default().to_owned());
+    }
+    inboxes
+}
+
+/// Mutates `account`'s inbox (its `sortOrder` to `value`); returns the new Mailbox state with
+/// when the request was sent and its response arrived (`None` if nothing changed or it failed).
+pub async fn mutate_inbox(
+    client: &awc::Client,
+    session: &Session,
+    creds: &Credentials,
+    inbox: &str,
+    value: u64,
+) -> Option<(String, WriteTimes)> {
+    let calls = json!([["Mailbox/set", {"accountId": session.account_id, "update": {inbox: {"sortOrder": value}}}, "0"]]);
+    let sent = Instant::now();
+    let r = jmap::call(client, session, creds, &[CORE, MAIL], calls)
+        .await
+        .ok()?;
+    let at = Instant::now();
+    let state = r[0][1]["newState"]
+        .as_str()
+        .filter(|s| Some(*s) != r[0][1]["oldState"].as_str())?;
+    Some((state.to_owned(), (sent, at)))
 }
 
 /// Waits (at most 30 s) until every open connection saw its account's final state; returns how
