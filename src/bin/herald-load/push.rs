@@ -37,7 +37,7 @@ impl Transport {
         match self {
             Transport::Ws => true,
             Transport::Sse => false,
-            Transport::Mixed => i % 2 == 0,
+            Transport::Mixed => i.is_multiple_of(2),
         }
     }
 }
