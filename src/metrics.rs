@@ -146,16 +146,39 @@ pub fn metrics() -> &'static Metrics {
 pub const WEBSOCKET: &str = "websocket";
 pub const EVENTSOURCE: &str = "eventsource";
 
-/// Counts a StateChange written to a connection of `transport`, and how long after the commit
-/// of its oldest write (when known: writes replayed from the log have no commit time).
-pub fn sent(transport: &str, oldest_commit_ms: Option<i64>) {
-    let m = metrics();
-    m.state_changes_sent.with_label_values(&[transport]).inc();
-    if let Some(at) = oldest_commit_ms {
-        let seconds = (crate::store::now_ms() - at).max(0) as f64 / 1000.0;
-        m.push_latency_seconds
-            .with_label_values(&[transport])
-            .observe(seconds);
+/// The series one push connection moves on every StateChange, looked up once per connection
+/// rather than by label on every frame.
+#[derive(Clone, Debug)]
+pub struct PushSeries {
+    sent: prometheus::IntCounter,
+    merged: prometheus::IntCounter,
+    latency: prometheus::Histogram,
+}
+
+impl PushSeries {
+    /// The series of `transport` ([`WEBSOCKET`], [`EVENTSOURCE`]).
+    pub fn of(transport: &str) -> Self {
+        let m = metrics();
+        PushSeries {
+            sent: m.state_changes_sent.with_label_values(&[transport]),
+            merged: m.state_changes_merged.with_label_values(&[transport]),
+            latency: m.push_latency_seconds.with_label_values(&[transport]),
+        }
+    }
+
+    /// A StateChange was written; its oldest write committed at `oldest_commit_ms` (when known:
+    /// writes replayed from the change log have no commit time).
+    pub fn sent(&self, oldest_commit_ms: Option<i64>) {
+        self.sent.inc();
+        if let Some(at) = oldest_commit_ms {
+            let seconds = (crate::store::now_ms() - at).max(0) as f64 / 1000.0;
+            self.latency.observe(seconds);
+        }
+    }
+
+    /// A write joined a StateChange already waiting.
+    pub fn merged(&self) {
+        self.merged.inc();
     }
 }
 

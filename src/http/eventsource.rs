@@ -193,14 +193,13 @@ impl EventSourceSession {
                     return;
                 }
                 if let Some((changed, positions)) = self.slot.take() {
-                    let data = position::state_change(&changed, None);
                     let event = format!(
                         "event: state\nid: {}\ndata: {}\n\n",
                         position::encode(&positions),
-                        data
+                        position::state_change(&changed, None)
                     );
                     permit.send(Bytes::from(event));
-                    metrics::sent(metrics::EVENTSOURCE, self.slot.taken_oldest_commit_ms());
+                    self.slot.count_sent();
                     if self.params.close_after_state {
                         // RFC 8620 §7.3: end the response after one state event.
                         ctx.stop();

@@ -365,8 +365,8 @@ impl WsSession {
         }
         if let Some((changed, positions)) = self.slot.take() {
             let push_state = position::encode(&positions);
-            ctx.text(position::state_change(&changed, Some(&push_state)).to_string());
-            metrics::sent(metrics::WEBSOCKET, self.slot.taken_oldest_commit_ms());
+            ctx.text(position::state_change(&changed, Some(&push_state)));
+            self.slot.count_sent();
         }
     }
 

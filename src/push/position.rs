@@ -10,9 +10,9 @@
 //! order. Opaque to clients; versioned by its first letter so it can change.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 
 use base64::Engine;
-use serde_json::{Map, Value, json};
 
 use crate::jmap::changes::state_string;
 
@@ -26,14 +26,16 @@ const VERSION: char = 'p';
 
 /// Encodes a stream position as a `pushState` / event id.
 pub fn encode(positions: &Positions) -> String {
-    let plain = positions
-        .iter()
-        .map(|(account, seq)| format!("{account}={seq}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut out = String::with_capacity(1 + plain.len() * 4 / 3 + 4);
+    let mut plain = String::with_capacity(positions.len() * 24);
+    for (i, (account, seq)) in positions.iter().enumerate() {
+        if i > 0 {
+            plain.push(',');
+        }
+        let _ = write!(plain, "{account}={seq}");
+    }
+    let mut out = String::with_capacity(2 + plain.len() * 4 / 3);
     out.push(VERSION);
-    out.push_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(plain));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(plain, &mut out);
     out
 }
 
@@ -58,29 +60,58 @@ pub fn decode(token: &str) -> Option<Positions> {
     Some(positions)
 }
 
-/// The StateChange object (RFC 8620 §7.1): `{"@type":"StateChange","changed":{…}}`, each state
-/// being the type's Foo/get state (checklist ST-06), plus `pushState` when given (RFC 8887 §4.3.5.1).
-pub fn state_change(changed: &Changed, push_state: Option<&str>) -> Value {
-    let changed: Map<String, Value> = changed
-        .iter()
-        .map(|(account, types)| {
-            let types: Map<String, Value> = types
-                .iter()
-                .map(|(t, seq)| (t.clone(), Value::String(state_string(*seq))))
-                .collect();
-            (account.clone(), Value::Object(types))
-        })
-        .collect();
-    let mut obj = json!({"@type": "StateChange", "changed": changed});
-    if let Some(p) = push_state {
-        obj["pushState"] = Value::String(p.to_owned());
+/// The StateChange object (RFC 8620 §7.1) as JSON text: `{"@type":"StateChange","changed":{…}}`,
+/// each state being the type's Foo/get state (checklist ST-06), plus `pushState` when given
+/// (RFC 8887 §4.3.5.1). Written straight into one string: it is rendered for every connection on
+/// every write, and a `serde_json::Value` tree cost an allocation per key.
+pub fn state_change(changed: &Changed, push_state: Option<&str>) -> String {
+    let mut out = String::with_capacity(64 + 48 * changed.len());
+    out.push_str(r#"{"@type":"StateChange","changed":{"#);
+    for (i, (account, types)) in changed.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, account);
+        out.push_str(":{");
+        for (j, (t, seq)) in types.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, t);
+            out.push(':');
+            push_json_string(&mut out, &state_string(*seq));
+        }
+        out.push('}');
     }
-    obj
+    out.push('}');
+    if let Some(p) = push_state {
+        out.push_str(r#","pushState":"#);
+        push_json_string(&mut out, p);
+    }
+    out.push('}');
+    out
+}
+
+/// Appends `s` as a JSON string (RFC 8259 §7).
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn positions_survive_a_round_trip_and_foreign_tokens_do_not_decode() {
@@ -115,11 +146,23 @@ mod tests {
             .entry("A1".into())
             .or_default()
             .insert("Mailbox".into(), 9);
-        let v = state_change(&changed, Some("pX"));
+        changed
+            .entry("A1".into())
+            .or_default()
+            .insert("Email".into(), 8);
+        changed
+            .entry("B\"2\u{1}".into())
+            .or_default()
+            .insert("Thread".into(), 3);
+        let v: Value = serde_json::from_str(&state_change(&changed, Some("pX"))).unwrap();
         assert_eq!(
             v,
-            json!({"@type":"StateChange","changed":{"A1":{"Mailbox": state_string(9)}},"pushState":"pX"})
+            json!({"@type":"StateChange","changed":{
+                "A1":{"Mailbox": state_string(9), "Email": state_string(8)},
+                "B\"2\u{1}":{"Thread": state_string(3)},
+            },"pushState":"pX"})
         );
-        assert!(state_change(&changed, None).get("pushState").is_none());
+        let v: Value = serde_json::from_str(&state_change(&changed, None)).unwrap();
+        assert!(v.get("pushState").is_none());
     }
 }

@@ -116,8 +116,8 @@ struct SlotState {
 #[derive(Debug)]
 pub struct ChangeSlot {
     state: Mutex<SlotState>,
-    /// The connection's transport, as the metrics label it.
-    transport: &'static str,
+    /// The metrics of the connection's transport.
+    series: crate::metrics::PushSeries,
 }
 
 impl ChangeSlot {
@@ -128,7 +128,7 @@ impl ChangeSlot {
     /// A slot of a connection of `transport` (`crate::metrics::WEBSOCKET`, `EVENTSOURCE`).
     pub fn for_transport(filter: TypeFilter, transport: &'static str) -> Self {
         ChangeSlot {
-            transport,
+            series: crate::metrics::PushSeries::of(transport),
             state: Mutex::new(SlotState {
                 filter,
                 ready: false,
@@ -161,27 +161,37 @@ impl ChangeSlot {
         types: &[String],
         committed_at_ms: Option<i64>,
     ) -> bool {
+        // Runs for every connection of the account on every write: the account and type keys are
+        // allocated only the first time they are seen.
         let mut s = self.lock();
+        let s = &mut *s;
         s.stats.offered += 1;
-        s.progress.entry(account.to_owned()).or_default().see(seq);
-        let wanted: Vec<&String> = types.iter().filter(|t| s.filter.accepts(t)).collect();
-        if wanted.is_empty() {
+        match s.progress.get_mut(account) {
+            Some(p) => p.see(seq),
+            None => s.progress.entry(account.to_owned()).or_default().see(seq),
+        }
+        if !types.iter().any(|t| s.filter.accepts(t)) {
             return false;
         }
         if s.ready && !s.pending.is_empty() {
             // Goes out in the StateChange already waiting, not in one of its own.
-            crate::metrics::metrics()
-                .state_changes_merged
-                .with_label_values(&[self.transport])
-                .inc();
+            self.series.merged();
         }
         if let Some(at) = committed_at_ms {
             s.oldest_commit_ms = Some(s.oldest_commit_ms.map_or(at, |o| o.min(at)));
         }
-        let entry = s.pending.entry(account.to_owned()).or_default();
-        for t in wanted {
-            let state = entry.entry(t.clone()).or_insert(seq);
-            *state = (*state).max(seq);
+        if !s.pending.contains_key(account) {
+            s.pending.insert(account.to_owned(), Default::default());
+        }
+        if let Some(entry) = s.pending.get_mut(account) {
+            for t in types.iter().filter(|t| s.filter.accepts(t)) {
+                match entry.get_mut(t) {
+                    Some(state) => *state = (*state).max(seq),
+                    None => {
+                        entry.insert(t.clone(), seq);
+                    }
+                }
+            }
         }
         let pending = s.pending.values().map(|t| t.len()).sum();
         s.stats.pending = pending;
@@ -247,9 +257,11 @@ impl ChangeSlot {
         Some((changed, positions))
     }
 
-    /// Commit time (ms) of the oldest write in what the last [`ChangeSlot::take`] handed out.
-    pub fn taken_oldest_commit_ms(&self) -> Option<i64> {
-        self.lock().taken_oldest_commit_ms
+    /// Counts a StateChange written with what the last [`ChangeSlot::take`] handed out (and its
+    /// latency from the commit of its oldest write).
+    pub fn count_sent(&self) {
+        let taken = self.lock().taken_oldest_commit_ms;
+        self.series.sent(taken);
     }
 
     /// Marks the connection as having nothing left to follow (access revoked).
