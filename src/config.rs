@@ -170,13 +170,33 @@ fn octal_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 }
 
 /// `[submission]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SubmissionConfig {
     /// Domain of the default identity of a user whose name has no `@` (`<name>@<domain>`).
     pub domain: String,
     /// SMTP relay for recipients who are not local users; empty = local delivery only.
     pub relay: String,
+    /// The longest delay a client may ask for with `HOLDFOR`/`HOLDUNTIL` (RFC 4865), in seconds;
+    /// advertised as `maxDelayedSend` (RFC 8621 §7). 0: no delayed send.
+    pub max_delayed_send_secs: u64,
+    /// SMTP sessions (and local deliveries) of the outbox in flight at once.
+    pub max_in_flight: usize,
+    /// First retry delay after a temporary failure (4xx, unreachable relay), in seconds; doubles
+    /// per attempt, with jitter.
+    pub retry_base_secs: u64,
+    /// Longest retry delay, in seconds.
+    pub retry_cap_secs: u64,
+    /// A recipient still failing this many seconds after it was queued is given up, and the
+    /// sender gets a delivery status notification.
+    pub give_up_secs: u64,
+    /// Timeout of each step of an SMTP session with the relay, in seconds.
+    pub relay_timeout_secs: u64,
+    /// How long a node's claim on an outbox row lasts, in seconds: a node that dies mid-send
+    /// delays the row this long before it is tried again. Keep it well above a session's length.
+    pub claim_lease_secs: u64,
+    /// How often the outbox is rescanned for due rows (retries, rows queued elsewhere), in seconds.
+    pub outbox_poll_secs: u64,
 }
 
 impl Default for SubmissionConfig {
@@ -184,6 +204,14 @@ impl Default for SubmissionConfig {
         SubmissionConfig {
             domain: "localhost".into(),
             relay: String::new(),
+            max_delayed_send_secs: 7 * 24 * 3600,
+            max_in_flight: 16,
+            retry_base_secs: 60,
+            retry_cap_secs: 3600,
+            give_up_secs: 5 * 24 * 3600,
+            relay_timeout_secs: 30,
+            claim_lease_secs: 600,
+            outbox_poll_secs: 30,
         }
     }
 }
@@ -428,8 +456,7 @@ mod tests {
             defaults.auth.credential_cache_secs
         );
         assert_eq!(shipped.jmap.strict_using, defaults.jmap.strict_using);
-        assert_eq!(shipped.submission.domain, defaults.submission.domain);
-        assert_eq!(shipped.submission.relay, defaults.submission.relay);
+        assert_eq!(shipped.submission, defaults.submission);
         assert_eq!(
             shipped.push.webhook_policy(),
             defaults.push.webhook_policy()

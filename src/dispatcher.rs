@@ -6,6 +6,7 @@
 //! published as a `StateChanged` after commit, and only what committed.
 
 mod delivery;
+mod outbox;
 mod tickets;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 pub use delivery::{Deliver, DeliveryOutcome, ResolveRecipient};
+pub use outbox::{ClaimOutbox, Claimed, DeliverToAccount, SettleOutbox};
 pub use tickets::{IssueTicket, IssuedTicket, RedeemTicket};
 
 use crate::jmap::dispatch::{MethodTable, run_request};
@@ -104,7 +106,7 @@ impl Dispatcher {
 impl Dispatcher {
     /// Hands every committed write to every publisher (push registry, webhook sender…).
     /// `try_send`: the dispatcher never waits on push.
-    fn publish(&self, committed: Vec<crate::store::Committed>) {
+    pub(crate) fn publish(&self, committed: Vec<crate::store::Committed>) {
         for c in committed {
             let change = StateChanged::from(c);
             for publisher in &self.publishers {

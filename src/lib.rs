@@ -9,6 +9,7 @@
 //! - [`push`]: state changes for push subscribers;
 //! - [`server`]: assembling a node; [`config`] and [`cli`]: running one.
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod dispatcher;
@@ -18,7 +19,7 @@ pub mod lmtp;
 pub mod logging;
 pub mod mail;
 pub mod metrics;
+pub mod outbound;
 pub mod push;
-pub mod relay;
 pub mod server;
 pub mod store;

@@ -37,6 +37,7 @@ pub struct Metrics {
     /// Webhook POSTs by outcome: `accepted`, `failed`.
     pub webhook_posts: IntCounterVec,
     webhook_outbox_rows: IntGauge,
+    submission_outbox_rows: IntGauge,
     store_pool_connections: IntGaugeVec,
 }
 
@@ -122,6 +123,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             )
             .expect("valid"),
         ),
+        submission_outbox_rows: register(
+            &r,
+            IntGauge::new(
+                "submission_outbox_rows",
+                "Recipients of EmailSubmissions not yet delivered, refused or given up (read when scraped)",
+            )
+            .expect("valid"),
+        ),
         store_pool_connections: register(
             &r,
             IntGaugeVec::new(
@@ -186,10 +195,16 @@ impl PushSeries {
 pub fn render(store: &Store) -> String {
     let m = metrics();
     match store.conn() {
-        Ok(mut conn) => match crate::store::webhook_outbox::depth(&mut conn) {
-            Ok(n) => m.webhook_outbox_rows.set(n),
-            Err(e) => log::warn!("metrics: outbox depth: {e}"),
-        },
+        Ok(mut conn) => {
+            match crate::store::webhook_outbox::depth(&mut conn) {
+                Ok(n) => m.webhook_outbox_rows.set(n),
+                Err(e) => log::warn!("metrics: outbox depth: {e}"),
+            }
+            match crate::store::submission_outbox::depth(&mut conn) {
+                Ok(n) => m.submission_outbox_rows.set(n),
+                Err(e) => log::warn!("metrics: submission outbox depth: {e}"),
+            }
+        }
         Err(e) => log::warn!("metrics: {e}"),
     }
     let (open, idle) = store.pool_state();

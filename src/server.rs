@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
+use actix::{Actor, AsyncContext, Context};
 use actix_web::{App, HttpServer, middleware, web};
 
 use crate::config::Config;
@@ -17,6 +17,7 @@ use crate::http::{self, AppState};
 use crate::jmap::session::ServerInfo;
 use crate::jmap::{capability, mailbox};
 use crate::lmtp::LmtpServer;
+use crate::outbound::SubmissionSender;
 use crate::push::PushState;
 use crate::push::StateChanged;
 use crate::push::cluster_bus::ClusterBus;
@@ -152,10 +153,11 @@ fn account_capabilities(config: &Config) -> BTreeMap<&'static str, serde_json::V
             "mayCreateTopLevelMailbox": true,
         }),
     );
-    // MCAP-03: no delayed send; submissionExtensions is an object (EHLO keyword → arguments).
+    // MCAP-03: submissionExtensions is an object (EHLO keyword → arguments); FUTURERELEASE is
+    // added per session when delayed send is on (`ServerInfo::capabilities_of`).
     caps.insert(
         capability::SUBMISSION,
-        json!({"maxDelayedSend": 0, "submissionExtensions": {}}),
+        json!({"maxDelayedSend": config.submission.max_delayed_send_secs, "submissionExtensions": {}}),
     );
     // MCAP-05
     caps.insert(capability::VACATION_RESPONSE, json!({}));
@@ -184,6 +186,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
     server_info.mail_domain = config.submission.domain.clone();
     server_info.query_limits = config.query.clone();
     server_info.relay_url = config.submission.relay.trim().to_owned();
+    server_info.max_delayed_send_secs = config.submission.max_delayed_send_secs;
     server_info.webhooks = config.push.webhook_policy();
     let server_info = Arc::new(server_info);
     let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
@@ -208,8 +211,14 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         &config.push,
         VapidSigner::new(vapid_key, subject),
     );
-    let publishers: Vec<Recipient<StateChanged>> =
-        vec![registry.clone().recipient(), webhooks.clone().recipient()];
+    // The submission outbox's sender hears of every EmailSubmission change (new submissions, on
+    // any node) and needs the dispatcher, which starts after the buses: its context comes first.
+    let submission_context = Context::<SubmissionSender>::new();
+    let publishers: Vec<Recipient<StateChanged>> = vec![
+        registry.clone().recipient(),
+        webhooks.clone().recipient(),
+        submission_context.address().recipient(),
+    ];
     // One publication path per mode, each reading the change log to catch up, so no change is
     // pushed twice or skipped: on SQLite the LocalBus (this process's writes from the dispatcher,
     // other processes' from the log when the database changed); on PostgreSQL every node learns
@@ -243,6 +252,10 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         credentials,
         dispatcher_publishers,
     );
+    submission_context.run(SubmissionSender::new(
+        dispatcher.clone(),
+        config.submission.clone(),
+    ));
     let (metrics, metrics_addr) = match config.metrics.listen.trim() {
         "" => (None, None),
         listen => {

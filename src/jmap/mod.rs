@@ -32,4 +32,5 @@ pub mod request;
 pub mod session;
 pub mod standard;
 pub mod submission;
+pub mod submission_envelope;
 pub mod vacation;

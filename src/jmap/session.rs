@@ -64,6 +64,8 @@ pub struct ServerInfo {
     pub mail_domain: String,
     /// The SMTP relay URL for non-local recipients (`[submission] relay`); empty = none.
     pub relay_url: String,
+    /// `[submission] max_delayed_send_secs`: the longest HOLDFOR/HOLDUNTIL (`maxDelayedSend`).
+    pub max_delayed_send_secs: u64,
     /// Bounds on Email/query filters and sorts (`[query]`).
     pub query_limits: super::limits::QueryLimits,
     /// PushSubscription limits and the push-target policy (`[push]`).
@@ -87,6 +89,7 @@ impl ServerInfo {
             strict_using,
             mail_domain: "localhost".into(),
             relay_url: String::new(),
+            max_delayed_send_secs: 0,
             query_limits: Default::default(),
             webhooks: Default::default(),
             fingerprint: String::new(),
@@ -126,6 +129,22 @@ impl ServerInfo {
                     && let Some(o) = v.as_object_mut()
                 {
                     o.insert("mayCreateTopLevelMailbox".into(), Value::Bool(false));
+                }
+                // RFC 4865 §3: FUTURERELEASE's arguments are the longest hold and the latest
+                // release date-time, which moves with the clock.
+                if *k == capability::SUBMISSION
+                    && self.max_delayed_send_secs > 0
+                    && let Some(o) = v.as_object_mut()
+                {
+                    let latest = chrono::Utc::now()
+                        + chrono::Duration::seconds(self.max_delayed_send_secs as i64);
+                    o.insert(
+                        "submissionExtensions".into(),
+                        serde_json::json!({"FUTURERELEASE": [
+                            self.max_delayed_send_secs.to_string(),
+                            latest.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        ]}),
+                    );
                 }
                 ((*k).to_owned(), v)
             })

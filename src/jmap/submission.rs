@@ -1,10 +1,14 @@
 //! EmailSubmission (RFC 8621 §7): get, changes, query, queryChanges, set.
 //!
-//! Sending is immediate and cannot be undone, so `undoStatus` is always `final` (SUB-05) and
-//! `maxDelayedSend` is 0. A recipient address that names a local user (the user name itself, or
-//! `<name>@<submission.domain>`) gets the message in their inbox as new mail; every other
-//! recipient goes to the SMTP relay (`[submission] relay`). Without a relay, any non-local
-//! recipient makes the whole submission fail with `invalidRecipients` before anything is sent.
+//! A created submission is queued, not sent: the EmailSubmission and one outbox row per
+//! recipient are recorded in one write, and the request returns at once with every recipient
+//! `queued` and `undoStatus` `pending` (issue 11). The outbox sender (`crate::outbound`) then
+//! delivers, retries and reports each outcome as a change of the EmailSubmission. Until it starts
+//! sending (at once, or at the time `HOLDFOR`/`HOLDUNTIL` asked for, RFC 4865), a submission can be
+//! canceled by setting `undoStatus` to `canceled`. A recipient address that names a local user (the
+//! user name itself, or `<name>@<submission.domain>`) gets the message in their inbox as new mail;
+//! every other recipient goes to the SMTP relay (`[submission] relay`). Without a relay, any
+//! non-local recipient makes the whole submission fail with `invalidRecipients`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,6 +21,7 @@ use super::error::MethodError;
 use super::identity::{Identity, IdentityStore, default_identity, may_send_from};
 use super::request::Invocation;
 use super::standard::{self, Comparator, SetError, SetErrorType, SetResponse};
+use super::submission_envelope::{addresses, envelope_json, read_envelope, send_at, strip_bcc};
 
 /// The push and state type name.
 pub const DATA_TYPE: &str = "EmailSubmission";
@@ -78,26 +83,43 @@ pub trait SubmissionStore {
     /// documentation).
     fn local_recipient(&mut self, email: &str, domain: &str)
     -> Result<Option<String>, MethodError>;
-    /// Hands `message` to the SMTP relay at `relay_url`: the relay's reply, or (inner `Err`) why it
-    /// did not take the message.
-    fn relay_send(
-        &mut self,
-        relay_url: &str,
-        mail_from: &str,
-        rcpt_to: &[String],
-        message: &[u8],
-    ) -> Result<Result<String, String>, MethodError>;
-    /// Delivers `message` to the inbox of `account_id` as new mail.
-    fn deliver_local(&mut self, account_id: &str, message: &[u8]) -> Result<(), MethodError>;
-    /// Records new submissions and destroys others in one write, if the state is `if_in_state`
-    /// (→ `stateMismatch`). Returns the state before and after.
+    /// In one write: records new submissions with their outbox rows, cancels pending ones and
+    /// destroys records. Returns the state before and after, and the submissions that could not
+    /// be canceled because sending had begun.
     fn submission_write(
         &mut self,
         account_id: &str,
-        if_in_state: Option<&str>,
-        insert: &[Submission],
-        destroy: &[String],
-    ) -> Result<(String, String), MethodError>;
+        write: SubmissionWrite<'_>,
+    ) -> Result<(String, String, Vec<String>), MethodError>;
+}
+
+/// What one EmailSubmission/set writes.
+#[derive(Default)]
+pub struct SubmissionWrite<'a> {
+    /// New submissions and what each queues.
+    pub insert: &'a [(Submission, Queued)],
+    /// Pending submissions to cancel (`undoStatus` → `canceled`).
+    pub cancel: &'a [String],
+    pub destroy: &'a [String],
+}
+
+/// One recipient to queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedRecipient {
+    pub address: String,
+    /// The local account that receives it; `None`: through the relay.
+    pub local_account: Option<String>,
+}
+
+/// What one EmailSubmission puts in the outbox.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    pub mail_from: String,
+    pub recipients: Vec<QueuedRecipient>,
+    /// The message as sent (Bcc stripped).
+    pub message: Vec<u8>,
+    /// Not before this time (ms since the epoch): `HOLDFOR`/`HOLDUNTIL`, or now.
+    pub send_at_ms: i64,
 }
 
 /// A UTCDate from seconds since the epoch.
@@ -352,105 +374,25 @@ pub fn query_changes<C: SubmissionStore>(
 // set
 
 /// The addresses of one address header, in order.
-fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<String> {
-    a.map(|a| {
-        a.iter()
-            .filter_map(|x| x.address())
-            .map(str::to_owned)
-            .collect()
-    })
-    .unwrap_or_default()
+/// What every create of one EmailSubmission/set shares.
+struct CreateContext<'a> {
+    account_id: &'a str,
+    domain: &'a str,
+    relay: &'a str,
+    identities: &'a [Identity],
+    own_email: &'a str,
+    created_ids: &'a HashMap<String, String>,
+    /// Seconds since the epoch.
+    now: i64,
+    max_delayed_send_secs: u64,
 }
 
-/// Removes every `Bcc` header field (with its folded lines) from a message (SUB-07).
-pub fn strip_bcc(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len());
-    let mut rest = message;
-    let mut skipping = false;
-    while !rest.is_empty() {
-        let end = rest
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(rest.len(), |i| i + 1);
-        let (line, tail) = rest.split_at(end);
-        if line == b"\r\n" || line == b"\n" {
-            out.extend_from_slice(rest);
-            return out;
-        }
-        let folded = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-        if !folded {
-            skipping = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"bcc:");
-        }
-        if !skipping {
-            out.extend_from_slice(line);
-        }
-        rest = tail;
-    }
-    out
-}
-
-fn envelope_address(v: &Value) -> Option<String> {
-    let o = v.as_object()?;
-    let email = o.get("email")?.as_str()?;
-    let params_ok = match o.get("parameters") {
-        None | Some(Value::Null) => true,
-        Some(Value::Object(p)) => p.values().all(|x| x.is_null() || x.is_string()),
-        Some(_) => false,
-    };
-    (params_ok && o.keys().all(|k| k == "email" || k == "parameters")).then(|| email.to_owned())
-}
-
-/// Reads a client envelope (SUB-02): `(mailFrom, rcptTo)`.
-fn read_envelope(v: &Value) -> Result<(String, Vec<String>), SetError> {
-    let bad = || SetError::invalid_properties(&["envelope"], "an Envelope is {mailFrom, rcptTo}");
-    let o = v.as_object().ok_or_else(bad)?;
-    let from = o
-        .get("mailFrom")
-        .and_then(envelope_address)
-        .ok_or_else(bad)?;
-    let rcpt = o
-        .get("rcptTo")
-        .and_then(Value::as_array)
-        .ok_or_else(bad)?
-        .iter()
-        .map(|a| envelope_address(a).ok_or_else(bad))
-        .collect::<Result<Vec<_>, _>>()?;
-    if o.keys().any(|k| k != "mailFrom" && k != "rcptTo") {
-        return Err(bad());
-    }
-    Ok((from, rcpt))
-}
-
-fn envelope_json(from: &str, rcpt: &[String]) -> Value {
-    json!({
-        "mailFrom": {"email": from, "parameters": null},
-        "rcptTo": rcpt.iter().map(|r| json!({"email": r, "parameters": null})).collect::<Vec<_>>(),
-    })
-}
-
-/// Everything one create needs, resolved.
-struct Outgoing {
-    submission: Submission,
-    /// Recipient account per local rcptTo address.
-    deliveries: Vec<(String, String)>,
-    /// rcptTo addresses for the relay.
-    remote: Vec<String>,
-    mail_from: String,
-    message: Vec<u8>,
-}
-
-#[allow(clippy::too_many_arguments)]
+/// Checks one create and resolves what it sends: the record and what it queues.
 fn prepare<C: SubmissionStore + EmailStore>(
     ctx: &mut C,
-    account_id: &str,
-    domain: &str,
-    relay: &str,
-    identities: &[Identity],
-    own_email: &str,
+    cx: &CreateContext<'_>,
     props: &Map<String, Value>,
-    created_ids: &HashMap<String, String>,
-    now: i64,
-) -> Result<Result<Outgoing, SetError>, MethodError> {
+) -> Result<Result<(Submission, Queued), SetError>, MethodError> {
     for key in props.keys() {
         if !matches!(
             key.as_str(),
@@ -462,23 +404,23 @@ fn prepare<C: SubmissionStore + EmailStore>(
             )));
         }
     }
-    if props.get("undoStatus").is_some_and(|u| u != "final") {
-        // SUB-05: no delayed send, so nothing is ever pending.
+    if props.get("undoStatus").is_some_and(|u| u != "pending") {
+        // SUB-05: a new submission is pending until the outbox starts sending it.
         return Ok(Err(SetError::invalid_properties(
             &["undoStatus"],
-            "messages are sent at once: undoStatus can only be final",
+            "a new submission's undoStatus is pending",
         )));
     }
     let resolve = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .and_then(|id| match id.strip_prefix('#') {
-                Some(c) => created_ids.get(c).cloned(),
+                Some(c) => cx.created_ids.get(c).cloned(),
                 None => Some(id.to_owned()),
             })
     };
     // SUB-08
     let Some(identity) =
-        resolve(props.get("identityId")).and_then(|id| identities.iter().find(|i| i.id == id))
+        resolve(props.get("identityId")).and_then(|id| cx.identities.iter().find(|i| i.id == id))
     else {
         return Ok(Err(SetError::invalid_properties(
             &["identityId"],
@@ -491,8 +433,12 @@ fn prepare<C: SubmissionStore + EmailStore>(
             "no such email",
         )));
     };
-    let (_, metas) =
-        ctx.email_metadata(account_id, Some(std::slice::from_ref(&email_id)), 1, false)?;
+    let (_, metas) = ctx.email_metadata(
+        cx.account_id,
+        Some(std::slice::from_ref(&email_id)),
+        1,
+        false,
+    )?;
     let Some(meta) = metas.into_iter().next() else {
         return Ok(Err(SetError::invalid_properties(
             &["emailId"],
@@ -511,7 +457,7 @@ fn prepare<C: SubmissionStore + EmailStore>(
             "the message cannot be parsed",
         )));
     };
-    let allowed = |e: &str| may_send_from(own_email, e) && may_send_from(&identity.email, e);
+    let allowed = |e: &str| may_send_from(cx.own_email, e) && may_send_from(&identity.email, e);
     // SUB-07: the From header must match the identity.
     let from = addresses(parsed.from());
     if from.is_empty() {
@@ -527,16 +473,22 @@ fn prepare<C: SubmissionStore + EmailStore>(
             format!("identity {} may not send as {bad:?}", identity.email),
         )));
     }
-    let (mail_from, rcpt) = match props.get("envelope") {
+    let (mail_from, rcpt, envelope, send_at_secs) = match props.get("envelope") {
         Some(v) if !v.is_null() => match read_envelope(v) {
-            Ok((mail_from, rcpt)) => {
-                if !allowed(&mail_from) {
+            Ok(e) => {
+                if !allowed(&e.mail_from) {
                     return Ok(Err(SetError::new(
                         SetErrorType::ForbiddenMailFrom,
-                        format!("this user may not use {mail_from:?} as MAIL FROM"),
+                        format!("this user may not use {:?} as MAIL FROM", e.mail_from),
                     )));
                 }
-                (mail_from, rcpt)
+                let at = match send_at(&e.parameters, cx.now, cx.max_delayed_send_secs) {
+                    Ok(at) => at,
+                    Err(why) => {
+                        return Ok(Err(SetError::invalid_properties(&["envelope"], why)));
+                    }
+                };
+                (e.mail_from, e.rcpt_to, v.clone(), at)
             }
             Err(e) => return Ok(Err(e)),
         },
@@ -555,7 +507,8 @@ fn prepare<C: SubmissionStore + EmailStore>(
                 .flat_map(addresses)
                 .filter(|a| seen.insert(a.to_lowercase()))
                 .collect();
-            (mail_from, rcpt)
+            let envelope = envelope_json(&mail_from, &rcpt);
+            (mail_from, rcpt, envelope, cx.now)
         }
     };
     if rcpt.is_empty() {
@@ -571,47 +524,57 @@ fn prepare<C: SubmissionStore + EmailStore>(
         )
         .with("maxRecipients", json!(MAX_RECIPIENTS))));
     }
-    let mut deliveries = Vec::new();
-    let mut remote = Vec::new();
+    let mut recipients = Vec::new();
+    let mut seen = HashSet::new();
     for r in &rcpt {
-        match ctx.local_recipient(r, domain)? {
-            Some(account) => deliveries.push((r.clone(), account)),
-            None => remote.push(r.clone()),
+        if !seen.insert(r.to_lowercase()) {
+            continue;
         }
+        recipients.push(QueuedRecipient {
+            address: r.clone(),
+            local_account: ctx.local_recipient(r, cx.domain)?,
+        });
     }
-    if !remote.is_empty() && relay.is_empty() {
-        let invalid = remote;
+    let remote: Vec<&String> = recipients
+        .iter()
+        .filter(|r| r.local_account.is_none())
+        .map(|r| &r.address)
+        .collect();
+    if !remote.is_empty() && cx.relay.is_empty() {
         return Ok(Err(SetError::new(
             SetErrorType::InvalidRecipients,
             "no SMTP relay is configured, and these addresses are not local users",
         )
-        .with("invalidRecipients", json!(invalid))));
+        .with("invalidRecipients", json!(remote))));
     }
-    let delivery_status: Map<String, Value> = rcpt
+    // SUB-06: every recipient is queued until the outbox reports on it.
+    let delivery_status: Map<String, Value> = recipients
         .iter()
         .map(|r| {
             (
-                r.clone(),
-                json!({"smtpReply": "250 2.0.0 delivered locally", "delivered": "yes", "displayed": "unknown"}),
+                r.address.clone(),
+                json!({"smtpReply": "", "delivered": "queued", "displayed": "unknown"}),
             )
         })
         .collect();
-    Ok(Ok(Outgoing {
-        submission: Submission {
+    Ok(Ok((
+        Submission {
             id: new_submission_id(),
             identity_id: identity.id.clone(),
             email_id: meta.id.clone(),
             thread_id: meta.thread_id.clone(),
-            envelope: envelope_json(&mail_from, &rcpt),
-            send_at: now,
-            undo_status: "final".into(),
+            envelope,
+            send_at: send_at_secs,
+            undo_status: "pending".into(),
             delivery_status: Value::Object(delivery_status),
         },
-        deliveries,
-        remote,
-        mail_from,
-        message: strip_bcc(&raw),
-    }))
+        Queued {
+            mail_from,
+            recipients,
+            message: strip_bcc(&raw),
+            send_at_ms: send_at_secs.saturating_mul(1000),
+        },
+    )))
 }
 
 /// `EmailSubmission/set` (RFC 8621 §7.5; SUB-07..SUB-11).
@@ -635,8 +598,6 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
         .unwrap_or_default();
     std::mem::take(&mut call.args).finish()?;
     let account_id = call.account_id().to_owned();
-    let domain = call.server.mail_domain.clone();
-    let relay = call.server.relay_url.clone();
     let default = default_for(call);
     let identities = ctx.identity_snapshot(&account_id, &default)?.identities;
     let (state, existing) = ctx.submission_list(&account_id)?;
@@ -645,83 +606,73 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     {
         return Err(MethodError::StateMismatch);
     }
-    let now = chrono::Utc::now().timestamp();
+    let cx = CreateContext {
+        account_id: &account_id,
+        domain: &call.server.mail_domain,
+        relay: &call.server.relay_url,
+        identities: &identities,
+        own_email: &default.email,
+        created_ids: call.created_ids,
+        now: chrono::Utc::now().timestamp(),
+        max_delayed_send_secs: call.server.max_delayed_send_secs,
+    };
     let mut response = SetResponse::default();
-    let mut outgoing: Vec<(String, Outgoing)> = Vec::new();
+    let mut queued: Vec<(Submission, Queued)> = Vec::new();
+    let mut created_keys: Vec<String> = Vec::new();
     for (cid, props) in &req.create {
-        match prepare(
-            ctx,
-            &account_id,
-            &domain,
-            &relay,
-            &identities,
-            &default.email,
-            props,
-            call.created_ids,
-            now,
-        )? {
-            Ok(o) => outgoing.push((cid.clone(), o)),
+        match prepare(ctx, &cx, props)? {
+            Ok(q) => {
+                created_keys.push(cid.clone());
+                queued.push(q);
+            }
             Err(e) => response.create_failed(cid, e),
         }
     }
-    // Send, then record: a message that went out is recorded even if a later one fails.
-    let mut sent: Vec<Submission> = Vec::new();
     let mut key_of: HashMap<String, String> = HashMap::new();
-    for (cid, mut o) in outgoing {
-        // The relay first: if it refuses, nobody has received anything yet.
-        if !o.remote.is_empty() {
-            match ctx.relay_send(&relay, &o.mail_from, &o.remote, &o.message)? {
-                Ok(reply) => {
-                    for r in &o.remote {
-                        o.submission.delivery_status[r.as_str()] = json!({
-                            "smtpReply": reply, "delivered": "queued", "displayed": "unknown"});
-                    }
-                }
-                Err(why) => {
-                    response.create_failed(&cid, SetError::new(SetErrorType::ForbiddenToSend, why));
-                    continue;
-                }
-            }
-        }
-        for (_, recipient_account) in &o.deliveries {
-            ctx.deliver_local(recipient_account, &o.message)?;
-        }
+    for (cid, (submission, _)) in created_keys.iter().zip(&queued) {
         let mut reply = Map::new();
-        reply.insert("id".into(), json!(o.submission.id));
-        reply.insert("threadId".into(), json!(o.submission.thread_id));
-        reply.insert("sendAt".into(), json!(utc_date(o.submission.send_at)));
-        reply.insert("undoStatus".into(), json!("final"));
+        reply.insert("id".into(), json!(submission.id));
+        reply.insert("threadId".into(), json!(submission.thread_id));
+        reply.insert("sendAt".into(), json!(utc_date(submission.send_at)));
+        reply.insert("undoStatus".into(), json!(submission.undo_status));
         if !req
             .create
             .iter()
-            .any(|(c, p)| c == &cid && p.get("envelope").is_some_and(|e| !e.is_null()))
+            .any(|(c, p)| c == cid && p.get("envelope").is_some_and(|e| !e.is_null()))
         {
-            reply.insert("envelope".into(), o.submission.envelope.clone());
+            reply.insert("envelope".into(), submission.envelope.clone());
         }
-        reply.insert(
-            "deliveryStatus".into(),
-            o.submission.delivery_status.clone(),
-        );
+        reply.insert("deliveryStatus".into(), submission.delivery_status.clone());
         response.created.insert(cid.clone(), Value::Object(reply));
-        call.created_ids
-            .insert(cid.clone(), o.submission.id.clone());
-        key_of.insert(format!("#{cid}"), o.submission.email_id.clone());
-        key_of.insert(o.submission.id.clone(), o.submission.email_id.clone());
-        sent.push(o.submission);
+        call.created_ids.insert(cid.clone(), submission.id.clone());
+        key_of.insert(format!("#{cid}"), submission.email_id.clone());
+        key_of.insert(submission.id.clone(), submission.email_id.clone());
     }
+    let new_ones: Vec<&Submission> = queued.iter().map(|(s, _)| s).collect();
+    let mut cancel = Vec::new();
     for (key, patch) in &req.update {
         let id = call.resolve_id(key).unwrap_or_default();
-        let Some(s) = existing.iter().chain(sent.iter()).find(|s| s.id == id) else {
+        let Some(s) = existing
+            .iter()
+            .chain(new_ones.iter().copied())
+            .find(|s| s.id == id)
+        else {
             response.update_failed(key, SetError::not_found());
             continue;
         };
         let mut error = None;
+        let mut canceling = false;
         for (k, v) in patch {
             if k == "undoStatus" && v == "canceled" {
-                error = Some(SetError::new(
-                    SetErrorType::CannotUnsend,
-                    "the message has been sent",
-                ));
+                // RFC 8621 §7.5: only a pending submission can be canceled.
+                if s.undo_status == "pending" {
+                    canceling = true;
+                } else {
+                    error = Some(SetError::new(
+                        SetErrorType::CannotUnsend,
+                        "the message has been sent",
+                    ));
+                }
             } else if to_json(s).get(k) != Some(v) {
                 error = Some(SetError::invalid_properties(
                     &[k.as_str()],
@@ -732,6 +683,9 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
         match error {
             Some(e) => response.update_failed(key, e),
             None => {
+                if canceling {
+                    cancel.push(s.id.clone());
+                }
                 response.updated.insert(s.id.clone(), Value::Null);
                 key_of.insert(s.id.clone(), s.email_id.clone());
             }
@@ -740,7 +694,11 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     let mut destroy = Vec::new();
     for key in &req.destroy {
         let id = call.resolve_id(key).unwrap_or_default();
-        match existing.iter().chain(sent.iter()).find(|s| s.id == id) {
+        match existing
+            .iter()
+            .chain(new_ones.iter().copied())
+            .find(|s| s.id == id)
+        {
             // SUB-11: destroying the record never affects delivery.
             Some(s) => {
                 key_of.insert(s.id.clone(), s.email_id.clone());
@@ -750,10 +708,25 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
             None => response.destroy_failed(key, SetError::not_found()),
         }
     }
-    let (old_state, new_state) = if sent.is_empty() && destroy.is_empty() {
+    let (old_state, new_state) = if queued.is_empty() && cancel.is_empty() && destroy.is_empty() {
         (state.clone(), state)
     } else {
-        ctx.submission_write(&account_id, None, &sent, &destroy)?
+        let (old, new, too_late) = ctx.submission_write(
+            &account_id,
+            SubmissionWrite {
+                insert: &queued,
+                cancel: &cancel,
+                destroy: &destroy,
+            },
+        )?;
+        for id in too_late {
+            response.updated.remove(&id);
+            response.update_failed(
+                &id,
+                SetError::new(SetErrorType::CannotUnsend, "sending has begun"),
+            );
+        }
+        (old, new)
     };
     // SUB-10: one implicit Email/set for the submissions that succeeded.
     let succeeded = |key: &str| -> Option<String> {
@@ -803,37 +776,4 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
 /// A fresh submission id (`s` + 15 of `[a-z0-9]`).
 fn new_submission_id() -> String {
     super::args::new_id('s')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bcc_fields_and_their_folded_lines_are_stripped_from_the_header_only() {
-        let m = b"From: a@x\r\nBcc: b@x,\r\n c@x\r\nTo: d@x\r\n\r\nBcc: body stays\r\n";
-        assert_eq!(
-            strip_bcc(m),
-            b"From: a@x\r\nTo: d@x\r\n\r\nBcc: body stays\r\n".to_vec()
-        );
-    }
-
-    #[test]
-    fn an_envelope_needs_mail_from_and_rcpt_to_addresses() {
-        let ok =
-            json!({"mailFrom": {"email": "a@x"}, "rcptTo": [{"email": "b@x", "parameters": null}]});
-        assert_eq!(
-            read_envelope(&ok).unwrap(),
-            ("a@x".into(), vec!["b@x".into()])
-        );
-        for bad in [
-            json!({"mailFrom": "a@x", "rcptTo": []}),
-            json!({"rcptTo": []}),
-        ] {
-            assert_eq!(
-                read_envelope(&bad).unwrap_err().kind,
-                SetErrorType::InvalidProperties
-            );
-        }
-    }
 }

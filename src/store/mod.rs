@@ -23,6 +23,7 @@ pub mod schema;
 pub mod secrets;
 pub mod static_sql;
 pub mod submission;
+pub mod submission_outbox;
 pub mod tickets;
 pub mod tokens;
 pub mod users;

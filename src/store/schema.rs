@@ -329,5 +329,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    submission_outbox (account_id, submission_id, recipient) {
+        account_id -> Text,
+        submission_id -> Text,
+        recipient -> Text,
+        local_account_id -> Nullable<Text>,
+        mail_from -> Text,
+        blob_id -> Text,
+        queued_at -> BigInt,
+        next_attempt_at -> BigInt,
+        attempts -> Integer,
+        last_reply -> Text,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(aliases -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(aliases, users);

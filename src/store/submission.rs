@@ -1,17 +1,15 @@
-//! EmailSubmission records in the store, and local delivery of what is sent.
+//! EmailSubmission records in the store, written with their outbox rows (`submission_outbox`).
 
 use super::first_row::FirstRowDsl;
-use std::collections::BTreeSet;
 
 use diesel::prelude::*;
 
 use super::changelog::{self, ChangeOp, ChangesError};
-use super::schema::{email_submissions as es, mailboxes};
-use super::{AnyConnection, StoreContext, StoreError};
+use super::schema::email_submissions as es;
+use super::{AnyConnection, StoreContext, StoreError, submission_outbox};
 use crate::jmap::changes::{ChangesPage, state_string};
-use crate::jmap::email::{EmailOp, NewEmail, OpResult, Source};
 use crate::jmap::error::MethodError;
-use crate::jmap::submission::{DATA_TYPE, Submission, SubmissionStore};
+use crate::jmap::submission::{DATA_TYPE, Submission, SubmissionStore, SubmissionWrite};
 
 type Row = (String, String, String, String, String, i64, String, String);
 
@@ -113,73 +111,15 @@ impl SubmissionStore for StoreContext {
         Ok(None)
     }
 
-    fn relay_send(
-        &mut self,
-        relay_url: &str,
-        mail_from: &str,
-        rcpt_to: &[String],
-        message: &[u8],
-    ) -> Result<Result<String, String>, MethodError> {
-        match crate::relay::send(relay_url, mail_from, rcpt_to, message) {
-            Ok(reply) => Ok(Ok(reply)),
-            Err(e) => {
-                log::warn!("submission relay: {e}");
-                Ok(Err(e.to_string()))
-            }
-        }
-    }
-
-    fn deliver_local(&mut self, account_id: &str, message: &[u8]) -> Result<(), MethodError> {
-        let inbox: Option<String> = mailboxes::table
-            .filter(mailboxes::account_id.eq(account_id))
-            .filter(mailboxes::role.eq("inbox"))
-            .select(mailboxes::id)
-            .first_row(self.conn())
-            .optional()
-            .map_err(|e| fail(e.into()))?;
-        let Some(inbox) = inbox else {
-            return Err(MethodError::ServerFail(
-                "a recipient has no inbox; the message was not delivered".into(),
-            ));
-        };
-        let op = EmailOp::Create {
-            creation_id: "submission".into(),
-            email: NewEmail {
-                id: crate::jmap::email::new_email_id(),
-                source: Source::Message(message.to_vec()),
-                mailbox_ids: BTreeSet::from([inbox]),
-                keywords: BTreeSet::new(),
-                received_at: None,
-                delivery: true,
-            },
-        };
-        // Through the context, so the recipient's account is pushed like any other write.
-        let results = self
-            .write(account_id, |txn| super::email::apply(txn, None, vec![op]))
-            .map_err(fail)?;
-        match results.into_iter().next() {
-            Some(OpResult::Created(..)) => Ok(()),
-            _ => Err(MethodError::ServerFail(
-                "local delivery failed; see the server log".into(),
-            )),
-        }
-    }
-
     fn submission_write(
         &mut self,
         account_id: &str,
-        if_in_state: Option<&str>,
-        insert: &[Submission],
-        destroy: &[String],
-    ) -> Result<(String, String), MethodError> {
-        let mut mismatch = false;
+        write: SubmissionWrite<'_>,
+    ) -> Result<(String, String, Vec<String>), MethodError> {
+        let now_ms = super::now_ms();
         let result = self.write(account_id, |txn| {
             let state = state_string(changelog::type_state(txn.conn(), account_id, DATA_TYPE)?);
-            if if_in_state.is_some_and(|s| s != state) {
-                mismatch = true;
-                return Err(StoreError::Invalid("state mismatch".into()));
-            }
-            for s in insert {
+            for (s, queued) in write.insert {
                 diesel::insert_into(es::table)
                     .values((
                         es::account_id.eq(account_id),
@@ -193,9 +133,20 @@ impl SubmissionStore for StoreContext {
                         es::delivery_status.eq(s.delivery_status.to_string()),
                     ))
                     .execute(txn.conn())?;
+                submission_outbox::enqueue(txn.conn(), account_id, &s.id, queued, now_ms)?;
                 txn.record(DATA_TYPE, &s.id, ChangeOp::Created);
             }
-            for id in destroy {
+            let mut too_late = Vec::new();
+            for id in write.cancel {
+                // The outbox may have claimed it since the request read it.
+                if !submission_outbox::cancel(txn.conn(), account_id, id)? {
+                    too_late.push(id.clone());
+                    continue;
+                }
+                canceled_status(txn.conn(), account_id, id)?;
+                txn.record(DATA_TYPE, id, ChangeOp::Updated);
+            }
+            for id in write.destroy {
                 diesel::delete(es::table.find((account_id, id))).execute(txn.conn())?;
                 txn.record(DATA_TYPE, id, ChangeOp::Destroyed);
             }
@@ -204,12 +155,33 @@ impl SubmissionStore for StoreContext {
             } else {
                 state.clone()
             };
-            Ok((state, new_state))
+            Ok((state, new_state, too_late))
         });
-        match result {
-            Ok(states) => Ok(states),
-            Err(_) if mismatch => Err(MethodError::StateMismatch),
-            Err(e) => Err(fail(e)),
+        result.map_err(fail)
+    }
+}
+
+/// Marks a canceled submission: `undoStatus` `canceled`, and every recipient still queued will
+/// never be delivered (`delivered: no`).
+fn canceled_status(conn: &mut AnyConnection, account_id: &str, id: &str) -> Result<(), StoreError> {
+    let current: String = es::table
+        .find((account_id, id))
+        .select(es::delivery_status)
+        .first_row(conn)?;
+    let mut status: serde_json::Value =
+        serde_json::from_str(&current).unwrap_or(serde_json::json!({}));
+    if let Some(recipients) = status.as_object_mut() {
+        for s in recipients.values_mut() {
+            if s["delivered"] == "queued" {
+                s["delivered"] = "no".into();
+            }
         }
     }
+    diesel::update(es::table.find((account_id, id)))
+        .set((
+            es::undo_status.eq("canceled"),
+            es::delivery_status.eq(status.to_string()),
+        ))
+        .execute(conn)?;
+    Ok(())
 }

@@ -9,6 +9,7 @@ pub mod lmtp;
 pub mod pg;
 pub mod postfix;
 pub mod push;
+pub mod smtp_sink;
 pub mod tools;
 
 /// `#[on_both_backends]`: the test runs as `name::on_sqlite` and `name::on_postgresql`.

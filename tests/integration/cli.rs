@@ -12,7 +12,7 @@ use awc::http::StatusCode;
 const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
 /// A herald command run in `dir` (so no ./config.toml: all defaults) with a fresh store there.
-fn herald(dir: &tempfile::TempDir) -> Command {
+pub(crate) fn herald(dir: &tempfile::TempDir) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -27,11 +27,11 @@ fn herald(dir: &tempfile::TempDir) -> Command {
     cmd
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run herald")
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
@@ -173,7 +173,7 @@ fn serving_on_a_taken_port_fails_with_one_clear_line() {
 }
 
 /// Reads a child's output lines on a thread, so the test can wait for one with a timeout.
-fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+pub(crate) fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
@@ -186,7 +186,7 @@ fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> 
     rx
 }
 
-fn wait_for(rx: &mpsc::Receiver<String>, pattern: &str) -> String {
+pub(crate) fn wait_for(rx: &mpsc::Receiver<String>, pattern: &str) -> String {
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(60))

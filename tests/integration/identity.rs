@@ -34,10 +34,16 @@ async fn the_session_advertises_submission_and_vacation_response() {
     assert_eq!(session["capabilities"][SUBMISSION], json!({}));
     assert_eq!(session["capabilities"][VACATION], json!({}));
     let caps = &session["accounts"][&account]["accountCapabilities"];
-    // MCAP-03: submissionExtensions is an object, not an array.
-    assert_eq!(
-        caps[SUBMISSION],
-        json!({"maxDelayedSend": 0, "submissionExtensions": {}})
+    // MCAP-03: submissionExtensions is an object, not an array; delayed send (RFC 4865
+    // FUTURERELEASE) up to the configured 7 days, until a release date-time a week from now.
+    assert_eq!(caps[SUBMISSION]["maxDelayedSend"], 604_800);
+    let release = &caps[SUBMISSION]["submissionExtensions"]["FUTURERELEASE"];
+    assert_eq!(release[0], "604800", "{caps}");
+    let latest = chrono::DateTime::parse_from_rfc3339(release[1].as_str().unwrap()).unwrap();
+    let in_a_week = chrono::Utc::now() + chrono::Duration::days(7);
+    assert!(
+        (latest.timestamp() - in_a_week.timestamp()).abs() < 60,
+        "{latest}"
     );
     assert_eq!(caps[VACATION], json!({})); // MCAP-05
     assert_eq!(session["primaryAccounts"][VACATION], json!(account));

@@ -39,4 +39,5 @@ mod query_limits;
 mod sharing;
 mod slow_clients;
 mod submission;
+mod submission_outbox;
 mod ws_limits;

@@ -1,20 +1,22 @@
-//! EmailSubmission over HTTP (RFC 8621 §7), delivered locally (no SMTP relay configured).
-//! Checklist ids in comments.
+//! EmailSubmission over HTTP (RFC 8621 §7), delivered locally (no SMTP relay configured); the
+//! outbox, the relay and delayed send are in submission_outbox.rs. Checklist ids in comments.
 
-use crate::harness::{Auth, CORE, TestServer, on_both_backends};
+use crate::harness::{Auth, CORE, TestServer, eventually, on_both_backends};
+use herald::config::Config;
 use serde_json::{Value, json};
 
-const MAIL: &str = "urn:ietf:params:jmap:mail";
-const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
+pub const MAIL: &str = "urn:ietf:params:jmap:mail";
+pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 
-struct Setup {
-    s: TestServer,
-    alice: Auth,
-    bob: Auth,
-    account: String,
-    bob_account: String,
-    drafts: String,
-    sent: String,
+/// A server with users alice, bob and carol, and alice's Drafts and Sent.
+pub struct Setup {
+    pub s: TestServer,
+    pub alice: Auth,
+    pub bob: Auth,
+    pub account: String,
+    pub bob_account: String,
+    pub drafts: String,
+    pub sent: String,
 }
 
 async fn primary(s: &TestServer, auth: &Auth) -> String {
@@ -25,7 +27,11 @@ async fn primary(s: &TestServer, auth: &Auth) -> String {
 }
 
 async fn setup() -> Setup {
-    let s = TestServer::start().await;
+    setup_with(|_| {}).await
+}
+
+pub async fn setup_with(adjust: impl FnOnce(&mut Config)) -> Setup {
+    let s = TestServer::start_with(adjust).await;
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
     s.add_user("carol", "pw");
@@ -61,11 +67,11 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
-    async fn call(&self, auth: &Auth, calls: Value) -> Vec<Value> {
+    pub async fn call(&self, auth: &Auth, calls: Value) -> Vec<Value> {
         self.s.call(auth, &[CORE, MAIL, SUBMISSION], calls).await
     }
 
-    fn draft(&self, from: &str, to: Value, bcc: Value) -> Value {
+    pub fn draft(&self, from: &str, to: Value, bcc: Value) -> Value {
         json!({
             "mailboxIds": {self.drafts.clone(): true},
             "keywords": {"$draft": true},
@@ -78,7 +84,7 @@ impl Setup {
         })
     }
 
-    async fn default_identity(&self) -> String {
+    pub async fn default_identity(&self) -> String {
         let r = self
             .call(
                 &self.alice,
@@ -86,6 +92,48 @@ impl Setup {
             )
             .await;
         r[0][1]["list"][0]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Alice's EmailSubmission `id` as EmailSubmission/get returns it.
+    pub async fn submission(&self, id: &str) -> Value {
+        let r = self
+            .call(
+                &self.alice,
+                json!([["EmailSubmission/get", {"accountId": self.account, "ids": [id]}, "0"]]),
+            )
+            .await;
+        r[0][1]["list"][0].clone()
+    }
+
+    /// Waits until alice's submission `id` satisfies `done`; returns it.
+    pub async fn submission_until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        eventually(
+            "the submission reaches the expected status",
+            crate::harness::push::WAIT,
+            || async {
+                let s = self.submission(id).await;
+                done(&s).then_some(s)
+            },
+        )
+        .await
+    }
+
+    /// The emails in `auth`'s `account` (subject and mailboxes), once there are `n` of them.
+    pub async fn emails_once(&self, auth: &Auth, account: &str, n: usize) -> Vec<Value> {
+        eventually("the mail arrives", crate::harness::push::WAIT, || async {
+            let r = self
+                .s
+                .call(
+                    auth,
+                    &[CORE, MAIL],
+                    json!([["Email/get", {"accountId": account, "ids": null,
+                        "properties": ["subject", "from", "bcc", "header:Bcc", "mailboxIds", "keywords"]}, "0"]]),
+                )
+                .await;
+            let list = r[0][1]["list"].as_array().cloned().unwrap_or_default();
+            (list.len() >= n).then_some(list)
+        })
+        .await
     }
 }
 
@@ -117,7 +165,8 @@ async fn a_submission_delivers_to_local_inboxes_without_bcc_and_moves_the_draft_
     assert_eq!(r[1][0], "EmailSubmission/set", "{r:?}");
     let created = &r[1][1]["created"]["s"];
     assert!(created["id"].is_string(), "{r:?}");
-    assert_eq!(created["undoStatus"], "final"); // SUB-05
+    // SUB-05: queued, so it may still be canceled until the outbox starts sending it.
+    assert_eq!(created["undoStatus"], "pending");
     // SUB-03: envelope built from the Email: To + Bcc recipients.
     assert_eq!(
         created["envelope"],
@@ -127,7 +176,7 @@ async fn a_submission_delivers_to_local_inboxes_without_bcc_and_moves_the_draft_
     );
     assert_eq!(
         created["deliveryStatus"]["bob@localhost"]["delivered"],
-        "yes"
+        "queued"
     ); // SUB-06
     // SUB-10: the implicit Email/set follows under the same call id.
     assert_eq!(r[2][0], "Email/set", "{r:?}");
@@ -139,25 +188,27 @@ async fn a_submission_delivers_to_local_inboxes_without_bcc_and_moves_the_draft_
     );
     assert_eq!(r[3][1]["list"][0]["keywords"], json!({}));
 
-    // Bob got it in his inbox, without the Bcc header (SUB-07).
-    let r =
-        t.s.call(
-            &t.bob,
-            &[CORE, MAIL],
-            json!([
-                ["Core/echo", {}, "0"],
-                ["Email/get", {"accountId": t.bob_account, "ids": null,
-                    "properties": ["subject", "from", "bcc", "header:Bcc", "mailboxIds"]}, "1"],
-            ]),
-        )
-        .await;
-    let list = r[1][1]["list"].as_array().unwrap();
-    assert_eq!(list.len(), 1, "{r:?}");
+    // Bob gets it in his inbox, without the Bcc header (SUB-07).
+    let list = t.emails_once(&t.bob, &t.bob_account, 1).await;
+    assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["subject"], "Lunch?");
     assert_eq!(list[0]["from"][0]["email"], "alice@localhost");
     assert_eq!(list[0]["bcc"], Value::Null);
     assert_eq!(list[0]["header:Bcc"], Value::Null);
     assert_eq!(list[0]["mailboxIds"].as_object().unwrap().len(), 1); // his inbox
+    // SUB-06: every recipient's outcome lands in the submission.
+    let sid = created["id"].as_str().unwrap();
+    let done = t
+        .submission_until(sid, |s| {
+            s["deliveryStatus"]["bob@localhost"]["delivered"] == "yes"
+                && s["deliveryStatus"]["carol@localhost"]["delivered"] == "yes"
+        })
+        .await;
+    assert_eq!(done["undoStatus"], "final");
+    assert_eq!(
+        done["deliveryStatus"]["bob@localhost"]["smtpReply"],
+        "250 2.0.0 delivered locally"
+    );
     t.s.stop().await;
 }
 
@@ -184,7 +235,7 @@ async fn submissions_are_refused_with_the_set_error_of_each_problem() {
                     "none": {"identityId": identity, "emailId": "#none"},
                     "mailFrom": {"identityId": identity, "emailId": "#ok", "envelope": {
                         "mailFrom": {"email": "mallory@localhost"}, "rcptTo": [{"email": "bob@localhost"}]}},
-                    "pending": {"identityId": identity, "emailId": "#ok", "undoStatus": "pending"},
+                    "final": {"identityId": identity, "emailId": "#ok", "undoStatus": "final"},
                 }}, "1"],
                 ["EmailSubmission/set", {"accountId": t.account, "ifInState": "nope",
                     "create": {"x": {"identityId": identity, "emailId": "#ok"}}}, "2"],
@@ -211,7 +262,7 @@ async fn submissions_are_refused_with_the_set_error_of_each_problem() {
     );
     assert_eq!(not_created["none"]["type"], "noRecipients");
     assert_eq!(not_created["mailFrom"]["type"], "forbiddenMailFrom");
-    assert_eq!(not_created["pending"]["properties"], json!(["undoStatus"]));
+    assert_eq!(not_created["final"]["properties"], json!(["undoStatus"]));
     assert_eq!(r[1][1]["created"], Value::Null);
     assert_eq!(r[2][1]["type"], "stateMismatch");
     // Nothing reached bob.
@@ -246,6 +297,10 @@ async fn submissions_are_listed_queried_tracked_and_destroyed_without_unsending(
     let old_query_state = r[0][1]["queryState"].clone();
     let sid = r[2][1]["created"]["s"]["id"].as_str().unwrap().to_owned();
     let email_id = r[1][1]["created"]["d"]["id"].as_str().unwrap().to_owned();
+    t.submission_until(&sid, |s| {
+        s["deliveryStatus"]["bob@localhost"]["delivered"] == "yes"
+    })
+    .await;
     let r = t
         .call(
             &t.alice,
@@ -302,189 +357,5 @@ async fn submissions_are_listed_queried_tracked_and_destroyed_without_unsending(
         )
         .await;
     assert_eq!(r[0][1]["list"].as_array().unwrap().len(), 1);
-    t.s.stop().await;
-}
-
-/// A one-connection SMTP relay on a real socket that answers RCPT with `rcpt_reply` and records
-/// the session: the commands it received and the message data.
-fn relay(rcpt_reply: &'static str) -> (String, std::thread::JoinHandle<(Vec<String>, String)>) {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("smtp://{}", listener.local_addr().unwrap());
-    let handle = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
-        let mut out = stream.try_clone().unwrap();
-        let mut lines = BufReader::new(stream);
-        let mut commands = Vec::new();
-        let mut data = String::new();
-        out.write_all(b"220 relay.test ESMTP\r\n").unwrap();
-        let mut line = String::new();
-        while lines.read_line(&mut line).unwrap_or(0) > 0 {
-            let cmd = line.trim_end().to_owned();
-            line.clear();
-            commands.push(cmd.clone());
-            let upper = cmd.to_ascii_uppercase();
-            let reply: &[u8] = if upper.starts_with("EHLO") {
-                b"250 relay.test\r\n"
-            } else if upper.starts_with("RCPT") {
-                rcpt_reply.as_bytes()
-            } else if upper.starts_with("DATA") {
-                out.write_all(b"354 go ahead\r\n").unwrap();
-                loop {
-                    lines.read_line(&mut line).unwrap();
-                    if line == ".\r\n" {
-                        line.clear();
-                        break;
-                    }
-                    data.push_str(&line);
-                    line.clear();
-                }
-                b"250 2.0.0 Ok: queued as 42\r\n"
-            } else if upper.starts_with("QUIT") {
-                out.write_all(b"221 bye\r\n").unwrap();
-                break;
-            } else {
-                b"250 2.0.0 Ok\r\n"
-            };
-            if out.write_all(reply).is_err() {
-                break;
-            }
-        }
-        (commands, data)
-    });
-    (url, handle)
-}
-
-async fn setup_with_relay(url: &str) -> Setup {
-    let url = url.to_owned();
-    let s = TestServer::start_with(move |c| c.submission.relay = url).await;
-    let alice = s.add_user("alice", "pw");
-    let bob = s.add_user("bob", "pw");
-    let account = primary(&s, &alice).await;
-    let bob_account = primary(&s, &bob).await;
-    let r = s
-        .call(
-            &alice,
-            &[CORE, MAIL],
-            json!([["Mailbox/get", {"accountId": account}, "0"]]),
-        )
-        .await;
-    let role = |name: &str| {
-        r[0][1]["list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["role"] == name)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    Setup {
-        drafts: role("drafts"),
-        sent: role("sent"),
-        s,
-        alice,
-        bob,
-        account,
-        bob_account,
-    }
-}
-
-#[on_both_backends]
-async fn non_local_recipients_go_to_the_configured_smtp_relay_without_bcc() {
-    let (url, relay) = relay("250 2.1.5 Ok\r\n");
-    let t = setup_with_relay(&url).await;
-    let identity = t.default_identity().await;
-    let r = t
-        .call(
-            &t.alice,
-            json!([
-                ["Email/set", {"accountId": t.account, "create": {"d": t.draft(
-                    "alice@localhost",
-                    json!([{"email": "bob@localhost"}, {"email": "dave@far.test"}]),
-                    json!([{"email": "eve@far.test"}]),
-                )}}, "0"],
-                ["EmailSubmission/set", {"accountId": t.account,
-                    "create": {"s": {"identityId": identity, "emailId": "#d"}}}, "1"],
-            ]),
-        )
-        .await;
-    let created = &r[1][1]["created"]["s"];
-    assert!(created["id"].is_string(), "{r:?}");
-    // SUB-06: the relay's reply, on one line; bob was delivered locally.
-    let dave = &created["deliveryStatus"]["dave@far.test"];
-    assert_eq!(dave["delivered"], "queued");
-    assert!(
-        dave["smtpReply"].as_str().unwrap().starts_with("250"),
-        "{dave}"
-    );
-    assert_eq!(
-        created["deliveryStatus"]["bob@localhost"]["delivered"],
-        "yes"
-    );
-    let (commands, data) = relay.join().unwrap();
-    assert!(
-        commands.contains(&"MAIL FROM:<alice@localhost>".to_owned()),
-        "{commands:?}"
-    );
-    let rcpts: Vec<&String> = commands.iter().filter(|c| c.starts_with("RCPT")).collect();
-    assert_eq!(
-        rcpts,
-        vec!["RCPT TO:<dave@far.test>", "RCPT TO:<eve@far.test>"]
-    );
-    // SUB-07: no Bcc header in what was sent.
-    assert!(data.contains("Subject: Lunch?"), "{data}");
-    assert!(!data.to_ascii_lowercase().contains("bcc:"), "{data}");
-    let r =
-        t.s.call(
-            &t.bob,
-            &[CORE, MAIL],
-            json!([["Email/get", {"accountId": t.bob_account, "ids": null}, "0"]]),
-        )
-        .await;
-    assert_eq!(r[0][1]["list"].as_array().unwrap().len(), 1);
-    t.s.stop().await;
-}
-
-#[on_both_backends]
-async fn a_relay_refusal_fails_the_submission_and_nobody_receives_it() {
-    let (url, relay) = relay("550 5.1.1 No such user\r\n");
-    let t = setup_with_relay(&url).await;
-    let identity = t.default_identity().await;
-    let r = t
-        .call(
-            &t.alice,
-            json!([
-                ["Email/set", {"accountId": t.account, "create": {"d": t.draft(
-                    "alice@localhost",
-                    json!([{"email": "bob@localhost"}, {"email": "nobody@far.test"}]),
-                    Value::Null,
-                )}}, "0"],
-                ["EmailSubmission/set", {"accountId": t.account,
-                    "create": {"s": {"identityId": identity, "emailId": "#d"}}}, "1"],
-                ["EmailSubmission/get", {"accountId": t.account}, "2"],
-            ]),
-        )
-        .await;
-    let failed = &r[1][1]["notCreated"]["s"];
-    assert_eq!(failed["type"], "forbiddenToSend", "{r:?}");
-    assert!(
-        failed["description"].as_str().unwrap().contains("550"),
-        "{failed}"
-    );
-    assert_eq!(r[2][1]["list"], json!([]));
-    let _ = relay.join();
-    let r =
-        t.s.call(
-            &t.bob,
-            &[CORE, MAIL],
-            json!([["Email/get", {"accountId": t.bob_account, "ids": null}, "0"]]),
-        )
-        .await;
-    assert_eq!(r[0][1]["list"], json!([]));
     t.s.stop().await;
 }
