@@ -15,6 +15,7 @@ mod lmtp;
 mod push;
 mod sequential;
 mod stats;
+mod submit;
 mod webhook;
 
 use std::time::Duration;
@@ -109,6 +110,26 @@ enum Mode {
         source: std::net::IpAddr,
         #[arg(long, value_enum)]
         transport: push::Transport,
+    },
+    /// Mail sent through JMAP (a draft and its EmailSubmission per request) with this tool as the
+    /// server's SMTP relay: submissions accepted per second, and messages the relay received.
+    Submit {
+        /// Where this tool listens as the relay; start the server with
+        /// `HERALD_SUBMISSION_RELAY=smtp://<this address>`.
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        sink: String,
+        /// Hold the relay's connections without a word (a stalled relay).
+        #[arg(long)]
+        stall: bool,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 2000)]
+        submissions: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// The recipient of every message (not a local user, so it goes to the relay).
+        #[arg(long, default_value = "someone@far.example")]
+        to: String,
     },
     /// LMTP deliveries (any LMTP server): throughput, or with --push-connections (Herald) the
     /// time from each `250` to the StateChange at the recipient's connected clients.
@@ -340,6 +361,26 @@ fn main() {
                 lmtp::push_latency(&run, idle(users, push_connections, push::Transport::Ws))
             }
         }
+        Mode::Submit {
+            sink,
+            stall,
+            clients,
+            submissions,
+            seconds,
+            to,
+        } => submit::run(submit::SubmitRun {
+            base: cli.url.clone(),
+            creds: jmap::Credentials {
+                user: cli.user.clone(),
+                password: cli.password.clone(),
+            },
+            sink,
+            stall,
+            clients,
+            submissions,
+            seconds,
+            to,
+        }),
         Mode::Webhook {
             subscriptions,
             rate,
