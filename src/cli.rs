@@ -231,7 +231,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let account = accounts::personal_account(&mut conn, &user.id)?;
             // The server learns of this write from the change log (its own process publishes
             // nothing here).
-            let (created, _) = email::deliver(&mut conn, &account, message)?;
+            let policy = crate::store::auto_reply::AutoReplyPolicy {
+                mail_domain: config.submission.domain.clone(),
+                relay: !config.submission.relay.trim().is_empty(),
+                interval_secs: config.submission.vacation_reply_interval_secs as i64,
+            };
+            let (created, _) = email::deliver(&mut conn, &account, message, Some(&policy))?;
             println!("{}", created.id);
             Ok(())
         }

@@ -197,6 +197,9 @@ pub struct SubmissionConfig {
     pub claim_lease_secs: u64,
     /// How often the outbox is rescanned for due rows (retries, rows queued elsewhere), in seconds.
     pub outbox_poll_secs: u64,
+    /// A sender gets at most one vacation reply (RFC 8621 §8) per this many seconds (RFC 5230
+    /// `:days`); changing the VacationResponse starts afresh.
+    pub vacation_reply_interval_secs: u64,
 }
 
 impl Default for SubmissionConfig {
@@ -212,6 +215,7 @@ impl Default for SubmissionConfig {
             relay_timeout_secs: 30,
             claim_lease_secs: 600,
             outbox_poll_secs: 30,
+            vacation_reply_interval_secs: 7 * 24 * 3600,
         }
     }
 }

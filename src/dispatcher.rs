@@ -120,6 +120,15 @@ impl Dispatcher {
         }
     }
 
+    /// When and how deliveries answer for an absent user (`store::auto_reply`).
+    pub(crate) fn auto_reply_policy(&self) -> crate::store::auto_reply::AutoReplyPolicy {
+        crate::store::auto_reply::AutoReplyPolicy {
+            mail_domain: self.server.mail_domain.clone(),
+            relay: !self.server.relay_url.is_empty(),
+            interval_secs: self.server.vacation_reply_interval_secs as i64,
+        }
+    }
+
     /// Runs one request for `principal` on `ctx`'s connection and publishes what it committed.
     fn run(
         &self,

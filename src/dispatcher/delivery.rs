@@ -45,7 +45,13 @@ impl Handler<Deliver> for Dispatcher {
     fn handle(&mut self, msg: Deliver, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.store.conn()?;
         let account = accounts::personal_account(&mut conn, &msg.user_id)?;
-        match email::deliver(&mut conn, &account, msg.message.as_ref().clone()) {
+        let policy = self.auto_reply_policy();
+        match email::deliver(
+            &mut conn,
+            &account,
+            msg.message.as_ref().clone(),
+            Some(&policy),
+        ) {
             Ok((created, committed)) => {
                 self.publish(committed.into_iter().collect());
                 Ok(DeliveryOutcome::Delivered(created.id))

@@ -43,6 +43,8 @@ pub struct SettleOutbox(pub Vec<(ClaimedRecipient, Outcome)>);
 #[rtype(result = "Result<super::DeliveryOutcome, StoreError>")]
 pub struct DeliverToAccount {
     pub account_id: String,
+    /// The envelope sender (empty: the null sender).
+    pub return_path: String,
     pub message: Arc<Vec<u8>>,
 }
 
@@ -109,7 +111,7 @@ impl Handler<SettleOutbox> for Dispatcher {
                 &b.message,
                 &date,
             );
-            match email::deliver(&mut conn, &b.account_id, report) {
+            match email::deliver(&mut conn, &b.account_id, report, None) {
                 Ok((_, committed)) => self.publish(committed.into_iter().collect()),
                 Err(e) => log::warn!(
                     "the bounce of submission {} to {} could not be delivered: {e}",
@@ -127,7 +129,12 @@ impl Handler<DeliverToAccount> for Dispatcher {
 
     fn handle(&mut self, msg: DeliverToAccount, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.store.conn()?;
-        match email::deliver(&mut conn, &msg.account_id, msg.message.as_ref().clone()) {
+        // As the final delivery, record the envelope sender (RFC 5321 §4.4); a vacation reply
+        // answers it, and a message from the null sender `<>` is never answered.
+        let mut message = format!("Return-Path: <{}>\r\n", msg.return_path).into_bytes();
+        message.extend_from_slice(&msg.message);
+        let policy = self.auto_reply_policy();
+        match email::deliver(&mut conn, &msg.account_id, message, Some(&policy)) {
             Ok((created, committed)) => {
                 self.publish(committed.into_iter().collect());
                 Ok(super::DeliveryOutcome::Delivered(created.id))

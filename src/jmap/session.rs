@@ -66,6 +66,8 @@ pub struct ServerInfo {
     pub relay_url: String,
     /// `[submission] max_delayed_send_secs`: the longest HOLDFOR/HOLDUNTIL (`maxDelayedSend`).
     pub max_delayed_send_secs: u64,
+    /// `[submission] vacation_reply_interval_secs`.
+    pub vacation_reply_interval_secs: u64,
     /// Bounds on Email/query filters and sorts (`[query]`).
     pub query_limits: super::limits::QueryLimits,
     /// PushSubscription limits and the push-target policy (`[push]`).
@@ -90,6 +92,7 @@ impl ServerInfo {
             mail_domain: "localhost".into(),
             relay_url: String::new(),
             max_delayed_send_secs: 0,
+            vacation_reply_interval_secs: 7 * 24 * 3600,
             query_limits: Default::default(),
             webhooks: Default::default(),
             fingerprint: String::new(),

@@ -10,6 +10,7 @@
 //! Parsing never panics: garbage, truncated input and broken headers give whatever could be
 //! recovered, and only an empty input is unparsable.
 
+pub mod auto_reply;
 pub mod blob_id;
 pub mod body;
 pub mod header;

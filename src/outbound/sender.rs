@@ -144,6 +144,7 @@ impl SubmissionSender {
             Some(account_id) => {
                 let delivery = self.dispatcher.send(DeliverToAccount {
                     account_id,
+                    return_path: recipient.mail_from.clone(),
                     message,
                 });
                 async move {
@@ -243,7 +244,13 @@ impl Handler<StateChanged> for SubmissionSender {
     type Result = ();
 
     fn handle(&mut self, change: StateChanged, ctx: &mut Self::Context) {
-        if change.types.iter().any(|t| t == DATA_TYPE) {
+        // New submissions, and deliveries (which may have queued a vacation reply), from any
+        // process or node.
+        if change
+            .types
+            .iter()
+            .any(|t| t == DATA_TYPE || t == "EmailDelivery")
+        {
             self.pump(ctx);
         }
     }

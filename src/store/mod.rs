@@ -7,6 +7,7 @@
 pub mod access_epoch;
 pub mod accounts;
 pub mod addresses;
+pub mod auto_reply;
 pub mod blobs;
 pub mod changelog;
 pub mod connection;

@@ -346,5 +346,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    vacation_replies (account_id, sender) {
+        account_id -> Text,
+        sender -> Text,
+        replied_at -> BigInt,
+    }
+}
+
 diesel::joinable!(aliases -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(aliases, users);

@@ -96,6 +96,8 @@ impl VacationStore for StoreContext {
             match decide(&state, &current) {
                 Ok(Some(next)) => {
                     store(txn.conn(), account_id, &next)?;
+                    // A changed absence answers everyone again (RFC 5230 §4.2).
+                    super::auto_reply::forget(txn.conn(), account_id)?;
                     txn.record(DATA_TYPE, SINGLETON, ChangeOp::Updated);
                     Ok((state, state_string(txn.seq())))
                 }

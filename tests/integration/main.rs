@@ -40,4 +40,5 @@ mod sharing;
 mod slow_clients;
 mod submission;
 mod submission_outbox;
+mod vacation_reply;
 mod ws_limits;
