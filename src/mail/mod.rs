@@ -389,5 +389,17 @@ fn decoded_content(source: &[u8], part: &mail_parser::MessagePart<'_>) -> Vec<u8
     }
 }
 
+/// The header fields of `message`: everything before the blank line that ends them (the whole
+/// message when there is none), without that blank line.
+pub fn header_section(message: &[u8]) -> &[u8] {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 2)
+        .or_else(|| message.windows(2).position(|w| w == b"\n\n").map(|i| i + 1))
+        .unwrap_or(message.len());
+    &message[..end]
+}
+
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,7 @@ pub fn build(
 ) -> Vec<u8> {
     let boundary = format!("dsn-{}", crate::store::random_secret(12));
     let status = status_code(failure);
-    let headers = header_section(original);
+    let headers = crate::mail::header_section(original);
     let subject = original_subject(original);
     let mut m = String::new();
     let _ = write!(
@@ -103,17 +103,6 @@ fn status_code(failure: &Failure<'_>) -> String {
         _ if failure.gave_up => "4.4.7".to_owned(),
         _ => "5.0.0".to_owned(),
     }
-}
-
-/// The header section of `message`, up to the blank line.
-fn header_section(message: &[u8]) -> Vec<u8> {
-    let end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 2)
-        .or_else(|| message.windows(2).position(|w| w == b"\n\n").map(|i| i + 1))
-        .unwrap_or(message.len());
-    message[..end].to_vec()
 }
 
 /// `": <original subject>"`, or nothing.

@@ -710,7 +710,7 @@ pub fn deliver(
     auto_reply: Option<&super::auto_reply::AutoReplyPolicy>,
 ) -> Result<(CreatedEmail, Option<changelog::Committed>), StoreError> {
     // The reply needs only the header; the message itself moves into the new email.
-    let head = auto_reply.map(|_| header_section(&message).to_vec());
+    let head = auto_reply.map(|_| crate::mail::header_section(&message).to_vec());
     let inbox: Option<String> = mailboxes::table
         .filter(mailboxes::account_id.eq(account_id))
         .filter(mailboxes::role.eq("inbox"))
@@ -752,17 +752,6 @@ pub fn deliver(
         )),
         _ => Err(StoreError::Invalid("nothing was delivered".into())),
     }
-}
-
-/// The header section of a message, up to and including the blank line.
-fn header_section(message: &[u8]) -> &[u8] {
-    let end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| message.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))
-        .unwrap_or(message.len());
-    &message[..end]
 }
 
 fn fail(e: StoreError) -> MethodError {
