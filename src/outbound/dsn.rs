@@ -79,7 +79,7 @@ pub fn build(
         },
     );
     let mut out = m.into_bytes();
-    out.extend_from_slice(&headers);
+    out.extend_from_slice(headers);
     if !headers.ends_with(b"\n") {
         out.extend_from_slice(b"\r\n");
     }
