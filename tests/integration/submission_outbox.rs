@@ -508,3 +508,81 @@ async fn submissions_pending_or_in_flight_when_the_server_is_killed_are_sent_aft
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[actix_web::test]
+async fn two_nodes_on_one_database_send_each_queued_recipient_once() {
+    use crate::harness::{TestServer, pg};
+    let cluster = pg::cluster();
+    let url = cluster.fresh_database();
+    let sink = SmtpSink::start();
+    let node = |url: String, relay: String| {
+        move |c: &mut herald::config::Config| {
+            c.store.url = url;
+            c.submission.relay = relay;
+        }
+    };
+    let a = TestServer::start_with(node(url.clone(), sink.url.clone())).await;
+    let b = TestServer::start_with(node(url.clone(), sink.url.clone())).await;
+    let alice = a.add_user("alice", "pw");
+    let using = [CORE, MAIL, SUBMISSION];
+    let session = a.get("/jmap/session", &alice).await.body;
+    let account = session["primaryAccounts"][SUBMISSION]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = a
+        .call(
+            &alice,
+            &using,
+            json!([
+                ["Mailbox/query", {"accountId": account, "filter": {"role": "drafts"}}, "0"],
+                ["Identity/get", {"accountId": account}, "1"],
+            ]),
+        )
+        .await;
+    let drafts = r[0][1]["ids"][0].as_str().unwrap().to_owned();
+    let identity = r[1][1]["list"][0]["id"].as_str().unwrap().to_owned();
+    // Twenty submissions, half through each node; both nodes' senders hear of every one.
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let r = node
+            .call(
+                &alice,
+                &using,
+                json!([
+                    ["Email/set", {"accountId": account, "create": {"d": {
+                        "mailboxIds": {drafts.clone(): true},
+                        "from": [{"email": "alice@localhost"}], "to": [{"email": "dave@far.test"}],
+                        "subject": format!("n{i}"), "textBody": [{"partId": "t", "type": "text/plain"}],
+                        "bodyValues": {"t": {"value": "x"}}}}}, "0"],
+                    ["EmailSubmission/set", {"accountId": account,
+                        "create": {"s": {"identityId": identity, "emailId": "#d"}}}, "1"],
+                ]),
+            )
+            .await;
+        assert!(r[1][1]["created"]["s"]["id"].is_string(), "{r:?}");
+    }
+    eventually(
+        "every message goes out and the outbox drains",
+        WAIT,
+        || async {
+            let mut conn = a.store.conn().unwrap();
+            let empty = herald::store::submission_outbox::depth(&mut conn).unwrap() == 0;
+            (empty && sink.received().len() >= 20).then_some(())
+        },
+    )
+    .await;
+    let mut subjects: Vec<String> = sink
+        .received()
+        .iter()
+        .filter_map(|m| {
+            m.data
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: ").map(str::to_owned))
+        })
+        .collect();
+    subjects.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("n{i}")).collect();
+    expected.sort();
+    assert_eq!(subjects, expected, "each message once");
+}
