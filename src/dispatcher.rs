@@ -37,6 +37,8 @@ pub struct Authenticate(pub Credentials);
 pub struct RunRequest {
     pub principal: Principal,
     pub request: Request,
+    /// When it was sent, for the queue-wait metric.
+    pub queued_at: std::time::Instant,
 }
 
 /// Authenticate credentials and, if they still belong to `user_id`, run one API request for them:
@@ -48,6 +50,8 @@ pub struct AuthenticateAndRun {
     /// The user the HTTP side expects; the request runs only for this user.
     pub user_id: String,
     pub request: Request,
+    /// When it was sent, for the queue-wait metric.
+    pub queued_at: std::time::Instant,
 }
 
 /// What became of an [`AuthenticateAndRun`].
@@ -137,16 +141,22 @@ impl Dispatcher {
         request: Request,
     ) -> Result<Response, RequestError> {
         let metrics = crate::metrics::metrics();
-        for call in &request.method_calls {
+        let started = std::time::Instant::now();
+        let table = &self.table;
+        let mut observe = |name: &str, took: std::time::Duration| {
             // Only the table's names: a label per name a client invents would grow without bound.
-            let name = match self.table.get(&call.name) {
-                Some(_) => call.name.as_str(),
-                None => "unknown",
+            let name = if table.get(name).is_some() {
+                name
+            } else {
+                "unknown"
             };
             metrics.method_calls.with_label_values(&[name]).inc();
-        }
-        let started = std::time::Instant::now();
-        let response = run_request(&self.table, ctx, principal, &self.server, request);
+            metrics
+                .method_call_seconds
+                .with_label_values(&[name])
+                .observe(took.as_secs_f64());
+        };
+        let response = run_request(table, ctx, principal, &self.server, request, &mut observe);
         metrics.api_requests.inc();
         metrics
             .api_request_seconds
@@ -173,6 +183,7 @@ impl Handler<RunRequest> for Dispatcher {
     type Result = Result<Result<Response, RequestError>, StoreError>;
 
     fn handle(&mut self, msg: RunRequest, _: &mut Self::Context) -> Self::Result {
+        crate::metrics::queued(msg.queued_at);
         let mut ctx = StoreContext::new(self.store.conn()?);
         Ok(self.run(&mut ctx, &msg.principal, msg.request))
     }
@@ -182,6 +193,7 @@ impl Handler<AuthenticateAndRun> for Dispatcher {
     type Result = Result<AuthenticatedRun, StoreError>;
 
     fn handle(&mut self, msg: AuthenticateAndRun, _: &mut Self::Context) -> Self::Result {
+        crate::metrics::queued(msg.queued_at);
         let mut conn = self.store.conn()?;
         match authenticate(&mut conn, &self.credentials, &msg.credentials)? {
             Some(principal) if principal.user_id == msg.user_id => {

@@ -29,8 +29,16 @@ pub struct Metrics {
     /// API requests answered (HTTP and WebSocket), and their time in the server.
     pub api_requests: IntCounter,
     pub api_request_seconds: Histogram,
-    /// Method calls, by method name as requested.
+    /// Method calls, by method name as requested, and their run time.
     pub method_calls: IntCounterVec,
+    pub method_call_seconds: HistogramVec,
+    /// From a request's hand-off to the dispatcher to a dispatcher thread taking it up.
+    pub dispatcher_queue_seconds: Histogram,
+    /// Waits for a store connection from the pool.
+    pub store_pool_wait_seconds: Histogram,
+    /// PushSubscriptions retired by the webhook sender, by reason: `gone` (404/410 from the push
+    /// service), `expired`.
+    pub webhook_subscriptions_retired: IntCounterVec,
     /// LMTP recipients by outcome: `delivered`, `unknown` (550 at RCPT), `too_large`,
     /// `refused` (the message cannot be stored), `failed` (451).
     pub lmtp_recipients: IntCounterVec,
@@ -109,6 +117,42 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             .expect("valid"),
         ),
         method_calls: counter_vec("method_calls_total", "JMAP method calls", "method"),
+        method_call_seconds: register(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new("method_call_seconds", "Time to run one JMAP method call")
+                    .buckets(FAST_BUCKETS.to_vec()),
+                &["method"],
+            )
+            .expect("valid"),
+        ),
+        dispatcher_queue_seconds: register(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "dispatcher_queue_seconds",
+                    "Wait of an API request for a dispatcher thread",
+                )
+                .buckets(FAST_BUCKETS.to_vec()),
+            )
+            .expect("valid"),
+        ),
+        store_pool_wait_seconds: register(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "store_pool_wait_seconds",
+                    "Wait for a store connection from the pool",
+                )
+                .buckets(FAST_BUCKETS.to_vec()),
+            )
+            .expect("valid"),
+        ),
+        webhook_subscriptions_retired: counter_vec(
+            "webhook_subscriptions_retired_total",
+            "PushSubscriptions retired by the webhook sender",
+            "reason",
+        ),
         lmtp_recipients: counter_vec(
             "lmtp_recipients_total",
             "LMTP recipients by outcome",
@@ -145,6 +189,25 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         registry: r,
     }
 });
+
+/// Buckets for waits and calls that are usually well under a millisecond.
+const FAST_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+/// Observes a wait for a store connection (`store::observe_pool_waits`).
+pub fn pool_wait(waited: std::time::Duration) {
+    metrics()
+        .store_pool_wait_seconds
+        .observe(waited.as_secs_f64());
+}
+
+/// Observes how long a request sent at `queued_at` waited for a dispatcher thread.
+pub fn queued(queued_at: std::time::Instant) {
+    metrics()
+        .dispatcher_queue_seconds
+        .observe(queued_at.elapsed().as_secs_f64());
+}
 
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {

@@ -175,6 +175,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         "" => format!("http://{addr}"),
         url => url.trim_end_matches('/').to_owned(),
     };
+    crate::store::observe_pool_waits(crate::metrics::pool_wait);
     let vapid_key = vapid_key(&store)?;
     let mut server_info = ServerInfo::new(
         &base_url,

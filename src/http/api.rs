@@ -95,7 +95,11 @@ pub async fn post_api(
     let outcome = match principal {
         Some(principal) => state
             .dispatcher
-            .send(RunRequest { principal, request })
+            .send(RunRequest {
+                principal,
+                request,
+                queued_at: std::time::Instant::now(),
+            })
             .await
             .map(|r| r.map(AuthenticatedRun::Ran)),
         None => {
@@ -105,6 +109,7 @@ pub async fn post_api(
                     credentials,
                     user_id,
                     request,
+                    queued_at: std::time::Instant::now(),
                 })
                 .await
         }

@@ -247,6 +247,7 @@ impl WsSession {
             .send(RunRequest {
                 principal: self.principal.clone(),
                 request,
+                queued_at: Instant::now(),
             })
             .into_actor(self)
             .map(move |result, _, ctx| {

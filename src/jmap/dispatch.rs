@@ -102,13 +102,14 @@ impl Call<'_> {
 }
 
 /// Runs `request` for `principal`. Request-level problems come back as `Err`; method-level errors
-/// are responses inside the `Ok` value.
+/// are responses inside the `Ok` value. `observe` hears each call's method name and run time.
 pub fn run_request<C>(
     table: &MethodTable<C>,
     ctx: &mut C,
     principal: &Principal,
     server: &ServerInfo,
     request: Request,
+    observe: &mut dyn FnMut(&str, std::time::Duration),
 ) -> Result<Response, RequestError> {
     let enabled = check_using(&request.using, &server.supported(), server.strict_using)?;
     let max_calls = server.limits.max_calls_in_request;
@@ -126,7 +127,9 @@ pub fn run_request<C>(
     let mut responses: Vec<Invocation> = Vec::with_capacity(request.method_calls.len());
     for invocation in request.method_calls {
         let call_id = invocation.call_id.clone();
-        match run_call(
+        let name = invocation.name.clone();
+        let started = std::time::Instant::now();
+        let outcome = run_call(
             table,
             ctx,
             principal,
@@ -135,7 +138,9 @@ pub fn run_request<C>(
             invocation,
             &responses,
             &mut created_ids,
-        ) {
+        );
+        observe(&name, started.elapsed());
+        match outcome {
             Ok((name, arguments, implicit)) => {
                 responses.push(Invocation {
                     name: name.to_owned(),
@@ -325,7 +330,14 @@ mod tests {
     fn run(body: Value) -> Result<Response, RequestError> {
         let (principal, server) = fixture();
         let request = parse_request(body.to_string().as_bytes()).unwrap();
-        run_request(&table(), &mut Log::default(), &principal, &server, request)
+        run_request(
+            &table(),
+            &mut Log::default(),
+            &principal,
+            &server,
+            request,
+            &mut |_, _| {},
+        )
     }
 
     fn names(r: &Response) -> Vec<(String, String)> {

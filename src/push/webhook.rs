@@ -308,6 +308,10 @@ impl WebhookSender {
             Ok((404 | 410, _)) => {
                 // RFC 8030 §7.3: the push subscription is gone.
                 log::info!("webhook subscription {id} is gone at its push service; destroyed");
+                crate::metrics::metrics()
+                    .webhook_subscriptions_retired
+                    .with_label_values(&["gone"])
+                    .inc();
                 return Settlement::Gone(id);
             }
             Ok((status, retry_after)) => (format!("HTTP {status}"), retry_after),
@@ -374,7 +378,13 @@ impl StorePass {
         if self.sweep {
             match outbox::destroy_expired(&mut conn, now_ms() / 1000) {
                 Ok(0) => {}
-                Ok(n) => log::info!("destroyed {n} expired push subscriptions"),
+                Ok(n) => {
+                    log::info!("destroyed {n} expired push subscriptions");
+                    crate::metrics::metrics()
+                        .webhook_subscriptions_retired
+                        .with_label_values(&["expired"])
+                        .inc_by(n as u64);
+                }
                 Err(e) => log::warn!("webhook outbox: {e}"),
             }
         }

@@ -87,7 +87,12 @@ impl Store {
 
     /// Borrows a connection.
     pub fn conn(&self) -> Result<PooledConnection, StoreError> {
-        self.pool.get().map_err(|e| StoreError::Pool(e.to_string()))
+        let started = std::time::Instant::now();
+        let conn = self.pool.get().map_err(|e| StoreError::Pool(e.to_string()));
+        if let Some(observe) = POOL_WAIT_OBSERVER.get() {
+            observe(started.elapsed());
+        }
+        conn
     }
 
     /// Connections the pool holds, and how many of them are idle.
@@ -100,6 +105,16 @@ impl Store {
     pub fn url(&self) -> &StoreUrl {
         &self.url
     }
+}
+
+/// Hears how long each [`Store::conn`] waited for the pool (the metrics, set at start); the store
+/// does not know who listens.
+static POOL_WAIT_OBSERVER: std::sync::OnceLock<fn(std::time::Duration)> =
+    std::sync::OnceLock::new();
+
+/// Sets what hears pool waits; the first call wins.
+pub fn observe_pool_waits(observe: fn(std::time::Duration)) {
+    let _ = POOL_WAIT_OBSERVER.set(observe);
 }
 
 /// Milliseconds since the Unix epoch.

@@ -82,6 +82,18 @@ async fn metrics_move_when_a_client_is_pushed_calls_methods_and_receives_mail() 
     );
     assert!(grew("herald_api_request_seconds_count") >= 1.0, "{after}");
     assert!(
+        grew(r#"herald_method_call_seconds_count{method="Mailbox/set"}"#) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        grew("herald_dispatcher_queue_seconds_count") >= 1.0,
+        "{after}"
+    );
+    assert!(
+        grew("herald_store_pool_wait_seconds_count") >= 1.0,
+        "{after}"
+    );
+    assert!(
         grew(r#"herald_lmtp_recipients_total{outcome="delivered"}"#) >= 1.0,
         "{after}"
     );
@@ -91,6 +103,7 @@ async fn metrics_move_when_a_client_is_pushed_calls_methods_and_receives_mail() 
     );
     for gauge in [
         "herald_webhook_outbox_rows",
+        "herald_submission_outbox_rows",
         r#"herald_store_pool_connections{state="idle"}"#,
     ] {
         assert!(

@@ -452,6 +452,13 @@ async fn a_subscription_whose_push_service_answers_gone_is_destroyed() {
     let alice = s.add_user("alice", "pw");
     let account = account_of(&s, &alice).await;
     let id = subscribe_verified(&s, &alice, &mut sink, "/gone").await;
+    let retired = || {
+        herald::metrics::metrics()
+            .webhook_subscriptions_retired
+            .with_label_values(&["gone"])
+            .get()
+    };
+    let retired_before = retired();
     sink.script(&[410]);
     mutate(&s, &alice, &account, "m").await;
     assert_eq!(sink.next().await.status, 410);
@@ -466,6 +473,8 @@ async fn a_subscription_whose_push_service_answers_gone_is_destroyed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(gone, "the subscription was not destroyed");
+    // Counted for operators (the counter is the test process's, so at least this one).
+    assert!(retired() > retired_before);
     // And nothing more is sent to it.
     mutate(&s, &alice, &account, "n").await;
     let other = subscribe_verified(&s, &alice, &mut sink, "/other").await;
