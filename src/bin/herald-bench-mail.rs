@@ -37,10 +37,14 @@ struct Cli {
     /// Ids per page.
     #[arg(long, default_value_t = 50)]
     page: usize,
-    /// The request measured: `sync` (the query page and its emails) or `mailbox-get` (every
-    /// mailbox with its counts, what a client sends after each push).
+    /// The request measured: `sync` (the query page and its emails), `mailbox-get` (every
+    /// mailbox with its counts, what a client sends after each push) or `largest-filter` (the
+    /// costliest Email/query the shipped `[query]` limits accept: 100 OR'd text conditions).
     #[arg(long, value_enum, default_value = "sync")]
     request: Request,
+    /// Text conditions OR'd in `largest-filter`.
+    #[arg(long, default_value_t = 100)]
+    text_conditions: usize,
     /// Keep the store directory (printed) for inspection.
     #[arg(long)]
     keep_store: bool,
@@ -50,6 +54,7 @@ struct Cli {
 enum Request {
     Sync,
     MailboxGet,
+    LargestFilter,
 }
 
 fn message(i: usize) -> Vec<u8> {
@@ -188,6 +193,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
         "methodCalls": [["Mailbox/get", {"accountId": account}, "m"]]
     });
+    // `--text-conditions` text conditions (the shipped limit allows 100), none of which matches:
+    // every one is searched in full.
+    let words: Vec<serde_json::Value> = (0..cli.text_conditions)
+        .map(|i| json!({"text": format!("absentword{i}")}))
+        .collect();
+    let largest_filter = json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [["Email/query", {"accountId": account,
+            "filter": {"operator": "OR", "conditions": words},
+            "sort": [{"property": "receivedAt", "isAscending": false}],
+            "limit": cli.page, "calculateTotal": true}, "q"]]
+    });
     let (what, body) = match cli.request {
         Request::Sync => (
             format!("Email/query + Email/get #ids, page {}", cli.page),
@@ -196,6 +213,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Request::MailboxGet => (
             "Mailbox/get (all, with counts)".to_owned(),
             mailbox_get.to_string(),
+        ),
+        Request::LargestFilter => (
+            format!(
+                "Email/query, {} OR'd text conditions, calculateTotal",
+                cli.text_conditions
+            ),
+            largest_filter.to_string(),
         ),
     };
     let deadline = Instant::now() + Duration::from_secs(cli.seconds);
@@ -221,9 +245,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             .ok()
                             .and_then(|v| {
                                 let responses = v["methodResponses"].as_array()?;
-                                responses.last()?[1]["list"]
-                                    .as_array()
-                                    .map(|l| !l.is_empty())
+                                let last = &responses.last()?[1];
+                                // Email/get's list, or (a query alone) Email/query's ids.
+                                match last["list"].as_array() {
+                                    Some(l) => Some(!l.is_empty()),
+                                    None => last["ids"].as_array().map(|_| true),
+                                }
                             })
                             .unwrap_or(false),
                         Err(_) => false,

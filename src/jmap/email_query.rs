@@ -165,6 +165,7 @@ pub enum Filter {
 struct FilterBudget<'a> {
     limits: &'a QueryLimits,
     conditions: usize,
+    text_terms: usize,
 }
 
 impl FilterBudget<'_> {
@@ -176,6 +177,20 @@ impl FilterBudget<'_> {
                 "a filter has at most {} conditions (each property of a FilterCondition and each \
                  word of a text search counts)",
                 self.limits.max_filter_conditions
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts the words and phrases of one text search, refusing the filter beyond
+    /// `max_text_terms`.
+    fn spend_text(&mut self, terms: usize) -> Result<(), MethodError> {
+        self.spend(terms.saturating_sub(1))?;
+        self.text_terms += terms;
+        if self.text_terms > self.limits.max_text_terms {
+            return Err(MethodError::UnsupportedFilter(format!(
+                "a filter searches for at most {} words or phrases",
+                self.limits.max_text_terms
             )));
         }
         Ok(())
@@ -192,6 +207,7 @@ impl Filter {
             &mut FilterBudget {
                 limits,
                 conditions: 0,
+                text_terms: 0,
             },
         )
     }
@@ -277,7 +293,7 @@ fn parse_filter(v: &Value, depth: usize, budget: &mut FilterBudget) -> Result<Fi
                 .as_str()
                 .map(SearchText::parse)
                 .ok_or_else(|| invalid(format!("filter {key} must be a string")))?;
-            budget.spend(search.terms.len().saturating_sub(1))?;
+            budget.spend_text(search.terms.len())?;
             Ok::<_, MethodError>(search)
         };
         let id = |v: &Value| match v {

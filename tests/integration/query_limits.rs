@@ -127,6 +127,16 @@ async fn filters_and_sorts_that_once_broke_the_database_are_refused_as_method_er
             json!([]),
         ),
         (
+            // Each word is a scan of every message's text until search is indexed.
+            "five words of text search, one past max_text_terms",
+            or_of(vec![
+                json!({"text": "invoice lunch"}),
+                json!({"from": "alice"}),
+                json!({"body": "\"quarterly report\" draft"}),
+            ]),
+            json!([]),
+        ),
+        (
             "40,000 ids in inMailboxOtherThan",
             json!({"inMailboxOtherThan": vec![t.inbox.clone(); 40_000]}),
             json!([]),
@@ -151,10 +161,15 @@ async fn filters_and_sorts_that_once_broke_the_database_are_refused_as_method_er
     // At the limits, the same shapes run.
     let limits = herald::jmap::limits::QueryLimits::default();
     let at_limit = or_of(vec![
-        json!({"text": "invoice"});
+        json!({"hasKeyword": "$seen"});
         limits.max_filter_conditions
     ]);
     let answers = t.ask(&at_limit, &json!([])).await;
+    assert_eq!(answers[0].1, None, "{answers:?}");
+    let words: Vec<String> = (0..limits.max_text_terms)
+        .map(|i| format!("w{i}"))
+        .collect();
+    let answers = t.ask(&json!({"text": words.join(" ")}), &json!([])).await;
     assert_eq!(answers[0].1, None, "{answers:?}");
 }
 
