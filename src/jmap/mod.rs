@@ -33,4 +33,5 @@ pub mod session;
 pub mod standard;
 pub mod submission;
 pub mod submission_envelope;
+pub mod submission_set;
 pub mod vacation;

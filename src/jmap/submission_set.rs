@@ -1,0 +1,419 @@
+//! `EmailSubmission/set` (RFC 8621 §7.5; SUB-07..SUB-11): checking each create and resolving what
+//! it queues, cancellation of pending submissions, destruction of records, and the implicit
+//! Email/set of `onSuccessUpdateEmail`/`onSuccessDestroyEmail`. The submission itself only
+//! queues; `crate::outbound` sends (see the `submission` module).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value, json};
+
+use super::dispatch::Call;
+use super::email::{self, EmailStore};
+use super::error::MethodError;
+use super::identity::{Identity, IdentityStore, may_send_from};
+use super::request::Invocation;
+use super::standard::{self, SetError, SetErrorType, SetResponse};
+use super::submission::{
+    MAX_RECIPIENTS, Queued, QueuedRecipient, Submission, SubmissionStore, SubmissionWrite,
+    default_for, new_submission_id, to_json, utc_date,
+};
+use super::submission_envelope::{addresses, envelope_json, read_envelope, send_at, strip_bcc};
+
+/// What every create of one EmailSubmission/set shares.
+struct CreateContext<'a> {
+    account_id: &'a str,
+    domain: &'a str,
+    relay: &'a str,
+    identities: &'a [Identity],
+    own_email: &'a str,
+    created_ids: &'a HashMap<String, String>,
+    /// Seconds since the epoch.
+    now: i64,
+    max_delayed_send_secs: u64,
+}
+
+/// Checks one create and resolves what it sends: the record and what it queues.
+fn prepare<C: SubmissionStore + EmailStore>(
+    ctx: &mut C,
+    cx: &CreateContext<'_>,
+    props: &Map<String, Value>,
+) -> Result<Result<(Submission, Queued), SetError>, MethodError> {
+    for key in props.keys() {
+        if !matches!(
+            key.as_str(),
+            "identityId" | "emailId" | "envelope" | "undoStatus"
+        ) {
+            return Ok(Err(SetError::invalid_properties(
+                &[key.as_str()],
+                format!("{key} cannot be set on create"),
+            )));
+        }
+    }
+    if props.get("undoStatus").is_some_and(|u| u != "pending") {
+        // SUB-05: a new submission is pending until the outbox starts sending it.
+        return Ok(Err(SetError::invalid_properties(
+            &["undoStatus"],
+            "a new submission's undoStatus is pending",
+        )));
+    }
+    let resolve = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .and_then(|id| match id.strip_prefix('#') {
+                Some(c) => cx.created_ids.get(c).cloned(),
+                None => Some(id.to_owned()),
+            })
+    };
+    // SUB-08
+    let Some(identity) =
+        resolve(props.get("identityId")).and_then(|id| cx.identities.iter().find(|i| i.id == id))
+    else {
+        return Ok(Err(SetError::invalid_properties(
+            &["identityId"],
+            "no such identity",
+        )));
+    };
+    let Some(email_id) = resolve(props.get("emailId")) else {
+        return Ok(Err(SetError::invalid_properties(
+            &["emailId"],
+            "no such email",
+        )));
+    };
+    let (_, metas) = ctx.email_metadata(
+        cx.account_id,
+        Some(std::slice::from_ref(&email_id)),
+        1,
+        false,
+    )?;
+    let Some(meta) = metas.into_iter().next() else {
+        return Ok(Err(SetError::invalid_properties(
+            &["emailId"],
+            "no such email",
+        )));
+    };
+    let Some(raw) = ctx.email_message(&meta.blob_id)? else {
+        return Ok(Err(SetError::invalid_properties(
+            &["emailId"],
+            "no such email",
+        )));
+    };
+    let Some(parsed) = mail_parser::MessageParser::default().parse(&raw) else {
+        return Ok(Err(SetError::new(
+            SetErrorType::InvalidEmail,
+            "the message cannot be parsed",
+        )));
+    };
+    let allowed = |e: &str| may_send_from(cx.own_email, e) && may_send_from(&identity.email, e);
+    // SUB-07: the From header must match the identity.
+    let from = addresses(parsed.from());
+    if from.is_empty() {
+        return Ok(Err(SetError::new(
+            SetErrorType::InvalidEmail,
+            "the message has no From address",
+        )
+        .with("properties", json!(["from"]))));
+    }
+    if let Some(bad) = from.iter().find(|f| !allowed(f)) {
+        return Ok(Err(SetError::new(
+            SetErrorType::ForbiddenFrom,
+            format!("identity {} may not send as {bad:?}", identity.email),
+        )));
+    }
+    let (mail_from, rcpt, envelope, send_at_secs) = match props.get("envelope") {
+        Some(v) if !v.is_null() => match read_envelope(v) {
+            Ok(e) => {
+                if !allowed(&e.mail_from) {
+                    return Ok(Err(SetError::new(
+                        SetErrorType::ForbiddenMailFrom,
+                        format!("this user may not use {:?} as MAIL FROM", e.mail_from),
+                    )));
+                }
+                let at = match send_at(&e.parameters, cx.now, cx.max_delayed_send_secs) {
+                    Ok(at) => at,
+                    Err(why) => {
+                        return Ok(Err(SetError::invalid_properties(&["envelope"], why)));
+                    }
+                };
+                (e.mail_from, e.rcpt_to, v.clone(), at)
+            }
+            Err(e) => return Ok(Err(e)),
+        },
+        // SUB-03: from the Email.
+        _ => {
+            let sender = addresses(parsed.sender());
+            let first = sender.first().or(from.first()).cloned().unwrap_or_default();
+            let mail_from = if allowed(&first) {
+                first
+            } else {
+                identity.email.clone()
+            };
+            let mut seen = HashSet::new();
+            let rcpt: Vec<String> = [parsed.to(), parsed.cc(), parsed.bcc()]
+                .into_iter()
+                .flat_map(addresses)
+                .filter(|a| seen.insert(a.to_lowercase()))
+                .collect();
+            let envelope = envelope_json(&mail_from, &rcpt);
+            (mail_from, rcpt, envelope, cx.now)
+        }
+    };
+    if rcpt.is_empty() {
+        return Ok(Err(SetError::new(
+            SetErrorType::NoRecipients,
+            "the message has no recipients",
+        )));
+    }
+    if rcpt.len() > MAX_RECIPIENTS {
+        return Ok(Err(SetError::new(
+            SetErrorType::TooManyRecipients,
+            format!("at most {MAX_RECIPIENTS} recipients"),
+        )
+        .with("maxRecipients", json!(MAX_RECIPIENTS))));
+    }
+    let mut recipients = Vec::new();
+    let mut seen = HashSet::new();
+    for r in &rcpt {
+        if !seen.insert(r.to_lowercase()) {
+            continue;
+        }
+        recipients.push(QueuedRecipient {
+            address: r.clone(),
+            local_account: ctx.local_recipient(r, cx.domain)?,
+        });
+    }
+    let remote: Vec<&String> = recipients
+        .iter()
+        .filter(|r| r.local_account.is_none())
+        .map(|r| &r.address)
+        .collect();
+    if !remote.is_empty() && cx.relay.is_empty() {
+        return Ok(Err(SetError::new(
+            SetErrorType::InvalidRecipients,
+            "no SMTP relay is configured, and these addresses are not local users",
+        )
+        .with("invalidRecipients", json!(remote))));
+    }
+    // SUB-06: every recipient is queued until the outbox reports on it.
+    let delivery_status: Map<String, Value> = recipients
+        .iter()
+        .map(|r| {
+            (
+                r.address.clone(),
+                json!({"smtpReply": "", "delivered": "queued", "displayed": "unknown"}),
+            )
+        })
+        .collect();
+    Ok(Ok((
+        Submission {
+            id: new_submission_id(),
+            identity_id: identity.id.clone(),
+            email_id: meta.id.clone(),
+            thread_id: meta.thread_id.clone(),
+            envelope,
+            send_at: send_at_secs,
+            undo_status: "pending".into(),
+            delivery_status: Value::Object(delivery_status),
+        },
+        Queued {
+            mail_from,
+            recipients,
+            message: strip_bcc(&raw),
+            send_at_ms: send_at_secs.saturating_mul(1000),
+        },
+    )))
+}
+
+/// `EmailSubmission/set` (RFC 8621 §7.5; SUB-07..SUB-11).
+pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+) -> Result<Map<String, Value>, MethodError> {
+    let req = standard::parse_set(call)?;
+    let on_update = match call.args.take_value("onSuccessUpdateEmail") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(MethodError::InvalidArguments(
+                "onSuccessUpdateEmail is an object or null".into(),
+            ));
+        }
+    };
+    let on_destroy: Vec<String> = call
+        .args
+        .optional::<Vec<String>>("onSuccessDestroyEmail")?
+        .unwrap_or_default();
+    std::mem::take(&mut call.args).finish()?;
+    let account_id = call.account_id().to_owned();
+    let default = default_for(call);
+    let identities = ctx.identity_snapshot(&account_id, &default)?.identities;
+    let (state, existing) = ctx.submission_list(&account_id)?;
+    if let Some(expected) = &req.if_in_state
+        && *expected != state
+    {
+        return Err(MethodError::StateMismatch);
+    }
+    let cx = CreateContext {
+        account_id: &account_id,
+        domain: &call.server.mail_domain,
+        relay: &call.server.relay_url,
+        identities: &identities,
+        own_email: &default.email,
+        created_ids: call.created_ids,
+        now: chrono::Utc::now().timestamp(),
+        max_delayed_send_secs: call.server.max_delayed_send_secs,
+    };
+    let mut response = SetResponse::default();
+    let mut queued: Vec<(Submission, Queued)> = Vec::new();
+    let mut created_keys: Vec<String> = Vec::new();
+    for (cid, props) in &req.create {
+        match prepare(ctx, &cx, props)? {
+            Ok(q) => {
+                created_keys.push(cid.clone());
+                queued.push(q);
+            }
+            Err(e) => response.create_failed(cid, e),
+        }
+    }
+    let mut key_of: HashMap<String, String> = HashMap::new();
+    for (cid, (submission, _)) in created_keys.iter().zip(&queued) {
+        let mut reply = Map::new();
+        reply.insert("id".into(), json!(submission.id));
+        reply.insert("threadId".into(), json!(submission.thread_id));
+        reply.insert("sendAt".into(), json!(utc_date(submission.send_at)));
+        reply.insert("undoStatus".into(), json!(submission.undo_status));
+        if !req
+            .create
+            .iter()
+            .any(|(c, p)| c == cid && p.get("envelope").is_some_and(|e| !e.is_null()))
+        {
+            reply.insert("envelope".into(), submission.envelope.clone());
+        }
+        reply.insert("deliveryStatus".into(), submission.delivery_status.clone());
+        response.created.insert(cid.clone(), Value::Object(reply));
+        call.created_ids.insert(cid.clone(), submission.id.clone());
+        key_of.insert(format!("#{cid}"), submission.email_id.clone());
+        key_of.insert(submission.id.clone(), submission.email_id.clone());
+    }
+    let new_ones: Vec<&Submission> = queued.iter().map(|(s, _)| s).collect();
+    let mut cancel = Vec::new();
+    for (key, patch) in &req.update {
+        let id = call.resolve_id(key).unwrap_or_default();
+        let Some(s) = existing
+            .iter()
+            .chain(new_ones.iter().copied())
+            .find(|s| s.id == id)
+        else {
+            response.update_failed(key, SetError::not_found());
+            continue;
+        };
+        let mut error = None;
+        let mut canceling = false;
+        for (k, v) in patch {
+            if k == "undoStatus" && v == "canceled" {
+                // RFC 8621 §7.5: only a pending submission can be canceled.
+                if s.undo_status == "pending" {
+                    canceling = true;
+                } else {
+                    error = Some(SetError::new(
+                        SetErrorType::CannotUnsend,
+                        "the message has been sent",
+                    ));
+                }
+            } else if to_json(s).get(k) != Some(v) {
+                error = Some(SetError::invalid_properties(
+                    &[k.as_str()],
+                    format!("{k} cannot be changed"),
+                ));
+            }
+        }
+        match error {
+            Some(e) => response.update_failed(key, e),
+            None => {
+                if canceling {
+                    cancel.push(s.id.clone());
+                }
+                response.updated.insert(s.id.clone(), Value::Null);
+                key_of.insert(s.id.clone(), s.email_id.clone());
+            }
+        }
+    }
+    let mut destroy = Vec::new();
+    for key in &req.destroy {
+        let id = call.resolve_id(key).unwrap_or_default();
+        match existing
+            .iter()
+            .chain(new_ones.iter().copied())
+            .find(|s| s.id == id)
+        {
+            // SUB-11: destroying the record never affects delivery.
+            Some(s) => {
+                key_of.insert(s.id.clone(), s.email_id.clone());
+                destroy.push(s.id.clone());
+                response.destroyed.push(s.id.clone());
+            }
+            None => response.destroy_failed(key, SetError::not_found()),
+        }
+    }
+    let (old_state, new_state) = if queued.is_empty() && cancel.is_empty() && destroy.is_empty() {
+        (state.clone(), state)
+    } else {
+        let (old, new, too_late) = ctx.submission_write(
+            &account_id,
+            SubmissionWrite {
+                insert: &queued,
+                cancel: &cancel,
+                destroy: &destroy,
+            },
+        )?;
+        for id in too_late {
+            response.updated.remove(&id);
+            response.update_failed(
+                &id,
+                SetError::new(SetErrorType::CannotUnsend, "sending has begun"),
+            );
+        }
+        (old, new)
+    };
+    // SUB-10: one implicit Email/set for the submissions that succeeded.
+    let succeeded = |key: &str| -> Option<String> {
+        let id = match key.strip_prefix('#') {
+            Some(cid) => response.created.get(cid)?.get("id")?.as_str()?.to_owned(),
+            None => key.to_owned(),
+        };
+        let ok = response.created.values().any(|c| c["id"] == id.as_str())
+            || response.updated.contains_key(&id)
+            || response.destroyed.contains(&id);
+        if ok { key_of.get(&id).cloned() } else { None }
+    };
+    let mut email_update = Map::new();
+    for (key, patch) in &on_update {
+        if let Some(email_id) = succeeded(key) {
+            email_update.insert(email_id, patch.clone());
+        }
+    }
+    let email_destroy: Vec<String> = on_destroy.iter().filter_map(|k| succeeded(k)).collect();
+    let out = response.to_response(Some(&account_id), Some((old_state, new_state)));
+    if !email_update.is_empty() || !email_destroy.is_empty() {
+        let mut args = Map::new();
+        args.insert("update".into(), Value::Object(email_update));
+        args.insert("destroy".into(), json!(email_destroy));
+        let mut inner = Call {
+            call_id: call.call_id,
+            args: super::args::Arguments::new(args),
+            account: call.account.clone(),
+            principal: call.principal,
+            server: call.server,
+            created_ids: call.created_ids,
+            implicit: Vec::new(),
+        };
+        let invocation = match email::set(ctx, &mut inner) {
+            Ok(result) => Invocation::new("Email/set", result, call.call_id),
+            Err(e) => Invocation::new(
+                "error",
+                e.to_arguments().as_object().cloned().unwrap_or_default(),
+                call.call_id,
+            ),
+        };
+        call.implicit.push(invocation);
+    }
+    Ok(out)
+}
