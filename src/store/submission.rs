@@ -138,8 +138,15 @@ impl SubmissionStore for StoreContext {
             }
             let mut too_late = Vec::new();
             for id in write.cancel {
-                // The outbox may have claimed it since the request read it.
-                if !submission_outbox::cancel(txn.conn(), account_id, id)? {
+                // The outbox may have claimed it, or even finished it, since the request read it.
+                let status: Option<String> = es::table
+                    .find((account_id, id))
+                    .select(es::undo_status)
+                    .first_row(txn.conn())
+                    .optional()?;
+                if status.as_deref() != Some("pending")
+                    || !submission_outbox::cancel(txn.conn(), account_id, id)?
+                {
                     too_late.push(id.clone());
                     continue;
                 }
