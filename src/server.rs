@@ -164,6 +164,23 @@ fn account_capabilities(config: &Config) -> BTreeMap<&'static str, serde_json::V
     caps
 }
 
+/// Indexes, on a thread of its own, the emails stored before the full-text index existed
+/// (after an upgrade); a store without such emails costs one `COUNT`.
+fn index_search_backlog(store: Store) {
+    let spawned = std::thread::Builder::new()
+        .name("search-backlog".into())
+        .spawn(move || {
+            if let Err(e) = crate::store::email_search::index_backlog(&store) {
+                log::error!(
+                    "search index: indexing the backlog failed: {e}; it resumes at the next start"
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("search index: cannot start the backlog thread: {e}");
+    }
+}
+
 /// Starts a node on `listener`. Must run inside an actix system.
 pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::Result<Running> {
     // awc's rustls needs a process-wide crypto provider (../shared/STACK.md, pitfall 4); a second
@@ -246,6 +263,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
             (Vec::new(), Some(bus), None)
         }
     };
+    index_search_backlog(store.clone());
     let store_for_metrics = store.clone();
     let dispatcher = Dispatcher::start(
         threads,

@@ -38,8 +38,10 @@ struct Cli {
     #[arg(long, default_value_t = 50)]
     page: usize,
     /// The request measured: `sync` (the query page and its emails), `mailbox-get` (every
-    /// mailbox with its counts, what a client sends after each push) or `largest-filter` (the
-    /// costliest Email/query the shipped `[query]` limits accept: 100 OR'd text conditions).
+    /// mailbox with its counts, what a client sends after each push), a text search with
+    /// `calculateTotal` (`rare-word`: a word in 0.1 % of the messages; `common-word`: a word in
+    /// every message; `three-words`: two common words and the rare one), or `largest-filter`
+    /// (`--text-conditions` OR'd text conditions, none of which matches).
     #[arg(long, value_enum, default_value = "sync")]
     request: Request,
     /// Text conditions OR'd in `largest-filter`.
@@ -54,6 +56,9 @@ struct Cli {
 enum Request {
     Sync,
     MailboxGet,
+    RareWord,
+    CommonWord,
+    ThreeWords,
     LargestFilter,
 }
 
@@ -76,8 +81,9 @@ fn message(i: usize) -> Vec<u8> {
          Subject: {subject}\r\nDate: Mon, 01 Jan 2024 09:00:00 +0000\r\n\
          Message-ID: <m{i}@bench.example>\r\n{in_reply_to}MIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\r\n\
-         Hello team, message {i} about thread {thread}. {filler}\r\n",
+         Hello team, message {i} about thread {thread}, tag rare{tag}. {filler}\r\n",
         a = i % 97,
+        tag = i % 1000,
         b = i % 13,
         filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(4),
     )
@@ -205,6 +211,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "sort": [{"property": "receivedAt", "isAscending": false}],
             "limit": cli.page, "calculateTotal": true}, "q"]]
     });
+    let search = |text: &str| {
+        json!({
+            "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+            "methodCalls": [["Email/query", {"accountId": account,
+                "filter": {"text": text},
+                "sort": [{"property": "receivedAt", "isAscending": false}],
+                "limit": cli.page, "calculateTotal": true}, "q"]]
+        })
+        .to_string()
+    };
     let (what, body) = match cli.request {
         Request::Sync => (
             format!("Email/query + Email/get #ids, page {}", cli.page),
@@ -214,6 +230,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "Mailbox/get (all, with counts)".to_owned(),
             mailbox_get.to_string(),
         ),
+        Request::RareWord => (
+            "Email/query text \"rare7\" (0.1 % of messages), calculateTotal".to_owned(),
+            search("rare7"),
+        ),
+        Request::CommonWord => (
+            "Email/query text \"lorem\" (every message), calculateTotal".to_owned(),
+            search("lorem"),
+        ),
+        Request::ThreeWords => (
+            "Email/query text \"hello team rare7\", calculateTotal".to_owned(),
+            search("hello team rare7"),
+        ),
         Request::LargestFilter => (
             format!(
                 "Email/query, {} OR'd text conditions, calculateTotal",
@@ -222,6 +250,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             largest_filter.to_string(),
         ),
     };
+    // One request first, to show what the measured one answers (and to warm the caches).
+    let first: Value = awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish()
+        .post(&api)
+        .basic_auth("bench", "bench")
+        .insert_header(("Content-Type", "application/json"))
+        .send_body(body.clone())
+        .await?
+        .json()
+        .limit(16 * 1024 * 1024)
+        .await?;
+    if let Some(total) = first["methodResponses"][0][1].get("total") {
+        println!("answer: total {total}");
+    }
     let deadline = Instant::now() + Duration::from_secs(cli.seconds);
     let clients = (0..cli.clients).map(|_| {
         let (api, body) = (api.clone(), body.clone());

@@ -14,6 +14,7 @@ use super::dispatch::Call;
 use super::error::MethodError;
 use super::limits::QueryLimits;
 use super::standard::{self, Comparator};
+use crate::mail::search::{self, SearchTerm};
 
 /// The query state is the Email type state.
 pub const DATA_TYPE: &str = "Email";
@@ -37,58 +38,88 @@ pub const SNIPPET_PREVIEW_OCTETS: usize = 255;
 // ---------------------------------------------------------------------------------------------
 // text search (EQ-05)
 
-/// The terms of a text condition: every term must occur (case-insensitively) in the searched
-/// text. A term is an unquoted word or a quoted phrase; all are lowercase.
+/// The terms of a text condition: every term must match (EQ-05). Unquoted words match as word
+/// prefixes, quoted phrases as whole words in sequence, both case- and diacritic-insensitively
+/// (the rules are in [`crate::mail::search`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SearchText {
-    pub terms: Vec<String>,
+    pub terms: Vec<SearchTerm>,
 }
 
 impl SearchText {
-    /// Splits a search string into words and phrases (EQ-05): single or double quotes make a
-    /// phrase, inside which `\` escapes `'`, `"` and `\`. An unclosed quote runs to the end.
+    /// Splits a search string into words and phrases (EQ-05). A term without any letter or
+    /// digit (`%`) matches nothing ([`SearchTerm::nothing`]).
     pub fn parse(input: &str) -> SearchText {
-        let mut terms = Vec::new();
-        let mut chars = input.chars().peekable();
-        let mut word = String::new();
-        let flush = |word: &mut String, terms: &mut Vec<String>| {
-            let w = word.trim();
-            if !w.is_empty() && !terms.contains(&w.to_lowercase()) {
-                terms.push(w.to_lowercase());
+        let mut terms: Vec<SearchTerm> = Vec::new();
+        for (piece, quoted) in split_terms(input) {
+            let term = if quoted {
+                SearchTerm::phrase(&piece)
+            } else {
+                SearchTerm::word(&piece)
             }
-            word.clear();
-        };
-        while let Some(c) = chars.next() {
-            match c {
-                '"' | '\'' if word.is_empty() => {
-                    let quote = c;
-                    let mut phrase = String::new();
-                    while let Some(p) = chars.next() {
-                        match p {
-                            '\\' if matches!(chars.peek(), Some('\'' | '"' | '\\')) => {
-                                phrase.push(chars.next().unwrap_or('\\'));
-                            }
-                            p if p == quote => break,
-                            p => phrase.push(p),
-                        }
-                    }
-                    // Inner runs of whitespace count as one space, as in the stored text.
-                    let mut phrase = phrase.split_whitespace().collect::<Vec<_>>().join(" ");
-                    flush(&mut phrase, &mut terms);
-                }
-                c if c.is_whitespace() => flush(&mut word, &mut terms),
-                c => word.push(c),
+            .unwrap_or_else(SearchTerm::nothing);
+            if !terms.contains(&term) {
+                terms.push(term);
             }
         }
-        flush(&mut word, &mut terms);
         SearchText { terms }
     }
 
-    /// Whether every term occurs in `haystack` (compared lowercase).
+    /// Whether every term matches `haystack`.
     pub fn matches(&self, haystack: &str) -> bool {
-        let hay = normalise(haystack);
-        self.terms.iter().all(|t| hay.contains(t.as_str()))
+        search::matches_all(haystack, &self.terms)
     }
+}
+
+/// The pieces of a search string, each with whether it was quoted: single or double quotes make
+/// a phrase, inside which `\` escapes `'`, `"` and `\`; an unclosed quote runs to the end.
+/// Pieces are trimmed, with inner whitespace runs folded to one space.
+fn split_terms(input: &str) -> Vec<(String, bool)> {
+    let mut pieces = Vec::new();
+    let mut chars = input.chars().peekable();
+    let mut word = String::new();
+    let flush = |word: &mut String, pieces: &mut Vec<(String, bool)>, quoted: bool| {
+        let w = word.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !w.is_empty() {
+            pieces.push((w, quoted));
+        }
+        word.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' if word.is_empty() => {
+                let quote = c;
+                let mut phrase = String::new();
+                while let Some(p) = chars.next() {
+                    match p {
+                        '\\' if matches!(chars.peek(), Some('\'' | '"' | '\\')) => {
+                            phrase.push(chars.next().unwrap_or('\\'));
+                        }
+                        p if p == quote => break,
+                        p => phrase.push(p),
+                    }
+                }
+                flush(&mut phrase, &mut pieces, true);
+            }
+            c if c.is_whitespace() => flush(&mut word, &mut pieces, false),
+            c => word.push(c),
+        }
+    }
+    flush(&mut word, &mut pieces, false);
+    pieces
+}
+
+/// The lowercase substrings a `header` condition's text requires (RFC 8621 §4.4.1: the header
+/// value "contains" the text): its words and phrases, as [`split_terms`] cuts them.
+pub fn header_substrings(input: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (piece, _) in split_terms(input) {
+        let piece = piece.to_lowercase();
+        if !out.contains(&piece) {
+            out.push(piece);
+        }
+    }
+    out
 }
 
 /// Lowercase with whitespace runs folded to one space: the form text is searched in.
@@ -102,12 +133,13 @@ pub fn normalise(text: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // filter (EQ-02, EQ-03, QRY-02)
 
-/// A `header` condition: the header is present, or contains `text`.
+/// A `header` condition: the header is present, or its value contains every one of `text`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderCondition {
     /// The header field name, lowercase.
     pub name: String,
-    pub text: Option<SearchText>,
+    /// Lowercase substrings ([`header_substrings`]).
+    pub text: Option<Vec<String>>,
 }
 
 /// One FilterCondition; every field given must match (EQ-03). Keywords are lowercase.
@@ -222,19 +254,19 @@ impl Filter {
 
     /// Text terms that a match can point at, by where they apply: `(subject terms, body terms)`.
     /// Terms under `NOT` are left out: nothing matched them.
-    pub fn highlight_terms(&self) -> (Vec<String>, Vec<String>) {
+    pub fn highlight_terms(&self) -> (Vec<SearchTerm>, Vec<SearchTerm>) {
         let mut subject = Vec::new();
         let mut body = Vec::new();
         self.collect_terms(&mut subject, &mut body);
         (subject, body)
     }
 
-    fn collect_terms(&self, subject: &mut Vec<String>, body: &mut Vec<String>) {
+    fn collect_terms(&self, subject: &mut Vec<SearchTerm>, body: &mut Vec<SearchTerm>) {
         match self {
             Filter::Operator(Operator::Not, _) => {}
             Filter::Operator(_, fs) => fs.iter().for_each(|f| f.collect_terms(subject, body)),
             Filter::Condition(c) => {
-                let add = |to: &mut Vec<String>, t: &Option<SearchText>| {
+                let add = |to: &mut Vec<SearchTerm>, t: &Option<SearchText>| {
                     for term in t.iter().flat_map(|t| t.terms.iter()) {
                         if !to.contains(term) {
                             to.push(term.clone());
@@ -372,7 +404,7 @@ fn parse_header_condition(v: &Value) -> Result<HeaderCondition, MethodError> {
         .collect::<Result<_, _>>()?;
     let (name, text) = match strings.as_slice() {
         [name] => (*name, None),
-        [name, text] => (*name, Some(SearchText::parse(text))),
+        [name, text] => (*name, Some(header_substrings(text))),
         _ => return Err(bad()),
     };
     // RFC 5322 §2.2: a field name is printable ASCII except ':'.
@@ -733,49 +765,15 @@ fn escape_into(out: &mut String, text: &str) {
     }
 }
 
-/// The char-boundary-safe byte ranges in `text` where any of `terms` occurs, merged.
-fn match_ranges(text: &str, terms: &[String]) -> Vec<(usize, usize)> {
-    // Lowercasing can change byte lengths; map each lowercase char back to its source range.
-    let mut lower = String::new();
-    let mut origin: Vec<(usize, usize)> = Vec::new(); // per lower byte: source char range
-    for (i, c) in text.char_indices() {
-        let end = i + c.len_utf8();
-        for l in c.to_lowercase() {
-            let before = lower.len();
-            lower.push(l);
-            origin.extend(std::iter::repeat_n((i, end), lower.len() - before));
-        }
-    }
-    let mut ranges = Vec::new();
-    for term in terms.iter().filter(|t| !t.is_empty()) {
-        let mut from = 0;
-        while let Some(found) = lower[from..].find(term.as_str()) {
-            let s = from + found;
-            let e = s + term.len();
-            ranges.push((origin[s].0, origin[e - 1].1));
-            from = e;
-        }
-    }
-    ranges.sort_unstable();
-    let mut merged: Vec<(usize, usize)> = Vec::new();
-    for (s, e) in ranges {
-        match merged.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => merged.push((s, e)),
-        }
-    }
-    merged
-}
-
 /// `text` HTML-escaped with each match wrapped in `<mark></mark>`; `None` when nothing matches.
-pub fn highlight(text: &str, terms: &[String]) -> Option<String> {
-    let ranges = match_ranges(text, terms);
+pub fn highlight(text: &str, terms: &[SearchTerm]) -> Option<String> {
+    let ranges = search::match_ranges(text, terms);
     if ranges.is_empty() {
         return None;
     }
     let mut out = String::with_capacity(text.len() + ranges.len() * 13);
     let mut at = 0;
-    for (s, e) in ranges {
+    for std::ops::Range { start: s, end: e } in ranges {
         escape_into(&mut out, &text[at..s]);
         out.push_str("<mark>");
         escape_into(&mut out, &text[s..e]);
@@ -788,16 +786,16 @@ pub fn highlight(text: &str, terms: &[String]) -> Option<String> {
 
 /// A preview around the first match in `body`: at most [`SNIPPET_PREVIEW_OCTETS`] octets of plain
 /// text (before markup and escaping), starting a little before the match, highlighted.
-pub fn preview_snippet(body: &str, terms: &[String]) -> Option<String> {
+pub fn preview_snippet(body: &str, terms: &[SearchTerm]) -> Option<String> {
     let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    let first = match_ranges(&body, terms).first().copied()?;
-    let mut start = first.0.saturating_sub(40);
+    let first = search::match_ranges(&body, terms).first()?.start;
+    let mut start = first.saturating_sub(40);
     while !body.is_char_boundary(start) {
         start -= 1;
     }
     // Start on a word boundary when the cut falls inside a word.
     if start > 0
-        && let Some(space) = body[start..first.0].find(' ')
+        && let Some(space) = body[start..first].find(' ')
     {
         start += space + 1;
     }
@@ -879,30 +877,58 @@ pub fn search_snippet_get<C: EmailQueryStore>(
 mod tests {
     use super::*;
 
-    fn terms(s: &str) -> Vec<String> {
-        SearchText::parse(s).terms
+    fn terms(s: &str) -> Vec<Vec<String>> {
+        SearchText::parse(s)
+            .terms
+            .into_iter()
+            .map(|t| t.words)
+            .collect()
+    }
+
+    fn words(list: &[&[&str]]) -> Vec<Vec<String>> {
+        list.iter()
+            .map(|w| w.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    fn term(s: &str) -> SearchTerm {
+        SearchTerm::word(s).unwrap()
     }
 
     #[test]
     fn unquoted_words_are_separate_terms_and_quotes_make_phrases() {
-        assert_eq!(terms("Hello  World"), vec!["hello", "world"]);
+        assert_eq!(terms("Hello  World"), words(&[&["hello"], &["world"]]));
+        let parsed = SearchText::parse(r#"budget "Q3  Plan" 'it\'s'"#).terms;
         assert_eq!(
-            terms(r#"budget "Q3  Plan" 'it\'s'"#),
-            vec!["budget", "q3 plan", "it's"]
+            parsed
+                .iter()
+                .map(|t| (t.words.join(" "), t.prefix))
+                .collect::<Vec<_>>(),
+            vec![
+                ("budget".to_owned(), true),
+                ("q3 plan".to_owned(), false),
+                ("it s".to_owned(), false)
+            ]
         );
-        assert_eq!(terms(r#""a \"b\" \\c""#), vec![r#"a "b" \c"#]);
-        assert_eq!(terms("  "), Vec::<String>::new());
-        assert_eq!(terms("\"open ended"), vec!["open ended"]);
+        assert_eq!(terms(r#""a \"b\" \\c""#), words(&[&["a", "b", "c"]]));
+        assert_eq!(terms("  "), Vec::<Vec<String>>::new());
+        assert!(SearchText::parse(" -- ").terms[0].is_nothing());
+        assert_eq!(terms("\"open ended"), words(&[&["open", "ended"]]));
+        assert_eq!(
+            header_substrings(r#"List "Q3  Plan" list"#),
+            vec!["list", "q3 plan"]
+        );
     }
 
     #[test]
-    fn every_term_must_be_present_case_insensitively() {
+    fn every_term_must_be_present_case_and_accent_insensitively() {
         let t = SearchText::parse("quarterly REPORT");
         assert!(t.matches("The Quarterly financial report"));
         assert!(!t.matches("The quarterly numbers"));
         let phrase = SearchText::parse("\"financial report\"");
         assert!(phrase.matches("our FINANCIAL\n report"));
         assert!(!phrase.matches("report financial"));
+        assert!(SearchText::parse("uber quart").matches("Über quarterly"));
     }
 
     #[test]
@@ -1020,28 +1046,28 @@ mod tests {
 
     #[test]
     fn highlighting_escapes_html_and_marks_every_match() {
-        let t = vec!["report".to_owned(), "a&b".to_owned()];
+        let t = vec![term("report"), term("a&b")];
         assert_eq!(
-            highlight("<b>Report</b> on A&B report", &t).unwrap(),
-            "&lt;b&gt;<mark>Report</mark>&lt;/b&gt; on <mark>A&amp;B</mark> <mark>report</mark>"
+            highlight("<b>Report</b> on A&B reports", &t).unwrap(),
+            "&lt;b&gt;<mark>Report</mark>&lt;/b&gt; on <mark>A&amp;B</mark> <mark>reports</mark>"
         );
         assert_eq!(highlight("nothing here", &t), None);
-        // Lowercasing that changes lengths keeps the marks on the original characters.
+        // Folding that changes lengths keeps the marks on the original characters.
         assert_eq!(
-            highlight("İstanbul report", &["report".to_owned()]).unwrap(),
-            "İstanbul <mark>report</mark>"
+            highlight("İstanbul Rëport", &[term("report")]).unwrap(),
+            "İstanbul <mark>Rëport</mark>"
         );
     }
 
     #[test]
     fn a_preview_snippet_is_at_most_255_octets_of_text_around_the_first_match() {
         let body = format!("{} needle {}", "word ".repeat(100), "tail ".repeat(100));
-        let p = preview_snippet(&body, &["needle".to_owned()]).unwrap();
+        let p = preview_snippet(&body, &[term("needle")]).unwrap();
         let plain = p.replace("<mark>", "").replace("</mark>", "");
         assert!(plain.len() <= SNIPPET_PREVIEW_OCTETS, "{}", plain.len());
         assert!(p.contains("<mark>needle</mark>"));
         assert!(plain.starts_with("word"));
-        assert_eq!(preview_snippet("no match", &["needle".to_owned()]), None);
+        assert_eq!(preview_snippet("no match", &[term("needle")]), None);
     }
 
     #[test]
@@ -1055,7 +1081,7 @@ mod tests {
         )
         .unwrap();
         let (s, b) = f.highlight_terms();
-        assert_eq!(s, vec!["alpha", "gamma"]);
-        assert_eq!(b, vec!["beta", "gamma"]);
+        assert_eq!(s, vec![term("alpha"), term("gamma")]);
+        assert_eq!(b, vec![term("beta"), term("gamma")]);
     }
 }

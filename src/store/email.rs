@@ -258,18 +258,7 @@ fn create(
     for k in &new.keywords {
         insert_keyword(txn.conn(), &account_id, &new.id, k)?;
     }
-    diesel::insert_into(email_search::table)
-        .values((
-            email_search::account_id.eq(&account_id),
-            email_search::email_id.eq(&new.id),
-            email_search::from_text.eq(&search.from),
-            email_search::to_text.eq(&search.to),
-            email_search::cc_text.eq(&search.cc),
-            email_search::bcc_text.eq(&search.bcc),
-            email_search::subject_text.eq(&search.subject),
-            email_search::body_text.eq(&search.body),
-        ))
-        .execute(txn.conn())?;
+    super::email_search::insert(txn.conn(), &account_id, &new.id, &search)?;
     for message_id in &related {
         diesel::insert_into(email_message_ids::table)
             .values((

@@ -5,10 +5,9 @@
 //!
 //! The statements are raw SQL, because their shape depends on the filter; they run on the
 //! concrete backend with `$n` parameters, which both SQLite and PostgreSQL accept (numbered in
-//! order of appearance, never reused). Text conditions are `lower(column) LIKE '%term%'` over the
-//! decoded text in `email_search` (kept by the email store), one `EXISTS` per condition; terms
-//! are lowercased in Rust. SQLite's `lower()` folds ASCII only, so on SQLite non-ASCII text
-//! matches case-sensitively; PostgreSQL folds all of Unicode.
+//! order of appearance, never reused). Text conditions go through the full-text index
+//! ([`super::email_search`]: FTS5 on SQLite, GIN over `tsvector`s on PostgreSQL), one
+//! `e.id IN (…)` per condition.
 //!
 //! Plan for the common case, `inMailbox` sorted by `receivedAt` descending: a filter whose top
 //! level requires a mailbox is driven from that mailbox's memberships (`em0`), and `receivedAt`
@@ -27,12 +26,13 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use super::changelog::{self, ChangesError};
+use super::email_search;
+use super::query_sql::{Dialect, Param, Sql, load};
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::state_string;
 use crate::jmap::email_query::{
     Condition, DATA_TYPE, EmailQuery, EmailQueryStore, EmailSort, Filter, HeaderCondition,
-    Operator, QueryPage, QueryWindow, SearchText, SnippetSource, SortKey, WindowStart, normalise,
-    window_start,
+    Operator, QueryPage, QueryWindow, SnippetSource, SortKey, WindowStart, normalise, window_start,
 };
 use crate::jmap::error::MethodError;
 
@@ -44,45 +44,7 @@ const COL_TO_SORT: &str = "e.to_sort";
 const COL_SUBJECT_SORT: &str = "e.base_subject";
 const COL_HAS_ATTACHMENT: &str = "e.has_attachment";
 const COL_SUBJECT: &str = "e.subject";
-const COL_SEARCH_FROM: &str = "s.from_text";
-const COL_SEARCH_TO: &str = "s.to_text";
-const COL_SEARCH_CC: &str = "s.cc_text";
-const COL_SEARCH_BCC: &str = "s.bcc_text";
-const COL_SEARCH_SUBJECT: &str = "s.subject_text";
 const COL_SEARCH_BODY: &str = "s.body_text";
-
-/// A bound parameter.
-#[derive(Clone, Debug)]
-enum Param {
-    Text(String),
-    Int(i64),
-}
-
-/// A statement being built: text with `$n` placeholders and their values.
-#[derive(Default)]
-struct Sql {
-    text: String,
-    params: Vec<Param>,
-}
-
-impl Sql {
-    fn push(&mut self, s: &str) -> &mut Self {
-        self.text.push_str(s);
-        self
-    }
-    fn text(&mut self, v: &str) -> &mut Self {
-        self.params.push(Param::Text(v.to_owned()));
-        let n = self.params.len();
-        self.text.push_str(&format!("${n}"));
-        self
-    }
-    fn int(&mut self, v: i64) -> &mut Self {
-        self.params.push(Param::Int(v));
-        let n = self.params.len();
-        self.text.push_str(&format!("${n}"));
-        self
-    }
-}
 
 #[derive(QueryableByName)]
 struct IdRow {
@@ -106,35 +68,6 @@ struct SnippetRow {
     body: String,
 }
 
-/// Runs `sql` on the concrete backend and loads rows of `$row`.
-macro_rules! load {
-    ($conn:expr, $sql:expr, $row:ty) => {{
-        let sql: &Sql = $sql;
-        match $conn {
-            AnyConnection::Sqlite(c) => {
-                let mut q = diesel::sql_query(sql.text.as_str()).into_boxed();
-                for p in &sql.params {
-                    q = match p {
-                        Param::Text(s) => q.bind::<Text, _>(s.clone()),
-                        Param::Int(i) => q.bind::<BigInt, _>(*i),
-                    };
-                }
-                q.load::<$row>(c)
-            }
-            AnyConnection::Postgresql(c) => {
-                let mut q = diesel::sql_query(sql.text.as_str()).into_boxed();
-                for p in &sql.params {
-                    q = match p {
-                        Param::Text(s) => q.bind::<Text, _>(s.clone()),
-                        Param::Int(i) => q.bind::<BigInt, _>(*i),
-                    };
-                }
-                q.load::<$row>(c)
-            }
-        }
-    }};
-}
-
 // ---------------------------------------------------------------------------------------------
 // filter → SQL
 
@@ -152,28 +85,21 @@ fn contains_pattern(term: &str) -> String {
     p
 }
 
-/// Every term of `t` occurs in one of `columns`.
-fn push_text(sql: &mut Sql, t: &SearchText, columns: &[&str]) {
-    if t.terms.is_empty() {
+/// `column` contains every one of `substrings` (lowercase).
+fn push_contains_all(sql: &mut Sql, column: &str, substrings: &[String]) {
+    if substrings.is_empty() {
         sql.push("1=1");
         return;
     }
-    for (i, term) in t.terms.iter().enumerate() {
+    for (i, part) in substrings.iter().enumerate() {
         if i > 0 {
             sql.push(" AND ");
         }
-        sql.push("(");
-        for (j, col) in columns.iter().enumerate() {
-            if j > 0 {
-                sql.push(" OR ");
-            }
-            sql.push("lower(")
-                .push(col)
-                .push(") LIKE ")
-                .text(&contains_pattern(term))
-                .push(" ESCAPE '\\'");
-        }
-        sql.push(")");
+        sql.push("lower(")
+            .push(column)
+            .push(") LIKE ")
+            .text(&contains_pattern(part))
+            .push(" ESCAPE '\\'");
     }
 }
 
@@ -214,12 +140,12 @@ fn push_header(sql: &mut Sql, h: &HeaderCondition) {
     .text(&h.name);
     if let Some(t) = &h.text {
         sql.push(" AND ");
-        push_text(sql, t, &["h.value"]);
+        push_contains_all(sql, "h.value", t);
     }
     sql.push(")");
 }
 
-fn push_condition(sql: &mut Sql, c: &Condition) {
+fn push_condition(sql: &mut Sql, account_id: &str, c: &Condition) {
     let mut first = true;
     let mut and = |sql: &mut Sql| {
         if !first {
@@ -298,39 +224,10 @@ fn push_condition(sql: &mut Sql, c: &Condition) {
         sql.push(COL_HAS_ATTACHMENT)
             .push(if b { " = TRUE" } else { " = FALSE" });
     }
-    // EQ-04: text searches From, To, Cc, Bcc, Subject and the text body parts.
-    let text_fields: &[(&Option<SearchText>, &[&str])] = &[
-        (
-            &c.text,
-            &[
-                COL_SEARCH_FROM,
-                COL_SEARCH_TO,
-                COL_SEARCH_CC,
-                COL_SEARCH_BCC,
-                COL_SEARCH_SUBJECT,
-                COL_SEARCH_BODY,
-            ],
-        ),
-        (&c.from, &[COL_SEARCH_FROM]),
-        (&c.to, &[COL_SEARCH_TO]),
-        (&c.cc, &[COL_SEARCH_CC]),
-        (&c.bcc, &[COL_SEARCH_BCC]),
-        (&c.subject, &[COL_SEARCH_SUBJECT]),
-        (&c.body, &[COL_SEARCH_BODY]),
-    ];
-    if text_fields.iter().any(|(t, _)| t.is_some()) {
+    // EQ-04: text searches From, To, Cc, Bcc, Subject and the text body parts, through the index.
+    if email_search::has_text_terms(c) {
         and(sql);
-        sql.push(
-            "EXISTS (SELECT 1 FROM email_search s WHERE s.account_id = e.account_id \
-             AND s.email_id = e.id",
-        );
-        for (t, cols) in text_fields {
-            if let Some(t) = t {
-                sql.push(" AND ");
-                push_text(sql, t, cols);
-            }
-        }
-        sql.push(")");
+        email_search::push_text_match(sql, account_id, c);
     }
     if let Some(h) = &c.header {
         and(sql);
@@ -343,9 +240,9 @@ fn push_condition(sql: &mut Sql, c: &Condition) {
     sql.push(")");
 }
 
-fn push_filter(sql: &mut Sql, f: &Filter) {
+fn push_filter(sql: &mut Sql, account_id: &str, f: &Filter) {
     match f {
-        Filter::Condition(c) => push_condition(sql, c),
+        Filter::Condition(c) => push_condition(sql, account_id, c),
         Filter::Operator(op, parts) => {
             if parts.is_empty() {
                 // AND of nothing is true, OR of nothing false, NOT of nothing true.
@@ -367,7 +264,7 @@ fn push_filter(sql: &mut Sql, f: &Filter) {
                 if i > 0 {
                     sql.push(join);
                 }
-                push_filter(sql, p);
+                push_filter(sql, account_id, p);
             }
             sql.push(")");
         }
@@ -409,7 +306,7 @@ fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
     }
     if let Some(f) = filter {
         sql.push(" AND ");
-        push_filter(sql, f);
+        push_filter(sql, account_id, f);
     }
 }
 
@@ -506,8 +403,8 @@ fn push_result_rows(sql: &mut Sql, account_id: &str, q: &EmailQuery) {
 }
 
 /// The ids of the window `[offset, offset + limit)`.
-fn select_ids(account_id: &str, q: &EmailQuery, offset: u64, limit: u64) -> Sql {
-    let mut sql = Sql::default();
+fn select_ids(dialect: Dialect, account_id: &str, q: &EmailQuery, offset: u64, limit: u64) -> Sql {
+    let mut sql = Sql::new(dialect);
     if q.collapse_threads {
         sql.push("SELECT r.id AS id FROM (");
         push_result_rows(&mut sql, account_id, q);
@@ -534,8 +431,8 @@ fn select_ids(account_id: &str, q: &EmailQuery, offset: u64, limit: u64) -> Sql 
     sql
 }
 
-fn select_count(account_id: &str, q: &EmailQuery) -> Sql {
-    let mut sql = Sql::default();
+fn select_count(dialect: Dialect, account_id: &str, q: &EmailQuery) -> Sql {
+    let mut sql = Sql::new(dialect);
     // EQ-07: a lone inMailbox reads the mailbox's maintained count (store::mailbox_counts):
     // emails, or threads when collapsed (each thread with an email there is one row).
     if let Some(Filter::Condition(c)) = &q.filter
@@ -567,8 +464,8 @@ fn select_count(account_id: &str, q: &EmailQuery) -> Sql {
 }
 
 /// The 0-based index of `anchor` in the result, as one row `n`, or no row.
-fn select_index_of(account_id: &str, q: &EmailQuery, anchor: &str) -> Sql {
-    let mut sql = Sql::default();
+fn select_index_of(dialect: Dialect, account_id: &str, q: &EmailQuery, anchor: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
     sql.push("SELECT z.n AS n FROM (SELECT r.id AS id, ROW_NUMBER() OVER (ORDER BY ")
         .push(&keyed_order(q, "r."))
         .push(") - 1 AS n FROM (");
@@ -580,12 +477,13 @@ fn select_index_of(account_id: &str, q: &EmailQuery, anchor: &str) -> Sql {
 /// The SQL that returns the ids of `[offset, offset + limit)`, for `EXPLAIN` in tests and
 /// benchmarks: `(statement with $n placeholders, parameters as text)`.
 pub fn explain_ids_sql(
+    dialect: Dialect,
     account_id: &str,
     q: &EmailQuery,
     offset: u64,
     limit: u64,
 ) -> (String, Vec<String>) {
-    let sql = select_ids(account_id, q, offset, limit);
+    let sql = select_ids(dialect, account_id, q, offset, limit);
     let params = sql
         .params
         .iter()
@@ -611,7 +509,7 @@ pub fn sqlite_query_plan(
         #[diesel(sql_type = Text)]
         detail: String,
     }
-    let mut sql = select_ids(account_id, q, offset, limit);
+    let mut sql = select_ids(Dialect::Sqlite, account_id, q, offset, limit);
     sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
     if !matches!(conn, AnyConnection::Sqlite(_)) {
         return Ok(Vec::new());
@@ -634,12 +532,13 @@ fn run_query(
     q: &EmailQuery,
     w: &QueryWindow,
 ) -> Result<Result<QueryPage, MethodError>, StoreError> {
+    let dialect = Dialect::of(conn);
     conn.transaction::<_, StoreError, _>(|conn| {
         let state = state_string(changelog::type_state(conn, account_id, DATA_TYPE)?);
         let need_total = w.calculate_total || matches!(w.start, WindowStart::Position(p) if p < 0);
         let total = if need_total {
             Some(
-                count(conn, &select_count(account_id, q))?
+                count(conn, &select_count(dialect, account_id, q))?
                     .unwrap_or(0)
                     .max(0) as u64,
             )
@@ -648,7 +547,7 @@ fn run_query(
         };
         let anchor_index = match &w.start {
             WindowStart::Anchor { id, .. } => {
-                count(conn, &select_index_of(account_id, q, id))?.map(|n| n.max(0) as u64)
+                count(conn, &select_index_of(dialect, account_id, q, id))?.map(|n| n.max(0) as u64)
             }
             WindowStart::Position(_) => None,
         };
@@ -659,16 +558,20 @@ fn run_query(
         let ids: Vec<String> = if w.limit == 0 {
             Vec::new()
         } else {
-            load!(conn, &select_ids(account_id, q, start, w.limit), IdRow)?
-                .into_iter()
-                .map(|r| r.id)
-                .collect()
+            load!(
+                conn,
+                &select_ids(dialect, account_id, q, start, w.limit),
+                IdRow
+            )?
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
         };
         // QRY-09: `position` is where the ids really start; past the end, that is the total.
         let position = if ids.is_empty() && start > 0 {
             let t = match total {
                 Some(t) => t,
-                None => count(conn, &select_count(account_id, q))?.unwrap_or(0) as u64,
+                None => count(conn, &select_count(dialect, account_id, q))?.unwrap_or(0) as u64,
             };
             start.min(t)
         } else {
@@ -887,7 +790,7 @@ impl EmailQueryStore for StoreContext {
         let conn = self.conn();
         let mut out = HashSet::new();
         for chunk in ids.chunks(CHUNK) {
-            let mut sql = Sql::default();
+            let mut sql = Sql::new(Dialect::of(conn));
             sql.push("SELECT e.id AS id");
             push_from_where(&mut sql, account_id, Some(filter));
             sql.push(" AND e.id IN ");
@@ -926,20 +829,22 @@ mod tests {
             sort: parse_sort(&[], &QueryLimits::default()).unwrap(),
             collapse_threads: false,
         };
-        let (sql, params) = explain_ids_sql("A", &q, 0, 10);
-        let mut numbers = Vec::new();
-        let mut rest = sql.as_str();
-        while let Some(at) = rest.find('$') {
-            rest = &rest[at + 1..];
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            numbers.push(digits.parse::<usize>().unwrap());
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let (sql, params) = explain_ids_sql(dialect, "A", &q, 0, 10);
+            let mut numbers = Vec::new();
+            let mut rest = sql.as_str();
+            while let Some(at) = rest.find('$') {
+                rest = &rest[at + 1..];
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                numbers.push(digits.parse::<usize>().unwrap());
+            }
+            assert_eq!(numbers, (1..=params.len()).collect::<Vec<_>>());
+            assert!(sql.contains("NOT ("), "{sql}");
+            assert!(
+                // The window is literal (see select_ids): a bound LIMIT makes SQLite re-compile.
+                sql.ends_with("ORDER BY e.received_at DESC, e.id DESC LIMIT 10 OFFSET 0"),
+                "{sql}"
+            );
         }
-        assert_eq!(numbers, (1..=params.len()).collect::<Vec<_>>());
-        assert!(sql.contains("NOT ("), "{sql}");
-        assert!(
-            // The window is literal (see select_ids): a bound LIMIT makes SQLite re-compile.
-            sql.ends_with("ORDER BY e.received_at DESC, e.id DESC LIMIT 10 OFFSET 0"),
-            "{sql}"
-        );
     }
 }

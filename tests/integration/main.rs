@@ -36,6 +36,7 @@ mod push_revocation;
 mod push_webhook;
 mod push_ws;
 mod query_limits;
+mod search;
 mod sharing;
 mod slow_clients;
 mod submission;

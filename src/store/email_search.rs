@@ -1,0 +1,336 @@
+//! The full-text index of email text (RFC 8621 §4.4.1 `text`, `from`, `to`, `cc`, `bcc`,
+//! `subject` and `body` conditions), kept in the transaction that stores the email, so a message
+//! is findable the moment its change is pushed.
+//!
+//! `email_search` holds each email's decoded text (for snippets); the index holds its words as
+//! [`crate::mail::search`] cuts and folds them, so both backends match by the same rules:
+//!
+//! - **SQLite**: `email_fts`, a contentless FTS5 table (the text is in `email_search` already)
+//!   with the `ascii` tokenizer, which only splits the folded words at their spaces. Its rowid is
+//!   `email_search.fts_docid`, an `INTEGER` of our own, because `VACUUM` may renumber a table's
+//!   implicit rowids; a trigger drops the index row with the `email_search` row. The account and
+//!   email ids are stored unindexed in the FTS table, so a match needs no join to be filtered.
+//! - **PostgreSQL**: one `tsvector` column per field, written as literals (no parser or
+//!   dictionary of the database re-cuts the words), under one multi-column GIN index, which
+//!   serves a condition on any of them.
+//!
+//! Emails stored before the index existed are indexed by [`index_backlog`] in the background
+//! when the server starts (the migration only adds the empty index).
+
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use super::query_sql::{Dialect, Sql, execute, load};
+use super::{AnyConnection, Store, StoreError};
+use crate::jmap::email_query::{Condition, SearchText};
+use crate::mail;
+use crate::mail::search::{self, SearchTerm};
+
+/// The searchable fields, in the order of the index's columns: FTS5 column names (the same as
+/// `email_search`'s) and PostgreSQL `tsvector` column names.
+const FIELDS: [(&str, &str); 6] = [
+    ("from_text", "from_doc"),
+    ("to_text", "to_doc"),
+    ("cc_text", "cc_doc"),
+    ("bcc_text", "bcc_doc"),
+    ("subject_text", "subject_doc"),
+    ("body_text", "body_doc"),
+];
+
+fn field_texts(t: &mail::SearchText) -> [&str; 6] {
+    [&t.from, &t.to, &t.cc, &t.bcc, &t.subject, &t.body]
+}
+
+fn push_list(sql: &mut Sql, names: impl Iterator<Item = &'static str>) {
+    for (i, n) in names.enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push(n);
+    }
+}
+
+/// Stores the search text of a new email and indexes it, in the caller's transaction.
+pub fn insert(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    email_id: &str,
+    text: &mail::SearchText,
+) -> Result<(), StoreError> {
+    let dialect = Dialect::of(conn);
+    if dialect == Dialect::Sqlite {
+        push_fts_row(conn, account_id, email_id, text)?;
+    }
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO email_search (account_id, email_id, ");
+    push_list(&mut sql, FIELDS.iter().map(|f| f.0));
+    sql.push(match dialect {
+        Dialect::Sqlite => ", fts_docid",
+        Dialect::Postgres => ", ",
+    });
+    if dialect == Dialect::Postgres {
+        push_list(&mut sql, FIELDS.iter().map(|f| f.1));
+    }
+    sql.push(") VALUES (")
+        .text(account_id)
+        .push(", ")
+        .text(email_id);
+    for t in field_texts(text) {
+        sql.push(", ").text(t);
+    }
+    match dialect {
+        Dialect::Sqlite => sql.push(", last_insert_rowid())"),
+        Dialect::Postgres => {
+            for t in field_texts(text) {
+                sql.push(", ")
+                    .text(&search::tsvector_literal(t))
+                    .push("::tsvector");
+            }
+            sql.push(")")
+        }
+    };
+    execute!(conn, &sql)?;
+    Ok(())
+}
+
+/// Inserts the FTS5 row of an email; its rowid is then `last_insert_rowid()`.
+fn push_fts_row(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    email_id: &str,
+    text: &mail::SearchText,
+) -> Result<(), StoreError> {
+    let mut sql = Sql::new(Dialect::Sqlite);
+    sql.push("INSERT INTO email_fts (account_id, email_id, ");
+    push_list(&mut sql, FIELDS.iter().map(|f| f.0));
+    sql.push(") VALUES (")
+        .text(account_id)
+        .push(", ")
+        .text(email_id);
+    for t in field_texts(text) {
+        sql.push(", ").text(&search::fts5_document(t));
+    }
+    sql.push(")");
+    execute!(conn, &sql)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// conditions → SQL
+
+/// The text fields of a condition with their index column (`None`: every field), and terms.
+fn text_fields(c: &Condition) -> Vec<(Option<usize>, &SearchText)> {
+    [
+        (None, &c.text),
+        (Some(0), &c.from),
+        (Some(1), &c.to),
+        (Some(2), &c.cc),
+        (Some(3), &c.bcc),
+        (Some(4), &c.subject),
+        (Some(5), &c.body),
+    ]
+    .into_iter()
+    .filter_map(|(field, t)| t.as_ref().map(|t| (field, t)))
+    .filter(|(_, t)| !t.terms.is_empty())
+    .collect()
+}
+
+/// Whether `c` has a text condition with at least one term (a term without any word is none).
+pub fn has_text_terms(c: &Condition) -> bool {
+    !text_fields(c).is_empty()
+}
+
+/// `e.id IN (…)`: the emails of the account whose text matches every text term of `c`.
+pub fn push_text_match(sql: &mut Sql, account_id: &str, c: &Condition) {
+    let fields = text_fields(c);
+    if fields
+        .iter()
+        .any(|(_, t)| t.terms.iter().any(SearchTerm::is_nothing))
+    {
+        sql.push("1=0");
+        return;
+    }
+    match sql.dialect {
+        Dialect::Sqlite => {
+            let mut query = Vec::new();
+            for (field, t) in &fields {
+                for term in &t.terms {
+                    query.push(match field {
+                        None => term.fts5_phrase(),
+                        Some(i) => format!("{} : {}", FIELDS[*i].0, term.fts5_phrase()),
+                    });
+                }
+            }
+            sql.push("e.id IN (SELECT email_id FROM email_fts WHERE email_fts MATCH ")
+                .text(&query.join(" AND "))
+                .push(" AND account_id = ")
+                .text(account_id)
+                .push(")");
+        }
+        Dialect::Postgres => {
+            sql.push("e.id IN (SELECT s.email_id FROM email_search s WHERE s.account_id = ")
+                .text(account_id);
+            for (field, t) in &fields {
+                for term in &t.terms {
+                    let tsquery = term.tsquery();
+                    let columns: Vec<&str> = match field {
+                        None => FIELDS.iter().map(|f| f.1).collect(),
+                        Some(i) => vec![FIELDS[*i].1],
+                    };
+                    sql.push(" AND (");
+                    for (j, col) in columns.iter().enumerate() {
+                        if j > 0 {
+                            sql.push(" OR ");
+                        }
+                        sql.push("s.")
+                            .push(col)
+                            .push(" @@ ")
+                            .text(&tsquery)
+                            .push("::tsquery");
+                    }
+                    sql.push(")");
+                }
+            }
+            sql.push(")");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the backlog
+
+/// Rows indexed per transaction while working off the backlog: short enough not to hold the
+/// SQLite write lock for long.
+const BACKLOG_BATCH: i64 = 200;
+
+#[derive(QueryableByName)]
+struct BacklogRow {
+    #[diesel(sql_type = Text)]
+    account_id: String,
+    #[diesel(sql_type = Text)]
+    email_id: String,
+    #[diesel(sql_type = Text)]
+    from_text: String,
+    #[diesel(sql_type = Text)]
+    to_text: String,
+    #[diesel(sql_type = Text)]
+    cc_text: String,
+    #[diesel(sql_type = Text)]
+    bcc_text: String,
+    #[diesel(sql_type = Text)]
+    subject_text: String,
+    #[diesel(sql_type = Text)]
+    body_text: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn unindexed(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "fts_docid IS NULL",
+        Dialect::Postgres => "body_doc IS NULL",
+    }
+}
+
+/// Indexes the emails stored before the index existed, [`BACKLOG_BATCH`] per transaction, in
+/// key order (so each batch starts where the last ended); returns how many it indexed. Safe to
+/// run while the server writes: new emails are indexed as they are stored, and a row that went
+/// away or was indexed meanwhile is skipped.
+pub fn index_backlog(store: &Store) -> Result<u64, StoreError> {
+    let mut conn = store.conn()?;
+    let conn: &mut AnyConnection = &mut conn;
+    let dialect = Dialect::of(conn);
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT COUNT(*) AS n FROM email_search WHERE ")
+        .push(unindexed(dialect));
+    let backlog = load!(&mut *conn, &sql, Count)?.first().map_or(0, |c| c.n);
+    if backlog == 0 {
+        return Ok(0);
+    }
+    log::info!(
+        "search index: indexing {backlog} emails stored before it existed; \
+         until it is done, searches may miss them"
+    );
+    let mut done = 0u64;
+    let mut after = (String::new(), String::new());
+    loop {
+        let mut sql = Sql::new(dialect);
+        sql.push(
+            "SELECT account_id, email_id, from_text, to_text, cc_text, bcc_text, subject_text, \
+             body_text FROM email_search WHERE ",
+        )
+        .push(unindexed(dialect))
+        .push(" AND (account_id > ")
+        .text(&after.0)
+        .push(" OR (account_id = ")
+        .text(&after.0)
+        .push(" AND email_id > ")
+        .text(&after.1)
+        .push(")) ORDER BY account_id, email_id LIMIT ")
+        .push(&BACKLOG_BATCH.to_string());
+        let rows = load!(&mut *conn, &sql, BacklogRow)?;
+        let Some(last) = rows.last() else { break };
+        after = (last.account_id.clone(), last.email_id.clone());
+        conn.transaction::<_, StoreError, _>(|conn| {
+            for r in &rows {
+                index_existing(conn, r)?;
+            }
+            Ok(())
+        })?;
+        done += rows.len() as u64;
+        if done % 10_000 < BACKLOG_BATCH as u64 {
+            log::info!("search index: {done} of {backlog} emails indexed");
+        }
+    }
+    log::info!("search index: done, {done} emails indexed");
+    Ok(done)
+}
+
+fn index_existing(conn: &mut AnyConnection, r: &BacklogRow) -> Result<(), StoreError> {
+    let text = mail::SearchText {
+        from: r.from_text.clone(),
+        to: r.to_text.clone(),
+        cc: r.cc_text.clone(),
+        bcc: r.bcc_text.clone(),
+        subject: r.subject_text.clone(),
+        body: r.body_text.clone(),
+    };
+    let dialect = Dialect::of(conn);
+    let mut sql = Sql::new(dialect);
+    match dialect {
+        Dialect::Sqlite => {
+            push_fts_row(conn, &r.account_id, &r.email_id, &text)?;
+            sql.push("UPDATE email_search SET fts_docid = last_insert_rowid()");
+        }
+        Dialect::Postgres => {
+            sql.push("UPDATE email_search SET ");
+            for (i, t) in field_texts(&text).into_iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push(FIELDS[i].1)
+                    .push(" = ")
+                    .text(&search::tsvector_literal(t))
+                    .push("::tsvector");
+            }
+        }
+    }
+    sql.push(" WHERE account_id = ")
+        .text(&r.account_id)
+        .push(" AND email_id = ")
+        .text(&r.email_id)
+        .push(" AND ")
+        .push(unindexed(dialect));
+    let updated = execute!(&mut *conn, &sql)?;
+    if updated == 0 && dialect == Dialect::Sqlite {
+        // Indexed or deleted meanwhile: the FTS row just written belongs to nobody.
+        let mut sql = Sql::new(dialect);
+        sql.push("DELETE FROM email_fts WHERE rowid = last_insert_rowid()");
+        execute!(&mut *conn, &sql)?;
+    }
+    Ok(())
+}

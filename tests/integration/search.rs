@@ -1,0 +1,164 @@
+//! Full-text search through the index (RFC 8621 §4.4.1 text conditions, EQ-04, EQ-05, and
+//! SearchSnippet/get, SNIP-03): how words match, on both backends, and how emails stored before
+//! the index existed get indexed.
+
+use serde_json::{Value, json};
+
+use super::email_query::{Fixture, Msg};
+use crate::harness::on_both_backends;
+
+/// Three emails in several scripts.
+async fn multilingual() -> Fixture {
+    let mut f = Fixture::empty().await;
+    let inbox = f.inbox.clone();
+    for (name, subject, body, at) in [
+        (
+            "de",
+            "Über die Rechnung",
+            "Die Straße ist gesperrt. Bitte die Invoice prüfen.",
+            "2024-02-01T10:00:00Z",
+        ),
+        (
+            "el",
+            "Ταξίδι στην Αθήνα",
+            "Θα φτάσουμε στην ΑΘΗΝΑ το πρωί.",
+            "2024-02-02T10:00:00Z",
+        ),
+        (
+            "en",
+            "Your e-mail invoices",
+            "Three invoices are attached; the financial report follows.",
+            "2024-02-03T10:00:00Z",
+        ),
+    ] {
+        f.add(
+            name,
+            &Msg {
+                from: "Zoë Zwart <zoe@example.com>",
+                to: "alice@example.com",
+                subject,
+                date: "Thu, 01 Feb 2024 09:00:00 +0000",
+                body: body.into(),
+                ..Msg::default()
+            },
+            &[&inbox],
+            &[],
+            at,
+        );
+    }
+    f
+}
+
+async fn found(f: &Fixture, filter: Value) -> Vec<String> {
+    let mut got = f.query_names(json!({"filter": filter})).await;
+    got.sort();
+    got
+}
+
+#[on_both_backends]
+async fn text_search_ignores_case_and_diacritics_and_matches_word_prefixes() {
+    let f = multilingual().await;
+    let cases: &[(Value, &[&str])] = &[
+        // Case and diacritics fold away, whichever side has them.
+        (json!({"subject": "uber"}), &["de"]),
+        (json!({"subject": "ÜBER"}), &["de"]),
+        (json!({"text": "αθηνα"}), &["el"]),
+        (json!({"body": "Αθήνα"}), &["el"]),
+        (json!({"from": "zoe"}), &["de", "el", "en"]),
+        // A plain word is a word prefix; not a substring.
+        (json!({"text": "inv"}), &["de", "en"]),
+        (json!({"text": "nvoice"}), &[]),
+        (json!({"body": "straß"}), &["de"]),
+        // A quoted phrase is whole words, in order.
+        (json!({"body": "\"financial report\""}), &["en"]),
+        (json!({"body": "\"report financial\""}), &[]),
+        (json!({"body": "\"financial rep\""}), &[]),
+        // Punctuation separates words: "e-mail" is "e" then "mail", as typed or as found.
+        (json!({"subject": "e-mail"}), &["en"]),
+        (json!({"to": "alice@example.com"}), &["de", "el", "en"]),
+        // Every term must match, each in any field for `text`.
+        (json!({"text": "zoe invoices"}), &["en"]),
+        (json!({"text": "zoe αθηνα invoice"}), &[]),
+        // Field conditions look only at their field.
+        (json!({"subject": "invoice"}), &["en"]),
+        (json!({"from": "invoice"}), &[]),
+    ];
+    for (filter, want) in cases {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(found(&f, filter.clone()).await, want, "filter {filter}");
+    }
+    // SNIP-03: the snippet marks what matched, in the original spelling.
+    let r = f
+        .call(json!([["SearchSnippet/get", {"accountId": f.account,
+            "filter": {"text": "uber straß rechn"}, "emailIds": [f.id("de")]}, "sn"]]))
+        .await;
+    assert_eq!(
+        r[0][1]["list"][0]["subject"],
+        "<mark>Über</mark> die <mark>Rechnung</mark>"
+    );
+    f.s.stop().await;
+}
+
+#[on_both_backends]
+async fn emails_stored_before_the_index_existed_are_found_once_the_backlog_is_indexed() {
+    let f = multilingual().await;
+    // Make the store look as the migration leaves an existing one: text kept, nothing indexed.
+    let mut conn = f.s.store.conn().unwrap();
+    use diesel::connection::SimpleConnection;
+    match &mut *conn {
+        herald::store::AnyConnection::Sqlite(c) => c
+            .batch_execute("DELETE FROM email_fts; UPDATE email_search SET fts_docid = NULL;")
+            .unwrap(),
+        herald::store::AnyConnection::Postgresql(c) => c
+            .batch_execute(
+                "UPDATE email_search SET from_doc = NULL, to_doc = NULL, cc_doc = NULL, \
+                 bcc_doc = NULL, subject_doc = NULL, body_doc = NULL;",
+            )
+            .unwrap(),
+    }
+    drop(conn);
+    assert_eq!(
+        found(&f, json!({"text": "invoice"})).await,
+        Vec::<String>::new()
+    );
+    let indexed = herald::store::email_search::index_backlog(&f.s.store).unwrap();
+    assert_eq!(indexed, 3);
+    assert_eq!(
+        found(&f, json!({"text": "invoice"})).await,
+        vec!["de", "en"]
+    );
+    // A second run finds nothing left to do.
+    assert_eq!(
+        herald::store::email_search::index_backlog(&f.s.store).unwrap(),
+        0
+    );
+    f.s.stop().await;
+}
+
+#[on_both_backends]
+async fn a_destroyed_email_leaves_the_index() {
+    let f = multilingual().await;
+    let r = f
+        .call(json!([["Email/set", {"accountId": f.account, "destroy": [f.id("en")]}, "d"]]))
+        .await;
+    assert_eq!(r[0][1]["destroyed"], json!([f.id("en")]), "{:?}", r[0]);
+    assert_eq!(found(&f, json!({"text": "invoice"})).await, vec!["de"]);
+    // On SQLite the FTS5 row goes with its email_search row (a trigger).
+    let mut conn = f.s.store.conn().unwrap();
+    if let herald::store::AnyConnection::Sqlite(c) = &mut *conn {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let n: Vec<N> = diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM email_fts WHERE email_fts MATCH '\"financial\"'",
+        )
+        .load(c)
+        .unwrap();
+        assert_eq!(n[0].n, 0);
+    }
+    drop(conn);
+    f.s.stop().await;
+}
