@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use herald::config::Config;
 use herald::jmap::email::{EmailOp, NewEmail, OpResult, Source, new_email_id};
+use herald::jmap::email_query::{EmailQuery, Filter, parse_sort};
+use herald::store::email_query::sqlite_query_plan;
 use herald::store::{Store, accounts, changelog, email, mailbox, users};
 use serde_json::{Value, json};
 
@@ -50,6 +52,10 @@ struct Cli {
     /// Keep the store directory (printed) for inspection.
     #[arg(long)]
     keep_store: bool,
+    /// Use this store directory and keep it; a store that a previous run filled is measured
+    /// again without importing (to measure several requests on one million-message store).
+    #[arg(long)]
+    store_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,7 +87,7 @@ fn message(i: usize) -> Vec<u8> {
          Subject: {subject}\r\nDate: Mon, 01 Jan 2024 09:00:00 +0000\r\n\
          Message-ID: <m{i}@bench.example>\r\n{in_reply_to}MIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\r\n\
-         Hello team, message {i} about thread {thread}, tag rare{tag}. {filler}\r\n",
+         Hello team, message {i} about thread {thread}, tag rare{tag:03}. {filler}\r\n",
         a = i % 97,
         tag = i % 1000,
         b = i % 13,
@@ -118,7 +124,13 @@ fn machine() -> String {
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
-    let dir = tempfile_dir()?;
+    let dir = match &cli.store_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => tempfile_dir()?,
+    };
     let mut config = Config::load(Path::new("/nonexistent/config.toml"), Vec::new())?;
     config.store.url = format!("sqlite://{}", dir.join("herald.db").display());
     config.server.listen = "127.0.0.1:0".into();
@@ -132,7 +144,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Import.
     let mut conn = store.conn()?;
-    let user = users::create(&mut conn, "bench", "bench")?;
+    let (user, filled) = match users::find_by_name(&mut conn, "bench")? {
+        Some(u) => (u, true),
+        None => (users::create(&mut conn, "bench", "bench")?, false),
+    };
     let account = accounts::personal_account(&mut conn, &user.id)?;
     let inbox = mailbox::list(&mut conn, &account)?
         .into_iter()
@@ -141,6 +156,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .id;
     let started = Instant::now();
     let mut done = 0;
+    if filled {
+        println!("reusing the filled store in {}", dir.display());
+        done = cli.messages;
+    }
     while done < cli.messages {
         let n = cli.batch.min(cli.messages - done);
         let ops: Vec<EmailOp> = (done..done + n)
@@ -204,52 +223,64 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let words: Vec<serde_json::Value> = (0..cli.text_conditions)
         .map(|i| json!({"text": format!("absentword{i}")}))
         .collect();
-    let largest_filter = json!({
-        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
-        "methodCalls": [["Email/query", {"accountId": account,
-            "filter": {"operator": "OR", "conditions": words},
-            "sort": [{"property": "receivedAt", "isAscending": false}],
-            "limit": cli.page, "calculateTotal": true}, "q"]]
-    });
-    let search = |text: &str| {
+    let query = |filter: &Value| {
         json!({
             "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
             "methodCalls": [["Email/query", {"accountId": account,
-                "filter": {"text": text},
+                "filter": filter,
                 "sort": [{"property": "receivedAt", "isAscending": false}],
                 "limit": cli.page, "calculateTotal": true}, "q"]]
         })
         .to_string()
     };
-    let (what, body) = match cli.request {
-        Request::Sync => (
+    // The Email/query filter of the search requests, whose query plan is printed.
+    let filter = match cli.request {
+        Request::Sync | Request::MailboxGet => None,
+        Request::RareWord => Some(json!({"text": "rare007"})),
+        Request::CommonWord => Some(json!({"text": "lorem"})),
+        Request::ThreeWords => Some(json!({"text": "hello team rare007"})),
+        Request::LargestFilter => Some(json!({"operator": "OR", "conditions": words})),
+    };
+    let (what, body) = match (cli.request, &filter) {
+        (Request::Sync, _) => (
             format!("Email/query + Email/get #ids, page {}", cli.page),
             sync.to_string(),
         ),
-        Request::MailboxGet => (
+        (Request::MailboxGet, _) | (_, None) => (
             "Mailbox/get (all, with counts)".to_owned(),
             mailbox_get.to_string(),
         ),
-        Request::RareWord => (
-            "Email/query text \"rare7\" (0.1 % of messages), calculateTotal".to_owned(),
-            search("rare7"),
+        (Request::RareWord, Some(f)) => (
+            "Email/query text \"rare007\" (0.1 % of messages), calculateTotal".to_owned(),
+            query(f),
         ),
-        Request::CommonWord => (
+        (Request::CommonWord, Some(f)) => (
             "Email/query text \"lorem\" (every message), calculateTotal".to_owned(),
-            search("lorem"),
+            query(f),
         ),
-        Request::ThreeWords => (
-            "Email/query text \"hello team rare7\", calculateTotal".to_owned(),
-            search("hello team rare7"),
+        (Request::ThreeWords, Some(f)) => (
+            "Email/query text \"hello team rare007\", calculateTotal".to_owned(),
+            query(f),
         ),
-        Request::LargestFilter => (
+        (Request::LargestFilter, Some(f)) => (
             format!(
                 "Email/query, {} OR'd text conditions, calculateTotal",
                 cli.text_conditions
             ),
-            largest_filter.to_string(),
+            query(f),
         ),
     };
+    if let Some(f) = &filter {
+        let q = EmailQuery {
+            filter: Some(Filter::parse(f, &config.query).map_err(|e| format!("{e:?}"))?),
+            sort: parse_sort(&[], &config.query).map_err(|e| format!("{e:?}"))?,
+            collapse_threads: false,
+        };
+        let plan = sqlite_query_plan(&mut *store.conn()?, &account, &q, 0, cli.page as u64)?;
+        for line in plan {
+            println!("plan: {line}");
+        }
+    }
     // One request first, to show what the measured one answers (and to warm the caches).
     let first: Value = awc::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -340,7 +371,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     );
     handle.stop(false).await;
-    if cli.keep_store {
+    if cli.keep_store || cli.store_dir.is_some() {
         println!("store kept in {}", dir.display());
     } else {
         let _ = std::fs::remove_dir_all(&dir);

@@ -48,8 +48,8 @@ pub struct QueryLimits {
     /// its text searches.
     pub max_filter_conditions: usize,
     /// Words and phrases of text searches (`text`, `from`, `to`, `cc`, `bcc`, `subject`, `body`)
-    /// in one filter: each one reads every message's text until search is indexed (issue 12),
-    /// ~0.6 s per term on a 100,000-message mailbox.
+    /// in one filter: each is looked up in the full-text index at a cost that grows with the
+    /// messages it matches.
     pub max_text_terms: usize,
     /// Ids in one condition (`inMailboxOtherThan`).
     pub max_ids_per_condition: usize,

@@ -274,7 +274,10 @@ fn push_filter(sql: &mut Sql, account_id: &str, f: &Filter) {
 /// The mailbox a filter requires at its top level (alone or in a top-level AND): the query is
 /// then driven from that mailbox's memberships, whose `email_mailboxes_received` index
 /// `(account_id, mailbox_id, received_at, email_id)` yields the default order directly.
-fn driving_mailbox(filter: Option<&Filter>) -> Option<&str> {
+fn driving_mailbox<'a>(sql: &Sql, filter: Option<&'a Filter>) -> Option<&'a str> {
+    if sql.text_first {
+        return None;
+    }
     match filter? {
         Filter::Condition(c) => c.in_mailbox.as_deref(),
         Filter::Operator(Operator::And, parts) => parts.iter().find_map(|p| match p {
@@ -285,10 +288,83 @@ fn driving_mailbox(filter: Option<&Filter>) -> Option<&str> {
     }
 }
 
+/// The text condition a filter requires at its top level (alone or in a top-level AND), which a
+/// query can start from: its matches, from the index, sorted, instead of every email in order.
+fn driving_text(filter: Option<&Filter>) -> Option<&Condition> {
+    let has_text =
+        |f: &&Filter| matches!(f, Filter::Condition(c) if email_search::has_text_terms(c));
+    match filter? {
+        f @ Filter::Condition(_) => Some(f).filter(has_text),
+        Filter::Operator(Operator::And, parts) => parts.iter().find(has_text),
+        Filter::Operator(..) => None,
+    }
+    .and_then(|f| match f {
+        Filter::Condition(c) => Some(&**c),
+        Filter::Operator(..) => None,
+    })
+}
+
+/// `filter` without the text terms of its [`driving_text`] condition, which a statement that
+/// starts from that condition's matches need not check again.
+fn without_driving_text(filter: &Filter) -> Filter {
+    let strip = |c: &mut Condition| {
+        (c.text, c.from, c.to, c.cc, c.bcc, c.subject, c.body) =
+            (None, None, None, None, None, None, None);
+    };
+    let has_text =
+        |f: &Filter| matches!(f, Filter::Condition(c) if email_search::has_text_terms(c));
+    let mut out = filter.clone();
+    match &mut out {
+        Filter::Condition(c) => strip(c),
+        Filter::Operator(Operator::And, parts) => {
+            if let Some(Filter::Condition(c)) = parts.iter_mut().find(|f| has_text(f)) {
+                strip(c);
+            }
+        }
+        Filter::Operator(..) => {}
+    }
+    out
+}
+
+/// A window of at most this many matches is sorted from the text index's matches (SQLite); a
+/// search with more matches walks the emails in sort order and stops at the window's end.
+const TEXT_FIRST_MAX_MATCHES: u64 = 5_000;
+
+/// Whether the ids of a window are best found from the text index's matches: a selective text
+/// condition at the top level, on SQLite (PostgreSQL's planner has statistics for its index and
+/// chooses by itself). Counting, which reads every match anyway, always starts from them.
+fn window_text_first(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    q: &EmailQuery,
+) -> Result<bool, StoreError> {
+    match driving_text(q.filter.as_ref()) {
+        Some(c) => email_search::matches_fewer_than(conn, account_id, c, TEXT_FIRST_MAX_MATCHES),
+        None => Ok(false),
+    }
+}
+
 /// `FROM … WHERE <account> AND <filter>`, with `e` the email row (and `em0` its membership of
 /// the driving mailbox, if any).
 fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
-    match driving_mailbox(filter) {
+    if sql.text_first {
+        match driving_text(filter).filter(|c| email_search::can_drive(sql.dialect, c)) {
+            Some(c) => {
+                // CROSS JOIN: SQLite keeps the matches as the outer loop.
+                sql.push(" FROM (");
+                email_search::push_matching_ids(sql, account_id, c);
+                sql.push(") t CROSS JOIN emails e ON e.id = t.email_id WHERE e.account_id = ")
+                    .text(account_id);
+                if let Some(f) = filter {
+                    sql.push(" AND ");
+                    push_filter(sql, account_id, &without_driving_text(f));
+                }
+                return;
+            }
+            None => sql.text_first = false,
+        }
+    }
+    match driving_mailbox(sql, filter) {
         Some(m) => {
             sql.push(
                 " FROM email_mailboxes em0 JOIN emails e \
@@ -373,7 +449,8 @@ fn push_keyed_rows(sql: &mut Sql, account_id: &str, q: &EmailQuery) {
     sql.push("SELECT e.id AS id, e.thread_id AS thread_id");
     for (i, s) in q.sort.iter().enumerate() {
         sql.push(", ");
-        push_sort_expr(sql, s, driving_mailbox(q.filter.as_ref()).is_some());
+        let driving = driving_mailbox(sql, q.filter.as_ref()).is_some();
+        push_sort_expr(sql, s, driving);
         sql.push(&format!(" AS s{i}"));
     }
     push_from_where(sql, account_id, q.filter.as_ref());
@@ -403,8 +480,16 @@ fn push_result_rows(sql: &mut Sql, account_id: &str, q: &EmailQuery) {
 }
 
 /// The ids of the window `[offset, offset + limit)`.
-fn select_ids(dialect: Dialect, account_id: &str, q: &EmailQuery, offset: u64, limit: u64) -> Sql {
+fn select_ids(
+    dialect: Dialect,
+    text_first: bool,
+    account_id: &str,
+    q: &EmailQuery,
+    offset: u64,
+    limit: u64,
+) -> Sql {
     let mut sql = Sql::new(dialect);
+    sql.text_first = text_first;
     if q.collapse_threads {
         sql.push("SELECT r.id AS id FROM (");
         push_result_rows(&mut sql, account_id, q);
@@ -414,7 +499,7 @@ fn select_ids(dialect: Dialect, account_id: &str, q: &EmailQuery, offset: u64, l
         sql.push("SELECT e.id AS id");
         push_from_where(&mut sql, account_id, q.filter.as_ref());
         sql.push(" ORDER BY ");
-        let driving = driving_mailbox(q.filter.as_ref()).is_some();
+        let driving = driving_mailbox(&sql, q.filter.as_ref()).is_some();
         for s in &q.sort {
             push_sort_expr(&mut sql, s, driving);
             sql.push(dir(s.ascending)).push(", ");
@@ -433,6 +518,9 @@ fn select_ids(dialect: Dialect, account_id: &str, q: &EmailQuery, offset: u64, l
 
 fn select_count(dialect: Dialect, account_id: &str, q: &EmailQuery) -> Sql {
     let mut sql = Sql::new(dialect);
+    // Counting reads every match: from the text index, when there is a text condition to start
+    // from, that is never more than walking the emails.
+    sql.text_first = true;
     // EQ-07: a lone inMailbox reads the mailbox's maintained count (store::mailbox_counts):
     // emails, or threads when collapsed (each thread with an email there is one row).
     if let Some(Filter::Condition(c)) = &q.filter
@@ -453,6 +541,25 @@ fn select_count(dialect: Dialect, account_id: &str, q: &EmailQuery) -> Sql {
         .text(m);
         return sql;
     }
+    // A lone text condition: every match in the index is one email of the account.
+    if !q.collapse_threads
+        && let Some(Filter::Condition(c)) = &q.filter
+        && email_search::can_drive(dialect, c)
+        && **c
+            == (Condition {
+                text: c.text.clone(),
+                from: c.from.clone(),
+                to: c.to.clone(),
+                cc: c.cc.clone(),
+                bcc: c.bcc.clone(),
+                subject: c.subject.clone(),
+                body: c.body.clone(),
+                ..Condition::default()
+            })
+    {
+        email_search::push_match_count(&mut sql, account_id, c);
+        return sql;
+    }
     // With collapseThreads every thread with a match contributes exactly one row.
     sql.push(if q.collapse_threads {
         "SELECT COUNT(DISTINCT e.thread_id) AS n"
@@ -466,6 +573,7 @@ fn select_count(dialect: Dialect, account_id: &str, q: &EmailQuery) -> Sql {
 /// The 0-based index of `anchor` in the result, as one row `n`, or no row.
 fn select_index_of(dialect: Dialect, account_id: &str, q: &EmailQuery, anchor: &str) -> Sql {
     let mut sql = Sql::new(dialect);
+    sql.text_first = true;
     sql.push("SELECT z.n AS n FROM (SELECT r.id AS id, ROW_NUMBER() OVER (ORDER BY ")
         .push(&keyed_order(q, "r."))
         .push(") - 1 AS n FROM (");
@@ -483,7 +591,7 @@ pub fn explain_ids_sql(
     offset: u64,
     limit: u64,
 ) -> (String, Vec<String>) {
-    let sql = select_ids(dialect, account_id, q, offset, limit);
+    let sql = select_ids(dialect, false, account_id, q, offset, limit);
     let params = sql
         .params
         .iter()
@@ -509,11 +617,12 @@ pub fn sqlite_query_plan(
         #[diesel(sql_type = Text)]
         detail: String,
     }
-    let mut sql = select_ids(Dialect::Sqlite, account_id, q, offset, limit);
-    sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
     if !matches!(conn, AnyConnection::Sqlite(_)) {
         return Ok(Vec::new());
     }
+    let text_first = window_text_first(conn, account_id, q)?;
+    let mut sql = select_ids(Dialect::Sqlite, text_first, account_id, q, offset, limit);
+    sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
     let rows = load!(conn, &sql, PlanRow)?;
     Ok(rows.into_iter().map(|r| r.detail).collect())
 }
@@ -555,12 +664,13 @@ fn run_query(
             Ok(s) => s.unwrap_or(0),
             Err(e) => return Ok(Err(e)),
         };
+        let text_first = w.limit > 0 && window_text_first(conn, account_id, q)?;
         let ids: Vec<String> = if w.limit == 0 {
             Vec::new()
         } else {
             load!(
                 conn,
-                &select_ids(dialect, account_id, q, start, w.limit),
+                &select_ids(dialect, text_first, account_id, q, start, w.limit),
                 IdRow
             )?
             .into_iter()

@@ -8,8 +8,10 @@
 //! - **SQLite**: `email_fts`, a contentless FTS5 table (the text is in `email_search` already)
 //!   with the `ascii` tokenizer, which only splits the folded words at their spaces. Its rowid is
 //!   `email_search.fts_docid`, an `INTEGER` of our own, because `VACUUM` may renumber a table's
-//!   implicit rowids; a trigger drops the index row with the `email_search` row. The account and
-//!   email ids are stored unindexed in the FTS table, so a match needs no join to be filtered.
+//!   implicit rowids; a trigger drops the index row with the `email_search` row. The account id is
+//!   an indexed column as well, so a query intersects its words with the account's rows instead of
+//!   reading every account's matches; the email id is stored, unindexed, for the matches to name
+//!   their email without a join.
 //! - **PostgreSQL**: one `tsvector` column per field, written as literals (no parser or
 //!   dictionary of the database re-cuts the words), under one multi-column GIN index, which
 //!   serves a condition on any of them.
@@ -36,6 +38,9 @@ const FIELDS: [(&str, &str); 6] = [
     ("subject_text", "subject_doc"),
     ("body_text", "body_doc"),
 ];
+
+/// The FTS5 columns a `text` condition searches (all but the account's).
+const TEXT_COLUMNS: &str = "from_text to_text cc_text bcc_text subject_text body_text";
 
 fn field_texts(t: &mail::SearchText) -> [&str; 6] {
     [&t.from, &t.to, &t.cc, &t.bcc, &t.subject, &t.body]
@@ -152,20 +157,14 @@ pub fn push_text_match(sql: &mut Sql, account_id: &str, c: &Condition) {
     }
     match sql.dialect {
         Dialect::Sqlite => {
-            let mut query = Vec::new();
-            for (field, t) in &fields {
-                for term in &t.terms {
-                    query.push(match field {
-                        None => term.fts5_phrase(),
-                        Some(i) => format!("{} : {}", FIELDS[*i].0, term.fts5_phrase()),
-                    });
-                }
-            }
-            sql.push("e.id IN (SELECT email_id FROM email_fts WHERE email_fts MATCH ")
-                .text(&query.join(" AND "))
-                .push(" AND account_id = ")
-                .text(account_id)
-                .push(")");
+            // The matches as index rowids (no stored column read per match), joined through
+            // the email's search row.
+            sql.push(
+                "EXISTS (SELECT 1 FROM email_search s WHERE s.account_id = e.account_id \
+                 AND s.email_id = e.id AND s.fts_docid IN (",
+            );
+            push_fts_matches(sql, "rowid", &fts_query(account_id, c).unwrap_or_default());
+            sql.push("))");
         }
         Dialect::Postgres => {
             sql.push("e.id IN (SELECT s.email_id FROM email_search s WHERE s.account_id = ")
@@ -194,6 +193,87 @@ pub fn push_text_match(sql: &mut Sql, account_id: &str, c: &Condition) {
             sql.push(")");
         }
     }
+}
+
+/// `SELECT email_id FROM email_fts …`: the ids of the account's emails that match an FTS5
+/// query.
+/// `SELECT <what> FROM email_fts WHERE email_fts MATCH …`, with `what` `email_id` (read per
+/// match from the FTS table's stored columns) or `rowid` (from the index alone).
+fn push_fts_matches(sql: &mut Sql, what: &str, fts_query: &str) {
+    sql.push("SELECT ")
+        .push(what)
+        .push(" FROM email_fts WHERE email_fts MATCH ")
+        .text(fts_query);
+}
+
+/// The FTS5 query of every text term of `c`; `None` when one of them matches nothing.
+fn fts_query(account_id: &str, c: &Condition) -> Option<String> {
+    // The account is a column of the index too, so FTS5 intersects its word lists with the
+    // account's instead of reading every account's matches.
+    let mut query = vec![format!(
+        "account_id : \"{}\"",
+        account_id.replace('"', "\"\"")
+    )];
+    for (field, t) in text_fields(c) {
+        for term in &t.terms {
+            if term.is_nothing() {
+                return None;
+            }
+            query.push(match field {
+                None => format!("{{{}}} : {}", TEXT_COLUMNS, term.fts5_phrase()),
+                Some(i) => format!("{} : {}", FIELDS[i].0, term.fts5_phrase()),
+            });
+        }
+    }
+    Some(query.join(" AND "))
+}
+
+/// Whether a query can start from the matches of `c` ([`push_matching_ids`]): on SQLite, when
+/// `c` has text terms and none of them matches nothing.
+pub fn can_drive(dialect: Dialect, c: &Condition) -> bool {
+    dialect == Dialect::Sqlite && has_text_terms(c) && fts_query("", c).is_some()
+}
+
+/// SQLite: `SELECT email_id FROM email_fts …`, the ids of the account's emails that match the
+/// text terms of `c`, to start a query from (when [`can_drive`]).
+pub fn push_matching_ids(sql: &mut Sql, account_id: &str, c: &Condition) {
+    push_fts_matches(
+        sql,
+        "email_id",
+        &fts_query(account_id, c).unwrap_or_default(),
+    );
+}
+
+/// SQLite: `SELECT COUNT(*) AS n FROM email_fts …`, how many of the account's emails match the
+/// text terms of `c` (when [`can_drive`]), counted in the index alone.
+pub fn push_match_count(sql: &mut Sql, account_id: &str, c: &Condition) {
+    sql.push("SELECT COUNT(*) AS n FROM (");
+    push_fts_matches(sql, "rowid", &fts_query(account_id, c).unwrap_or_default());
+    sql.push(")");
+}
+
+/// SQLite: whether fewer than `limit` of the account's emails match the text terms of `c`,
+/// reading at most `limit` matches. `false` on PostgreSQL.
+pub fn matches_fewer_than(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    c: &Condition,
+    limit: u64,
+) -> Result<bool, StoreError> {
+    let dialect = Dialect::of(conn);
+    if !can_drive(dialect, c) {
+        return Ok(false);
+    }
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT COUNT(*) AS n FROM (");
+    push_fts_matches(
+        &mut sql,
+        "rowid",
+        &fts_query(account_id, c).unwrap_or_default(),
+    );
+    sql.push(" LIMIT ").push(&limit.to_string()).push(")");
+    let n = load!(conn, &sql, Count)?.first().map_or(0, |c| c.n);
+    Ok((n as u64) < limit)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -35,6 +35,9 @@ pub struct Sql {
     pub params: Vec<Param>,
     /// Which database the statement is for, where the SQL differs (text search).
     pub dialect: Dialect,
+    /// For an Email/query statement: start from the text index's matches instead of the
+    /// account's (or a mailbox's) emails ([`super::email_query`] decides).
+    pub text_first: bool,
 }
 
 impl Sql {

@@ -162,3 +162,53 @@ async fn a_destroyed_email_leaves_the_index() {
     drop(conn);
     f.s.stop().await;
 }
+
+#[on_both_backends]
+async fn a_text_search_windows_by_position_and_anchor_with_its_total() {
+    let f = multilingual().await;
+    // Newest first: en, el, de (all from Zoë).
+    let r = f
+        .call(
+            json!([["Email/query", {"accountId": f.account, "filter": {"from": "zoe"},
+            "anchor": f.id("el"), "limit": 1, "calculateTotal": true}, "q"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["ids"], json!([f.id("el")]), "{:?}", r[0]);
+    assert_eq!(r[0][1]["position"], 1);
+    assert_eq!(r[0][1]["total"], 3);
+    let r = f
+        .call(json!([["Email/query", {"accountId": f.account,
+            "filter": {"operator": "AND", "conditions": [{"text": "zoe"}, {"inMailbox": f.inbox}]},
+            "position": -1, "calculateTotal": true}, "q"]]))
+        .await;
+    assert_eq!(r[0][1]["ids"], json!([f.id("de")]), "{:?}", r[0]);
+    assert_eq!(r[0][1]["position"], 2);
+    f.s.stop().await;
+}
+
+// SQLite only: it reads SQLite's query plan.
+#[actix_web::test]
+async fn a_search_for_a_rare_word_starts_from_the_index_matches() {
+    let f = multilingual().await;
+    let query = herald::jmap::email_query::EmailQuery {
+        filter: Some(
+            herald::jmap::email_query::Filter::parse(
+                &json!({"text": "αθηνα"}),
+                &Default::default(),
+            )
+            .unwrap(),
+        ),
+        sort: herald::jmap::email_query::parse_sort(&[], &Default::default()).unwrap(),
+        collapse_threads: false,
+    };
+    let mut conn = f.s.store.conn().unwrap();
+    let plan = herald::store::email_query::sqlite_query_plan(&mut conn, &f.account, &query, 0, 50)
+        .unwrap()
+        .join("\n");
+    // The matches come first, then each one's email by its key: no walk over the account.
+    assert!(plan.starts_with("SCAN email_fts"), "{plan}");
+    assert!(plan.contains("SEARCH e USING INDEX"), "{plan}");
+    assert!(!plan.contains("emails_received_id"), "{plan}");
+    drop(conn);
+    f.s.stop().await;
+}

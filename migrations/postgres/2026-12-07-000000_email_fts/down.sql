@@ -1,4 +1,5 @@
 DROP INDEX email_search_words;
+DROP INDEX email_search_unindexed;
 ALTER TABLE email_search
     DROP COLUMN from_doc,
     DROP COLUMN to_doc,
