@@ -27,7 +27,7 @@ use diesel::sql_types::{BigInt, Text};
 
 use super::changelog::{self, ChangesError};
 use super::email_search;
-use super::query_sql::{Dialect, Param, Sql, load};
+use super::query_sql::{Dialect, Param, Sql, TextPlan, load};
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::state_string;
 use crate::jmap::email_query::{
@@ -275,7 +275,7 @@ fn push_filter(sql: &mut Sql, account_id: &str, f: &Filter) {
 /// then driven from that mailbox's memberships, whose `email_mailboxes_received` index
 /// `(account_id, mailbox_id, received_at, email_id)` yields the default order directly.
 fn driving_mailbox<'a>(sql: &Sql, filter: Option<&'a Filter>) -> Option<&'a str> {
-    if sql.text_first {
+    if sql.text_plan == TextPlan::FromMatches {
         return None;
     }
     match filter? {
@@ -330,40 +330,61 @@ fn without_driving_text(filter: &Filter) -> Filter {
 /// search with more matches walks the emails in sort order and stops at the window's end.
 const TEXT_FIRST_MAX_MATCHES: u64 = 5_000;
 
-/// Whether the ids of a window are best found from the text index's matches: a selective text
-/// condition at the top level, on SQLite (PostgreSQL's planner has statistics for its index and
-/// chooses by itself). Counting, which reads every match anyway, always starts from them.
-fn window_text_first(
+/// How the ids of a window are best found, given a text condition at the top level, on SQLite
+/// (PostgreSQL's planner has statistics for its index and chooses by itself): from the index's
+/// matches when few match, else by walking the emails in order and checking each. Counting, which
+/// reads every match anyway, always starts from them.
+fn window_text_plan(
     conn: &mut AnyConnection,
     account_id: &str,
     q: &EmailQuery,
-) -> Result<bool, StoreError> {
+) -> Result<TextPlan, StoreError> {
     match driving_text(q.filter.as_ref()) {
-        Some(c) => email_search::matches_fewer_than(conn, account_id, c, TEXT_FIRST_MAX_MATCHES),
-        None => Ok(false),
+        Some(c) if email_search::can_drive(Dialect::of(conn), c) => Ok(
+            if email_search::matches_fewer_than(conn, account_id, c, TEXT_FIRST_MAX_MATCHES)? {
+                TextPlan::FromMatches
+            } else {
+                TextPlan::CheckEachEmail
+            },
+        ),
+        _ => Ok(TextPlan::MatchList),
     }
 }
 
 /// `FROM … WHERE <account> AND <filter>`, with `e` the email row (and `em0` its membership of
 /// the driving mailbox, if any).
 fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
-    if sql.text_first {
-        match driving_text(filter).filter(|c| email_search::can_drive(sql.dialect, c)) {
-            Some(c) => {
-                // CROSS JOIN: SQLite keeps the matches as the outer loop.
-                sql.push(" FROM (");
-                email_search::push_matching_ids(sql, account_id, c);
-                sql.push(") t CROSS JOIN emails e ON e.id = t.email_id WHERE e.account_id = ")
-                    .text(account_id);
-                if let Some(f) = filter {
-                    sql.push(" AND ");
-                    push_filter(sql, account_id, &without_driving_text(f));
-                }
-                return;
+    let driving = driving_text(filter).filter(|c| email_search::can_drive(sql.dialect, c));
+    match (sql.text_plan, driving, filter) {
+        (TextPlan::FromMatches, Some(c), Some(f)) => {
+            // CROSS JOIN: SQLite keeps the matches as the outer loop.
+            sql.push(" FROM (");
+            email_search::push_matching_ids(sql, account_id, c);
+            sql.push(") t CROSS JOIN emails e ON e.id = t.email_id WHERE e.account_id = ")
+                .text(account_id)
+                .push(" AND ");
+            push_filter(sql, account_id, &without_driving_text(f));
+        }
+        (TextPlan::CheckEachEmail, Some(c), Some(f)) => {
+            push_walk(sql, account_id, filter);
+            sql.push(" AND ");
+            email_search::push_rowid_check(sql, account_id, c);
+            sql.push(" AND ");
+            push_filter(sql, account_id, &without_driving_text(f));
+        }
+        _ => {
+            sql.text_plan = TextPlan::MatchList;
+            push_walk(sql, account_id, filter);
+            if let Some(f) = filter {
+                sql.push(" AND ");
+                push_filter(sql, account_id, f);
             }
-            None => sql.text_first = false,
         }
     }
+}
+
+/// `FROM … WHERE <account>` over the account's emails, or the driving mailbox's memberships.
+fn push_walk(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
     match driving_mailbox(sql, filter) {
         Some(m) => {
             sql.push(
@@ -379,10 +400,6 @@ fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
             sql.push(" FROM emails e WHERE e.account_id = ")
                 .text(account_id);
         }
-    }
-    if let Some(f) = filter {
-        sql.push(" AND ");
-        push_filter(sql, account_id, f);
     }
 }
 
@@ -482,14 +499,14 @@ fn push_result_rows(sql: &mut Sql, account_id: &str, q: &EmailQuery) {
 /// The ids of the window `[offset, offset + limit)`.
 fn select_ids(
     dialect: Dialect,
-    text_first: bool,
+    text_plan: TextPlan,
     account_id: &str,
     q: &EmailQuery,
     offset: u64,
     limit: u64,
 ) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.text_first = text_first;
+    sql.text_plan = text_plan;
     if q.collapse_threads {
         sql.push("SELECT r.id AS id FROM (");
         push_result_rows(&mut sql, account_id, q);
@@ -520,7 +537,7 @@ fn select_count(dialect: Dialect, account_id: &str, q: &EmailQuery) -> Sql {
     let mut sql = Sql::new(dialect);
     // Counting reads every match: from the text index, when there is a text condition to start
     // from, that is never more than walking the emails.
-    sql.text_first = true;
+    sql.text_plan = TextPlan::FromMatches;
     // EQ-07: a lone inMailbox reads the mailbox's maintained count (store::mailbox_counts):
     // emails, or threads when collapsed (each thread with an email there is one row).
     if let Some(Filter::Condition(c)) = &q.filter
@@ -573,7 +590,7 @@ fn select_count(dialect: Dialect, account_id: &str, q: &EmailQuery) -> Sql {
 /// The 0-based index of `anchor` in the result, as one row `n`, or no row.
 fn select_index_of(dialect: Dialect, account_id: &str, q: &EmailQuery, anchor: &str) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.text_first = true;
+    sql.text_plan = TextPlan::FromMatches;
     sql.push("SELECT z.n AS n FROM (SELECT r.id AS id, ROW_NUMBER() OVER (ORDER BY ")
         .push(&keyed_order(q, "r."))
         .push(") - 1 AS n FROM (");
@@ -591,7 +608,7 @@ pub fn explain_ids_sql(
     offset: u64,
     limit: u64,
 ) -> (String, Vec<String>) {
-    let sql = select_ids(dialect, false, account_id, q, offset, limit);
+    let sql = select_ids(dialect, TextPlan::MatchList, account_id, q, offset, limit);
     let params = sql
         .params
         .iter()
@@ -620,8 +637,8 @@ pub fn sqlite_query_plan(
     if !matches!(conn, AnyConnection::Sqlite(_)) {
         return Ok(Vec::new());
     }
-    let text_first = window_text_first(conn, account_id, q)?;
-    let mut sql = select_ids(Dialect::Sqlite, text_first, account_id, q, offset, limit);
+    let text_plan = window_text_plan(conn, account_id, q)?;
+    let mut sql = select_ids(Dialect::Sqlite, text_plan, account_id, q, offset, limit);
     sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
     let rows = load!(conn, &sql, PlanRow)?;
     Ok(rows.into_iter().map(|r| r.detail).collect())
@@ -664,13 +681,17 @@ fn run_query(
             Ok(s) => s.unwrap_or(0),
             Err(e) => return Ok(Err(e)),
         };
-        let text_first = w.limit > 0 && window_text_first(conn, account_id, q)?;
+        let text_plan = if w.limit > 0 {
+            window_text_plan(conn, account_id, q)?
+        } else {
+            TextPlan::MatchList
+        };
         let ids: Vec<String> = if w.limit == 0 {
             Vec::new()
         } else {
             load!(
                 conn,
-                &select_ids(dialect, text_first, account_id, q, start, w.limit),
+                &select_ids(dialect, text_plan, account_id, q, start, w.limit),
                 IdRow
             )?
             .into_iter()

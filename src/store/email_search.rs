@@ -157,14 +157,9 @@ pub fn push_text_match(sql: &mut Sql, account_id: &str, c: &Condition) {
     }
     match sql.dialect {
         Dialect::Sqlite => {
-            // The matches as index rowids (no stored column read per match), joined through
-            // the email's search row.
-            sql.push(
-                "EXISTS (SELECT 1 FROM email_search s WHERE s.account_id = e.account_id \
-                 AND s.email_id = e.id AND s.fts_docid IN (",
-            );
-            push_fts_matches(sql, "rowid", &fts_query(account_id, c).unwrap_or_default());
-            sql.push("))");
+            sql.push("e.id IN (");
+            push_matching_ids(sql, account_id, c);
+            sql.push(")");
         }
         Dialect::Postgres => {
             sql.push("e.id IN (SELECT s.email_id FROM email_search s WHERE s.account_id = ")
@@ -242,6 +237,18 @@ pub fn push_matching_ids(sql: &mut Sql, account_id: &str, c: &Condition) {
         "email_id",
         &fts_query(account_id, c).unwrap_or_default(),
     );
+}
+
+/// SQLite: whether the email `e` is among the matches of the text terms of `c` (when
+/// [`can_drive`]), checked through its search row's index rowid: a lookup per email, but no list
+/// of every match's email id to build first, so a walk that stops early stays cheap.
+pub fn push_rowid_check(sql: &mut Sql, account_id: &str, c: &Condition) {
+    sql.push(
+        "EXISTS (SELECT 1 FROM email_search s WHERE s.account_id = e.account_id \
+         AND s.email_id = e.id AND s.fts_docid IN (",
+    );
+    push_fts_matches(sql, "rowid", &fts_query(account_id, c).unwrap_or_default());
+    sql.push("))");
 }
 
 /// SQLite: `SELECT COUNT(*) AS n FROM email_fts …`, how many of the account's emails match the

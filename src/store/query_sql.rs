@@ -35,9 +35,23 @@ pub struct Sql {
     pub params: Vec<Param>,
     /// Which database the statement is for, where the SQL differs (text search).
     pub dialect: Dialect,
-    /// For an Email/query statement: start from the text index's matches instead of the
-    /// account's (or a mailbox's) emails ([`super::email_query`] decides).
-    pub text_first: bool,
+    /// For an Email/query statement: how its top-level text condition uses the text index
+    /// ([`super::email_query`] decides).
+    pub text_plan: TextPlan,
+}
+
+/// How an Email/query statement uses the text index for the text condition at its top level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TextPlan {
+    /// Like any text condition: a list of the ids of the matching emails, each email in the
+    /// walk checked against it (cheap when few match).
+    #[default]
+    MatchList,
+    /// Start from the matches, sorted (few match).
+    FromMatches,
+    /// Walk the emails in sort order and check each one's index row against the matches, so
+    /// that the walk stops when the window is full (many match).
+    CheckEachEmail,
 }
 
 impl Sql {
