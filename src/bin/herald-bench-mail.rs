@@ -188,13 +188,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let import = started.elapsed();
     drop(conn);
-    let import_rate = cli.messages as f64 / import.as_secs_f64();
-    println!(
-        "imported {} messages in {:.1} s: {:.0} messages/s",
-        cli.messages,
-        import.as_secs_f64(),
-        import_rate
-    );
+    let import_rate = if filled {
+        0.0
+    } else {
+        cli.messages as f64 / import.as_secs_f64()
+    };
+    if !filled {
+        println!(
+            "imported {} messages in {:.1} s: {:.0} messages/s",
+            cli.messages,
+            import.as_secs_f64(),
+            import_rate
+        );
+    }
 
     // Serve and query.
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
