@@ -140,7 +140,7 @@ fn text_fields(c: &Condition) -> Vec<(Option<usize>, &SearchText)> {
     .collect()
 }
 
-/// Whether `c` has a text condition with at least one term (a term without any word is none).
+/// Whether `c` has a text condition with at least one term.
 pub fn has_text_terms(c: &Condition) -> bool {
     !text_fields(c).is_empty()
 }
@@ -190,8 +190,6 @@ pub fn push_text_match(sql: &mut Sql, account_id: &str, c: &Condition) {
     }
 }
 
-/// `SELECT email_id FROM email_fts …`: the ids of the account's emails that match an FTS5
-/// query.
 /// `SELECT <what> FROM email_fts WHERE email_fts MATCH …`, with `what` `email_id` (read per
 /// match from the FTS table's stored columns) or `rowid` (from the index alone).
 fn push_fts_matches(sql: &mut Sql, what: &str, fts_query: &str) {
