@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// Seconds an API request's body may take to arrive; a slower one is answered 408.
     pub request_body_timeout_secs: u64,
+    /// Seconds between returns of freed memory to the system (glibc `malloc_trim`); 0 = never.
+    pub memory_trim_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             dispatcher_threads: 0,
             shutdown_timeout_secs: 5,
             request_body_timeout_secs: 30,
+            memory_trim_secs: 10,
         }
     }
 }
@@ -497,6 +500,10 @@ mod tests {
         assert_eq!(
             shipped.server.request_body_timeout_secs,
             defaults.server.request_body_timeout_secs
+        );
+        assert_eq!(
+            shipped.server.memory_trim_secs,
+            defaults.server.memory_trim_secs
         );
         let (p, d) = (&shipped.push, &defaults.push);
         assert_eq!(

@@ -18,6 +18,7 @@ pub mod jmap;
 pub mod lmtp;
 pub mod logging;
 pub mod mail;
+pub mod memory_trim;
 pub mod metrics;
 pub mod outbound;
 pub mod push;

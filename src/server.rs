@@ -193,6 +193,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         url => url.trim_end_matches('/').to_owned(),
     };
     crate::store::observe_pool_waits(crate::metrics::pool_wait);
+    crate::memory_trim::start(Duration::from_secs(config.server.memory_trim_secs));
     let vapid_key = vapid_key(&store)?;
     let mut server_info = ServerInfo::new(
         &base_url,
