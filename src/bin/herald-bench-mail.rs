@@ -43,12 +43,17 @@ struct Cli {
     /// mailbox with its counts, what a client sends after each push), a text search with
     /// `calculateTotal` (`rare-word`: a word in 0.1 % of the messages; `common-word`: a word in
     /// every message; `three-words`: two common words and the rare one), or `largest-filter`
-    /// (`--text-conditions` OR'd text conditions, none of which matches).
+    /// (`--text-conditions` OR'd text conditions, none of which matches, or with
+    /// `--common-words` each of which matches every message).
     #[arg(long, value_enum, default_value = "sync")]
     request: Request,
     /// Text conditions OR'd in `largest-filter`.
     #[arg(long, default_value_t = 100)]
     text_conditions: usize,
+    /// `largest-filter` with words that are in every message (lorem, ipsum, dolor, amet, …)
+    /// instead of words that match nothing.
+    #[arg(long)]
+    common_words: bool,
     /// Keep the store directory (printed) for inspection.
     #[arg(long)]
     keep_store: bool,
@@ -224,10 +229,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
         "methodCalls": [["Mailbox/get", {"accountId": account}, "m"]]
     });
-    // `--text-conditions` text conditions (the shipped limit allows 100), none of which matches:
-    // every one is searched in full.
+    // `--text-conditions` OR'd text conditions (the shipped limit allows 4), none of which matches
+    // (or, `--common-words`, each of which matches every message).
     let words: Vec<serde_json::Value> = (0..cli.text_conditions)
-        .map(|i| json!({"text": format!("absentword{i}")}))
+        .map(|i| {
+            const COMMON: [&str; 8] = [
+                "lorem", "ipsum", "dolor", "amet", "consectetur", "adipiscing", "elit", "hello",
+            ];
+            match cli.common_words {
+                true => json!({"text": COMMON[i % COMMON.len()]}),
+                false => json!({"text": format!("absentword{i}")}),
+            }
+        })
         .collect();
     let query = |filter: &Value| {
         json!({
