@@ -234,7 +234,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let words: Vec<serde_json::Value> = (0..cli.text_conditions)
         .map(|i| {
             const COMMON: [&str; 8] = [
-                "lorem", "ipsum", "dolor", "amet", "consectetur", "adipiscing", "elit", "hello",
+                "lorem",
+                "ipsum",
+                "dolor",
+                "amet",
+                "consectetur",
+                "adipiscing",
+                "elit",
+                "hello",
             ];
             match cli.common_words {
                 true => json!({"text": COMMON[i % COMMON.len()]}),

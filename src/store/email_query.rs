@@ -334,20 +334,47 @@ const TEXT_FIRST_MAX_MATCHES: u64 = 5_000;
 /// (PostgreSQL's planner has statistics for its index and chooses by itself): from the index's
 /// matches when few match, else by walking the emails in order and checking each. Counting, which
 /// reads every match anyway, always starts from them.
+/// With the plan comes the number of matches when the probe counted them all (fewer than
+/// [`TEXT_FIRST_MAX_MATCHES`]).
 fn window_text_plan(
     conn: &mut AnyConnection,
     account_id: &str,
     q: &EmailQuery,
-) -> Result<TextPlan, StoreError> {
+) -> Result<(TextPlan, Option<u64>), StoreError> {
     match driving_text(q.filter.as_ref()) {
-        Some(c) if email_search::can_drive(Dialect::of(conn), c) => Ok(
-            if email_search::matches_fewer_than(conn, account_id, c, TEXT_FIRST_MAX_MATCHES)? {
-                TextPlan::FromMatches
+        Some(c) if email_search::can_drive(Dialect::of(conn), c) => {
+            let n = email_search::count_matches_up_to(conn, account_id, c, TEXT_FIRST_MAX_MATCHES)?;
+            Ok(if n < TEXT_FIRST_MAX_MATCHES {
+                (TextPlan::FromMatches, Some(n))
             } else {
-                TextPlan::CheckEachEmail
-            },
-        ),
-        _ => Ok(TextPlan::MatchList),
+                (TextPlan::CheckEachEmail, None)
+            })
+        }
+        _ => Ok((TextPlan::MatchList, None)),
+    }
+}
+
+/// The filter's only condition, when it is a text condition the index can count alone.
+fn lone_text_condition(dialect: Dialect, q: &EmailQuery) -> Option<&Condition> {
+    match &q.filter {
+        Some(Filter::Condition(c))
+            if !q.collapse_threads
+                && email_search::can_drive(dialect, c)
+                && **c
+                    == (Condition {
+                        text: c.text.clone(),
+                        from: c.from.clone(),
+                        to: c.to.clone(),
+                        cc: c.cc.clone(),
+                        bcc: c.bcc.clone(),
+                        subject: c.subject.clone(),
+                        body: c.body.clone(),
+                        ..Condition::default()
+                    }) =>
+        {
+            Some(c)
+        }
+        _ => None,
     }
 }
 
@@ -559,21 +586,7 @@ fn select_count(dialect: Dialect, account_id: &str, q: &EmailQuery) -> Sql {
         return sql;
     }
     // A lone text condition: every match in the index is one email of the account.
-    if !q.collapse_threads
-        && let Some(Filter::Condition(c)) = &q.filter
-        && email_search::can_drive(dialect, c)
-        && **c
-            == (Condition {
-                text: c.text.clone(),
-                from: c.from.clone(),
-                to: c.to.clone(),
-                cc: c.cc.clone(),
-                bcc: c.bcc.clone(),
-                subject: c.subject.clone(),
-                body: c.body.clone(),
-                ..Condition::default()
-            })
-    {
+    if let Some(c) = lone_text_condition(dialect, q) {
         email_search::push_match_count(&mut sql, account_id, c);
         return sql;
     }
@@ -637,7 +650,7 @@ pub fn sqlite_query_plan(
     if !matches!(conn, AnyConnection::Sqlite(_)) {
         return Ok(Vec::new());
     }
-    let text_plan = window_text_plan(conn, account_id, q)?;
+    let (text_plan, _) = window_text_plan(conn, account_id, q)?;
     let mut sql = select_ids(Dialect::Sqlite, text_plan, account_id, q, offset, limit);
     sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
     let rows = load!(conn, &sql, PlanRow)?;
@@ -662,12 +675,21 @@ fn run_query(
     conn.transaction::<_, StoreError, _>(|conn| {
         let state = state_string(changelog::type_state(conn, account_id, DATA_TYPE)?);
         let need_total = w.calculate_total || matches!(w.start, WindowStart::Position(p) if p < 0);
+        let (text_plan, counted) = if w.limit > 0 {
+            window_text_plan(conn, account_id, q)?
+        } else {
+            (TextPlan::MatchList, None)
+        };
         let total = if need_total {
-            Some(
-                count(conn, &select_count(dialect, account_id, q))?
-                    .unwrap_or(0)
-                    .max(0) as u64,
-            )
+            // A lone text condition's matches were just counted by the plan's probe.
+            match counted.filter(|_| lone_text_condition(dialect, q).is_some()) {
+                Some(n) => Some(n),
+                None => Some(
+                    count(conn, &select_count(dialect, account_id, q))?
+                        .unwrap_or(0)
+                        .max(0) as u64,
+                ),
+            }
         } else {
             None
         };
@@ -680,11 +702,6 @@ fn run_query(
         let start = match window_start(&w.start, total, anchor_index) {
             Ok(s) => s.unwrap_or(0),
             Err(e) => return Ok(Err(e)),
-        };
-        let text_plan = if w.limit > 0 {
-            window_text_plan(conn, account_id, q)?
-        } else {
-            TextPlan::MatchList
         };
         let ids: Vec<String> = if w.limit == 0 {
             Vec::new()

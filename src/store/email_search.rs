@@ -257,18 +257,15 @@ pub fn push_match_count(sql: &mut Sql, account_id: &str, c: &Condition) {
     sql.push(")");
 }
 
-/// SQLite: whether fewer than `limit` of the account's emails match the text terms of `c`,
-/// reading at most `limit` matches. `false` on PostgreSQL.
-pub fn matches_fewer_than(
+/// SQLite: how many of the account's emails match the text terms of `c` (when [`can_drive`]),
+/// counting at most `limit`: the exact number when it is less.
+pub fn count_matches_up_to(
     conn: &mut AnyConnection,
     account_id: &str,
     c: &Condition,
     limit: u64,
-) -> Result<bool, StoreError> {
+) -> Result<u64, StoreError> {
     let dialect = Dialect::of(conn);
-    if !can_drive(dialect, c) {
-        return Ok(false);
-    }
     let mut sql = Sql::new(dialect);
     sql.push("SELECT COUNT(*) AS n FROM (");
     push_fts_matches(
@@ -278,7 +275,7 @@ pub fn matches_fewer_than(
     );
     sql.push(" LIMIT ").push(&limit.to_string()).push(")");
     let n = load!(conn, &sql, Count)?.first().map_or(0, |c| c.n);
-    Ok((n as u64) < limit)
+    Ok(n.max(0) as u64)
 }
 
 // ---------------------------------------------------------------------------------------------
