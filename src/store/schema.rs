@@ -277,7 +277,7 @@ diesel::table! {
     }
 }
 
-// Email/query (src/store/email_query.rs)
+// Email/query (src/store/email_query/)
 diesel::table! {
     email_headers (account_id, email_id, position) {
         account_id -> Text,

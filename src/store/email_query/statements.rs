@@ -1,0 +1,409 @@
+//! The statements of one Email/query: where the rows come from (the account's emails, a
+//! mailbox's memberships in order, or the text index's matches), the sort, and the window, the
+//! count and the anchor's index built on them.
+
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use super::filter::{push_all_in_thread, push_filter, push_has_keyword, push_some_in_thread};
+use crate::jmap::email_query::{Condition, EmailQuery, EmailSort, Filter, Operator, SortKey};
+use crate::store::email_search;
+use crate::store::query_sql::{Dialect, Param, Sql, TextPlan, load};
+use crate::store::{AnyConnection, StoreError};
+
+// Sort keys kept on `emails` by the email store (src/store/email.rs).
+const COL_SENT_AT: &str = "e.sent_at";
+const COL_FROM_SORT: &str = "e.from_sort";
+const COL_TO_SORT: &str = "e.to_sort";
+const COL_SUBJECT_SORT: &str = "e.base_subject";
+
+/// The mailbox a filter requires at its top level (alone or in a top-level AND): the query is
+/// then driven from that mailbox's memberships, whose `email_mailboxes_received` index
+/// `(account_id, mailbox_id, received_at, email_id)` yields the default order directly.
+fn driving_mailbox<'a>(sql: &Sql, filter: Option<&'a Filter>) -> Option<&'a str> {
+    if sql.text_plan == TextPlan::FromMatches {
+        return None;
+    }
+    match filter? {
+        Filter::Condition(c) => c.in_mailbox.as_deref(),
+        Filter::Operator(Operator::And, parts) => parts.iter().find_map(|p| match p {
+            Filter::Condition(c) => c.in_mailbox.as_deref(),
+            _ => None,
+        }),
+        Filter::Operator(..) => None,
+    }
+}
+
+/// The text condition a filter requires at its top level (alone or in a top-level AND), which a
+/// query can start from: its matches, from the index, sorted, instead of every email in order.
+fn driving_text(filter: Option<&Filter>) -> Option<&Condition> {
+    let has_text =
+        |f: &&Filter| matches!(f, Filter::Condition(c) if email_search::has_text_terms(c));
+    match filter? {
+        f @ Filter::Condition(_) => Some(f).filter(has_text),
+        Filter::Operator(Operator::And, parts) => parts.iter().find(has_text),
+        Filter::Operator(..) => None,
+    }
+    .and_then(|f| match f {
+        Filter::Condition(c) => Some(&**c),
+        Filter::Operator(..) => None,
+    })
+}
+
+/// `filter` without the text terms of its [`driving_text`] condition, which a statement that
+/// starts from that condition's matches need not check again.
+fn without_driving_text(filter: &Filter) -> Filter {
+    let strip = |c: &mut Condition| {
+        (c.text, c.from, c.to, c.cc, c.bcc, c.subject, c.body) =
+            (None, None, None, None, None, None, None);
+    };
+    let has_text =
+        |f: &Filter| matches!(f, Filter::Condition(c) if email_search::has_text_terms(c));
+    let mut out = filter.clone();
+    match &mut out {
+        Filter::Condition(c) => strip(c),
+        Filter::Operator(Operator::And, parts) => {
+            if let Some(Filter::Condition(c)) = parts.iter_mut().find(|f| has_text(f)) {
+                strip(c);
+            }
+        }
+        Filter::Operator(..) => {}
+    }
+    out
+}
+
+/// A window of at most this many matches is sorted from the text index's matches (SQLite); a
+/// search with more matches walks the emails in sort order and stops at the window's end.
+const TEXT_FIRST_MAX_MATCHES: u64 = 5_000;
+
+/// How the ids of a window are best found, given a text condition at the top level, on SQLite
+/// (PostgreSQL's planner has statistics for its index and chooses by itself): from the index's
+/// matches when few match, else by walking the emails in order and checking each. Counting, which
+/// reads every match anyway, always starts from them.
+/// With the plan comes the number of matches when the probe counted them all (fewer than
+/// [`TEXT_FIRST_MAX_MATCHES`]).
+pub(super) fn window_text_plan(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    q: &EmailQuery,
+) -> Result<(TextPlan, Option<u64>), StoreError> {
+    match driving_text(q.filter.as_ref()) {
+        Some(c) if email_search::can_drive(Dialect::of(conn), c) => {
+            let n = email_search::count_matches_up_to(conn, account_id, c, TEXT_FIRST_MAX_MATCHES)?;
+            Ok(if n < TEXT_FIRST_MAX_MATCHES {
+                (TextPlan::FromMatches, Some(n))
+            } else {
+                (TextPlan::CheckEachEmail, None)
+            })
+        }
+        _ => Ok((TextPlan::MatchList, None)),
+    }
+}
+
+/// The filter's only condition, when it is a text condition the index can count alone.
+pub(super) fn lone_text_condition(dialect: Dialect, q: &EmailQuery) -> Option<&Condition> {
+    match &q.filter {
+        Some(Filter::Condition(c))
+            if !q.collapse_threads
+                && email_search::can_drive(dialect, c)
+                && **c
+                    == (Condition {
+                        text: c.text.clone(),
+                        from: c.from.clone(),
+                        to: c.to.clone(),
+                        cc: c.cc.clone(),
+                        bcc: c.bcc.clone(),
+                        subject: c.subject.clone(),
+                        body: c.body.clone(),
+                        ..Condition::default()
+                    }) =>
+        {
+            Some(c)
+        }
+        _ => None,
+    }
+}
+
+/// `FROM … WHERE <account> AND <filter>`, with `e` the email row (and `em0` its membership of
+/// the driving mailbox, if any).
+pub(super) fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
+    let driving = driving_text(filter).filter(|c| email_search::can_drive(sql.dialect, c));
+    match (sql.text_plan, driving, filter) {
+        (TextPlan::FromMatches, Some(c), Some(f)) => {
+            // CROSS JOIN: SQLite keeps the matches as the outer loop.
+            sql.push(" FROM (");
+            email_search::push_matching_ids(sql, account_id, c);
+            sql.push(") t CROSS JOIN emails e ON e.id = t.email_id WHERE e.account_id = ")
+                .text(account_id)
+                .push(" AND ");
+            push_filter(sql, account_id, &without_driving_text(f));
+        }
+        (TextPlan::CheckEachEmail, Some(c), Some(f)) => {
+            push_walk(sql, account_id, filter);
+            sql.push(" AND ");
+            email_search::push_rowid_check(sql, account_id, c);
+            sql.push(" AND ");
+            push_filter(sql, account_id, &without_driving_text(f));
+        }
+        _ => {
+            sql.text_plan = TextPlan::MatchList;
+            push_walk(sql, account_id, filter);
+            if let Some(f) = filter {
+                sql.push(" AND ");
+                push_filter(sql, account_id, f);
+            }
+        }
+    }
+}
+
+/// `FROM … WHERE <account>` over the account's emails, or the driving mailbox's memberships.
+fn push_walk(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
+    match driving_mailbox(sql, filter) {
+        Some(m) => {
+            sql.push(
+                " FROM email_mailboxes em0 JOIN emails e \
+                 ON e.account_id = em0.account_id AND e.id = em0.email_id \
+                 WHERE em0.account_id = ",
+            )
+            .text(account_id)
+            .push(" AND em0.mailbox_id = ")
+            .text(m);
+        }
+        None => {
+            sql.push(" FROM emails e WHERE e.account_id = ")
+                .text(account_id);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sort → SQL
+
+fn push_sort_expr(sql: &mut Sql, s: &EmailSort, driving: bool) {
+    match &s.key {
+        // The membership's copy of receivedAt, when there is one, so its index gives the order.
+        SortKey::ReceivedAt => {
+            sql.push(if driving {
+                "em0.received_at"
+            } else {
+                "e.received_at"
+            });
+        }
+        SortKey::SentAt => {
+            sql.push(COL_SENT_AT);
+        }
+        SortKey::Size => {
+            sql.push("e.size");
+        }
+        SortKey::From => {
+            sql.push(COL_FROM_SORT);
+        }
+        SortKey::To => {
+            sql.push(COL_TO_SORT);
+        }
+        SortKey::Subject => {
+            sql.push(COL_SUBJECT_SORT);
+        }
+        // QRY-04: false < true.
+        SortKey::HasKeyword(k) => {
+            sql.push("(CASE WHEN ");
+            push_has_keyword(sql, "e", k);
+            sql.push(" THEN 1 ELSE 0 END)");
+        }
+        SortKey::AllInThreadHaveKeyword(k) => {
+            sql.push("(CASE WHEN ");
+            push_all_in_thread(sql, k);
+            sql.push(" THEN 1 ELSE 0 END)");
+        }
+        SortKey::SomeInThreadHaveKeyword(k) => {
+            sql.push("(CASE WHEN ");
+            push_some_in_thread(sql, k);
+            sql.push(" THEN 1 ELSE 0 END)");
+        }
+    }
+}
+
+fn dir(ascending: bool) -> &'static str {
+    if ascending { " ASC" } else { " DESC" }
+}
+
+/// The id breaks ties (QRY-05), in the direction of the first comparator so that the
+/// `(account_id, received_at, id)` index serves the default sort.
+fn id_direction(sort: &[EmailSort]) -> &'static str {
+    dir(sort.first().is_none_or(|s| s.ascending))
+}
+
+/// `SELECT e.id AS id, e.thread_id AS thread_id, <sort exprs> AS s0.. FROM … WHERE …`: the
+/// filtered rows with their sort values, for the window-function forms.
+fn push_keyed_rows(sql: &mut Sql, account_id: &str, q: &EmailQuery) {
+    sql.push("SELECT e.id AS id, e.thread_id AS thread_id");
+    for (i, s) in q.sort.iter().enumerate() {
+        sql.push(", ");
+        let driving = driving_mailbox(sql, q.filter.as_ref()).is_some();
+        push_sort_expr(sql, s, driving);
+        sql.push(&format!(" AS s{i}"));
+    }
+    push_from_where(sql, account_id, q.filter.as_ref());
+}
+
+fn keyed_order(q: &EmailQuery, prefix: &str) -> String {
+    let mut out = String::new();
+    for (i, s) in q.sort.iter().enumerate() {
+        out.push_str(&format!("{prefix}s{i}{}, ", dir(s.ascending)));
+    }
+    out.push_str(&format!("{prefix}id{}", id_direction(&q.sort)));
+    out
+}
+
+/// The result set as rows `(id, s0..)`: every match, or with `collapseThreads` the first of each
+/// thread (EQ-01).
+fn push_result_rows(sql: &mut Sql, account_id: &str, q: &EmailQuery) {
+    if !q.collapse_threads {
+        push_keyed_rows(sql, account_id, q);
+        return;
+    }
+    sql.push("SELECT * FROM (SELECT k.*, ROW_NUMBER() OVER (PARTITION BY k.thread_id ORDER BY ")
+        .push(&keyed_order(q, "k."))
+        .push(") AS thread_rank FROM (");
+    push_keyed_rows(sql, account_id, q);
+    sql.push(") k) c WHERE c.thread_rank = 1");
+}
+
+/// The ids of the window `[offset, offset + limit)`.
+pub(super) fn select_ids(
+    dialect: Dialect,
+    text_plan: TextPlan,
+    account_id: &str,
+    q: &EmailQuery,
+    offset: u64,
+    limit: u64,
+) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.text_plan = text_plan;
+    if q.collapse_threads {
+        sql.push("SELECT r.id AS id FROM (");
+        push_result_rows(&mut sql, account_id, q);
+        sql.push(") r ORDER BY ").push(&keyed_order(q, "r."));
+    } else {
+        // The plain form, so the planner can walk an index in sort order.
+        sql.push("SELECT e.id AS id");
+        push_from_where(&mut sql, account_id, q.filter.as_ref());
+        sql.push(" ORDER BY ");
+        let driving = driving_mailbox(&sql, q.filter.as_ref()).is_some();
+        for s in &q.sort {
+            push_sort_expr(&mut sql, s, driving);
+            sql.push(dir(s.ascending)).push(", ");
+        }
+        sql.push(if driving { "em0.email_id" } else { "e.id" })
+            .push(id_direction(&q.sort));
+    }
+    // Literals, not parameters: SQLite reads a bound LIMIT while planning, which marks the
+    // statement expired at every bind, so it would be compiled twice per execution.
+    sql.push(" LIMIT ")
+        .push(&limit.min(i64::MAX as u64).to_string())
+        .push(" OFFSET ")
+        .push(&offset.min(i64::MAX as u64).to_string());
+    sql
+}
+
+pub(super) fn select_count(dialect: Dialect, account_id: &str, q: &EmailQuery) -> Sql {
+    let mut sql = Sql::new(dialect);
+    // Counting reads every match: from the text index, when there is a text condition to start
+    // from, that is never more than walking the emails.
+    sql.text_plan = TextPlan::FromMatches;
+    // EQ-07: a lone inMailbox reads the mailbox's maintained count (store::mailbox_counts):
+    // emails, or threads when collapsed (each thread with an email there is one row).
+    if let Some(Filter::Condition(c)) = &q.filter
+        && let Some(m) = &c.in_mailbox
+        && **c
+            == (Condition {
+                in_mailbox: Some(m.clone()),
+                ..Condition::default()
+            })
+    {
+        sql.push(if q.collapse_threads {
+            "SELECT total_threads AS n FROM mailbox_counts WHERE account_id = "
+        } else {
+            "SELECT total_emails AS n FROM mailbox_counts WHERE account_id = "
+        })
+        .text(account_id)
+        .push(" AND mailbox_id = ")
+        .text(m);
+        return sql;
+    }
+    // A lone text condition: every match in the index is one email of the account.
+    if let Some(c) = lone_text_condition(dialect, q) {
+        email_search::push_match_count(&mut sql, account_id, c);
+        return sql;
+    }
+    // With collapseThreads every thread with a match contributes exactly one row.
+    sql.push(if q.collapse_threads {
+        "SELECT COUNT(DISTINCT e.thread_id) AS n"
+    } else {
+        "SELECT COUNT(*) AS n"
+    });
+    push_from_where(&mut sql, account_id, q.filter.as_ref());
+    sql
+}
+
+/// The 0-based index of `anchor` in the result, as one row `n`, or no row.
+pub(super) fn select_index_of(
+    dialect: Dialect,
+    account_id: &str,
+    q: &EmailQuery,
+    anchor: &str,
+) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.text_plan = TextPlan::FromMatches;
+    sql.push("SELECT z.n AS n FROM (SELECT r.id AS id, ROW_NUMBER() OVER (ORDER BY ")
+        .push(&keyed_order(q, "r."))
+        .push(") - 1 AS n FROM (");
+    push_result_rows(&mut sql, account_id, q);
+    sql.push(") r) z WHERE z.id = ").text(anchor);
+    sql
+}
+
+/// The SQL that returns the ids of `[offset, offset + limit)`, for `EXPLAIN` in tests and
+/// benchmarks: `(statement with $n placeholders, parameters as text)`.
+pub fn explain_ids_sql(
+    dialect: Dialect,
+    account_id: &str,
+    q: &EmailQuery,
+    offset: u64,
+    limit: u64,
+) -> (String, Vec<String>) {
+    let sql = select_ids(dialect, TextPlan::MatchList, account_id, q, offset, limit);
+    let params = sql
+        .params
+        .iter()
+        .map(|p| match p {
+            Param::Text(s) => s.clone(),
+            Param::Int(i) => i.to_string(),
+        })
+        .collect();
+    (sql.text, params)
+}
+
+/// The query plan SQLite picks for the ids of a window (`EXPLAIN QUERY PLAN`), one line per
+/// step; empty on PostgreSQL.
+pub fn sqlite_query_plan(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    q: &EmailQuery,
+    offset: u64,
+    limit: u64,
+) -> Result<Vec<String>, StoreError> {
+    #[derive(QueryableByName)]
+    struct PlanRow {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+    if !matches!(conn, AnyConnection::Sqlite(_)) {
+        return Ok(Vec::new());
+    }
+    let (text_plan, _) = window_text_plan(conn, account_id, q)?;
+    let mut sql = select_ids(Dialect::Sqlite, text_plan, account_id, q, offset, limit);
+    sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
+    let rows = load!(conn, &sql, PlanRow)?;
+    Ok(rows.into_iter().map(|r| r.detail).collect())
+}
