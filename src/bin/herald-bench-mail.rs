@@ -61,6 +61,10 @@ struct Cli {
     /// again without importing (to measure several requests on one million-message store).
     #[arg(long)]
     store_dir: Option<std::path::PathBuf>,
+    /// A store URL instead of a SQLite file in the store directory, e.g. an empty PostgreSQL
+    /// database (`postgres://…`); filled once and measured again like `--store-dir`.
+    #[arg(long)]
+    store_url: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -137,7 +141,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => tempfile_dir()?,
     };
     let mut config = Config::load(Path::new("/nonexistent/config.toml"), Vec::new())?;
-    config.store.url = format!("sqlite://{}", dir.join("herald.db").display());
+    config.store.url = match &cli.store_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", dir.join("herald.db").display()),
+    };
     config.server.listen = "127.0.0.1:0".into();
     config.lmtp.listen = String::new();
     // One user drives every client: let all of them in at once.
