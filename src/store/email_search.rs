@@ -147,14 +147,11 @@ pub fn has_text_terms(c: &Condition) -> bool {
 
 /// `e.id IN (…)`: the emails of the account whose text matches every text term of `c`.
 pub fn push_text_match(sql: &mut Sql, account_id: &str, c: &Condition) {
-    let fields = text_fields(c);
-    if fields
-        .iter()
-        .any(|(_, t)| t.terms.iter().any(SearchTerm::is_nothing))
-    {
+    if matches_nothing(c) {
         sql.push("1=0");
         return;
     }
+    let fields = text_fields(c);
     match sql.dialect {
         Dialect::Sqlite => {
             sql.push("e.id IN (");
@@ -199,8 +196,9 @@ fn push_fts_matches(sql: &mut Sql, what: &str, fts_query: &str) {
         .text(fts_query);
 }
 
-/// The FTS5 query of every text term of `c`; `None` when one of them matches nothing.
-fn fts_query(account_id: &str, c: &Condition) -> Option<String> {
+/// The FTS5 query of the account's emails that match every text term of `c` (which
+/// [`can_drive`]).
+fn fts_query(account_id: &str, c: &Condition) -> String {
     // The account is a column of the index too, so FTS5 intersects its word lists with the
     // account's instead of reading every account's matches.
     let mut query = vec![format!(
@@ -209,32 +207,32 @@ fn fts_query(account_id: &str, c: &Condition) -> Option<String> {
     )];
     for (field, t) in text_fields(c) {
         for term in &t.terms {
-            if term.is_nothing() {
-                return None;
-            }
             query.push(match field {
                 None => format!("{{{}}} : {}", TEXT_COLUMNS, term.fts5_phrase()),
                 Some(i) => format!("{} : {}", FIELDS[i].0, term.fts5_phrase()),
             });
         }
     }
-    Some(query.join(" AND "))
+    query.join(" AND ")
 }
 
 /// Whether a query can start from the matches of `c` ([`push_matching_ids`]): on SQLite, when
 /// `c` has text terms and none of them matches nothing.
 pub fn can_drive(dialect: Dialect, c: &Condition) -> bool {
-    dialect == Dialect::Sqlite && has_text_terms(c) && fts_query("", c).is_some()
+    dialect == Dialect::Sqlite && has_text_terms(c) && !matches_nothing(c)
+}
+
+/// Whether a text term of `c` matches nothing ([`SearchTerm::nothing`]), and so does `c`.
+fn matches_nothing(c: &Condition) -> bool {
+    text_fields(c)
+        .iter()
+        .any(|(_, t)| t.terms.iter().any(SearchTerm::is_nothing))
 }
 
 /// SQLite: `SELECT email_id FROM email_fts …`, the ids of the account's emails that match the
 /// text terms of `c`, to start a query from (when [`can_drive`]).
 pub fn push_matching_ids(sql: &mut Sql, account_id: &str, c: &Condition) {
-    push_fts_matches(
-        sql,
-        "email_id",
-        &fts_query(account_id, c).unwrap_or_default(),
-    );
+    push_fts_matches(sql, "email_id", &fts_query(account_id, c));
 }
 
 /// SQLite: whether the email `e` is among the matches of the text terms of `c` (when
@@ -245,7 +243,7 @@ pub fn push_rowid_check(sql: &mut Sql, account_id: &str, c: &Condition) {
         "EXISTS (SELECT 1 FROM email_search s WHERE s.account_id = e.account_id \
          AND s.email_id = e.id AND s.fts_docid IN (",
     );
-    push_fts_matches(sql, "rowid", &fts_query(account_id, c).unwrap_or_default());
+    push_fts_matches(sql, "rowid", &fts_query(account_id, c));
     sql.push("))");
 }
 
@@ -253,7 +251,7 @@ pub fn push_rowid_check(sql: &mut Sql, account_id: &str, c: &Condition) {
 /// text terms of `c` (when [`can_drive`]), counted in the index alone.
 pub fn push_match_count(sql: &mut Sql, account_id: &str, c: &Condition) {
     sql.push("SELECT COUNT(*) AS n FROM (");
-    push_fts_matches(sql, "rowid", &fts_query(account_id, c).unwrap_or_default());
+    push_fts_matches(sql, "rowid", &fts_query(account_id, c));
     sql.push(")");
 }
 
@@ -268,11 +266,7 @@ pub fn count_matches_up_to(
     let dialect = Dialect::of(conn);
     let mut sql = Sql::new(dialect);
     sql.push("SELECT COUNT(*) AS n FROM (");
-    push_fts_matches(
-        &mut sql,
-        "rowid",
-        &fts_query(account_id, c).unwrap_or_default(),
-    );
+    push_fts_matches(&mut sql, "rowid", &fts_query(account_id, c));
     sql.push(" LIMIT ").push(&limit.to_string()).push(")");
     let n = load!(conn, &sql, Count)?.first().map_or(0, |c| c.n);
     Ok(n.max(0) as u64)

@@ -37,17 +37,18 @@ fn driving_mailbox<'a>(sql: &Sql, filter: Option<&'a Filter>) -> Option<&'a str>
 /// The text condition a filter requires at its top level (alone or in a top-level AND), which a
 /// query can start from: its matches, from the index, sorted, instead of every email in order.
 fn driving_text(filter: Option<&Filter>) -> Option<&Condition> {
-    let has_text =
-        |f: &&Filter| matches!(f, Filter::Condition(c) if email_search::has_text_terms(c));
-    match filter? {
-        f @ Filter::Condition(_) => Some(f).filter(has_text),
-        Filter::Operator(Operator::And, parts) => parts.iter().find(has_text),
-        Filter::Operator(..) => None,
+    let f = match filter? {
+        Filter::Operator(Operator::And, parts) => parts.iter().find(|f| is_text_condition(f))?,
+        f => f,
+    };
+    match f {
+        Filter::Condition(c) if email_search::has_text_terms(c) => Some(c),
+        _ => None,
     }
-    .and_then(|f| match f {
-        Filter::Condition(c) => Some(&**c),
-        Filter::Operator(..) => None,
-    })
+}
+
+fn is_text_condition(f: &Filter) -> bool {
+    matches!(f, Filter::Condition(c) if email_search::has_text_terms(c))
 }
 
 /// `filter` without the text terms of its [`driving_text`] condition, which a statement that
@@ -57,13 +58,11 @@ fn without_driving_text(filter: &Filter) -> Filter {
         (c.text, c.from, c.to, c.cc, c.bcc, c.subject, c.body) =
             (None, None, None, None, None, None, None);
     };
-    let has_text =
-        |f: &Filter| matches!(f, Filter::Condition(c) if email_search::has_text_terms(c));
     let mut out = filter.clone();
     match &mut out {
         Filter::Condition(c) => strip(c),
         Filter::Operator(Operator::And, parts) => {
-            if let Some(Filter::Condition(c)) = parts.iter_mut().find(|f| has_text(f)) {
+            if let Some(Filter::Condition(c)) = parts.iter_mut().find(|f| is_text_condition(f)) {
                 strip(c);
             }
         }
@@ -146,6 +145,7 @@ pub(super) fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&F
             push_filter(sql, account_id, &without_driving_text(f));
         }
         _ => {
+            // No text condition to start from: the plain walk, which may use a mailbox's order.
             sql.text_plan = TextPlan::MatchList;
             push_walk(sql, account_id, filter);
             if let Some(f) = filter {
