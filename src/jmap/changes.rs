@@ -7,6 +7,29 @@
 
 use std::collections::HashMap;
 
+use super::error::MethodError;
+
+/// The change log as the standard methods read it: one log for every data type, named by its
+/// wire name (RFC 8620 §5.2, §5.6).
+pub trait ChangeLogStore {
+    /// One page of changes to `data_type` after `since`.
+    fn changes(
+        &mut self,
+        account_id: &str,
+        data_type: &str,
+        since: i64,
+        max_changes: usize,
+    ) -> Result<ChangesPage, MethodError>;
+
+    /// Every object of `data_type` created, updated or destroyed after `since`.
+    fn touched_since(
+        &mut self,
+        account_id: &str,
+        data_type: &str,
+        since: i64,
+    ) -> Result<Vec<String>, MethodError>;
+}
+
 /// What one committed write did to one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ChangeOp {

@@ -12,11 +12,10 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::{Map, Value, json};
 
 use super::args::Id;
-use super::changes::ChangesPage;
 use super::dispatch::Call;
 use super::error::MethodError;
 use super::patch::parse_path;
-use super::standard::{self, SetError, SetErrorType, SetResponse};
+use super::standard::{self, DataType, SetError, SetErrorType, SetResponse};
 use crate::mail::{self, EmailProperty, FetchOptions, PropertySelection};
 
 /// The push and state type names.
@@ -193,14 +192,6 @@ pub trait EmailStore {
     ) -> Result<Option<Vec<u8>>, MethodError>;
     /// The raw message of a stored blob.
     fn email_message(&mut self, blob_id: &str) -> Result<Option<Vec<u8>>, MethodError>;
-    /// One page of `data_type` changes since `since`.
-    fn email_changes(
-        &mut self,
-        account_id: &str,
-        data_type: &str,
-        since: i64,
-        max_changes: usize,
-    ) -> Result<ChangesPage, MethodError>;
     /// Threads by id (or all, at most `limit`): `(threadId, emailIds)` with emailIds sorted by
     /// receivedAt then id (THR-02). Returns the Thread state too.
     fn thread_emails(
@@ -563,40 +554,20 @@ pub fn get<C: EmailStore>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Email/changes, Thread/get, Thread/changes
+// Email and Thread as data types; Thread/get
 
-fn changes_of<C: EmailStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-    data_type: &str,
-) -> Result<Map<String, Value>, MethodError> {
-    let req = standard::parse_changes(call, call.server.limits.max_objects_in_get as usize)?;
-    std::mem::take(&mut call.args).finish()?;
-    let since = req.since_seq.ok_or_else(|| {
-        MethodError::CannotCalculateChanges(format!("unknown state {:?}", req.since_state))
-    })?;
-    let page = ctx.email_changes(call.account_id(), data_type, since, req.max_changes)?;
-    Ok(standard::changes_response(
-        call.account_id(),
-        &req.since_state,
-        &page,
-    ))
+/// The Email data type, as the standard methods see it (`Email/changes`, EML-14).
+pub struct Email;
+
+impl DataType for Email {
+    const NAME: &'static str = DATA_TYPE;
 }
 
-/// `Email/changes` (EML-14).
-pub fn changes<C: EmailStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    changes_of(ctx, call, DATA_TYPE)
-}
+/// The Thread data type, as the standard methods see it (`Thread/changes`, THR-06).
+pub struct Thread;
 
-/// `Thread/changes` (THR-06).
-pub fn thread_changes<C: EmailStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    changes_of(ctx, call, THREAD_TYPE)
+impl DataType for Thread {
+    const NAME: &'static str = THREAD_TYPE;
 }
 
 /// `Thread/get` (RFC 8621 §3.1, THR-02).

@@ -714,12 +714,7 @@ pub fn query_changes<C: EmailQueryStore>(
         collapse_threads,
         &call.server.query_limits,
     )?;
-    let since = q.since_seq.ok_or_else(|| {
-        MethodError::CannotCalculateChanges(format!(
-            "unknown query state {:?}",
-            q.since_query_state
-        ))
-    })?;
+    let since = q.since()?;
     let whole_threads = collapse_threads
         || query
             .filter

@@ -7,11 +7,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::changes::ChangesPage;
 use super::dispatch::Call;
 use super::error::MethodError;
 use super::patch::apply_patch;
-use super::standard::{self, SetError, SetErrorType, SetResponse};
+use super::standard::{self, DataType, Listed, SetError, SetErrorType, SetResponse};
 
 /// The push and state type name.
 pub const DATA_TYPE: &str = "Identity";
@@ -101,13 +100,6 @@ pub trait IdentityStore {
         account_id: &str,
         default: &Identity,
     ) -> Result<IdentitySnapshot, MethodError>;
-    /// One page of Identity changes since `since`.
-    fn identity_changes(
-        &mut self,
-        account_id: &str,
-        since: i64,
-        max_changes: usize,
-    ) -> Result<ChangesPage, MethodError>;
     /// In one write transaction: takes a snapshot, lets `decide` return the operations, applies
     /// them. Returns the Identity state before and after. An `Err` from `decide` rolls back.
     fn identity_write(
@@ -142,54 +134,35 @@ fn default_for(call: &Call<'_>) -> Identity {
     default_identity(&call.principal.username, &call.server.mail_domain)
 }
 
-/// `Identity/get` (RFC 8621 §6.1; IDN-04: `ids: null` allowed).
-pub fn get<C: IdentityStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let req = standard::parse_get(call, PROPERTIES)?;
-    std::mem::take(&mut call.args).finish()?;
-    let account_id = call.account_id().to_owned();
-    let snap = ctx.identity_snapshot(&account_id, &default_for(call))?;
-    let render =
-        |i: &Identity| Value::Object(standard::select(to_json(i), req.properties.as_deref()));
-    let mut list = Vec::new();
-    let mut not_found = Vec::new();
-    match &req.ids {
-        None => list.extend(snap.identities.iter().map(render)),
-        Some(ids) => {
-            for id in ids {
-                match snap.identities.iter().find(|i| &i.id == id) {
-                    Some(i) => list.push(render(i)),
-                    None => not_found.push(id.clone()),
-                }
-            }
-        }
-    }
-    Ok(standard::get_response(
-        &account_id,
-        &snap.state,
-        list,
-        not_found,
-    ))
+impl DataType for Identity {
+    const NAME: &'static str = DATA_TYPE;
 }
 
-/// `Identity/changes` (RFC 8621 §6.2).
-pub fn changes<C: IdentityStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let req = standard::parse_changes(call, call.server.limits.max_objects_in_get as usize)?;
-    std::mem::take(&mut call.args).finish()?;
-    let since = req.since_seq.ok_or_else(|| {
-        MethodError::CannotCalculateChanges(format!("unknown state {:?}", req.since_state))
-    })?;
-    let page = ctx.identity_changes(call.account_id(), since, req.max_changes)?;
-    Ok(standard::changes_response(
-        call.account_id(),
-        &req.since_state,
-        &page,
-    ))
+/// `Identity/get` (RFC 8621 §6.1; IDN-04: `ids: null` allowed); the default identity is stored
+/// on first sight.
+impl<C: IdentityStore> Listed<C> for Identity {
+    const PROPERTIES: &'static [&'static str] = PROPERTIES;
+    type Snapshot = IdentitySnapshot;
+
+    fn load(ctx: &mut C, call: &Call<'_>) -> Result<IdentitySnapshot, MethodError> {
+        ctx.identity_snapshot(call.account_id(), &default_for(call))
+    }
+
+    fn state(snapshot: &IdentitySnapshot) -> &str {
+        &snapshot.state
+    }
+
+    fn records(snapshot: &IdentitySnapshot) -> &[Identity] {
+        &snapshot.identities
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn to_json(&self, _: &IdentitySnapshot, _: &Call<'_>) -> Map<String, Value> {
+        to_json(self)
+    }
 }
 
 /// Checks an `EmailAddress[]|null` value (RFC 8621 §4.1.2.3).

@@ -12,7 +12,9 @@ use super::changes::ChangesPage;
 use super::dispatch::Call;
 use super::error::MethodError;
 use super::patch::apply_patch;
-use super::standard::{self, Comparator, SetError, SetErrorType, SetResponse};
+use super::standard::{
+    self, Comparator, DataType, Listed, Queried, SetError, SetErrorType, SetResponse,
+};
 
 /// The push and state type name.
 pub const DATA_TYPE: &str = "Mailbox";
@@ -148,19 +150,6 @@ pub trait MailboxStore {
         account_id: &str,
         viewer: &Viewer,
     ) -> Result<MailboxSnapshot, MethodError>;
-    /// One page of Mailbox changes since `since`.
-    fn mailbox_changes(
-        &mut self,
-        account_id: &str,
-        since: i64,
-        max_changes: usize,
-    ) -> Result<ChangesPage, MethodError>;
-    /// Every mailbox id created, updated or destroyed since `since`.
-    fn mailbox_touched_since(
-        &mut self,
-        account_id: &str,
-        since: i64,
-    ) -> Result<Vec<String>, MethodError>;
     /// In one write transaction: takes a snapshot, lets `decide` return the operations, applies
     /// them. Returns the Mailbox state before and after. An `Err` from `decide` rolls back.
     fn mailbox_write(
@@ -204,110 +193,55 @@ fn read_only(call: &Call<'_>) -> bool {
     call.account.as_ref().is_some_and(|a| a.read_only)
 }
 
-/// `Mailbox/get` (RFC 8621 §2.1; MBX-11: `ids: null` allowed).
-pub fn get<C: MailboxStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let req = standard::parse_get(call, PROPERTIES)?;
-    std::mem::take(&mut call.args).finish()?;
-    let account_id = call.account_id().to_owned();
-    let snap = ctx.mailbox_snapshot(&account_id, &Viewer::of(call))?;
-    let ro = read_only(call);
-    let by_id: HashMap<&str, &Mailbox> =
-        snap.mailboxes.iter().map(|m| (m.id.as_str(), m)).collect();
-    let mut list = Vec::new();
-    let mut not_found = Vec::new();
-    let render = |m: &Mailbox| {
-        let counts = snap.counts.get(&m.id).copied().unwrap_or_default();
-        Value::Object(standard::select(
-            to_json(m, counts, ro),
-            req.properties.as_deref(),
-        ))
-    };
-    match &req.ids {
-        None => {
-            // GET-02: all records only if they fit in maxObjectsInGet.
-            let max = call.server.limits.max_objects_in_get;
-            if snap.mailboxes.len() as u64 > max {
-                return Err(MethodError::RequestTooLarge(format!(
-                    "more than {max} mailboxes; ask by ids"
-                )));
-            }
-            list.extend(snap.mailboxes.iter().map(render))
-        }
-        Some(ids) => {
-            for id in ids {
-                match by_id.get(id.as_str()) {
-                    Some(m) => list.push(render(m)),
-                    None => not_found.push(id.clone()),
-                }
-            }
-        }
+impl DataType for Mailbox {
+    const NAME: &'static str = DATA_TYPE;
+
+    /// MBX-12: `updatedProperties` names the counts when nothing else changed.
+    fn extend_changes(page: &ChangesPage, response: &mut Map<String, Value>) {
+        let updated_properties = if page.only_counts_updated {
+            json!(COUNT_PROPERTIES)
+        } else {
+            Value::Null
+        };
+        response.insert("updatedProperties".into(), updated_properties);
     }
-    Ok(standard::get_response(
-        &account_id,
-        &snap.state,
-        list,
-        not_found,
-    ))
 }
 
-/// `Mailbox/changes` (RFC 8621 §2.2, with `updatedProperties`, MBX-12).
-pub fn changes<C: MailboxStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let req = standard::parse_changes(call, call.server.limits.max_objects_in_get as usize)?;
-    std::mem::take(&mut call.args).finish()?;
-    let since = req.since_seq.ok_or_else(|| {
-        MethodError::CannotCalculateChanges(format!("unknown state {:?}", req.since_state))
-    })?;
-    let page = ctx.mailbox_changes(call.account_id(), since, req.max_changes)?;
-    let mut out = standard::changes_response(call.account_id(), &req.since_state, &page);
-    let updated_properties = if page.only_counts_updated {
-        json!(COUNT_PROPERTIES)
-    } else {
-        Value::Null
-    };
-    out.insert("updatedProperties".into(), updated_properties);
-    Ok(out)
+/// Mailbox/get (RFC 8621 §2.1; MBX-11: `ids: null` allowed) over the account's mailboxes.
+impl<C: MailboxStore> Listed<C> for Mailbox {
+    const PROPERTIES: &'static [&'static str] = PROPERTIES;
+    type Snapshot = MailboxSnapshot;
+
+    fn load(ctx: &mut C, call: &Call<'_>) -> Result<MailboxSnapshot, MethodError> {
+        ctx.mailbox_snapshot(call.account_id(), &Viewer::of(call))
+    }
+
+    fn state(snapshot: &MailboxSnapshot) -> &str {
+        &snapshot.state
+    }
+
+    fn records(snapshot: &MailboxSnapshot) -> &[Mailbox] {
+        &snapshot.mailboxes
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn to_json(&self, snapshot: &MailboxSnapshot, call: &Call<'_>) -> Map<String, Value> {
+        let counts = snapshot.counts.get(&self.id).copied().unwrap_or_default();
+        to_json(self, counts, read_only(call))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // query
 
 fn matches(filter: &Value, m: &Mailbox) -> Result<bool, MethodError> {
-    let Value::Object(f) = filter else {
-        return Err(MethodError::InvalidArguments(
-            "a filter is an object".into(),
-        ));
-    };
-    if let Some(op) = f.get("operator") {
-        let conditions = f
-            .get("conditions")
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                MethodError::InvalidArguments("a FilterOperator needs conditions".into())
-            })?;
-        if f.len() != 2 {
-            return Err(MethodError::InvalidArguments(
-                "a FilterOperator has only operator and conditions".into(),
-            ));
-        }
-        let results = conditions
-            .iter()
-            .map(|c| matches(c, m))
-            .collect::<Result<Vec<_>, _>>()?;
-        return match op.as_str() {
-            Some("AND") => Ok(results.iter().all(|r| *r)),
-            Some("OR") => Ok(results.iter().any(|r| *r)),
-            Some("NOT") => Ok(!results.iter().any(|r| *r)),
-            _ => Err(MethodError::InvalidArguments(format!(
-                "unknown operator {op}"
-            ))),
-        };
-    }
+    standard::filter_matches(filter, &|f| condition_matches(f, m))
+}
+
+fn condition_matches(f: &Map<String, Value>, m: &Mailbox) -> Result<bool, MethodError> {
     for (key, value) in f {
         let ok = match (key.as_str(), value) {
             ("parentId", Value::Null) => m.parent_id.is_none(),
@@ -431,63 +365,37 @@ fn run_query(
     Ok(out)
 }
 
-/// `Mailbox/query` (RFC 8621 §2.3, MBX-13).
-pub fn query<C: MailboxStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let q = standard::parse_query(call)?;
-    let sort_as_tree = call.args.defaulted("sortAsTree", false)?;
-    let filter_as_tree = call.args.defaulted("filterAsTree", false)?;
-    std::mem::take(&mut call.args).finish()?;
-    let snap = ctx.mailbox_snapshot(call.account_id(), &Viewer::of(call))?;
-    let all = run_query(
-        &snap.mailboxes,
-        q.filter.as_ref(),
-        &q.sort,
-        sort_as_tree,
-        filter_as_tree,
-    )?;
-    let (position, ids, limit) =
-        standard::window(&all, &q, call.server.limits.max_objects_in_get.max(1000))?;
-    let total = q.calculate_total.then_some(all.len());
-    Ok(standard::query_response(
-        call.account_id(),
-        &snap.state,
-        true,
-        position,
-        ids,
-        total,
-        limit,
-    ))
+/// Mailbox/query's own arguments (RFC 8621 §2.3).
+pub struct TreeArgs {
+    sort_as_tree: bool,
+    filter_as_tree: bool,
 }
 
-/// `Mailbox/queryChanges` (RFC 8620 §5.6).
-pub fn query_changes<C: MailboxStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let q = standard::parse_query_changes(call)?;
-    let sort_as_tree = call.args.defaulted("sortAsTree", false)?;
-    let filter_as_tree = call.args.defaulted("filterAsTree", false)?;
-    std::mem::take(&mut call.args).finish()?;
-    let since = q.since_seq.ok_or_else(|| {
-        MethodError::CannotCalculateChanges(format!(
-            "unknown query state {:?}",
-            q.since_query_state
-        ))
-    })?;
-    let account_id = call.account_id().to_owned();
-    let touched = ctx.mailbox_touched_since(&account_id, since)?;
-    let snap = ctx.mailbox_snapshot(&account_id, &Viewer::of(call))?;
-    let current = run_query(
-        &snap.mailboxes,
-        q.filter.as_ref(),
-        &q.sort,
-        sort_as_tree,
-        filter_as_tree,
-    )?;
-    standard::query_changes_response(&account_id, &q, &snap.state, &touched, &current)
+/// Mailbox/query and Mailbox/queryChanges (RFC 8621 §2.3, MBX-13).
+impl<C: MailboxStore> Queried<C> for Mailbox {
+    type QueryArgs = TreeArgs;
+
+    fn query_args(call: &mut Call<'_>) -> Result<TreeArgs, MethodError> {
+        Ok(TreeArgs {
+            sort_as_tree: call.args.defaulted("sortAsTree", false)?,
+            filter_as_tree: call.args.defaulted("filterAsTree", false)?,
+        })
+    }
+
+    fn query(
+        snapshot: &MailboxSnapshot,
+        filter: Option<&Value>,
+        sort: &[Comparator],
+        args: &TreeArgs,
+    ) -> Result<Vec<String>, MethodError> {
+        run_query(
+            &snapshot.mailboxes,
+            filter,
+            sort,
+            args.sort_as_tree,
+            args.filter_as_tree,
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

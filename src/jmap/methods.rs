@@ -3,21 +3,24 @@
 
 use super::blob::{self, BlobStore};
 use super::capability::{CORE, MAIL, SUBMISSION, VACATION_RESPONSE};
+use super::changes::ChangeLogStore;
 use super::core;
 use super::dispatch::{AccountUse, MethodSpec, MethodTable};
-use super::email::{self, EmailStore};
+use super::email::{self, Email, EmailStore, Thread};
 use super::email_copy;
 use super::email_parse;
 use super::email_query::{self, EmailQueryStore};
-use super::identity::{self, IdentityStore};
-use super::mailbox::{self, MailboxStore};
+use super::identity::{self, Identity, IdentityStore};
+use super::mailbox::{self, Mailbox, MailboxStore};
 use super::push_subscription::{self, PushSubscriptionStore};
-use super::submission::{self, SubmissionStore};
-use super::vacation::{self, VacationStore};
+use super::standard;
+use super::submission::{self, Submission, SubmissionStore};
+use super::vacation::{self, VacationResponse, VacationStore};
 
 /// Everything a context must provide to serve every method.
 pub trait Store:
-    MailboxStore
+    ChangeLogStore
+    + MailboxStore
     + BlobStore
     + PushSubscriptionStore
     + EmailStore
@@ -28,7 +31,8 @@ pub trait Store:
 {
 }
 impl<T> Store for T where
-    T: MailboxStore
+    T: ChangeLogStore
+        + MailboxStore
         + BlobStore
         + PushSubscriptionStore
         + EmailStore
@@ -50,48 +54,63 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
     };
     MethodTable::new(vec![
         m("Core/echo", CORE, None, core::echo::<C>),
-        m("Mailbox/get", MAIL, Read, mailbox::get::<C>),
-        m("Mailbox/changes", MAIL, Read, mailbox::changes::<C>),
-        m("Mailbox/query", MAIL, Read, mailbox::query::<C>),
+        m("Mailbox/get", MAIL, Read, standard::get::<C, Mailbox>),
+        m(
+            "Mailbox/changes",
+            MAIL,
+            Read,
+            standard::changes::<C, Mailbox>,
+        ),
+        m("Mailbox/query", MAIL, Read, standard::query::<C, Mailbox>),
         m(
             "Mailbox/queryChanges",
             MAIL,
             Read,
-            mailbox::query_changes::<C>,
+            standard::query_changes::<C, Mailbox>,
         ),
         m("Mailbox/set", MAIL, Write, mailbox::set::<C>),
         m("Email/get", MAIL, Read, email::get::<C>),
-        m("Email/changes", MAIL, Read, email::changes::<C>),
+        m("Email/changes", MAIL, Read, standard::changes::<C, Email>),
         m("Email/set", MAIL, Write, email::set::<C>),
         m("Email/import", MAIL, Write, email::import::<C>),
         m("Thread/get", MAIL, Read, email::thread_get::<C>),
-        m("Thread/changes", MAIL, Read, email::thread_changes::<C>),
-        m("Identity/get", SUBMISSION, Read, identity::get::<C>),
-        m("Identity/changes", SUBMISSION, Read, identity::changes::<C>),
+        m("Thread/changes", MAIL, Read, standard::changes::<C, Thread>),
+        m(
+            "Identity/get",
+            SUBMISSION,
+            Read,
+            standard::get::<C, Identity>,
+        ),
+        m(
+            "Identity/changes",
+            SUBMISSION,
+            Read,
+            standard::changes::<C, Identity>,
+        ),
         m("Identity/set", SUBMISSION, Write, identity::set::<C>),
         m(
             "EmailSubmission/get",
             SUBMISSION,
             Read,
-            submission::get::<C>,
+            standard::get::<C, Submission>,
         ),
         m(
             "EmailSubmission/changes",
             SUBMISSION,
             Read,
-            submission::changes::<C>,
+            standard::changes::<C, Submission>,
         ),
         m(
             "EmailSubmission/query",
             SUBMISSION,
             Read,
-            submission::query::<C>,
+            standard::query::<C, Submission>,
         ),
         m(
             "EmailSubmission/queryChanges",
             SUBMISSION,
             Read,
-            submission::query_changes::<C>,
+            standard::query_changes::<C, Submission>,
         ),
         m(
             "EmailSubmission/set",
@@ -103,7 +122,7 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             "VacationResponse/get",
             VACATION_RESPONSE,
             Read,
-            vacation::get::<C>,
+            standard::get::<C, VacationResponse>,
         ),
         m(
             "VacationResponse/set",

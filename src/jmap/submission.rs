@@ -14,11 +14,10 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
-use super::changes::ChangesPage;
 use super::dispatch::Call;
 use super::error::MethodError;
 use super::identity::{Identity, default_identity};
-use super::standard::{self, Comparator};
+use super::standard::{self, Comparator, DataType, Listed, Queried};
 
 pub use super::submission_set::set;
 
@@ -65,19 +64,6 @@ pub trait SubmissionStore {
         &mut self,
         account_id: &str,
     ) -> Result<(String, Vec<Submission>), MethodError>;
-    /// One page of EmailSubmission changes since `since`.
-    fn submission_changes(
-        &mut self,
-        account_id: &str,
-        since: i64,
-        max_changes: usize,
-    ) -> Result<ChangesPage, MethodError>;
-    /// Every submission id touched since `since`.
-    fn submission_touched_since(
-        &mut self,
-        account_id: &str,
-        since: i64,
-    ) -> Result<Vec<String>, MethodError>;
     /// The personal account of the local user an address names, if any (see the module
     /// documentation).
     fn local_recipient(&mut self, email: &str, domain: &str)
@@ -159,49 +145,53 @@ pub(super) fn default_for(call: &Call<'_>) -> Identity {
     default_identity(&call.principal.username, &call.server.mail_domain)
 }
 
-/// `EmailSubmission/get` (SUB-12).
-pub fn get<C: SubmissionStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let req = standard::parse_get(call, PROPERTIES)?;
-    std::mem::take(&mut call.args).finish()?;
-    let account_id = call.account_id().to_owned();
-    let (state, all) = ctx.submission_list(&account_id)?;
-    let render =
-        |s: &Submission| Value::Object(standard::select(to_json(s), req.properties.as_deref()));
-    let mut list = Vec::new();
-    let mut not_found = Vec::new();
-    match &req.ids {
-        None => list.extend(all.iter().map(render)),
-        Some(ids) => {
-            for id in ids {
-                match all.iter().find(|s| &s.id == id) {
-                    Some(s) => list.push(render(s)),
-                    None => not_found.push(id.clone()),
-                }
-            }
-        }
-    }
-    Ok(standard::get_response(&account_id, &state, list, not_found))
+impl DataType for Submission {
+    const NAME: &'static str = DATA_TYPE;
 }
 
-/// `EmailSubmission/changes` (SUB-12).
-pub fn changes<C: SubmissionStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let req = standard::parse_changes(call, call.server.limits.max_objects_in_get as usize)?;
-    std::mem::take(&mut call.args).finish()?;
-    let since = req.since_seq.ok_or_else(|| {
-        MethodError::CannotCalculateChanges(format!("unknown state {:?}", req.since_state))
-    })?;
-    let page = ctx.submission_changes(call.account_id(), since, req.max_changes)?;
-    Ok(standard::changes_response(
-        call.account_id(),
-        &req.since_state,
-        &page,
-    ))
+/// `EmailSubmission/get` (SUB-12) over the account's submissions.
+impl<C: SubmissionStore> Listed<C> for Submission {
+    const PROPERTIES: &'static [&'static str] = PROPERTIES;
+    /// The EmailSubmission state and every submission.
+    type Snapshot = (String, Vec<Submission>);
+
+    fn load(ctx: &mut C, call: &Call<'_>) -> Result<Self::Snapshot, MethodError> {
+        ctx.submission_list(call.account_id())
+    }
+
+    fn state(snapshot: &Self::Snapshot) -> &str {
+        &snapshot.0
+    }
+
+    fn records(snapshot: &Self::Snapshot) -> &[Submission] {
+        &snapshot.1
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn to_json(&self, _: &Self::Snapshot, _: &Call<'_>) -> Map<String, Value> {
+        to_json(self)
+    }
+}
+
+/// `EmailSubmission/query` and `/queryChanges` (SUB-12): no arguments of its own.
+impl<C: SubmissionStore> Queried<C> for Submission {
+    type QueryArgs = ();
+
+    fn query_args(_: &mut Call<'_>) -> Result<(), MethodError> {
+        Ok(())
+    }
+
+    fn query(
+        snapshot: &Self::Snapshot,
+        filter: Option<&Value>,
+        sort: &[Comparator],
+        _: &(),
+    ) -> Result<Vec<String>, MethodError> {
+        run_query(&snapshot.1, filter, sort)
+    }
 }
 
 fn id_list(f: &Map<String, Value>, key: &str) -> Result<Option<HashSet<String>>, MethodError> {
@@ -224,31 +214,10 @@ fn id_list(f: &Map<String, Value>, key: &str) -> Result<Option<HashSet<String>>,
 
 /// SUB-12 FilterCondition.
 fn matches(filter: &Value, s: &Submission) -> Result<bool, MethodError> {
-    let Value::Object(f) = filter else {
-        return Err(MethodError::InvalidArguments(
-            "a filter is an object".into(),
-        ));
-    };
-    if let Some(op) = f.get("operator") {
-        let conditions = f
-            .get("conditions")
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                MethodError::InvalidArguments("a FilterOperator needs conditions".into())
-            })?;
-        let results = conditions
-            .iter()
-            .map(|c| matches(c, s))
-            .collect::<Result<Vec<_>, _>>()?;
-        return match op.as_str() {
-            Some("AND") => Ok(results.iter().all(|r| *r)),
-            Some("OR") => Ok(results.iter().any(|r| *r)),
-            Some("NOT") => Ok(!results.iter().any(|r| *r)),
-            _ => Err(MethodError::InvalidArguments(format!(
-                "unknown operator {op}"
-            ))),
-        };
-    }
+    standard::filter_matches(filter, &|f| condition_matches(f, s))
+}
+
+fn condition_matches(f: &Map<String, Value>, s: &Submission) -> Result<bool, MethodError> {
     for key in f.keys() {
         let ok = match key.as_str() {
             "identityIds" => id_list(f, key)?.is_none_or(|ids| ids.contains(&s.identity_id)),
@@ -324,49 +293,6 @@ fn run_query(
         a.send_at.cmp(&b.send_at).then_with(|| a.id.cmp(&b.id))
     });
     Ok(hits.into_iter().map(|s| s.id.clone()).collect())
-}
-
-/// `EmailSubmission/query` (SUB-12).
-pub fn query<C: SubmissionStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let q = standard::parse_query(call)?;
-    std::mem::take(&mut call.args).finish()?;
-    let (state, all) = ctx.submission_list(call.account_id())?;
-    let ids = run_query(&all, q.filter.as_ref(), &q.sort)?;
-    let (position, window, limit) =
-        standard::window(&ids, &q, call.server.limits.max_objects_in_get.max(1000))?;
-    let total = q.calculate_total.then_some(ids.len());
-    Ok(standard::query_response(
-        call.account_id(),
-        &state,
-        true,
-        position,
-        window,
-        total,
-        limit,
-    ))
-}
-
-/// `EmailSubmission/queryChanges` (SUB-12).
-pub fn query_changes<C: SubmissionStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let q = standard::parse_query_changes(call)?;
-    std::mem::take(&mut call.args).finish()?;
-    let since = q.since_seq.ok_or_else(|| {
-        MethodError::CannotCalculateChanges(format!(
-            "unknown query state {:?}",
-            q.since_query_state
-        ))
-    })?;
-    let account_id = call.account_id().to_owned();
-    let touched = ctx.submission_touched_since(&account_id, since)?;
-    let (state, all) = ctx.submission_list(&account_id)?;
-    let current = run_query(&all, q.filter.as_ref(), &q.sort)?;
-    standard::query_changes_response(&account_id, &q, &state, &touched, &current)
 }
 
 // ---------------------------------------------------------------------------------------------

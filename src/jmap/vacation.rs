@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::dispatch::Call;
 use super::error::MethodError;
 use super::patch::apply_patch;
-use super::standard::{self, SetError, SetErrorType, SetResponse};
+use super::standard::{self, DataType, Listed, SetError, SetErrorType, SetResponse};
 
 /// The push and state type name.
 pub const DATA_TYPE: &str = "VacationResponse";
@@ -86,29 +86,35 @@ pub fn is_utc_date(s: &str) -> bool {
         && chrono::DateTime::parse_from_rfc3339(s).is_ok()
 }
 
-/// `VacationResponse/get` (RFC 8621 §8.1).
-pub fn get<C: VacationStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
-    let req = standard::parse_get(call, PROPERTIES)?;
-    std::mem::take(&mut call.args).finish()?;
-    let account_id = call.account_id().to_owned();
-    let (state, v) = ctx.vacation_get(&account_id)?;
-    let render = || Value::Object(standard::select(to_json(&v), req.properties.as_deref()));
-    let (list, not_found) = match &req.ids {
-        None => (vec![render()], vec![]),
-        Some(ids) => {
-            let list = if ids.iter().any(|i| i == SINGLETON) {
-                vec![render()]
-            } else {
-                vec![]
-            };
-            let not_found = ids.iter().filter(|i| *i != SINGLETON).cloned().collect();
-            (list, not_found)
-        }
-    };
-    Ok(standard::get_response(&account_id, &state, list, not_found))
+impl DataType for VacationResponse {
+    const NAME: &'static str = DATA_TYPE;
+}
+
+/// `VacationResponse/get` (RFC 8621 §8.1): a list of one, `singleton`.
+impl<C: VacationStore> Listed<C> for VacationResponse {
+    const PROPERTIES: &'static [&'static str] = PROPERTIES;
+    /// The VacationResponse state and the object.
+    type Snapshot = (String, VacationResponse);
+
+    fn load(ctx: &mut C, call: &Call<'_>) -> Result<Self::Snapshot, MethodError> {
+        ctx.vacation_get(call.account_id())
+    }
+
+    fn state(snapshot: &Self::Snapshot) -> &str {
+        &snapshot.0
+    }
+
+    fn records(snapshot: &Self::Snapshot) -> &[VacationResponse] {
+        std::slice::from_ref(&snapshot.1)
+    }
+
+    fn id(&self) -> &str {
+        SINGLETON
+    }
+
+    fn to_json(&self, _: &Self::Snapshot, _: &Call<'_>) -> Map<String, Value> {
+        to_json(self)
+    }
 }
 
 fn optional_text(key: &str, value: &Value) -> Result<Option<String>, SetError> {

@@ -262,11 +262,6 @@ pub fn purge(
     })
 }
 
-fn method_error(e: StoreError) -> crate::jmap::error::MethodError {
-    log::error!("blob store: {e}");
-    crate::jmap::error::MethodError::ServerFail("the blob store failed".into())
-}
-
 impl crate::jmap::blob::BlobStore for super::StoreContext {
     fn blob_visible(
         &mut self,
@@ -274,7 +269,8 @@ impl crate::jmap::blob::BlobStore for super::StoreContext {
         user_id: &str,
         blob_id: &str,
     ) -> Result<bool, crate::jmap::error::MethodError> {
-        visible(self.conn(), account_id, user_id, blob_id).map_err(method_error)
+        visible(self.conn(), account_id, user_id, blob_id)
+            .map_err(crate::jmap::error::MethodError::from)
     }
 
     fn blob_read(
@@ -283,7 +279,8 @@ impl crate::jmap::blob::BlobStore for super::StoreContext {
         user_id: &str,
         blob_id: &str,
     ) -> Result<Option<Vec<u8>>, crate::jmap::error::MethodError> {
-        read_visible(self.conn(), account_id, user_id, blob_id).map_err(method_error)
+        read_visible(self.conn(), account_id, user_id, blob_id)
+            .map_err(crate::jmap::error::MethodError::from)
     }
 
     fn blob_copy_into(
@@ -297,6 +294,7 @@ impl crate::jmap::blob::BlobStore for super::StoreContext {
                 "not a blob id".into(),
             ));
         };
-        record_upload(self.conn(), account_id, user_id, base).map_err(method_error)
+        record_upload(self.conn(), account_id, user_id, base)
+            .map_err(crate::jmap::error::MethodError::from)
     }
 }

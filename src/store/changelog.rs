@@ -13,7 +13,10 @@ use diesel::prelude::*;
 
 use super::schema::{accounts, change_log};
 use super::{AnyConnection, StoreError};
-use crate::jmap::changes::{CannotCalculate, ChangeRow, ChangesBuilder, ChangesPage};
+use crate::jmap::changes::{
+    CannotCalculate, ChangeLogStore, ChangeRow, ChangesBuilder, ChangesPage,
+};
+use crate::jmap::error::MethodError;
 
 pub use crate::jmap::changes::ChangeOp;
 
@@ -327,6 +330,33 @@ pub fn touched_since(
         .select(change_log::object_id)
         .distinct()
         .load(conn)?)
+}
+
+impl ChangeLogStore for super::StoreContext {
+    fn changes(
+        &mut self,
+        account_id: &str,
+        data_type: &str,
+        since: i64,
+        max_changes: usize,
+    ) -> Result<ChangesPage, MethodError> {
+        Ok(changes_since(
+            self.conn(),
+            account_id,
+            data_type,
+            since,
+            max_changes,
+        )?)
+    }
+
+    fn touched_since(
+        &mut self,
+        account_id: &str,
+        data_type: &str,
+        since: i64,
+    ) -> Result<Vec<String>, MethodError> {
+        Ok(touched_since(self.conn(), account_id, data_type, since)?)
+    }
 }
 
 /// Every account's newest position, for a node that must catch up (ClusterBus replay).

@@ -44,12 +44,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use diesel::prelude::*;
 
-use super::changelog::{self, ChangeOp, ChangesError, WriteTxn};
+use super::changelog::{self, ChangeOp, WriteTxn};
 use super::schema::{
     email_keywords, email_mailboxes, email_message_ids, email_search, emails, mailboxes,
 };
 use super::{AnyConnection, StoreContext, StoreError, blobs, mailbox_counts, new_id, now};
-use crate::jmap::changes::{ChangesPage, state_string};
+use crate::jmap::changes::state_string;
 use crate::jmap::email::{
     CreatedEmail, DATA_TYPE, DELIVERY_TYPE, EmailMeta, EmailOp, EmailStore, NewEmail, OpResult,
     SetEdit, Source, THREAD_TYPE, ThreadEmails, WriteOutcome,
@@ -743,20 +743,6 @@ pub fn deliver(
     }
 }
 
-fn fail(e: StoreError) -> MethodError {
-    log::error!("email store: {e}");
-    MethodError::ServerFail("the store failed; nothing was changed".into())
-}
-
-fn changes_error(e: ChangesError) -> MethodError {
-    match e {
-        ChangesError::CannotCalculate(why) => {
-            MethodError::CannotCalculateChanges(format!("{why:?}"))
-        }
-        ChangesError::Store(e) => fail(e),
-    }
-}
-
 fn type_state(
     conn: &mut AnyConnection,
     account_id: &str,
@@ -773,7 +759,7 @@ impl EmailStore for StoreContext {
         account_id: &str,
         data_type: &str,
     ) -> Result<String, MethodError> {
-        type_state(self.conn(), account_id, data_type).map_err(fail)
+        type_state(self.conn(), account_id, data_type).map_err(MethodError::from)
     }
 
     fn email_metadata(
@@ -783,8 +769,9 @@ impl EmailStore for StoreContext {
         limit: usize,
         with_summary: bool,
     ) -> Result<(String, Vec<EmailMeta>), MethodError> {
-        let state = type_state(self.conn(), account_id, DATA_TYPE).map_err(fail)?;
-        let metas = metadata(self.conn(), account_id, ids, limit, with_summary).map_err(fail)?;
+        let state = type_state(self.conn(), account_id, DATA_TYPE).map_err(MethodError::from)?;
+        let metas = metadata(self.conn(), account_id, ids, limit, with_summary)
+            .map_err(MethodError::from)?;
         Ok((state, metas))
     }
 
@@ -794,7 +781,7 @@ impl EmailStore for StoreContext {
         email_id: &str,
         summary: &mail::Summary,
     ) -> Result<(), MethodError> {
-        keep_summary(self.conn(), account_id, email_id, summary).map_err(fail)
+        keep_summary(self.conn(), account_id, email_id, summary).map_err(MethodError::from)
     }
 
     fn email_blob(
@@ -803,22 +790,11 @@ impl EmailStore for StoreContext {
         user_id: &str,
         blob_id: &str,
     ) -> Result<Option<Vec<u8>>, MethodError> {
-        blobs::read_visible(self.conn(), account_id, user_id, blob_id).map_err(fail)
+        blobs::read_visible(self.conn(), account_id, user_id, blob_id).map_err(MethodError::from)
     }
 
     fn email_message(&mut self, blob_id: &str) -> Result<Option<Vec<u8>>, MethodError> {
-        blobs::get(self.conn(), blob_id).map_err(fail)
-    }
-
-    fn email_changes(
-        &mut self,
-        account_id: &str,
-        data_type: &str,
-        since: i64,
-        max_changes: usize,
-    ) -> Result<ChangesPage, MethodError> {
-        changelog::changes_since(self.conn(), account_id, data_type, since, max_changes)
-            .map_err(changes_error)
+        blobs::get(self.conn(), blob_id).map_err(MethodError::from)
     }
 
     fn thread_emails(
@@ -827,8 +803,8 @@ impl EmailStore for StoreContext {
         ids: Option<&[String]>,
         limit: usize,
     ) -> Result<(String, Vec<ThreadEmails>), MethodError> {
-        let state = type_state(self.conn(), account_id, THREAD_TYPE).map_err(fail)?;
-        let threads = threads(self.conn(), account_id, ids, limit).map_err(fail)?;
+        let state = type_state(self.conn(), account_id, THREAD_TYPE).map_err(MethodError::from)?;
+        let threads = threads(self.conn(), account_id, ids, limit).map_err(MethodError::from)?;
         Ok((state, threads))
     }
 
@@ -863,7 +839,7 @@ impl EmailStore for StoreContext {
         match result {
             _ if mismatch => Err(MethodError::StateMismatch),
             Ok(outcome) => Ok(outcome),
-            Err(e) => Err(fail(e)),
+            Err(e) => Err(MethodError::from(e)),
         }
     }
 }

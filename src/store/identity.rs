@@ -3,10 +3,10 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::changelog::{self, ChangeOp, ChangesError};
+use super::changelog::{self, ChangeOp};
 use super::schema::identities;
 use super::{AnyConnection, StoreContext, StoreError};
-use crate::jmap::changes::{ChangesPage, state_string};
+use crate::jmap::changes::state_string;
 use crate::jmap::error::MethodError;
 use crate::jmap::identity::{DATA_TYPE, Identity, IdentityOp, IdentitySnapshot, IdentityStore};
 
@@ -94,11 +94,6 @@ pub fn ensure_default(
     }
 }
 
-fn fail(e: StoreError) -> MethodError {
-    log::error!("identity store: {e}");
-    MethodError::ServerFail("the store failed; nothing was changed".into())
-}
-
 fn snapshot(conn: &mut AnyConnection, account_id: &str) -> Result<IdentitySnapshot, StoreError> {
     Ok(IdentitySnapshot {
         state: state_string(changelog::type_state(conn, account_id, DATA_TYPE)?),
@@ -112,24 +107,8 @@ impl IdentityStore for StoreContext {
         account_id: &str,
         default: &Identity,
     ) -> Result<IdentitySnapshot, MethodError> {
-        ensure_default(self.conn(), account_id, default).map_err(fail)?;
-        snapshot(self.conn(), account_id).map_err(fail)
-    }
-
-    fn identity_changes(
-        &mut self,
-        account_id: &str,
-        since: i64,
-        max_changes: usize,
-    ) -> Result<ChangesPage, MethodError> {
-        changelog::changes_since(self.conn(), account_id, DATA_TYPE, since, max_changes).map_err(
-            |e| match e {
-                ChangesError::CannotCalculate(why) => {
-                    MethodError::CannotCalculateChanges(format!("{why:?}"))
-                }
-                ChangesError::Store(e) => fail(e),
-            },
-        )
+        ensure_default(self.conn(), account_id, default).map_err(MethodError::from)?;
+        snapshot(self.conn(), account_id).map_err(MethodError::from)
     }
 
     fn identity_write(
@@ -138,7 +117,7 @@ impl IdentityStore for StoreContext {
         default: &Identity,
         decide: &mut dyn FnMut(&IdentitySnapshot) -> Result<Vec<IdentityOp>, MethodError>,
     ) -> Result<(String, String), MethodError> {
-        ensure_default(self.conn(), account_id, default).map_err(fail)?;
+        ensure_default(self.conn(), account_id, default).map_err(MethodError::from)?;
         let mut method_error = None;
         let result = self.write(account_id, |txn| {
             let snap = snapshot(txn.conn(), account_id)?;
@@ -184,7 +163,7 @@ impl IdentityStore for StoreContext {
         match (result, method_error) {
             (_, Some(e)) => Err(e),
             (Ok(states), None) => Ok(states),
-            (Err(e), None) => Err(fail(e)),
+            (Err(e), None) => Err(MethodError::from(e)),
         }
     }
 }

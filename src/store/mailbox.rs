@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use super::changelog::{self, ChangeOp, ChangesError, WriteTxn};
+use super::changelog::{self, ChangeOp, WriteTxn};
 use super::schema::{email_mailboxes, mailbox_subscriptions, mailboxes};
 use super::{AnyConnection, StoreContext, StoreError};
-use crate::jmap::changes::{ChangesPage, state_string};
+use crate::jmap::changes::state_string;
 use crate::jmap::error::MethodError;
 use crate::jmap::mailbox::{
     DATA_TYPE, DEFAULT_MAILBOXES, Mailbox, MailboxOp, MailboxSnapshot, MailboxStore, Viewer,
@@ -114,20 +114,6 @@ fn remove_emails_from(txn: &mut WriteTxn<'_>, mailbox_id: &str) -> Result<(), St
     Ok(())
 }
 
-fn fail(e: StoreError) -> MethodError {
-    log::error!("mailbox store: {e}");
-    MethodError::ServerFail("the store failed; nothing was changed".into())
-}
-
-fn changes_error(e: ChangesError) -> MethodError {
-    match e {
-        ChangesError::CannotCalculate(why) => {
-            MethodError::CannotCalculateChanges(format!("{why:?}"))
-        }
-        ChangesError::Store(e) => fail(e),
-    }
-}
-
 /// `viewer`'s subscriptions to mailboxes of an account they do not own (MBX-10).
 fn subscriptions_of(
     conn: &mut AnyConnection,
@@ -193,25 +179,7 @@ impl MailboxStore for StoreContext {
         account_id: &str,
         viewer: &Viewer,
     ) -> Result<MailboxSnapshot, MethodError> {
-        snapshot(self.conn(), account_id, viewer).map_err(fail)
-    }
-
-    fn mailbox_changes(
-        &mut self,
-        account_id: &str,
-        since: i64,
-        max_changes: usize,
-    ) -> Result<ChangesPage, MethodError> {
-        changelog::changes_since(self.conn(), account_id, DATA_TYPE, since, max_changes)
-            .map_err(changes_error)
-    }
-
-    fn mailbox_touched_since(
-        &mut self,
-        account_id: &str,
-        since: i64,
-    ) -> Result<Vec<String>, MethodError> {
-        changelog::touched_since(self.conn(), account_id, DATA_TYPE, since).map_err(changes_error)
+        snapshot(self.conn(), account_id, viewer).map_err(MethodError::from)
     }
 
     fn mailbox_write(
@@ -295,7 +263,7 @@ impl MailboxStore for StoreContext {
         match (result, method_error) {
             (_, Some(e)) => Err(e),
             (Ok(states), None) => Ok(states),
-            (Err(e), None) => Err(fail(e)),
+            (Err(e), None) => Err(MethodError::from(e)),
         }
     }
 }

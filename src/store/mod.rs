@@ -20,6 +20,7 @@ pub mod first_row;
 pub mod identity;
 pub mod mailbox;
 pub mod mailbox_counts;
+mod method_error;
 pub mod push_subscription;
 pub mod query_sql;
 pub mod schema;

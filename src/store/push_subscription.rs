@@ -290,13 +290,9 @@ pub fn take_creation_slot(
     })
 }
 
-fn method_error(e: StoreError) -> MethodError {
-    MethodError::ServerFail(e.to_string())
-}
-
 impl PushSubscriptionStore for StoreContext {
     fn push_subscriptions(&mut self, user_id: &str) -> Result<Vec<Subscription>, MethodError> {
-        list(self.conn(), user_id).map_err(method_error)
+        list(self.conn(), user_id).map_err(MethodError::from)
     }
 
     fn create_push_subscription(
@@ -304,7 +300,7 @@ impl PushSubscriptionStore for StoreContext {
         user_id: &str,
         new: &NewSubscription,
     ) -> Result<String, MethodError> {
-        create(self.conn(), user_id, new).map_err(method_error)
+        create(self.conn(), user_id, new).map_err(MethodError::from)
     }
 
     fn update_push_subscription(
@@ -313,11 +309,11 @@ impl PushSubscriptionStore for StoreContext {
         id: &str,
         change: &SubscriptionChange,
     ) -> Result<(), MethodError> {
-        update(self.conn(), user_id, id, change).map_err(method_error)
+        update(self.conn(), user_id, id, change).map_err(MethodError::from)
     }
 
     fn destroy_push_subscription(&mut self, user_id: &str, id: &str) -> Result<bool, MethodError> {
-        destroy(self.conn(), Some(user_id), id).map_err(method_error)
+        destroy(self.conn(), Some(user_id), id).map_err(MethodError::from)
     }
 
     fn take_creation_slot(
@@ -326,7 +322,8 @@ impl PushSubscriptionStore for StoreContext {
         limit: u64,
         window_secs: i64,
     ) -> Result<bool, MethodError> {
-        take_creation_slot(self.conn(), user_id, limit, window_secs, now()).map_err(method_error)
+        take_creation_slot(self.conn(), user_id, limit, window_secs, now())
+            .map_err(MethodError::from)
     }
 
     fn resolve_host(&mut self, host: &str, port: u16) -> Result<Vec<IpAddr>, String> {

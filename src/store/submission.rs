@@ -4,10 +4,10 @@ use super::first_row::FirstRowDsl;
 
 use diesel::prelude::*;
 
-use super::changelog::{self, ChangeOp, ChangesError};
+use super::changelog::{self, ChangeOp};
 use super::schema::email_submissions as es;
 use super::{AnyConnection, StoreContext, StoreError, submission_outbox};
-use crate::jmap::changes::{ChangesPage, state_string};
+use crate::jmap::changes::state_string;
 use crate::jmap::error::MethodError;
 use crate::jmap::submission::{DATA_TYPE, Submission, SubmissionStore, SubmissionWrite};
 
@@ -43,48 +43,17 @@ fn list(conn: &mut AnyConnection, account_id: &str) -> Result<Vec<Submission>, S
         .collect())
 }
 
-fn fail(e: StoreError) -> MethodError {
-    log::error!("submission store: {e}");
-    MethodError::ServerFail("the store failed".into())
-}
-
-fn changes_error(e: ChangesError) -> MethodError {
-    match e {
-        ChangesError::CannotCalculate(why) => {
-            MethodError::CannotCalculateChanges(format!("{why:?}"))
-        }
-        ChangesError::Store(e) => fail(e),
-    }
-}
-
 impl SubmissionStore for StoreContext {
     fn submission_list(
         &mut self,
         account_id: &str,
     ) -> Result<(String, Vec<Submission>), MethodError> {
-        let state = changelog::type_state(self.conn(), account_id, DATA_TYPE).map_err(fail)?;
+        let state =
+            changelog::type_state(self.conn(), account_id, DATA_TYPE).map_err(MethodError::from)?;
         Ok((
             state_string(state),
-            list(self.conn(), account_id).map_err(fail)?,
+            list(self.conn(), account_id).map_err(MethodError::from)?,
         ))
-    }
-
-    fn submission_changes(
-        &mut self,
-        account_id: &str,
-        since: i64,
-        max_changes: usize,
-    ) -> Result<ChangesPage, MethodError> {
-        changelog::changes_since(self.conn(), account_id, DATA_TYPE, since, max_changes)
-            .map_err(changes_error)
-    }
-
-    fn submission_touched_since(
-        &mut self,
-        account_id: &str,
-        since: i64,
-    ) -> Result<Vec<String>, MethodError> {
-        changelog::touched_since(self.conn(), account_id, DATA_TYPE, since).map_err(changes_error)
     }
 
     fn local_recipient(
@@ -100,12 +69,12 @@ impl SubmissionStore for StoreContext {
             names.push(local.to_owned());
         }
         for name in names {
-            if let Some(user_id) =
-                super::users::id_by_name_ignoring_case(self.conn(), &name).map_err(fail)?
+            if let Some(user_id) = super::users::id_by_name_ignoring_case(self.conn(), &name)
+                .map_err(MethodError::from)?
             {
                 return super::accounts::personal_account(self.conn(), &user_id)
                     .map(Some)
-                    .map_err(fail);
+                    .map_err(MethodError::from);
             }
         }
         Ok(None)
@@ -164,7 +133,7 @@ impl SubmissionStore for StoreContext {
             };
             Ok((state, new_state, too_late))
         });
-        result.map_err(fail)
+        result.map_err(MethodError::from)
     }
 }
 

@@ -69,19 +69,18 @@ fn store(conn: &mut AnyConnection, account_id: &str, v: &VacationResponse) -> Qu
     Ok(())
 }
 
-fn fail(e: StoreError) -> MethodError {
-    log::error!("vacation store: {e}");
-    MethodError::ServerFail("the store failed; nothing was changed".into())
-}
-
 impl VacationStore for StoreContext {
     fn vacation_get(
         &mut self,
         account_id: &str,
     ) -> Result<(String, VacationResponse), MethodError> {
         let conn = self.conn();
-        let state = changelog::type_state(conn, account_id, DATA_TYPE).map_err(fail)?;
-        Ok((state_string(state), load(conn, account_id).map_err(fail)?))
+        let state =
+            changelog::type_state(conn, account_id, DATA_TYPE).map_err(MethodError::from)?;
+        Ok((
+            state_string(state),
+            load(conn, account_id).map_err(MethodError::from)?,
+        ))
     }
 
     fn vacation_write(
@@ -111,7 +110,7 @@ impl VacationStore for StoreContext {
         match (result, method_error) {
             (_, Some(e)) => Err(e),
             (Ok(states), None) => Ok(states),
-            (Err(e), None) => Err(fail(e)),
+            (Err(e), None) => Err(MethodError::from(e)),
         }
     }
 }

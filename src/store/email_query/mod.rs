@@ -36,7 +36,7 @@ use statements::{
     window_text_plan,
 };
 
-use super::changelog::{self, ChangesError};
+use super::changelog::{self};
 use super::query_sql::{Dialect, Sql, TextPlan, load};
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::state_string;
@@ -147,20 +147,6 @@ fn run_query(
             total,
         }))
     })
-}
-
-fn fail(e: StoreError) -> MethodError {
-    log::error!("email query store: {e}");
-    MethodError::ServerFail("the store failed".into())
-}
-
-fn changes_error(e: ChangesError) -> MethodError {
-    match e {
-        ChangesError::CannotCalculate(why) => {
-            MethodError::CannotCalculateChanges(format!("{why:?}"))
-        }
-        ChangesError::Store(e) => fail(e),
-    }
 }
 
 const CHUNK: usize = 500;
@@ -285,9 +271,9 @@ impl EmailQueryStore for StoreContext {
         window: &QueryWindow,
     ) -> Result<QueryPage, MethodError> {
         if query.filter.as_ref().is_some_and(uses_header) {
-            ensure_headers_indexed(self.conn(), account_id).map_err(fail)?;
+            ensure_headers_indexed(self.conn(), account_id).map_err(MethodError::from)?;
         }
-        run_query(self.conn(), account_id, query, window).map_err(fail)?
+        run_query(self.conn(), account_id, query, window).map_err(MethodError::from)?
     }
 
     fn email_touched_since(
@@ -297,15 +283,15 @@ impl EmailQueryStore for StoreContext {
         whole_threads: bool,
     ) -> Result<Vec<String>, MethodError> {
         let conn = self.conn();
-        let emails =
-            changelog::touched_since(conn, account_id, DATA_TYPE, since).map_err(changes_error)?;
+        let emails = changelog::touched_since(conn, account_id, DATA_TYPE, since)
+            .map_err(MethodError::from)?;
         if !whole_threads {
             return Ok(emails);
         }
-        let threads =
-            changelog::touched_since(conn, account_id, "Thread", since).map_err(changes_error)?;
+        let threads = changelog::touched_since(conn, account_id, "Thread", since)
+            .map_err(MethodError::from)?;
         Ok(expand_to_threads(conn, account_id, &emails, threads)
-            .map_err(fail)?
+            .map_err(MethodError::from)?
             .into_iter()
             .collect())
     }
@@ -331,7 +317,8 @@ impl EmailQueryStore for StoreContext {
                 .text(account_id)
                 .push(" AND e.id IN ");
             push_id_list(&mut sql, chunk);
-            let rows = load!(&mut *conn, &sql, SnippetRow).map_err(|e| fail(e.into()))?;
+            let rows = load!(&mut *conn, &sql, SnippetRow)
+                .map_err(|e| MethodError::from(StoreError::from(e)))?;
             out.extend(rows.into_iter().map(|r| SnippetSource {
                 email_id: r.id,
                 subject: r.subject,
@@ -348,7 +335,7 @@ impl EmailQueryStore for StoreContext {
         ids: &[String],
     ) -> Result<HashSet<String>, MethodError> {
         if uses_header(filter) {
-            ensure_headers_indexed(self.conn(), account_id).map_err(fail)?;
+            ensure_headers_indexed(self.conn(), account_id).map_err(MethodError::from)?;
         }
         let conn = self.conn();
         let mut out = HashSet::new();
@@ -358,7 +345,8 @@ impl EmailQueryStore for StoreContext {
             push_from_where(&mut sql, account_id, Some(filter));
             sql.push(" AND e.id IN ");
             push_id_list(&mut sql, chunk);
-            let rows = load!(&mut *conn, &sql, IdRow).map_err(|e| fail(e.into()))?;
+            let rows = load!(&mut *conn, &sql, IdRow)
+                .map_err(|e| MethodError::from(StoreError::from(e)))?;
             out.extend(rows.into_iter().map(|r| r.id));
         }
         Ok(out)
