@@ -323,8 +323,8 @@ impl Default for PushConfig {
 
 impl PushConfig {
     /// The part of this section the JMAP methods enforce.
-    pub fn webhook_policy(&self) -> crate::jmap::push_subscription::WebhookPolicy {
-        crate::jmap::push_subscription::WebhookPolicy {
+    pub fn webhook_policy(&self) -> crate::jmap::methods::push_subscription::WebhookPolicy {
+        crate::jmap::methods::push_subscription::WebhookPolicy {
             target: crate::push::target::TargetPolicy {
                 allow_private_targets: self.allow_private_targets,
                 allowed_hosts: self.allowed_hosts.clone(),

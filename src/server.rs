@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::http::{self, AppState};
 use crate::jmap::session::ServerInfo;
-use crate::jmap::{capability, mailbox};
+use crate::jmap::{capability, methods::mailbox};
 use crate::lmtp::LmtpServer;
 use crate::outbound::SubmissionSender;
 use crate::push::PushState;
@@ -145,11 +145,11 @@ fn account_capabilities(config: &Config) -> BTreeMap<&'static str, serde_json::V
     caps.insert(
         capability::MAIL,
         json!({
-            "maxMailboxesPerEmail": crate::jmap::email::MAX_MAILBOXES_PER_EMAIL,
+            "maxMailboxesPerEmail": crate::jmap::methods::email::MAX_MAILBOXES_PER_EMAIL,
             "maxMailboxDepth": mailbox::MAX_DEPTH,
             "maxSizeMailboxName": mailbox::MAX_NAME_OCTETS,
             "maxSizeAttachmentsPerEmail": config.limits.max_size_upload,
-            "emailQuerySortOptions": crate::jmap::email_query::SORT_OPTIONS,
+            "emailQuerySortOptions": crate::jmap::methods::email_query::SORT_OPTIONS,
             "mayCreateTopLevelMailbox": true,
         }),
     );

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use herald::config::Config;
-use herald::jmap::email::{EmailOp, NewEmail, OpResult, Source, new_email_id};
-use herald::jmap::email_query::{EmailQuery, Filter, parse_sort};
+use herald::jmap::methods::email::{EmailOp, NewEmail, OpResult, Source, new_email_id};
+use herald::jmap::methods::email_query::{EmailQuery, Filter, parse_sort};
 use herald::store::email_query::sqlite_query_plan;
 use herald::store::{Store, accounts, changelog, email, mailbox, users};
 use serde_json::{Value, json};

@@ -5,7 +5,7 @@ use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::error::MethodError;
+use crate::jmap::error::MethodError;
 
 /// The largest integer JSON can carry exactly (RFC 8620 §1.3).
 pub const MAX_SAFE_INT: i64 = (1 << 53) - 1;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::error::RequestError;
+use crate::jmap::error::RequestError;
 
 pub const CORE: &str = "urn:ietf:params:jmap:core";
 pub const MAIL: &str = "urn:ietf:params:jmap:mail";

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::error::MethodError;
+use crate::jmap::error::MethodError;
 
 /// The change log as the standard methods read it: one log for every data type, named by its
 /// wire name (RFC 8620 §5.2, §5.6).

@@ -11,12 +11,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde_json::{Map, Value};
 
-use super::args::Arguments;
-use super::capability::check_using;
-use super::error::{MethodError, RequestError};
-use super::reference::resolve_references;
-use super::request::{Invocation, Request, Response};
-use super::session::{AccountAccess, Principal, ServerInfo, session_state};
+use crate::jmap::args::Arguments;
+use crate::jmap::capability::check_using;
+use crate::jmap::error::{MethodError, RequestError};
+use crate::jmap::reference::resolve_references;
+use crate::jmap::request::{Invocation, Request, Response};
+use crate::jmap::session::{AccountAccess, Principal, ServerInfo, session_state};
 
 /// Whether, and how, a method uses the `accountId` argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

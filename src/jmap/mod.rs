@@ -8,30 +8,16 @@
 //! protocol testable on its own.
 
 pub mod args;
-pub mod blob;
 pub mod capability;
 pub mod changes;
-pub mod core;
 pub mod dispatch;
-pub mod email;
-pub mod email_copy;
-pub mod email_create;
-pub mod email_parse;
-pub mod email_query;
 pub mod error;
-pub mod identity;
 pub mod json;
 pub mod limits;
-pub mod mailbox;
 pub mod methods;
 pub mod patch;
 pub mod pointer;
-pub mod push_subscription;
 pub mod reference;
 pub mod request;
 pub mod session;
 pub mod standard;
-pub mod submission;
-pub mod submission_envelope;
-pub mod submission_set;
-pub mod vacation;

@@ -4,9 +4,9 @@
 
 use serde_json::{Map, Value};
 
-use super::error::MethodError;
-use super::pointer;
-use super::request::Invocation;
+use crate::jmap::error::MethodError;
+use crate::jmap::pointer;
+use crate::jmap::request::Invocation;
 
 /// Replaces every `#name` argument with the value it refers to. `responses` are the responses
 /// emitted so far in this request, in order.

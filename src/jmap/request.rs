@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::error::RequestError;
-use super::json::parse_strict;
+use crate::jmap::error::RequestError;
+use crate::jmap::json::parse_strict;
 
 /// One method call or response: `[name, arguments, methodCallId]`.
 #[derive(Clone, Debug, PartialEq)]

@@ -19,7 +19,7 @@ use crate::config::SubmissionConfig;
 use crate::dispatcher::{
     ClaimOutbox, Claimed, DeliverToAccount, DeliveryOutcome, Dispatcher, SettleOutbox,
 };
-use crate::jmap::submission::DATA_TYPE;
+use crate::jmap::methods::submission::DATA_TYPE;
 use crate::push::StateChanged;
 use crate::store::submission_outbox::{ClaimedRecipient, Outcome};
 use crate::store::{now_ms, random_secret};

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use super::first_row::FirstRowDsl;
 use super::schema::{accounts, users, vacation_replies as vrep};
 use super::{AnyConnection, StoreError, addresses, identity, submission_outbox, vacation};
-use crate::jmap::submission::{Queued, QueuedRecipient};
+use crate::jmap::methods::submission::{Queued, QueuedRecipient};
 use crate::mail::auto_reply::{self, Away};
 
 /// What deciding and sending a vacation reply needs from the configuration.
@@ -83,7 +83,8 @@ pub fn after_delivery(
             vrep::replied_at.eq(now_secs),
         ))
         .execute(conn)?;
-    let default = crate::jmap::identity::default_identity(&owner_name, &policy.mail_domain);
+    let default =
+        crate::jmap::methods::identity::default_identity(&owner_name, &policy.mail_domain);
     let from = identity::list(conn, account_id)?
         .into_iter()
         .next()

@@ -262,7 +262,7 @@ pub fn purge(
     })
 }
 
-impl crate::jmap::blob::BlobStore for super::StoreContext {
+impl crate::jmap::methods::blob::BlobStore for super::StoreContext {
     fn blob_visible(
         &mut self,
         account_id: &str,

@@ -50,12 +50,12 @@ use super::schema::{
 };
 use super::{AnyConnection, StoreContext, StoreError, blobs, mailbox_counts, new_id, now};
 use crate::jmap::changes::state_string;
-use crate::jmap::email::{
+use crate::jmap::error::MethodError;
+use crate::jmap::methods::email::{
     CreatedEmail, DATA_TYPE, DELIVERY_TYPE, EmailMeta, EmailOp, EmailStore, NewEmail, OpResult,
     SetEdit, Source, THREAD_TYPE, ThreadEmails, WriteOutcome,
 };
-use crate::jmap::error::MethodError;
-use crate::jmap::mailbox::DATA_TYPE as MAILBOX_TYPE;
+use crate::jmap::methods::mailbox::DATA_TYPE as MAILBOX_TYPE;
 use crate::jmap::standard::{SetError, SetErrorType};
 use crate::mail;
 
@@ -391,13 +391,13 @@ fn update(
             "an email must stay in at least one mailbox (EML-02)",
         )));
     }
-    if new_mailboxes.len() > crate::jmap::email::MAX_MAILBOXES_PER_EMAIL {
+    if new_mailboxes.len() > crate::jmap::methods::email::MAX_MAILBOXES_PER_EMAIL {
         return Ok(Err(SetError::new(
             SetErrorType::TooManyMailboxes,
             "too many mailboxes",
         )));
     }
-    if new_keywords.len() > crate::jmap::email::MAX_KEYWORDS {
+    if new_keywords.len() > crate::jmap::methods::email::MAX_KEYWORDS {
         return Ok(Err(SetError::new(
             SetErrorType::TooManyKeywords,
             "too many keywords",
@@ -711,7 +711,7 @@ pub fn deliver(
     let op = EmailOp::Create {
         creation_id: "deliver".into(),
         email: NewEmail {
-            id: crate::jmap::email::new_email_id(),
+            id: crate::jmap::methods::email::new_email_id(),
             source: Source::Message(message),
             mailbox_ids: BTreeSet::from([inbox]),
             keywords: BTreeSet::new(),

@@ -24,7 +24,7 @@ use diesel::sql_types::Text;
 
 use super::query_sql::{Dialect, Sql, execute, load};
 use super::{AnyConnection, Store, StoreError};
-use crate::jmap::email_query::{Condition, SearchText};
+use crate::jmap::methods::email_query::{Condition, SearchText};
 use crate::mail;
 use crate::mail::search::{self, SearchTerm};
 

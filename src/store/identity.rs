@@ -8,7 +8,9 @@ use super::schema::identities;
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::state_string;
 use crate::jmap::error::MethodError;
-use crate::jmap::identity::{DATA_TYPE, Identity, IdentityOp, IdentitySnapshot, IdentityStore};
+use crate::jmap::methods::identity::{
+    DATA_TYPE, Identity, IdentityOp, IdentitySnapshot, IdentityStore,
+};
 
 type Row = (
     String,

@@ -9,7 +9,7 @@ use super::schema::{email_mailboxes, mailbox_subscriptions, mailboxes};
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::state_string;
 use crate::jmap::error::MethodError;
-use crate::jmap::mailbox::{
+use crate::jmap::methods::mailbox::{
     DATA_TYPE, DEFAULT_MAILBOXES, Mailbox, MailboxOp, MailboxSnapshot, MailboxStore, Viewer,
 };
 

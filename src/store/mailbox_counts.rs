@@ -24,7 +24,7 @@ use diesel::sql_types::{BigInt, Text};
 
 use super::static_sql::{SqlParam, StaticSql};
 use super::{AnyConnection, StoreError};
-use crate::jmap::mailbox::MailboxCounts;
+use crate::jmap::methods::mailbox::MailboxCounts;
 
 #[derive(diesel::QueryableByName)]
 struct ThreadRow {

@@ -18,7 +18,7 @@ use super::schema::{
 use super::webhook_outbox::{MissingCursor, catch_up};
 use super::{AnyConnection, StoreContext, StoreError, new_id, now, random_secret};
 use crate::jmap::error::MethodError;
-use crate::jmap::push_subscription::{
+use crate::jmap::methods::push_subscription::{
     NewSubscription, PushSubscriptionStore, Subscription, SubscriptionChange,
 };
 use crate::push::webpush::UaKeys;

@@ -9,7 +9,7 @@ use super::schema::email_submissions as es;
 use super::{AnyConnection, StoreContext, StoreError, submission_outbox};
 use crate::jmap::changes::state_string;
 use crate::jmap::error::MethodError;
-use crate::jmap::submission::{DATA_TYPE, Submission, SubmissionStore, SubmissionWrite};
+use crate::jmap::methods::submission::{DATA_TYPE, Submission, SubmissionStore, SubmissionWrite};
 
 type Row = (String, String, String, String, String, i64, String, String);
 

@@ -15,7 +15,7 @@ use super::first_row::FirstRowDsl;
 use super::schema::{email_submissions as es, submission_outbox as ob};
 use super::static_sql::{SqlParam, StaticSql};
 use super::{AnyConnection, StoreError, blobs};
-use crate::jmap::submission::{DATA_TYPE, Queued};
+use crate::jmap::methods::submission::{DATA_TYPE, Queued};
 
 /// The blob reference that keeps a queued message alive until its last recipient is settled.
 const BLOB_OWNER: &str = "SubmissionOutbox";

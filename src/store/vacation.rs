@@ -8,7 +8,7 @@ use super::schema::vacation_responses as vr;
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::state_string;
 use crate::jmap::error::MethodError;
-use crate::jmap::vacation::{
+use crate::jmap::methods::vacation::{
     DATA_TYPE, SINGLETON, VacationDecision, VacationResponse, VacationStore,
 };
 

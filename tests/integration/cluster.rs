@@ -15,7 +15,7 @@ use crate::harness::{Auth, CORE, TestServer, pg};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use diesel::prelude::*;
 use herald::config::Config;
-use herald::jmap::push_subscription::NewSubscription;
+use herald::jmap::methods::push_subscription::NewSubscription;
 use herald::store::push_subscription::{self as subscriptions, now_ms};
 use herald::store::schema::push_deliveries;
 use herald::store::webhook_outbox as outbox;

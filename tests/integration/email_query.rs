@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::harness::{Auth, CORE, TestServer, on_both_backends};
-use herald::jmap::email::{EmailOp, NewEmail, OpResult, Source};
+use herald::jmap::methods::email::{EmailOp, NewEmail, OpResult, Source};
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";
@@ -127,7 +127,7 @@ impl Fixture {
     ) {
         let mut conn = self.s.store.conn().unwrap();
         let email = NewEmail {
-            id: herald::jmap::email::new_email_id(),
+            id: herald::jmap::methods::email::new_email_id(),
             source: Source::Message(msg.raw()),
             mailbox_ids: mailboxes.iter().map(|m| m.to_string()).collect(),
             keywords: keywords
@@ -899,15 +899,15 @@ async fn in_mailbox_newest_first_walks_an_index_on_a_100000_message_account() {
     // Rows written around the store: its maintained counts are rebuilt, as `herald check
     // --repair` does.
     herald::store::mailbox_counts::repair(&mut conn, &f.account).unwrap();
-    let query = herald::jmap::email_query::EmailQuery {
+    let query = herald::jmap::methods::email_query::EmailQuery {
         filter: Some(
-            herald::jmap::email_query::Filter::parse(
+            herald::jmap::methods::email_query::Filter::parse(
                 &json!({"inMailbox": f.inbox}),
                 &Default::default(),
             )
             .unwrap(),
         ),
-        sort: herald::jmap::email_query::parse_sort(&[], &Default::default()).unwrap(),
+        sort: herald::jmap::methods::email_query::parse_sort(&[], &Default::default()).unwrap(),
         collapse_threads: false,
     };
     let plan = herald::store::email_query::sqlite_query_plan(&mut conn, &f.account, &query, 0, 50)

@@ -48,7 +48,7 @@ async fn the_jmap_client_crate_reads_mail_and_submission_limits_from_the_account
     };
     assert_eq!(
         mail.max_mailboxes_per_email(),
-        Some(herald::jmap::email::MAX_MAILBOXES_PER_EMAIL)
+        Some(herald::jmap::methods::email::MAX_MAILBOXES_PER_EMAIL)
     );
     assert!(mail.max_mailbox_depth() >= 1);
     assert!(mail.may_create_top_level_mailbox());

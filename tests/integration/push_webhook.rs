@@ -970,7 +970,7 @@ async fn a_subscriber_also_hears_about_accounts_shared_with_them() {
 #[on_both_backends]
 fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
     use herald::jmap::changes::ChangeOp;
-    use herald::jmap::push_subscription::{NewSubscription, SubscriptionChange};
+    use herald::jmap::methods::push_subscription::{NewSubscription, SubscriptionChange};
     use herald::store::push_subscription as subscriptions;
     use herald::store::webhook_outbox::{self as outbox, MissingCursor};
     let dir = tempfile::tempdir().unwrap();
@@ -1028,7 +1028,7 @@ fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
 fn a_batch_of_outcomes_not_recorded_before_a_crash_is_sent_again_and_merges_survive_its_record() {
     use diesel::prelude::*;
     use herald::jmap::changes::ChangeOp;
-    use herald::jmap::push_subscription::{NewSubscription, SubscriptionChange};
+    use herald::jmap::methods::push_subscription::{NewSubscription, SubscriptionChange};
     use herald::store::push_subscription as subscriptions;
     use herald::store::schema::push_deliveries;
     use herald::store::webhook_outbox::{self as outbox, MissingCursor, Settlement};

@@ -190,15 +190,15 @@ async fn a_text_search_windows_by_position_and_anchor_with_its_total() {
 #[actix_web::test]
 async fn a_search_for_a_rare_word_starts_from_the_index_matches() {
     let f = multilingual().await;
-    let query = herald::jmap::email_query::EmailQuery {
+    let query = herald::jmap::methods::email_query::EmailQuery {
         filter: Some(
-            herald::jmap::email_query::Filter::parse(
+            herald::jmap::methods::email_query::Filter::parse(
                 &json!({"text": "αθηνα"}),
                 &Default::default(),
             )
             .unwrap(),
         ),
-        sort: herald::jmap::email_query::parse_sort(&[], &Default::default()).unwrap(),
+        sort: herald::jmap::methods::email_query::parse_sort(&[], &Default::default()).unwrap(),
         collapse_threads: false,
     };
     let mut conn = f.s.store.conn().unwrap();

@@ -1,7 +1,7 @@
 //! Email/query filters as SQL conditions over `e` (the email row): one condition per
 //! FilterCondition property, nested as the FilterOperators nest (EQ-02, EQ-03, QRY-02).
 
-use crate::jmap::email_query::{Condition, Filter, HeaderCondition, Operator};
+use crate::jmap::methods::email_query::{Condition, Filter, HeaderCondition, Operator};
 use crate::store::email_search;
 use crate::store::query_sql::Sql;
 

@@ -1,4 +1,4 @@
-//! Email/query in SQL: the filter and sort of [`crate::jmap::email_query`] become one `SELECT`
+//! Email/query in SQL: the filter and sort of [`crate::jmap::methods::email_query`] become one `SELECT`
 //! over the indexed columns of `emails`, with windowing (`LIMIT`/`OFFSET`, anchors through
 //! `ROW_NUMBER()`) and `collapseThreads` (one row per thread through `ROW_NUMBER() OVER
 //! (PARTITION BY thread_id …)`) done by the database.
@@ -40,11 +40,11 @@ use super::changelog::{self};
 use super::query_sql::{Dialect, Sql, TextPlan, load};
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::state_string;
-use crate::jmap::email_query::{
+use crate::jmap::error::MethodError;
+use crate::jmap::methods::email_query::{
     DATA_TYPE, EmailQuery, EmailQueryStore, Filter, QueryPage, QueryWindow, SnippetSource,
     WindowStart, normalise, window_start,
 };
-use crate::jmap::error::MethodError;
 
 // Columns the snippets read: the subject on `emails`, the body text in `email_search s`.
 const COL_SUBJECT: &str = "e.subject";
@@ -356,8 +356,8 @@ impl EmailQueryStore for StoreContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jmap::email_query::parse_sort;
     use crate::jmap::limits::QueryLimits;
+    use crate::jmap::methods::email_query::parse_sort;
     use serde_json::json;
 
     #[test]

@@ -6,7 +6,9 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 
 use super::filter::{push_all_in_thread, push_filter, push_has_keyword, push_some_in_thread};
-use crate::jmap::email_query::{Condition, EmailQuery, EmailSort, Filter, Operator, SortKey};
+use crate::jmap::methods::email_query::{
+    Condition, EmailQuery, EmailSort, Filter, Operator, SortKey,
+};
 use crate::store::email_search;
 use crate::store::query_sql::{Dialect, Param, Sql, TextPlan, load};
 use crate::store::{AnyConnection, StoreError};

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 
-use crate::jmap::push_subscription::Subscription;
+use crate::jmap::methods::push_subscription::Subscription;
 use crate::store::first_row::FirstRowDsl;
 use crate::store::push_subscription::{
     ChangedStates, KIND_STATE_CHANGE, SubscriptionRow, destroy, now_ms, subscription_columns,

@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::dispatch::Call;
-use super::error::MethodError;
+use crate::jmap::dispatch::Call;
+use crate::jmap::error::MethodError;
 
 /// `Core/echo`.
 pub fn echo<C>(_ctx: &mut C, call: &mut Call<'_>) -> Result<Map<String, Value>, MethodError> {

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::standard::SetError;
+use crate::jmap::standard::SetError;
 
 /// A client's Envelope, read.
 #[derive(Debug, PartialEq, Eq)]
@@ -141,8 +141,8 @@ pub fn send_at(
 
 #[cfg(test)]
 mod tests {
-    use super::super::standard::SetErrorType;
     use super::*;
+    use crate::jmap::standard::SetErrorType;
 
     #[test]
     fn bcc_fields_and_their_folded_lines_are_stripped_from_the_header_only() {

@@ -7,17 +7,19 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
-use super::dispatch::Call;
-use super::email::{self, EmailStore};
-use super::error::MethodError;
-use super::identity::{Identity, IdentityStore, may_send_from};
-use super::request::Invocation;
-use super::standard::{self, SetError, SetErrorType, SetResponse};
-use super::submission::{
+use crate::jmap::dispatch::Call;
+use crate::jmap::error::MethodError;
+use crate::jmap::methods::email::{self, EmailStore};
+use crate::jmap::methods::identity::{Identity, IdentityStore, may_send_from};
+use crate::jmap::methods::submission::envelope::{
+    addresses, envelope_json, read_envelope, send_at, strip_bcc,
+};
+use crate::jmap::methods::submission::{
     MAX_RECIPIENTS, Queued, QueuedRecipient, Submission, SubmissionStore, SubmissionWrite,
     default_for, new_submission_id, to_json, utc_date,
 };
-use super::submission_envelope::{addresses, envelope_json, read_envelope, send_at, strip_bcc};
+use crate::jmap::request::Invocation;
+use crate::jmap::standard::{self, SetError, SetErrorType, SetResponse};
 
 /// What every create of one EmailSubmission/set shares.
 struct CreateContext<'a> {
@@ -398,7 +400,7 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
         args.insert("destroy".into(), json!(email_destroy));
         let mut inner = Call {
             call_id: call.call_id,
-            args: super::args::Arguments::new(args),
+            args: crate::jmap::args::Arguments::new(args),
             account: call.account.clone(),
             principal: call.principal,
             server: call.server,

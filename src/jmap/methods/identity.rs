@@ -7,10 +7,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::dispatch::Call;
-use super::error::MethodError;
-use super::patch::apply_patch;
-use super::standard::{self, DataType, Listed, SetError, SetErrorType, SetResponse};
+use crate::jmap::dispatch::Call;
+use crate::jmap::error::MethodError;
+use crate::jmap::patch::apply_patch;
+use crate::jmap::standard::{self, DataType, Listed, SetError, SetErrorType, SetResponse};
 
 /// The push and state type name.
 pub const DATA_TYPE: &str = "Identity";
@@ -407,7 +407,7 @@ fn plan_set(
 
 /// A fresh identity id (`i` + 15 of `[a-z0-9]`).
 fn new_identity_id() -> String {
-    super::args::new_id('i')
+    crate::jmap::args::new_id('i')
 }
 
 #[cfg(test)]

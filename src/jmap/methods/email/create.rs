@@ -18,11 +18,11 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use serde_json::{Map, Value};
 
-use super::email::{
+use crate::jmap::error::MethodError;
+use crate::jmap::methods::email::{
     NewEmail, Source, new_email_id, parse_utc_date, read_keywords, read_mailbox_ids,
 };
-use super::error::MethodError;
-use super::standard::{SetError, SetErrorType};
+use crate::jmap::standard::{SetError, SetErrorType};
 
 /// Reads blob bytes visible to the caller (`None`: no such blob).
 pub type BlobReader<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, MethodError> + 'a;

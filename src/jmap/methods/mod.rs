@@ -1,21 +1,31 @@
 //! The method table: every JMAP method Herald serves, by wire name. Each wire name appears here
 //! once; a handler is a plain function over the request context.
+//!
+//! One module per data type below; the standard methods of the types that can use them are
+//! `crate::jmap::standard`'s, named here with the type's descriptor.
 
-use super::blob::{self, BlobStore};
-use super::capability::{CORE, MAIL, SUBMISSION, VACATION_RESPONSE};
-use super::changes::ChangeLogStore;
-use super::core;
-use super::dispatch::{AccountUse, MethodSpec, MethodTable};
-use super::email::{self, Email, EmailStore, Thread};
-use super::email_copy;
-use super::email_parse;
-use super::email_query::{self, EmailQueryStore};
-use super::identity::{self, Identity, IdentityStore};
-use super::mailbox::{self, Mailbox, MailboxStore};
-use super::push_subscription::{self, PushSubscriptionStore};
-use super::standard;
-use super::submission::{self, Submission, SubmissionStore};
-use super::vacation::{self, VacationResponse, VacationStore};
+pub mod blob;
+pub mod core;
+pub mod email;
+pub mod email_query;
+pub mod identity;
+pub mod mailbox;
+pub mod push_subscription;
+pub mod submission;
+pub mod vacation;
+
+use crate::jmap::capability::{CORE, MAIL, SUBMISSION, VACATION_RESPONSE};
+use crate::jmap::changes::ChangeLogStore;
+use crate::jmap::dispatch::{AccountUse, MethodSpec, MethodTable};
+use crate::jmap::standard;
+use blob::BlobStore;
+use email::{Email, EmailStore, Thread};
+use email_query::EmailQueryStore;
+use identity::{Identity, IdentityStore};
+use mailbox::{Mailbox, MailboxStore};
+use push_subscription::PushSubscriptionStore;
+use submission::{Submission, SubmissionStore};
+use vacation::{VacationResponse, VacationStore};
 
 /// Everything a context must provide to serve every method.
 pub trait Store:
@@ -131,8 +141,8 @@ pub fn method_table<C: Store>() -> MethodTable<C> {
             vacation::set::<C>,
         ),
         m("Blob/copy", CORE, Write, blob::copy::<C>),
-        m("Email/parse", MAIL, Read, email_parse::parse::<C>),
-        m("Email/copy", MAIL, Write, email_copy::copy::<C>),
+        m("Email/parse", MAIL, Read, email::parse::parse::<C>),
+        m("Email/copy", MAIL, Write, email::copy::copy::<C>),
         m("Email/query", MAIL, Read, email_query::query::<C>),
         m(
             "Email/queryChanges",

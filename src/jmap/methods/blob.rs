@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::args::Id;
-use super::dispatch::Call;
-use super::error::MethodError;
+use crate::jmap::args::Id;
+use crate::jmap::dispatch::Call;
+use crate::jmap::error::MethodError;
 
 /// Blob access for one user. Blob ids may be stored ids or message-part ids
 /// (`crate::mail::blob_id`).

@@ -10,16 +10,19 @@
 //! every other recipient goes to the SMTP relay (`[submission] relay`). Without a relay, any
 //! non-local recipient makes the whole submission fail with `invalidRecipients`.
 
+pub mod envelope;
+pub mod set;
+
 use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
-use super::dispatch::Call;
-use super::error::MethodError;
-use super::identity::{Identity, default_identity};
-use super::standard::{self, Comparator, DataType, Listed, Queried};
+use crate::jmap::dispatch::Call;
+use crate::jmap::error::MethodError;
+use crate::jmap::methods::identity::{Identity, default_identity};
+use crate::jmap::standard::{self, Comparator, DataType, Listed, Queried};
 
-pub use super::submission_set::set;
+pub use set::set;
 
 /// The push and state type name.
 pub const DATA_TYPE: &str = "EmailSubmission";
@@ -116,7 +119,7 @@ pub fn utc_date(secs: i64) -> String {
 }
 
 fn parse_utc_date(s: &str) -> Option<i64> {
-    super::vacation::is_utc_date(s)
+    crate::jmap::methods::vacation::is_utc_date(s)
         .then(|| chrono::DateTime::parse_from_rfc3339(s).ok())
         .flatten()
         .map(|d| d.timestamp())
@@ -301,5 +304,5 @@ fn run_query(
 /// The addresses of one address header, in order.
 /// A fresh submission id (`s` + 15 of `[a-z0-9]`).
 pub(super) fn new_submission_id() -> String {
-    super::args::new_id('s')
+    crate::jmap::args::new_id('s')
 }

@@ -9,13 +9,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 
-use super::args::Id;
-use super::dispatch::Call;
-use super::email::{self, EmailOp, EmailStore, NewEmail, OpResult, Source};
-use super::email_query::parse_utc_date;
-use super::error::MethodError;
-use super::request::Invocation;
-use super::standard::{SetError, SetResponse};
+use crate::jmap::args::Id;
+use crate::jmap::dispatch::Call;
+use crate::jmap::error::MethodError;
+use crate::jmap::methods::email::{self, EmailOp, EmailStore, NewEmail, OpResult, Source};
+use crate::jmap::methods::email_query::parse_utc_date;
+use crate::jmap::request::Invocation;
+use crate::jmap::standard::{SetError, SetResponse};
 
 /// What a create entry may set besides `id` (ECP-01).
 const OVERRIDABLE: &[&str] = &["mailboxIds", "keywords", "receivedAt"];

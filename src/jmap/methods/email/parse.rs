@@ -3,10 +3,10 @@
 
 use serde_json::{Map, Value};
 
-use super::args::{Arguments, Id, UnsignedInt};
-use super::blob::BlobStore;
-use super::dispatch::Call;
-use super::error::MethodError;
+use crate::jmap::args::{Arguments, Id, UnsignedInt};
+use crate::jmap::dispatch::Call;
+use crate::jmap::error::MethodError;
+use crate::jmap::methods::blob::BlobStore;
 use crate::mail::{self, Email, FetchOptions, PropertySelection};
 
 /// Reads `properties`, `bodyProperties`, `fetchTextBodyValues`, `fetchHTMLBodyValues`,

@@ -1,0 +1,283 @@
+//! Email/query, Email/queryChanges (RFC 8621 §4.4, §4.5) and SearchSnippet/get (RFC 8621 §5).
+//!
+//! This module owns the model: the parsed filter ([`Filter`], [`Condition`]), the sort
+//! ([`EmailSort`]), text-search terms ([`SearchText`]) and the snippet highlighting. The store
+//! translates the model into SQL over indexed columns (`store::email_query`) and does the sorting
+//! and windowing there, so an account of 100,000 messages never travels to Rust for one page.
+
+mod filter;
+mod snippet;
+mod sort;
+
+pub use filter::*;
+pub use snippet::*;
+pub use sort::*;
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use crate::jmap::dispatch::Call;
+use crate::jmap::error::MethodError;
+use crate::jmap::limits::QueryLimits;
+use crate::jmap::standard::{self, Comparator};
+
+/// The query state is the Email type state.
+pub const DATA_TYPE: &str = "Email";
+
+/// The sort properties we support, advertised as `emailQuerySortOptions` (EQ-06).
+pub const SORT_OPTIONS: &[&str] = &[
+    "receivedAt",
+    "sentAt",
+    "size",
+    "from",
+    "to",
+    "subject",
+    "hasKeyword",
+    "allInThreadHaveKeyword",
+    "someInThreadHaveKeyword",
+];
+
+/// `preview` of a snippet is at most this many octets (SNIP-04).
+pub const SNIPPET_PREVIEW_OCTETS: usize = 255;
+
+/// A parsed Email query: what to select and in which order. Ties always break by id, so the
+/// order is stable (QRY-05).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailQuery {
+    pub filter: Option<Filter>,
+    pub sort: Vec<EmailSort>,
+    /// Keep only the first email of each thread, after filtering and sorting (EQ-01).
+    pub collapse_threads: bool,
+}
+
+/// Where the window starts (QRY-06, QRY-07).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WindowStart {
+    Position(i64),
+    Anchor { id: String, offset: i64 },
+}
+
+/// Which part of the result to return.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryWindow {
+    pub start: WindowStart,
+    /// How many ids at most (already capped by the server).
+    pub limit: u64,
+    /// Whether the total is wanted (it may be computed anyway).
+    pub calculate_total: bool,
+}
+
+/// One window of a query result, all read from one snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryPage {
+    /// The Email state the result belongs to.
+    pub state: String,
+    pub position: u64,
+    pub ids: Vec<String>,
+    pub total: Option<u64>,
+}
+
+/// The first index of a window (QRY-06, QRY-07), given what the store knows: `total` if it
+/// counted, and the anchor's index if there is an anchor (`None` → `anchorNotFound`).
+/// Returns `None` when the start needs the total and it was not given.
+pub fn window_start(
+    start: &WindowStart,
+    total: Option<u64>,
+    anchor_index: Option<u64>,
+) -> Result<Option<u64>, MethodError> {
+    Ok(match start {
+        WindowStart::Position(p) if *p >= 0 => Some(*p as u64),
+        WindowStart::Position(p) => total.map(|t| (t as i64 + p).max(0) as u64),
+        WindowStart::Anchor { offset, .. } => {
+            let index = anchor_index.ok_or(MethodError::AnchorNotFound)? as i64;
+            Some((index + offset).max(0) as u64)
+        }
+    })
+}
+
+/// What the Email query methods need from the store.
+pub trait EmailQueryStore {
+    /// Runs `query` and returns the window, the total if asked or needed, and the Email state,
+    /// all from one snapshot. Uses [`window_start`] for the start.
+    fn email_query(
+        &mut self,
+        account_id: &str,
+        query: &EmailQuery,
+        window: &QueryWindow,
+    ) -> Result<QueryPage, MethodError>;
+
+    /// Every Email id whose membership or position in `query` may have changed since `since`
+    /// (RFC 8620 §5.6): emails touched since then; with `whole_threads`, every email of a thread
+    /// touched since then, or of a touched email's thread.
+    fn email_touched_since(
+        &mut self,
+        account_id: &str,
+        since: i64,
+        whole_threads: bool,
+    ) -> Result<Vec<String>, MethodError>;
+
+    /// Subject and searchable body text of the emails that exist among `ids`.
+    fn email_snippet_sources(
+        &mut self,
+        account_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<SnippetSource>, MethodError>;
+
+    /// Whether each of `ids` matches `filter` (ids that do not exist are absent).
+    fn email_matching(
+        &mut self,
+        account_id: &str,
+        filter: &Filter,
+        ids: &[String],
+    ) -> Result<HashSet<String>, MethodError>;
+}
+
+/// The text a snippet is cut from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnippetSource {
+    pub email_id: String,
+    pub subject: String,
+    /// The plain text of the body (HTML converted).
+    pub body: String,
+}
+
+fn parse_email_query(
+    filter: Option<&Value>,
+    sort: &[Comparator],
+    collapse_threads: bool,
+    limits: &QueryLimits,
+) -> Result<EmailQuery, MethodError> {
+    Ok(EmailQuery {
+        filter: filter.map(|f| Filter::parse(f, limits)).transpose()?,
+        sort: parse_sort(sort, limits)?,
+        collapse_threads,
+    })
+}
+
+/// The largest window one query returns when the client sets no smaller `limit` (QRY-08).
+pub fn max_query_limit(call: &Call<'_>) -> u64 {
+    call.server.limits.max_objects_in_get.max(1000)
+}
+
+/// `Email/query` (RFC 8621 §4.4).
+pub fn query<C: EmailQueryStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+) -> Result<Map<String, Value>, MethodError> {
+    let q = standard::parse_query(call)?;
+    let collapse_threads = call.args.defaulted("collapseThreads", false)?;
+    std::mem::take(&mut call.args).finish()?;
+    let query = parse_email_query(
+        q.filter.as_ref(),
+        &q.sort,
+        collapse_threads,
+        &call.server.query_limits,
+    )?;
+    let cap = max_query_limit(call);
+    let (limit, capped) = match q.limit {
+        Some(l) if l > cap => (cap, Some(cap)),
+        Some(l) => (l, None),
+        None => (cap, None),
+    };
+    let start = match q.anchor {
+        Some(id) => WindowStart::Anchor {
+            id,
+            offset: q.anchor_offset,
+        },
+        None => WindowStart::Position(q.position),
+    };
+    // Ask for one more than the cap when the client gave no limit: the extra id tells us whether
+    // the cap cut the result, which we then must report (QRY-08).
+    let probe = q.limit.is_none();
+    let window = QueryWindow {
+        start,
+        limit: if probe { limit + 1 } else { limit },
+        calculate_total: q.calculate_total,
+    };
+    let account_id = call.account_id().to_owned();
+    let mut page = ctx.email_query(&account_id, &query, &window)?;
+    let mut limit_out = capped;
+    if probe && page.ids.len() as u64 > limit {
+        page.ids.truncate(limit as usize);
+        limit_out = Some(limit);
+    }
+    let total = q
+        .calculate_total
+        .then(|| page.total.unwrap_or_default() as usize);
+    Ok(standard::query_response(
+        &account_id,
+        &page.state,
+        true,
+        page.position as usize,
+        page.ids,
+        total,
+        limit_out,
+    ))
+}
+
+/// `Email/queryChanges` (RFC 8621 §4.5, EQ-08): every email touched since the query state is
+/// reported removed and, if it still matches, added at its index. With `collapseThreads` or a
+/// thread-keyword filter or sort, every email of a touched thread counts as touched, because its
+/// place depends on its siblings.
+pub fn query_changes<C: EmailQueryStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+) -> Result<Map<String, Value>, MethodError> {
+    let q = standard::parse_query_changes(call)?;
+    let collapse_threads = call.args.defaulted("collapseThreads", false)?;
+    std::mem::take(&mut call.args).finish()?;
+    let query = parse_email_query(
+        q.filter.as_ref(),
+        &q.sort,
+        collapse_threads,
+        &call.server.query_limits,
+    )?;
+    let since = q.since()?;
+    let whole_threads = collapse_threads
+        || query
+            .filter
+            .as_ref()
+            .is_some_and(Filter::uses_thread_keywords)
+        || query.sort.iter().any(|s| {
+            matches!(
+                s.key,
+                SortKey::AllInThreadHaveKeyword(_) | SortKey::SomeInThreadHaveKeyword(_)
+            )
+        });
+    let account_id = call.account_id().to_owned();
+    let touched = ctx.email_touched_since(&account_id, since, whole_threads)?;
+    let page = ctx.email_query(
+        &account_id,
+        &query,
+        &QueryWindow {
+            start: WindowStart::Position(0),
+            limit: u64::MAX >> 11,
+            calculate_total: false,
+        },
+    )?;
+    standard::query_changes_response(&account_id, &q, &page.state, &touched, &page.ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_starts_follow_position_and_anchor_rules() {
+        let p = |n| WindowStart::Position(n);
+        assert_eq!(window_start(&p(3), None, None).unwrap(), Some(3));
+        assert_eq!(window_start(&p(-2), Some(10), None).unwrap(), Some(8));
+        assert_eq!(window_start(&p(-20), Some(10), None).unwrap(), Some(0));
+        assert_eq!(window_start(&p(-2), None, None).unwrap(), None);
+        let a = WindowStart::Anchor {
+            id: "x".into(),
+            offset: -5,
+        };
+        assert_eq!(window_start(&a, None, Some(2)).unwrap(), Some(0));
+        assert_eq!(
+            window_start(&a, None, None),
+            Err(MethodError::AnchorNotFound)
+        );
+    }
+}

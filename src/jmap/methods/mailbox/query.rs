@@ -1,0 +1,170 @@
+//! Mailbox/query and Mailbox/queryChanges (RFC 8621 §2.3): the filter, the sort and the trees
+//! (`sortAsTree`, `filterAsTree`) over the account's mailboxes, loaded whole.
+
+use super::{MAX_DEPTH, Mailbox, MailboxSnapshot, MailboxStore};
+use crate::jmap::dispatch::Call;
+use crate::jmap::error::MethodError;
+use crate::jmap::standard::{self, Comparator, Queried};
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+
+fn matches(filter: &Value, m: &Mailbox) -> Result<bool, MethodError> {
+    standard::filter_matches(filter, &|f| condition_matches(f, m))
+}
+
+fn condition_matches(f: &Map<String, Value>, m: &Mailbox) -> Result<bool, MethodError> {
+    for (key, value) in f {
+        let ok = match (key.as_str(), value) {
+            ("parentId", Value::Null) => m.parent_id.is_none(),
+            ("parentId", Value::String(p)) => m.parent_id.as_deref() == Some(p),
+            ("name", Value::String(n)) => m.name.to_lowercase().contains(&n.to_lowercase()),
+            ("role", Value::Null) => m.role.is_none(),
+            ("role", Value::String(r)) => m.role.as_deref() == Some(r),
+            ("hasAnyRole", Value::Bool(b)) => m.role.is_some() == *b,
+            ("isSubscribed", Value::Bool(b)) => m.is_subscribed == *b,
+            ("parentId" | "name" | "role" | "hasAnyRole" | "isSubscribed", _) => {
+                return Err(MethodError::InvalidArguments(format!(
+                    "filter {key} has the wrong type"
+                )));
+            }
+            _ => {
+                return Err(MethodError::UnsupportedFilter(format!(
+                    "Mailbox cannot be filtered by {key:?}"
+                )));
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn compare(a: &Mailbox, b: &Mailbox, sort: &[Comparator]) -> std::cmp::Ordering {
+    for c in sort {
+        let ord = match c.property.as_str() {
+            "sortOrder" => a.sort_order.cmp(&b.sort_order),
+            "name" => match c.collation.as_deref() {
+                Some("i;ascii-numeric") | Some("i;octet") => a.name.cmp(&b.name),
+                _ => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+            },
+            _ => std::cmp::Ordering::Equal,
+        };
+        let ord = if c.is_ascending { ord } else { ord.reverse() };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    // MBX-05: ties by name; then id, so the order is stable (QRY-05).
+    a.sort_order
+        .cmp(&b.sort_order)
+        .then_with(|| a.name.cmp(&b.name))
+        .then_with(|| a.id.cmp(&b.id))
+}
+
+/// The full, sorted result of a Mailbox query.
+pub(super) fn run_query(
+    mailboxes: &[Mailbox],
+    filter: Option<&Value>,
+    sort: &[Comparator],
+    sort_as_tree: bool,
+    filter_as_tree: bool,
+) -> Result<Vec<String>, MethodError> {
+    for c in sort {
+        if !matches!(c.property.as_str(), "sortOrder" | "name") || !c.extra.is_empty() {
+            return Err(MethodError::UnsupportedSort(format!(
+                "Mailbox cannot be sorted by {:?}",
+                c.property
+            )));
+        }
+    }
+    let mut hits: HashSet<&str> = HashSet::new();
+    for m in mailboxes {
+        if filter.map(|f| matches(f, m)).transpose()?.unwrap_or(true) {
+            hits.insert(&m.id);
+        }
+    }
+    let by_id: HashMap<&str, &Mailbox> = mailboxes.iter().map(|m| (m.id.as_str(), m)).collect();
+    if filter_as_tree {
+        // RFC 8621 §2.3: a mailbox matches only if all its ancestors match too.
+        let keep: HashSet<&str> = hits
+            .iter()
+            .copied()
+            .filter(|id| {
+                let mut cur = by_id.get(id).and_then(|m| m.parent_id.as_deref());
+                let mut depth = 0;
+                while let Some(p) = cur {
+                    if !hits.contains(p) || depth > MAX_DEPTH + 1 {
+                        return false;
+                    }
+                    cur = by_id.get(p).and_then(|m| m.parent_id.as_deref());
+                    depth += 1;
+                }
+                true
+            })
+            .collect();
+        hits = keep;
+    }
+    let mut selected: Vec<&Mailbox> = mailboxes
+        .iter()
+        .filter(|m| hits.contains(m.id.as_str()))
+        .collect();
+    selected.sort_by(|a, b| compare(a, b, sort));
+    if !sort_as_tree {
+        return Ok(selected.into_iter().map(|m| m.id.clone()).collect());
+    }
+    // Parents before children, siblings in sort order.
+    let mut children: HashMap<Option<&str>, Vec<&Mailbox>> = HashMap::new();
+    for m in &selected {
+        let parent = m.parent_id.as_deref().filter(|p| hits.contains(p));
+        children.entry(parent).or_default().push(m);
+    }
+    let mut out = Vec::with_capacity(selected.len());
+    let mut stack: Vec<&Mailbox> = children
+        .get(&None)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .collect();
+    while let Some(m) = stack.pop() {
+        out.push(m.id.clone());
+        if let Some(kids) = children.get(&Some(m.id.as_str())) {
+            stack.extend(kids.iter().rev());
+        }
+    }
+    Ok(out)
+}
+
+/// Mailbox/query's own arguments (RFC 8621 §2.3).
+pub struct TreeArgs {
+    sort_as_tree: bool,
+    filter_as_tree: bool,
+}
+
+/// Mailbox/query and Mailbox/queryChanges (RFC 8621 §2.3, MBX-13).
+impl<C: MailboxStore> Queried<C> for Mailbox {
+    type QueryArgs = TreeArgs;
+
+    fn query_args(call: &mut Call<'_>) -> Result<TreeArgs, MethodError> {
+        Ok(TreeArgs {
+            sort_as_tree: call.args.defaulted("sortAsTree", false)?,
+            filter_as_tree: call.args.defaulted("filterAsTree", false)?,
+        })
+    }
+
+    fn query(
+        snapshot: &MailboxSnapshot,
+        filter: Option<&Value>,
+        sort: &[Comparator],
+        args: &TreeArgs,
+    ) -> Result<Vec<String>, MethodError> {
+        run_query(
+            &snapshot.mailboxes,
+            filter,
+            sort,
+            args.sort_as_tree,
+            args.filter_as_tree,
+        )
+    }
+}
