@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::store::{Store, accounts, email, tokens, users};
+use crate::store::{Store, accounts, delivery, tokens, users};
 
 /// Herald, a JMAP mail server built around push.
 #[derive(Parser, Debug)]
@@ -236,7 +236,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 relay: !config.submission.relay.trim().is_empty(),
                 interval_secs: config.submission.vacation_reply_interval_secs as i64,
             };
-            let (created, _) = email::deliver(&mut conn, &account, message, Some(&policy))?;
+            let (created, _) = delivery::deliver(&mut conn, &account, message, Some(&policy))?;
             println!("{}", created.id);
             Ok(())
         }
@@ -408,7 +408,7 @@ fn serve(config: Config) -> Result<(), CliError> {
     {
         let mut conn = store.conn()?;
         if users::count(&mut conn)? == 0 {
-            let password = crate::store::random_secret(18);
+            let password = crate::random::random_secret(18);
             users::create(&mut conn, "admin", &password)?;
             println!(
                 "Created the first user. Log in with:\n  user:     admin\n  password: {password}\n(shown only this once; change it with `herald user passwd admin`)"

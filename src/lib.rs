@@ -22,5 +22,6 @@ pub mod memory_trim;
 pub mod metrics;
 pub mod outbound;
 pub mod push;
+pub mod random;
 pub mod server;
 pub mod store;

@@ -207,7 +207,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
     server_info.relay_url = config.submission.relay.trim().to_owned();
     server_info.max_delayed_send_secs = config.submission.max_delayed_send_secs;
     server_info.vacation_reply_interval_secs = config.submission.vacation_reply_interval_secs;
-    server_info.webhooks = config.push.webhook_policy();
+    server_info.webhooks = crate::jmap::webhook_policy::WebhookPolicy::from_config(&config.push);
     let server_info = Arc::new(server_info);
     let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
         config.auth.credential_cache_secs,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::Dispatcher;
-use crate::store::{StoreError, accounts, addresses, email};
+use crate::store::{StoreError, accounts, addresses, delivery};
 
 /// Which user an address delivers to: `Ok(None)` for nobody.
 #[derive(Message)]
@@ -46,7 +46,7 @@ impl Handler<Deliver> for Dispatcher {
         let mut conn = self.store.conn()?;
         let account = accounts::personal_account(&mut conn, &msg.user_id)?;
         let policy = self.auto_reply_policy();
-        match email::deliver(
+        match delivery::deliver(
             &mut conn,
             &account,
             msg.message.as_ref().clone(),

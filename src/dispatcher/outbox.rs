@@ -9,9 +9,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::Dispatcher;
-use crate::outbound::dsn;
+use crate::mail::dsn;
 use crate::store::submission_outbox::{self as outbox, ClaimedRecipient, Outcome};
-use crate::store::{StoreError, email};
+use crate::store::{StoreError, delivery};
 
 /// Claims up to `limit` due recipients for `node` until now + `lease_ms`; returns each with its
 /// message, and when the outbox next needs looking at.
@@ -111,7 +111,7 @@ impl Handler<SettleOutbox> for Dispatcher {
                 &b.message,
                 &date,
             );
-            match email::deliver(&mut conn, &b.account_id, report, None) {
+            match delivery::deliver(&mut conn, &b.account_id, report, None) {
                 Ok((_, committed)) => self.publish(committed.into_iter().collect()),
                 Err(e) => log::warn!(
                     "the bounce of submission {} to {} could not be delivered: {e}",
@@ -134,7 +134,7 @@ impl Handler<DeliverToAccount> for Dispatcher {
         let mut message = format!("Return-Path: <{}>\r\n", msg.return_path).into_bytes();
         message.extend_from_slice(&msg.message);
         let policy = self.auto_reply_policy();
-        match email::deliver(&mut conn, &msg.account_id, message, Some(&policy)) {
+        match delivery::deliver(&mut conn, &msg.account_id, message, Some(&policy)) {
             Ok((created, committed)) => {
                 self.publish(committed.into_iter().collect());
                 Ok(super::DeliveryOutcome::Delivered(created.id))

@@ -248,8 +248,8 @@ fn run_call<C>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::limits::Limits;
     use crate::jmap::capability::CORE;
-    use crate::jmap::limits::Limits;
     use crate::jmap::request::parse_request;
     use serde_json::json;
     use std::collections::BTreeMap;

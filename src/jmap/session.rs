@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
+use crate::config::limits::Limits;
 use crate::jmap::capability;
-use crate::jmap::limits::Limits;
 
 /// Capabilities that only make sense in the user's own account: identities, sending and the
 /// vacation response belong to the account's owner, so a shared account offers mail only
@@ -69,9 +69,9 @@ pub struct ServerInfo {
     /// `[submission] vacation_reply_interval_secs`.
     pub vacation_reply_interval_secs: u64,
     /// Bounds on Email/query filters and sorts (`[query]`).
-    pub query_limits: crate::jmap::limits::QueryLimits,
+    pub query_limits: crate::config::limits::QueryLimits,
     /// PushSubscription limits and the push-target policy (`[push]`).
-    pub webhooks: crate::jmap::methods::push_subscription::WebhookPolicy,
+    pub webhooks: crate::jmap::webhook_policy::WebhookPolicy,
     fingerprint: String,
 }
 

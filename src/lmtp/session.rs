@@ -242,7 +242,7 @@ async fn deliver(
 ) -> Vec<Reply> {
     // The same trace headers for every recipient, so the stored message (a content-addressed
     // blob) is one for all of them.
-    let id = crate::store::random_secret(9);
+    let id = crate::random::random_secret(9);
     let trace = format!(
         "Return-Path: <{}>\r\nReceived: from {} ({peer})\r\n\tby {} (Herald) with LMTP id {id};\r\n\t{}\r\n",
         t.mail.sender,

@@ -138,7 +138,7 @@ pub fn build(
         .subject(Text::new(subject))
         .message_id(MessageId::new(format!(
             "{}@{domain}",
-            crate::store::random_secret(16)
+            crate::random::random_secret(16)
         )))
         .date(now_secs)
         .header("Auto-Submitted", Text::new("auto-replied"));

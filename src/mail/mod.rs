@@ -13,6 +13,7 @@
 pub mod auto_reply;
 pub mod blob_id;
 pub mod body;
+pub mod dsn;
 pub mod header;
 pub mod render;
 pub mod search;

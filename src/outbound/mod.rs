@@ -4,9 +4,8 @@
 //! EmailSubmission/set only queues (`store::submission_outbox`); the [`sender::SubmissionSender`]
 //! delivers each recipient (locally, or through the relay with [`relay::send`]), retries
 //! temporary failures and reports every outcome as a change of the EmailSubmission. A recipient
-//! that fails for good earns the sender a [`dsn`] in their inbox.
+//! that fails for good earns the sender a DSN (`crate::mail::dsn`) in their inbox.
 
-pub mod dsn;
 pub mod relay;
 pub mod sender;
 

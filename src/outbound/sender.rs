@@ -21,8 +21,9 @@ use crate::dispatcher::{
 };
 use crate::jmap::methods::submission::DATA_TYPE;
 use crate::push::StateChanged;
+use crate::random::random_secret;
+use crate::store::now_ms;
 use crate::store::submission_outbox::{ClaimedRecipient, Outcome};
-use crate::store::{now_ms, random_secret};
 
 /// Sends the submission outbox.
 pub struct SubmissionSender {

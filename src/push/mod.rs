@@ -15,7 +15,6 @@ pub mod publication;
 pub mod registry;
 pub mod slot;
 pub mod state_change;
-pub mod target;
 pub mod vapid;
 pub mod webhook;
 pub mod webpush;

@@ -14,15 +14,17 @@ use actix::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::StateChanged;
-use super::target::{Target, TargetPolicy};
 use super::vapid::VapidSigner;
 use super::webpush;
 use crate::backoff::backoff;
 use crate::config::PushConfig;
 use crate::jmap::changes::state_string;
-use crate::store::push_subscription::{KIND_STATE_CHANGE, KIND_VERIFICATION, now_ms};
+use crate::jmap::webhook_policy::{Target, TargetPolicy, WebhookPolicy};
+use crate::random::random_secret;
+use crate::store::now_ms;
 use crate::store::webhook_outbox::{self as outbox, ClaimedDelivery, Settlement};
-use crate::store::{Store, StoreError, random_secret};
+use crate::store::webhook_outbox::{KIND_STATE_CHANGE, KIND_VERIFICATION};
+use crate::store::{Store, StoreError};
 
 /// Mailbox capacity: the dispatcher publishes with `try_send` and a full mailbox drops the
 /// change, so leave room for bursts.
@@ -68,7 +70,7 @@ impl WebhookSender {
         WebhookSender::start_in_arbiter(&Arbiter::new().handle(), move |_| WebhookSender {
             store,
             vapid,
-            policy: config.webhook_policy().target,
+            policy: WebhookPolicy::from_config(&config).target,
             config,
             node: random_secret(9),
             client: None,
@@ -522,7 +524,7 @@ impl Actor for WebhookSender {
                 .disable_redirects()
                 .finish(),
         );
-        let wake = crate::store::push_subscription::outbox_signal().subscribe();
+        let wake = crate::store::webhook_outbox::outbox_signal().subscribe();
         ctx.add_stream(futures_util::stream::unfold(wake, |mut rx| async move {
             rx.changed().await.ok()?;
             Some((OutboxWake, rx))

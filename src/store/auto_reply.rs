@@ -114,9 +114,3 @@ pub fn after_delivery(
     submission_outbox::enqueue(conn, account_id, &id, &queued, now_secs * 1000)?;
     Ok(true)
 }
-
-/// Forgets whom `account_id` answered: its VacationResponse changed (RFC 5230 §4.2).
-pub fn forget(conn: &mut AnyConnection, account_id: &str) -> Result<(), StoreError> {
-    diesel::delete(vrep::table.filter(vrep::account_id.eq(account_id))).execute(conn)?;
-    Ok(())
-}

@@ -13,6 +13,7 @@ pub mod changelog;
 pub mod connection;
 pub mod context;
 pub mod credentials;
+pub mod delivery;
 pub mod email;
 pub mod email_query;
 pub mod email_search;
@@ -138,14 +139,7 @@ pub fn now() -> i64 {
 
 pub use crate::jmap::args::new_id;
 
-/// A random secret of `bytes` bytes, base64url without padding.
-pub fn random_secret(bytes: usize) -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
-}
+pub use crate::random::random_secret;
 
 /// Lowercase hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {

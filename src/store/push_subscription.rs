@@ -5,9 +5,7 @@
 //! [`super::webhook_outbox`], which builds on this module.
 
 use super::first_row::FirstRowDsl;
-use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
-use std::sync::LazyLock;
 
 use diesel::prelude::*;
 
@@ -15,30 +13,15 @@ use super::schema::{
     account_access, accounts, push_creation_windows, push_cursors, push_deliveries,
     push_subscriptions,
 };
-use super::webhook_outbox::{MissingCursor, catch_up};
+use super::webhook_outbox::{
+    KIND_VERIFICATION, MissingCursor, catch_up, outbox_signal, take_write_lock,
+};
 use super::{AnyConnection, StoreContext, StoreError, new_id, now, random_secret};
 use crate::jmap::error::MethodError;
+use crate::jmap::methods::push_subscription::keys::UaKeys;
 use crate::jmap::methods::push_subscription::{
     NewSubscription, PushSubscriptionStore, Subscription, SubscriptionChange,
 };
-use crate::push::webpush::UaKeys;
-
-/// Outbox row kinds.
-pub const KIND_VERIFICATION: i32 = 1;
-pub const KIND_STATE_CHANGE: i32 = 2;
-
-/// `{"accountId": {"Type": seq}}`: what a pending StateChange will say.
-pub type ChangedStates = BTreeMap<String, BTreeMap<String, i64>>;
-
-static OUTBOX_SIGNAL: LazyLock<tokio::sync::watch::Sender<u64>> =
-    LazyLock::new(|| tokio::sync::watch::channel(0).0);
-
-/// Bumped whenever a request queues an outbox row (a new subscription's verification), so the
-/// webhook sender wakes at once instead of at its next poll. Process-wide: every sender in the
-/// process wakes and looks at its own store.
-pub fn outbox_signal() -> &'static tokio::sync::watch::Sender<u64> {
-    &OUTBOX_SIGNAL
-}
 
 pub use super::now_ms;
 
@@ -340,20 +323,6 @@ impl PushSubscriptionStore for StoreContext {
 
 // Cursors: where each subscription stands in each account it may read.
 
-/// Starts a transaction's writing before its reads. SQLite answers "database is locked" at once,
-/// without waiting, to a transaction that read and then wants to write while another writer is
-/// active (waiting could deadlock); a transaction that writes first waits its turn instead
-/// (`busy_timeout`), as `changelog::write` does. This write matches no row.
-pub(crate) fn take_write_lock(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    if let AnyConnection::Postgresql(_) = conn {
-        // Row locks, taken by the writes themselves: nothing to do, and a round trip saved.
-        return Ok(());
-    }
-    diesel::update(push_cursors::table.filter(push_cursors::subscription_id.eq("")))
-        .set(push_cursors::seq.eq(0))
-        .execute(conn)?;
-    Ok(())
-}
 pub(crate) fn set_cursor(
     conn: &mut AnyConnection,
     subscription_id: &str,

@@ -4,7 +4,7 @@ use super::first_row::FirstRowDsl;
 use diesel::prelude::*;
 
 use super::changelog::{self, ChangeOp};
-use super::schema::vacation_responses as vr;
+use super::schema::{vacation_replies as vrep, vacation_responses as vr};
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::state_string;
 use crate::jmap::error::MethodError;
@@ -69,6 +69,13 @@ fn store(conn: &mut AnyConnection, account_id: &str, v: &VacationResponse) -> Qu
     Ok(())
 }
 
+/// Forgets whom `account_id` answered (`store::auto_reply` records them): its VacationResponse
+/// changed, and a new response is sent anew to everyone (RFC 5230 §4.2).
+fn forget_replies(conn: &mut AnyConnection, account_id: &str) -> Result<(), StoreError> {
+    diesel::delete(vrep::table.filter(vrep::account_id.eq(account_id))).execute(conn)?;
+    Ok(())
+}
+
 impl VacationStore for StoreContext {
     fn vacation_get(
         &mut self,
@@ -96,7 +103,7 @@ impl VacationStore for StoreContext {
                 Ok(Some(next)) => {
                     store(txn.conn(), account_id, &next)?;
                     // A changed absence answers everyone again (RFC 5230 §4.2).
-                    super::auto_reply::forget(txn.conn(), account_id)?;
+                    forget_replies(txn.conn(), account_id)?;
                     txn.record(DATA_TYPE, SINGLETON, ChangeOp::Updated);
                     Ok((state, state_string(txn.seq())))
                 }

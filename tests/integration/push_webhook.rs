@@ -517,7 +517,8 @@ async fn urls_on_private_addresses_or_plain_http_are_refused_by_default() {
 
 #[on_both_backends]
 async fn with_keys_every_push_is_encrypted_and_the_user_agent_decrypts_it() {
-    use herald::push::webpush::{decrypt, encode_base64url};
+    use herald::jmap::methods::push_subscription::keys::encode_base64url;
+    use herald::push::webpush::decrypt;
     let s = start().await;
     let mut sink = Sink::start().await;
     let alice = s.add_user("alice", "pw");

@@ -159,7 +159,7 @@ async fn filters_and_sorts_that_once_broke_the_database_are_refused_as_method_er
         );
     }
     // At the limits, the same shapes run.
-    let limits = herald::jmap::limits::QueryLimits::default();
+    let limits = herald::config::limits::QueryLimits::default();
     let at_limit = or_of(vec![
         json!({"hasKeyword": "$seen"});
         limits.max_filter_conditions

@@ -28,7 +28,7 @@ async fn go_away(t: &Setup, subject: Option<&str>) {
 fn mail(from: &str, to: &str, extra: &str) -> Vec<u8> {
     format!(
         "From: <{from}>\r\nTo: <{to}>\r\nSubject: Question\r\nMessage-ID: <q-{}@far.test>\r\n{extra}\r\nHi\r\n",
-        herald::store::random_secret(6)
+        herald::random::random_secret(6)
     )
     .into_bytes()
 }

@@ -356,7 +356,7 @@ impl EmailQueryStore for StoreContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jmap::limits::QueryLimits;
+    use crate::config::limits::QueryLimits;
     use crate::jmap::methods::email_query::parse_sort;
     use serde_json::json;
 

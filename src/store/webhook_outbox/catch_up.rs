@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 
+use super::{ChangedStates, KIND_STATE_CHANGE, take_write_lock};
 use crate::jmap::methods::push_subscription::KNOWN_TYPES;
-use crate::store::push_subscription::{ChangedStates, KIND_STATE_CHANGE, now_ms, take_write_lock};
+use crate::store::now_ms;
 use crate::store::schema::{
     account_access, accounts, change_log, push_deliveries, push_subscriptions,
 };

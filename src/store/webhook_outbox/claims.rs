@@ -5,11 +5,12 @@ use std::collections::{HashMap, HashSet};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 
+use super::{ChangedStates, KIND_STATE_CHANGE, take_write_lock};
 use crate::jmap::methods::push_subscription::Subscription;
 use crate::store::first_row::FirstRowDsl;
+use crate::store::now_ms;
 use crate::store::push_subscription::{
-    ChangedStates, KIND_STATE_CHANGE, SubscriptionRow, destroy, now_ms, subscription_columns,
-    subscription_from_row, take_write_lock,
+    SubscriptionRow, destroy, subscription_columns, subscription_from_row,
 };
 use crate::store::schema::{push_deliveries, push_subscriptions};
 use crate::store::static_sql::{SqlParam, StaticSql};

@@ -13,10 +13,45 @@
 //! `WHERE` against the claimed row, so it claims nothing (`tests/integration/cluster.rs` races eight
 //! claimers of each kind). The lease is `push.claim_lease_secs`.
 
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
 use diesel::prelude::*;
 
-use super::schema::push_deliveries;
+use super::schema::{push_cursors, push_deliveries};
 use super::{AnyConnection, StoreError};
+
+/// Outbox row kinds.
+pub const KIND_VERIFICATION: i32 = 1;
+pub const KIND_STATE_CHANGE: i32 = 2;
+
+/// `{"accountId": {"Type": seq}}`: what a pending StateChange will say.
+pub type ChangedStates = BTreeMap<String, BTreeMap<String, i64>>;
+
+static OUTBOX_SIGNAL: LazyLock<tokio::sync::watch::Sender<u64>> =
+    LazyLock::new(|| tokio::sync::watch::channel(0).0);
+
+/// Bumped whenever a request queues an outbox row (a new subscription's verification), so the
+/// webhook sender wakes at once instead of at its next poll. Process-wide: every sender in the
+/// process wakes and looks at its own store.
+pub fn outbox_signal() -> &'static tokio::sync::watch::Sender<u64> {
+    &OUTBOX_SIGNAL
+}
+
+/// Starts a transaction's writing before its reads. SQLite answers "database is locked" at once,
+/// without waiting, to a transaction that read and then wants to write while another writer is
+/// active (waiting could deadlock); a transaction that writes first waits its turn instead
+/// (`busy_timeout`), as `changelog::write` does. This write matches no row.
+pub(crate) fn take_write_lock(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    if let AnyConnection::Postgresql(_) = conn {
+        // Row locks, taken by the writes themselves: nothing to do, and a round trip saved.
+        return Ok(());
+    }
+    diesel::update(push_cursors::table.filter(push_cursors::subscription_id.eq("")))
+        .set(push_cursors::seq.eq(0))
+        .execute(conn)?;
+    Ok(())
+}
 
 /// Pending deliveries (the outbox's depth).
 pub fn depth(conn: &mut AnyConnection) -> Result<i64, StoreError> {

@@ -1,8 +1,8 @@
 //! The parsed Email/query filter (EQ-02, EQ-03, QRY-02) and its text-search terms (EQ-05).
 
+use crate::config::limits::QueryLimits;
 use crate::jmap::args::Id;
 use crate::jmap::error::MethodError;
-use crate::jmap::limits::QueryLimits;
 use crate::mail::search::SearchTerm;
 use serde_json::Value;
 

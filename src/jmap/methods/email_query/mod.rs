@@ -17,9 +17,9 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
+use crate::config::limits::QueryLimits;
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
-use crate::jmap::limits::QueryLimits;
 use crate::jmap::standard::{self, Comparator};
 
 /// The query state is the Email type state.

@@ -131,7 +131,7 @@ pub fn search_snippet_get<C: EmailQueryStore>(
 
 #[cfg(test)]
 mod tests {
-    use crate::jmap::limits::QueryLimits;
+    use crate::config::limits::QueryLimits;
     use serde_json::json;
 
     use super::*;

@@ -1,8 +1,8 @@
 //! The Email/query sort (EQ-06, QRY-03).
 
 use super::filter::{invalid, parse_keyword};
+use crate::config::limits::QueryLimits;
 use crate::jmap::error::MethodError;
-use crate::jmap::limits::QueryLimits;
 use crate::jmap::standard::Comparator;
 use serde_json::Value;
 

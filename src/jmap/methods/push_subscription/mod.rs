@@ -5,6 +5,7 @@
 //! verified by a `PushVerification` POST that the webhook sender delivers from the outbox; until
 //! the client echoes the code back, nothing else is sent to the URL.
 
+pub mod keys;
 mod set;
 
 pub use set::set;
@@ -17,8 +18,8 @@ use crate::jmap::args::Id;
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::jmap::standard::{SetError, SetErrorType};
-use crate::push::target::TargetPolicy;
-use crate::push::webpush::UaKeys;
+use crate::jmap::webhook_policy::WebhookPolicy;
+use keys::UaKeys;
 
 /// Type names a subscription may filter on (checklist PSH-05, PSUB-12).
 pub const KNOWN_TYPES: &[&str] = &[
@@ -39,29 +40,6 @@ const READABLE: &[&str] = &[
     "expires",
     "types",
 ];
-
-/// Limits and policy for subscriptions, from `[push]` in the configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WebhookPolicy {
-    pub target: TargetPolicy,
-    /// The latest `expires` allowed, in seconds from now; also the default (PSUB-08, PSUB-09).
-    pub max_expires_secs: i64,
-    /// Subscriptions one user may have (PSUB-11).
-    pub max_per_user: u64,
-    /// Subscriptions one user may create per hour, destroyed ones included (PSUB-11).
-    pub creations_per_hour: u64,
-}
-
-impl Default for WebhookPolicy {
-    fn default() -> Self {
-        WebhookPolicy {
-            target: TargetPolicy::default(),
-            max_expires_secs: 7 * 24 * 3600,
-            max_per_user: 20,
-            creations_per_hour: 60,
-        }
-    }
-}
 
 /// A stored subscription.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,8 +216,8 @@ pub fn get<C: PushSubscriptionStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::limits::Limits;
     use crate::jmap::args::Arguments;
-    use crate::jmap::limits::Limits;
     use crate::jmap::session::{Principal, ServerInfo};
     use std::collections::{BTreeMap, HashMap};
 

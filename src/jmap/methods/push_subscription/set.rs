@@ -1,6 +1,7 @@
 //! PushSubscription/set (RFC 8620 §7.2.2): what a client may create and change, checked against
 //! the webhook policy (target addresses, expiry, per-user caps, creation rate).
 
+use super::keys::UaKeys;
 use super::{
     KNOWN_TYPES, NewSubscription, PushSubscriptionStore, Subscription, SubscriptionChange,
     WebhookPolicy, parse_utc_date, set_error, utc_date,
@@ -9,7 +10,6 @@ use crate::jmap::args::Id;
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::jmap::standard::{SetError, SetErrorType, SetResponse};
-use crate::push::webpush::UaKeys;
 use serde_json::{Map, Value, json};
 
 /// Clamps a requested `expires` to the policy (PSUB-08: the server may shorten it).

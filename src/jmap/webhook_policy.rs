@@ -5,7 +5,50 @@
 //! Pure: resolution is the caller's (at create time on the dispatcher thread, at delivery time in
 //! the webhook sender, because DNS answers can change in between).
 
+//!
+//! [`WebhookPolicy`] adds the per-user limits on subscriptions; both come from `[push]`.
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::config::PushConfig;
+
+/// Limits and policy for subscriptions, from `[push]` in the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookPolicy {
+    pub target: TargetPolicy,
+    /// The latest `expires` allowed, in seconds from now; also the default (PSUB-08, PSUB-09).
+    pub max_expires_secs: i64,
+    /// Subscriptions one user may have (PSUB-11).
+    pub max_per_user: u64,
+    /// Subscriptions one user may create per hour, destroyed ones included (PSUB-11).
+    pub creations_per_hour: u64,
+}
+
+impl Default for WebhookPolicy {
+    fn default() -> Self {
+        WebhookPolicy {
+            target: TargetPolicy::default(),
+            max_expires_secs: 7 * 24 * 3600,
+            max_per_user: 20,
+            creations_per_hour: 60,
+        }
+    }
+}
+
+impl WebhookPolicy {
+    /// The part of `[push]` the JMAP methods enforce.
+    pub fn from_config(push: &PushConfig) -> Self {
+        WebhookPolicy {
+            target: TargetPolicy {
+                allow_private_targets: push.allow_private_targets,
+                allowed_hosts: push.allowed_hosts.clone(),
+            },
+            max_expires_secs: push.subscription_max_expires_secs,
+            max_per_user: push.subscriptions_per_user,
+            creations_per_hour: push.subscription_creations_per_hour,
+        }
+    }
+}
 
 /// The SSRF policy, from `[push]` in the configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -26,9 +26,9 @@ pub fn build(
     original: &[u8],
     date: &str,
 ) -> Vec<u8> {
-    let boundary = format!("dsn-{}", crate::store::random_secret(12));
+    let boundary = format!("dsn-{}", crate::random::random_secret(12));
     let status = status_code(failure);
-    let headers = crate::mail::header_section(original);
+    let headers = super::header_section(original);
     let subject = original_subject(original);
     let mut m = String::new();
     let _ = write!(
@@ -63,7 +63,7 @@ pub fn build(
          --{boundary}\r\n\
          Content-Type: text/rfc822-headers\r\n\
          \r\n",
-        id = crate::store::random_secret(16),
+        id = crate::random::random_secret(16),
         rcpt = one_line(failure.recipient),
         reply = one_line(failure.reply),
         why = if failure.gave_up {
