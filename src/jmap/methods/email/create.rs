@@ -234,6 +234,96 @@ pub fn read_create(
     Ok(build(props, created, read_blob))
 }
 
+fn read_received_at(value: &Value) -> Result<Option<i64>, SetError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => parse_utc_date(s)
+            .map(Some)
+            .ok_or_else(|| invalid("receivedAt", "receivedAt is a UTCDate")),
+        _ => Err(invalid("receivedAt", "receivedAt is a UTCDate")),
+    }
+}
+
+/// Adds the `attachments` (RFC 8621 §4.6: EmailBodyParts by blobId) to the message.
+fn add_attachments<'x>(
+    mut builder: MessageBuilder<'x>,
+    value: &Value,
+    read_blob: &mut BlobReader<'_>,
+) -> Result<MessageBuilder<'x>, SetError> {
+    let list = match value {
+        Value::Null => return Ok(builder),
+        Value::Array(l) => l,
+        _ => return Err(invalid("attachments", "an EmailBodyPart[]")),
+    };
+    for part in list {
+        let blob_id = part
+            .get("blobId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("attachments", "an attachment needs a blobId"))?;
+        if part.get("partId").is_some_and(|p| !p.is_null()) {
+            return Err(invalid(
+                "attachments",
+                "a part has a partId or a blobId, not both",
+            ));
+        }
+        let bytes = read_blob(blob_id)
+            .map_err(|e| SetError::new(SetErrorType::ServerFail, e.to_string()))?
+            .ok_or_else(|| {
+                SetError::new(SetErrorType::BlobNotFound, format!("no blob {blob_id}"))
+                    .with("notFound", serde_json::json!([blob_id]))
+            })?;
+        let ty = part
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let name = part
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("attachment")
+            .to_owned();
+        let inline = part.get("disposition").and_then(Value::as_str) == Some("inline");
+        builder = match (inline, part.get("cid").and_then(Value::as_str)) {
+            (true, Some(cid)) => builder.inline(ty, cid.to_owned(), bytes),
+            _ => builder.attachment(ty, name, bytes),
+        };
+    }
+    Ok(builder)
+}
+
+/// Adds a `header:{Name}[:asRaw|:asText]` property (RFC 8621 §4.1.3) as a header field;
+/// `Content-*` fields belong to the body parts and cannot be set this way.
+fn add_header_property<'x>(
+    builder: MessageBuilder<'x>,
+    key: &str,
+    value: &Value,
+    note_header: &mut impl FnMut(&str) -> Result<(), SetError>,
+) -> Result<MessageBuilder<'x>, SetError> {
+    let rest = &key["header:".len()..];
+    let (name, form) = match rest.split_once(':') {
+        Some((n, f)) => (n, Some(f)),
+        None => (rest, None),
+    };
+    let lower = name.to_ascii_lowercase();
+    if name.is_empty()
+        || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        || lower.starts_with("content-")
+    {
+        return Err(invalid(key, "not a header that can be set here"));
+    }
+    let text = match value {
+        Value::Null => return Ok(builder),
+        Value::String(s) => s.clone(),
+        _ => return Err(invalid(key, "a String")),
+    };
+    note_header(name)?;
+    match form {
+        None | Some("asRaw") => Ok(builder.header(name.to_owned(), Raw::new(text))),
+        Some("asText") => Ok(builder.header(name.to_owned(), Text::new(text))),
+        Some(_) => Err(invalid(key, "only asRaw and asText can be set")),
+    }
+}
+
 fn build(
     props: &Map<String, Value>,
     created: &HashMap<String, String>,
@@ -263,16 +353,7 @@ fn build(
         match key.as_str() {
             "mailboxIds" => mailbox_ids = Some(read_mailbox_ids(value, created)?),
             "keywords" => keywords = read_keywords(value)?,
-            "receivedAt" => {
-                received_at = match value {
-                    Value::Null => None,
-                    Value::String(s) => Some(
-                        parse_utc_date(s)
-                            .ok_or_else(|| invalid("receivedAt", "receivedAt is a UTCDate"))?,
-                    ),
-                    _ => return Err(invalid("receivedAt", "receivedAt is a UTCDate")),
-                }
-            }
+            "receivedAt" => received_at = read_received_at(value)?,
             "subject" => match value {
                 Value::Null => {}
                 Value::String(s) => {
@@ -323,46 +404,7 @@ fn build(
                     builder = builder.html_body(html);
                 }
             }
-            "attachments" => {
-                let list = match value {
-                    Value::Null => continue,
-                    Value::Array(l) => l,
-                    _ => return Err(invalid("attachments", "an EmailBodyPart[]")),
-                };
-                for part in list {
-                    let blob_id = part
-                        .get("blobId")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| invalid("attachments", "an attachment needs a blobId"))?;
-                    if part.get("partId").is_some_and(|p| !p.is_null()) {
-                        return Err(invalid(
-                            "attachments",
-                            "a part has a partId or a blobId, not both",
-                        ));
-                    }
-                    let bytes = read_blob(blob_id)
-                        .map_err(|e| SetError::new(SetErrorType::ServerFail, e.to_string()))?
-                        .ok_or_else(|| {
-                            SetError::new(SetErrorType::BlobNotFound, format!("no blob {blob_id}"))
-                                .with("notFound", serde_json::json!([blob_id]))
-                        })?;
-                    let ty = part
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or("application/octet-stream")
-                        .to_owned();
-                    let name = part
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("attachment")
-                        .to_owned();
-                    let inline = part.get("disposition").and_then(Value::as_str) == Some("inline");
-                    builder = match (inline, part.get("cid").and_then(Value::as_str)) {
-                        (true, Some(cid)) => builder.inline(ty, cid.to_owned(), bytes),
-                        _ => builder.attachment(ty, name, bytes),
-                    };
-                }
-            }
+            "attachments" => builder = add_attachments(builder, value, read_blob)?,
             "bodyValues" => {}
             "bodyStructure" => {
                 // ESET-02: bodyStructure excludes the flat body properties.
@@ -389,29 +431,7 @@ fn build(
                 ));
             }
             k if k.starts_with("header:") => {
-                let rest = &k["header:".len()..];
-                let (name, form) = match rest.split_once(':') {
-                    Some((n, f)) => (n, Some(f)),
-                    None => (rest, None),
-                };
-                let lower = name.to_ascii_lowercase();
-                if name.is_empty()
-                    || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-                    || lower.starts_with("content-")
-                {
-                    return Err(invalid(k, "not a header that can be set here"));
-                }
-                let text = match value {
-                    Value::Null => continue,
-                    Value::String(s) => s.clone(),
-                    _ => return Err(invalid(k, "a String")),
-                };
-                note_header(name)?;
-                builder = match form {
-                    None | Some("asRaw") => builder.header(name.to_owned(), Raw::new(text)),
-                    Some("asText") => builder.header(name.to_owned(), Text::new(text)),
-                    Some(_) => return Err(invalid(k, "only asRaw and asText can be set")),
-                };
+                builder = add_header_property(builder, k, value, &mut note_header)?;
             }
             k => return Err(invalid(k, format!("Email has no property {k:?}"))),
         }

@@ -203,210 +203,247 @@ fn plan_set(
     response: &mut SetResponse,
     new_ids: &mut Vec<(String, String)>,
 ) -> Result<Vec<MailboxOp>, MethodError> {
-    let mut all = snap.mailboxes.clone();
-    let mut ops = Vec::new();
-    let mut created: HashMap<String, String> = HashMap::new();
+    let mut plan = Plan {
+        snap,
+        read_only,
+        known_created,
+        all: snap.mailboxes.clone(),
+        created: HashMap::new(),
+        ops: Vec::new(),
+        response,
+        new_ids,
+    };
+    plan.create_all(&req.create);
+    for (key, patch) in &req.update {
+        plan.update(key, patch);
+    }
+    plan.destroy_all(&req.destroy, remove_emails);
+    Ok(plan.ops)
+}
 
-    // Creates may name each other as parents (CID-03): take them in rounds, each round creating
-    // those whose parent is known by then.
-    let mut pending: Vec<&(String, Map<String, Value>)> = req.create.iter().collect();
-    loop {
-        let before = pending.len();
-        let mut next = Vec::new();
-        for entry in pending {
-            let (cid, props) = entry;
-            let parent_ref = props
-                .get("parentId")
-                .and_then(Value::as_str)
-                .and_then(|p| p.strip_prefix('#'));
-            if let Some(pcid) = parent_ref
-                && !created.contains_key(pcid)
-                && !known_created.contains_key(pcid)
-                && req.create.iter().any(|(c, _)| c == pcid)
-            {
-                next.push(entry);
-                continue;
-            }
-            let resolve = |p: &str| match p.strip_prefix('#') {
-                Some(c) => created.get(c).or_else(|| known_created.get(c)).cloned(),
-                None => Some(p.to_owned()),
-            };
-            let mut m = Mailbox {
-                id: new_mailbox_id(),
-                name: String::new(),
-                parent_id: None,
-                role: None,
-                sort_order: 0,
-                is_subscribed: true,
-            };
-            let result = read_properties(&mut m, props, None, &resolve).and_then(|()| {
-                if !props.contains_key("name") {
-                    return Err(SetError::invalid_properties(&["name"], "name is required"));
-                }
-                check_tree(&m, &all)
-            });
-            match result {
-                Ok(()) => {
-                    let mut reply = Map::new();
-                    reply.insert("id".into(), json!(m.id));
-                    let full = to_json(&m, MailboxCounts::default(), read_only);
-                    for (k, v) in full {
-                        if k != "id" && !props.contains_key(&k) {
-                            reply.insert(k, v);
-                        }
-                    }
-                    response.created.insert(cid.clone(), Value::Object(reply));
-                    created.insert(cid.clone(), m.id.clone());
-                    new_ids.push((cid.clone(), m.id.clone()));
-                    all.push(m.clone());
-                    ops.push(MailboxOp::Insert(m));
-                }
-                Err(e) => response.create_failed(cid, e),
-            }
+/// One Mailbox/set being planned: the mailboxes as they will be after the operations so far.
+struct Plan<'a> {
+    snap: &'a MailboxSnapshot,
+    read_only: bool,
+    /// Creation ids of earlier calls in the request.
+    known_created: &'a HashMap<String, String>,
+    all: Vec<Mailbox>,
+    /// Creation ids of this call.
+    created: HashMap<String, String>,
+    ops: Vec<MailboxOp>,
+    response: &'a mut SetResponse,
+    new_ids: &'a mut Vec<(String, String)>,
+}
+
+impl Plan<'_> {
+    /// An id or `#creationId` as the mailbox id it names, if known.
+    fn resolve(&self, id: &str) -> Option<String> {
+        match id.strip_prefix('#') {
+            Some(c) => self
+                .created
+                .get(c)
+                .or_else(|| self.known_created.get(c))
+                .cloned(),
+            None => Some(id.to_owned()),
         }
-        if next.is_empty() || next.len() == before {
-            for (cid, _) in next {
-                response.create_failed(
-                    cid,
-                    SetError::invalid_properties(&["parentId"], "the parent cannot be created"),
-                );
-            }
-            break;
-        }
-        pending = next;
     }
 
-    let resolve_key = |id: &str| match id.strip_prefix('#') {
-        Some(c) => created.get(c).or_else(|| known_created.get(c)).cloned(),
-        None => Some(id.to_owned()),
-    };
-
-    for (key, patch) in &req.update {
-        let Some(id) = resolve_key(key) else {
-            response.update_failed(key, SetError::not_found());
-            continue;
-        };
-        let Some(index) = all.iter().position(|m| m.id == id) else {
-            response.update_failed(key, SetError::not_found());
-            continue;
-        };
-        let current = all[index].clone();
-        let counts = snap.counts.get(&id).copied().unwrap_or_default();
-        let before = to_json(&current, counts, read_only);
-        let mut after = before.clone();
-        if let Err(e) = apply_patch(&mut after, patch) {
-            response.update_failed(key, SetError::invalid_patch(e.to_string()));
-            continue;
-        }
-        let changed: Map<String, Value> = after
-            .iter()
-            .filter(|(k, v)| before.get(*k) != Some(v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let removed: Vec<String> = before
-            .keys()
-            .filter(|k| !after.contains_key(*k))
-            .cloned()
-            .collect();
-        let mut props = changed;
-        for k in removed {
-            // A null patch resets to the default (SET-14).
-            let default = match k.as_str() {
-                "parentId" | "role" => Value::Null,
-                "sortOrder" => json!(0),
-                "isSubscribed" => json!(true),
-                other => {
-                    response.update_failed(
-                        key,
-                        SetError::invalid_properties(
-                            &[other],
-                            format!("{other} cannot be removed"),
-                        ),
-                    );
-                    props.clear();
+    /// Creates may name each other as parents (CID-03): take them in rounds, each round creating
+    /// those whose parent is known by then.
+    fn create_all(&mut self, create: &[(String, Map<String, Value>)]) {
+        let mut pending: Vec<&(String, Map<String, Value>)> = create.iter().collect();
+        loop {
+            let before = pending.len();
+            let mut next = Vec::new();
+            for entry in pending {
+                let (cid, props) = entry;
+                let parent_ref = props
+                    .get("parentId")
+                    .and_then(Value::as_str)
+                    .and_then(|p| p.strip_prefix('#'));
+                if let Some(pcid) = parent_ref
+                    && !self.created.contains_key(pcid)
+                    && !self.known_created.contains_key(pcid)
+                    && create.iter().any(|(c, _)| c == pcid)
+                {
+                    next.push(entry);
                     continue;
                 }
-            };
-            props.insert(k, default);
-        }
-        if response.not_updated.contains_key(key) {
-            continue;
-        }
-        let resolve = |p: &str| resolve_key(p);
-        let mut m = current.clone();
-        let result = read_properties(&mut m, &props, Some(&before), &resolve)
-            .and_then(|()| check_tree(&m, &all));
-        match result {
-            Ok(()) => {
-                response.updated.insert(id.clone(), Value::Null);
-                if m != current {
-                    all[index] = m.clone();
-                    ops.push(MailboxOp::Update(m));
-                }
+                self.create(cid, props);
             }
-            Err(e) => response.update_failed(key, e),
+            if next.is_empty() || next.len() == before {
+                for (cid, _) in next {
+                    self.response.create_failed(
+                        cid,
+                        SetError::invalid_properties(&["parentId"], "the parent cannot be created"),
+                    );
+                }
+                break;
+            }
+            pending = next;
         }
     }
 
-    // Destroy children before parents, so a whole subtree can go in one call.
-    let depth = |id: &str| {
-        let mut d = 0;
-        let mut cur = all
-            .iter()
-            .find(|m| m.id == id)
-            .and_then(|m| m.parent_id.clone());
-        while let Some(p) = cur {
-            d += 1;
-            cur = all
-                .iter()
-                .find(|m| m.id == p)
-                .and_then(|m| m.parent_id.clone());
-            if d > MAX_DEPTH * 2 {
-                break;
+    fn create(&mut self, cid: &str, props: &Map<String, Value>) {
+        let mut m = Mailbox {
+            id: new_mailbox_id(),
+            name: String::new(),
+            parent_id: None,
+            role: None,
+            sort_order: 0,
+            is_subscribed: true,
+        };
+        let result = read_properties(&mut m, props, None, &|p| self.resolve(p)).and_then(|()| {
+            if !props.contains_key("name") {
+                return Err(SetError::invalid_properties(&["name"], "name is required"));
+            }
+            check_tree(&m, &self.all)
+        });
+        if let Err(e) = result {
+            self.response.create_failed(cid, e);
+            return;
+        }
+        // The reply carries every property the client did not set (RFC 8620 §5.3).
+        let mut reply = Map::new();
+        reply.insert("id".into(), json!(m.id));
+        for (k, v) in to_json(&m, MailboxCounts::default(), self.read_only) {
+            if k != "id" && !props.contains_key(&k) {
+                reply.insert(k, v);
             }
         }
-        d
-    };
-    let mut destroy: Vec<(String, Option<String>)> = req
-        .destroy
-        .iter()
-        .map(|k| (k.clone(), resolve_key(k)))
-        .collect();
-    destroy.sort_by_key(|(_, id)| std::cmp::Reverse(id.as_deref().map(depth).unwrap_or(0)));
-    for (key, id) in destroy {
-        let Some(id) = id.filter(|id| all.iter().any(|m| &m.id == id)) else {
-            response.destroy_failed(&key, SetError::not_found());
-            continue;
+        self.response
+            .created
+            .insert(cid.to_owned(), Value::Object(reply));
+        self.created.insert(cid.to_owned(), m.id.clone());
+        self.new_ids.push((cid.to_owned(), m.id.clone()));
+        self.all.push(m.clone());
+        self.ops.push(MailboxOp::Insert(m));
+    }
+
+    fn update(&mut self, key: &str, patch: &Map<String, Value>) {
+        let Some(id) = self.resolve(key) else {
+            self.response.update_failed(key, SetError::not_found());
+            return;
         };
-        if all.iter().any(|m| m.parent_id.as_deref() == Some(&id)) {
-            response.destroy_failed(
-                &key,
-                SetError::new(
-                    SetErrorType::MailboxHasChild,
-                    "the mailbox has child mailboxes",
-                ),
-            );
-            continue;
+        let Some(index) = self.all.iter().position(|m| m.id == id) else {
+            self.response.update_failed(key, SetError::not_found());
+            return;
+        };
+        let current = self.all[index].clone();
+        let counts = self.snap.counts.get(&id).copied().unwrap_or_default();
+        let before = to_json(&current, counts, self.read_only);
+        let mut after = before.clone();
+        if let Err(e) = apply_patch(&mut after, patch) {
+            self.response
+                .update_failed(key, SetError::invalid_patch(e.to_string()));
+            return;
         }
-        let has_email = snap.counts.get(&id).is_some_and(|c| c.total_emails > 0);
+        let mut m = current.clone();
+        let result = patched_properties(&before, &after).and_then(|props| {
+            read_properties(&mut m, &props, Some(&before), &|p| self.resolve(p))?;
+            check_tree(&m, &self.all)
+        });
+        match result {
+            Ok(()) => {
+                self.response.updated.insert(id, Value::Null);
+                if m != current {
+                    self.all[index] = m.clone();
+                    self.ops.push(MailboxOp::Update(m));
+                }
+            }
+            Err(e) => self.response.update_failed(key, e),
+        }
+    }
+
+    /// Destroys children before parents, so a whole subtree can go in one call.
+    fn destroy_all(&mut self, keys: &[String], remove_emails: bool) {
+        let mut destroy: Vec<(String, Option<String>)> =
+            keys.iter().map(|k| (k.clone(), self.resolve(k))).collect();
+        destroy
+            .sort_by_key(|(_, id)| std::cmp::Reverse(id.as_deref().map_or(0, |i| self.depth(i))));
+        for (key, id) in destroy {
+            match self.destroy(id, remove_emails) {
+                Ok(id) => self.response.destroyed.push(id),
+                Err(e) => self.response.destroy_failed(&key, e),
+            }
+        }
+    }
+
+    fn destroy(&mut self, id: Option<String>, remove_emails: bool) -> Result<String, SetError> {
+        let Some(id) = id.filter(|id| self.all.iter().any(|m| &m.id == id)) else {
+            return Err(SetError::not_found());
+        };
+        if self.all.iter().any(|m| m.parent_id.as_deref() == Some(&id)) {
+            return Err(SetError::new(
+                SetErrorType::MailboxHasChild,
+                "the mailbox has child mailboxes",
+            ));
+        }
+        let has_email = self
+            .snap
+            .counts
+            .get(&id)
+            .is_some_and(|c| c.total_emails > 0);
         if has_email && !remove_emails {
-            response.destroy_failed(
-                &key,
-                SetError::new(
-                    SetErrorType::MailboxHasEmail,
-                    "the mailbox holds emails; set onDestroyRemoveEmails to remove them",
-                ),
-            );
-            continue;
+            return Err(SetError::new(
+                SetErrorType::MailboxHasEmail,
+                "the mailbox holds emails; set onDestroyRemoveEmails to remove them",
+            ));
         }
-        all.retain(|m| m.id != id);
-        ops.push(MailboxOp::Delete {
+        self.all.retain(|m| m.id != id);
+        self.ops.push(MailboxOp::Delete {
             id: id.clone(),
             remove_emails: has_email,
         });
-        response.destroyed.push(id);
+        Ok(id)
     }
-    Ok(ops)
+
+    /// How many ancestors a mailbox has (bounded, in case of a cycle).
+    fn depth(&self, id: &str) -> usize {
+        let parent_of = |id: &str| {
+            self.all
+                .iter()
+                .find(|m| m.id == id)
+                .and_then(|m| m.parent_id.clone())
+        };
+        let mut d = 0;
+        let mut cur = parent_of(id);
+        while let Some(p) = cur {
+            d += 1;
+            if d > MAX_DEPTH * 2 {
+                break;
+            }
+            cur = parent_of(&p);
+        }
+        d
+    }
+}
+
+/// The properties a patch changed, with a removed property reset to its default (SET-14).
+fn patched_properties(
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> Result<Map<String, Value>, SetError> {
+    let mut props: Map<String, Value> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for k in before.keys().filter(|k| !after.contains_key(*k)) {
+        let default = match k.as_str() {
+            "parentId" | "role" => Value::Null,
+            "sortOrder" => json!(0),
+            "isSubscribed" => json!(true),
+            other => {
+                return Err(SetError::invalid_properties(
+                    &[other],
+                    format!("{other} cannot be removed"),
+                ));
+            }
+        };
+        props.insert(k.clone(), default);
+    }
+    Ok(props)
 }
 
 /// A fresh mailbox id (`m` + 15 of `[a-z0-9]`).

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
-use crate::jmap::methods::email::{self, EmailStore};
+use crate::jmap::methods::email::{self, EmailMeta, EmailStore};
 use crate::jmap::methods::identity::{Identity, IdentityStore, may_send_from};
 use crate::jmap::methods::submission::envelope::{
     addresses, envelope_json, read_envelope, send_at, strip_bcc,
@@ -34,30 +34,43 @@ struct CreateContext<'a> {
     max_delayed_send_secs: u64,
 }
 
+/// Why one create failed: a SetError for that create alone, or a MethodError that ends the call.
+enum CreateFailure {
+    Refused(SetError),
+    Failed(MethodError),
+}
+
+impl From<SetError> for CreateFailure {
+    fn from(e: SetError) -> Self {
+        CreateFailure::Refused(e)
+    }
+}
+
+impl From<MethodError> for CreateFailure {
+    fn from(e: MethodError) -> Self {
+        CreateFailure::Failed(e)
+    }
+}
+
 /// Checks one create and resolves what it sends: the record and what it queues.
 fn prepare<C: SubmissionStore + EmailStore>(
     ctx: &mut C,
     cx: &CreateContext<'_>,
     props: &Map<String, Value>,
 ) -> Result<Result<(Submission, Queued), SetError>, MethodError> {
-    for key in props.keys() {
-        if !matches!(
-            key.as_str(),
-            "identityId" | "emailId" | "envelope" | "undoStatus"
-        ) {
-            return Ok(Err(SetError::invalid_properties(
-                &[key.as_str()],
-                format!("{key} cannot be set on create"),
-            )));
-        }
+    match prepare_create(ctx, cx, props) {
+        Ok(prepared) => Ok(Ok(prepared)),
+        Err(CreateFailure::Refused(e)) => Ok(Err(e)),
+        Err(CreateFailure::Failed(e)) => Err(e),
     }
-    if props.get("undoStatus").is_some_and(|u| u != "pending") {
-        // SUB-05: a new submission is pending until the outbox starts sending it.
-        return Ok(Err(SetError::invalid_properties(
-            &["undoStatus"],
-            "a new submission's undoStatus is pending",
-        )));
-    }
+}
+
+fn prepare_create<C: SubmissionStore + EmailStore>(
+    ctx: &mut C,
+    cx: &CreateContext<'_>,
+    props: &Map<String, Value>,
+) -> Result<(Submission, Queued), CreateFailure> {
+    check_create_properties(props)?;
     let resolve = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .and_then(|id| match id.strip_prefix('#') {
@@ -66,79 +79,33 @@ fn prepare<C: SubmissionStore + EmailStore>(
             })
     };
     // SUB-08
-    let Some(identity) =
-        resolve(props.get("identityId")).and_then(|id| cx.identities.iter().find(|i| i.id == id))
-    else {
-        return Ok(Err(SetError::invalid_properties(
-            &["identityId"],
-            "no such identity",
-        )));
-    };
-    let Some(email_id) = resolve(props.get("emailId")) else {
-        return Ok(Err(SetError::invalid_properties(
-            &["emailId"],
-            "no such email",
-        )));
-    };
-    let (_, metas) = ctx.email_metadata(
-        cx.account_id,
-        Some(std::slice::from_ref(&email_id)),
-        1,
-        false,
-    )?;
-    let Some(meta) = metas.into_iter().next() else {
-        return Ok(Err(SetError::invalid_properties(
-            &["emailId"],
-            "no such email",
-        )));
-    };
-    let Some(raw) = ctx.email_message(&meta.blob_id)? else {
-        return Ok(Err(SetError::invalid_properties(
-            &["emailId"],
-            "no such email",
-        )));
-    };
-    let Some(parsed) = mail_parser::MessageParser::default().parse(&raw) else {
-        return Ok(Err(SetError::new(
-            SetErrorType::InvalidEmail,
-            "the message cannot be parsed",
-        )));
-    };
+    let identity = resolve(props.get("identityId"))
+        .and_then(|id| cx.identities.iter().find(|i| i.id == id))
+        .ok_or_else(|| SetError::invalid_properties(&["identityId"], "no such identity"))?;
+    let (meta, raw) = load_email(ctx, cx, resolve(props.get("emailId")))?;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .ok_or_else(|| SetError::new(SetErrorType::InvalidEmail, "the message cannot be parsed"))?;
     let allowed = |e: &str| may_send_from(cx.own_email, e) && may_send_from(&identity.email, e);
     // SUB-07: the From header must match the identity.
     let from = addresses(parsed.from());
     if from.is_empty() {
-        return Ok(Err(SetError::new(
+        return Err(SetError::new(
             SetErrorType::InvalidEmail,
             "the message has no From address",
         )
-        .with("properties", json!(["from"]))));
+        .with("properties", json!(["from"]))
+        .into());
     }
     if let Some(bad) = from.iter().find(|f| !allowed(f)) {
-        return Ok(Err(SetError::new(
+        return Err(SetError::new(
             SetErrorType::ForbiddenFrom,
             format!("identity {} may not send as {bad:?}", identity.email),
-        )));
+        )
+        .into());
     }
-    let (mail_from, rcpt, envelope, send_at_secs) = match props.get("envelope") {
-        Some(v) if !v.is_null() => match read_envelope(v) {
-            Ok(e) => {
-                if !allowed(&e.mail_from) {
-                    return Ok(Err(SetError::new(
-                        SetErrorType::ForbiddenMailFrom,
-                        format!("this user may not use {:?} as MAIL FROM", e.mail_from),
-                    )));
-                }
-                let at = match send_at(&e.parameters, cx.now, cx.max_delayed_send_secs) {
-                    Ok(at) => at,
-                    Err(why) => {
-                        return Ok(Err(SetError::invalid_properties(&["envelope"], why)));
-                    }
-                };
-                (e.mail_from, e.rcpt_to, v.clone(), at)
-            }
-            Err(e) => return Ok(Err(e)),
-        },
+    let route = match props.get("envelope") {
+        Some(v) if !v.is_null() => given_route(v, cx, &allowed)?,
         // SUB-03: from the Email.
         _ => {
             let sender = addresses(parsed.sender());
@@ -154,26 +121,145 @@ fn prepare<C: SubmissionStore + EmailStore>(
                 .flat_map(addresses)
                 .filter(|a| seen.insert(a.to_lowercase()))
                 .collect();
-            let envelope = envelope_json(&mail_from, &rcpt);
-            (mail_from, rcpt, envelope, cx.now)
+            Route {
+                envelope: envelope_json(&mail_from, &rcpt),
+                mail_from,
+                rcpt,
+                send_at: cx.now,
+            }
         }
     };
+    let recipients = queue_recipients(ctx, cx, &route.rcpt)?;
+    // SUB-06: every recipient is queued until the outbox reports on it.
+    let delivery_status: Map<String, Value> = recipients
+        .iter()
+        .map(|r| {
+            (
+                r.address.clone(),
+                json!({"smtpReply": "", "delivered": "queued", "displayed": "unknown"}),
+            )
+        })
+        .collect();
+    Ok((
+        Submission {
+            id: new_submission_id(),
+            identity_id: identity.id.clone(),
+            email_id: meta.id.clone(),
+            thread_id: meta.thread_id.clone(),
+            envelope: route.envelope,
+            send_at: route.send_at,
+            undo_status: "pending".into(),
+            delivery_status: Value::Object(delivery_status),
+        },
+        Queued {
+            mail_from: route.mail_from,
+            recipients,
+            message: strip_bcc(&raw),
+            send_at_ms: route.send_at.saturating_mul(1000),
+        },
+    ))
+}
+
+/// Only `identityId`, `emailId`, `envelope` and a pending `undoStatus` may be given (SUB-05).
+fn check_create_properties(props: &Map<String, Value>) -> Result<(), SetError> {
+    if let Some(key) = props.keys().find(|key| {
+        !matches!(
+            key.as_str(),
+            "identityId" | "emailId" | "envelope" | "undoStatus"
+        )
+    }) {
+        return Err(SetError::invalid_properties(
+            &[key.as_str()],
+            format!("{key} cannot be set on create"),
+        ));
+    }
+    if props.get("undoStatus").is_some_and(|u| u != "pending") {
+        // SUB-05: a new submission is pending until the outbox starts sending it.
+        return Err(SetError::invalid_properties(
+            &["undoStatus"],
+            "a new submission's undoStatus is pending",
+        ));
+    }
+    Ok(())
+}
+
+/// The email to send and its message.
+fn load_email<C: EmailStore>(
+    ctx: &mut C,
+    cx: &CreateContext<'_>,
+    email_id: Option<String>,
+) -> Result<(EmailMeta, Vec<u8>), CreateFailure> {
+    let no_such_email = || SetError::invalid_properties(&["emailId"], "no such email");
+    let email_id = email_id.ok_or_else(no_such_email)?;
+    let (_, metas) = ctx.email_metadata(
+        cx.account_id,
+        Some(std::slice::from_ref(&email_id)),
+        1,
+        false,
+    )?;
+    let meta = metas.into_iter().next().ok_or_else(no_such_email)?;
+    let raw = ctx
+        .email_message(&meta.blob_id)?
+        .ok_or_else(no_such_email)?;
+    Ok((meta, raw))
+}
+
+/// Where and when a submission goes.
+struct Route {
+    mail_from: String,
+    rcpt: Vec<String>,
+    /// The Envelope as the record shows it.
+    envelope: Value,
+    /// Seconds since the epoch.
+    send_at: i64,
+}
+
+/// The envelope the client gave, checked: its MAIL FROM and its HOLDFOR/HOLDUNTIL.
+fn given_route(
+    v: &Value,
+    cx: &CreateContext<'_>,
+    allowed: &dyn Fn(&str) -> bool,
+) -> Result<Route, SetError> {
+    let e = read_envelope(v)?;
+    if !allowed(&e.mail_from) {
+        return Err(SetError::new(
+            SetErrorType::ForbiddenMailFrom,
+            format!("this user may not use {:?} as MAIL FROM", e.mail_from),
+        ));
+    }
+    let send_at = send_at(&e.parameters, cx.now, cx.max_delayed_send_secs)
+        .map_err(|why| SetError::invalid_properties(&["envelope"], why))?;
+    Ok(Route {
+        mail_from: e.mail_from,
+        rcpt: e.rcpt_to,
+        envelope: v.clone(),
+        send_at,
+    })
+}
+
+/// The recipients to queue, each once, local ones with their account; refuses none, too many,
+/// and remote ones when no relay is configured.
+fn queue_recipients<C: SubmissionStore>(
+    ctx: &mut C,
+    cx: &CreateContext<'_>,
+    rcpt: &[String],
+) -> Result<Vec<QueuedRecipient>, CreateFailure> {
     if rcpt.is_empty() {
-        return Ok(Err(SetError::new(
-            SetErrorType::NoRecipients,
-            "the message has no recipients",
-        )));
+        return Err(
+            SetError::new(SetErrorType::NoRecipients, "the message has no recipients").into(),
+        );
     }
     if rcpt.len() > MAX_RECIPIENTS {
-        return Ok(Err(SetError::new(
+        return Err(SetError::new(
             SetErrorType::TooManyRecipients,
             format!("at most {MAX_RECIPIENTS} recipients"),
         )
-        .with("maxRecipients", json!(MAX_RECIPIENTS))));
+        .with("maxRecipients", json!(MAX_RECIPIENTS))
+        .into());
     }
     let mut recipients = Vec::new();
     let mut seen = HashSet::new();
-    for r in &rcpt {
+    for r in rcpt {
         if !seen.insert(r.to_lowercase()) {
             continue;
         }
@@ -188,40 +274,14 @@ fn prepare<C: SubmissionStore + EmailStore>(
         .map(|r| &r.address)
         .collect();
     if !remote.is_empty() && cx.relay.is_empty() {
-        return Ok(Err(SetError::new(
+        return Err(SetError::new(
             SetErrorType::InvalidRecipients,
             "no SMTP relay is configured, and these addresses are not local users",
         )
-        .with("invalidRecipients", json!(remote))));
+        .with("invalidRecipients", json!(remote))
+        .into());
     }
-    // SUB-06: every recipient is queued until the outbox reports on it.
-    let delivery_status: Map<String, Value> = recipients
-        .iter()
-        .map(|r| {
-            (
-                r.address.clone(),
-                json!({"smtpReply": "", "delivered": "queued", "displayed": "unknown"}),
-            )
-        })
-        .collect();
-    Ok(Ok((
-        Submission {
-            id: new_submission_id(),
-            identity_id: identity.id.clone(),
-            email_id: meta.id.clone(),
-            thread_id: meta.thread_id.clone(),
-            envelope,
-            send_at: send_at_secs,
-            undo_status: "pending".into(),
-            delivery_status: Value::Object(delivery_status),
-        },
-        Queued {
-            mail_from,
-            recipients,
-            message: strip_bcc(&raw),
-            send_at_ms: send_at_secs.saturating_mul(1000),
-        },
-    )))
+    Ok(recipients)
 }
 
 /// `EmailSubmission/set` (RFC 8621 §7.5; SUB-07..SUB-11).
@@ -230,19 +290,7 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     call: &mut Call<'_>,
 ) -> Result<Map<String, Value>, MethodError> {
     let req = standard::parse_set(call)?;
-    let on_update = match call.args.take_value("onSuccessUpdateEmail") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err(MethodError::InvalidArguments(
-                "onSuccessUpdateEmail is an object or null".into(),
-            ));
-        }
-    };
-    let on_destroy: Vec<String> = call
-        .args
-        .optional::<Vec<String>>("onSuccessDestroyEmail")?
-        .unwrap_or_default();
+    let (on_update, on_destroy) = read_on_success(call)?;
     std::mem::take(&mut call.args).finish()?;
     let account_id = call.account_id().to_owned();
     let default = default_for(call);
@@ -277,20 +325,13 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     }
     let mut key_of: HashMap<String, String> = HashMap::new();
     for (cid, (submission, _)) in created_keys.iter().zip(&queued) {
-        let mut reply = Map::new();
-        reply.insert("id".into(), json!(submission.id));
-        reply.insert("threadId".into(), json!(submission.thread_id));
-        reply.insert("sendAt".into(), json!(utc_date(submission.send_at)));
-        reply.insert("undoStatus".into(), json!(submission.undo_status));
-        if !req
+        let envelope_given = req
             .create
             .iter()
-            .any(|(c, p)| c == cid && p.get("envelope").is_some_and(|e| !e.is_null()))
-        {
-            reply.insert("envelope".into(), submission.envelope.clone());
-        }
-        reply.insert("deliveryStatus".into(), submission.delivery_status.clone());
-        response.created.insert(cid.clone(), Value::Object(reply));
+            .any(|(c, p)| c == cid && p.get("envelope").is_some_and(|e| !e.is_null()));
+        response
+            .created
+            .insert(cid.clone(), created_reply(submission, envelope_given));
         call.created_ids.insert(cid.clone(), submission.id.clone());
         key_of.insert(format!("#{cid}"), submission.email_id.clone());
         key_of.insert(submission.id.clone(), submission.email_id.clone());
@@ -307,29 +348,9 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
             response.update_failed(key, SetError::not_found());
             continue;
         };
-        let mut error = None;
-        let mut canceling = false;
-        for (k, v) in patch {
-            if k == "undoStatus" && v == "canceled" {
-                // RFC 8621 §7.5: only a pending submission can be canceled.
-                if s.undo_status == "pending" {
-                    canceling = true;
-                } else {
-                    error = Some(SetError::new(
-                        SetErrorType::CannotUnsend,
-                        "the message has been sent",
-                    ));
-                }
-            } else if to_json(s).get(k) != Some(v) {
-                error = Some(SetError::invalid_properties(
-                    &[k.as_str()],
-                    format!("{k} cannot be changed"),
-                ));
-            }
-        }
-        match error {
-            Some(e) => response.update_failed(key, e),
-            None => {
+        match read_update(s, patch) {
+            Err(e) => response.update_failed(key, e),
+            Ok(canceling) => {
                 if canceling {
                     cancel.push(s.id.clone());
                 }
@@ -376,16 +397,7 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
         (old, new)
     };
     // SUB-10: one implicit Email/set for the submissions that succeeded.
-    let succeeded = |key: &str| -> Option<String> {
-        let id = match key.strip_prefix('#') {
-            Some(cid) => response.created.get(cid)?.get("id")?.as_str()?.to_owned(),
-            None => key.to_owned(),
-        };
-        let ok = response.created.values().any(|c| c["id"] == id.as_str())
-            || response.updated.contains_key(&id)
-            || response.destroyed.contains(&id);
-        if ok { key_of.get(&id).cloned() } else { None }
-    };
+    let succeeded = |key: &str| succeeded_email(&response, &key_of, key);
     let mut email_update = Map::new();
     for (key, patch) in &on_update {
         if let Some(email_id) = succeeded(key) {
@@ -395,27 +407,115 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     let email_destroy: Vec<String> = on_destroy.iter().filter_map(|k| succeeded(k)).collect();
     let out = response.to_response(Some(&account_id), Some((old_state, new_state)));
     if !email_update.is_empty() || !email_destroy.is_empty() {
-        let mut args = Map::new();
-        args.insert("update".into(), Value::Object(email_update));
-        args.insert("destroy".into(), json!(email_destroy));
-        let mut inner = Call {
-            call_id: call.call_id,
-            args: crate::jmap::args::Arguments::new(args),
-            account: call.account.clone(),
-            principal: call.principal,
-            server: call.server,
-            created_ids: call.created_ids,
-            implicit: Vec::new(),
-        };
-        let invocation = match email::set(ctx, &mut inner) {
-            Ok(result) => Invocation::new("Email/set", result, call.call_id),
-            Err(e) => Invocation::new(
-                "error",
-                e.to_arguments().as_object().cloned().unwrap_or_default(),
-                call.call_id,
-            ),
-        };
-        call.implicit.push(invocation);
+        implicit_email_set(ctx, call, email_update, email_destroy);
     }
     Ok(out)
+}
+
+/// `onSuccessUpdateEmail` and `onSuccessDestroyEmail` (RFC 8621 §7.5).
+fn read_on_success(call: &mut Call<'_>) -> Result<(Map<String, Value>, Vec<String>), MethodError> {
+    let on_update = match call.args.take_value("onSuccessUpdateEmail") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(MethodError::InvalidArguments(
+                "onSuccessUpdateEmail is an object or null".into(),
+            ));
+        }
+    };
+    let on_destroy: Vec<String> = call
+        .args
+        .optional::<Vec<String>>("onSuccessDestroyEmail")?
+        .unwrap_or_default();
+    Ok((on_update, on_destroy))
+}
+
+/// The email of the submission `key` names (an id or `#creationId`) if this call created,
+/// updated or destroyed it.
+fn succeeded_email(
+    response: &SetResponse,
+    email_of: &HashMap<String, String>,
+    key: &str,
+) -> Option<String> {
+    let id = match key.strip_prefix('#') {
+        Some(cid) => response.created.get(cid)?.get("id")?.as_str()?.to_owned(),
+        None => key.to_owned(),
+    };
+    let ok = response.created.values().any(|c| c["id"] == id.as_str())
+        || response.updated.contains_key(&id)
+        || response.destroyed.contains(&id);
+    if ok { email_of.get(&id).cloned() } else { None }
+}
+
+/// What a create reports: the server-set properties, and the envelope when the server chose it.
+fn created_reply(submission: &Submission, envelope_given: bool) -> Value {
+    let mut reply = Map::new();
+    reply.insert("id".into(), json!(submission.id));
+    reply.insert("threadId".into(), json!(submission.thread_id));
+    reply.insert("sendAt".into(), json!(utc_date(submission.send_at)));
+    reply.insert("undoStatus".into(), json!(submission.undo_status));
+    if !envelope_given {
+        reply.insert("envelope".into(), submission.envelope.clone());
+    }
+    reply.insert("deliveryStatus".into(), submission.delivery_status.clone());
+    Value::Object(reply)
+}
+
+/// Checks an update: only `undoStatus: canceled` changes anything (RFC 8621 §7.5), and only for a
+/// pending submission. Returns whether it cancels.
+fn read_update(s: &Submission, patch: &Map<String, Value>) -> Result<bool, SetError> {
+    let mut error = None;
+    let mut canceling = false;
+    for (k, v) in patch {
+        if k == "undoStatus" && v == "canceled" {
+            if s.undo_status == "pending" {
+                canceling = true;
+            } else {
+                error = Some(SetError::new(
+                    SetErrorType::CannotUnsend,
+                    "the message has been sent",
+                ));
+            }
+        } else if to_json(s).get(k) != Some(v) {
+            error = Some(SetError::invalid_properties(
+                &[k.as_str()],
+                format!("{k} cannot be changed"),
+            ));
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(canceling),
+    }
+}
+
+/// Runs `onSuccessUpdateEmail`/`onSuccessDestroyEmail` as one implicit Email/set (SUB-10), whose
+/// response follows the EmailSubmission/set response.
+fn implicit_email_set<C: EmailStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+    email_update: Map<String, Value>,
+    email_destroy: Vec<String>,
+) {
+    let mut args = Map::new();
+    args.insert("update".into(), Value::Object(email_update));
+    args.insert("destroy".into(), json!(email_destroy));
+    let mut inner = Call {
+        call_id: call.call_id,
+        args: crate::jmap::args::Arguments::new(args),
+        account: call.account.clone(),
+        principal: call.principal,
+        server: call.server,
+        created_ids: call.created_ids,
+        implicit: Vec::new(),
+    };
+    let invocation = match email::set(ctx, &mut inner) {
+        Ok(result) => Invocation::new("Email/set", result, call.call_id),
+        Err(e) => Invocation::new(
+            "error",
+            e.to_arguments().as_object().cloned().unwrap_or_default(),
+            call.call_id,
+        ),
+    };
+    call.implicit.push(invocation);
 }
