@@ -298,41 +298,11 @@ fn plan_set(
     let mut all = snap.identities.clone();
     let mut ops = Vec::new();
     for (cid, props) in &req.create {
-        let mut i = Identity {
-            id: new_identity_id(),
-            name: String::new(),
-            email: String::new(),
-            reply_to: None,
-            bcc: None,
-            text_signature: String::new(),
-            html_signature: String::new(),
-            may_delete: true,
-        };
-        let result = read_properties(&mut i, props, None).and_then(|()| {
-            if !props.contains_key("email") {
-                return Err(SetError::invalid_properties(
-                    &["email"],
-                    "email is required",
-                ));
-            }
-            if !may_send_from(own_email, &i.email) {
-                // IDN-02, RFC 8621 §6.3
-                return Err(SetError::new(
-                    SetErrorType::ForbiddenFrom,
-                    format!("this user may not send from {:?}", i.email),
-                ));
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => {
-                let mut reply = Map::new();
-                for (k, v) in to_json(&i) {
-                    if k == "id" || !props.contains_key(&k) {
-                        reply.insert(k, v);
-                    }
-                }
-                response.created.insert(cid.clone(), Value::Object(reply));
+        match new_identity(props, own_email) {
+            Ok(i) => {
+                response
+                    .created
+                    .insert(cid.clone(), standard::created_reply(to_json(&i), props));
                 new_ids.push((cid.clone(), i.id.clone()));
                 all.push(i.clone());
                 ops.push(IdentityOp::Insert(i));
@@ -354,28 +324,8 @@ fn plan_set(
             continue;
         };
         let current = all[index].clone();
-        let before = to_json(&current);
-        let mut after = before.clone();
-        if let Err(e) = apply_patch(&mut after, patch) {
-            response.update_failed(key, SetError::invalid_patch(e.to_string()));
-            continue;
-        }
-        let mut props: Map<String, Value> = after
-            .iter()
-            .filter(|(k, v)| before.get(*k) != Some(v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        // A property patched to null returns to its default (SET-14).
-        for k in before.keys().filter(|k| !after.contains_key(*k)) {
-            let default = match k.as_str() {
-                "name" | "textSignature" | "htmlSignature" => json!(""),
-                _ => Value::Null,
-            };
-            props.insert(k.clone(), default);
-        }
-        let mut i = current.clone();
-        match read_properties(&mut i, &props, Some(&before)) {
-            Ok(()) => {
+        match patched(&current, patch) {
+            Ok(i) => {
                 response.updated.insert(current.id.clone(), Value::Null);
                 if i != current {
                     all[index] = i.clone();
@@ -403,6 +353,53 @@ fn plan_set(
         ops.push(IdentityOp::Delete(i.id));
     }
     ops
+}
+
+/// A created identity, checked: it needs an email this user may send from (IDN-02).
+fn new_identity(props: &Map<String, Value>, own_email: &str) -> Result<Identity, SetError> {
+    let mut i = Identity {
+        id: new_identity_id(),
+        name: String::new(),
+        email: String::new(),
+        reply_to: None,
+        bcc: None,
+        text_signature: String::new(),
+        html_signature: String::new(),
+        may_delete: true,
+    };
+    read_properties(&mut i, props, None)?;
+    if !props.contains_key("email") {
+        return Err(SetError::invalid_properties(
+            &["email"],
+            "email is required",
+        ));
+    }
+    if !may_send_from(own_email, &i.email) {
+        // IDN-02, RFC 8621 §6.3
+        return Err(SetError::new(
+            SetErrorType::ForbiddenFrom,
+            format!("this user may not send from {:?}", i.email),
+        ));
+    }
+    Ok(i)
+}
+
+/// `current` with a patch applied; a property patched to null returns to its default (SET-14).
+fn patched(current: &Identity, patch: &Map<String, Value>) -> Result<Identity, SetError> {
+    let before = to_json(current);
+    let mut after = before.clone();
+    apply_patch(&mut after, patch).map_err(|e| SetError::invalid_patch(e.to_string()))?;
+    let (mut props, removed) = standard::patch_diff(&before, &after);
+    for k in removed {
+        let default = match k.as_str() {
+            "name" | "textSignature" | "htmlSignature" => json!(""),
+            _ => Value::Null,
+        };
+        props.insert(k, default);
+    }
+    let mut i = current.clone();
+    read_properties(&mut i, &props, Some(&before))?;
+    Ok(i)
 }
 
 /// A fresh identity id (`i` + 15 of `[a-z0-9]`).

@@ -25,7 +25,10 @@ pub use query::{
     COLLATIONS, Comparator, QueryChangesRequest, QueryRequest, parse_query, parse_query_changes,
     query_changes_response, query_response, window,
 };
-pub use set::{ObjectEntries, SetError, SetErrorType, SetRequest, SetResponse, parse_set};
+pub use set::{
+    ObjectEntries, SetError, SetErrorType, SetRequest, SetResponse, created_reply, parse_set,
+    patch_diff,
+};
 
 use super::changes::{ChangeLogStore, ChangesPage};
 use super::dispatch::Call;

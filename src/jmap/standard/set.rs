@@ -129,6 +129,35 @@ impl SetError {
     }
 }
 
+/// What a create reports (RFC 8620 §5.3): the id and every property the server chose, that is
+/// each one of the record's full form that the client did not send.
+pub fn created_reply(full: Map<String, Value>, sent: &Map<String, Value>) -> Value {
+    Value::Object(
+        full.into_iter()
+            .filter(|(k, _)| k == "id" || !sent.contains_key(k))
+            .collect(),
+    )
+}
+
+/// What a patch did to a record's full JSON form: the properties whose value changed, and those
+/// it removed (patched to `null`, SET-14), which the type resets to their defaults.
+pub fn patch_diff(
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> (Map<String, Value>, Vec<String>) {
+    let changed = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let removed = before
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .cloned()
+        .collect();
+    (changed, removed)
+}
+
 /// Parsed `Foo/set` arguments.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SetRequest {

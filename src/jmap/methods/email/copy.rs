@@ -105,11 +105,19 @@ fn read_entry(
     })
 }
 
-/// `Email/copy` (RFC 8621 §4.7; CPY-01..CPY-04, ECP-01).
-pub fn copy<C: EmailStore>(
-    ctx: &mut C,
-    call: &mut Call<'_>,
-) -> Result<Map<String, Value>, MethodError> {
+/// The arguments of one Email/copy (RFC 8621 §4.7), checked.
+struct CopyRequest {
+    from_account: String,
+    /// Whether the caller may only read the source account.
+    from_read_only: bool,
+    if_from_in_state: Option<String>,
+    if_in_state: Option<String>,
+    create: Map<String, Value>,
+    destroy_original: bool,
+    destroy_from_if_in_state: Option<String>,
+}
+
+fn read_copy_request(call: &mut Call<'_>) -> Result<CopyRequest, MethodError> {
     let Id(from_account) = call.args.required::<Id>("fromAccountId")?;
     let if_from_in_state = call.args.optional::<String>("ifFromInState")?;
     let if_in_state = call.args.optional::<String>("ifInState")?;
@@ -124,14 +132,13 @@ pub fn copy<C: EmailStore>(
     let destroy_original = call.args.defaulted("onSuccessDestroyOriginal", false)?;
     let destroy_from_if_in_state = call.args.optional::<String>("destroyFromIfInState")?;
     std::mem::take(&mut call.args).finish()?;
-    let account_id = call.account_id().to_owned();
     // CPY-04: the source must be an account the user can read.
-    let from_access = call
+    let from_read_only = call
         .principal
         .account(&from_account)
-        .cloned()
-        .ok_or(MethodError::FromAccountNotFound)?;
-    if from_account == account_id {
+        .ok_or(MethodError::FromAccountNotFound)?
+        .read_only;
+    if from_account == call.account_id() {
         return Err(MethodError::InvalidArguments(
             "fromAccountId and accountId must differ".into(),
         ));
@@ -142,20 +149,37 @@ pub fn copy<C: EmailStore>(
             "at most {max} copies per Email/copy"
         )));
     }
-    if let Some(want) = &if_from_in_state
-        && *want != ctx.email_type_state(&from_account, email::DATA_TYPE)?
+    if let Some(cid) = create.keys().find(|cid| !Id::is_valid(cid)) {
+        return Err(MethodError::InvalidArguments(format!(
+            "creation id {cid:?} is not a valid Id"
+        )));
+    }
+    Ok(CopyRequest {
+        from_account,
+        from_read_only,
+        if_from_in_state,
+        if_in_state,
+        create,
+        destroy_original,
+        destroy_from_if_in_state,
+    })
+}
+
+/// `Email/copy` (RFC 8621 §4.7; CPY-01..CPY-04, ECP-01).
+pub fn copy<C: EmailStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+) -> Result<Map<String, Value>, MethodError> {
+    let req = read_copy_request(call)?;
+    let account_id = call.account_id().to_owned();
+    if let Some(want) = &req.if_from_in_state
+        && *want != ctx.email_type_state(&req.from_account, email::DATA_TYPE)?
     {
         return Err(MethodError::StateMismatch);
     }
-
     let mut response = SetResponse::default();
     let mut entries = Vec::new();
-    for (cid, value) in &create {
-        if !Id::is_valid(cid) {
-            return Err(MethodError::InvalidArguments(format!(
-                "creation id {cid:?} is not a valid Id"
-            )));
-        }
+    for (cid, value) in &req.create {
         let entry = match value {
             Value::Object(props) => read_entry(cid, props, call.created_ids),
             _ => Err(SetError::invalid_properties(&[], "an Email is an object")),
@@ -165,9 +189,74 @@ pub fn copy<C: EmailStore>(
             Err(e) => response.create_failed(cid, e),
         }
     }
+    let (ops, source_of) = plan_copies(ctx, &req.from_account, entries, &mut response)?;
+    let user = call.principal.user_id.clone();
+    let outcome = ctx.email_write(&account_id, &user, req.if_in_state.as_deref(), ops)?;
+    let mut copied = Vec::new();
+    for r in outcome.results {
+        match r {
+            OpResult::Created(cid, c) => {
+                call.created_ids.insert(cid.clone(), c.id.clone());
+                if let Some(source) = source_of.get(&cid) {
+                    copied.push(source.clone());
+                }
+                response.created.insert(cid, c.to_json());
+            }
+            OpResult::NotCreated(cid, e) => response.create_failed(&cid, e),
+            _ => {}
+        }
+    }
+    let mut out = Map::new();
+    out.insert("fromAccountId".into(), json!(req.from_account));
+    out.extend(response.to_response(
+        Some(&account_id),
+        Some((outcome.old_state, outcome.new_state)),
+    ));
+    // /copy has no updated/destroyed members.
+    for k in ["updated", "destroyed", "notUpdated", "notDestroyed"] {
+        out.remove(k);
+    }
+
+    // CPY-03: one implicit Email/set destroying the copied originals.
+    if req.destroy_original && !copied.is_empty() {
+        let implicit = if req.from_read_only {
+            Err(MethodError::AccountReadOnly)
+        } else {
+            destroy_originals(
+                ctx,
+                &req.from_account,
+                &user,
+                req.destroy_from_if_in_state.as_deref(),
+                copied,
+            )
+        };
+        let invocation = match implicit {
+            Ok(args) => Invocation::new("Email/set", args, call.call_id),
+            Err(e) => {
+                let args = match e.to_arguments() {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
+                Invocation::new("error", args, call.call_id)
+            }
+        };
+        call.implicit.push(invocation);
+    }
+    Ok(out)
+}
+
+/// The creates of the copies whose originals exist: each keeps its original's message, and its
+/// keywords and receivedAt unless the entry overrides them. Returns them with creation id →
+/// original id.
+fn plan_copies<C: EmailStore>(
+    ctx: &mut C,
+    from_account: &str,
+    entries: Vec<CopyEntry>,
+    response: &mut SetResponse,
+) -> Result<(Vec<EmailOp>, HashMap<String, String>), MethodError> {
     let source_ids: Vec<String> = entries.iter().map(|e| e.source_id.clone()).collect();
     let (_, originals) =
-        ctx.email_metadata(&from_account, Some(&source_ids), source_ids.len(), false)?;
+        ctx.email_metadata(from_account, Some(&source_ids), source_ids.len(), false)?;
     let originals: HashMap<&str, _> = originals.iter().map(|m| (m.id.as_str(), m)).collect();
     let mut ops = Vec::new();
     let mut source_of: HashMap<String, String> = HashMap::new();
@@ -206,59 +295,7 @@ pub fn copy<C: EmailStore>(
             },
         });
     }
-    let user = call.principal.user_id.clone();
-    let outcome = ctx.email_write(&account_id, &user, if_in_state.as_deref(), ops)?;
-    let mut copied = Vec::new();
-    for r in outcome.results {
-        match r {
-            OpResult::Created(cid, c) => {
-                call.created_ids.insert(cid.clone(), c.id.clone());
-                if let Some(source) = source_of.get(&cid) {
-                    copied.push(source.clone());
-                }
-                response.created.insert(cid, c.to_json());
-            }
-            OpResult::NotCreated(cid, e) => response.create_failed(&cid, e),
-            _ => {}
-        }
-    }
-    let mut out = Map::new();
-    out.insert("fromAccountId".into(), json!(from_account));
-    out.extend(response.to_response(
-        Some(&account_id),
-        Some((outcome.old_state, outcome.new_state)),
-    ));
-    // /copy has no updated/destroyed members.
-    for k in ["updated", "destroyed", "notUpdated", "notDestroyed"] {
-        out.remove(k);
-    }
-
-    // CPY-03: one implicit Email/set destroying the copied originals.
-    if destroy_original && !copied.is_empty() {
-        let implicit = if from_access.read_only {
-            Err(MethodError::AccountReadOnly)
-        } else {
-            destroy_originals(
-                ctx,
-                &from_account,
-                &user,
-                destroy_from_if_in_state.as_deref(),
-                copied,
-            )
-        };
-        let invocation = match implicit {
-            Ok(args) => Invocation::new("Email/set", args, call.call_id),
-            Err(e) => {
-                let args = match e.to_arguments() {
-                    Value::Object(m) => m,
-                    _ => Map::new(),
-                };
-                Invocation::new("error", args, call.call_id)
-            }
-        };
-        call.implicit.push(invocation);
-    }
-    Ok(out)
+    Ok((ops, source_of))
 }
 
 fn destroy_originals<C: EmailStore>(

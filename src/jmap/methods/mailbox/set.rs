@@ -303,17 +303,10 @@ impl Plan<'_> {
             self.response.create_failed(cid, e);
             return;
         }
-        // The reply carries every property the client did not set (RFC 8620 §5.3).
-        let mut reply = Map::new();
-        reply.insert("id".into(), json!(m.id));
-        for (k, v) in to_json(&m, MailboxCounts::default(), self.read_only) {
-            if k != "id" && !props.contains_key(&k) {
-                reply.insert(k, v);
-            }
-        }
+        let full = to_json(&m, MailboxCounts::default(), self.read_only);
         self.response
             .created
-            .insert(cid.to_owned(), Value::Object(reply));
+            .insert(cid.to_owned(), standard::created_reply(full, props));
         self.created.insert(cid.to_owned(), m.id.clone());
         self.new_ids.push((cid.to_owned(), m.id.clone()));
         self.all.push(m.clone());
@@ -424,12 +417,8 @@ fn patched_properties(
     before: &Map<String, Value>,
     after: &Map<String, Value>,
 ) -> Result<Map<String, Value>, SetError> {
-    let mut props: Map<String, Value> = after
-        .iter()
-        .filter(|(k, v)| before.get(*k) != Some(v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for k in before.keys().filter(|k| !after.contains_key(*k)) {
+    let (mut props, removed) = standard::patch_diff(before, after);
+    for k in removed {
         let default = match k.as_str() {
             "parentId" | "role" => Value::Null,
             "sortOrder" => json!(0),
@@ -441,7 +430,7 @@ fn patched_properties(
                 ));
             }
         };
-        props.insert(k.clone(), default);
+        props.insert(k, default);
     }
     Ok(props)
 }

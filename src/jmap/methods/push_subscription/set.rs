@@ -231,6 +231,51 @@ fn validate_update(
     Ok((change, reported))
 }
 
+/// Creates within the user's cap (PSUB-11: `overQuota`) and creation rate (`rateLimit`).
+fn create_all<C: PushSubscriptionStore>(
+    ctx: &mut C,
+    call: &mut Call<'_>,
+    create: Map<String, Value>,
+    response: &mut SetResponse,
+) -> Result<(), MethodError> {
+    let policy = &call.server.webhooks;
+    let user_id = call.principal.user_id.clone();
+    let mut count = ctx.push_subscriptions(&user_id)?.len() as u64;
+    for (cid, obj) in create {
+        if count >= policy.max_per_user {
+            let why = format!(
+                "a user may have at most {} push subscriptions",
+                policy.max_per_user
+            );
+            response.create_failed(&cid, set_error(SetErrorType::OverQuota, why, &[]));
+            continue;
+        }
+        let new = match validate_create(ctx, policy, &obj) {
+            Ok(new) => new,
+            Err(e) => {
+                response.create_failed(&cid, e);
+                continue;
+            }
+        };
+        if !ctx.take_creation_slot(&user_id, policy.creations_per_hour, 3600)? {
+            let why = format!(
+                "a user may create at most {} push subscriptions per hour",
+                policy.creations_per_hour
+            );
+            response.create_failed(&cid, set_error(SetErrorType::RateLimit, why, &[]));
+            continue;
+        }
+        let id = ctx.create_push_subscription(&user_id, &new)?;
+        count += 1;
+        call.created_ids.insert(cid.clone(), id.clone());
+        response.created.insert(
+            cid,
+            json!({"id": id, "expires": utc_date(new.expires), "verificationCode": null}),
+        );
+    }
+    Ok(())
+}
+
 /// `PushSubscription/set` (RFC 8620 §7.2.2). No `accountId`, `ifInState`, `oldState` or
 /// `newState` (PSUB-02).
 pub fn set<C: PushSubscriptionStore>(
@@ -255,50 +300,7 @@ pub fn set<C: PushSubscriptionStore>(
 
     let mut response = SetResponse::default();
     if let Some(create) = create {
-        let mut count = ctx.push_subscriptions(&user_id)?.len() as u64;
-        for (cid, obj) in create {
-            if count >= policy.max_per_user {
-                response.create_failed(
-                    &cid,
-                    set_error(
-                        SetErrorType::OverQuota,
-                        format!(
-                            "a user may have at most {} push subscriptions",
-                            policy.max_per_user
-                        ),
-                        &[],
-                    ),
-                );
-                continue;
-            }
-            match validate_create(ctx, policy, &obj) {
-                Ok(_) if !ctx.take_creation_slot(&user_id, policy.creations_per_hour, 3600)? => {
-                    response.create_failed(
-                        &cid,
-                        set_error(
-                            SetErrorType::RateLimit,
-                            format!(
-                                "a user may create at most {} push subscriptions per hour",
-                                policy.creations_per_hour
-                            ),
-                            &[],
-                        ),
-                    );
-                }
-                Ok(new) => {
-                    let id = ctx.create_push_subscription(&user_id, &new)?;
-                    count += 1;
-                    call.created_ids.insert(cid.clone(), id.clone());
-                    response.created.insert(
-                        cid,
-                        json!({"id": id, "expires": utc_date(new.expires), "verificationCode": null}),
-                    );
-                }
-                Err(e) => {
-                    response.create_failed(&cid, e);
-                }
-            }
-        }
+        create_all(ctx, call, create, &mut response)?;
     }
 
     if let Some(update) = update {
