@@ -13,7 +13,7 @@ use crate::store::email_search;
 use crate::store::query_sql::{Dialect, Param, Sql, TextPlan, load};
 use crate::store::{AnyConnection, StoreError};
 
-// Sort keys kept on `emails` by the email store (src/store/email.rs).
+// Sort keys kept on `emails` by the email store (src/store/email/).
 const COL_SENT_AT: &str = "e.sent_at";
 const COL_FROM_SORT: &str = "e.from_sort";
 const COL_TO_SORT: &str = "e.to_sort";
