@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::store::{Store, accounts, delivery, tokens, users};
+use crate::store::{AnyConnection, Store, accounts, delivery, tokens, users};
 
 /// Herald, a JMAP mail server built around push.
 #[derive(Parser, Debug)]
@@ -179,171 +179,166 @@ pub fn main() -> i32 {
 
 fn run(cli: Cli) -> Result<(), CliError> {
     let config = Config::load(&cli.config, std::env::vars())?;
+    if let Command::Serve = cli.command {
+        return serve(config);
+    }
+    // Opening the store migrates it.
+    let store = Store::open(&config.store.url, 1)?;
+    let mut conn = store.conn()?;
     match cli.command {
-        Command::Serve => serve(config),
+        Command::Serve => Ok(()),
         Command::Migrate => {
-            Store::open(&config.store.url, 1)?;
             println!("store {} is up to date", config.store.url);
             Ok(())
         }
-        Command::User(cmd) => {
-            let store = Store::open(&config.store.url, 1)?;
-            let mut conn = store.conn()?;
-            match cmd {
-                UserCommand::Add { name, password } => {
-                    let password = read_password(&password)?;
-                    users::create(&mut conn, &name, &password)?;
-                    println!("user {name} added");
-                }
-                UserCommand::List => {
-                    for user in users::list(&mut conn)? {
-                        println!("{}\t{}", user.name, user.id);
-                    }
-                }
-                UserCommand::Passwd { name, password } => {
-                    let password = read_password(&password)?;
-                    users::set_password(&mut conn, &name, &password)?;
-                    println!("password of {name} changed");
-                }
-                UserCommand::Remove { name } => {
-                    users::remove(&mut conn, &name)?;
-                    println!("user {name} removed");
-                }
-            }
-            Ok(())
-        }
-        Command::Deliver { to } => {
-            let store = Store::open(&config.store.url, 1)?;
-            let mut conn = store.conn()?;
-            let mut message = Vec::new();
-            std::io::stdin()
-                .lock()
-                .take(config.limits.max_size_upload + 1)
-                .read_to_end(&mut message)?;
-            if message.len() as u64 > config.limits.max_size_upload {
-                return Err(CliError::Usage(format!(
-                    "the message is larger than {} octets",
-                    config.limits.max_size_upload
-                )));
-            }
-            let user = users::find_by_name(&mut conn, &to)?
-                .ok_or_else(|| CliError::Usage(format!("no user {to:?}")))?;
-            let account = accounts::personal_account(&mut conn, &user.id)?;
-            // The server learns of this write from the change log (its own process publishes
-            // nothing here).
-            let policy = crate::store::auto_reply::AutoReplyPolicy {
-                mail_domain: config.submission.domain.clone(),
-                relay: !config.submission.relay.trim().is_empty(),
-                interval_secs: config.submission.vacation_reply_interval_secs as i64,
-            };
-            let (created, _) = delivery::deliver(&mut conn, &account, message, Some(&policy))?;
-            println!("{}", created.id);
-            Ok(())
-        }
-        Command::Token(cmd) => {
-            let store = Store::open(&config.store.url, 1)?;
-            let mut conn = store.conn()?;
-            match cmd {
-                TokenCommand::Create { name } => {
-                    let (id, token) = tokens::create(&mut conn, &name)?;
-                    eprintln!("token {id} for {name} (shown only once):");
-                    println!("{token}");
-                }
-                TokenCommand::Revoke { token } => {
-                    tokens::revoke(&mut conn, &token)?;
-                    println!("token revoked");
-                }
-                TokenCommand::List { name } => {
-                    for t in tokens::list(&mut conn, name.as_deref())? {
-                        println!("{}\t{}\t{}", t.id, t.user_name, t.created_at);
-                    }
-                }
-            }
-            Ok(())
-        }
-        Command::Vapid(cmd) => {
-            use crate::push::vapid::{SECRET_NAME, VapidKey};
-            let store = Store::open(&config.store.url, 1)?;
-            let mut conn = store.conn()?;
-            let secret = match cmd {
-                VapidCommand::Show => crate::store::secrets::get_or_create(
-                    &mut conn,
-                    SECRET_NAME,
-                    VapidKey::generate_secret,
-                )?,
-                VapidCommand::Rotate => {
-                    let secret = VapidKey::generate_secret();
-                    crate::store::secrets::replace(&mut conn, SECRET_NAME, &secret)?;
-                    eprintln!(
-                        "VAPID key replaced. Restart every node to sign with it and advertise it; \
-                         browser subscriptions made with the old key must be made again."
-                    );
-                    secret
-                }
-            };
-            let key = VapidKey::from_secret(&secret).map_err(|e| CliError::Usage(e.to_string()))?;
-            println!("{}", key.public_key());
-            Ok(())
-        }
+        Command::User(cmd) => user_command(&mut conn, cmd),
+        Command::Deliver { to } => deliver_command(&config, &mut conn, &to),
+        Command::Token(cmd) => token_command(&mut conn, cmd),
+        Command::Vapid(cmd) => vapid_command(&mut conn, cmd),
         Command::Check {
             users: names,
             repair,
-        } => {
-            let store = Store::open(&config.store.url, 1)?;
-            let mut conn = store.conn()?;
-            check(&mut conn, names, repair)
+        } => check(&mut conn, names, repair),
+        Command::Alias(cmd) => alias_command(&mut conn, cmd),
+        Command::Account(cmd) => account_command(&mut conn, cmd),
+    }
+}
+
+fn user_command(conn: &mut AnyConnection, cmd: UserCommand) -> Result<(), CliError> {
+    match cmd {
+        UserCommand::Add { name, password } => {
+            let password = read_password(&password)?;
+            users::create(conn, &name, &password)?;
+            println!("user {name} added");
         }
-        Command::Alias(cmd) => {
-            use crate::store::addresses;
-            let store = Store::open(&config.store.url, 1)?;
-            let mut conn = store.conn()?;
-            match cmd {
-                AliasCommand::Add { address, to } => {
-                    addresses::add_alias(&mut conn, &address, &to)?;
-                    println!("mail for {address} goes to {to}");
-                }
-                AliasCommand::List => {
-                    for alias in addresses::list_aliases(&mut conn)? {
-                        println!("{}\t{}", alias.address, alias.user_name);
-                    }
-                }
-                AliasCommand::Remove { address } => {
-                    addresses::remove_alias(&mut conn, &address)?;
-                    println!("alias {address} removed");
-                }
+        UserCommand::List => {
+            for user in users::list(conn)? {
+                println!("{}\t{}", user.name, user.id);
             }
-            Ok(())
         }
-        Command::Account(cmd) => {
-            let store = Store::open(&config.store.url, 1)?;
-            let mut conn = store.conn()?;
-            match cmd {
-                AccountCommand::Share {
-                    owner,
-                    with,
-                    read_only,
-                } => {
-                    accounts::share(&mut conn, &owner, &with, read_only)?;
-                    let how = if read_only { "read-only" } else { "read-write" };
-                    println!("account of {owner} shared with {with} ({how})");
-                }
-                AccountCommand::Unshare { owner, with } => {
-                    accounts::unshare(&mut conn, &owner, &with)?;
-                    println!("account of {owner} no longer shared with {with}");
-                }
-            }
-            Ok(())
+        UserCommand::Passwd { name, password } => {
+            let password = read_password(&password)?;
+            users::set_password(conn, &name, &password)?;
+            println!("password of {name} changed");
+        }
+        UserCommand::Remove { name } => {
+            users::remove(conn, &name)?;
+            println!("user {name} removed");
         }
     }
+    Ok(())
+}
+
+/// `herald deliver --to USER`: a message from standard input into the user's inbox. The server
+/// learns of this write from the change log (this process publishes nothing).
+fn deliver_command(config: &Config, conn: &mut AnyConnection, to: &str) -> Result<(), CliError> {
+    let mut message = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(config.limits.max_size_upload + 1)
+        .read_to_end(&mut message)?;
+    if message.len() as u64 > config.limits.max_size_upload {
+        return Err(CliError::Usage(format!(
+            "the message is larger than {} octets",
+            config.limits.max_size_upload
+        )));
+    }
+    let user =
+        users::find_by_name(conn, to)?.ok_or_else(|| CliError::Usage(format!("no user {to:?}")))?;
+    let account = accounts::personal_account(conn, &user.id)?;
+    let policy = crate::store::auto_reply::AutoReplyPolicy {
+        mail_domain: config.submission.domain.clone(),
+        relay: !config.submission.relay.trim().is_empty(),
+        interval_secs: config.submission.vacation_reply_interval_secs as i64,
+    };
+    let (created, _) = delivery::deliver(conn, &account, message, Some(&policy))?;
+    println!("{}", created.id);
+    Ok(())
+}
+
+fn token_command(conn: &mut AnyConnection, cmd: TokenCommand) -> Result<(), CliError> {
+    match cmd {
+        TokenCommand::Create { name } => {
+            let (id, token) = tokens::create(conn, &name)?;
+            eprintln!("token {id} for {name} (shown only once):");
+            println!("{token}");
+        }
+        TokenCommand::Revoke { token } => {
+            tokens::revoke(conn, &token)?;
+            println!("token revoked");
+        }
+        TokenCommand::List { name } => {
+            for t in tokens::list(conn, name.as_deref())? {
+                println!("{}\t{}\t{}", t.id, t.user_name, t.created_at);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn vapid_command(conn: &mut AnyConnection, cmd: VapidCommand) -> Result<(), CliError> {
+    use crate::push::vapid::{SECRET_NAME, VapidKey};
+    let secret = match cmd {
+        VapidCommand::Show => {
+            crate::store::secrets::get_or_create(conn, SECRET_NAME, VapidKey::generate_secret)?
+        }
+        VapidCommand::Rotate => {
+            let secret = VapidKey::generate_secret();
+            crate::store::secrets::replace(conn, SECRET_NAME, &secret)?;
+            eprintln!(
+                "VAPID key replaced. Restart every node to sign with it and advertise it; \
+                 browser subscriptions made with the old key must be made again."
+            );
+            secret
+        }
+    };
+    let key = VapidKey::from_secret(&secret).map_err(|e| CliError::Usage(e.to_string()))?;
+    println!("{}", key.public_key());
+    Ok(())
+}
+
+fn alias_command(conn: &mut AnyConnection, cmd: AliasCommand) -> Result<(), CliError> {
+    use crate::store::addresses;
+    match cmd {
+        AliasCommand::Add { address, to } => {
+            addresses::add_alias(conn, &address, &to)?;
+            println!("mail for {address} goes to {to}");
+        }
+        AliasCommand::List => {
+            for alias in addresses::list_aliases(conn)? {
+                println!("{}\t{}", alias.address, alias.user_name);
+            }
+        }
+        AliasCommand::Remove { address } => {
+            addresses::remove_alias(conn, &address)?;
+            println!("alias {address} removed");
+        }
+    }
+    Ok(())
+}
+
+fn account_command(conn: &mut AnyConnection, cmd: AccountCommand) -> Result<(), CliError> {
+    match cmd {
+        AccountCommand::Share {
+            owner,
+            with,
+            read_only,
+        } => {
+            accounts::share(conn, &owner, &with, read_only)?;
+            let how = if read_only { "read-only" } else { "read-write" };
+            println!("account of {owner} shared with {with} ({how})");
+        }
+        AccountCommand::Unshare { owner, with } => {
+            accounts::unshare(conn, &owner, &with)?;
+            println!("account of {owner} no longer shared with {with}");
+        }
+    }
+    Ok(())
 }
 
 /// `herald check`: one line per mailbox whose counts differ, then a summary line. Differences
 /// left unrepaired make the exit status non-zero.
-fn check(
-    conn: &mut crate::store::AnyConnection,
-    names: Vec<String>,
-    repair: bool,
-) -> Result<(), CliError> {
+fn check(conn: &mut AnyConnection, names: Vec<String>, repair: bool) -> Result<(), CliError> {
     use crate::store::mailbox_counts;
     let names = if names.is_empty() {
         users::list(conn)?.into_iter().map(|u| u.name).collect()

@@ -181,7 +181,48 @@ fn index_search_backlog(store: Store) {
     }
 }
 
+/// What the JMAP layer knows of this server.
+fn server_info(config: &Config, base_url: &str, vapid_key: &VapidKey) -> ServerInfo {
+    let mut server_info = ServerInfo::new(
+        base_url,
+        config.limits.clone(),
+        session_capabilities(config, base_url, vapid_key),
+        account_capabilities(config),
+        config.jmap.strict_using,
+    );
+    server_info.mail_domain = config.submission.domain.clone();
+    server_info.query_limits = config.query.clone();
+    server_info.relay_url = config.submission.relay.trim().to_owned();
+    server_info.max_delayed_send_secs = config.submission.max_delayed_send_secs;
+    server_info.vacation_reply_interval_secs = config.submission.vacation_reply_interval_secs;
+    server_info.webhooks = crate::jmap::webhook_policy::WebhookPolicy::from_config(&config.push);
+    server_info
+}
+
+/// The `[metrics]` listener, when one is configured, and its address.
+fn start_metrics(
+    config: &Config,
+    store: Store,
+) -> std::io::Result<(
+    Option<actix_web::dev::ServerHandle>,
+    Option<std::net::SocketAddr>,
+)> {
+    let listen = config.metrics.listen.trim();
+    if listen.is_empty() {
+        return Ok((None, None));
+    }
+    let listener = TcpListener::bind(listen)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("metrics {listen}: {e}")))?;
+    let addr = listener.local_addr()?;
+    log::info!("metrics on http://{addr}/metrics");
+    Ok((Some(crate::metrics::serve(listener, store)?), Some(addr)))
+}
+
 /// Starts a node on `listener`. Must run inside an actix system.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a node's parts started in dependency order, each a few lines"
+)]
 pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::Result<Running> {
     // awc's rustls needs a process-wide crypto provider (../shared/STACK.md, pitfall 4); a second
     // node in the same process finds it installed already.
@@ -195,20 +236,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
     crate::store::observe_pool_waits(crate::metrics::pool_wait);
     crate::memory_trim::start(Duration::from_secs(config.server.memory_trim_secs));
     let vapid_key = vapid_key(&store)?;
-    let mut server_info = ServerInfo::new(
-        &base_url,
-        config.limits.clone(),
-        session_capabilities(config, &base_url, &vapid_key),
-        account_capabilities(config),
-        config.jmap.strict_using,
-    );
-    server_info.mail_domain = config.submission.domain.clone();
-    server_info.query_limits = config.query.clone();
-    server_info.relay_url = config.submission.relay.trim().to_owned();
-    server_info.max_delayed_send_secs = config.submission.max_delayed_send_secs;
-    server_info.vacation_reply_interval_secs = config.submission.vacation_reply_interval_secs;
-    server_info.webhooks = crate::jmap::webhook_policy::WebhookPolicy::from_config(&config.push);
-    let server_info = Arc::new(server_info);
+    let server_info = Arc::new(server_info(config, &base_url, &vapid_key));
     let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
         config.auth.credential_cache_secs,
     )));
@@ -277,19 +305,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         dispatcher.clone(),
         config.submission.clone(),
     ));
-    let (metrics, metrics_addr) = match config.metrics.listen.trim() {
-        "" => (None, None),
-        listen => {
-            let listener = TcpListener::bind(listen)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("metrics {listen}: {e}")))?;
-            let addr = listener.local_addr()?;
-            log::info!("metrics on http://{addr}/metrics");
-            (
-                Some(crate::metrics::serve(listener, store_for_metrics.clone())?),
-                Some(addr),
-            )
-        }
-    };
+    let (metrics, metrics_addr) = start_metrics(config, store_for_metrics)?;
     let lmtp = LmtpServer::start(
         &config.lmtp,
         dispatcher.clone(),

@@ -437,6 +437,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one comparison per section of the shipped file"
+    )]
     fn the_shipped_config_toml_parses_to_the_defaults() {
         let shipped = Config::load(
             Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")),

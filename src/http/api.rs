@@ -17,6 +17,10 @@ use crate::jmap::request::parse_request;
 /// round trip: its credentials travel with the request and are checked where it runs. Any other
 /// caller is authenticated first. Either way the credentials are checked against the store on
 /// every request, and nothing but a 401 is answered to credentials that do not hold.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a request's path in order: credentials, body, slot, parse, run, answer"
+)]
 pub async fn post_api(
     state: web::Data<AppState>,
     req: HttpRequest,

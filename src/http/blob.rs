@@ -25,6 +25,10 @@ fn limit(status: StatusCode, name: &'static str, detail: String) -> HttpResponse
 }
 
 /// `POST /jmap/upload/{accountId}/` (BIN-03, BIN-04, BIN-06).
+#[expect(
+    clippy::too_many_lines,
+    reason = "an upload's path in order: credentials, account, slot, body, store, answer"
+)]
 pub async fn upload(
     state: web::Data<AppState>,
     req: HttpRequest,

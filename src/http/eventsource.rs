@@ -227,23 +227,9 @@ impl EventSourceSession {
     }
 }
 
-impl Actor for EventSourceSession {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(16);
-        metrics::metrics()
-            .push_connections
-            .with_label_values(&[metrics::EVENTSOURCE])
-            .inc();
-        // The body owns the receiver, and actix drops it when the client's connection ends:
-        // stop then, so the stream's push slot is free at once, not at the next heartbeat write.
-        let tx = self.tx.clone();
-        ctx.spawn(
-            async move { tx.closed().await }
-                .into_actor(self)
-                .map(|(), _, ctx| ctx.stop()),
-        );
+impl EventSourceSession {
+    /// The heartbeat that notices a departed client, and the pings the client asked for.
+    fn start_timers(&self, ctx: &mut Context<Self>) {
         // The server notices a departed client only when it writes (STACK.md pitfall 7): check
         // on a bounded interval even when the client asked for no pings.
         let heartbeat = Duration::from_secs(self.app.push.config.heartbeat_secs.max(1));
@@ -279,6 +265,27 @@ impl Actor for EventSourceSession {
                 }
             });
         }
+    }
+}
+
+impl Actor for EventSourceSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(16);
+        metrics::metrics()
+            .push_connections
+            .with_label_values(&[metrics::EVENTSOURCE])
+            .inc();
+        // The body owns the receiver, and actix drops it when the client's connection ends:
+        // stop then, so the stream's push slot is free at once, not at the next heartbeat write.
+        let tx = self.tx.clone();
+        ctx.spawn(
+            async move { tx.closed().await }
+                .into_actor(self)
+                .map(|(), _, ctx| ctx.stop()),
+        );
+        self.start_timers(ctx);
         let subscribe = Subscribe::session(
             &self.principal,
             self.slot.clone(),

@@ -53,6 +53,10 @@ enum Body {
 }
 
 /// Runs the dialogue until QUIT, a timeout, the peer going away, or the server stopping.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the command loop: one arm per LMTP command, each a line or a call"
+)]
 pub async fn run<S>(stream: S, peer: String, ctx: Arc<SessionContext>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -127,52 +131,10 @@ where
             Command::Vrfy => Reply::new(502, "5.5.1", "VRFY is not offered"),
             Command::Invalid(reply) => reply,
             Command::Unknown => Reply::new(500, "5.5.2", "command not recognised"),
-            Command::Mail(mail) => {
-                if lhlo.is_none() {
-                    Reply::new(503, "5.5.1", "say LHLO first")
-                } else if transaction.is_some() {
-                    Reply::new(503, "5.5.1", "a transaction is in progress; RSET first")
-                } else if mail.size.is_some_and(|n| n > ctx.max_size) {
-                    Reply::new(
-                        552,
-                        "5.3.4",
-                        format!("messages are at most {} octets", ctx.max_size),
-                    )
-                } else {
-                    transaction = Some(Transaction {
-                        mail,
-                        recipients: Vec::new(),
-                    });
-                    Reply::new(250, "2.1.0", "sender OK")
-                }
-            }
+            Command::Mail(mail) => mail_command(&ctx, lhlo.is_some(), &mut transaction, mail),
             Command::Rcpt(address) => match transaction.as_mut() {
                 None => Reply::new(503, "5.5.1", "MAIL first"),
-                Some(t) if t.recipients.len() >= ctx.max_recipients => {
-                    Reply::new(452, "4.5.3", "too many recipients; send the rest later")
-                }
-                Some(t) => match ctx.dispatcher.send(ResolveRecipient(address.clone())).await {
-                    Ok(Ok(Some(user_id))) => {
-                        t.recipients.push((address, user_id));
-                        Reply::new(250, "2.1.5", "recipient OK")
-                    }
-                    Ok(Ok(None)) => {
-                        count("unknown");
-                        Reply::new(
-                            550,
-                            "5.1.1",
-                            format!("no mailbox here by that name: <{address}>"),
-                        )
-                    }
-                    Ok(Err(e)) => {
-                        log::warn!("lmtp: cannot check recipient {address}: {e}");
-                        Reply::new(451, "4.3.0", "cannot check recipients now; try again later")
-                    }
-                    Err(e) => {
-                        log::warn!("lmtp: dispatcher unavailable: {e}");
-                        Reply::new(451, "4.3.0", "cannot check recipients now; try again later")
-                    }
-                },
+                Some(t) => rcpt_command(&ctx, t, address).await,
             },
             Command::Data => match transaction.take_if(|t| !t.recipients.is_empty()) {
                 None if transaction.is_none() => Reply::new(503, "5.5.1", "MAIL first"),
@@ -185,32 +147,13 @@ where
                         return;
                     }
                     out.clear();
-                    let body = tokio::time::timeout(
-                        ctx.data_timeout,
-                        read_data(&mut reader, ctx.max_size),
-                    )
-                    .await;
-                    let replies = match body {
-                        Err(_) => {
-                            let r = Reply::new(421, "4.4.2", "timeout reading the message");
-                            let _ = write.write_all(r.to_string().as_bytes()).await;
-                            return;
-                        }
-                        // Nothing was stored: the peer left before the final dot.
-                        Ok(Body::Closed) => return,
-                        Ok(Body::TooLarge) => {
-                            let r = Reply::new(
-                                552,
-                                "5.3.4",
-                                format!("messages are at most {} octets", ctx.max_size),
-                            );
-                            for _ in &t.recipients {
-                                count("too_large");
+                    let replies = match receive(&mut reader, &ctx, &t, &lhlo, &peer).await {
+                        Ok(replies) => replies,
+                        Err(last) => {
+                            if let Some(r) = last {
+                                let _ = write.write_all(r.to_string().as_bytes()).await;
                             }
-                            vec![r; t.recipients.len()]
-                        }
-                        Ok(Body::Message(message)) => {
-                            deliver(&ctx, &t, &lhlo, &peer, message).await
+                            return;
                         }
                     };
                     for reply in replies {
@@ -221,6 +164,96 @@ where
             },
         };
         out.push_str(&reply.to_string());
+    }
+}
+
+/// `MAIL FROM`: starts a transaction after LHLO, unless one is open or the announced size is
+/// too large.
+fn mail_command(
+    ctx: &SessionContext,
+    greeted: bool,
+    transaction: &mut Option<Transaction>,
+    mail: MailFrom,
+) -> Reply {
+    if !greeted {
+        Reply::new(503, "5.5.1", "say LHLO first")
+    } else if transaction.is_some() {
+        Reply::new(503, "5.5.1", "a transaction is in progress; RSET first")
+    } else if mail.size.is_some_and(|n| n > ctx.max_size) {
+        Reply::new(
+            552,
+            "5.3.4",
+            format!("messages are at most {} octets", ctx.max_size),
+        )
+    } else {
+        *transaction = Some(Transaction {
+            mail,
+            recipients: Vec::new(),
+        });
+        Reply::new(250, "2.1.0", "sender OK")
+    }
+}
+
+/// `RCPT TO`: accepts a local user, refuses an unknown address at once (so the MTA bounces it),
+/// and defers when the store cannot answer.
+async fn rcpt_command(ctx: &SessionContext, t: &mut Transaction, address: String) -> Reply {
+    if t.recipients.len() >= ctx.max_recipients {
+        return Reply::new(452, "4.5.3", "too many recipients; send the rest later");
+    }
+    match ctx.dispatcher.send(ResolveRecipient(address.clone())).await {
+        Ok(Ok(Some(user_id))) => {
+            t.recipients.push((address, user_id));
+            Reply::new(250, "2.1.5", "recipient OK")
+        }
+        Ok(Ok(None)) => {
+            count("unknown");
+            Reply::new(
+                550,
+                "5.1.1",
+                format!("no mailbox here by that name: <{address}>"),
+            )
+        }
+        Ok(Err(e)) => {
+            log::warn!("lmtp: cannot check recipient {address}: {e}");
+            Reply::new(451, "4.3.0", "cannot check recipients now; try again later")
+        }
+        Err(e) => {
+            log::warn!("lmtp: dispatcher unavailable: {e}");
+            Reply::new(451, "4.3.0", "cannot check recipients now; try again later")
+        }
+    }
+}
+
+/// Reads the message after `DATA` and delivers it: one reply per recipient. `Err` ends the
+/// connection, after the reply it carries if any (nothing was stored then).
+async fn receive<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    ctx: &SessionContext,
+    t: &Transaction,
+    lhlo: &Option<String>,
+    peer: &str,
+) -> Result<Vec<Reply>, Option<Reply>> {
+    let body = tokio::time::timeout(ctx.data_timeout, read_data(reader, ctx.max_size)).await;
+    match body {
+        Err(_) => Err(Some(Reply::new(
+            421,
+            "4.4.2",
+            "timeout reading the message",
+        ))),
+        // The peer left before the final dot.
+        Ok(Body::Closed) => Err(None),
+        Ok(Body::TooLarge) => {
+            let r = Reply::new(
+                552,
+                "5.3.4",
+                format!("messages are at most {} octets", ctx.max_size),
+            );
+            for _ in &t.recipients {
+                count("too_large");
+            }
+            Ok(vec![r; t.recipients.len()])
+        }
+        Ok(Body::Message(message)) => Ok(deliver(ctx, t, lhlo, peer, message).await),
     }
 }
 

@@ -246,6 +246,64 @@ fn headers_of(source: &[u8], headers: &[mail_parser::Header<'_>]) -> Vec<Header>
         .collect()
 }
 
+/// A part's media type, lowercased: `text/plain` when absent or malformed, `message/rfc822` for
+/// a part of a digest without one (RFC 2046 §5.1.5).
+fn media_type_of(content_type: Option<&mail_parser::ContentType<'_>>, in_digest: bool) -> String {
+    let media_type = match content_type {
+        Some(ct) => match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+            None => ct.ctype().to_ascii_lowercase(),
+        },
+        None if in_digest => "message/rfc822".to_owned(),
+        None => "text/plain".to_owned(),
+    };
+    if media_type.contains('/') {
+        media_type
+    } else {
+        "text/plain".to_owned()
+    }
+}
+
+/// A part's `cid`: its Content-ID, as given.
+fn content_id(part: &mail_parser::MessagePart<'_>) -> Option<String> {
+    part.headers
+        .iter()
+        .rev()
+        .find(|h| matches!(h.name, mail_parser::HeaderName::ContentId))
+        .and_then(|h| match &h.value {
+            HeaderValue::Text(t) => Some(t.trim().to_owned()),
+            HeaderValue::TextList(l) => l.first().map(|t| t.trim().to_owned()),
+            _ => None,
+        })
+        .filter(|c| !c.is_empty())
+}
+
+/// A part's `language`: the tags of its Content-Language header.
+fn language(headers: &[header::Header]) -> Option<Vec<String>> {
+    headers
+        .iter()
+        .rev()
+        .find(|h| h.is("Content-Language"))
+        .map(|h| {
+            String::from_utf8_lossy(&h.raw)
+                .split(',')
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.is_empty())
+}
+
+/// A part's `location`: its Content-Location header.
+fn location(headers: &[header::Header]) -> Option<String> {
+    headers
+        .iter()
+        .rev()
+        .find(|h| h.is("Content-Location"))
+        .map(|h| header::text(&h.raw))
+        .filter(|l| !l.is_empty())
+}
+
 /// Builds the part at `index` and, for a multipart, its children.
 fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize) -> BodyPart {
     let source = message.raw_message.as_ref();
@@ -259,17 +317,7 @@ fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize
         .rev()
         .find(|h| matches!(h.name, mail_parser::HeaderName::ContentType))
         .and_then(|h| h.value.as_content_type());
-    let mut media_type = match content_type {
-        Some(ct) => match ct.subtype() {
-            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
-            None => ct.ctype().to_ascii_lowercase(),
-        },
-        None if in_digest => "message/rfc822".to_owned(),
-        None => "text/plain".to_owned(),
-    };
-    if !media_type.contains('/') {
-        media_type = "text/plain".to_owned();
-    }
+    let mut media_type = media_type_of(content_type, in_digest);
     let mut sub_parts = Vec::new();
     let is_multipart = matches!(part.body, PartType::Multipart(_));
     if let PartType::Multipart(ids) = &part.body {
@@ -320,35 +368,7 @@ fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize
         .or_else(|| content_type.and_then(|ct| ct.attribute("name")))
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty());
-    let cid = part
-        .headers
-        .iter()
-        .rev()
-        .find(|h| matches!(h.name, mail_parser::HeaderName::ContentId))
-        .and_then(|h| match &h.value {
-            HeaderValue::Text(t) => Some(t.trim().to_owned()),
-            HeaderValue::TextList(l) => l.first().map(|t| t.trim().to_owned()),
-            _ => None,
-        })
-        .filter(|c| !c.is_empty());
-    let language = headers
-        .iter()
-        .rev()
-        .find(|h| h.is("Content-Language"))
-        .map(|h| {
-            String::from_utf8_lossy(&h.raw)
-                .split(',')
-                .map(|l| l.trim().to_owned())
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .filter(|l| !l.is_empty());
-    let location = headers
-        .iter()
-        .rev()
-        .find(|h| h.is("Content-Location"))
-        .map(|h| header::text(&h.raw))
-        .filter(|l| !l.is_empty());
+    let (cid, language, location) = (content_id(part), language(&headers), location(&headers));
     BodyPart {
         part_id: (!is_multipart).then(|| (index + 1).to_string()),
         headers,

@@ -8,6 +8,8 @@
 
 // Tests fail by panicking; their helpers unwrap for the same reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// A test is one scenario, read top to bottom; splitting it would hide its story.
+#![allow(clippy::too_many_lines)]
 
 #[path = "../harness/mod.rs"]
 mod harness;

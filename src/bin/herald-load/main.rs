@@ -220,6 +220,10 @@ fn is_loopback(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the command line: one arm per subcommand and its options"
+)]
 fn main() {
     let cli = Cli::parse();
     for url in std::iter::once(&cli.url).chain(cli.write_url.as_ref()) {

@@ -53,6 +53,10 @@ async fn receive(
 }
 
 /// Runs the webhook benchmark.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one load run read top to bottom: set up, send, wait, report"
+)]
 pub fn run(
     base: &str,
     write_base: &str,

@@ -54,6 +54,10 @@ impl<T> Store for T where
 }
 
 /// Builds the table for a context type `C`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the method table: one row per method"
+)]
 pub fn method_table<C: Store>() -> MethodTable<C> {
     use AccountUse::{None, Read, Write};
     let m = |name, capability, account, handler| MethodSpec {

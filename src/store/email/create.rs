@@ -128,6 +128,10 @@ fn record_created(
 }
 
 /// Inserts one new email, or says why it cannot be.
+#[expect(
+    clippy::too_many_lines,
+    reason = "every row a new email has, written in one place"
+)]
 pub(super) fn create(
     txn: &mut WriteTxn<'_>,
     user_id: Option<&str>,

@@ -10,6 +10,38 @@ use std::collections::HashMap;
 /// The columns of a [`mail::StoredSummary`]: `summary`, `sent_at`, `has_attachment`, `preview`.
 type SummaryColumns = (Option<String>, Option<i64>, bool, String);
 
+/// Email id → values of one column, for a batch of emails.
+type ByEmail = HashMap<String, Vec<String>>;
+
+/// The mailboxes and the keywords of `ids`, read 500 emails at a time.
+fn mailboxes_and_keywords(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    ids: &[&String],
+) -> Result<(ByEmail, ByEmail), StoreError> {
+    let mut mailbox_map = ByEmail::new();
+    let mut keyword_map = ByEmail::new();
+    for chunk in ids.chunks(500) {
+        let memberships: Vec<(String, String)> = email_mailboxes::table
+            .filter(email_mailboxes::account_id.eq(account_id))
+            .filter(email_mailboxes::email_id.eq_any(chunk))
+            .select((email_mailboxes::email_id, email_mailboxes::mailbox_id))
+            .load(conn)?;
+        for (e, m) in memberships {
+            mailbox_map.entry(e).or_default().push(m);
+        }
+        let keywords: Vec<(String, String)> = email_keywords::table
+            .filter(email_keywords::account_id.eq(account_id))
+            .filter(email_keywords::email_id.eq_any(chunk))
+            .select((email_keywords::email_id, email_keywords::keyword))
+            .load(conn)?;
+        for (e, k) in keywords {
+            keyword_map.entry(e).or_default().push(k);
+        }
+    }
+    Ok((mailbox_map, keyword_map))
+}
+
 /// Metadata of emails by id (or the first `limit` of the account), with their stored summaries
 /// when `with_summary` (`None` where the row has none yet).
 pub fn metadata(
@@ -59,26 +91,7 @@ pub fn metadata(
             .collect()
     };
     let found: Vec<&String> = rows.iter().map(|r| &r.0.0).collect();
-    let mut mailbox_map: HashMap<String, Vec<String>> = HashMap::new();
-    let mut keyword_map: HashMap<String, Vec<String>> = HashMap::new();
-    for chunk in found.chunks(500) {
-        let memberships: Vec<(String, String)> = email_mailboxes::table
-            .filter(email_mailboxes::account_id.eq(account_id))
-            .filter(email_mailboxes::email_id.eq_any(chunk))
-            .select((email_mailboxes::email_id, email_mailboxes::mailbox_id))
-            .load(conn)?;
-        for (e, m) in memberships {
-            mailbox_map.entry(e).or_default().push(m);
-        }
-        let keywords: Vec<(String, String)> = email_keywords::table
-            .filter(email_keywords::account_id.eq(account_id))
-            .filter(email_keywords::email_id.eq_any(chunk))
-            .select((email_keywords::email_id, email_keywords::keyword))
-            .load(conn)?;
-        for (e, k) in keywords {
-            keyword_map.entry(e).or_default().push(k);
-        }
-    }
+    let (mut mailbox_map, mut keyword_map) = mailboxes_and_keywords(conn, account_id, &found)?;
     Ok(rows
         .into_iter()
         .map(|((id, blob_id, thread_id, size, received_at), columns)| {

@@ -43,6 +43,30 @@ fn keywords_of(
         .collect())
 }
 
+/// An email stays in at least one mailbox (EML-02), and in at most so many, with at most so many
+/// keywords.
+fn check_limits(mailboxes: &BTreeSet<String>, keywords: &BTreeSet<String>) -> Result<(), SetError> {
+    if mailboxes.is_empty() {
+        return Err(SetError::invalid_properties(
+            &["mailboxIds"],
+            "an email must stay in at least one mailbox (EML-02)",
+        ));
+    }
+    if mailboxes.len() > crate::jmap::methods::email::MAX_MAILBOXES_PER_EMAIL {
+        return Err(SetError::new(
+            SetErrorType::TooManyMailboxes,
+            "too many mailboxes",
+        ));
+    }
+    if keywords.len() > crate::jmap::methods::email::MAX_KEYWORDS {
+        return Err(SetError::new(
+            SetErrorType::TooManyKeywords,
+            "too many keywords",
+        ));
+    }
+    Ok(())
+}
+
 /// Changes an email's mailboxes and keywords (ESET-01).
 pub(super) fn update(
     txn: &mut WriteTxn<'_>,
@@ -65,23 +89,8 @@ pub(super) fn update(
         mailbox_edit.map_or_else(|| old_mailboxes.clone(), |e| e.apply(&old_mailboxes));
     let new_keywords =
         keyword_edit.map_or_else(|| old_keywords.clone(), |e| e.apply(&old_keywords));
-    if new_mailboxes.is_empty() {
-        return Ok(Err(SetError::invalid_properties(
-            &["mailboxIds"],
-            "an email must stay in at least one mailbox (EML-02)",
-        )));
-    }
-    if new_mailboxes.len() > crate::jmap::methods::email::MAX_MAILBOXES_PER_EMAIL {
-        return Ok(Err(SetError::new(
-            SetErrorType::TooManyMailboxes,
-            "too many mailboxes",
-        )));
-    }
-    if new_keywords.len() > crate::jmap::methods::email::MAX_KEYWORDS {
-        return Ok(Err(SetError::new(
-            SetErrorType::TooManyKeywords,
-            "too many keywords",
-        )));
+    if let Err(e) = check_limits(&new_mailboxes, &new_keywords) {
+        return Ok(Err(e));
     }
     let added: BTreeSet<String> = new_mailboxes.difference(&old_mailboxes).cloned().collect();
     let missing = missing_mailboxes(txn.conn(), &account_id, &added)?;

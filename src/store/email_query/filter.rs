@@ -81,6 +81,10 @@ fn push_header(sql: &mut Sql, h: &HeaderCondition) {
     sql.push(")");
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per FilterCondition property, each its SQL"
+)]
 fn push_condition(sql: &mut Sql, account_id: &str, c: &Condition) {
     let mut first = true;
     let mut and = |sql: &mut Sql| {

@@ -97,15 +97,7 @@ pub fn catch_up(
                     states_since.entry(from).or_insert(s)
                 }
             };
-            let filter: Option<Vec<String>> = row
-                .types
-                .as_deref()
-                .and_then(|t| serde_json::from_str(t).ok());
-            let wanted: BTreeMap<String, i64> = states
-                .iter()
-                .filter(|(t, _)| filter.as_ref().is_none_or(|f| f.contains(t)))
-                .map(|(t, s)| (t.clone(), *s))
-                .collect();
+            let wanted = wanted_states(states, row.types.as_deref());
             if wanted.is_empty() {
                 continue;
             }
@@ -125,27 +117,47 @@ pub fn catch_up(
         }
         update_state_changes(conn, &merged)?;
         insert_state_changes(conn, &new_rows, at)?;
-        // Every cursor of the account moves to `target` (missing ones start there): two
-        // statements for all subscriptions.
-        let params = vec![
-            SqlParam::Text(account_id.to_owned()),
-            SqlParam::Int(at / 1000),
-            SqlParam::Int(target),
-        ];
-        let advance = StaticSql::new(ADVANCE_CURSORS_SQL, params.clone());
-        let start = StaticSql::new(START_MISSING_CURSORS_SQL, params);
-        match conn {
-            AnyConnection::Sqlite(c) => {
-                advance.execute(c)?;
-                start.execute(c)?;
-            }
-            AnyConnection::Postgresql(c) => {
-                advance.execute(c)?;
-                start.execute(c)?;
-            }
-        }
+        advance_cursors(conn, account_id, at, target)?;
         Ok(touched)
     })
+}
+
+/// Of the changed types' states, those a subscription wants: its `types` (JSON, null = all).
+fn wanted_states(states: &BTreeMap<String, i64>, types: Option<&str>) -> BTreeMap<String, i64> {
+    let filter: Option<Vec<String>> = types.and_then(|t| serde_json::from_str(t).ok());
+    states
+        .iter()
+        .filter(|(t, _)| filter.as_ref().is_none_or(|f| f.contains(t)))
+        .map(|(t, s)| (t.clone(), *s))
+        .collect()
+}
+
+/// Moves every cursor of the account to `target` (missing ones start there): two statements for
+/// all subscriptions.
+fn advance_cursors(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    at: i64,
+    target: i64,
+) -> Result<(), StoreError> {
+    let params = vec![
+        SqlParam::Text(account_id.to_owned()),
+        SqlParam::Int(at / 1000),
+        SqlParam::Int(target),
+    ];
+    let advance = StaticSql::new(ADVANCE_CURSORS_SQL, params.clone());
+    let start = StaticSql::new(START_MISSING_CURSORS_SQL, params);
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            advance.execute(c)?;
+            start.execute(c)?;
+        }
+        AnyConnection::Postgresql(c) => {
+            advance.execute(c)?;
+            start.execute(c)?;
+        }
+    }
+    Ok(())
 }
 
 /// The subscriptions a catch-up of account `$1` concerns (verified, unexpired at `$2`, owner may

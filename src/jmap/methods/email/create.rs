@@ -324,6 +324,10 @@ fn add_header_property<'x>(
     }
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per Email property (RFC 8621 §4.1), each a line or a call"
+)]
 fn build(
     props: &Map<String, Value>,
     created: &HashMap<String, String>,

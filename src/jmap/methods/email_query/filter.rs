@@ -249,6 +249,10 @@ pub(super) fn invalid(msg: impl Into<String>) -> MethodError {
     MethodError::InvalidArguments(msg.into())
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per FilterCondition property (RFC 8621 §4.4.1)"
+)]
 fn parse_filter(v: &Value, depth: usize, budget: &mut FilterBudget) -> Result<Filter, MethodError> {
     let limits = budget.limits;
     if depth > limits.max_filter_depth {

@@ -14,6 +14,10 @@ use std::collections::HashMap;
 
 /// Reads a create's or an updated record's client-settable properties into `m`.
 /// `original` is the record before the patch (`None` on create), for server-set checks (SET-16).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per Mailbox property (RFC 8621 §2.1)"
+)]
 fn read_properties(
     m: &mut Mailbox,
     props: &Map<String, Value>,

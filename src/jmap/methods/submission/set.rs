@@ -53,18 +53,6 @@ impl From<MethodError> for CreateFailure {
 }
 
 /// Checks one create and resolves what it sends: the record and what it queues.
-fn prepare<C: SubmissionStore + EmailStore>(
-    ctx: &mut C,
-    cx: &CreateContext<'_>,
-    props: &Map<String, Value>,
-) -> Result<Result<(Submission, Queued), SetError>, MethodError> {
-    match prepare_create(ctx, cx, props) {
-        Ok(prepared) => Ok(Ok(prepared)),
-        Err(CreateFailure::Refused(e)) => Ok(Err(e)),
-        Err(CreateFailure::Failed(e)) => Err(e),
-    }
-}
-
 fn prepare_create<C: SubmissionStore + EmailStore>(
     ctx: &mut C,
     cx: &CreateContext<'_>,
@@ -87,23 +75,7 @@ fn prepare_create<C: SubmissionStore + EmailStore>(
         .parse(&raw)
         .ok_or_else(|| SetError::new(SetErrorType::InvalidEmail, "the message cannot be parsed"))?;
     let allowed = |e: &str| may_send_from(cx.own_email, e) && may_send_from(&identity.email, e);
-    // SUB-07: the From header must match the identity.
-    let from = addresses(parsed.from());
-    if from.is_empty() {
-        return Err(SetError::new(
-            SetErrorType::InvalidEmail,
-            "the message has no From address",
-        )
-        .with("properties", json!(["from"]))
-        .into());
-    }
-    if let Some(bad) = from.iter().find(|f| !allowed(f)) {
-        return Err(SetError::new(
-            SetErrorType::ForbiddenFrom,
-            format!("identity {} may not send as {bad:?}", identity.email),
-        )
-        .into());
-    }
+    let from = checked_from(&parsed, identity, &allowed)?;
     let route = match props.get("envelope") {
         Some(v) if !v.is_null() => given_route(v, cx, &allowed)?,
         // SUB-03: from the Email.
@@ -158,6 +130,29 @@ fn prepare_create<C: SubmissionStore + EmailStore>(
             send_at_ms: route.send_at.saturating_mul(1000),
         },
     ))
+}
+
+/// The message's From addresses, each one the identity may send as (SUB-07).
+fn checked_from(
+    parsed: &mail_parser::Message<'_>,
+    identity: &Identity,
+    allowed: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>, SetError> {
+    let from = addresses(parsed.from());
+    if from.is_empty() {
+        return Err(SetError::new(
+            SetErrorType::InvalidEmail,
+            "the message has no From address",
+        )
+        .with("properties", json!(["from"])));
+    }
+    if let Some(bad) = from.iter().find(|f| !allowed(f)) {
+        return Err(SetError::new(
+            SetErrorType::ForbiddenFrom,
+            format!("identity {} may not send as {bad:?}", identity.email),
+        ));
+    }
+    Ok(from)
 }
 
 /// Only `identityId`, `emailId`, `envelope` and a pending `undoStatus` may be given (SUB-05).
@@ -296,9 +291,7 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     let default = default_for(call);
     let identities = ctx.identity_snapshot(&account_id, &default)?.identities;
     let (state, existing) = ctx.submission_list(&account_id)?;
-    if let Some(expected) = &req.if_in_state
-        && *expected != state
-    {
+    if req.if_in_state.as_ref().is_some_and(|want| *want != state) {
         return Err(MethodError::StateMismatch);
     }
     let cx = CreateContext {
@@ -315,14 +308,16 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     let mut queued: Vec<(Submission, Queued)> = Vec::new();
     let mut created_keys: Vec<String> = Vec::new();
     for (cid, props) in &req.create {
-        match prepare(ctx, &cx, props)? {
+        match prepare_create(ctx, &cx, props) {
             Ok(q) => {
                 created_keys.push(cid.clone());
                 queued.push(q);
             }
-            Err(e) => response.create_failed(cid, e),
+            Err(CreateFailure::Refused(e)) => response.create_failed(cid, e),
+            Err(CreateFailure::Failed(e)) => return Err(e),
         }
     }
+    // Submission id or `#creationId` → its email, for onSuccess…Email.
     let mut key_of: HashMap<String, String> = HashMap::new();
     for (cid, (submission, _)) in created_keys.iter().zip(&queued) {
         let envelope_given = req
@@ -336,15 +331,45 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
         key_of.insert(format!("#{cid}"), submission.email_id.clone());
         key_of.insert(submission.id.clone(), submission.email_id.clone());
     }
-    let new_ones: Vec<&Submission> = queued.iter().map(|(s, _)| s).collect();
+    let all: Vec<&Submission> = existing
+        .iter()
+        .chain(queued.iter().map(|(s, _)| s))
+        .collect();
+    let find = |key: &str| {
+        let id = call.resolve_id(key).unwrap_or_default();
+        all.iter().copied().find(|s| s.id == id)
+    };
+    let (cancel, destroy) = plan_changes(&req, &find, &mut response, &mut key_of);
+    let write = SubmissionWrite {
+        insert: &queued,
+        cancel: &cancel,
+        destroy: &destroy,
+    };
+    let (old_state, new_state) = commit(ctx, &account_id, state, write, &mut response)?;
+    // SUB-10: one implicit Email/set for the submissions that succeeded.
+    let succeeded = |key: &str| succeeded_email(&response, &key_of, key);
+    let email_update: Map<String, Value> = on_update
+        .iter()
+        .filter_map(|(key, patch)| Some((succeeded(key)?, patch.clone())))
+        .collect();
+    let email_destroy: Vec<String> = on_destroy.iter().filter_map(|k| succeeded(k)).collect();
+    let out = response.to_response(Some(&account_id), Some((old_state, new_state)));
+    if !email_update.is_empty() || !email_destroy.is_empty() {
+        implicit_email_set(ctx, call, email_update, email_destroy);
+    }
+    Ok(out)
+}
+
+/// Checks the updates and destroys: returns the submissions to cancel and those to destroy.
+fn plan_changes<'s>(
+    req: &standard::SetRequest,
+    find: &dyn Fn(&str) -> Option<&'s Submission>,
+    response: &mut SetResponse,
+    key_of: &mut HashMap<String, String>,
+) -> (Vec<String>, Vec<String>) {
     let mut cancel = Vec::new();
     for (key, patch) in &req.update {
-        let id = call.resolve_id(key).unwrap_or_default();
-        let Some(s) = existing
-            .iter()
-            .chain(new_ones.iter().copied())
-            .find(|s| s.id == id)
-        else {
+        let Some(s) = find(key) else {
             response.update_failed(key, SetError::not_found());
             continue;
         };
@@ -361,55 +386,39 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     }
     let mut destroy = Vec::new();
     for key in &req.destroy {
-        let id = call.resolve_id(key).unwrap_or_default();
-        match existing
-            .iter()
-            .chain(new_ones.iter().copied())
-            .find(|s| s.id == id)
-        {
-            // SUB-11: destroying the record never affects delivery.
-            Some(s) => {
-                key_of.insert(s.id.clone(), s.email_id.clone());
-                destroy.push(s.id.clone());
-                response.destroyed.push(s.id.clone());
-            }
-            None => response.destroy_failed(key, SetError::not_found()),
-        }
+        // SUB-11: destroying the record never affects delivery.
+        let Some(s) = find(key) else {
+            response.destroy_failed(key, SetError::not_found());
+            continue;
+        };
+        key_of.insert(s.id.clone(), s.email_id.clone());
+        destroy.push(s.id.clone());
+        response.destroyed.push(s.id.clone());
     }
-    let (old_state, new_state) = if queued.is_empty() && cancel.is_empty() && destroy.is_empty() {
-        (state.clone(), state)
-    } else {
-        let (old, new, too_late) = ctx.submission_write(
-            &account_id,
-            SubmissionWrite {
-                insert: &queued,
-                cancel: &cancel,
-                destroy: &destroy,
-            },
-        )?;
-        for id in too_late {
-            response.updated.remove(&id);
-            response.update_failed(
-                &id,
-                SetError::new(SetErrorType::CannotUnsend, "sending has begun"),
-            );
-        }
-        (old, new)
-    };
-    // SUB-10: one implicit Email/set for the submissions that succeeded.
-    let succeeded = |key: &str| succeeded_email(&response, &key_of, key);
-    let mut email_update = Map::new();
-    for (key, patch) in &on_update {
-        if let Some(email_id) = succeeded(key) {
-            email_update.insert(email_id, patch.clone());
-        }
+    (cancel, destroy)
+}
+
+/// Writes the creates, cancellations and destructions, if any; a cancellation that came too late
+/// (sending began) becomes `cannotUnsend`. Returns the states before and after.
+fn commit<C: SubmissionStore>(
+    ctx: &mut C,
+    account_id: &str,
+    state: String,
+    write: SubmissionWrite<'_>,
+    response: &mut SetResponse,
+) -> Result<(String, String), MethodError> {
+    if write.insert.is_empty() && write.cancel.is_empty() && write.destroy.is_empty() {
+        return Ok((state.clone(), state));
     }
-    let email_destroy: Vec<String> = on_destroy.iter().filter_map(|k| succeeded(k)).collect();
-    let out = response.to_response(Some(&account_id), Some((old_state, new_state)));
-    if !email_update.is_empty() || !email_destroy.is_empty() {
-        implicit_email_set(ctx, call, email_update, email_destroy);
+    let (old, new, too_late) = ctx.submission_write(account_id, write)?;
+    for id in too_late {
+        response.updated.remove(&id);
+        response.update_failed(
+            &id,
+            SetError::new(SetErrorType::CannotUnsend, "sending has begun"),
+        );
     }
-    Ok(out)
+    Ok((old, new))
 }
 
 /// `onSuccessUpdateEmail` and `onSuccessDestroyEmail` (RFC 8621 §7.5).
