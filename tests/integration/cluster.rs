@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::harness::push::{
     WAIT, account_id, create_mailbox, sse_open, ws_connect, ws_push_enable, ws_until_mailbox_state,
 };
-use crate::harness::{Auth, CORE, TestServer, pg};
+use crate::harness::{Auth, CORE, TestServer, eventually, pg};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use diesel::prelude::*;
 use herald::config::Config;
@@ -42,39 +42,25 @@ async fn wait_for_listeners(url: &str, n: i64) {
         n: i64,
     }
     let mut conn = diesel::PgConnection::establish(url).unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    eventually(&format!("{n} cluster buses listen"), WAIT, || {
         let rows: Vec<Count> = diesel::sql_query(
             "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
         )
         .load(&mut conn)
         .unwrap();
-        if rows[0].n >= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} of {n} cluster buses listen",
-            rows[0].n
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        std::future::ready((rows[0].n >= n).then_some(()))
+    })
+    .await;
 }
 
 /// Waits (within [`WAIT`]) until the subscription has no outbox row: nothing pending, nothing
 /// in flight (a POST holds its row until its outcome is recorded).
 async fn wait_until_outbox_empty(store: &Store, subscription_id: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        if outbox_row(store, subscription_id).is_none() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the outbox row of {subscription_id} never went away"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("the outbox row of {subscription_id} goes away");
+    eventually(&what, WAIT, || {
+        std::future::ready(outbox_row(store, subscription_id).is_none().then_some(()))
+    })
+    .await;
 }
 
 /// The subscription's outbox row: (`claimed_by`, `claimed_until`, `changed`).

@@ -4,7 +4,7 @@
 //! missing; `.ci/run` installs them.
 
 use crate::harness::pg;
-use crate::harness::{CORE, TestServer};
+use crate::harness::{CORE, TestServer, eventually};
 use herald::jmap::changes::ChangeOp;
 use herald::store::changelog;
 use herald::store::{Store, users};
@@ -36,19 +36,15 @@ async fn wait_for_listeners(url: &str, done: impl Fn(i64) -> bool, failure: &str
         n: i64,
     }
     let mut conn = diesel::PgConnection::establish(url).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    eventually(failure, std::time::Duration::from_secs(30), || {
         let rows: Vec<N> = diesel::sql_query(
             "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
         )
         .load(&mut conn)
         .unwrap();
-        if done(rows[0].n) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{failure}");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+        std::future::ready(done(rows[0].n).then_some(()))
+    })
+    .await;
 }
 
 #[actix_web::test]
@@ -72,14 +68,12 @@ async fn a_node_that_stops_gracefully_closes_its_listen_connection_and_halts_its
     handle.stop(true).await;
     node.await.unwrap().unwrap();
     // Halt has been handled; the sender's context winds down on its own thread right after.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while webhooks.connected() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the webhook sender was not halted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    eventually(
+        "the webhook sender halts",
+        std::time::Duration::from_secs(30),
+        || std::future::ready((!webhooks.connected()).then_some(())),
+    )
+    .await;
     wait_for_listeners(&url, |n| n == 0, "the cluster bus still LISTENs").await;
 }
 

@@ -1,6 +1,7 @@
 //! Shared accounts over HTTP (RFC 8620 §1.6.2, §2; RFC 8621 §1.4), set up through the real
 //! `herald account share/unshare` command line. Checklist ids in comments.
 
+use crate::harness::push::account_id;
 use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
@@ -12,19 +13,12 @@ async fn session(s: &TestServer, auth: &Auth) -> Value {
     s.get("/jmap/session", auth).await.body
 }
 
-async fn personal_account(s: &TestServer, auth: &Auth) -> String {
-    session(s, auth).await["primaryAccounts"][MAIL]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[on_both_backends]
 async fn a_shared_account_appears_in_the_other_users_session_with_mail_only() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
-    let alice_account = personal_account(&s, &alice).await;
+    let alice_account = account_id(&s, &alice).await;
     let before = session(&s, &bob).await;
     assert!(before["accounts"].get(&alice_account).is_none());
 
@@ -55,7 +49,7 @@ async fn a_writable_share_lets_the_other_user_read_and_change_mailboxes() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
-    let account = personal_account(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     assert!(s.cli(&["account", "share", "alice", "--with", "bob"]).0);
 
     let r = s
@@ -91,7 +85,7 @@ async fn a_read_only_share_allows_reads_and_refuses_writes_with_account_read_onl
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
-    let account = personal_account(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     let (ok, out) = s.cli(&["account", "share", "alice", "--with", "bob", "--read-only"]);
     assert!(ok, "{out}");
     let shared = &session(&s, &bob).await["accounts"][&account];
@@ -141,7 +135,7 @@ async fn unsharing_takes_effect_on_the_next_request() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
-    let account = personal_account(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     assert!(s.cli(&["account", "share", "alice", "--with", "bob"]).0);
     let get = json!([["Mailbox/get", {"accountId": account, "ids": null}, "0"]]);
     let r = s.call(&bob, &[CORE, MAIL], get.clone()).await;
@@ -179,7 +173,7 @@ async fn methods_of_owner_only_capabilities_are_not_supported_in_a_shared_accoun
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
-    let account = personal_account(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     assert!(s.cli(&["account", "share", "alice", "--with", "bob"]).0);
     let r = s
         .call(
@@ -206,7 +200,7 @@ async fn is_subscribed_is_kept_per_user_and_starts_false_in_a_shared_account() {
     let bob = s.add_user("bob", "pw");
     let (ok, out) = s.cli(&["account", "share", "alice", "--with", "bob"]);
     assert!(ok, "{out}");
-    let account = personal_account(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     let mail = "urn:ietf:params:jmap:mail";
     let get = |who: Auth| {
         let account = account.clone();
