@@ -14,6 +14,7 @@ mod jmap;
 mod lmtp;
 mod push;
 mod sequential;
+mod spread;
 mod stats;
 mod submit;
 mod webhook;
@@ -318,7 +319,7 @@ fn main() {
                 .into_iter()
                 .chain(cli.allow_remote.then(|| "--allow-remote".to_owned()))
                 .collect::<Vec<_>>();
-                push::run_spread(run, processes, &worker_args)
+                spread::run_spread(run, processes, &worker_args)
             } else {
                 push::run(run)
             }
@@ -328,7 +329,7 @@ fn main() {
             offset,
             source,
             transport,
-        } => push::run_worker(push::PushRun {
+        } => spread::run_worker(push::PushRun {
             pid: None,
             source: Some(source),
             offset,

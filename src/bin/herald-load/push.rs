@@ -3,9 +3,7 @@
 //! matched to the response of the mutation that produced that state.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,8 +49,8 @@ pub struct Shared {
     pub arrivals: Mutex<Vec<Arrival>>,
     /// Notified after each StateChange's arrivals are recorded (`push --sequential` waits on it).
     pub arrived: Condvar,
-    opened: Mutex<usize>,
-    failed: Mutex<Vec<String>>,
+    pub opened: Mutex<usize>,
+    pub failed: Mutex<Vec<String>>,
 }
 
 /// A client for one push connection, bound to `source` when given.
@@ -210,7 +208,7 @@ pub struct PushRun {
 }
 
 /// Opens the connections on `threads` runtimes; returns the shared sink and the open time.
-fn open_all(run: &PushRun, sessions: &[Session], shared: &Arc<Shared>) -> Duration {
+pub fn open_all(run: &PushRun, sessions: &[Session], shared: &Arc<Shared>) -> Duration {
     let started = Instant::now();
     for t in 0..run.threads.max(1) {
         let mine: Vec<usize> = (run.offset..run.offset + run.connections)
@@ -525,92 +523,19 @@ pub fn wait_for_finals(
     }
 }
 
-/// `connections` spread over `processes` worker processes, each opening its share from its own
-/// source address (127.0.0.2, 127.0.0.3, …), so that neither this tool's per-process file limit
-/// nor one source address's ephemeral ports cap how many connections the server is offered.
-pub fn run_spread(run: PushRun, processes: usize, worker_args: &[String]) -> Report {
-    // Log every user in first, as `run` does, so that what logging in costs the server (its
-    // password checks) is not counted per connection.
-    sessions_at(&run.base, &run.users);
-    let rss_before = rss_kib(run.pid);
-    let started = Instant::now();
-    let exe = std::env::current_exe().expect("own executable");
-    let mut workers = Vec::new();
-    let share = run.connections.div_ceil(processes);
-    for k in 0..processes {
-        let offset = k * share;
-        let count = share.min(run.connections.saturating_sub(offset));
-        if count == 0 {
-            break;
-        }
-        let mut child = Command::new(&exe)
-            .args(worker_args)
-            .args([
-                "connections-worker",
-                "--connections",
-                &count.to_string(),
-                "--offset",
-                &offset.to_string(),
-                "--source",
-                &format!("127.0.0.{}", k + 2),
-                "--transport",
-                &format!("{:?}", run.transport).to_lowercase(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start a worker process");
-        let stdout = BufReader::new(child.stdout.take().expect("worker stdout"));
-        workers.push((child, stdout));
-    }
-    // Each worker prints one line, `opened failed first-failure`, once its share is open.
-    let (mut opened, mut failed, mut first_failure) = (0usize, 0usize, None::<String>);
-    for (_, stdout) in &mut workers {
-        let mut line = String::new();
-        let _ = stdout.read_line(&mut line);
-        let mut parts = line.trim_end().splitn(3, ' ');
-        opened += parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-        failed += parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-        if let Some(f) = parts.next().filter(|f| !f.is_empty()) {
-            first_failure.get_or_insert_with(|| f.to_owned());
-        }
-    }
-    let open_time = started.elapsed();
-    let rss_open = rss_kib(run.pid);
-    // Closing a worker's stdin tells it to exit.
-    for (mut child, mut stdout) in workers {
-        drop(child.stdin.take());
-        let _ = stdout.read_to_end(&mut Vec::new());
-        let _ = child.wait();
-    }
-    let opened = Opened {
-        opened,
-        failed,
-        first_failure,
-        time: open_time,
-        rss_before,
-        rss_open,
-    };
-    opening_report(
-        Report::new("connections").field("processes", processes),
-        &run,
-        opened,
-    )
-}
-
 /// How opening the connections went.
-struct Opened {
-    opened: usize,
-    failed: usize,
-    first_failure: Option<String>,
-    time: Duration,
+pub struct Opened {
+    pub opened: usize,
+    pub failed: usize,
+    pub first_failure: Option<String>,
+    pub time: Duration,
     /// Server RSS before and after, when its pid is known.
-    rss_before: Option<u64>,
-    rss_open: Option<u64>,
+    pub rss_before: Option<u64>,
+    pub rss_open: Option<u64>,
 }
 
 /// Adds what opening the connections took to `report`: counts, time and server memory.
-fn opening_report(mut report: Report, run: &PushRun, o: Opened) -> Report {
+pub fn opening_report(mut report: Report, run: &PushRun, o: Opened) -> Report {
     report = report
         .field("transport", format!("{:?}", run.transport))
         .field("connections_asked", run.connections)
@@ -633,24 +558,4 @@ fn opening_report(mut report: Report, run: &PushRun, o: Opened) -> Report {
         }
     }
     report
-}
-
-/// A worker process of [`run_spread`]: opens its share, reports, and holds the connections until
-/// its standard input closes.
-pub fn run_worker(run: PushRun) -> ! {
-    let sessions = sessions_at(&run.base, &run.users);
-    let shared = Arc::new(Shared::default());
-    open_all(&run, &sessions, &shared);
-    let opened = *shared.opened.lock().unwrap();
-    let failed = shared.failed.lock().unwrap();
-    let first = failed
-        .first()
-        .cloned()
-        .unwrap_or_default()
-        .replace('\n', " ");
-    println!("{opened} {} {first}", failed.len());
-    drop(failed);
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
-    std::process::exit(0);
 }

@@ -1,8 +1,11 @@
 //! A new email in the store: the message parsed once, its thread found (THR-03), and every row
 //! Email/query, Email/get and threading read written in the one write.
 
-use super::missing_mailboxes;
-use super::{insert_keyword, insert_membership, is_unread};
+use std::collections::BTreeSet;
+
+use diesel::prelude::*;
+
+use super::{insert_keyword, insert_membership, is_unread, missing_mailboxes};
 use crate::jmap::methods::email::{
     CreatedEmail, DATA_TYPE, DELIVERY_TYPE, NewEmail, Source, THREAD_TYPE,
 };
@@ -12,8 +15,6 @@ use crate::mail;
 use crate::store::changelog::{ChangeOp, WriteTxn};
 use crate::store::schema::{email_message_ids, emails};
 use crate::store::{AnyConnection, StoreError, blobs, mailbox_counts, new_id, now};
-use diesel::prelude::*;
-use std::collections::BTreeSet;
 
 /// The latest `Received:` time of a message (EIMP-01 default for receivedAt).
 fn latest_received(email: &mail::Email) -> Option<i64> {

@@ -1,11 +1,13 @@
 //! Reading emails and threads: metadata with the stored list-view summaries, and thread lists.
 
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
 use crate::jmap::methods::email::EmailMeta;
 use crate::mail;
 use crate::store::schema::{email_keywords, email_mailboxes, emails};
 use crate::store::{AnyConnection, StoreError};
-use diesel::prelude::*;
-use std::collections::HashMap;
 
 /// The columns of a [`mail::StoredSummary`]: `summary`, `sent_at`, `has_attachment`, `preview`.
 type SummaryColumns = (Option<String>, Option<i64>, bool, String);

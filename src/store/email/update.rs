@@ -1,8 +1,11 @@
 //! Changing an email's mailboxes and keywords, and destroying it, with the counts and changes that
 //! follow.
 
-use super::missing_mailboxes;
-use super::{insert_keyword, insert_membership, is_unread};
+use std::collections::BTreeSet;
+
+use diesel::prelude::*;
+
+use super::{insert_keyword, insert_membership, is_unread, missing_mailboxes};
 use crate::jmap::methods::email::{DATA_TYPE, SetEdit, THREAD_TYPE};
 use crate::jmap::methods::mailbox::DATA_TYPE as MAILBOX_TYPE;
 use crate::jmap::standard::{SetError, SetErrorType};
@@ -12,8 +15,6 @@ use crate::store::schema::{
     email_keywords, email_mailboxes, email_message_ids, email_search, emails,
 };
 use crate::store::{AnyConnection, StoreError, blobs, mailbox_counts};
-use diesel::prelude::*;
-use std::collections::BTreeSet;
 
 fn mailboxes_of(
     conn: &mut AnyConnection,

@@ -1,14 +1,16 @@
 //! Email/get (RFC 8621 §4.2) and Thread/get (§3.1); Email and Thread as data types for the
 //! standard `/changes`.
 
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
 use super::{DATA_TYPE, EmailMeta, EmailStore, THREAD_PROPERTIES, THREAD_TYPE};
 use crate::jmap::args::Id;
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::jmap::standard::{self, DataType};
 use crate::mail::{self, EmailProperty, FetchOptions, PropertySelection};
-use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 
 /// Email/get's body arguments (shared with Email/parse, EML-12, EML-13), with `id` always
 /// selected (RFC 8620 §5.1).

@@ -1,5 +1,9 @@
 //! Email/import (RFC 8621 §4.8): stored blobs become emails.
 
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::{Map, Value};
+
 use super::{
     EmailOp, EmailStore, NewEmail, OpResult, Source, new_email_id, parse_utc_date, read_keywords,
     read_mailbox_ids, resolve,
@@ -8,8 +12,6 @@ use crate::jmap::args::Id;
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::jmap::standard::SetError;
-use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap};
 
 const IMPORT_PROPERTIES: &[&str] = &["blobId", "mailboxIds", "keywords", "receivedAt"];
 

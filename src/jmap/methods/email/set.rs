@@ -1,11 +1,13 @@
 //! Email/set (RFC 8621 §4.6): creates, keyword and mailbox updates, destroys.
 
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
 use super::{EmailOp, EmailStore, OpResult, read_update, resolve};
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::jmap::standard::{self, SetError, SetResponse};
-use serde_json::{Map, Value};
-use std::collections::HashMap;
 
 /// `Email/set` (RFC 8621 §4.6, ESET-01..06).
 pub fn set<C: EmailStore>(

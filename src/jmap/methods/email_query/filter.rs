@@ -1,10 +1,11 @@
 //! The parsed Email/query filter (EQ-02, EQ-03, QRY-02) and its text-search terms (EQ-05).
 
+use serde_json::Value;
+
 use crate::config::limits::QueryLimits;
 use crate::jmap::args::Id;
 use crate::jmap::error::MethodError;
 use crate::mail::search::SearchTerm;
-use serde_json::Value;
 
 /// The terms of a text condition: every term must match (EQ-05). Unquoted words match as word
 /// prefixes, quoted phrases as whole words in sequence, both case- and diacritic-insensitively

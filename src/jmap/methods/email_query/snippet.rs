@@ -1,13 +1,15 @@
 //! SearchSnippet/get (RFC 8621 §5): subject and preview with the matches marked.
 
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
 use super::filter::Filter;
 use super::{EmailQueryStore, SNIPPET_PREVIEW_OCTETS, SnippetSource};
 use crate::jmap::args::Id;
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::mail::search::{self, SearchTerm};
-use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 
 /// Escapes `&`, `<` and `>` (SNIP-03).
 fn escape_into(out: &mut String, text: &str) {

@@ -1,10 +1,11 @@
 //! The Email/query sort (EQ-06, QRY-03).
 
+use serde_json::Value;
+
 use super::filter::{invalid, parse_keyword};
 use crate::config::limits::QueryLimits;
 use crate::jmap::error::MethodError;
 use crate::jmap::standard::Comparator;
-use serde_json::Value;
 
 /// What an Email sort comparator compares.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,12 +1,14 @@
 //! Mailbox/query and Mailbox/queryChanges (RFC 8621 §2.3): the filter, the sort and the trees
 //! (`sortAsTree`, `filterAsTree`) over the account's mailboxes, loaded whole.
 
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
 use super::{MAX_DEPTH, Mailbox, MailboxSnapshot, MailboxStore};
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::jmap::standard::{self, Comparator, Queried};
-use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
 
 fn matches(filter: &Value, m: &Mailbox) -> Result<bool, MethodError> {
     standard::filter_matches(filter, &|f| condition_matches(f, m))

@@ -1,6 +1,10 @@
 //! Mailbox/set (RFC 8621 §2.5): the changes are planned against a snapshot taken inside the
 //! write transaction ([`plan_set`]) and applied in that same transaction.
 
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
 use super::{
     MAX_DEPTH, MAX_NAME_OCTETS, Mailbox, MailboxCounts, MailboxOp, MailboxSnapshot, MailboxStore,
     ROLES, SERVER_SET, Viewer, read_only, to_json,
@@ -9,8 +13,6 @@ use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::jmap::patch::apply_patch;
 use crate::jmap::standard::{self, SetError, SetErrorType, SetResponse};
-use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 
 /// Reads a create's or an updated record's client-settable properties into `m`.
 /// `original` is the record before the patch (`None` on create), for server-set checks (SET-16).

@@ -1,6 +1,8 @@
 //! PushSubscription/set (RFC 8620 §7.2.2): what a client may create and change, checked against
 //! the webhook policy (target addresses, expiry, per-user caps, creation rate).
 
+use serde_json::{Map, Value, json};
+
 use super::keys::UaKeys;
 use super::{
     KNOWN_TYPES, NewSubscription, PushSubscriptionStore, Subscription, SubscriptionChange,
@@ -10,7 +12,6 @@ use crate::jmap::args::Id;
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::jmap::standard::{SetError, SetErrorType, SetResponse};
-use serde_json::{Map, Value, json};
 
 /// Clamps a requested `expires` to the policy (PSUB-08: the server may shorten it).
 fn effective_expires(
