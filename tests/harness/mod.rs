@@ -11,6 +11,7 @@ pub mod postfix;
 pub mod push;
 pub mod smtp_sink;
 pub mod tools;
+pub mod webhook_sink;
 
 /// `#[on_both_backends]`: the test runs as `name::on_sqlite` and `name::on_postgresql`.
 pub use herald_test_macros::on_both_backends;

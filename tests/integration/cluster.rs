@@ -4,15 +4,13 @@
 //! runs out. Skipped, with a clear line, where PostgreSQL binaries are missing.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
 
 use crate::harness::push::{
     WAIT, account_id, create_mailbox, sse_open, ws_connect, ws_push_enable, ws_until_mailbox_state,
 };
-use crate::harness::{Auth, CORE, TestServer, eventually, pg};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use crate::harness::webhook_sink::{WebhookSink, subscribe_verified};
+use crate::harness::{TestServer, eventually, pg};
 use diesel::prelude::*;
 use herald::config::Config;
 use herald::jmap::methods::push_subscription::NewSubscription;
@@ -20,7 +18,7 @@ use herald::store::push_subscription::{self as subscriptions, now_ms};
 use herald::store::schema::push_deliveries;
 use herald::store::webhook_outbox as outbox;
 use herald::store::{Store, users};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A node of the cluster on `url`, allowed to push to a sink on 127.0.0.1.
 fn node(url: &str, lease_secs: u64) -> impl FnOnce(&mut Config) + '_ {
@@ -81,111 +79,6 @@ fn outbox_row(
         .unwrap()
 }
 
-#[derive(Clone)]
-struct SinkState {
-    tx: tokio::sync::mpsc::UnboundedSender<Value>,
-    /// Hold the next request open without answering (a push service that hangs).
-    hang_next: Arc<AtomicBool>,
-}
-
-/// A webhook receiver on 127.0.0.1 that records every JSON body and answers 201.
-struct Sink {
-    base: String,
-    rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
-    hang_next: Arc<AtomicBool>,
-    handle: actix_web::dev::ServerHandle,
-}
-
-async fn receive(_: HttpRequest, body: web::Bytes, state: web::Data<SinkState>) -> HttpResponse {
-    let _ = state
-        .tx
-        .send(serde_json::from_slice(&body).expect("a JSON push"));
-    if state.hang_next.swap(false, Ordering::SeqCst) {
-        // Longer than any test waits; the sender gives up (or dies) first.
-        tokio::time::sleep(Duration::from_secs(120)).await;
-        return HttpResponse::ServiceUnavailable().finish();
-    }
-    HttpResponse::Created().finish()
-}
-
-impl Sink {
-    async fn start() -> Sink {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let hang_next = Arc::new(AtomicBool::new(false));
-        let data = web::Data::new(SinkState {
-            tx,
-            hang_next: hang_next.clone(),
-        });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(receive))
-        })
-        .workers(1)
-        .shutdown_timeout(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
-        Sink {
-            base,
-            rx,
-            hang_next,
-            handle,
-        }
-    }
-
-    /// The next body received, within [`WAIT`].
-    async fn next(&mut self) -> Value {
-        tokio::time::timeout(WAIT, self.rx.recv())
-            .await
-            .expect("the sink received nothing in time")
-            .expect("sink open")
-    }
-
-    async fn stop(self) {
-        self.handle.stop(false).await;
-    }
-}
-
-async fn push_set(s: &TestServer, auth: &Auth, args: Value) -> Value {
-    let r = s
-        .call(auth, &[CORE], json!([["PushSubscription/set", args, "0"]]))
-        .await;
-    assert_eq!(r[0][0], "PushSubscription/set", "{r:?}");
-    r[0][1].clone()
-}
-
-/// Creates a PushSubscription to the sink through `s`, answers its PushVerification (PSUB-05)
-/// and returns its id.
-async fn subscribe_verified(s: &TestServer, auth: &Auth, sink: &mut Sink) -> String {
-    let r = push_set(
-        s,
-        auth,
-        json!({"create": {"new": {"deviceClientId": "dev", "url": format!("{}/push", sink.base)}}}),
-    )
-    .await;
-    let id = r["created"]["new"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("not created: {r}"))
-        .to_owned();
-    let v = sink.next().await;
-    assert_eq!(v["@type"], "PushVerification", "{v}");
-    assert_eq!(v["pushSubscriptionId"], id);
-    let code = v["verificationCode"].as_str().unwrap();
-    let r = push_set(
-        s,
-        auth,
-        json!({"update": {&id: {"verificationCode": code}}}),
-    )
-    .await;
-    assert!(r["updated"].get(&id).is_some(), "{r}");
-    id
-}
-
 #[actix_web::test]
 async fn clients_on_either_node_hear_writes_through_either_node_and_a_webhook_gets_each_change_once()
  {
@@ -213,8 +106,8 @@ async fn clients_on_either_node_hear_writes_through_either_node_and_a_webhook_ge
     .await;
     sse.ready().await;
     // A webhook (RFC 8620 §7.2), created and verified through node A.
-    let mut sink = Sink::start().await;
-    let subscription = subscribe_verified(&a, &alice, &mut sink).await;
+    let mut sink = WebhookSink::start().await;
+    let subscription = subscribe_verified(&a, &alice, &mut sink, "/push").await;
 
     // A write through node B, then one through node A: both clients hear both.
     let through_b = create_mailbox(&b, &alice, &account, "Through B").await;
@@ -229,7 +122,7 @@ async fn clients_on_either_node_hear_writes_through_either_node_and_a_webhook_ge
     // sender may merge the two changes into one POST, never split or repeat them).
     let mut deliveries = Vec::new();
     loop {
-        let d = sink.next().await;
+        let d = sink.next_json().await;
         assert_eq!(d["@type"], "StateChange", "{d}");
         let last = d["changed"][&account]["Mailbox"] == through_a.as_str();
         deliveries.push(d);
@@ -239,7 +132,7 @@ async fn clients_on_either_node_hear_writes_through_either_node_and_a_webhook_ge
     }
     // Nothing pending or in flight any more on either node, so anything else sent is in the sink.
     wait_until_outbox_empty(&a.store, &subscription).await;
-    while let Ok(d) = sink.rx.try_recv() {
+    while let Some(d) = sink.try_next().map(|r| r.json()) {
         deliveries.push(d);
     }
     assert!(
@@ -281,13 +174,13 @@ async fn a_node_killed_mid_delivery_leaves_its_claim_to_another_node_once_the_le
     wait_for_listeners(&url, 1).await;
     let alice = a.add_user("alice", "pw");
     let account = account_id(&a, &alice).await;
-    let mut sink = Sink::start().await;
-    let subscription = subscribe_verified(&a, &alice, &mut sink).await;
+    let mut sink = WebhookSink::start().await;
+    let subscription = subscribe_verified(&a, &alice, &mut sink, "/push").await;
 
     // Node A claims the StateChange and POSTs it; the push service does not answer.
-    sink.hang_next.store(true, Ordering::SeqCst);
+    sink.hang_next();
     let first = create_mailbox(&a, &alice, &account, "First").await;
-    let hung = sink.next().await;
+    let hung = sink.next_json().await;
     assert_eq!(
         hung["changed"][&account]["Mailbox"],
         first.as_str(),
@@ -305,7 +198,7 @@ async fn a_node_killed_mid_delivery_leaves_its_claim_to_another_node_once_the_le
 
     // A dies mid-POST: its claim is never settled. B sends the newest state, after the lease.
     a.stop().await;
-    let d = sink.next().await;
+    let d = sink.next_json().await;
     let received_at = now_ms();
     assert_eq!(d["@type"], "StateChange", "{d}");
     assert_eq!(d["changed"][&account]["Mailbox"], second.as_str(), "{d}");
@@ -315,7 +208,7 @@ async fn a_node_killed_mid_delivery_leaves_its_claim_to_another_node_once_the_le
         lease_end - received_at
     );
     wait_until_outbox_empty(&b.store, &subscription).await;
-    assert!(sink.rx.try_recv().is_err(), "nothing else was sent");
+    assert!(sink.try_next().is_none(), "nothing else was sent");
 
     sink.stop().await;
     b.stop().await;

@@ -1,5 +1,6 @@
 //! Email and Thread over HTTP (RFC 8621 §3, §4). Checklist ids in comments.
 
+use crate::harness::push::account_id;
 use std::collections::HashMap;
 
 use crate::harness;
@@ -21,11 +22,7 @@ struct Setup {
 async fn setup() -> Setup {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
-    let session = s.get("/jmap/session", &alice).await.body;
-    let account = session["primaryAccounts"][MAIL]
-        .as_str()
-        .expect("mail primary account")
-        .to_owned();
+    let account = account_id(&s, &alice).await;
     let user_id = {
         let mut conn = s.store.conn().unwrap();
         users::find_by_name(&mut conn, "alice").unwrap().unwrap().id

@@ -1,6 +1,7 @@
 //! Email/query, Email/queryChanges and SearchSnippet/get over HTTP (RFC 8621 §4.4, §4.5, §5).
 //! Checklist ids in comments.
 
+use crate::harness::push::account_id;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::harness::{Auth, CORE, TestServer, on_both_backends};
@@ -81,11 +82,7 @@ impl Fixture {
     pub(super) async fn empty() -> Fixture {
         let s = TestServer::start().await;
         let alice = s.add_user("alice", "pw");
-        let session = s.get("/jmap/session", &alice).await.body;
-        let account = session["primaryAccounts"][MAIL]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let account = account_id(&s, &alice).await;
         let r = s
             .call(
                 &alice,

@@ -2,6 +2,7 @@
 //! properties, §4.1.4 hasAttachment/preview) with exactly the values of the parsing path, and
 //! never reads the message for them; emails stored without a summary get one computed and kept.
 
+use crate::harness::push::account_id;
 use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use diesel::RunQueryDsl;
 use herald::store::{AnyConnection, blobs, users};
@@ -83,11 +84,7 @@ struct Setup {
 
 async fn setup_on(s: TestServer) -> Setup {
     let alice = s.add_user("alice", "pw");
-    let session = s.get("/jmap/session", &alice).await.body;
-    let account = session["primaryAccounts"][MAIL]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let account = account_id(&s, &alice).await;
     let user_id = {
         let mut conn = s.store.conn().unwrap();
         users::find_by_name(&mut conn, "alice").unwrap().unwrap().id

@@ -1,5 +1,6 @@
 //! Identity (RFC 8621 §6) and VacationResponse (RFC 8621 §8) over HTTP. Checklist ids in comments.
 
+use crate::harness::push::account_id;
 use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
@@ -9,11 +10,7 @@ const VACATION: &str = "urn:ietf:params:jmap:vacationresponse";
 
 async fn setup_with(s: TestServer, user: &str) -> (TestServer, Auth, String) {
     let auth = s.add_user(user, "pw");
-    let session = s.get("/jmap/session", &auth).await.body;
-    let account = session["primaryAccounts"][SUBMISSION]
-        .as_str()
-        .expect("submission primary account")
-        .to_owned();
+    let account = account_id(&s, &auth).await;
     (s, auth, account)
 }
 

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::harness::webhook_sink::WebhookSink;
 use crate::harness::{TestServer, on_both_backends};
 use futures_util::StreamExt;
 use jmap_client::DataType;
@@ -207,59 +208,19 @@ async fn the_jmap_client_crate_runs_requests_and_receives_pushes_over_websocket(
     .expect("a Response and a StateChange within the wait");
 }
 
-async fn next(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
-) -> serde_json::Value {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("a webhook POST in time")
-        .expect("sink open")
-}
-
-/// A webhook receiver on loopback: hands every JSON body it is sent to the test.
-async fn sink() -> (
-    String,
-    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
-) {
-    use actix_web::{App, HttpResponse, HttpServer, web};
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/push", listener.local_addr().unwrap());
-    let tx = web::Data::new(tx);
-    let server = HttpServer::new(move || {
-        App::new().app_data(tx.clone()).route(
-            "/push",
-            web::post().to(
-                |tx: web::Data<tokio::sync::mpsc::UnboundedSender<serde_json::Value>>,
-                 body: web::Bytes| async move {
-                    if let Ok(v) = serde_json::from_slice(&body) {
-                        let _ = tx.send(v);
-                    }
-                    HttpResponse::Created().finish()
-                },
-            ),
-        )
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    (url, rx)
-}
-
 #[on_both_backends]
 async fn the_jmap_client_crate_subscribes_a_webhook_verifies_it_and_it_receives_a_state_change() {
     let s = TestServer::start_with(|c| c.push.allow_private_targets = true).await;
     s.add_user("alice", "pw");
     let client = connect(&s, "alice", "pw").await;
-    let (url, mut received) = sink().await;
+    let mut sink = WebhookSink::start().await;
+    let url = sink.url("/push");
     let subscription = client
         .push_subscription_create("interop-device", url, None)
         .await
         .expect("PushSubscription/set create");
     let id = subscription.id().expect("an id").to_owned();
-    let verification = next(&mut received).await;
+    let verification = sink.next_json().await;
     assert_eq!(verification["@type"], "PushVerification"); // PSUB-05
     assert_eq!(verification["pushSubscriptionId"], id.as_str());
     let code = verification["verificationCode"]
@@ -284,7 +245,7 @@ async fn the_jmap_client_crate_subscribes_a_webhook_verifies_it_and_it_receives_
         .to_owned();
     let account = client.default_account_id().to_owned();
     loop {
-        let v = next(&mut received).await;
+        let v = sink.next_json().await;
         assert_eq!(v["@type"], "StateChange", "{v}");
         if v["changed"][&account]["Mailbox"] == expected.as_str() {
             break;

@@ -1,5 +1,6 @@
 //! Mailbox over HTTP (RFC 8621 §2). Checklist ids in comments.
 
+use crate::harness::push::account_id;
 use crate::harness::{Auth, CORE, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
@@ -8,11 +9,7 @@ const MAIL: &str = "urn:ietf:params:jmap:mail";
 async fn setup() -> (TestServer, Auth, String) {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
-    let session = s.get("/jmap/session", &alice).await.body;
-    let account = session["primaryAccounts"][MAIL]
-        .as_str()
-        .expect("mail primary account")
-        .to_owned();
+    let account = account_id(&s, &alice).await;
     (s, alice, account)
 }
 

@@ -2,138 +2,21 @@
 //! node, and a webhook sink on 127.0.0.1 that records what it receives and answers the statuses a
 //! test chooses. Checklist ids in comments.
 
-use std::collections::VecDeque;
 use std::io::BufRead;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::harness;
+use crate::harness::push::account_id;
+use crate::harness::webhook_sink::{
+    Received, WebhookSink, create, push_set, subscribe_verified, verify,
+};
 use crate::harness::{Auth, CORE, TestServer, on_both_backends};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use herald::config::Config;
 use serde_json::{Value, json};
 
 const MAIL: &str = "urn:ietf:params:jmap:mail";
 /// How long a test waits for a push before failing.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// One request the sink received.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    /// The status the sink answered.
-    status: u16,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-#[derive(Clone)]
-struct SinkState {
-    tx: tokio::sync::mpsc::UnboundedSender<Received>,
-    /// Statuses for the next requests, in order; then `default_status`.
-    script: Arc<Mutex<VecDeque<u16>>>,
-    default_status: Arc<AtomicU16>,
-}
-
-/// A webhook receiver (a push service stand-in) on 127.0.0.1.
-struct Sink {
-    base: String,
-    rx: tokio::sync::mpsc::UnboundedReceiver<Received>,
-    state: SinkState,
-    handle: actix_web::dev::ServerHandle,
-}
-
-async fn record(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>) -> HttpResponse {
-    let status = state
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or_else(|| state.default_status.load(Ordering::SeqCst));
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    let _ = state.tx.send(Received {
-        path: req.path().to_owned(),
-        headers,
-        body: body.to_vec(),
-        status,
-    });
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
-}
-
-impl Sink {
-    async fn start() -> Sink {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let state = SinkState {
-            tx,
-            script: Arc::default(),
-            default_status: Arc::new(AtomicU16::new(201)),
-        };
-        let data = web::Data::new(state.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(record))
-        })
-        .workers(1)
-        .shutdown_timeout(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
-        Sink {
-            base: format!("http://{addr}"),
-            rx,
-            state,
-            handle,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Answer `statuses` to the next requests, in order.
-    fn script(&self, statuses: &[u16]) {
-        self.state.script.lock().unwrap().extend(statuses);
-    }
-
-    fn answer_by_default(&self, status: u16) {
-        self.state.default_status.store(status, Ordering::SeqCst);
-    }
-
-    /// The next request, within [`WAIT`].
-    async fn next(&mut self) -> Received {
-        tokio::time::timeout(WAIT, self.rx.recv())
-            .await
-            .expect("the sink received nothing in time")
-            .expect("sink open")
-    }
-
-    async fn stop(self) {
-        self.handle.stop(false).await;
-    }
-}
 
 fn open_config(c: &mut Config) {
     c.push.allow_private_targets = true;
@@ -143,14 +26,6 @@ fn open_config(c: &mut Config) {
 
 async fn start() -> TestServer {
     TestServer::start_with(open_config).await
-}
-
-async fn account_of(s: &TestServer, auth: &Auth) -> String {
-    let session = s.get("/jmap/session", auth).await.body;
-    session["primaryAccounts"][MAIL]
-        .as_str()
-        .expect("mail primary account")
-        .to_owned()
 }
 
 /// A real mutation: creates a mailbox, returns the new Mailbox state.
@@ -167,14 +42,6 @@ async fn mutate(s: &TestServer, auth: &Auth, account: &str, name: &str) -> Strin
     r[0][1]["newState"].as_str().unwrap().to_owned()
 }
 
-async fn push_set(s: &TestServer, auth: &Auth, args: Value) -> Value {
-    let r = s
-        .call(auth, &[CORE], json!([["PushSubscription/set", args, "0"]]))
-        .await;
-    assert_eq!(r[0][0], "PushSubscription/set", "{r:?}");
-    r[0][1].clone()
-}
-
 async fn push_get(s: &TestServer, auth: &Auth, args: Value) -> Value {
     let r = s
         .call(auth, &[CORE], json!([["PushSubscription/get", args, "0"]]))
@@ -182,40 +49,12 @@ async fn push_get(s: &TestServer, auth: &Auth, args: Value) -> Value {
     r[0].clone()
 }
 
-/// Creates a subscription to `url` and returns its id.
-async fn create(s: &TestServer, auth: &Auth, sub: Value) -> String {
-    let r = push_set(s, auth, json!({"create": {"new": sub}})).await;
-    r["created"]["new"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("not created: {r}"))
-        .to_owned()
-}
-
-async fn verify(s: &TestServer, auth: &Auth, id: &str, code: &str) {
-    let r = push_set(s, auth, json!({"update": {id: {"verificationCode": code}}})).await;
-    assert!(r["updated"].get(id).is_some(), "{r}");
-}
-
-/// Creates a subscription, takes the PushVerification off the sink and sets the code.
-async fn subscribe_verified(s: &TestServer, auth: &Auth, sink: &mut Sink, path: &str) -> String {
-    let id = create(
-        s,
-        auth,
-        json!({"deviceClientId": "dev", "url": sink.url(path)}),
-    )
-    .await;
-    let v = sink.next().await;
-    assert_eq!(v.json()["pushSubscriptionId"], id);
-    verify(s, auth, &id, v.json()["verificationCode"].as_str().unwrap()).await;
-    id
-}
-
 #[on_both_backends]
 async fn a_new_subscription_is_verified_first_and_then_receives_state_changes() {
     let s = start().await;
-    let mut sink = Sink::start().await;
+    let mut sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
-    let account = account_of(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     let id = create(
         &s,
         &alice,
@@ -286,7 +125,7 @@ async fn a_new_subscription_is_verified_first_and_then_receives_state_changes() 
 #[on_both_backends]
 async fn get_never_returns_the_url_or_keys_and_asking_for_them_is_forbidden() {
     let s = start().await;
-    let sink = Sink::start().await;
+    let sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
     let id = create(
         &s,
@@ -343,7 +182,7 @@ async fn expires_is_capped_and_each_user_has_a_subscription_limit() {
         c.push.subscription_creations_per_hour = 3;
     })
     .await;
-    let sink = Sink::start().await;
+    let sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
     let sub =
         json!({"deviceClientId": "d", "url": sink.url("/x"), "expires": "2999-01-01T00:00:00Z"});
@@ -409,9 +248,9 @@ async fn expires_is_capped_and_each_user_has_a_subscription_limit() {
 #[on_both_backends]
 async fn a_failing_push_service_is_retried_with_backoff_until_it_accepts() {
     let s = start().await;
-    let mut sink = Sink::start().await;
+    let mut sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
-    let account = account_of(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     // The verification itself is retried (PSUB-05: retried on failure).
     sink.script(&[500, 503]);
     let id = create(
@@ -448,9 +287,9 @@ async fn a_failing_push_service_is_retried_with_backoff_until_it_accepts() {
 #[on_both_backends]
 async fn a_subscription_whose_push_service_answers_gone_is_destroyed() {
     let s = start().await;
-    let mut sink = Sink::start().await;
+    let mut sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
-    let account = account_of(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     let id = subscribe_verified(&s, &alice, &mut sink, "/gone").await;
     let retired = || {
         herald::metrics::metrics()
@@ -520,9 +359,9 @@ async fn with_keys_every_push_is_encrypted_and_the_user_agent_decrypts_it() {
     use herald::jmap::methods::push_subscription::keys::encode_base64url;
     use herald::push::webpush::decrypt;
     let s = start().await;
-    let mut sink = Sink::start().await;
+    let mut sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
-    let account = account_of(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     let ua_secret = p256::SecretKey::from_slice(&[7u8; 32]).unwrap();
     let ua_public = p256::EncodedPoint::from(ua_secret.public_key());
     let auth = [42u8; 16];
@@ -572,12 +411,12 @@ async fn with_keys_every_push_is_encrypted_and_the_user_agent_decrypts_it() {
 #[on_both_backends]
 async fn a_users_subscription_never_receives_another_users_changes() {
     let s = start().await;
-    let mut alice_sink = Sink::start().await;
-    let mut bob_sink = Sink::start().await;
+    let mut alice_sink = WebhookSink::start().await;
+    let mut bob_sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
-    let alice_account = account_of(&s, &alice).await;
-    let bob_account = account_of(&s, &bob).await;
+    let alice_account = account_id(&s, &alice).await;
+    let bob_account = account_id(&s, &bob).await;
     subscribe_verified(&s, &alice, &mut alice_sink, "/alice").await;
     subscribe_verified(&s, &bob, &mut bob_sink, "/bob").await;
 
@@ -603,9 +442,9 @@ async fn a_users_subscription_never_receives_another_users_changes() {
 #[on_both_backends]
 async fn types_limit_what_a_subscription_is_told() {
     let s = start().await;
-    let mut sink = Sink::start().await;
+    let mut sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
-    let account = account_of(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     let id = create(
         &s,
         &alice,
@@ -750,7 +589,7 @@ async fn pending_deliveries_survive_a_sigkill_and_the_latest_state_arrives_after
     }
     let alice = Auth::basic("alice", "pw");
     let bob = Auth::basic("bob", "pw");
-    let mut sink = Sink::start().await;
+    let mut sink = WebhookSink::start().await;
     let herald = Herald::start(&db, dir.path());
     let alice_account = herald.account(&alice).await;
     let bob_account = herald.account(&bob).await;
@@ -795,7 +634,7 @@ async fn pending_deliveries_survive_a_sigkill_and_the_latest_state_arrives_after
     let alice_state = herald.mutate(&alice, &alice_account, "a-2").await;
     let bob_state = herald.mutate(&bob, &bob_account, "b-2").await;
     herald.kill();
-    while sink.rx.try_recv().is_ok() {}
+    while sink.try_next().is_some() {}
 
     // Restart on the same store; the push service recovers.
     sink.answer_by_default(201);
@@ -830,9 +669,9 @@ async fn an_expired_subscription_is_sent_nothing_more_and_destroyed() {
     use diesel::prelude::*;
     use herald::store::schema::push_subscriptions;
     let s = start().await;
-    let mut sink = Sink::start().await;
+    let mut sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
-    let account = account_of(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     let id = subscribe_verified(&s, &alice, &mut sink, "/exp").await;
     // A delivery is pending and being retried.
     sink.answer_by_default(500);
@@ -858,7 +697,7 @@ async fn an_expired_subscription_is_sent_nothing_more_and_destroyed() {
     assert!(gone, "the expired subscription was not destroyed");
     // Whatever was in flight when it expired has been answered; nothing new goes to it.
     sink.answer_by_default(201);
-    while sink.rx.try_recv().is_ok() {}
+    while sink.try_next().is_some() {}
     mutate(&s, &alice, &account, "n").await;
     create(
         &s,
@@ -881,9 +720,9 @@ async fn a_change_whose_notification_never_reached_the_sender_is_pushed_from_the
         c.push.outbox_poll_secs = 1;
     })
     .await;
-    let mut sink = Sink::start().await;
+    let mut sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
-    let account = account_of(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     subscribe_verified(&s, &alice, &mut sink, "/log").await;
     // A write that is committed but never published (as after a crash right after commit).
     let mut conn = s.store.conn().unwrap();
@@ -932,10 +771,10 @@ async fn a_subscriber_also_hears_about_accounts_shared_with_them() {
     use diesel::prelude::*;
     use herald::store::schema::account_access;
     let s = start().await;
-    let mut sink = Sink::start().await;
+    let mut sink = WebhookSink::start().await;
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
-    let alice_account = account_of(&s, &alice).await;
+    let alice_account = account_id(&s, &alice).await;
     subscribe_verified(&s, &bob, &mut sink, "/bob").await;
     // Alice shares her account with Bob, read-only (no sharing API yet: straight into the table).
     {
@@ -1172,7 +1011,7 @@ async fn every_push_carries_a_vapid_token_signed_with_the_key_the_session_advert
     })
     .await;
     let alice = s.add_user("alice", "pw");
-    let account = account_of(&s, &alice).await;
+    let account = account_id(&s, &alice).await;
     let session = s.get("/jmap/session", &alice).await.body;
     let key = session["capabilities"]["urn:ietf:params:jmap:webpush-vapid"]["applicationServerKey"]
         .as_str()
@@ -1188,7 +1027,7 @@ async fn every_push_carries_a_vapid_token_signed_with_the_key_the_session_advert
     );
     other.stop().await;
 
-    let mut sink = Sink::start().await;
+    let mut sink = WebhookSink::start().await;
     let subject = "mailto:ops@example.com";
     let id = create(
         &s,
@@ -1197,7 +1036,7 @@ async fn every_push_carries_a_vapid_token_signed_with_the_key_the_session_advert
     )
     .await;
     let verification = sink.next().await;
-    assert_vapid(&verification, &key, &sink.base, subject);
+    assert_vapid(&verification, &key, &sink.url(""), subject);
     let code = verification.json()["verificationCode"]
         .as_str()
         .unwrap()
@@ -1206,7 +1045,7 @@ async fn every_push_carries_a_vapid_token_signed_with_the_key_the_session_advert
 
     mutate(&s, &alice, &account, "m").await;
     let push = sink.next().await;
-    assert_vapid(&push, &key, &sink.base, subject);
+    assert_vapid(&push, &key, &sink.url(""), subject);
     assert_eq!(push.header("urgency"), Some("normal"));
 
     // New mail is urgent (RFC 8030 §5.3).
@@ -1249,7 +1088,7 @@ async fn every_push_carries_a_vapid_token_signed_with_the_key_the_session_advert
             break push;
         }
     };
-    assert_vapid(&push, &key, &sink.base, subject);
+    assert_vapid(&push, &key, &sink.url(""), subject);
     assert_eq!(push.header("urgency"), Some("high"));
     sink.stop().await;
 }

@@ -1,6 +1,7 @@
 //! Filters and sorts beyond what `[query]` allows are method errors, never `serverFail`: the
 //! database's own limits (expression depth, bound variables, ORDER BY terms) are never reached.
 
+use crate::harness::push::account_id;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -19,11 +20,7 @@ struct Setup {
 async fn setup() -> Setup {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
-    let session = s.get("/jmap/session", &alice).await.body;
-    let account = session["primaryAccounts"][MAIL]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let account = account_id(&s, &alice).await;
     let inbox = crate::harness::push::inbox_id(&s, &alice, &account).await;
     for (i, subject) in ["invoice march", "lunch on friday", "über alles"]
         .iter()

@@ -1,6 +1,7 @@
 //! EmailSubmission over HTTP (RFC 8621 §7), delivered locally (no SMTP relay configured); the
 //! outbox, the relay and delayed send are in submission_outbox.rs. Checklist ids in comments.
 
+use crate::harness::push::account_id;
 use crate::harness::{Auth, CORE, TestServer, eventually, on_both_backends};
 use herald::config::Config;
 use serde_json::{Value, json};
@@ -19,13 +20,6 @@ pub struct Setup {
     pub sent: String,
 }
 
-async fn primary(s: &TestServer, auth: &Auth) -> String {
-    s.get("/jmap/session", auth).await.body["primaryAccounts"][SUBMISSION]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn setup() -> Setup {
     setup_with(|_| {}).await
 }
@@ -35,8 +29,8 @@ pub async fn setup_with(adjust: impl FnOnce(&mut Config)) -> Setup {
     let alice = s.add_user("alice", "pw");
     let bob = s.add_user("bob", "pw");
     s.add_user("carol", "pw");
-    let account = primary(&s, &alice).await;
-    let bob_account = primary(&s, &bob).await;
+    let account = account_id(&s, &alice).await;
+    let bob_account = account_id(&s, &bob).await;
     let r = s
         .call(
             &alice,
