@@ -82,9 +82,7 @@ impl Running {
 
 /// Dispatcher threads when the configuration says 0.
 fn default_dispatcher_threads() -> usize {
-    2 * std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Pool size for a configuration: dispatcher threads plus a few for everything else.

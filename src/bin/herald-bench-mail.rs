@@ -114,9 +114,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn machine() -> String {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -125,8 +123,10 @@ fn machine() -> String {
                 .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
         })
         .and_then(|kb| kb.parse::<u64>().ok())
-        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
-        .unwrap_or_else(|| "?".into());
+        .map_or_else(
+            || "?".into(),
+            |kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0),
+        );
     format!("{cores} cores, {mem} memory")
 }
 

@@ -220,7 +220,7 @@ impl ChangesBuilder {
                 (_, ChangeOp::Destroyed) => page.destroyed.push(id),
                 _ => {
                     only_counts &= counts;
-                    page.updated.push(id)
+                    page.updated.push(id);
                 }
             }
         }

@@ -176,7 +176,7 @@ mod tests {
         ] {
             match parse(line) {
                 Command::Invalid(r) => {
-                    assert_eq!((r.code, r.status), (501, Some("5.5.4")), "{line}")
+                    assert_eq!((r.code, r.status), (501, Some("5.5.4")), "{line}");
                 }
                 other => panic!("{line}: {other:?}"),
             }

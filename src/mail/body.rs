@@ -182,12 +182,12 @@ fn walk(
             match part.media_type.as_str() {
                 "text/plain" => {
                     if let Some(t) = text_body.as_deref_mut() {
-                        t.push(id)
+                        t.push(id);
                     }
                 }
                 "text/html" => {
                     if let Some(h) = html_body.as_deref_mut() {
-                        h.push(id)
+                        h.push(id);
                     }
                 }
                 _ => attachments.push(id),

@@ -194,8 +194,7 @@ impl HeaderProperty {
         } else {
             matching
                 .next_back()
-                .map(|h| form_value(&h.raw, self.form))
-                .unwrap_or(Value::Null)
+                .map_or(Value::Null, |h| form_value(&h.raw, self.form))
         }
     }
 }
@@ -334,9 +333,10 @@ pub fn date(raw: &[u8]) -> Option<i64> {
 
 /// A UTCDate string: `2014-10-30T06:12:00Z` (T-05).
 pub fn utc_date(timestamp: i64) -> String {
-    chrono::DateTime::from_timestamp(timestamp, 0)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+    chrono::DateTime::from_timestamp(timestamp, 0).map_or_else(
+        || "1970-01-01T00:00:00Z".into(),
+        |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 /// The URLs form: the URLs in angle brackets (RFC 2369), white space removed; `None` if none.

@@ -396,7 +396,7 @@ impl StorePass {
             match outbox::catch_up_all(&mut conn) {
                 Ok(0) => {}
                 Ok(n) => {
-                    log::info!("webhook outbox: caught up {n} subscriptions from the change log")
+                    log::info!("webhook outbox: caught up {n} subscriptions from the change log");
                 }
                 Err(e) => log::warn!("webhook outbox: {e}"),
             }

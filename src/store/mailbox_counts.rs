@@ -297,8 +297,8 @@ pub fn check(conn: &mut AnyConnection, account_id: &str) -> Result<Vec<Differenc
     Ok(mailboxes
         .into_iter()
         .filter_map(|m| {
-            let a = kept.get(m).cloned().unwrap_or_default();
-            let b = counted.get(m).cloned().unwrap_or_default();
+            let a = kept.get(m).copied().unwrap_or_default();
+            let b = counted.get(m).copied().unwrap_or_default();
             (a != b).then(|| (m.clone(), a, b))
         })
         .collect())

@@ -37,8 +37,7 @@ fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// Runs a PostgreSQL program, as the `postgres` user when we are root (initdb refuses root).

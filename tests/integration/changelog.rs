@@ -195,7 +195,7 @@ fn paging_reaches_the_truth(
             Ok(())
         })
         .unwrap();
-        let seq = c.map(|c| c.seq).unwrap_or(snapshots.last().unwrap().0);
+        let seq = c.map_or(snapshots.last().unwrap().0, |c| c.seq);
         snapshots.push((seq, truth.clone()));
     }
     let (mut since, known) = snapshots[start.min(snapshots.len() - 1)].clone();

@@ -126,10 +126,13 @@ impl Fixture {
         let email = NewEmail {
             id: herald::jmap::methods::email::new_email_id(),
             source: Source::Message(msg.raw()),
-            mailbox_ids: mailboxes.iter().map(|m| m.to_string()).collect(),
+            mailbox_ids: mailboxes
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             keywords: keywords
                 .iter()
-                .map(|k| k.to_string())
+                .map(std::string::ToString::to_string)
                 .collect::<BTreeSet<_>>(),
             received_at: Some(utc(received_at)),
             delivery: true,
@@ -266,7 +269,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 fn names(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
+    list.iter().map(std::string::ToString::to_string).collect()
 }
 
 #[on_both_backends]

@@ -494,7 +494,7 @@ async fn a_websocket_that_never_answers_pings_is_closed_and_unsubscribed() {
     let closed = actix_web::rt::time::timeout(WAIT, async {
         loop {
             match ws.next().await {
-                None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => return,
+                None | Some(Err(_) | Ok(Frame::Close(_))) => return,
                 Some(Ok(_)) => {}
             }
         }

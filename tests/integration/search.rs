@@ -84,7 +84,7 @@ async fn text_search_ignores_case_and_diacritics_and_matches_word_prefixes() {
         (json!({"from": "invoice"}), &[]),
     ];
     for (filter, want) in cases {
-        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        let want: Vec<String> = want.iter().map(std::string::ToString::to_string).collect();
         assert_eq!(found(&f, filter.clone()).await, want, "filter {filter}");
     }
     // SNIP-03: the snippet marks what matched, in the original spelling.

@@ -91,7 +91,7 @@ pub fn run(
                                     .await
                                 {
                                     Ok(r) if r.iter().all(|i| i[0] != "error") => {
-                                        samples.push(t0.elapsed())
+                                        samples.push(t0.elapsed());
                                     }
                                     _ => {
                                         errors.fetch_add(1, Ordering::Relaxed);

@@ -196,8 +196,7 @@ pub fn throughput(run: &LmtpRun, users: &[Credentials], pid: Option<u32>) -> Rep
             "server_rss_growth_kib",
             rss_kib(pid)
                 .zip(rss_before)
-                .map(|(a, b)| a as i64 - b as i64)
-                .unwrap_or(0),
+                .map_or(0, |(a, b)| a as i64 - b as i64),
         )
 }
 

@@ -192,10 +192,7 @@ impl Report {
     fn print(&self) {
         let width = self.fields.keys().map(String::len).max().unwrap_or(0);
         for (k, v) in &self.fields {
-            let v = v
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| v.to_string());
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
             println!("{k:<width$}  {v}");
         }
         println!("{}", Value::Object(self.fields.clone()));
@@ -212,8 +209,7 @@ fn is_loopback(url: &str) -> bool {
         .unwrap_or("");
     let host = host
         .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(host)
+        .map_or(host, |(h, _)| h)
         .trim_matches(['[', ']']);
     host == "localhost"
         || host

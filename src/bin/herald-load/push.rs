@@ -239,9 +239,9 @@ pub fn open_all(run: &PushRun, sessions: &[Session], shared: &Arc<Shared>) -> Du
                         .expect("semaphore");
                     tasks.push(actix_web::rt::spawn(async move {
                         if ws {
-                            run_ws(i, session, creds, shared, source, opening).await
+                            run_ws(i, session, creds, shared, source, opening).await;
                         } else {
-                            run_sse(i, session, creds, shared, source, opening).await
+                            run_sse(i, session, creds, shared, source, opening).await;
                         }
                     }));
                 }

@@ -222,7 +222,7 @@ fn read_properties(
             "bcc" => i.bcc = addresses(key, value)?,
             "email" if original.is_none() => match value.as_str() {
                 Some(e) if e.contains('@') && !e.chars().any(char::is_whitespace) => {
-                    i.email = e.to_owned()
+                    i.email = e.to_owned();
                 }
                 _ => {
                     return Err(SetError::invalid_properties(

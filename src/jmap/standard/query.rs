@@ -91,13 +91,10 @@ fn parse_comparator(v: Value) -> Result<Comparator, MethodError> {
             "a comparator is an object".into(),
         ));
     };
-    let property = match o.remove("property") {
-        Some(Value::String(p)) => p,
-        _ => {
-            return Err(MethodError::InvalidArguments(
-                "a comparator needs a string property".into(),
-            ));
-        }
+    let Some(Value::String(property)) = o.remove("property") else {
+        return Err(MethodError::InvalidArguments(
+            "a comparator needs a string property".into(),
+        ));
     };
     let is_ascending = match o.remove("isAscending") {
         None => true,

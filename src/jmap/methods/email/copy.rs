@@ -121,13 +121,10 @@ fn read_copy_request(call: &mut Call<'_>) -> Result<CopyRequest, MethodError> {
     let Id(from_account) = call.args.required::<Id>("fromAccountId")?;
     let if_from_in_state = call.args.optional::<String>("ifFromInState")?;
     let if_in_state = call.args.optional::<String>("ifInState")?;
-    let create = match call.args.take_value("create") {
-        Some(Value::Object(map)) => map,
-        _ => {
-            return Err(MethodError::InvalidArguments(
-                "create must be an Id[Email] object".into(),
-            ));
-        }
+    let Some(Value::Object(create)) = call.args.take_value("create") else {
+        return Err(MethodError::InvalidArguments(
+            "create must be an Id[Email] object".into(),
+        ));
     };
     let destroy_original = call.args.defaulted("onSuccessDestroyOriginal", false)?;
     let destroy_from_if_in_state = call.args.optional::<String>("destroyFromIfInState")?;

@@ -206,7 +206,7 @@ fn structure_part(
     let clean = |s: String| s.replace(['\r', '\n'], " ");
     match (text("disposition").as_deref(), text("name")) {
         (Some("inline"), _) => mime = mime.inline(),
-        (Some(_), Some(name)) | (None, Some(name)) => mime = mime.attachment(clean(name)),
+        (Some(_) | None, Some(name)) => mime = mime.attachment(clean(name)),
         (Some(_), None) => mime = mime.attachment("attachment"),
         (None, None) => {}
     }
@@ -391,8 +391,7 @@ fn build(
                 let header = ADDRESS_FIELDS
                     .iter()
                     .find(|(p, _)| *p == k)
-                    .map(|(_, h)| *h)
-                    .unwrap_or(k);
+                    .map_or(k, |(_, h)| *h);
                 if let Some(a) = addresses(k, value)? {
                     note_header(header)?;
                     builder = builder.header(header, a);

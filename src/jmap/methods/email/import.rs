@@ -81,13 +81,10 @@ pub fn import<C: EmailStore>(
     call: &mut Call<'_>,
 ) -> Result<Map<String, Value>, MethodError> {
     let if_in_state = call.args.optional::<String>("ifInState")?;
-    let emails = match call.args.take_value("emails") {
-        Some(Value::Object(m)) => m,
-        _ => {
-            return Err(MethodError::InvalidArguments(
-                "emails is a map of creation id to EmailImport".into(),
-            ));
-        }
+    let Some(Value::Object(emails)) = call.args.take_value("emails") else {
+        return Err(MethodError::InvalidArguments(
+            "emails is a map of creation id to EmailImport".into(),
+        ));
     };
     std::mem::take(&mut call.args).finish()?;
     let max = call.server.limits.max_objects_in_set;

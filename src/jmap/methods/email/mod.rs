@@ -362,7 +362,7 @@ pub fn read_update(
             }
             _ => {
                 // ESET-01: only mailboxIds and keywords may change after creation.
-                let name = segments.first().map(String::as_str).unwrap_or(path);
+                let name = segments.first().map_or(path.as_str(), String::as_str);
                 return Err(SetError::invalid_properties(
                     &[name],
                     format!("{name} cannot be changed after creation"),

@@ -343,7 +343,7 @@ fn parse_filter(v: &Value, depth: usize, budget: &mut FilterBudget) -> Result<Fi
                     value
                         .as_bool()
                         .ok_or_else(|| invalid("filter hasAttachment must be a boolean"))?,
-                )
+                );
             }
             "text" => c.text = Some(text(value)?),
             "from" => c.from = Some(text(value)?),

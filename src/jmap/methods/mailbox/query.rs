@@ -47,7 +47,7 @@ fn compare(a: &Mailbox, b: &Mailbox, sort: &[Comparator]) -> std::cmp::Ordering 
         let ord = match c.property.as_str() {
             "sortOrder" => a.sort_order.cmp(&b.sort_order),
             "name" => match c.collation.as_deref() {
-                Some("i;ascii-numeric") | Some("i;octet") => a.name.cmp(&b.name),
+                Some("i;ascii-numeric" | "i;octet") => a.name.cmp(&b.name),
                 _ => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
             },
             _ => std::cmp::Ordering::Equal,

@@ -34,7 +34,7 @@ fn read_properties(
                         && n.len() <= MAX_NAME_OCTETS
                         && !n.chars().any(char::is_control) =>
                 {
-                    m.name = n.to_owned()
+                    m.name = n.to_owned();
                 }
                 _ => {
                     return Err(SetError::invalid_properties(
