@@ -780,6 +780,69 @@ async fn a_client_syncs_a_cached_query_with_query_changes_and_gets_exactly_the_d
     f.s.stop().await;
 }
 
+/// RFC 8620 §5.6 `upToId`: with a sort on immutable properties, changes after the client's last
+/// cached id are left out (so the server reads no further than it), and the total still counts
+/// every email.
+#[on_both_backends]
+async fn query_changes_up_to_the_clients_last_cached_id_leave_out_what_lies_beyond_it() {
+    let f = Fixture::standard().await;
+    let by_date = json!([{"property": "receivedAt", "isAscending": false}]);
+    let r = f
+        .query(json!({"filter": {"inMailbox": f.inbox}, "sort": by_date, "limit": 2}))
+        .await;
+    assert_eq!(f.names(&r[1]["ids"]), names(&["m4", "m2"]));
+    let state = r[1]["queryState"].as_str().unwrap().to_owned();
+    // m4 (before the cached end) and m1 (after it) change.
+    let r = f
+        .call(json!([["Email/set", {"accountId": f.account,
+            "update": {f.id("m4"): {"keywords/tagged": true}, f.id("m1"): {"keywords/tagged": true}}}, "s"]]))
+        .await;
+    assert!(r[0][1]["notUpdated"].is_null(), "{:?}", r[0]);
+    let changes = |up_to: Option<&str>, sort: &Value| {
+        let mut args = json!({"accountId": f.account, "filter": {"inMailbox": f.inbox},
+            "sort": sort, "sinceQueryState": state, "calculateTotal": true});
+        if let Some(id) = up_to {
+            args["upToId"] = json!(f.id(id));
+        }
+        json!([["Email/queryChanges", args, "qc"]])
+    };
+    let added = |r: &Vec<Value>| -> Vec<(String, u64)> {
+        assert_eq!(r[0][0], "Email/queryChanges", "{:?}", r[0]);
+        r[0][1]["added"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["id"].as_str().unwrap().to_owned(),
+                    a["index"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Up to m2: m4 is re-added at 0, m1 (beyond m2) is only removed; the total is all three.
+    let r = f.call(changes(Some("m2"), &by_date)).await;
+    assert_eq!(added(&r), vec![(f.id("m4"), 0)]);
+    let mut removed = ids_of(&r[0][1]["removed"]);
+    removed.sort();
+    let mut want = vec![f.id("m1"), f.id("m4")];
+    want.sort();
+    assert_eq!(removed, want);
+    assert_eq!(r[0][1]["total"], 3);
+    // Without upToId, or when upToId itself changed, or with a sort on a keyword (mutable):
+    // every touched email that matches is re-added.
+    let everything = vec![(f.id("m4"), 0), (f.id("m1"), 2)];
+    let r = f.call(changes(None, &by_date)).await;
+    assert_eq!(added(&r), everything);
+    let r = f.call(changes(Some("m1"), &by_date)).await;
+    assert_eq!(added(&r), everything);
+    let by_tag = json!([{"property": "hasKeyword", "keyword": "tagged", "isAscending": false},
+                         {"property": "receivedAt", "isAscending": false}]);
+    let r = f.call(changes(Some("m2"), &by_tag)).await;
+    assert_eq!(added(&r).len(), 2, "{:?}", r[0]);
+    f.s.stop().await;
+}
+
 #[on_both_backends]
 async fn query_changes_refuses_too_many_changes_and_states_it_never_issued() {
     let f = Fixture::standard().await;

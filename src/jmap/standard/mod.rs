@@ -167,7 +167,15 @@ pub fn query_changes<C: ChangeLogStore, T: Queried<C>>(
     let touched = ctx.touched_since(&account_id, T::NAME, since)?;
     let snapshot = T::load(ctx, call)?;
     let current = T::query(&snapshot, q.filter.as_ref(), &q.sort, &args)?;
-    query_changes_response(&account_id, &q, T::state(&snapshot), &touched, &current)
+    let total = current.len();
+    query_changes_response(
+        &account_id,
+        &q,
+        T::state(&snapshot),
+        &touched,
+        &current,
+        total,
+    )
 }
 
 fn object(v: Value) -> Map<String, Value> {

@@ -249,6 +249,7 @@ pub fn query_changes_response(
     new_query_state: &str,
     touched: &[String],
     current: &[String],
+    total: usize,
 ) -> Result<Map<String, Value>, MethodError> {
     let touched_set: HashSet<&str> = touched.iter().map(String::as_str).collect();
     let added: Vec<Value> = current
@@ -272,7 +273,7 @@ pub fn query_changes_response(
         "added": added,
     }));
     if q.calculate_total {
-        out.insert("total".into(), json!(current.len()));
+        out.insert("total".into(), json!(total));
     }
     Ok(out)
 }
@@ -394,8 +395,8 @@ mod tests {
             calculate_total: true,
         };
         let current = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
-        let out =
-            query_changes_response("A", &qc, "2", &["b".into(), "gone".into()], &current).unwrap();
+        let out = query_changes_response("A", &qc, "2", &["b".into(), "gone".into()], &current, 3)
+            .unwrap();
         assert_eq!(out["removed"], json!(["b", "gone"]));
         assert_eq!(out["added"], json!([{"id": "b", "index": 1}]));
         assert_eq!(out["total"], 3);
@@ -404,7 +405,7 @@ mod tests {
             ..qc
         };
         assert_eq!(
-            query_changes_response("A", &tight, "2", &["b".into(), "gone".into()], &current),
+            query_changes_response("A", &tight, "2", &["b".into(), "gone".into()], &current, 3),
             Err(MethodError::TooManyChanges)
         );
     }

@@ -247,16 +247,53 @@ pub fn query_changes<C: EmailQueryStore>(
         });
     let account_id = call.account_id().to_owned();
     let touched = ctx.email_touched_since(&account_id, since, whole_threads)?;
+    // RFC 8620 §5.6 `upToId`: when no email's place among the untouched ones can change (a sort
+    // on immutable properties, threads not collapsed), the results after the client's last
+    // cached id need not be read: a touched email beyond it is reported removed only.
+    let immutable_sort = !whole_threads
+        && !query
+            .sort
+            .iter()
+            .any(|s| matches!(s.key, SortKey::HasKeyword(_)));
+    let last_index = match &q.up_to_id {
+        Some(up_to) if immutable_sort && !touched.contains(up_to) => {
+            index_of(ctx, &account_id, &query, up_to)?
+        }
+        _ => None,
+    };
     let page = ctx.email_query(
         &account_id,
         &query,
         &QueryWindow {
             start: WindowStart::Position(0),
-            limit: u64::MAX >> 11,
-            calculate_total: false,
+            limit: last_index.map_or(u64::MAX >> 11, |i| i + 1),
+            calculate_total: q.calculate_total && last_index.is_some(),
         },
     )?;
-    standard::query_changes_response(&account_id, &q, &page.state, &touched, &page.ids)
+    let total = page.total.map_or(page.ids.len(), |t| t as usize);
+    standard::query_changes_response(&account_id, &q, &page.state, &touched, &page.ids, total)
+}
+
+/// Where `id` is in the results of `query`; `None` if it is not among them.
+fn index_of<C: EmailQueryStore>(
+    ctx: &mut C,
+    account_id: &str,
+    query: &EmailQuery,
+    id: &str,
+) -> Result<Option<u64>, MethodError> {
+    let window = QueryWindow {
+        start: WindowStart::Anchor {
+            id: id.to_owned(),
+            offset: 0,
+        },
+        limit: 1,
+        calculate_total: false,
+    };
+    match ctx.email_query(account_id, query, &window) {
+        Ok(page) => Ok(Some(page.position)),
+        Err(MethodError::AnchorNotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
