@@ -44,7 +44,9 @@ struct Cli {
     /// `calculateTotal` (`rare-word`: a word in 0.1 % of the messages; `common-word`: a word in
     /// every message; `three-words`: two common words and the rare one), or `largest-filter`
     /// (`--text-conditions` OR'd text conditions, none of which matches, or with
-    /// `--common-words` each of which matches every message).
+    /// `--common-words` each of which matches every message), or `query-changes` (the inbox's
+    /// Email/queryChanges after one keyword change, with `upToId` the page's last id) and
+    /// `query-changes-all` (the same without `upToId`).
     #[arg(long, value_enum, default_value = "sync")]
     request: Request,
     /// Text conditions OR'd in `largest-filter`.
@@ -75,6 +77,10 @@ enum Request {
     CommonWord,
     ThreeWords,
     LargestFilter,
+    /// Email/queryChanges of the inbox after one change, up to the page's last id (`upToId`).
+    QueryChanges,
+    /// The same without `upToId`: the whole result is read.
+    QueryChangesAll,
 }
 
 fn message(i: usize) -> Vec<u8> {
@@ -268,7 +274,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // The Email/query filter of the search requests, whose query plan is printed.
     let filter = match cli.request {
-        Request::Sync | Request::MailboxGet => None,
+        Request::Sync | Request::MailboxGet | Request::QueryChanges | Request::QueryChangesAll => {
+            None
+        }
         Request::RareWord => Some(json!({"text": "rare007"})),
         Request::CommonWord => Some(json!({"text": "lorem"})),
         Request::ThreeWords => Some(json!({"text": "hello team rare007"})),
@@ -279,6 +287,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("Email/query + Email/get #ids, page {}", cli.page),
             sync.to_string(),
         ),
+        (Request::QueryChanges | Request::QueryChangesAll, _) => {
+            let up_to = cli.request == Request::QueryChanges;
+            let body = query_changes_body(&api, &account, &inbox, cli.page, up_to).await?;
+            let what = match up_to {
+                true => format!("Email/queryChanges of the inbox, upToId at {}", cli.page),
+                false => "Email/queryChanges of the inbox, no upToId".to_owned(),
+            };
+            (what, body)
+        }
         (Request::MailboxGet, _) | (_, None) => (
             "Mailbox/get (all, with counts)".to_owned(),
             mailbox_get.to_string(),
@@ -353,10 +370,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             .and_then(|v| {
                                 let responses = v["methodResponses"].as_array()?;
                                 let last = &responses.last()?[1];
-                                // Email/get's list, or (a query alone) Email/query's ids.
+                                // Email/get's list, or (a query alone) Email/query's ids, or
+                                // Email/queryChanges's added.
                                 match last["list"].as_array() {
                                     Some(l) => Some(!l.is_empty()),
-                                    None => last["ids"].as_array().map(|_| true),
+                                    None => last["ids"]
+                                        .as_array()
+                                        .or(last["added"].as_array())
+                                        .map(|_| true),
                                 }
                             })
                             .unwrap_or(false),
@@ -413,6 +434,58 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// A fresh directory under the system temp dir (removed at the end).
+/// Queries the inbox's first page, changes a keyword of its first email, and returns the
+/// Email/queryChanges request from the query's state (with `upToId` the page's last id).
+async fn query_changes_body(
+    api: &str,
+    account: &str,
+    inbox: &str,
+    page: usize,
+    up_to: bool,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish();
+    let call = async |calls: Value| -> Result<Value, Box<dyn std::error::Error>> {
+        let body = json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+                          "methodCalls": calls});
+        let v: Value = client
+            .post(api)
+            .basic_auth("bench", "bench")
+            .send_json(&body)
+            .await?
+            .json()
+            .limit(16 * 1024 * 1024)
+            .await?;
+        Ok(v["methodResponses"][0][1].clone())
+    };
+    let sort = json!([{"property": "receivedAt", "isAscending": false}]);
+    let q = call(
+        json!([["Email/query", {"accountId": account, "filter": {"inMailbox": inbox},
+                                         "sort": sort, "limit": page}, "q"]]),
+    )
+    .await?;
+    let ids = q["ids"].as_array().cloned().unwrap_or_default();
+    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+        return Err("the inbox is empty".into());
+    };
+    let state = q["queryState"].clone();
+    let keyword = format!("keywords/bench{}", std::process::id());
+    call(json!([["Email/set", {"accountId": account,
+                               "update": {first.as_str().unwrap_or_default(): {keyword: true}}}, "s"]]))
+    .await?;
+    let mut args = json!({"accountId": account, "filter": {"inMailbox": inbox}, "sort": sort,
+                          "sinceQueryState": state, "calculateTotal": true});
+    if up_to {
+        args["upToId"] = last.clone();
+    }
+    Ok(
+        json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+              "methodCalls": [["Email/queryChanges", args, "qc"]]})
+        .to_string(),
+    )
+}
+
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "herald-bench-mail-{}-{}",

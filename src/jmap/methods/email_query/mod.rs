@@ -255,44 +255,60 @@ pub fn query_changes<C: EmailQueryStore>(
             .sort
             .iter()
             .any(|s| matches!(s.key, SortKey::HasKeyword(_)));
-    let last_index = match &q.up_to_id {
+    let prefix = match &q.up_to_id {
         Some(up_to) if immutable_sort && !touched.contains(up_to) => {
-            index_of(ctx, &account_id, &query, up_to)?
+            results_through(ctx, &account_id, &query, up_to)?
         }
         _ => None,
     };
-    let page = ctx.email_query(
-        &account_id,
-        &query,
-        &QueryWindow {
-            start: WindowStart::Position(0),
-            limit: last_index.map_or(u64::MAX >> 11, |i| i + 1),
-            calculate_total: q.calculate_total && last_index.is_some(),
-        },
-    )?;
-    let total = page.total.map_or(page.ids.len(), |t| t as usize);
+    let (page, total) = match prefix {
+        Some(page) => {
+            let total = match q.calculate_total {
+                true => {
+                    ctx.email_query(&account_id, &query, &window(0, true))?
+                        .total
+                }
+                false => None,
+            };
+            (page, total.unwrap_or_default() as usize)
+        }
+        None => {
+            let page = ctx.email_query(&account_id, &query, &window(u64::MAX >> 11, false))?;
+            let total = page.ids.len();
+            (page, total)
+        }
+    };
     standard::query_changes_response(&account_id, &q, &page.state, &touched, &page.ids, total)
 }
 
-/// Where `id` is in the results of `query`; `None` if it is not among them.
-fn index_of<C: EmailQueryStore>(
+/// The results of `query` from the first through `id`, read in growing windows so that no more
+/// than about four times what precedes `id` is read; `None` if `id` is not among them.
+fn results_through<C: EmailQueryStore>(
     ctx: &mut C,
     account_id: &str,
     query: &EmailQuery,
     id: &str,
-) -> Result<Option<u64>, MethodError> {
-    let window = QueryWindow {
-        start: WindowStart::Anchor {
-            id: id.to_owned(),
-            offset: 0,
-        },
-        limit: 1,
-        calculate_total: false,
-    };
-    match ctx.email_query(account_id, query, &window) {
-        Ok(page) => Ok(Some(page.position)),
-        Err(MethodError::AnchorNotFound) => Ok(None),
-        Err(e) => Err(e),
+) -> Result<Option<QueryPage>, MethodError> {
+    let mut limit = 256;
+    loop {
+        let mut page = ctx.email_query(account_id, query, &window(limit, false))?;
+        if let Some(i) = page.ids.iter().position(|x| x == id) {
+            page.ids.truncate(i + 1);
+            return Ok(Some(page));
+        }
+        if (page.ids.len() as u64) < limit {
+            return Ok(None);
+        }
+        limit *= 4;
+    }
+}
+
+/// The first `limit` results.
+fn window(limit: u64, calculate_total: bool) -> QueryWindow {
+    QueryWindow {
+        start: WindowStart::Position(0),
+        limit,
+        calculate_total,
     }
 }
 
