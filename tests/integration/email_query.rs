@@ -780,6 +780,40 @@ async fn a_client_syncs_a_cached_query_with_query_changes_and_gets_exactly_the_d
     f.s.stop().await;
 }
 
+/// QRY-06: an anchor far into the results (beyond the first windows the server reads while it
+/// looks for it) is found at its index, and the window around it is right.
+#[on_both_backends]
+async fn an_anchor_hundreds_of_results_in_is_found_at_its_index() {
+    let f = Fixture::empty().await;
+    let create: serde_json::Map<String, Value> = (0..300)
+        .map(|i| {
+            let email = json!({"mailboxIds": {f.inbox.clone(): true},
+                "subject": format!("n{i:03}"), "receivedAt": format!("2024-01-01T00:{:02}:{:02}Z", i / 60, i % 60),
+                "textBody": [{"partId": "t", "type": "text/plain"}],
+                "bodyValues": {"t": {"value": "x"}}});
+            (format!("c{i}"), email)
+        })
+        .collect();
+    let r = f
+        .call(json!([["Email/set", {"accountId": f.account, "create": create}, "s"]]))
+        .await;
+    assert!(r[0][1]["notCreated"].is_null(), "{:?}", r[0]);
+    let all = f
+        .query(json!({"sort": [{"property": "receivedAt", "isAscending": true}], "limit": 300}))
+        .await;
+    let ids = ids_of(&all[1]["ids"]);
+    assert_eq!(ids.len(), 300);
+    let r = f
+        .query(
+            json!({"sort": [{"property": "receivedAt", "isAscending": true}],
+                      "anchor": ids[290], "anchorOffset": -1, "limit": 3}),
+        )
+        .await;
+    assert_eq!(r[1]["position"], 289, "{:?}", r[1]);
+    assert_eq!(ids_of(&r[1]["ids"]), ids[289..292].to_vec());
+    f.s.stop().await;
+}
+
 /// RFC 8620 §5.6 `upToId`: with a sort on immutable properties, changes after the client's last
 /// cached id are left out (so the server reads no further than it), and the total still counts
 /// every email.

@@ -110,7 +110,7 @@ fn run_query(
         };
         let anchor_index = match &w.start {
             WindowStart::Anchor { id, .. } => {
-                count(conn, &select_index_of(dialect, account_id, q, id))?.map(|n| n.max(0) as u64)
+                anchor_index(conn, (dialect, text_plan), account_id, q, id)?
             }
             WindowStart::Position(_) => None,
         };
@@ -147,6 +147,36 @@ fn run_query(
             total,
         }))
     })
+}
+
+/// How far [`anchor_index`] walks the results before it numbers them all instead.
+const ANCHOR_WALK: u64 = 65_536;
+
+/// Where `anchor` is in the results (QRY-06). An anchor is usually near the start (the last id
+/// of a page a client has), so the results are read in order, in growing windows, up to
+/// [`ANCHOR_WALK`] ids: a cost in proportion to the anchor's index. Beyond that, one statement
+/// numbers every result, which costs the whole result but holds no ids in memory.
+fn anchor_index(
+    conn: &mut AnyConnection,
+    (dialect, text_plan): (Dialect, TextPlan),
+    account_id: &str,
+    q: &EmailQuery,
+    anchor: &str,
+) -> Result<Option<u64>, StoreError> {
+    let (mut offset, mut limit) = (0, 256);
+    while offset < ANCHOR_WALK {
+        let sql = select_ids(dialect, text_plan, account_id, q, offset, limit);
+        let ids = load!(conn, &sql, IdRow)?;
+        if let Some(i) = ids.iter().position(|r| r.id == anchor) {
+            return Ok(Some(offset + i as u64));
+        }
+        if (ids.len() as u64) < limit {
+            return Ok(None);
+        }
+        offset += limit;
+        limit *= 4;
+    }
+    Ok(count(conn, &select_index_of(dialect, account_id, q, anchor))?.map(|n| n.max(0) as u64))
 }
 
 const CHUNK: usize = 500;
