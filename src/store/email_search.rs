@@ -151,7 +151,6 @@ pub fn push_text_match(sql: &mut Sql, account_id: &str, c: &Condition) {
         sql.push("1=0");
         return;
     }
-    let fields = text_fields(c);
     match sql.dialect {
         Dialect::Sqlite => {
             sql.push("e.id IN (");
@@ -159,28 +158,35 @@ pub fn push_text_match(sql: &mut Sql, account_id: &str, c: &Condition) {
             sql.push(")");
         }
         Dialect::Postgres => {
-            sql.push("e.id IN (SELECT s.email_id FROM email_search s WHERE s.account_id = ")
-                .text(account_id);
-            for (field, t) in &fields {
-                for term in &t.terms {
-                    let tsquery = term.tsquery();
-                    let columns: Vec<&str> = match field {
-                        None => FIELDS.iter().map(|f| f.1).collect(),
-                        Some(i) => vec![FIELDS[*i].1],
-                    };
-                    sql.push(" AND (");
-                    for (j, col) in columns.iter().enumerate() {
-                        if j > 0 {
-                            sql.push(" OR ");
-                        }
-                        sql.push("s.")
-                            .push(col)
-                            .push(" @@ ")
-                            .text(&tsquery)
-                            .push("::tsquery");
-                    }
-                    sql.push(")");
+            sql.push("e.id IN (SELECT s.email_id");
+            push_pg_matches(sql, account_id, c);
+            sql.push(")");
+        }
+    }
+}
+
+/// PostgreSQL: ` FROM email_search s WHERE <the account's rows whose tsvectors match every text
+/// term of c>`, through the GIN index `email_search_words`.
+fn push_pg_matches(sql: &mut Sql, account_id: &str, c: &Condition) {
+    sql.push(" FROM email_search s WHERE s.account_id = ")
+        .text(account_id);
+    for (field, t) in &text_fields(c) {
+        for term in &t.terms {
+            let tsquery = term.tsquery();
+            let columns: Vec<&str> = match field {
+                None => FIELDS.iter().map(|f| f.1).collect(),
+                Some(i) => vec![FIELDS[*i].1],
+            };
+            sql.push(" AND (");
+            for (j, col) in columns.iter().enumerate() {
+                if j > 0 {
+                    sql.push(" OR ");
                 }
+                sql.push("s.")
+                    .push(col)
+                    .push(" @@ ")
+                    .text(&tsquery)
+                    .push("::tsquery");
             }
             sql.push(")");
         }
@@ -218,8 +224,8 @@ fn fts_query(account_id: &str, c: &Condition) -> String {
 
 /// Whether a query can start from the matches of `c` ([`push_matching_ids`]): on SQLite, when
 /// `c` has text terms and none of them matches nothing.
-pub fn can_drive(dialect: Dialect, c: &Condition) -> bool {
-    dialect == Dialect::Sqlite && has_text_terms(c) && !matches_nothing(c)
+pub fn can_drive(c: &Condition) -> bool {
+    has_text_terms(c) && !matches_nothing(c)
 }
 
 /// Whether a text term of `c` matches nothing ([`SearchTerm::nothing`]), and so does `c`.
@@ -229,10 +235,19 @@ fn matches_nothing(c: &Condition) -> bool {
         .any(|(_, t)| t.terms.iter().any(SearchTerm::is_nothing))
 }
 
-/// SQLite: `SELECT email_id FROM email_fts …`, the ids of the account's emails that match the
+/// The ids of the account's emails that match the
 /// text terms of `c`, to start a query from (when [`can_drive`]).
 pub fn push_matching_ids(sql: &mut Sql, account_id: &str, c: &Condition) {
-    push_fts_matches(sql, "email_id", &fts_query(account_id, c));
+    match sql.dialect {
+        Dialect::Sqlite => push_fts_matches(sql, "email_id", &fts_query(account_id, c)),
+        Dialect::Postgres => {
+            // OFFSET 0 keeps the planner from folding the matches into the outer query, where it
+            // misjudges how many an OR over six tsvectors yields and walks the account instead.
+            sql.push("SELECT s.email_id");
+            push_pg_matches(sql, account_id, c);
+            sql.push(" OFFSET 0");
+        }
+    }
 }
 
 /// SQLite: whether the email `e` is among the matches of the text terms of `c` (when
@@ -247,15 +262,23 @@ pub fn push_rowid_check(sql: &mut Sql, account_id: &str, c: &Condition) {
     sql.push("))");
 }
 
-/// SQLite: `SELECT COUNT(*) AS n FROM email_fts …`, how many of the account's emails match the
+/// `SELECT COUNT(*) AS n …`, how many of the account's emails match the
 /// text terms of `c` (when [`can_drive`]), counted in the index alone.
 pub fn push_match_count(sql: &mut Sql, account_id: &str, c: &Condition) {
-    sql.push("SELECT COUNT(*) AS n FROM (");
-    push_fts_matches(sql, "rowid", &fts_query(account_id, c));
-    sql.push(")");
+    match sql.dialect {
+        Dialect::Sqlite => {
+            sql.push("SELECT COUNT(*) AS n FROM (");
+            push_fts_matches(sql, "rowid", &fts_query(account_id, c));
+            sql.push(")");
+        }
+        Dialect::Postgres => {
+            sql.push("SELECT COUNT(*) AS n");
+            push_pg_matches(sql, account_id, c);
+        }
+    }
 }
 
-/// SQLite: how many of the account's emails match the text terms of `c` (when [`can_drive`]),
+/// How many of the account's emails match the text terms of `c` (when [`can_drive`]),
 /// counting at most `limit`: the exact number when it is less.
 pub fn count_matches_up_to(
     conn: &mut AnyConnection,
@@ -266,8 +289,14 @@ pub fn count_matches_up_to(
     let dialect = Dialect::of(conn);
     let mut sql = Sql::new(dialect);
     sql.push("SELECT COUNT(*) AS n FROM (");
-    push_fts_matches(&mut sql, "rowid", &fts_query(account_id, c));
-    sql.push(" LIMIT ").push(&limit.to_string()).push(")");
+    match dialect {
+        Dialect::Sqlite => push_fts_matches(&mut sql, "rowid", &fts_query(account_id, c)),
+        Dialect::Postgres => {
+            sql.push("SELECT 1");
+            push_pg_matches(&mut sql, account_id, c);
+        }
+    }
+    sql.push(" LIMIT ").push(&limit.to_string()).push(") m");
     let n = load!(conn, &sql, Count)?.first().map_or(0, |c| c.n);
     Ok(n.max(0) as u64)
 }

@@ -97,7 +97,7 @@ fn run_query(
         };
         let total = if need_total {
             // A lone text condition's matches were just counted by the plan's probe.
-            match counted.filter(|_| lone_text_condition(dialect, q).is_some()) {
+            match counted.filter(|_| lone_text_condition(q).is_some()) {
                 Some(n) => Some(n),
                 None => Some(
                     count(conn, &select_count(dialect, account_id, q))?

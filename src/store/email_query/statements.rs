@@ -89,12 +89,15 @@ pub(super) fn window_text_plan(
     q: &EmailQuery,
 ) -> Result<(TextPlan, Option<u64>), StoreError> {
     match driving_text(q.filter.as_ref()) {
-        Some(c) if email_search::can_drive(Dialect::of(conn), c) => {
+        Some(c) if email_search::can_drive(c) => {
             let n = email_search::count_matches_up_to(conn, account_id, c, TEXT_FIRST_MAX_MATCHES)?;
             Ok(if n < TEXT_FIRST_MAX_MATCHES {
                 (TextPlan::FromMatches, Some(n))
-            } else {
+            } else if Dialect::of(conn) == Dialect::Sqlite {
                 (TextPlan::CheckEachEmail, None)
+            } else {
+                // PostgreSQL's planner walks in sort order by itself when many match.
+                (TextPlan::MatchList, None)
             })
         }
         _ => Ok((TextPlan::MatchList, None)),
@@ -102,11 +105,11 @@ pub(super) fn window_text_plan(
 }
 
 /// The filter's only condition, when it is a text condition the index can count alone.
-pub(super) fn lone_text_condition(dialect: Dialect, q: &EmailQuery) -> Option<&Condition> {
+pub(super) fn lone_text_condition(q: &EmailQuery) -> Option<&Condition> {
     match &q.filter {
         Some(Filter::Condition(c))
             if !q.collapse_threads
-                && email_search::can_drive(dialect, c)
+                && email_search::can_drive(c)
                 && **c
                     == (Condition {
                         text: c.text.clone(),
@@ -128,15 +131,19 @@ pub(super) fn lone_text_condition(dialect: Dialect, q: &EmailQuery) -> Option<&C
 /// `FROM … WHERE <account> AND <filter>`, with `e` the email row (and `em0` its membership of
 /// the driving mailbox, if any).
 pub(super) fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&Filter>) {
-    let driving = driving_text(filter).filter(|c| email_search::can_drive(sql.dialect, c));
+    let driving = driving_text(filter).filter(|c| email_search::can_drive(c));
     match (sql.text_plan, driving, filter) {
         (TextPlan::FromMatches, Some(c), Some(f)) => {
             // CROSS JOIN: SQLite keeps the matches as the outer loop.
             sql.push(" FROM (");
             email_search::push_matching_ids(sql, account_id, c);
-            sql.push(") t CROSS JOIN emails e ON e.id = t.email_id WHERE e.account_id = ")
-                .text(account_id)
-                .push(" AND ");
+            sql.push(match sql.dialect {
+                Dialect::Sqlite => ") t CROSS JOIN emails e",
+                Dialect::Postgres => ") t JOIN emails e",
+            })
+            .push(" ON e.id = t.email_id WHERE e.account_id = ")
+            .text(account_id)
+            .push(" AND ");
             push_filter(sql, account_id, &without_driving_text(f));
         }
         (TextPlan::CheckEachEmail, Some(c), Some(f)) => {
@@ -334,7 +341,7 @@ pub(super) fn select_count(dialect: Dialect, account_id: &str, q: &EmailQuery) -
         return sql;
     }
     // A lone text condition: every match in the index is one email of the account.
-    if let Some(c) = lone_text_condition(dialect, q) {
+    if let Some(c) = lone_text_condition(q) {
         email_search::push_match_count(&mut sql, account_id, c);
         return sql;
     }
