@@ -267,11 +267,7 @@ pub fn set<C: IdentityStore>(
     let (old_state, new_state) = ctx.identity_write(&account_id, &default, &mut |snap| {
         response = SetResponse::default();
         new_ids.clear();
-        if let Some(expected) = &req.if_in_state
-            && *expected != snap.state
-        {
-            return Err(MethodError::StateMismatch);
-        }
+        req.check_state(&snap.state)?;
         Ok(plan_set(
             snap,
             &req,

@@ -201,11 +201,7 @@ pub fn set<C: VacationStore>(
     let mut response = SetResponse::default();
     let (old_state, new_state) = ctx.vacation_write(&account_id, &mut |state, current| {
         response = SetResponse::default();
-        if let Some(expected) = &req.if_in_state
-            && expected != state
-        {
-            return Err(MethodError::StateMismatch);
-        }
+        req.check_state(state)?;
         for (cid, _) in &req.create {
             response.create_failed(
                 cid,

@@ -169,6 +169,16 @@ pub struct SetRequest {
     pub destroy: Vec<String>,
 }
 
+impl SetRequest {
+    /// `stateMismatch` when `ifInState` was given and is not `state` (RFC 8620 §5.3).
+    pub fn check_state(&self, state: &str) -> Result<(), MethodError> {
+        match &self.if_in_state {
+            Some(want) if want != state => Err(MethodError::StateMismatch),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Reads `ifInState`, `create`, `update`, `destroy` (RFC 8620 §5.3) and enforces
 /// `maxObjectsInSet` over all three together (SES-04).
 pub fn parse_set(call: &mut Call<'_>) -> Result<SetRequest, MethodError> {

@@ -155,6 +155,18 @@ fn parse_email_query(
     })
 }
 
+/// Reads Email's own query argument (`collapseThreads`), ends the arguments, and parses the
+/// filter and sort the standard parser left as JSON (Email/query and Email/queryChanges alike).
+fn read_email_query(
+    call: &mut Call<'_>,
+    filter: Option<&Value>,
+    sort: &[Comparator],
+) -> Result<EmailQuery, MethodError> {
+    let collapse_threads = call.args.defaulted("collapseThreads", false)?;
+    std::mem::take(&mut call.args).finish()?;
+    parse_email_query(filter, sort, collapse_threads, &call.server.query_limits)
+}
+
 /// The largest window one query returns when the client sets no smaller `limit` (QRY-08).
 pub fn max_query_limit(call: &Call<'_>) -> u64 {
     call.server.limits.max_objects_in_get.max(1000)
@@ -166,14 +178,7 @@ pub fn query<C: EmailQueryStore>(
     call: &mut Call<'_>,
 ) -> Result<Map<String, Value>, MethodError> {
     let q = standard::parse_query(call)?;
-    let collapse_threads = call.args.defaulted("collapseThreads", false)?;
-    std::mem::take(&mut call.args).finish()?;
-    let query = parse_email_query(
-        q.filter.as_ref(),
-        &q.sort,
-        collapse_threads,
-        &call.server.query_limits,
-    )?;
+    let query = read_email_query(call, q.filter.as_ref(), &q.sort)?;
     let cap = max_query_limit(call);
     let (limit, capped) = match q.limit {
         Some(l) if l > cap => (cap, Some(cap)),
@@ -225,16 +230,9 @@ pub fn query_changes<C: EmailQueryStore>(
     call: &mut Call<'_>,
 ) -> Result<Map<String, Value>, MethodError> {
     let q = standard::parse_query_changes(call)?;
-    let collapse_threads = call.args.defaulted("collapseThreads", false)?;
-    std::mem::take(&mut call.args).finish()?;
-    let query = parse_email_query(
-        q.filter.as_ref(),
-        &q.sort,
-        collapse_threads,
-        &call.server.query_limits,
-    )?;
+    let query = read_email_query(call, q.filter.as_ref(), &q.sort)?;
     let since = q.since()?;
-    let whole_threads = collapse_threads
+    let whole_threads = query.collapse_threads
         || query
             .filter
             .as_ref()

@@ -178,11 +178,7 @@ pub fn set<C: MailboxStore>(
     let (old_state, new_state) = ctx.mailbox_write(&account_id, &viewer, &mut |snap| {
         response = SetResponse::default();
         new_ids.clear();
-        if let Some(expected) = &req.if_in_state
-            && *expected != snap.state
-        {
-            return Err(MethodError::StateMismatch);
-        }
+        req.check_state(&snap.state)?;
         plan_set(
             snap,
             &req,

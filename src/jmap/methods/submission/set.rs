@@ -291,9 +291,7 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     let default = default_for(call);
     let identities = ctx.identity_snapshot(&account_id, &default)?.identities;
     let (state, existing) = ctx.submission_list(&account_id)?;
-    if req.if_in_state.as_ref().is_some_and(|want| *want != state) {
-        return Err(MethodError::StateMismatch);
-    }
+    req.check_state(&state)?;
     let cx = CreateContext {
         account_id: &account_id,
         domain: &call.server.mail_domain,
