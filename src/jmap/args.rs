@@ -54,6 +54,43 @@ pub fn new_id(prefix: char) -> String {
     id
 }
 
+/// A fresh id that sorts after the ids made before it: one lowercase letter `prefix`, nine
+/// characters of the milliseconds since 1970 in base 36 (digits before letters, so the text sorts
+/// as the number does), then ten random characters of `[a-z0-9]`.
+///
+/// For records made by the hundred thousand (emails, threads): every index keyed by their id then
+/// grows at its end, so an import writes a few pages per index and transaction instead of one
+/// page per row at a random place (at a million messages, most of the import's disk writes).
+/// The order says only in which order records were made, which the ids' users see anyway.
+pub fn new_ordered_id(prefix: char) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    ordered_id_at(prefix, millis)
+}
+
+/// [`new_ordered_id`] made at `millis` after 1970.
+fn ordered_id_at(prefix: char, millis: u128) -> String {
+    use rand::Rng;
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    // 36^9 ms: enough until the year 5,000.
+    const TIME_DIGITS: usize = 9;
+    let mut id = String::with_capacity(1 + TIME_DIGITS + 10);
+    id.push(prefix);
+    let mut time = [b'0'; TIME_DIGITS];
+    let mut rest = millis;
+    for digit in time.iter_mut().rev() {
+        *digit = DIGITS[(rest % 36) as usize];
+        rest /= 36;
+    }
+    id.extend(time.iter().map(|d| char::from(*d)));
+    let mut rng = rand::rng();
+    for _ in 0..10 {
+        id.push(char::from(DIGITS[rng.random_range(0..DIGITS.len())]));
+    }
+    id
+}
+
 /// A JMAP `UnsignedInt`: 0 … 2^53−1, never a float.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -184,6 +221,19 @@ mod tests {
             a.required::<Vec<Id>>("ids").unwrap_err().wire_type(),
             "invalidArguments"
         );
+    }
+
+    #[test]
+    fn ordered_ids_sort_in_the_order_they_were_made_and_are_valid_ids() {
+        let times = [0, 35, 36, 1_796_626_063_000, 1_796_626_063_001, 36u128.pow(9) - 1];
+        let ids: Vec<String> = times.iter().map(|t| ordered_id_at('e', *t)).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+        for id in &ids {
+            assert!(Id::is_valid(id) && id.starts_with('e') && id.len() == 20, "{id}");
+        }
+        assert_ne!(new_ordered_id('t'), new_ordered_id('t'), "the random part");
     }
 
     #[test]

@@ -57,6 +57,10 @@ fn is_word_char(c: char) -> bool {
 
 /// The folded form of a word (or of any text: separators are kept as they are).
 pub fn fold(word: &str) -> String {
+    // Most words are ASCII, where folding is lowercasing: no decomposition, no marks to drop.
+    if word.is_ascii() {
+        return word.to_ascii_lowercase();
+    }
     word.chars()
         .flat_map(char::to_lowercase)
         .nfd()

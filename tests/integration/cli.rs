@@ -332,7 +332,9 @@ async fn an_lmtp_delivery_killed_before_its_reply_is_stored_once_by_the_retry_of
     // killed while the message is in its hands (or, at worst, still in its socket buffer: the
     // outcome must be the same).
     let mut lock = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
-    lock.batch_execute("BEGIN IMMEDIATE").unwrap();
+    // The server may be writing at start (its background jobs): wait for the lock, don't fail.
+    lock.batch_execute("PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE")
+        .unwrap();
     mta.send(&stuff(message)).await;
     server.kill().unwrap();
     server.wait().unwrap();

@@ -14,7 +14,7 @@ use crate::jmap::standard::{SetError, SetErrorType};
 use crate::mail;
 use crate::store::changelog::{ChangeOp, WriteTxn};
 use crate::store::schema::{email_message_ids, emails};
-use crate::store::{AnyConnection, StoreError, blobs, mailbox_counts, new_id, now};
+use crate::store::{AnyConnection, StoreError, blobs, mailbox_counts, now};
 
 /// The latest `Received:` time of a message (EIMP-01 default for receivedAt).
 fn latest_received(email: &mail::Email) -> Option<i64> {
@@ -178,7 +178,7 @@ pub(super) fn create(
     let base_subject = email.base_subject();
     let existing_thread = find_thread(txn.conn(), &account_id, &related, &base_subject)?;
     let thread_created = existing_thread.is_none();
-    let thread_id = existing_thread.unwrap_or_else(|| new_id('t'));
+    let thread_id = existing_thread.unwrap_or_else(|| crate::jmap::args::new_ordered_id('t'));
     let search = email.search_text();
     let summary = mail::Summary::of(&email);
     let size = bytes.len() as i64;

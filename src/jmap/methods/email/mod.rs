@@ -230,9 +230,9 @@ pub fn is_valid_keyword(k: &str) -> bool {
             .all(|b| (0x21..=0x7e).contains(&b) && !b"(){]%*\"\\".contains(&b))
 }
 
-/// A fresh email id (`e` + 15 of `[a-z0-9]`).
+/// A fresh email id, in the order emails are made ([`crate::jmap::args::new_ordered_id`]).
 pub fn new_email_id() -> String {
-    crate::jmap::args::new_id('e')
+    crate::jmap::args::new_ordered_id('e')
 }
 
 /// Resolves `#cid` references among mailbox ids (CID-07).
