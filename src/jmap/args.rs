@@ -225,13 +225,23 @@ mod tests {
 
     #[test]
     fn ordered_ids_sort_in_the_order_they_were_made_and_are_valid_ids() {
-        let times = [0, 35, 36, 1_796_626_063_000, 1_796_626_063_001, 36u128.pow(9) - 1];
+        let times = [
+            0,
+            35,
+            36,
+            1_796_626_063_000,
+            1_796_626_063_001,
+            36u128.pow(9) - 1,
+        ];
         let ids: Vec<String> = times.iter().map(|t| ordered_id_at('e', *t)).collect();
         for pair in ids.windows(2) {
             assert!(pair[0] < pair[1], "{pair:?}");
         }
         for id in &ids {
-            assert!(Id::is_valid(id) && id.starts_with('e') && id.len() == 20, "{id}");
+            assert!(
+                Id::is_valid(id) && id.starts_with('e') && id.len() == 20,
+                "{id}"
+            );
         }
         assert_ne!(new_ordered_id('t'), new_ordered_id('t'), "the random part");
     }

@@ -12,6 +12,8 @@
 //! table with the `ascii` tokenizer, which splits on the spaces between them and leaves every
 //! non-ASCII character alone; PostgreSQL: a `tsvector` written literally, positions included),
 //! so the database never re-tokenizes by rules of its own and both backends match alike.
+//! In the SQLite index each word carries its account's [`fts5_account_key`] in front, so the
+//! index holds one word list per account and word, and a search reads only its account's.
 //!
 //! A search term is a word that matches as a **prefix** ("inv" finds "invoice") or a quoted
 //! phrase that matches whole words in sequence. Scripts written without spaces (Chinese,
@@ -111,9 +113,43 @@ pub fn index_words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// What FTS5 indexes for a field: the indexed words separated by spaces.
-pub fn fts5_document(text: &str) -> String {
-    index_words(text).join(" ")
+/// The mark of an account's words in the FTS5 index: the id and `_` for ids of `[a-z0-9]` (all
+/// that Herald makes), else `-`, the id's bytes in hex, and `_`.
+///
+/// A word holds neither `-` nor `_`, so in `key + word` the first `_` ends the key: a prefix
+/// `key + "inv"` matches only words of that key's account.
+pub fn fts5_account_key(account_id: &str) -> String {
+    use std::fmt::Write;
+    let plain = !account_id.is_empty()
+        && account_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let mut key = String::with_capacity(2 * account_id.len() + 2);
+    if plain {
+        key.push_str(account_id);
+    } else {
+        key.push('-');
+        for b in account_id.bytes() {
+            let _ = write!(key, "{b:02x}");
+        }
+    }
+    key.push('_');
+    key
+}
+
+/// What FTS5 indexes for a field of an email of the account `key` ([`fts5_account_key`]): the
+/// indexed words, each after the key, separated by spaces.
+pub fn fts5_document(key: &str, text: &str) -> String {
+    let words = index_words(text);
+    let mut out = String::with_capacity(words.iter().map(|w| key.len() + w.len() + 1).sum());
+    for w in words {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(key);
+        out.push_str(&w);
+    }
+    out
 }
 
 /// What PostgreSQL indexes for a field: a `tsvector` literal (`'word':1,7 …`), so that no text
@@ -199,10 +235,17 @@ impl SearchTerm {
         self.words.is_empty()
     }
 
-    /// The term as an FTS5 phrase: `"w1 w2"`, with `*` when the last word is a prefix.
-    pub fn fts5_phrase(&self) -> String {
+    /// The term as an FTS5 phrase among the words of the account `key` ([`fts5_account_key`]):
+    /// `"kw1 kw2"`, with `*` when the last word is a prefix.
+    pub fn fts5_phrase(&self, key: &str) -> String {
         let mut out = String::from("\"");
-        out.push_str(&self.words.join(" ").replace('"', "\"\""));
+        for (i, w) in self.words.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(&key.replace('"', "\"\""));
+            out.push_str(&w.replace('"', "\"\""));
+        }
         out.push('"');
         if self.prefix {
             out.push('*');
@@ -344,11 +387,26 @@ mod tests {
     fn query_syntax_is_quoted_for_each_database() {
         let t = word("it's");
         assert_eq!(t.words, vec!["it", "s"]);
-        assert_eq!(t.fts5_phrase(), "\"it s\"*");
+        assert_eq!(t.fts5_phrase("a1_"), "\"a1_it a1_s\"*");
         assert_eq!(t.tsquery(), "'it' <-> 's':*");
         let p = SearchTerm::phrase("Zoë").unwrap();
-        assert_eq!(p.fts5_phrase(), "\"zoe\"");
+        assert_eq!(p.fts5_phrase("a1_"), "\"a1_zoe\"");
         assert_eq!(p.tsquery(), "'zoe'");
+    }
+
+    #[test]
+    fn each_account_key_ends_at_the_first_underscore_of_an_indexed_word() {
+        assert_eq!(fts5_account_key("a0x9"), "a0x9_");
+        assert_eq!(fts5_account_key("A_b"), "-415f62_");
+        assert_eq!(fts5_account_key(""), "-_");
+        assert_eq!(
+            fts5_document("k_", "Über, die Brücke"),
+            "k_uber k_die k_brucke"
+        );
+        // A key and word of one account never start a token of another account.
+        let token = format!("{}{}", fts5_account_key("a_b"), "x");
+        let other = fts5_account_key("a");
+        assert!(!token.starts_with(&other), "{token} / {other}");
     }
 
     #[test]

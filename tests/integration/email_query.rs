@@ -1053,18 +1053,7 @@ async fn email_copy_copies_into_another_account_and_can_destroy_the_originals() 
         .unwrap()
         .to_owned();
     share(&f.s, "alice", &bob_account, true);
-    let r = f
-        .call(json!([["Mailbox/get", {"accountId": bob_account, "ids": null}, "m"]]))
-        .await;
-    let bob_inbox = r[0][1]["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["role"] == "inbox")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let bob_inbox = crate::harness::push::inbox_id(&f.s, &f.alice, &bob_account).await;
     let from_state = f.query(json!({})).await[1]["queryState"]
         .as_str()
         .unwrap()

@@ -89,22 +89,7 @@ async fn setup_on(s: TestServer) -> Setup {
         let mut conn = s.store.conn().unwrap();
         users::find_by_name(&mut conn, "alice").unwrap().unwrap().id
     };
-    let r = s
-        .call(
-            &alice,
-            &[CORE, MAIL],
-            json!([["Mailbox/get", {"accountId": account, "ids": null}, "0"]]),
-        )
-        .await;
-    let inbox = r[0][1]["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["role"] == "inbox")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let inbox = crate::harness::push::inbox_id(&s, &alice, &account).await;
     Setup {
         s,
         alice,

@@ -136,6 +136,38 @@ async fn emails_stored_before_the_index_existed_are_found_once_the_backlog_is_in
 }
 
 #[on_both_backends]
+async fn a_search_finds_only_the_emails_of_its_own_account() {
+    let mut f = multilingual().await;
+    let alice = (f.alice.clone(), f.account.clone());
+    // Bob's account gets a message with the same words (and words that start like Alice's).
+    let bob = f.s.add_user("bob", "pw");
+    f.account = crate::harness::push::account_id(&f.s, &bob).await;
+    f.alice = bob;
+    let bob_inbox = crate::harness::push::inbox_id(&f.s, &f.alice, &f.account).await;
+    f.add(
+        "bob",
+        &super::email_query::Msg {
+            from: "Zoë Zwart <zoe@example.com>",
+            to: "bob@example.com",
+            subject: "Invoices and more invoicing",
+            date: "Thu, 01 Feb 2024 09:00:00 +0000",
+            body: "Die Straße, Αθήνα.".into(),
+            ..super::email_query::Msg::default()
+        },
+        &[&bob_inbox],
+        &[],
+        "2024-02-04T10:00:00Z",
+    );
+    assert_eq!(found(&f, json!({"text": "invoic"})).await, vec!["bob"]);
+    assert_eq!(found(&f, json!({"from": "zoe"})).await, vec!["bob"]);
+    (f.alice, f.account) = alice;
+    assert_eq!(found(&f, json!({"text": "invoic"})).await, vec!["de", "en"]);
+    assert_eq!(found(&f, json!({"text": "αθηνα"})).await, vec!["el"]);
+    assert_eq!(found(&f, json!({"from": "zoe"})).await.len(), 3);
+    f.s.stop().await;
+}
+
+#[on_both_backends]
 async fn a_destroyed_email_leaves_the_index() {
     let f = multilingual().await;
     let r = f
