@@ -25,6 +25,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 
 use super::query_sql::{Dialect, Sql, execute, load};
+use super::static_sql::{SqlParam, StaticSql};
 use super::{AnyConnection, Store, StoreError};
 use crate::jmap::methods::email_query::{Condition, SearchText};
 use crate::mail;
@@ -48,15 +49,6 @@ fn field_texts(t: &mail::SearchText) -> [&str; 6] {
     [&t.from, &t.to, &t.cc, &t.bcc, &t.subject, &t.body]
 }
 
-fn push_list(sql: &mut Sql, names: impl Iterator<Item = &'static str>) {
-    for (i, n) in names.enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push(n);
-    }
-}
-
 /// Stores the search text of a new email and indexes it, in the caller's transaction.
 pub fn insert(
     conn: &mut AnyConnection,
@@ -64,39 +56,30 @@ pub fn insert(
     email_id: &str,
     text: &mail::SearchText,
 ) -> Result<(), StoreError> {
-    let dialect = Dialect::of(conn);
-    if dialect == Dialect::Sqlite {
-        push_fts_row(conn, account_id, email_id, text)?;
-    }
-    let mut sql = Sql::new(dialect);
-    sql.push("INSERT INTO email_search (account_id, email_id, ");
-    push_list(&mut sql, FIELDS.iter().map(|f| f.0));
-    sql.push(match dialect {
-        Dialect::Sqlite => ", fts_docid",
-        Dialect::Postgres => ", ",
-    });
-    if dialect == Dialect::Postgres {
-        push_list(&mut sql, FIELDS.iter().map(|f| f.1));
-    }
-    sql.push(") VALUES (")
-        .text(account_id)
-        .push(", ")
-        .text(email_id);
-    for t in field_texts(text) {
-        sql.push(", ").text(t);
-    }
-    match dialect {
-        Dialect::Sqlite => sql.push(", last_insert_rowid())"),
+    // Fixed texts, so both databases keep them prepared: an import runs them for every message.
+    // Columns in the order of FIELDS.
+    let texts = field_texts(text).map(|t| SqlParam::Text(t.to_owned()));
+    let mut params = vec![
+        SqlParam::Text(account_id.to_owned()),
+        SqlParam::Text(email_id.to_owned()),
+    ];
+    params.extend(texts);
+    let sql = match Dialect::of(conn) {
+        Dialect::Sqlite => {
+            push_fts_row(conn, account_id, email_id, text)?;
+            "INSERT INTO email_search (account_id, email_id, from_text, to_text, cc_text, \
+             bcc_text, subject_text, body_text, fts_docid) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, last_insert_rowid())"
+        }
         Dialect::Postgres => {
-            for t in field_texts(text) {
-                sql.push(", ")
-                    .text(&search::tsvector_literal(t))
-                    .push("::tsvector");
-            }
-            sql.push(")")
+            params.extend(field_texts(text).map(|t| SqlParam::Text(search::tsvector_literal(t))));
+            "INSERT INTO email_search (account_id, email_id, from_text, to_text, cc_text, \
+             bcc_text, subject_text, body_text, from_doc, to_doc, cc_doc, bcc_doc, subject_doc, \
+             body_doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::tsvector, $10::tsvector, \
+             $11::tsvector, $12::tsvector, $13::tsvector, $14::tsvector)"
         }
     };
-    execute!(conn, &sql)?;
+    StaticSql::new(sql, params).run(conn)?;
     Ok(())
 }
 
@@ -107,16 +90,15 @@ fn push_fts_row(
     email_id: &str,
     text: &mail::SearchText,
 ) -> Result<(), StoreError> {
-    let mut sql = Sql::new(Dialect::Sqlite);
-    sql.push("INSERT INTO email_fts (email_id, ");
-    push_list(&mut sql, FIELDS.iter().map(|f| f.0));
-    sql.push(") VALUES (").text(email_id);
     let key = search::fts5_account_key(account_id);
-    for t in field_texts(text) {
-        sql.push(", ").text(&search::fts5_document(&key, t));
-    }
-    sql.push(")");
-    execute!(conn, &sql)?;
+    let mut params = vec![SqlParam::Text(email_id.to_owned())];
+    params.extend(field_texts(text).map(|t| SqlParam::Text(search::fts5_document(&key, t))));
+    StaticSql::new(
+        "INSERT INTO email_fts (email_id, from_text, to_text, cc_text, bcc_text, subject_text, \
+         body_text) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        params,
+    )
+    .run(conn)?;
     Ok(())
 }
 

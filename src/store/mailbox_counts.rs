@@ -66,12 +66,7 @@ fn execute(
     text: &[&str],
     ints: &[i64],
 ) -> Result<(), StoreError> {
-    let params = params(text, ints);
-    let query = StaticSql::new(sql, params);
-    match conn {
-        AnyConnection::Sqlite(c) => query.execute(c)?,
-        AnyConnection::Postgresql(c) => query.execute(c)?,
-    };
+    StaticSql::new(sql, params(text, ints)).run(conn)?;
     Ok(())
 }
 
@@ -89,16 +84,12 @@ fn add_to_thread(
     emails: i64,
     unread: i64,
 ) -> Result<ThreadRow, StoreError> {
-    execute(
-        conn,
-        "INSERT INTO mailbox_threads (account_id, mailbox_id, thread_id, emails, unread) \
-         VALUES ($1, $2, $3, 0, 0) ON CONFLICT DO NOTHING",
-        &keys,
-        &[],
-    )?;
+    // One statement either way: an import runs it for every message.
     let query = StaticSql::new(
-        "UPDATE mailbox_threads SET emails = emails + $4, unread = unread + $5 \
-         WHERE account_id = $1 AND mailbox_id = $2 AND thread_id = $3 \
+        "INSERT INTO mailbox_threads AS t (account_id, mailbox_id, thread_id, emails, unread) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (account_id, mailbox_id, thread_id) DO UPDATE \
+         SET emails = t.emails + excluded.emails, unread = t.unread + excluded.unread \
          RETURNING emails, unread",
         params(&keys, &[emails, unread]),
     );
@@ -131,18 +122,14 @@ fn add_to_mailbox(
     }
     execute(
         conn,
-        "INSERT INTO mailbox_counts \
+        "INSERT INTO mailbox_counts AS c \
          (account_id, mailbox_id, total_emails, unread_emails, total_threads, unread_threads) \
-         VALUES ($1, $2, 0, 0, 0, 0) ON CONFLICT DO NOTHING",
-        &[account_id, mailbox_id],
-        &[],
-    )?;
-    execute(
-        conn,
-        "UPDATE mailbox_counts SET total_emails = total_emails + $3, \
-         unread_emails = unread_emails + $4, total_threads = total_threads + $5, \
-         unread_threads = unread_threads + $6 \
-         WHERE account_id = $1 AND mailbox_id = $2",
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (account_id, mailbox_id) DO UPDATE \
+         SET total_emails = c.total_emails + excluded.total_emails, \
+         unread_emails = c.unread_emails + excluded.unread_emails, \
+         total_threads = c.total_threads + excluded.total_threads, \
+         unread_threads = c.unread_threads + excluded.unread_threads",
         &[account_id, mailbox_id],
         &deltas,
     )

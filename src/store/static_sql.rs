@@ -11,6 +11,8 @@ use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Text, Untyped};
 use diesel::{QueryResult, RunQueryDsl};
 
+use super::AnyConnection;
+
 /// A parameter of a [`StaticSql`].
 #[derive(Clone, Debug)]
 pub enum SqlParam {
@@ -28,6 +30,16 @@ pub struct StaticSql {
 impl StaticSql {
     pub fn new(text: &'static str, params: Vec<SqlParam>) -> Self {
         StaticSql { text, params }
+    }
+}
+
+impl StaticSql {
+    /// Runs the statement on either backend for its effect; the number of rows changed.
+    pub fn run(self, conn: &mut AnyConnection) -> QueryResult<usize> {
+        match conn {
+            AnyConnection::Sqlite(c) => self.execute(c),
+            AnyConnection::Postgresql(c) => self.execute(c),
+        }
     }
 }
 

@@ -54,21 +54,26 @@ fn find_thread(
     if ids.is_empty() {
         return Ok(None);
     }
-    let wanted: Vec<&String> = ids.iter().collect();
     // The candidates share a message id, so they are few: fetch them through the message-id index
     // and pick the oldest here. An ORDER BY received_at LIMIT 1 let SQLite walk the whole account
-    // by date instead, which made imports slow down with the size of the account.
-    let candidates: Vec<(String, i64, String)> = email_message_ids::table
-        .inner_join(
-            emails::table.on(emails::account_id
-                .eq(email_message_ids::account_id)
-                .and(emails::id.eq(email_message_ids::email_id))),
-        )
-        .filter(email_message_ids::account_id.eq(account_id))
-        .filter(email_message_ids::message_id.eq_any(&wanted))
-        .filter(emails::base_subject.eq(base_subject))
-        .select((emails::thread_id, emails::received_at, emails::id))
-        .load(conn)?;
+    // by date instead, which made imports slow down with the size of the account. One statement
+    // per id, not one `IN (…)`: a fixed text stays prepared, and a message names few ids.
+    let mut candidates: Vec<(String, i64, String)> = Vec::new();
+    for id in ids {
+        candidates.extend(
+            email_message_ids::table
+                .inner_join(
+                    emails::table.on(emails::account_id
+                        .eq(email_message_ids::account_id)
+                        .and(emails::id.eq(email_message_ids::email_id))),
+                )
+                .filter(email_message_ids::account_id.eq(account_id))
+                .filter(email_message_ids::message_id.eq(id))
+                .filter(emails::base_subject.eq(base_subject))
+                .select((emails::thread_id, emails::received_at, emails::id))
+                .load::<(String, i64, String)>(conn)?,
+        );
+    }
     Ok(candidates
         .into_iter()
         .min_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)))

@@ -51,6 +51,7 @@ use std::collections::BTreeSet;
 use diesel::prelude::*;
 
 use super::changelog::{self, WriteTxn};
+use super::first_row::FirstRowDsl;
 use super::schema::{email_keywords, email_mailboxes, mailboxes};
 use super::{AnyConnection, StoreContext, StoreError, blobs};
 use crate::jmap::changes::state_string;
@@ -98,13 +99,20 @@ pub(super) fn missing_mailboxes(
     account_id: &str,
     ids: &BTreeSet<String>,
 ) -> Result<Vec<String>, StoreError> {
-    let wanted: Vec<&String> = ids.iter().collect();
-    let found: Vec<String> = mailboxes::table
-        .filter(mailboxes::account_id.eq(account_id))
-        .filter(mailboxes::id.eq_any(&wanted))
-        .select(mailboxes::id)
-        .load(conn)?;
-    Ok(ids.iter().filter(|i| !found.contains(i)).cloned().collect())
+    // One statement per id (an email is in one mailbox or few): a fixed text stays prepared.
+    let mut missing = Vec::new();
+    for id in ids {
+        let found: Option<String> = mailboxes::table
+            .filter(mailboxes::account_id.eq(account_id))
+            .filter(mailboxes::id.eq(id))
+            .select(mailboxes::id)
+            .first_row(conn)
+            .optional()?;
+        if found.is_none() {
+            missing.push(id.clone());
+        }
+    }
+    Ok(missing)
 }
 
 pub(super) fn insert_membership(
