@@ -49,8 +49,33 @@ fn field_texts(t: &mail::SearchText) -> [&str; 6] {
     [&t.from, &t.to, &t.cc, &t.bcc, &t.subject, &t.body]
 }
 
-/// Stores the search text of a new email and indexes it, in the caller's transaction.
-pub fn insert(
+/// The search text of an email stored in the current write, to be stored and indexed at the
+/// write's end ([`insert_all`]).
+pub struct PendingText {
+    pub email_id: String,
+    pub text: mail::SearchText,
+}
+
+/// Stores and indexes the search text of the emails a write stored, in its transaction, after
+/// everything else it wrote.
+///
+/// Last, because FTS5 writes the words it holds in memory to disk at every statement savepoint,
+/// which SQLite takes for any statement that may fail halfway (foreign keys, upserts): indexed
+/// one email at a time between the email's other rows, an import wrote a segment per message and
+/// spent its time merging them; indexed together, a write's words go to disk once.
+pub fn insert_all(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    pending: Vec<PendingText>,
+) -> Result<(), StoreError> {
+    for p in pending {
+        insert(conn, account_id, &p.email_id, &p.text)?;
+    }
+    Ok(())
+}
+
+/// Stores the search text of an email and indexes it, in the caller's transaction.
+fn insert(
     conn: &mut AnyConnection,
     account_id: &str,
     email_id: &str,

@@ -491,6 +491,29 @@ async fn unknown_emails_are_not_found_everywhere() {
 }
 
 #[on_both_backends]
+async fn an_email_created_and_destroyed_in_one_set_leaves_nothing_to_find() {
+    let t = setup().await;
+    // The search text of a new email is stored at the end of the write: an email destroyed
+    // in the same write must not get one (CID-04: destroy names the creation).
+    let r = t
+        .call(json!([
+            ["Email/set", {"accountId": t.account, "create": {"c": {
+                "mailboxIds": {t.mailbox("inbox"): true},
+                "subject": "Ephemeral zanzibar",
+                "textBody": [{"partId": "t", "type": "text/plain"}],
+                "bodyValues": {"t": {"value": "gone at once"}}
+            }}, "destroy": ["#c"]}, "0"],
+            ["Email/query", {"accountId": t.account, "filter": {"text": "zanzibar"},
+                "calculateTotal": true}, "1"]
+        ]))
+        .await;
+    let id = r[0][1]["created"]["c"]["id"].as_str().unwrap();
+    assert_eq!(r[0][1]["destroyed"], json!([id]), "{r:?}");
+    assert_eq!(r[1][1]["ids"], json!([]), "{r:?}");
+    assert_eq!(r[1][1]["total"], 0);
+}
+
+#[on_both_backends]
 async fn immutable_properties_empty_mailbox_ids_and_bad_keywords_are_invalid() {
     let t = setup().await;
     let a = t

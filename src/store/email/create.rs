@@ -13,6 +13,7 @@ use crate::jmap::methods::mailbox::DATA_TYPE as MAILBOX_TYPE;
 use crate::jmap::standard::{SetError, SetErrorType};
 use crate::mail;
 use crate::store::changelog::{ChangeOp, WriteTxn};
+use crate::store::email_search::PendingText;
 use crate::store::schema::{email_message_ids, emails};
 use crate::store::{AnyConnection, StoreError, blobs, mailbox_counts, now};
 
@@ -133,7 +134,8 @@ fn record_created(
     }
 }
 
-/// Inserts one new email, or says why it cannot be.
+/// Inserts one new email, or says why it cannot be. Its search text joins `search_texts`, for
+/// the caller to store at the end of the write ([`crate::store::email_search::insert_all`]).
 #[expect(
     clippy::too_many_lines,
     reason = "every row a new email has, written in one place"
@@ -142,6 +144,7 @@ pub(super) fn create(
     txn: &mut WriteTxn<'_>,
     user_id: Option<&str>,
     new: NewEmail,
+    search_texts: &mut Vec<PendingText>,
 ) -> Result<Result<CreatedEmail, SetError>, StoreError> {
     let account_id = txn.account_id().to_owned();
     let missing = missing_mailboxes(txn.conn(), &account_id, &new.mailbox_ids)?;
@@ -214,7 +217,10 @@ pub(super) fn create(
     for k in &new.keywords {
         insert_keyword(txn.conn(), &account_id, &new.id, k)?;
     }
-    crate::store::email_search::insert(txn.conn(), &account_id, &new.id, &search)?;
+    search_texts.push(PendingText {
+        email_id: new.id.clone(),
+        text: search,
+    });
     for message_id in &related {
         diesel::insert_into(email_message_ids::table)
             .values((

@@ -51,6 +51,7 @@ use std::collections::BTreeSet;
 use diesel::prelude::*;
 
 use super::changelog::{self, WriteTxn};
+use super::email_search::{self, PendingText};
 use super::first_row::FirstRowDsl;
 use super::schema::{email_keywords, email_mailboxes, mailboxes};
 use super::{AnyConnection, StoreContext, StoreError, blobs};
@@ -69,12 +70,15 @@ pub fn apply(
     ops: Vec<EmailOp>,
 ) -> Result<Vec<OpResult>, StoreError> {
     let mut results = Vec::with_capacity(ops.len());
+    let mut search_texts = Vec::new();
     for op in ops {
         results.push(match op {
-            EmailOp::Create { creation_id, email } => match create::create(txn, user_id, email)? {
-                Ok(c) => OpResult::Created(creation_id, c),
-                Err(e) => OpResult::NotCreated(creation_id, e),
-            },
+            EmailOp::Create { creation_id, email } => {
+                match create::create(txn, user_id, email, &mut search_texts)? {
+                    Ok(c) => OpResult::Created(creation_id, c),
+                    Err(e) => OpResult::NotCreated(creation_id, e),
+                }
+            }
             EmailOp::Update {
                 key,
                 id,
@@ -85,11 +89,17 @@ pub fn apply(
                 Err(e) => OpResult::NotUpdated(key, e),
             },
             EmailOp::Destroy { key, id } => match destroy(txn, &id)? {
-                Ok(()) => OpResult::Destroyed(id),
+                Ok(()) => {
+                    // Created earlier in this write: its text is not stored yet.
+                    search_texts.retain(|t: &PendingText| t.email_id != id);
+                    OpResult::Destroyed(id)
+                }
                 Err(e) => OpResult::NotDestroyed(key, e),
             },
         });
     }
+    let account_id = txn.account_id().to_owned();
+    email_search::insert_all(txn.conn(), &account_id, search_texts)?;
     Ok(results)
 }
 
