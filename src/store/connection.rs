@@ -79,9 +79,15 @@ pub fn establish(url: &StoreUrl) -> Result<AnyConnection, StoreError> {
             ))?;
             Ok(AnyConnection::Sqlite(conn))
         }
-        StoreUrl::Postgres(url) => diesel::PgConnection::establish(url)
-            .map(AnyConnection::Postgresql)
-            .map_err(|e| StoreError::Connect(e.to_string())),
+        StoreUrl::Postgres(url) => {
+            let mut conn = diesel::PgConnection::establish(url)
+                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            // JIT compiles a query the planner thinks costly, which takes 10–50 ms: more than
+            // any of Herald's queries runs (a search over a million messages: 12 ms of 245 were
+            // compiling, BENCHMARKS.md).
+            conn.batch_execute("SET jit = off")?;
+            Ok(AnyConnection::Postgresql(conn))
+        }
     }
 }
 
