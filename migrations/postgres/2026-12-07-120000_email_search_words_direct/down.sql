@@ -1,0 +1,1 @@
+ALTER INDEX email_search_words RESET (fastupdate);
