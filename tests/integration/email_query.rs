@@ -784,6 +784,25 @@ async fn a_client_syncs_a_cached_query_with_query_changes_and_gets_exactly_the_d
 /// looks for it) is found at its index, and the window around it is right.
 #[on_both_backends]
 async fn an_anchor_hundreds_of_results_in_is_found_at_its_index() {
+    let f = three_hundred_in_the_inbox().await;
+    let all = f
+        .query(json!({"sort": [{"property": "receivedAt", "isAscending": true}], "limit": 300}))
+        .await;
+    let ids = ids_of(&all[1]["ids"]);
+    assert_eq!(ids.len(), 300);
+    let r = f
+        .query(
+            json!({"sort": [{"property": "receivedAt", "isAscending": true}],
+                      "anchor": ids[290], "anchorOffset": -1, "limit": 3}),
+        )
+        .await;
+    assert_eq!(r[1]["position"], 289, "{:?}", r[1]);
+    assert_eq!(ids_of(&r[1]["ids"]), ids[289..292].to_vec());
+    f.s.stop().await;
+}
+
+/// 300 emails in the inbox, a second apart (n000 the oldest).
+async fn three_hundred_in_the_inbox() -> Fixture {
     let f = Fixture::empty().await;
     let create: serde_json::Map<String, Value> = (0..300)
         .map(|i| {
@@ -798,19 +817,44 @@ async fn an_anchor_hundreds_of_results_in_is_found_at_its_index() {
         .call(json!([["Email/set", {"accountId": f.account, "create": create}, "s"]]))
         .await;
     assert!(r[0][1]["notCreated"].is_null(), "{:?}", r[0]);
+    f
+}
+
+/// EQ-08 without `upToId`: the server reads the results only as far as the last touched email
+/// that still matches, so a change hundreds of results in (beyond its first windows) is added
+/// at its index, one destroyed is only removed, and the total counts them all.
+#[on_both_backends]
+async fn query_changes_without_up_to_id_place_a_change_hundreds_of_results_in() {
+    let f = three_hundred_in_the_inbox().await;
+    let by_date = json!([{"property": "receivedAt", "isAscending": false}]);
     let all = f
-        .query(json!({"sort": [{"property": "receivedAt", "isAscending": true}], "limit": 300}))
+        .query(json!({"filter": {"inMailbox": f.inbox}, "sort": by_date, "limit": 300}))
         .await;
     let ids = ids_of(&all[1]["ids"]);
-    assert_eq!(ids.len(), 300);
+    let state = all[1]["queryState"].as_str().unwrap().to_owned();
+    // The newest and the oldest are flagged, the 150th destroyed.
     let r = f
-        .query(
-            json!({"sort": [{"property": "receivedAt", "isAscending": true}],
-                      "anchor": ids[290], "anchorOffset": -1, "limit": 3}),
-        )
+        .call(json!([["Email/set", {"accountId": f.account,
+            "update": {ids[0].clone(): {"keywords/$flagged": true}, ids[299].clone(): {"keywords/$flagged": true}},
+            "destroy": [ids[150].clone()]}, "s"]]))
         .await;
-    assert_eq!(r[1]["position"], 289, "{:?}", r[1]);
-    assert_eq!(ids_of(&r[1]["ids"]), ids[289..292].to_vec());
+    assert!(r[0][1]["notUpdated"].is_null(), "{:?}", r[0]);
+    let r = f
+        .call(json!([["Email/queryChanges", {"accountId": f.account,
+            "filter": {"inMailbox": f.inbox}, "sort": by_date, "sinceQueryState": state,
+            "calculateTotal": true}, "qc"]]))
+        .await;
+    assert_eq!(r[0][0], "Email/queryChanges", "{:?}", r[0]);
+    assert_eq!(
+        r[0][1]["added"],
+        json!([{"id": ids[0], "index": 0}, {"id": ids[299], "index": 298}])
+    );
+    let mut removed = ids_of(&r[0][1]["removed"]);
+    removed.sort();
+    let mut want = vec![ids[0].clone(), ids[150].clone(), ids[299].clone()];
+    want.sort();
+    assert_eq!(removed, want);
+    assert_eq!(r[0][1]["total"], 299);
     f.s.stop().await;
 }
 

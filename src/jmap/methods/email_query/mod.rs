@@ -257,6 +257,11 @@ pub fn query_changes<C: EmailQueryStore>(
         Some(up_to) if immutable_sort && !touched.contains(up_to) => {
             results_through(ctx, &account_id, &query, up_to)?
         }
+        // Without `upToId` only the touched emails' places are reported: the results need be
+        // read no further than the last of them that still matches.
+        None if immutable_sort => {
+            Some(results_through_touched(ctx, &account_id, &query, &touched)?)
+        }
         _ => None,
     };
     let (page, total) = match prefix {
@@ -296,6 +301,37 @@ fn results_through<C: EmailQueryStore>(
         }
         if (page.ids.len() as u64) < limit {
             return Ok(None);
+        }
+        limit *= 4;
+    }
+}
+
+/// The results of `query` from the first through the last of `touched` that still matches, read
+/// in growing windows as in [`results_through`].
+fn results_through_touched<C: EmailQueryStore>(
+    ctx: &mut C,
+    account_id: &str,
+    query: &EmailQuery,
+    touched: &[String],
+) -> Result<QueryPage, MethodError> {
+    let everything = Filter::Operator(Operator::And, Vec::new());
+    let filter = query.filter.as_ref().unwrap_or(&everything);
+    let wanted = ctx.email_matching(account_id, filter, touched)?;
+    let mut limit = if wanted.is_empty() { 0 } else { 256 };
+    loop {
+        let mut page = ctx.email_query(account_id, query, &window(limit, false))?;
+        let found = page.ids.iter().filter(|id| wanted.contains(*id)).count();
+        if found == wanted.len() {
+            let through = page
+                .ids
+                .iter()
+                .rposition(|id| wanted.contains(id))
+                .map_or(0, |i| i + 1);
+            page.ids.truncate(through);
+            return Ok(page);
+        }
+        if (page.ids.len() as u64) < limit {
+            return Ok(page);
         }
         limit *= 4;
     }
