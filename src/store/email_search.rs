@@ -68,43 +68,75 @@ pub fn insert_all(
     account_id: &str,
     pending: Vec<PendingText>,
 ) -> Result<(), StoreError> {
-    for p in pending {
-        insert(conn, account_id, &p.email_id, &p.text)?;
+    match Dialect::of(conn) {
+        Dialect::Sqlite => {
+            for p in pending {
+                insert_sqlite(conn, account_id, &p.email_id, &p.text)?;
+            }
+        }
+        Dialect::Postgres => {
+            for chunk in pending.chunks(PG_ROWS_PER_INSERT) {
+                insert_postgres(conn, account_id, chunk)?;
+            }
+        }
     }
     Ok(())
 }
 
-/// Stores the search text of an email and indexes it, in the caller's transaction.
-fn insert(
+/// Search rows per PostgreSQL `INSERT` (14 parameters each): one round trip for many emails.
+const PG_ROWS_PER_INSERT: usize = 100;
+
+/// SQLite: stores the search text of an email and indexes it. Fixed texts, so SQLite keeps them
+/// prepared; the FTS row first, for `last_insert_rowid()` to name it.
+fn insert_sqlite(
     conn: &mut AnyConnection,
     account_id: &str,
     email_id: &str,
     text: &mail::SearchText,
 ) -> Result<(), StoreError> {
-    // Fixed texts, so both databases keep them prepared: an import runs them for every message.
-    // Columns in the order of FIELDS.
-    let texts = field_texts(text).map(|t| SqlParam::Text(t.to_owned()));
+    push_fts_row(conn, account_id, email_id, text)?;
     let mut params = vec![
         SqlParam::Text(account_id.to_owned()),
         SqlParam::Text(email_id.to_owned()),
     ];
-    params.extend(texts);
-    let sql = match Dialect::of(conn) {
-        Dialect::Sqlite => {
-            push_fts_row(conn, account_id, email_id, text)?;
-            "INSERT INTO email_search (account_id, email_id, from_text, to_text, cc_text, \
-             bcc_text, subject_text, body_text, fts_docid) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, last_insert_rowid())"
+    params.extend(field_texts(text).map(|t| SqlParam::Text(t.to_owned())));
+    StaticSql::new(
+        "INSERT INTO email_search (account_id, email_id, from_text, to_text, cc_text, \
+         bcc_text, subject_text, body_text, fts_docid) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, last_insert_rowid())",
+        params,
+    )
+    .run(conn)?;
+    Ok(())
+}
+
+/// PostgreSQL: stores the search text and `tsvector`s of several emails in one statement.
+fn insert_postgres(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    rows: &[PendingText],
+) -> Result<(), StoreError> {
+    let mut sql = Sql::new(Dialect::Postgres);
+    sql.push("INSERT INTO email_search (account_id, email_id");
+    for (text_column, doc_column) in FIELDS {
+        sql.push(", ").push(text_column).push(", ").push(doc_column);
+    }
+    sql.push(") VALUES ");
+    for (i, row) in rows.iter().enumerate() {
+        sql.push(if i == 0 { "(" } else { ", (" })
+            .text(account_id)
+            .push(", ")
+            .text(&row.email_id);
+        for t in field_texts(&row.text) {
+            sql.push(", ")
+                .text(t)
+                .push(", ")
+                .text(&search::tsvector_literal(t))
+                .push("::tsvector");
         }
-        Dialect::Postgres => {
-            params.extend(field_texts(text).map(|t| SqlParam::Text(search::tsvector_literal(t))));
-            "INSERT INTO email_search (account_id, email_id, from_text, to_text, cc_text, \
-             bcc_text, subject_text, body_text, from_doc, to_doc, cc_doc, bcc_doc, subject_doc, \
-             body_doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::tsvector, $10::tsvector, \
-             $11::tsvector, $12::tsvector, $13::tsvector, $14::tsvector)"
-        }
-    };
-    StaticSql::new(sql, params).run(conn)?;
+        sql.push(")");
+    }
+    execute!(conn, &sql)?;
     Ok(())
 }
 

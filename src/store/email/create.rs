@@ -1,7 +1,7 @@
 //! A new email in the store: the message parsed once, its thread found (THR-03), and every row
 //! Email/query, Email/get and threading read written in the one write.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use diesel::prelude::*;
 
@@ -134,8 +134,17 @@ fn record_created(
     }
 }
 
-/// Inserts one new email, or says why it cannot be. Its search text joins `search_texts`, for
-/// the caller to store at the end of the write ([`crate::store::email_search::insert_all`]).
+/// What the emails created in one write share.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// Their search texts, for the caller to store at the end of the write
+    /// ([`crate::store::email_search::insert_all`]).
+    pub search_texts: Vec<PendingText>,
+    /// The mailboxes found to exist so far.
+    pub mailboxes_found: HashSet<String>,
+}
+
+/// Inserts one new email, or says why it cannot be; its search text joins the batch's.
 #[expect(
     clippy::too_many_lines,
     reason = "every row a new email has, written in one place"
@@ -144,10 +153,15 @@ pub(super) fn create(
     txn: &mut WriteTxn<'_>,
     user_id: Option<&str>,
     new: NewEmail,
-    search_texts: &mut Vec<PendingText>,
+    batch: &mut Batch,
 ) -> Result<Result<CreatedEmail, SetError>, StoreError> {
     let account_id = txn.account_id().to_owned();
-    let missing = missing_mailboxes(txn.conn(), &account_id, &new.mailbox_ids)?;
+    let missing = missing_mailboxes(
+        txn.conn(),
+        &account_id,
+        &new.mailbox_ids,
+        &mut batch.mailboxes_found,
+    )?;
     if !missing.is_empty() {
         return Ok(Err(SetError::invalid_properties(
             &["mailboxIds"],
@@ -217,7 +231,7 @@ pub(super) fn create(
     for k in &new.keywords {
         insert_keyword(txn.conn(), &account_id, &new.id, k)?;
     }
-    search_texts.push(PendingText {
+    batch.search_texts.push(PendingText {
         email_id: new.id.clone(),
         text: search,
     });

@@ -46,7 +46,7 @@ mod update;
 pub use read::{keep_summary, metadata, threads};
 pub use update::destroy;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use diesel::prelude::*;
 
@@ -70,11 +70,11 @@ pub fn apply(
     ops: Vec<EmailOp>,
 ) -> Result<Vec<OpResult>, StoreError> {
     let mut results = Vec::with_capacity(ops.len());
-    let mut search_texts = Vec::new();
+    let mut batch = create::Batch::default();
     for op in ops {
         results.push(match op {
             EmailOp::Create { creation_id, email } => {
-                match create::create(txn, user_id, email, &mut search_texts)? {
+                match create::create(txn, user_id, email, &mut batch)? {
                     Ok(c) => OpResult::Created(creation_id, c),
                     Err(e) => OpResult::NotCreated(creation_id, e),
                 }
@@ -91,7 +91,9 @@ pub fn apply(
             EmailOp::Destroy { key, id } => match destroy(txn, &id)? {
                 Ok(()) => {
                     // Created earlier in this write: its text is not stored yet.
-                    search_texts.retain(|t: &PendingText| t.email_id != id);
+                    batch
+                        .search_texts
+                        .retain(|t: &PendingText| t.email_id != id);
                     OpResult::Destroyed(id)
                 }
                 Err(e) => OpResult::NotDestroyed(key, e),
@@ -99,28 +101,38 @@ pub fn apply(
         });
     }
     let account_id = txn.account_id().to_owned();
-    email_search::insert_all(txn.conn(), &account_id, search_texts)?;
+    email_search::insert_all(txn.conn(), &account_id, batch.search_texts)?;
     Ok(results)
 }
 
-/// Which of `ids` are mailboxes of the account.
+/// Which of `ids` are not mailboxes of the account. `known` holds mailboxes found earlier in
+/// the same write, which are not looked up again (an import names one mailbox for every
+/// message); those found now join it.
 pub(super) fn missing_mailboxes(
     conn: &mut AnyConnection,
     account_id: &str,
     ids: &BTreeSet<String>,
+    known: &mut HashSet<String>,
 ) -> Result<Vec<String>, StoreError> {
     // One statement per id (an email is in one mailbox or few): a fixed text stays prepared.
     let mut missing = Vec::new();
     for id in ids {
+        if known.contains(id) {
+            continue;
+        }
         let found: Option<String> = mailboxes::table
             .filter(mailboxes::account_id.eq(account_id))
             .filter(mailboxes::id.eq(id))
             .select(mailboxes::id)
             .first_row(conn)
             .optional()?;
-        if found.is_none() {
-            missing.push(id.clone());
-        }
+        match found {
+            Some(_) => known.insert(id.clone()),
+            None => {
+                missing.push(id.clone());
+                false
+            }
+        };
     }
     Ok(missing)
 }

@@ -1,7 +1,7 @@
 //! Changing an email's mailboxes and keywords, and destroying it, with the counts and changes that
 //! follow.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use diesel::prelude::*;
 
@@ -94,7 +94,7 @@ pub(super) fn update(
         return Ok(Err(e));
     }
     let added: BTreeSet<String> = new_mailboxes.difference(&old_mailboxes).cloned().collect();
-    let missing = missing_mailboxes(txn.conn(), &account_id, &added)?;
+    let missing = missing_mailboxes(txn.conn(), &account_id, &added, &mut HashSet::new())?;
     if !missing.is_empty() {
         return Ok(Err(SetError::invalid_properties(
             &["mailboxIds"],
