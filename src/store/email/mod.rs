@@ -126,13 +126,11 @@ pub(super) fn missing_mailboxes(
             .select(mailboxes::id)
             .first_row(conn)
             .optional()?;
-        match found {
-            Some(_) => known.insert(id.clone()),
-            None => {
-                missing.push(id.clone());
-                false
-            }
-        };
+        if found.is_some() {
+            known.insert(id.clone());
+        } else {
+            missing.push(id.clone());
+        }
     }
     Ok(missing)
 }
