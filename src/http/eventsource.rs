@@ -304,15 +304,16 @@ impl Actor for EventSourceSession {
                 }
             })
             .wait(ctx);
+        let resumed = self.resume.is_some();
         let accounts = baseline_query(&self.principal, self.resume.as_ref());
         self.app
             .dispatcher
             .send(PushBaseline { accounts })
             .into_actor(self)
-            .map(|result, act, ctx| match result {
+            .map(move |result, act, ctx| match result {
                 Ok(Ok(found)) => {
                     let (positions, missed) = split_baseline(found);
-                    let pending = act.slot.baseline(positions, missed);
+                    let pending = act.slot.baseline(positions, missed, resumed);
                     // A comment first, flushing the headers (checklist ES-10); sent once the
                     // stream is subscribed, so a client may wait for it before it mutates.
                     let _ = act

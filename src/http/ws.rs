@@ -318,6 +318,7 @@ impl WsSession {
         self.push_epoch += 1;
         let epoch = self.push_epoch;
         self.slot.set_filter(filter);
+        let resumed = since.is_some();
         let accounts = baseline_query(&self.principal, since.as_ref());
         self.app
             .dispatcher
@@ -330,7 +331,7 @@ impl WsSession {
                 match result {
                     Ok(Ok(found)) => {
                         let (positions, missed) = split_baseline(found);
-                        if act.slot.baseline(positions, missed) {
+                        if act.slot.baseline(positions, missed, resumed) {
                             act.flush(ctx);
                         }
                     }

@@ -226,9 +226,20 @@ impl ChangeSlot {
 
     /// Session side: installs the stream's starting point, read from the store after subscribing:
     /// each account's newest seq and the changes the client missed (filtered). Changes that
-    /// arrived meanwhile are kept. Returns true when something is pending.
-    pub fn baseline(&self, positions: Positions, missed: Changed) -> bool {
+    /// arrived meanwhile are kept, except, when the client `resumed` from a position of its own
+    /// (`pushState`, `Last-Event-ID`), those at or below the store's: `missed` already holds
+    /// what the client lacks up to there, and the rest it has (sent again, a publication that
+    /// reached the hub late was a second StateChange for a state the client already knew).
+    /// Returns true when something is pending.
+    pub fn baseline(&self, positions: Positions, missed: Changed, resumed: bool) -> bool {
         let mut s = self.lock();
+        if resumed {
+            for (account, seq) in &positions {
+                if let Some(types) = s.pending.get_mut(account) {
+                    types.retain(|_, state| *state > *seq);
+                }
+            }
+        }
         for (account, seq) in positions {
             progress_of(&mut s.progress, &account).cover(seq);
         }
@@ -307,7 +318,7 @@ mod tests {
     #[test]
     fn ten_thousand_changes_coalesce_into_one_state_per_account_and_type() {
         let slot = ChangeSlot::new(TypeFilter::All);
-        assert!(!slot.baseline(Positions::from([("a".into(), 0)]), Changed::new()));
+        assert!(!slot.baseline(Positions::from([("a".into(), 0)]), Changed::new(), false));
         let mut wakes = 0;
         for seq in 1..=10_000 {
             let t = if seq % 2 == 0 { "Mailbox" } else { "Email" };
@@ -334,7 +345,11 @@ mod tests {
         assert!(!slot.offer("a", 5, &types(&["Mailbox", "Email"])));
         assert!(slot.take().is_none());
         let missed = Changed::from([("a".into(), [("Mailbox".to_string(), 4)].into())]);
-        assert!(slot.baseline(Positions::from([("a".into(), 4), ("b".into(), 2)]), missed));
+        assert!(slot.baseline(
+            Positions::from([("a".into(), 4), ("b".into(), 2)]),
+            missed,
+            false
+        ));
         let (changed, positions) = slot.take().unwrap();
         assert_eq!(changed["a"].len(), 1, "Email is filtered out");
         assert_eq!(changed["a"]["Mailbox"], 5);
@@ -345,9 +360,28 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_stream_drops_what_arrived_meanwhile_at_or_below_the_store_position() {
+        let slot = ChangeSlot::new(TypeFilter::All);
+        // Published late: seq 3 (the client resumes at 3) and seq 4 (after the store's read).
+        slot.offer("a", 3, &types(&["Mailbox"]));
+        slot.offer("a", 4, &types(&["Email"]));
+        assert!(slot.baseline(Positions::from([("a".into(), 3)]), Changed::new(), true));
+        let (changed, _) = slot.take().unwrap();
+        assert_eq!(
+            changed["a"],
+            [("Email".to_string(), 4)].into(),
+            "seq 3 is not sent again"
+        );
+        // A fresh stream keeps it: its client's state is not known to the server.
+        let fresh = ChangeSlot::new(TypeFilter::All);
+        fresh.offer("a", 3, &types(&["Mailbox"]));
+        assert!(fresh.baseline(Positions::from([("a".into(), 3)]), Changed::new(), false));
+    }
+
+    #[test]
     fn the_position_waits_for_a_write_that_arrives_out_of_order() {
         let slot = ChangeSlot::new(TypeFilter::All);
-        slot.baseline(Positions::from([("a".into(), 6)]), Changed::new());
+        slot.baseline(Positions::from([("a".into(), 6)]), Changed::new(), false);
         slot.offer("a", 8, &types(&["Email"]));
         let (changed, positions) = slot.take().unwrap();
         assert_eq!(changed["a"]["Email"], 8);
@@ -367,14 +401,14 @@ mod tests {
     #[test]
     fn a_filtered_out_change_moves_the_position_without_waking() {
         let slot = ChangeSlot::new(TypeFilter::Off);
-        slot.baseline(Positions::from([("a".into(), 2)]), Changed::new());
+        slot.baseline(Positions::from([("a".into(), 2)]), Changed::new(), false);
         assert!(!slot.offer("a", 3, &types(&["Mailbox"])));
         slot.set_filter(TypeFilter::All);
         assert!(
             !slot.offer("a", 4, &types(&["Mailbox"])),
             "not ready again yet"
         );
-        slot.baseline(Positions::new(), Changed::new());
+        slot.baseline(Positions::new(), Changed::new(), false);
         let (_, positions) = slot.take().unwrap();
         assert_eq!(positions["a"], 4);
     }
