@@ -13,6 +13,7 @@
 
 use diesel::prelude::*;
 
+use super::batch_insert::insert_rows;
 use super::schema::{blob_refs, blob_uploads, blobs};
 use super::{AnyConnection, StoreError, now, sha256_hex};
 use crate::mail::blob_id as derived;
@@ -38,17 +39,33 @@ pub fn is_stored_id(id: &str) -> bool {
 /// make it visible anywhere: follow with [`record_upload`] or [`add_reference`].
 pub fn put(conn: &mut AnyConnection, data: &[u8]) -> Result<String, StoreError> {
     let id = blob_id_for(data);
-    let insert = diesel::insert_into(blobs::table).values((
-        blobs::id.eq(&id),
-        blobs::data.eq(data),
-        blobs::size.eq(data.len() as i64),
-        blobs::created_at.eq(now()),
-    ));
-    match conn {
-        AnyConnection::Sqlite(c) => insert.on_conflict_do_nothing().execute(c)?,
-        AnyConnection::Postgresql(c) => insert.on_conflict_do_nothing().execute(c)?,
-    };
+    put_all(conn, &[(&id, data)])?;
     Ok(id)
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = blobs)]
+struct BlobRow<'a> {
+    id: &'a str,
+    data: &'a [u8],
+    size: i64,
+    created_at: i64,
+}
+
+/// [`put`] for several blobs, given with their ids ([`blob_id_for`]), in few statements.
+pub fn put_all(conn: &mut AnyConnection, all: &[(&str, &[u8])]) -> Result<(), StoreError> {
+    let created_at = now();
+    let rows: Vec<BlobRow<'_>> = all
+        .iter()
+        .map(|(id, data)| BlobRow {
+            id,
+            data,
+            size: data.len() as i64,
+            created_at,
+        })
+        .collect();
+    insert_rows!(conn, blobs::table, &rows, 4, ignore_conflicts)?;
+    Ok(())
 }
 
 /// The bytes of a stored blob (not a derived part id), regardless of visibility.
@@ -139,19 +156,39 @@ pub fn add_reference(
     owner_type: &str,
     owner_id: &str,
 ) -> Result<(), StoreError> {
-    let base = derived::split(blob_id)
-        .map(|(base, _)| base)
-        .ok_or_else(|| StoreError::Invalid(format!("{blob_id:?} is not a blob id")))?;
-    let insert = diesel::insert_into(blob_refs::table).values((
-        blob_refs::account_id.eq(account_id),
-        blob_refs::blob_id.eq(base),
-        blob_refs::owner_type.eq(owner_type),
-        blob_refs::owner_id.eq(owner_id),
-    ));
-    match conn {
-        AnyConnection::Sqlite(c) => insert.on_conflict_do_nothing().execute(c)?,
-        AnyConnection::Postgresql(c) => insert.on_conflict_do_nothing().execute(c)?,
-    };
+    add_references(conn, account_id, owner_type, &[(blob_id, owner_id)])
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = blob_refs)]
+struct BlobRefRow<'a> {
+    account_id: &'a str,
+    blob_id: &'a str,
+    owner_type: &'a str,
+    owner_id: &'a str,
+}
+
+/// [`add_reference`] for several objects of one type: `(blob id, owner id)` pairs.
+pub fn add_references(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    owner_type: &str,
+    refs: &[(&str, &str)],
+) -> Result<(), StoreError> {
+    let rows = refs
+        .iter()
+        .map(|(blob_id, owner_id)| {
+            let (blob_id, _) = derived::split(blob_id)
+                .ok_or_else(|| StoreError::Invalid(format!("{blob_id:?} is not a blob id")))?;
+            Ok(BlobRefRow {
+                account_id,
+                blob_id,
+                owner_type,
+                owner_id,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    insert_rows!(conn, blob_refs::table, &rows, 4, ignore_conflicts)?;
     Ok(())
 }
 

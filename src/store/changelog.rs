@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::prelude::*;
 
+use super::batch_insert::insert_rows;
 use super::schema::{accounts, change_log};
 use super::{AnyConnection, StoreError};
 use crate::jmap::changes::{
@@ -180,14 +181,7 @@ pub fn write<T>(
                 )
             })
             .collect();
-        // Multi-row INSERT is not available through MultiBackend: run it on the concrete backend.
-        for chunk in rows.chunks(200) {
-            let insert = diesel::insert_into(change_log::table).values(chunk);
-            match &mut *txn.conn {
-                AnyConnection::Sqlite(c) => insert.execute(c)?,
-                AnyConnection::Postgresql(c) => insert.execute(c)?,
-            };
-        }
+        insert_rows!(txn.conn, change_log::table, &rows, 5)?;
         let types = txn.changes.keys().map(|(t, _)| t.clone()).collect();
         let change = Committed {
             account_id: account_id.to_owned(),

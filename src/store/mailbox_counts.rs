@@ -17,17 +17,30 @@
 //! runs on the concrete backend with `$n` parameters, numbered in order of first use so SQLite
 //! binds them in the same order as PostgreSQL.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use diesel::RunQueryDsl;
 use diesel::sql_types::{BigInt, Text};
 
+use super::query_sql::{Dialect, Sql, load};
 use super::static_sql::{SqlParam, StaticSql};
 use super::{AnyConnection, StoreError};
 use crate::jmap::methods::mailbox::MailboxCounts;
 
 #[derive(diesel::QueryableByName)]
 struct ThreadRow {
+    #[diesel(sql_type = BigInt)]
+    emails: i64,
+    #[diesel(sql_type = BigInt)]
+    unread: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct ThreadRowOf {
+    #[diesel(sql_type = Text)]
+    mailbox_id: String,
+    #[diesel(sql_type = Text)]
+    thread_id: String,
     #[diesel(sql_type = BigInt)]
     emails: i64,
     #[diesel(sql_type = BigInt)]
@@ -174,6 +187,72 @@ pub fn email_entered(
 ) -> Result<(), StoreError> {
     moved(conn, account_id, mailbox_id, thread_id, unread, 1)
 }
+
+/// New emails entered mailboxes: `(mailbox, thread, unread)` for each email and mailbox. One
+/// statement per few hundred (mailbox, thread) pairs and one per mailbox, however many emails:
+/// what an import of many messages needs on PostgreSQL, where each statement is a round trip.
+pub fn emails_entered(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    entries: &[(&str, &str, bool)],
+) -> Result<(), StoreError> {
+    // Several emails of one thread in one mailbox make one row change: a multi-row upsert may
+    // not touch a row twice.
+    let mut per_thread: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+    for (mailbox_id, thread_id, unread) in entries {
+        let delta = per_thread.entry((mailbox_id, thread_id)).or_default();
+        delta.0 += 1;
+        delta.1 += i64::from(*unread);
+    }
+    let pairs: Vec<_> = per_thread.into_iter().collect();
+    let mut per_mailbox: BTreeMap<&str, [i64; 4]> = BTreeMap::new();
+    for chunk in pairs.chunks(THREAD_ROWS_PER_UPSERT) {
+        let mut sql = Sql::new(Dialect::of(conn));
+        sql.push(
+            "INSERT INTO mailbox_threads AS t (account_id, mailbox_id, thread_id, emails, unread) \
+             VALUES ",
+        );
+        for (i, ((mailbox_id, thread_id), (emails, unread))) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .text(account_id)
+                .push(", ")
+                .text(mailbox_id)
+                .push(", ")
+                .text(thread_id)
+                .push(", ")
+                .int(*emails)
+                .push(", ")
+                .int(*unread)
+                .push(")");
+        }
+        sql.push(
+            " ON CONFLICT (account_id, mailbox_id, thread_id) DO UPDATE \
+             SET emails = t.emails + excluded.emails, unread = t.unread + excluded.unread \
+             RETURNING mailbox_id, thread_id, emails, unread",
+        );
+        let after: HashMap<(String, String), (i64, i64)> = load!(conn, &sql, ThreadRowOf)?
+            .into_iter()
+            .map(|r| ((r.mailbox_id, r.thread_id), (r.emails, r.unread)))
+            .collect();
+        for ((mailbox_id, thread_id), (emails, unread)) in chunk {
+            let &(emails_after, unread_after) = after
+                .get(&((*mailbox_id).to_owned(), (*thread_id).to_owned()))
+                .ok_or_else(|| StoreError::Invalid("mailbox_threads row vanished".into()))?;
+            let counts = per_mailbox.entry(mailbox_id).or_default();
+            counts[0] += emails;
+            counts[1] += unread;
+            counts[2] += crossing(emails_after, *emails);
+            counts[3] += crossing(unread_after, *unread);
+        }
+    }
+    for (mailbox_id, deltas) in per_mailbox {
+        add_to_mailbox(conn, account_id, mailbox_id, deltas)?;
+    }
+    Ok(())
+}
+
+/// (mailbox, thread) rows per upsert in [`emails_entered`] (five parameters each).
+const THREAD_ROWS_PER_UPSERT: usize = 1000;
 
 /// An email of `thread_id` left `mailbox_id` (moved, or destroyed).
 pub fn email_left(

@@ -8,6 +8,7 @@ pub mod access_epoch;
 pub mod accounts;
 pub mod addresses;
 pub mod auto_reply;
+pub mod batch_insert;
 pub mod blobs;
 pub mod changelog;
 pub mod connection;

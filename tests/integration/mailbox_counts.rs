@@ -121,31 +121,39 @@ impl World {
     async fn step(&mut self, rng: &mut Lcg) -> String {
         let pick = rng.below(100);
         if self.emails.is_empty() || pick < 35 {
-            // A new email, replying to an earlier one half the time (same thread).
-            let n = self.made;
-            self.made += 1;
-            let mut email = json!({
-                "mailboxIds": self.some_mailboxes(rng),
-                "keywords": Self::some_keywords(rng),
-                "messageId": [format!("m{n}@counts.test")],
-                "subject": format!("topic {n}"),
-                "bodyValues": {"b": {"value": "hello"}},
-                "textBody": [{"partId": "b", "type": "text/plain"}]
-            });
-            if n > 0 && rng.chance(50) {
-                let parent = rng.below(n);
-                email["inReplyTo"] = json!([format!("m{parent}@counts.test")]);
-                email["subject"] = json!(format!("Re: topic {parent}"));
+            // New emails, one to four in one write (written together: see store::email::create),
+            // each replying to an earlier one half the time (same thread), an earlier one of
+            // the same write included.
+            let mut create = serde_json::Map::new();
+            for _ in 0..=rng.below(4) {
+                let n = self.made;
+                self.made += 1;
+                let mut email = json!({
+                    "mailboxIds": self.some_mailboxes(rng),
+                    "keywords": Self::some_keywords(rng),
+                    "messageId": [format!("m{n}@counts.test")],
+                    "subject": format!("topic {n}"),
+                    "bodyValues": {"b": {"value": "hello"}},
+                    "textBody": [{"partId": "b", "type": "text/plain"}]
+                });
+                if n > 0 && rng.chance(50) {
+                    let parent = rng.below(n);
+                    email["inReplyTo"] = json!([format!("m{parent}@counts.test")]);
+                    email["subject"] = json!(format!("Re: topic {parent}"));
+                }
+                create.insert(format!("e{n}"), email);
             }
+            let keys: Vec<String> = create.keys().cloned().collect();
             let r = self
-                .call(json!([["Email/set", {"accountId": self.account,
-                    "create": {"e": email}}, "0"]]))
+                .call(json!([["Email/set", {"accountId": self.account, "create": create}, "0"]]))
                 .await;
-            let id = r[0][1]["created"]["e"]["id"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{r:?}"));
-            self.emails.push(id.to_owned());
-            return format!("create {id}");
+            for key in &keys {
+                let id = r[0][1]["created"][key]["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{r:?}"));
+                self.emails.push(id.to_owned());
+            }
+            return format!("create {keys:?}");
         }
         let e = self.emails[rng.below(self.emails.len())].clone();
         if pick < 55 {

@@ -1,20 +1,26 @@
-//! A new email in the store: the message parsed once, its thread found (THR-03), and every row
+//! New emails in the store: each message parsed once, its thread found (THR-03), and every row
 //! Email/query, Email/get and threading read written in the one write.
+//!
+//! The emails of a run of creates are written in phases, table by table: parse and check each
+//! one, find all their threads with one lookup ([`super::threading`]), then one multi-row
+//! statement per table for all of them. On PostgreSQL each statement is a round trip; written
+//! email by email, an import spent most of its time on them (BENCHMARKS.md).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use diesel::prelude::*;
-
-use super::{insert_keyword, insert_membership, is_unread, missing_mailboxes};
+use super::rows::{EmailRow, KeywordRow, MembershipRow, MessageIdRow};
+use super::threading::{ThreadFinder, ThreadKey};
+use super::{is_unread, missing_mailboxes};
 use crate::jmap::methods::email::{
     CreatedEmail, DATA_TYPE, DELIVERY_TYPE, NewEmail, Source, THREAD_TYPE,
 };
 use crate::jmap::methods::mailbox::DATA_TYPE as MAILBOX_TYPE;
 use crate::jmap::standard::{SetError, SetErrorType};
 use crate::mail;
+use crate::store::batch_insert::insert_rows;
 use crate::store::changelog::{ChangeOp, WriteTxn};
 use crate::store::email_search::PendingText;
-use crate::store::schema::{email_message_ids, emails};
+use crate::store::schema::{email_keywords, email_mailboxes, email_message_ids, emails};
 use crate::store::{AnyConnection, StoreError, blobs, mailbox_counts, now};
 
 /// The latest `Received:` time of a message (EIMP-01 default for receivedAt).
@@ -43,42 +49,6 @@ fn sort_key(email: &mail::Email, field: &str) -> String {
                 .to_lowercase()
         })
         .unwrap_or_default()
-}
-
-/// Finds the thread a new message joins, if any (THR-03).
-fn find_thread(
-    conn: &mut AnyConnection,
-    account_id: &str,
-    ids: &BTreeSet<String>,
-    base_subject: &str,
-) -> Result<Option<String>, StoreError> {
-    if ids.is_empty() {
-        return Ok(None);
-    }
-    // The candidates share a message id, so they are few: fetch them through the message-id index
-    // and pick the oldest here. An ORDER BY received_at LIMIT 1 let SQLite walk the whole account
-    // by date instead, which made imports slow down with the size of the account. One statement
-    // per id, not one `IN (…)`: a fixed text stays prepared, and a message names few ids.
-    let mut candidates: Vec<(String, i64, String)> = Vec::new();
-    for id in ids {
-        candidates.extend(
-            email_message_ids::table
-                .inner_join(
-                    emails::table.on(emails::account_id
-                        .eq(email_message_ids::account_id)
-                        .and(emails::id.eq(email_message_ids::email_id))),
-                )
-                .filter(email_message_ids::account_id.eq(account_id))
-                .filter(email_message_ids::message_id.eq(id))
-                .filter(emails::base_subject.eq(base_subject))
-                .select((emails::thread_id, emails::received_at, emails::id))
-                .load::<(String, i64, String)>(conn)?,
-        );
-    }
-    Ok(candidates
-        .into_iter()
-        .min_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)))
-        .map(|(thread_id, _, _)| thread_id))
 }
 
 /// A new email's message and the blob it was read from (Email/import).
@@ -144,24 +114,40 @@ pub(super) struct Batch {
     pub mailboxes_found: HashSet<String>,
 }
 
-/// Inserts one new email, or says why it cannot be; its search text joins the batch's.
-#[expect(
-    clippy::too_many_lines,
-    reason = "every row a new email has, written in one place"
-)]
-pub(super) fn create(
+/// A new email ready to be written: what its rows hold, derived from its message once.
+struct Prepared {
+    id: String,
+    mailbox_ids: BTreeSet<String>,
+    keywords: BTreeSet<String>,
+    delivery: bool,
+    /// The message, when its blob is to be stored with it.
+    new_blob: Option<Vec<u8>>,
+    blob_id: String,
+    size: i64,
+    received_at: i64,
+    /// Every id in Message-ID, In-Reply-To and References; `own`: those of Message-ID.
+    related: BTreeSet<String>,
+    own: BTreeSet<String>,
+    subject: String,
+    base_subject: String,
+    from_sort: String,
+    to_sort: String,
+    summary: mail::Summary,
+    summary_json: String,
+    search: mail::SearchText,
+    /// The email's thread and whether this write starts it (set once all are prepared).
+    thread: (String, bool),
+}
+
+/// Checks and parses one new email, or says why it cannot be created.
+fn prepare(
     txn: &mut WriteTxn<'_>,
     user_id: Option<&str>,
     new: NewEmail,
-    batch: &mut Batch,
-) -> Result<Result<CreatedEmail, SetError>, StoreError> {
+    mailboxes_found: &mut HashSet<String>,
+) -> Result<Result<Prepared, SetError>, StoreError> {
     let account_id = txn.account_id().to_owned();
-    let missing = missing_mailboxes(
-        txn.conn(),
-        &account_id,
-        &new.mailbox_ids,
-        &mut batch.mailboxes_found,
-    )?;
+    let missing = missing_mailboxes(txn.conn(), &account_id, &new.mailbox_ids, mailboxes_found)?;
     if !missing.is_empty() {
         return Ok(Err(SetError::invalid_properties(
             &["mailboxIds"],
@@ -178,82 +164,220 @@ pub(super) fn create(
             "the blob is not a message",
         )));
     };
-    // Store the message as its own blob unless the client gave one (a part of another message
-    // has a derived id: store its bytes).
-    let blob_id = match given_blob.filter(|b| blobs::is_stored_id(b)) {
-        Some(b) => b,
-        None => blobs::put(txn.conn(), &bytes)?,
-    };
-    let received_at = new
-        .received_at
-        .or_else(|| latest_received(&email))
-        .unwrap_or_else(now);
     let thread_ids = email.thread_ids();
-    let own: BTreeSet<String> = thread_ids.message_id.iter().cloned().collect();
-    let related: BTreeSet<String> = thread_ids
-        .message_id
-        .iter()
-        .chain(&thread_ids.in_reply_to)
-        .chain(&thread_ids.references)
-        .cloned()
-        .collect();
-    let base_subject = email.base_subject();
-    let existing_thread = find_thread(txn.conn(), &account_id, &related, &base_subject)?;
-    let thread_created = existing_thread.is_none();
-    let thread_id = existing_thread.unwrap_or_else(|| crate::jmap::args::new_ordered_id('t'));
-    let search = email.search_text();
     let summary = mail::Summary::of(&email);
-    let size = bytes.len() as i64;
-
-    diesel::insert_into(emails::table)
-        .values((
-            emails::account_id.eq(&account_id),
-            emails::id.eq(&new.id),
-            emails::blob_id.eq(&blob_id),
-            emails::thread_id.eq(&thread_id),
-            emails::size.eq(size),
-            emails::received_at.eq(received_at),
-            emails::sent_at.eq(summary.sent_at),
-            emails::subject.eq(email.subject().unwrap_or_default()),
-            emails::base_subject.eq(&base_subject),
-            emails::from_sort.eq(sort_key(&email, "From")),
-            emails::to_sort.eq(sort_key(&email, "To")),
-            emails::has_attachment.eq(summary.has_attachment),
-            emails::preview.eq(&summary.preview),
-            emails::summary.eq(summary.headers_json()),
-        ))
-        .execute(txn.conn())?;
-    let unread = is_unread(&new.keywords);
-    for m in &new.mailbox_ids {
-        insert_membership(txn.conn(), &account_id, &new.id, m, received_at)?;
-        mailbox_counts::email_entered(txn.conn(), &account_id, m, &thread_id, unread)?;
-    }
-    for k in &new.keywords {
-        insert_keyword(txn.conn(), &account_id, &new.id, k)?;
-    }
-    batch.search_texts.push(PendingText {
-        email_id: new.id.clone(),
-        text: search,
-    });
-    for message_id in &related {
-        diesel::insert_into(email_message_ids::table)
-            .values((
-                email_message_ids::account_id.eq(&account_id),
-                email_message_ids::message_id.eq(message_id),
-                email_message_ids::email_id.eq(&new.id),
-                email_message_ids::thread_id.eq(&thread_id),
-                email_message_ids::is_own.eq(own.contains(message_id)),
-            ))
-            .execute(txn.conn())?;
-    }
-    blobs::add_reference(txn.conn(), &account_id, &blob_id, DATA_TYPE, &new.id)?;
-
-    let thread = (thread_id.as_str(), thread_created);
-    record_created(txn, &new.id, &new.mailbox_ids, new.delivery, thread);
-    Ok(Ok(CreatedEmail {
+    let prepared = Prepared {
         id: new.id,
-        blob_id,
-        thread_id,
-        size,
-    }))
+        mailbox_ids: new.mailbox_ids,
+        keywords: new.keywords,
+        delivery: new.delivery,
+        size: bytes.len() as i64,
+        received_at: new
+            .received_at
+            .or_else(|| latest_received(&email))
+            .unwrap_or_else(now),
+        own: thread_ids.message_id.iter().cloned().collect(),
+        related: thread_ids
+            .message_id
+            .iter()
+            .chain(&thread_ids.in_reply_to)
+            .chain(&thread_ids.references)
+            .cloned()
+            .collect(),
+        subject: email.subject().unwrap_or_default(),
+        base_subject: email.base_subject(),
+        from_sort: sort_key(&email, "From"),
+        to_sort: sort_key(&email, "To"),
+        summary_json: summary.headers_json(),
+        summary,
+        search: email.search_text(),
+        thread: (String::new(), false),
+        // Store the message as its own blob unless the client gave one (a part of another
+        // message has a derived id: store its bytes).
+        blob_id: match &given_blob {
+            Some(b) if blobs::is_stored_id(b) => b.clone(),
+            _ => blobs::blob_id_for(&bytes),
+        },
+        new_blob: match &given_blob {
+            Some(b) if blobs::is_stored_id(b) => None,
+            _ => Some(bytes),
+        },
+    };
+    Ok(Ok(prepared))
+}
+
+/// Creates a run of new emails, or says for each why it cannot be; their search texts join the
+/// batch's.
+pub(super) fn create_all(
+    txn: &mut WriteTxn<'_>,
+    user_id: Option<&str>,
+    news: Vec<NewEmail>,
+    batch: &mut Batch,
+) -> Result<Vec<Result<CreatedEmail, SetError>>, StoreError> {
+    let mut outcomes = Vec::with_capacity(news.len());
+    for new in news {
+        outcomes.push(prepare(txn, user_id, new, &mut batch.mailboxes_found)?);
+    }
+    let account_id = txn.account_id().to_owned();
+    let mut ready: Vec<&mut Prepared> = outcomes
+        .iter_mut()
+        .filter_map(|o| o.as_mut().ok())
+        .collect();
+    let keys: Vec<ThreadKey<'_>> = ready
+        .iter()
+        .map(|p| ThreadKey {
+            related: &p.related,
+            base_subject: &p.base_subject,
+        })
+        .collect();
+    let mut finder = ThreadFinder::load(txn.conn(), &account_id, &keys)?;
+    let threads: Vec<(String, bool)> = keys
+        .iter()
+        .zip(&ready)
+        .map(|(key, p)| {
+            finder.assign(key, p.received_at, &p.id, || {
+                crate::jmap::args::new_ordered_id('t')
+            })
+        })
+        .collect();
+    for (p, thread) in ready.iter_mut().zip(threads) {
+        p.thread = thread;
+    }
+    let ready: Vec<&Prepared> = ready.into_iter().map(|p| &*p).collect();
+    insert_all_rows(txn.conn(), &account_id, &ready)?;
+
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| {
+            let p = outcome?;
+            record_created(
+                txn,
+                &p.id,
+                &p.mailbox_ids,
+                p.delivery,
+                (&p.thread.0, p.thread.1),
+            );
+            batch.search_texts.push(PendingText {
+                email_id: p.id.clone(),
+                text: p.search,
+            });
+            Ok(CreatedEmail {
+                id: p.id,
+                blob_id: p.blob_id,
+                thread_id: p.thread.0,
+                size: p.size,
+            })
+        })
+        .collect())
+}
+
+/// Writes the rows of every prepared email, one table at a time.
+fn insert_all_rows(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    ready: &[&Prepared],
+) -> Result<(), StoreError> {
+    // Identical messages share one blob (BIN-05): each stored once.
+    let new_blobs: BTreeMap<&str, &[u8]> = ready
+        .iter()
+        .filter_map(|p| Some((p.blob_id.as_str(), p.new_blob.as_deref()?)))
+        .collect();
+    let new_blobs: Vec<(&str, &[u8])> = new_blobs.into_iter().collect();
+    blobs::put_all(conn, &new_blobs)?;
+
+    let email_rows: Vec<EmailRow<'_>> = ready
+        .iter()
+        .map(|p| EmailRow {
+            account_id,
+            id: &p.id,
+            blob_id: &p.blob_id,
+            thread_id: &p.thread.0,
+            size: p.size,
+            received_at: p.received_at,
+            sent_at: p.summary.sent_at,
+            subject: &p.subject,
+            base_subject: &p.base_subject,
+            from_sort: &p.from_sort,
+            to_sort: &p.to_sort,
+            has_attachment: p.summary.has_attachment,
+            preview: &p.summary.preview,
+            summary: Some(&p.summary_json),
+        })
+        .collect();
+    insert_rows!(conn, emails::table, &email_rows, EmailRow::COLUMNS)?;
+
+    let memberships: Vec<MembershipRow<'_>> = ready
+        .iter()
+        .flat_map(|p| {
+            p.mailbox_ids.iter().map(|m| MembershipRow {
+                account_id,
+                email_id: &p.id,
+                mailbox_id: m,
+                received_at: p.received_at,
+            })
+        })
+        .collect();
+    insert_rows!(
+        conn,
+        email_mailboxes::table,
+        &memberships,
+        MembershipRow::COLUMNS
+    )?;
+    count_entries(conn, account_id, ready)?;
+
+    let keywords: Vec<KeywordRow<'_>> = ready
+        .iter()
+        .flat_map(|p| {
+            p.keywords.iter().map(|k| KeywordRow {
+                account_id,
+                email_id: &p.id,
+                keyword: k,
+            })
+        })
+        .collect();
+    insert_rows!(conn, email_keywords::table, &keywords, KeywordRow::COLUMNS)?;
+
+    let message_ids: Vec<MessageIdRow<'_>> = ready
+        .iter()
+        .flat_map(|p| {
+            p.related.iter().map(|message_id| MessageIdRow {
+                account_id,
+                message_id,
+                email_id: &p.id,
+                thread_id: &p.thread.0,
+                is_own: p.own.contains(message_id),
+            })
+        })
+        .collect();
+    insert_rows!(
+        conn,
+        email_message_ids::table,
+        &message_ids,
+        MessageIdRow::COLUMNS
+    )?;
+
+    let refs: Vec<(&str, &str)> = ready
+        .iter()
+        .map(|p| (p.blob_id.as_str(), p.id.as_str()))
+        .collect();
+    blobs::add_references(conn, account_id, DATA_TYPE, &refs)?;
+    Ok(())
+}
+
+/// Counts every prepared email in its mailboxes.
+fn count_entries(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    ready: &[&Prepared],
+) -> Result<(), StoreError> {
+    let entered: Vec<(&str, &str, bool)> = ready
+        .iter()
+        .flat_map(|p| {
+            let unread = is_unread(&p.keywords);
+            p.mailbox_ids
+                .iter()
+                .map(move |m| (m.as_str(), p.thread.0.as_str(), unread))
+        })
+        .collect();
+    mailbox_counts::emails_entered(conn, account_id, &entered)
 }

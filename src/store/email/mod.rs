@@ -41,6 +41,8 @@
 
 mod create;
 mod read;
+mod rows;
+mod threading;
 mod update;
 
 pub use read::{keep_summary, metadata, threads};
@@ -58,7 +60,8 @@ use super::{AnyConnection, StoreContext, StoreError, blobs};
 use crate::jmap::changes::state_string;
 use crate::jmap::error::MethodError;
 use crate::jmap::methods::email::{
-    DATA_TYPE, EmailMeta, EmailOp, EmailStore, OpResult, THREAD_TYPE, ThreadEmails, WriteOutcome,
+    DATA_TYPE, EmailMeta, EmailOp, EmailStore, NewEmail, OpResult, THREAD_TYPE, ThreadEmails,
+    WriteOutcome,
 };
 use crate::mail;
 
@@ -71,24 +74,39 @@ pub fn apply(
 ) -> Result<Vec<OpResult>, StoreError> {
     let mut results = Vec::with_capacity(ops.len());
     let mut batch = create::Batch::default();
-    for op in ops {
-        results.push(match op {
+    let mut ops = ops.into_iter().peekable();
+    while let Some(op) = ops.next() {
+        match op {
             EmailOp::Create { creation_id, email } => {
-                match create::create(txn, user_id, email, &mut batch)? {
-                    Ok(c) => OpResult::Created(creation_id, c),
-                    Err(e) => OpResult::NotCreated(creation_id, e),
+                // A run of creates is written together (see `create`); the other operations
+                // see it written.
+                let mut run = vec![(creation_id, email)];
+                while let Some(EmailOp::Create { creation_id, email }) =
+                    ops.next_if(|op| matches!(op, EmailOp::Create { .. }))
+                {
+                    run.push((creation_id, email));
                 }
+                let (creation_ids, emails): (Vec<String>, Vec<NewEmail>) = run.into_iter().unzip();
+                let created = create::create_all(txn, user_id, emails, &mut batch)?;
+                results.extend(creation_ids.into_iter().zip(created).map(
+                    |(creation_id, outcome)| match outcome {
+                        Ok(c) => OpResult::Created(creation_id, c),
+                        Err(e) => OpResult::NotCreated(creation_id, e),
+                    },
+                ));
             }
             EmailOp::Update {
                 key,
                 id,
                 mailbox_ids,
                 keywords,
-            } => match update::update(txn, &id, mailbox_ids.as_ref(), keywords.as_ref())? {
-                Ok(()) => OpResult::Updated(id),
-                Err(e) => OpResult::NotUpdated(key, e),
-            },
-            EmailOp::Destroy { key, id } => match destroy(txn, &id)? {
+            } => results.push(
+                match update::update(txn, &id, mailbox_ids.as_ref(), keywords.as_ref())? {
+                    Ok(()) => OpResult::Updated(id),
+                    Err(e) => OpResult::NotUpdated(key, e),
+                },
+            ),
+            EmailOp::Destroy { key, id } => results.push(match destroy(txn, &id)? {
                 Ok(()) => {
                     // Created earlier in this write: its text is not stored yet.
                     batch
@@ -97,8 +115,8 @@ pub fn apply(
                     OpResult::Destroyed(id)
                 }
                 Err(e) => OpResult::NotDestroyed(key, e),
-            },
-        });
+            }),
+        }
     }
     let account_id = txn.account_id().to_owned();
     email_search::insert_all(txn.conn(), &account_id, batch.search_texts)?;
