@@ -131,7 +131,7 @@ fn insert_postgres(
             sql.push(", ")
                 .text(t)
                 .push(", ")
-                .text(&search::tsvector_literal(t))
+                .text(search::tsvector_literal(t))
                 .push("::tsvector");
         }
         sql.push(")");
@@ -455,7 +455,7 @@ fn index_existing(conn: &mut AnyConnection, r: &BacklogRow) -> Result<(), StoreE
                 }
                 sql.push(FIELDS[i].1)
                     .push(" = ")
-                    .text(&search::tsvector_literal(t))
+                    .text(search::tsvector_literal(t))
                     .push("::tsvector");
             }
         }

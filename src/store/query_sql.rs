@@ -59,8 +59,8 @@ impl Sql {
         self.text.push_str(s);
         self
     }
-    pub fn text(&mut self, v: &str) -> &mut Self {
-        self.params.push(Param::Text(v.to_owned()));
+    pub fn text(&mut self, v: impl Into<String>) -> &mut Self {
+        self.params.push(Param::Text(v.into()));
         let n = self.params.len();
         self.text.push_str(&format!("${n}"));
         self
@@ -92,7 +92,8 @@ macro_rules! bound {
         let mut q = diesel::sql_query(sql.text.as_str()).into_boxed();
         for p in &sql.params {
             q = match p {
-                Param::Text(s) => q.bind::<Text, _>(s.clone()),
+                // By reference: a text may be a message's whole search text.
+                Param::Text(s) => q.bind::<Text, _>(s.as_str()),
                 Param::Int(i) => q.bind::<BigInt, _>(*i),
             };
         }

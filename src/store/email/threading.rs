@@ -123,9 +123,9 @@ fn lookup_sql(dialect: Dialect, account_id: &str, pairs: &[(&str, &str)]) -> Sql
     sql.push("WITH wanted (message_id, base_subject) AS (VALUES ");
     for (i, (message_id, base_subject)) in pairs.iter().enumerate() {
         sql.push(if i == 0 { "(" } else { ", (" })
-            .text(message_id)
+            .text(*message_id)
             .push(", ")
-            .text(base_subject)
+            .text(*base_subject)
             .push(")");
     }
     // CROSS JOIN: SQLite then keeps this order (without it, it walked the account's every

@@ -34,7 +34,7 @@ fn push_contains_all(sql: &mut Sql, column: &str, substrings: &[String]) {
         sql.push("lower(")
             .push(column)
             .push(") LIKE ")
-            .text(&contains_pattern(part))
+            .text(contains_pattern(part))
             .push(" ESCAPE '\\'");
     }
 }

@@ -121,14 +121,11 @@ fn run_query(
         let ids: Vec<String> = if w.limit == 0 {
             Vec::new()
         } else {
-            load!(
-                conn,
-                &select_ids(dialect, text_plan, account_id, q, start, w.limit),
-                IdRow
-            )?
-            .into_iter()
-            .map(|r| r.id)
-            .collect()
+            let select = select_ids(dialect, text_plan, account_id, q, start, w.limit);
+            load!(conn, &select, IdRow)?
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
         };
         // QRY-09: `position` is where the ids really start; past the end, that is the total.
         let position = if ids.is_empty() && start > 0 {
