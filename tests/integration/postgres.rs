@@ -208,3 +208,91 @@ async fn two_nodes_writing_to_one_account_at_once_lose_and_duplicate_nothing() {
     assert_eq!(r[0][1]["newState"], r[1][1]["state"]);
     assert_eq!(r[1][1]["list"].as_array().unwrap().len(), 26);
 }
+
+/// Imports `n` small messages into the inbox of `user`'s account in one write, as an import
+/// does, and says whether every one was created.
+fn import_in_one_write(store: &Store, user: &str, n: usize) -> bool {
+    use herald::jmap::methods::email::{EmailOp, NewEmail, OpResult, Source, new_email_id};
+    use herald::store::{accounts, email, mailbox};
+    let mut conn = store.conn().unwrap();
+    let user = users::find_by_name(&mut conn, user).unwrap().unwrap();
+    let account = accounts::personal_account(&mut conn, &user.id).unwrap();
+    let inbox = mailbox::list(&mut conn, &account)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.role.as_deref() == Some("inbox"))
+        .unwrap()
+        .id;
+    let ops = (0..n)
+        .map(|i| EmailOp::Create {
+            creation_id: format!("c{i}"),
+            email: NewEmail {
+                id: new_email_id(),
+                source: Source::Message(
+                    format!(
+                        "From: a@example.com\r\nSubject: note {i}\r\nMessage-ID: <n{i}.{n}@x>\r\n\r\nword{i} body\r\n"
+                    )
+                    .into_bytes(),
+                ),
+                mailbox_ids: [inbox.clone()].into(),
+                keywords: Default::default(),
+                received_at: None,
+                delivery: true,
+            },
+        })
+        .collect();
+    let (results, _) =
+        changelog::write(&mut conn, &account, |txn| email::apply(txn, None, ops)).unwrap();
+    results.iter().all(|r| matches!(r, OpResult::Created(..)))
+}
+
+/// Entries waiting in the pending list of the search index (read with `pageinspect`).
+fn pending_search_words(url: &str) -> i64 {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = diesel::PgConnection::establish(url).unwrap();
+    conn.batch_execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        .unwrap();
+    let rows: Vec<N> = diesel::sql_query(
+        "SELECT n_pending_tuples AS n \
+         FROM gin_metapage_info(get_raw_page('email_search_words', 0))",
+    )
+    .load(&mut conn)
+    .unwrap();
+    rows[0].n
+}
+
+#[test]
+fn a_write_of_many_emails_merges_their_search_words_unless_its_role_may_not() {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let cluster = pg::cluster();
+    let url = cluster.fresh_database();
+    let store = Store::open(&url, 1).unwrap();
+    users::create(&mut store.conn().unwrap(), "alice", "pw").unwrap();
+    // A few emails wait in the pending list; a write of many merges it, theirs included.
+    assert!(import_in_one_write(&store, "alice", 3));
+    assert!(pending_search_words(&url) > 0);
+    assert!(import_in_one_write(&store, "alice", 60));
+    assert_eq!(pending_search_words(&url), 0);
+
+    // A role that may write every table but does not own the index cannot merge: its writes
+    // still commit, and the words wait for the index's owner or autovacuum.
+    let role = url.rsplit('/').next().unwrap().to_owned() + "_app";
+    let mut admin = diesel::PgConnection::establish(&url).unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN; GRANT CREATE, USAGE ON SCHEMA public TO {role}; \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"
+        ))
+        .unwrap();
+    let app_url = url.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    let app = Store::open(&app_url, 1).unwrap();
+    assert!(import_in_one_write(&app, "alice", 60));
+    assert!(pending_search_words(&url) > 0);
+}

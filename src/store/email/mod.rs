@@ -9,7 +9,7 @@
 //! | where | column | what |
 //! |---|---|---|
 //! | `emails` | `id`, `blob_id`, `thread_id`, `size` | metadata (size = octets of the message) |
-//! | `emails` | `received_at` | seconds since the epoch; index `emails_received (account_id, received_at)` |
+//! | `emails` | `received_at` | seconds since the epoch; index `emails_received_id (account_id, received_at, id)` |
 //! | `emails` | `sent_at` | the Date header, seconds, NULL when absent or unparsable (`emails_sent`) |
 //! | `emails` | `subject` | the decoded subject (Text form), `''` when absent |
 //! | `emails` | `base_subject` | RFC 5256 base subject, lowercased (`Re:`, `Fwd:`, `[list]` stripped) — sort `subject` (`emails_base_subject`) |

@@ -1,0 +1,1 @@
+CREATE INDEX emails_received ON emails (account_id, received_at);
