@@ -5,8 +5,9 @@
 //! Id, checklist T-02). The parts of a message are not stored again: their ids are derived from the
 //! message's blob id (`crate::mail::blob_id`), and [`read`] resolves them by parsing the stored
 //! message. A blob exists in an account for a user when (BIN-07, BIN-13):
-//! - an object of the account references it (`blob_refs`, e.g. `("Email", emailId)`), for every
-//!   user who may read the account; or
+//! - an email of the account is that message (`emails.blob_id`, index `emails_blob`) or another
+//!   object of the account references it (`blob_refs`, e.g. `("EmailSubmission", id)`), for
+//!   every user who may read the account; or
 //! - that user uploaded it to that account (`blob_uploads`), for that user only.
 //!
 //! A derived id is visible exactly when its stored blob is.
@@ -14,7 +15,7 @@
 use diesel::prelude::*;
 
 use super::batch_insert::insert_rows;
-use super::schema::{blob_refs, blob_uploads, blobs};
+use super::schema::{blob_refs, blob_uploads, blobs, emails};
 use super::{AnyConnection, StoreError, now, sha256_hex};
 use crate::mail::blob_id as derived;
 
@@ -156,7 +157,16 @@ pub fn add_reference(
     owner_type: &str,
     owner_id: &str,
 ) -> Result<(), StoreError> {
-    add_references(conn, account_id, owner_type, &[(blob_id, owner_id)])
+    let (blob_id, _) = derived::split(blob_id)
+        .ok_or_else(|| StoreError::Invalid(format!("{blob_id:?} is not a blob id")))?;
+    let row = BlobRefRow {
+        account_id,
+        blob_id,
+        owner_type,
+        owner_id,
+    };
+    insert_rows!(conn, blob_refs::table, &[row], 4, ignore_conflicts)?;
+    Ok(())
 }
 
 #[derive(Insertable)]
@@ -166,30 +176,6 @@ struct BlobRefRow<'a> {
     blob_id: &'a str,
     owner_type: &'a str,
     owner_id: &'a str,
-}
-
-/// [`add_reference`] for several objects of one type: `(blob id, owner id)` pairs.
-pub fn add_references(
-    conn: &mut AnyConnection,
-    account_id: &str,
-    owner_type: &str,
-    refs: &[(&str, &str)],
-) -> Result<(), StoreError> {
-    let rows = refs
-        .iter()
-        .map(|(blob_id, owner_id)| {
-            let (blob_id, _) = derived::split(blob_id)
-                .ok_or_else(|| StoreError::Invalid(format!("{blob_id:?} is not a blob id")))?;
-            Ok(BlobRefRow {
-                account_id,
-                blob_id,
-                owner_type,
-                owner_id,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    insert_rows!(conn, blob_refs::table, &rows, 4, ignore_conflicts)?;
-    Ok(())
 }
 
 /// Removes every blob reference of object `(owner_type, owner_id)` in `account_id` (e.g. when an
@@ -221,6 +207,14 @@ pub fn visible(
     let Some((base, _)) = derived::split(blob_id) else {
         return Ok(false);
     };
+    let an_email: i64 = emails::table
+        .filter(emails::blob_id.eq(base))
+        .filter(emails::account_id.eq(account_id))
+        .count()
+        .get_result(conn)?;
+    if an_email > 0 {
+        return Ok(true);
+    }
     let referenced: i64 = blob_refs::table
         .filter(blob_refs::account_id.eq(account_id))
         .filter(blob_refs::blob_id.eq(base))
@@ -292,6 +286,9 @@ pub fn purge(
                 )))
                 .filter(diesel::dsl::not(diesel::dsl::exists(
                     blob_refs::table.filter(blob_refs::blob_id.eq(blobs::id)),
+                )))
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    emails::table.filter(emails::blob_id.eq(blobs::id)),
                 ))),
         )
         .execute(conn)?;

@@ -180,6 +180,7 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(emails, email_search, email_message_ids);
+diesel::allow_tables_to_appear_in_same_query!(emails, blobs);
 
 diesel::table! {
     identities (account_id, id) {

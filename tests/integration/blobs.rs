@@ -371,9 +371,9 @@ async fn references_share_a_blob_with_the_account_and_purge_keeps_what_is_used()
     assert!(blobs::is_stored_id(&blob));
     assert!(blobs::visible(&mut conn, &account, &alice_id, &blob).unwrap());
     assert!(!blobs::visible(&mut conn, &account, &bob_id, &blob).unwrap());
-    // An Email in the account referencing the message makes it, and its parts, everyone's.
-    blobs::add_reference(&mut conn, &account, &blob, "Email", "e1").unwrap();
-    blobs::add_reference(&mut conn, &account, &blob, "Email", "e1").unwrap();
+    // An object of the account referencing the message makes it, and its parts, everyone's.
+    blobs::add_reference(&mut conn, &account, &blob, "EmailSubmission", "s1").unwrap();
+    blobs::add_reference(&mut conn, &account, &blob, "EmailSubmission", "s1").unwrap();
     let attached = format!("{blob}_3");
     assert!(blobs::visible(&mut conn, &account, &bob_id, &attached).unwrap());
     let inner = blobs::read_visible(&mut conn, &account, &bob_id, &attached)
@@ -392,7 +392,7 @@ async fn references_share_a_blob_with_the_account_and_purge_keeps_what_is_used()
     );
     assert!(blobs::get(&mut conn, &blob).unwrap().is_some());
     assert_eq!(
-        blobs::remove_references(&mut conn, &account, "Email", "e1").unwrap(),
+        blobs::remove_references(&mut conn, &account, "EmailSubmission", "s1").unwrap(),
         1
     );
     assert_eq!(
@@ -400,6 +400,63 @@ async fn references_share_a_blob_with_the_account_and_purge_keeps_what_is_used()
         1
     );
     assert!(blobs::read(&mut conn, &blob).unwrap().is_none());
+    drop(conn);
+    s.stop().await;
+}
+
+#[on_both_backends]
+async fn an_email_shares_its_message_with_the_account_and_purge_keeps_it_while_the_email_exists() {
+    // BIN-07, BIN-08, BIN-09: an email is its message's reference (no `blob_refs` row).
+    use herald::store::blobs;
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw-alice");
+    let bob = s.add_user("bob", "pw-bob");
+    let account = own_account(&s, &alice).await;
+    share(&s, &account, "bob");
+    let raw = fixture("forwarded.eml");
+    let a = upload(&s, &alice, &account, "message/rfc822", &raw).await;
+    let blob = a.body["blobId"].as_str().unwrap().to_owned();
+    let download = format!("/jmap/download/{account}/{blob}_3/x");
+    assert_eq!(s.get(&download, &bob).await.status, StatusCode::NOT_FOUND);
+    let inbox = harness::push::inbox_id(&s, &alice, &account).await;
+    let r = s
+        .call(
+            &alice,
+            &[CORE, MAIL],
+            json!([["Email/import", {"accountId": account, "emails": {
+                "m": {"blobId": blob, "mailboxIds": {inbox: true}}}}, "0"]]),
+        )
+        .await;
+    let email = r[0][1]["created"]["m"]["id"].as_str().unwrap().to_owned();
+    // The email makes the message, and its parts, visible to whoever may read the account.
+    let d = s.get(&download, &bob).await;
+    assert_eq!(d.status, StatusCode::OK);
+    assert!(d.raw.starts_with(b"From: c@example.com"));
+    // The upload expires; the email keeps its message.
+    let now = herald::store::now();
+    let mut conn = s.store.conn().unwrap();
+    assert_eq!(
+        blobs::purge(&mut conn, now + 7200, blobs::UPLOAD_TTL_SECS).unwrap(),
+        0
+    );
+    drop(conn);
+    assert_eq!(s.get(&download, &bob).await.status, StatusCode::OK);
+    // Once the email is gone, nothing uses the message: hidden, then purged.
+    let r = s
+        .call(
+            &alice,
+            &[CORE, MAIL],
+            json!([["Email/set", {"accountId": account, "destroy": [email]}, "0"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["destroyed"], json!([email]), "{r:?}");
+    assert_eq!(s.get(&download, &bob).await.status, StatusCode::NOT_FOUND);
+    let mut conn = s.store.conn().unwrap();
+    assert_eq!(
+        blobs::purge(&mut conn, now + 7200, blobs::UPLOAD_TTL_SECS).unwrap(),
+        1
+    );
+    assert!(blobs::get(&mut conn, &blob).unwrap().is_none());
     drop(conn);
     s.stop().await;
 }

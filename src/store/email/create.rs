@@ -355,12 +355,7 @@ fn insert_all_rows(
         &message_ids,
         MessageIdRow::COLUMNS
     )?;
-
-    let refs: Vec<(&str, &str)> = ready
-        .iter()
-        .map(|p| (p.blob_id.as_str(), p.id.as_str()))
-        .collect();
-    blobs::add_references(conn, account_id, DATA_TYPE, &refs)?;
+    // The email row is its message's reference (`blobs::visible`, `blobs::purge`).
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use crate::store::first_row::FirstRowDsl;
 use crate::store::schema::{
     email_keywords, email_mailboxes, email_message_ids, email_search, emails,
 };
-use crate::store::{AnyConnection, StoreError, blobs, mailbox_counts};
+use crate::store::{AnyConnection, StoreError, mailbox_counts};
 
 fn mailboxes_of(
     conn: &mut AnyConnection,
@@ -196,7 +196,6 @@ pub fn destroy(txn: &mut WriteTxn<'_>, id: &str) -> Result<Result<(), SetError>,
     )
     .execute(txn.conn())?;
     diesel::delete(emails::table.find((&account_id, id))).execute(txn.conn())?;
-    blobs::remove_references(txn.conn(), &account_id, DATA_TYPE, id)?;
     let left: i64 = emails::table
         .filter(emails::account_id.eq(&account_id))
         .filter(emails::thread_id.eq(&thread_id))
