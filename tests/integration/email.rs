@@ -502,6 +502,50 @@ async fn emails_imported_in_one_call_thread_and_count_as_if_imported_one_by_one(
 }
 
 #[on_both_backends]
+async fn an_import_of_many_emails_threads_a_reply_with_a_parent_far_before_it_in_the_call() {
+    let t = setup().await;
+    let inbox = t.mailbox("inbox");
+    // One write of 130 emails (written table by table, store::email::create): the reply (120)
+    // finds its parent (5) among the emails of the same write; a bad one (110) fails alone.
+    let mut emails = serde_json::Map::new();
+    for i in 0..130 {
+        let raw = if i == 120 {
+            message(
+                "Re: topic 5",
+                "q120@example.com",
+                "In-Reply-To: <q5@example.com>\r\n",
+                "yes",
+            )
+        } else {
+            message(
+                &format!("topic {i}"),
+                &format!("q{i}@example.com"),
+                "",
+                "hello",
+            )
+        };
+        let mailbox = if i == 110 {
+            "mnope".to_owned()
+        } else {
+            inbox.clone()
+        };
+        emails.insert(
+            format!("c{i:03}"),
+            json!({"blobId": t.upload(&raw), "mailboxIds": {mailbox: true}}),
+        );
+    }
+    let r = t
+        .call(json!([["Email/import", {"accountId": t.account, "emails": emails}, "0"]]))
+        .await;
+    let created = r[0][1]["created"].as_object().unwrap();
+    assert_eq!(created.len(), 129, "{r:?}");
+    assert_eq!(r[0][1]["notCreated"]["c110"]["type"], "invalidProperties");
+    assert_eq!(created["c120"]["threadId"], created["c005"]["threadId"]);
+    assert_ne!(created["c121"]["threadId"], created["c005"]["threadId"]);
+    assert_eq!(t.counts("inbox").await, (129, 129, 128, 128));
+}
+
+#[on_both_backends]
 async fn if_in_state_that_does_not_match_is_a_state_mismatch() {
     let t = setup().await;
     let blob = t.upload(&message("x", "x@example.com", "", "x"));
