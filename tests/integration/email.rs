@@ -923,7 +923,7 @@ fn sqlite_plan(t: &Setup, sql: &str) -> String {
 
 // SQLite only: it reads SQLite's query plans.
 #[actix_web::test]
-async fn listing_a_mailbox_by_received_at_and_sorting_the_account_use_indexes_not_scans() {
+async fn listing_sorting_and_finding_a_message_blob_use_indexes_not_scans() {
     let t = setup().await;
     // What Email/query does for `inMailbox` sorted by receivedAt (newest first), one page.
     let plan = sqlite_plan(
@@ -945,6 +945,18 @@ async fn listing_a_mailbox_by_received_at_and_sorting_the_account_use_indexes_no
             &format!("SELECT id FROM emails WHERE account_id = 'a' ORDER BY {column}, id LIMIT 50"),
         );
         assert!(plan.contains(index), "{column}: {plan}");
+    }
+    // Whether an email of the account is a blob's message (store::blobs::visible) and whether
+    // any email is (purge) are index lookups.
+    for sql in [
+        "SELECT COUNT(*) FROM emails WHERE blob_id = 'b1' AND account_id = 'a'",
+        "SELECT 1 FROM emails WHERE blob_id = 'b1'",
+    ] {
+        let plan = sqlite_plan(&t, sql);
+        assert!(
+            plan.contains("USING COVERING INDEX emails_blob"),
+            "{sql}: {plan}"
+        );
     }
 }
 
