@@ -207,29 +207,22 @@ pub fn visible(
     let Some((base, _)) = derived::split(blob_id) else {
         return Ok(false);
     };
-    let an_email: i64 = emails::table
+    // One statement: an Email/import by blob asks this for every email it creates.
+    use diesel::dsl::exists;
+    let an_email = emails::table
         .filter(emails::blob_id.eq(base))
-        .filter(emails::account_id.eq(account_id))
-        .count()
-        .get_result(conn)?;
-    if an_email > 0 {
-        return Ok(true);
-    }
-    let referenced: i64 = blob_refs::table
+        .filter(emails::account_id.eq(account_id));
+    let an_object = blob_refs::table
         .filter(blob_refs::account_id.eq(account_id))
-        .filter(blob_refs::blob_id.eq(base))
-        .count()
-        .get_result(conn)?;
-    if referenced > 0 {
-        return Ok(true);
-    }
-    let uploaded: i64 = blob_uploads::table
+        .filter(blob_refs::blob_id.eq(base));
+    let an_upload = blob_uploads::table
         .filter(blob_uploads::account_id.eq(account_id))
         .filter(blob_uploads::user_id.eq(user_id))
-        .filter(blob_uploads::blob_id.eq(base))
-        .count()
-        .get_result(conn)?;
-    Ok(uploaded > 0)
+        .filter(blob_uploads::blob_id.eq(base));
+    Ok(
+        diesel::select(exists(an_email).or(exists(an_object)).or(exists(an_upload)))
+            .get_result(conn)?,
+    )
 }
 
 /// The bytes of `blob_id` if it is [`visible`] in `account_id` for `user_id`; `None` otherwise, so

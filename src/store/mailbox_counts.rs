@@ -90,6 +90,21 @@ fn params(text: &[&str], ints: &[i64]) -> Vec<SqlParam> {
         .collect()
 }
 
+/// The upsert that adds to (mailbox, thread) rows, around its `VALUES` rows; macros, so that
+/// the one-row text stays a `&'static str` (kept prepared, see `static_sql`).
+macro_rules! thread_upsert_head {
+    () => {
+        "INSERT INTO mailbox_threads AS t (account_id, mailbox_id, thread_id, emails, unread) VALUES "
+    };
+}
+macro_rules! thread_upsert_tail {
+    () => {
+        " ON CONFLICT (account_id, mailbox_id, thread_id) DO UPDATE \
+         SET emails = t.emails + excluded.emails, unread = t.unread + excluded.unread \
+         RETURNING mailbox_id, thread_id, emails, unread"
+    };
+}
+
 /// Adds `emails` and `unread` to a (mailbox, thread) row, creating it; returns the row after.
 fn add_to_thread(
     conn: &mut AnyConnection,
@@ -97,13 +112,13 @@ fn add_to_thread(
     emails: i64,
     unread: i64,
 ) -> Result<ThreadRow, StoreError> {
-    // One statement either way: an import runs it for every message.
+    // One statement whether the row exists or not (every move and flag change runs it).
     let query = StaticSql::new(
-        "INSERT INTO mailbox_threads AS t (account_id, mailbox_id, thread_id, emails, unread) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (account_id, mailbox_id, thread_id) DO UPDATE \
-         SET emails = t.emails + excluded.emails, unread = t.unread + excluded.unread \
-         RETURNING emails, unread",
+        concat!(
+            thread_upsert_head!(),
+            "($1, $2, $3, $4, $5)",
+            thread_upsert_tail!()
+        ),
         params(&keys, &[emails, unread]),
     );
     let row: ThreadRow = match conn {
@@ -208,10 +223,7 @@ pub fn emails_entered(
     let mut per_mailbox: BTreeMap<&str, [i64; 4]> = BTreeMap::new();
     for chunk in pairs.chunks(THREAD_ROWS_PER_UPSERT) {
         let mut sql = Sql::new(Dialect::of(conn));
-        sql.push(
-            "INSERT INTO mailbox_threads AS t (account_id, mailbox_id, thread_id, emails, unread) \
-             VALUES ",
-        );
+        sql.push(thread_upsert_head!());
         for (i, ((mailbox_id, thread_id), (emails, unread))) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" })
                 .text(account_id)
@@ -225,11 +237,7 @@ pub fn emails_entered(
                 .int(*unread)
                 .push(")");
         }
-        sql.push(
-            " ON CONFLICT (account_id, mailbox_id, thread_id) DO UPDATE \
-             SET emails = t.emails + excluded.emails, unread = t.unread + excluded.unread \
-             RETURNING mailbox_id, thread_id, emails, unread",
-        );
+        sql.push(thread_upsert_tail!());
         let after: HashMap<(String, String), (i64, i64)> = load!(conn, &sql, ThreadRowOf)?
             .into_iter()
             .map(|r| ((r.mailbox_id, r.thread_id), (r.emails, r.unread)))

@@ -153,6 +153,7 @@ pub(super) fn missing_mailboxes(
     Ok(missing)
 }
 
+/// One membership row (the update path; a create writes its rows together, `create`).
 pub(super) fn insert_membership(
     conn: &mut AnyConnection,
     account_id: &str,
@@ -160,29 +161,32 @@ pub(super) fn insert_membership(
     mailbox_id: &str,
     received_at: i64,
 ) -> Result<(), StoreError> {
+    let row = rows::MembershipRow {
+        account_id,
+        email_id,
+        mailbox_id,
+        received_at,
+    };
     diesel::insert_into(email_mailboxes::table)
-        .values((
-            email_mailboxes::account_id.eq(account_id),
-            email_mailboxes::email_id.eq(email_id),
-            email_mailboxes::mailbox_id.eq(mailbox_id),
-            email_mailboxes::received_at.eq(received_at),
-        ))
+        .values(&row)
         .execute(conn)?;
     Ok(())
 }
 
+/// One keyword row (the update path).
 pub(super) fn insert_keyword(
     conn: &mut AnyConnection,
     account_id: &str,
     email_id: &str,
     keyword: &str,
 ) -> Result<(), StoreError> {
+    let row = rows::KeywordRow {
+        account_id,
+        email_id,
+        keyword,
+    };
     diesel::insert_into(email_keywords::table)
-        .values((
-            email_keywords::account_id.eq(account_id),
-            email_keywords::email_id.eq(email_id),
-            email_keywords::keyword.eq(keyword),
-        ))
+        .values(&row)
         .execute(conn)?;
     Ok(())
 }
