@@ -53,6 +53,8 @@ fn field_texts(t: &mail::SearchText) -> [&str; 6] {
 /// write's end ([`insert_all`]).
 pub struct PendingText {
     pub email_id: String,
+    /// The email's receivedAt, which PostgreSQL's search rows keep to sort matches by.
+    pub received_at: i64,
     pub text: mail::SearchText,
 }
 
@@ -140,7 +142,7 @@ fn insert_postgres(
     rows: &[PendingText],
 ) -> Result<(), StoreError> {
     let mut sql = Sql::new(Dialect::Postgres);
-    sql.push("INSERT INTO email_search (account_id, email_id");
+    sql.push("INSERT INTO email_search (account_id, email_id, received_at");
     for (text_column, doc_column) in FIELDS {
         sql.push(", ").push(text_column).push(", ").push(doc_column);
     }
@@ -149,7 +151,9 @@ fn insert_postgres(
         sql.push(if i == 0 { "(" } else { ", (" })
             .text(account_id)
             .push(", ")
-            .text(&row.email_id);
+            .text(&row.email_id)
+            .push(", ")
+            .int(row.received_at);
         for t in field_texts(&row.text) {
             sql.push(", ")
                 .text(t)
@@ -307,6 +311,21 @@ pub fn push_matching_ids(sql: &mut Sql, account_id: &str, c: &Condition) {
             sql.push(" OFFSET 0");
         }
     }
+}
+
+/// PostgreSQL: `SELECT s.email_id AS id …`, the account's emails that match the text terms of
+/// `c`, by receivedAt (then id, in the same direction), from the search rows alone: their copy
+/// of receivedAt spares looking up each match's email (migration
+/// `2026-12-07-160000_email_search_received`). For a window of few matches; with many, walking
+/// the emails in order and stopping at the window's end costs less than sorting them all.
+pub fn push_matches_by_received(sql: &mut Sql, account_id: &str, c: &Condition, ascending: bool) {
+    let dir = if ascending { " ASC" } else { " DESC" };
+    sql.push("SELECT s.email_id AS id");
+    push_pg_matches(sql, account_id, c);
+    sql.push(" ORDER BY s.received_at")
+        .push(dir)
+        .push(", s.email_id")
+        .push(dir);
 }
 
 /// SQLite: whether the email `e` is among the matches of the text terms of `c` (when

@@ -296,3 +296,66 @@ fn a_write_of_many_emails_merges_their_search_words_unless_its_role_may_not() {
     assert!(import_in_one_write(&app, "alice", 60));
     assert!(pending_search_words(&url) > 0);
 }
+
+#[test]
+fn the_search_rows_of_an_existing_store_get_their_emails_received_at_from_the_migration() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count = |conn: &mut diesel::PgConnection, sql: &str| -> i64 {
+        diesel::sql_query(sql).load::<N>(conn).unwrap()[0].n
+    };
+    const SEARCH_ROWS_WITH_THEIR_EMAILS_RECEIVED_AT: &str = "SELECT COUNT(*) AS n \
+        FROM email_search s JOIN emails e ON e.account_id = s.account_id AND e.id = s.email_id \
+        WHERE s.received_at = e.received_at";
+    let cluster = pg::cluster();
+    let url = cluster.fresh_database();
+    let store = Store::open(&url, 1).unwrap();
+    users::create(&mut store.conn().unwrap(), "alice", "pw").unwrap();
+    assert!(import_in_one_write(&store, "alice", 5));
+    drop(store);
+
+    // The store as the release before the migration left it, its emails received at different
+    // times.
+    let mut admin = diesel::PgConnection::establish(&url).unwrap();
+    admin
+        .batch_execute(
+            "ALTER TABLE email_search DROP COLUMN received_at; \
+             DELETE FROM __diesel_schema_migrations WHERE version = '20261207160000'; \
+             UPDATE emails e SET received_at = e.received_at - r.n * 3600 FROM \
+             (SELECT id, row_number() OVER (ORDER BY id) AS n FROM emails) r WHERE r.id = e.id",
+        )
+        .unwrap();
+
+    let store = Store::open(&url, 1).expect("the migration applies to an existing store");
+    assert_eq!(
+        count(&mut admin, SEARCH_ROWS_WITH_THEIR_EMAILS_RECEIVED_AT),
+        5
+    );
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT COUNT(DISTINCT received_at) AS n FROM email_search"
+        ),
+        5
+    );
+    // The words index, dropped to fill the column, is back with its options.
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT COUNT(*) AS n FROM pg_class WHERE relname = 'email_search_words' \
+             AND reloptions @> ARRAY['fastupdate=on', 'gin_pending_list_limit=256']"
+        ),
+        1
+    );
+    // New emails keep theirs too.
+    assert!(import_in_one_write(&store, "alice", 2));
+    assert_eq!(
+        count(&mut admin, SEARCH_ROWS_WITH_THEIR_EMAILS_RECEIVED_AT),
+        7
+    );
+}

@@ -218,6 +218,50 @@ async fn a_text_search_windows_by_position_and_anchor_with_its_total() {
     f.s.stop().await;
 }
 
+#[on_both_backends]
+async fn a_text_search_by_received_at_orders_ties_by_id_in_either_direction() {
+    let mut f = multilingual().await;
+    let inbox = f.inbox.clone();
+    // Received at the same second as "el", so their ids decide their order (QRY-05).
+    for name in ["tie1", "tie2", "tie3"] {
+        f.add(
+            name,
+            &Msg {
+                subject: "Invoice reminder",
+                body: "Please pay.".into(),
+                ..Msg::default()
+            },
+            &[&inbox],
+            &[],
+            "2024-02-02T10:00:00Z",
+        );
+    }
+    for ascending in [false, true] {
+        let sort = json!([{"property": "receivedAt", "isAscending": ascending}]);
+        // The same order through the emails' own index, without the text condition.
+        let expected: Vec<String> = f
+            .query_names(json!({"sort": sort}))
+            .await
+            .into_iter()
+            .filter(|n| n != "el")
+            .collect();
+        assert_eq!(expected.len(), 5);
+        let text = json!({"text": "invoice"});
+        assert_eq!(
+            f.query_names(json!({"filter": text, "sort": sort})).await,
+            expected,
+            "ascending: {ascending}"
+        );
+        assert_eq!(
+            f.query_names(json!({"filter": text, "sort": sort, "position": 1, "limit": 3}))
+                .await,
+            expected[1..4],
+            "ascending: {ascending}"
+        );
+    }
+    f.s.stop().await;
+}
+
 // SQLite only: it reads SQLite's query plan.
 #[actix_web::test]
 async fn a_search_for_a_rare_word_starts_from_the_index_matches() {

@@ -259,6 +259,7 @@ pub(super) fn create_all(
             );
             batch.search_texts.push(PendingText {
                 email_id: p.id.clone(),
+                received_at: p.received_at,
                 text: p.search,
             });
             Ok(CreatedEmail {

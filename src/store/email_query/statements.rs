@@ -11,6 +11,7 @@ use crate::jmap::methods::email_query::{
 };
 use crate::store::email_search;
 use crate::store::query_sql::{Dialect, Param, Sql, TextPlan, load};
+use crate::store::static_sql::StaticSql;
 use crate::store::{AnyConnection, StoreError};
 
 // Sort keys kept on `emails` by the email store (src/store/email/).
@@ -82,7 +83,7 @@ const TEXT_FIRST_MAX_MATCHES: u64 = 5_000;
 /// matches when few match, else by walking the emails in order and checking each. Counting, which
 /// reads every match anyway, always starts from them.
 /// With the plan comes the number of matches when the probe counted them all (fewer than
-/// [`TEXT_FIRST_MAX_MATCHES`]).
+/// [`TEXT_FIRST_MAX_MATCHES`]). Runs in the query's transaction (see [`plan_serially`]).
 pub(super) fn window_text_plan(
     conn: &mut AnyConnection,
     account_id: &str,
@@ -92,6 +93,9 @@ pub(super) fn window_text_plan(
         Some(c) if email_search::can_drive(c) => {
             let n = email_search::count_matches_up_to(conn, account_id, c, TEXT_FIRST_MAX_MATCHES)?;
             Ok(if n < TEXT_FIRST_MAX_MATCHES {
+                if Dialect::of(conn) == Dialect::Postgres {
+                    plan_serially(conn)?;
+                }
                 (TextPlan::FromMatches, Some(n))
             } else if Dialect::of(conn) == Dialect::Sqlite {
                 (TextPlan::CheckEachEmail, None)
@@ -102,6 +106,16 @@ pub(super) fn window_text_plan(
         }
         _ => Ok((TextPlan::MatchList, None)),
     }
+}
+
+/// PostgreSQL, for the rest of the transaction: no parallel workers. Its estimate for an OR
+/// over six tsvectors is tens of thousands of matches when the probe just counted fewer than
+/// [`TEXT_FIRST_MAX_MATCHES`], and for that many it starts workers, which take longer to start
+/// (4–5 ms on 2 cores) than the whole statement takes without them (1.5 ms for a rare word at a
+/// million emails).
+fn plan_serially(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    StaticSql::new("SET LOCAL max_parallel_workers_per_gather = 0", Vec::new()).run(conn)?;
+    Ok(())
 }
 
 /// The filter's only condition, when it is a text condition the index can count alone.
@@ -288,6 +302,19 @@ fn push_result_rows(sql: &mut Sql, account_id: &str, q: &EmailQuery) {
     sql.push(") k) c WHERE c.thread_rank = 1");
 }
 
+/// The lone text condition of a query sorted by receivedAt alone whose few matches
+/// ([`TextPlan::FromMatches`]) PostgreSQL sorts from its search rows, without their emails; and
+/// the sort's direction.
+fn sorted_by_search_rows<'q>(sql: &Sql, q: &'q EmailQuery) -> Option<(&'q Condition, bool)> {
+    if sql.dialect != Dialect::Postgres || sql.text_plan != TextPlan::FromMatches {
+        return None;
+    }
+    match q.sort.as_slice() {
+        [s] if s.key == SortKey::ReceivedAt => Some((lone_text_condition(q)?, s.ascending)),
+        _ => None,
+    }
+}
+
 /// The ids of the window `[offset, offset + limit)`.
 pub(super) fn select_ids(
     dialect: Dialect,
@@ -299,7 +326,9 @@ pub(super) fn select_ids(
 ) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.text_plan = text_plan;
-    if q.collapse_threads {
+    if let Some((c, ascending)) = sorted_by_search_rows(&sql, q) {
+        email_search::push_matches_by_received(&mut sql, account_id, c, ascending);
+    } else if q.collapse_threads {
         sql.push("SELECT r.id AS id FROM (");
         push_result_rows(&mut sql, account_id, q);
         sql.push(") r ORDER BY ").push(&keyed_order(q, "r."));

@@ -1,0 +1,1 @@
+ALTER TABLE email_search DROP COLUMN received_at;
