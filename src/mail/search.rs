@@ -200,6 +200,20 @@ fn push_quoted_lexeme(out: &mut String, word: &str) {
     out.push('\'');
 }
 
+/// `"kw1 kw2 klast"`: words in sequence as an FTS5 phrase, each after the account's key.
+fn fts5_quoted(key: &str, first: &[String], last: &str) -> String {
+    let mut out = String::from("\"");
+    for w in first.iter().map(String::as_str).chain([last]) {
+        if out.len() > 1 {
+            out.push(' ');
+        }
+        out.push_str(&key.replace('"', "\"\""));
+        out.push_str(&w.replace('"', "\"\""));
+    }
+    out.push('"');
+    out
+}
+
 /// One search term: folded words that must appear in sequence, the last as a prefix when the
 /// term was typed as a plain word. A term typed without any letter or digit (`%`, `--`) has no
 /// words and matches nothing: no indexed word can contain it.
@@ -207,6 +221,10 @@ fn push_quoted_lexeme(out: &mut String, word: &str) {
 pub struct SearchTerm {
     pub words: Vec<String>,
     pub prefix: bool,
+    /// For a prefix term, when the store has listed them: every indexed word that completes the
+    /// last word, so that the index is asked for those words and not for the prefix (the same
+    /// matches; see `store::email_search::complete_prefixes`). Empty: not listed.
+    pub completions: Vec<String>,
 }
 
 impl SearchTerm {
@@ -223,7 +241,11 @@ impl SearchTerm {
 
     fn new(typed: &str, prefix: bool) -> Option<SearchTerm> {
         let words = folded_words(typed);
-        (!words.is_empty()).then_some(SearchTerm { words, prefix })
+        (!words.is_empty()).then_some(SearchTerm {
+            words,
+            prefix,
+            completions: Vec::new(),
+        })
     }
 
     /// A term that matches nothing, for typed text without any word.
@@ -231,6 +253,7 @@ impl SearchTerm {
         SearchTerm {
             words: Vec::new(),
             prefix: false,
+            completions: Vec::new(),
         }
     }
 
@@ -239,22 +262,26 @@ impl SearchTerm {
         self.words.is_empty()
     }
 
-    /// The term as an FTS5 phrase among the words of the account `key` ([`fts5_account_key`]):
-    /// `"kw1 kw2"`, with `*` when the last word is a prefix.
+    /// The term as an FTS5 query among the words of the account `key` ([`fts5_account_key`]):
+    /// the phrase `"kw1 kw2"`, with `*` when the last word is a prefix; with
+    /// [`SearchTerm::completions`], the phrases that end with each of them, OR'd.
     pub fn fts5_phrase(&self, key: &str) -> String {
-        let mut out = String::from("\"");
-        for (i, w) in self.words.iter().enumerate() {
-            if i > 0 {
-                out.push(' ');
+        let Some((last, first)) = self.words.split_last() else {
+            return String::from("\"\"");
+        };
+        if !self.prefix || self.completions.is_empty() {
+            let mut out = fts5_quoted(key, first, last);
+            if self.prefix {
+                out.push('*');
             }
-            out.push_str(&key.replace('"', "\"\""));
-            out.push_str(&w.replace('"', "\"\""));
+            return out;
         }
-        out.push('"');
-        if self.prefix {
-            out.push('*');
-        }
-        out
+        let phrases: Vec<String> = self
+            .completions
+            .iter()
+            .map(|c| fts5_quoted(key, first, c))
+            .collect();
+        format!("({})", phrases.join(" OR "))
     }
 
     /// The term as a `tsquery` literal: `'w1' <-> 'w2':*`.
@@ -396,6 +423,14 @@ mod tests {
         let p = SearchTerm::phrase("Zoë").unwrap();
         assert_eq!(p.fts5_phrase("a1_"), "\"a1_zoe\"");
         assert_eq!(p.tsquery(), "'zoe'");
+        // Completions listed by the store replace the prefix, in FTS5 only.
+        let mut t = word("alice@exa");
+        t.completions = vec!["example".into(), "exam\"ple".into()];
+        assert_eq!(
+            t.fts5_phrase("a1_"),
+            "(\"a1_alice a1_example\" OR \"a1_alice a1_exam\"\"ple\")"
+        );
+        assert_eq!(t.tsquery(), "'alice' <-> 'exa':*");
     }
 
     #[test]

@@ -262,6 +262,87 @@ async fn a_text_search_by_received_at_orders_ties_by_id_in_either_direction() {
     f.s.stop().await;
 }
 
+/// The multilingual emails and one from Zoë with twenty words that start with `ab`.
+async fn with_many_completions() -> Fixture {
+    let mut f = multilingual().await;
+    let inbox = f.inbox.clone();
+    f.add(
+        "many",
+        &Msg {
+            from: "Zoë Zwart <zoe@example.com>",
+            subject: "Numbers",
+            body: (0..20).map(|i| format!("ab{i} ")).collect(),
+            ..Msg::default()
+        },
+        &[&inbox],
+        &[],
+        "2024-02-04T10:00:00Z",
+    );
+    f
+}
+
+#[on_both_backends]
+async fn several_prefixes_in_one_search_match_as_each_would_alone() {
+    let f = with_many_completions().await;
+    assert_eq!(found(&f, json!({"text": "inv zo"})).await, vec!["de", "en"]);
+    assert_eq!(found(&f, json!({"text": "invoices zo"})).await, vec!["en"]);
+    // Twenty words complete `ab`: more than are listed, so the index takes it as a prefix.
+    assert_eq!(found(&f, json!({"text": "ab zo"})).await, vec!["many"]);
+    assert_eq!(found(&f, json!({"text": "ab1 zoe"})).await, vec!["many"]);
+    assert_eq!(
+        found(
+            &f,
+            json!({"operator": "AND", "conditions": [
+                {"from": "zo"}, {"operator": "NOT", "conditions": [{"body": "inv"}]}
+            ]})
+        )
+        .await,
+        vec!["el", "many"]
+    );
+    assert_eq!(
+        found(&f, json!({"text": "inv nowhere"})).await,
+        Vec::<String>::new()
+    );
+    f.s.stop().await;
+}
+
+// SQLite only: the completions come from SQLite's index.
+#[actix_web::test]
+async fn a_search_of_several_terms_asks_the_index_for_the_words_that_complete_each_prefix() {
+    use herald::jmap::methods::email_query::Filter;
+    let f = with_many_completions().await;
+    let completions = |filter: Value| {
+        let mut filter = Filter::parse(&filter, &Default::default()).unwrap();
+        let mut conn = f.s.store.conn().unwrap();
+        herald::store::email_search::complete_prefixes(&mut conn, &f.account, &mut filter).unwrap();
+        let Filter::Condition(c) = filter else {
+            panic!("not a condition")
+        };
+        c.text
+            .unwrap()
+            .terms
+            .into_iter()
+            .map(|t| t.completions)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        completions(json!({"text": "inv zo \"zoë\""})),
+        vec![vec!["invoice", "invoices"], vec!["zoe"], vec![]]
+    );
+    // More than sixteen: left as a prefix.
+    let ab1: Vec<String> = std::iter::once(1)
+        .chain(10..20)
+        .map(|i| format!("ab{i}"))
+        .collect();
+    assert_eq!(completions(json!({"text": "ab ab1"})), vec![vec![], ab1]);
+    // A lone term is left to the index.
+    assert_eq!(
+        completions(json!({"text": "inv"})),
+        vec![Vec::<String>::new()]
+    );
+    f.s.stop().await;
+}
+
 // SQLite only: it reads SQLite's query plan.
 #[actix_web::test]
 async fn a_search_for_a_rare_word_starts_from_the_index_matches() {

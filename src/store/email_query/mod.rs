@@ -20,6 +20,7 @@
 //! normalised lowercase value), filled lazily from the stored messages the first time a query
 //! with a header condition runs on an account (see [`ensure_headers_indexed`]).
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
 
 use diesel::prelude::*;
@@ -37,6 +38,7 @@ use statements::{
 };
 
 use super::changelog::{self};
+use super::email_search;
 use super::query_sql::{Dialect, Sql, TextPlan, load};
 use super::{AnyConnection, StoreContext, StoreError};
 use crate::jmap::changes::state_string;
@@ -89,6 +91,7 @@ fn run_query(
     let dialect = Dialect::of(conn);
     conn.transaction::<_, StoreError, _>(|conn| {
         let state = state_string(changelog::type_state(conn, account_id, DATA_TYPE)?);
+        let q = &with_completed_prefixes(conn, account_id, q)?;
         let need_total = w.calculate_total || matches!(w.start, WindowStart::Position(p) if p < 0);
         let (text_plan, counted) = if w.limit > 0 {
             window_text_plan(conn, account_id, q)?
@@ -144,6 +147,23 @@ fn run_query(
             total,
         }))
     })
+}
+
+/// `q`, on SQLite with the completions of its prefix terms listed
+/// ([`email_search::complete_prefixes`]).
+fn with_completed_prefixes<'q>(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    q: &'q EmailQuery,
+) -> Result<Cow<'q, EmailQuery>, StoreError> {
+    if Dialect::of(conn) != Dialect::Sqlite || q.filter.is_none() {
+        return Ok(Cow::Borrowed(q));
+    }
+    let mut q = q.clone();
+    if let Some(f) = &mut q.filter {
+        email_search::complete_prefixes(conn, account_id, f)?;
+    }
+    Ok(Cow::Owned(q))
 }
 
 /// How far [`anchor_index`] walks the results before it numbers them all instead.
@@ -365,11 +385,14 @@ impl EmailQueryStore for StoreContext {
             ensure_headers_indexed(self.conn(), account_id).map_err(MethodError::from)?;
         }
         let conn = self.conn();
+        let mut filter = filter.clone();
+        email_search::complete_prefixes(conn, account_id, &mut filter)
+            .map_err(MethodError::from)?;
         let mut out = HashSet::new();
         for chunk in ids.chunks(CHUNK) {
             let mut sql = Sql::new(Dialect::of(conn));
             sql.push("SELECT e.id AS id");
-            push_from_where(&mut sql, account_id, Some(filter));
+            push_from_where(&mut sql, account_id, Some(&filter));
             sql.push(" AND e.id IN ");
             push_id_list(&mut sql, chunk);
             let rows = load!(&mut *conn, &sql, IdRow)
