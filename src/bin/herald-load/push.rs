@@ -404,8 +404,9 @@ fn measure_mutations(
 /// When a mutation was sent and when its response arrived.
 pub type WriteTimes = (Instant, Instant);
 
-/// Mutates the users' inboxes round-robin at `run.rate`; returns each (account, new state) with
-/// when its request was sent and its response arrived, and each account's final state.
+/// Mutates the users' inboxes round-robin at `run.rate` (each account by one writer task);
+/// returns each (account, new state) with when its request was sent and its response arrived,
+/// and each account's final state.
 pub fn write(
     users: &[Credentials],
     rate: f64,
@@ -433,11 +434,14 @@ pub fn write(
                 results.clone(),
             );
             tasks.push(actix_web::rt::spawn(async move {
+                // Each account has one writer, so its mutations commit in the order their
+                // responses arrive and the last response holds the account's final state.
+                let own: Vec<usize> = (w..sessions.len()).step_by(writers).collect();
                 let mut tick = actix_web::rt::time::interval(interval);
                 let mut k = w as u64;
                 while k < count {
                     tick.tick().await;
-                    let a = (k as usize) % sessions.len();
+                    let a = own[(k as usize / writers) % own.len()];
                     // Warm-up values (count = None) never equal measured ones, so each measured
                     // write really changes the mailbox (an update to the same value changes no state).
                     let sort_order = (k % 1000) + 1 + if measured { 0 } else { 2000 };
