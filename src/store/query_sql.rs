@@ -52,6 +52,9 @@ pub enum TextPlan {
     /// Walk the emails in sort order and check each one's index row against the matches, so
     /// that the walk stops when the window is full (many match).
     CheckEachEmail,
+    /// Walk the emails in sort order and ask the index about each one's row alone: for a walk
+    /// that stops after few emails, because most of them match.
+    AskForEachEmail,
 }
 
 impl Sql {

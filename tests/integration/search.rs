@@ -373,3 +373,109 @@ async fn a_search_for_a_rare_word_starts_from_the_index_matches() {
     drop(conn);
     f.s.stop().await;
 }
+
+/// `n` emails in the inbox in one write, received a second apart (`note 0` first): every one
+/// says `everywhere`, six of every seven (all but `i % 7 == 3`) `mostly`, every hundredth
+/// `hundredth`.
+fn import_many(f: &Fixture, n: usize) {
+    use herald::jmap::methods::email::{EmailOp, NewEmail, OpResult, Source, new_email_id};
+    let ops = (0..n)
+        .map(|i| {
+            let mostly = if i % 7 == 3 { "" } else { " mostly" };
+            let tag = if i % 100 == 0 { " hundredth" } else { "" };
+            EmailOp::Create {
+                creation_id: format!("c{i}"),
+                email: NewEmail {
+                    id: new_email_id(),
+                    source: Source::Message(
+                        format!(
+                            "From: a@example.com\r\nSubject: note {i}\r\nMessage-ID: <m{i}@x>\r\n\r\neverywhere{mostly}{tag}\r\n"
+                        )
+                        .into_bytes(),
+                    ),
+                    mailbox_ids: [f.inbox.clone()].into(),
+                    keywords: Default::default(),
+                    received_at: Some(1_700_000_000 + i as i64),
+                    delivery: true,
+                },
+            }
+        })
+        .collect();
+    let mut conn = f.s.store.conn().unwrap();
+    let (results, _) = herald::store::changelog::write(&mut conn, &f.account, |txn| {
+        herald::store::email::apply(txn, None, ops)
+    })
+    .unwrap();
+    assert!(results.iter().all(|r| matches!(r, OpResult::Created(..))));
+}
+
+#[on_both_backends]
+async fn a_word_in_thousands_of_emails_gives_the_windows_of_the_emails_in_order() {
+    let f = Fixture::empty().await;
+    import_many(&f, 6_000);
+    // A word in most emails: near the start, SQLite asks the index about each walked email;
+    // deep in, it checks each against the list of every match. A word in every hundredth: it
+    // starts from the matches.
+    let mostly = |i: &usize| i % 7 != 3;
+    let hundredth = |i: &usize| i.is_multiple_of(100);
+    for (word, matches, total) in [
+        ("mostly", &mostly as &dyn Fn(&usize) -> bool, 5_143),
+        ("hundredth", &hundredth, 60),
+    ] {
+        for (position, limit) in [(0, 5), (3, 4), (total - 10, 5)] {
+            let r = f
+                .call(json!([
+                    ["Email/query", {"accountId": f.account, "filter": {"text": word},
+                        "position": position, "limit": limit, "calculateTotal": true}, "q"],
+                    ["Email/get", {"accountId": f.account, "properties": ["subject"],
+                        "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}}, "g"]
+                ]))
+                .await;
+            assert_eq!(r[0][1]["total"], total, "{word}: {:?}", r[0]);
+            let got: Vec<String> = r[1][1]["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["subject"].as_str().unwrap().to_owned())
+                .collect();
+            let expected: Vec<String> = (0..6_000usize)
+                .rev()
+                .filter(|i| matches(i))
+                .skip(position)
+                .take(limit)
+                .map(|i| format!("note {i}"))
+                .collect();
+            assert_eq!(got, expected, "{word} at {position}");
+        }
+    }
+    f.s.stop().await;
+}
+
+// SQLite only: it reads SQLite's query plan.
+#[actix_web::test]
+async fn a_word_in_most_emails_is_asked_of_the_index_for_each_walked_email() {
+    use herald::jmap::methods::email_query::{EmailQuery, Filter, parse_sort};
+    let f = Fixture::empty().await;
+    import_many(&f, 6_000);
+    let plan = |text: &str, position: u64| {
+        let mut filter = Filter::parse(&json!({"text": text}), &Default::default()).unwrap();
+        let mut conn = f.s.store.conn().unwrap();
+        herald::store::email_search::complete_prefixes(&mut conn, &f.account, &mut filter).unwrap();
+        let query = EmailQuery {
+            filter: Some(filter),
+            sort: parse_sort(&[], &Default::default()).unwrap(),
+            collapse_threads: false,
+        };
+        herald::store::email_query::sqlite_query_plan(&mut conn, &f.account, &query, position, 5)
+            .unwrap()
+            .join("\n")
+    };
+    // Five from the start: about five emails walked, each asked of the index by its row.
+    let near = plan("mostly", 0);
+    assert!(near.contains("SCAN f EXISTS VIRTUAL TABLE"), "{near}");
+    assert!(!near.contains("LIST SUBQUERY"), "{near}");
+    // From the 5,000th: listing the 5,143 matches once costs less than 5,800 questions.
+    let deep = plan("mostly", 5_000);
+    assert!(deep.contains("LIST SUBQUERY"), "{deep}");
+    f.s.stop().await;
+}

@@ -93,8 +93,13 @@ fn run_query(
         let state = state_string(changelog::type_state(conn, account_id, DATA_TYPE)?);
         let q = &with_completed_prefixes(conn, account_id, q)?;
         let need_total = w.calculate_total || matches!(w.start, WindowStart::Position(p) if p < 0);
+        // Where a walk in order would stop, when the window starts at a known position.
+        let walk_end = match w.start {
+            WindowStart::Position(p) if p >= 0 => Some((p as u64).saturating_add(w.limit)),
+            _ => None,
+        };
         let (text_plan, counted) = if w.limit > 0 {
-            window_text_plan(conn, account_id, q)?
+            window_text_plan(conn, account_id, q, walk_end)?
         } else {
             (TextPlan::MatchList, None)
         };

@@ -88,24 +88,78 @@ pub(super) fn window_text_plan(
     conn: &mut AnyConnection,
     account_id: &str,
     q: &EmailQuery,
+    walk_end: Option<u64>,
 ) -> Result<(TextPlan, Option<u64>), StoreError> {
     match driving_text(q.filter.as_ref()) {
         Some(c) if email_search::can_drive(c) => {
             let n = email_search::count_matches_up_to(conn, account_id, c, TEXT_FIRST_MAX_MATCHES)?;
-            Ok(if n < TEXT_FIRST_MAX_MATCHES {
+            if n < TEXT_FIRST_MAX_MATCHES {
                 if Dialect::of(conn) == Dialect::Postgres {
                     plan_serially(conn)?;
                 }
-                (TextPlan::FromMatches, Some(n))
+                Ok((TextPlan::FromMatches, Some(n)))
             } else if Dialect::of(conn) == Dialect::Sqlite {
-                (TextPlan::CheckEachEmail, None)
+                match walk_end.filter(|_| may_ask_for_each_email(q)) {
+                    Some(end) => walk_plan(conn, account_id, q, end),
+                    None => Ok((TextPlan::CheckEachEmail, None)),
+                }
             } else {
                 // PostgreSQL's planner walks in sort order by itself when many match.
-                (TextPlan::MatchList, None)
-            })
+                Ok((TextPlan::MatchList, None))
+            }
         }
         _ => Ok((TextPlan::MatchList, None)),
     }
+}
+
+/// Per walked email, what asking the index about its row costs, and per match, what putting it
+/// in the list that [`TextPlan::CheckEachEmail`] checks against costs: nanoseconds, measured at
+/// a million emails (BENCHMARKS.md, "typed words completed from the index's words").
+const ROW_QUESTION_NS: u128 = 32_000;
+const LISTED_MATCH_NS: u128 = 135;
+
+/// Whether a walk could ask the index about each email: a lone text condition of whole words
+/// (a prefix is merged again for every question), newest or oldest first (the walk is in the
+/// order of an index, so it stops at the window's end).
+fn may_ask_for_each_email(q: &EmailQuery) -> bool {
+    lone_text_condition(q).is_some_and(email_search::asks_whole_words)
+        && matches!(q.sort.as_slice(), [s] if s.key == SortKey::ReceivedAt)
+}
+
+/// SQLite, a lone text condition with at least [`TEXT_FIRST_MAX_MATCHES`] matches: asking the
+/// index about each walked email costs the emails walked to fill `[0, end)`, about
+/// `end × emails / matches`; checking them against a list costs listing every match. Which is
+/// less needs the exact number of matches, counted here (the total, when one is wanted), and
+/// the account's emails, bounded above by its mailboxes' maintained counts (an email in two
+/// mailboxes counts twice).
+fn walk_plan(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    q: &EmailQuery,
+    end: u64,
+) -> Result<(TextPlan, Option<u64>), StoreError> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count = select_count(Dialect::Sqlite, account_id, q);
+    let matches = load!(conn, &count, Count)?
+        .first()
+        .map_or(0, |c| c.n.max(0) as u64);
+    let mut sql = Sql::new(Dialect::Sqlite);
+    sql.push("SELECT COALESCE(SUM(total_emails), 0) AS n FROM mailbox_counts WHERE account_id = ")
+        .text(account_id);
+    let emails = load!(conn, &sql, Count)?
+        .first()
+        .map_or(0, |c| c.n.max(0) as u128);
+    let n = u128::from(matches.max(1));
+    let plan = if u128::from(end) * emails * ROW_QUESTION_NS < n * n * LISTED_MATCH_NS {
+        TextPlan::AskForEachEmail
+    } else {
+        TextPlan::CheckEachEmail
+    };
+    Ok((plan, Some(matches)))
 }
 
 /// PostgreSQL, for the rest of the transaction: no parallel workers. Its estimate for an OR
@@ -170,10 +224,14 @@ pub(super) fn push_from_where(sql: &mut Sql, account_id: &str, filter: Option<&F
                 .push(" AND ");
             push_filter(sql, account_id, &without_driving_text(f));
         }
-        (TextPlan::CheckEachEmail, Some(c), Some(f)) => {
+        (TextPlan::CheckEachEmail | TextPlan::AskForEachEmail, Some(c), Some(f)) => {
             push_walk(sql, account_id, filter);
             sql.push(" AND ");
-            email_search::push_rowid_check(sql, account_id, c);
+            if sql.text_plan == TextPlan::AskForEachEmail {
+                email_search::push_row_match(sql, account_id, c);
+            } else {
+                email_search::push_rowid_check(sql, account_id, c);
+            }
             sql.push(" AND ");
             push_filter(sql, account_id, &without_driving_text(f));
         }
@@ -449,7 +507,7 @@ pub fn sqlite_query_plan(
     if !matches!(conn, AnyConnection::Sqlite(_)) {
         return Ok(Vec::new());
     }
-    let (text_plan, _) = window_text_plan(conn, account_id, q)?;
+    let (text_plan, _) = window_text_plan(conn, account_id, q, Some(offset + limit))?;
     let mut sql = select_ids(Dialect::Sqlite, text_plan, account_id, q, offset, limit);
     sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
     let rows = load!(conn, &sql, PlanRow)?;

@@ -347,6 +347,28 @@ pub fn push_rowid_check(sql: &mut Sql, account_id: &str, c: &Condition) {
     sql.push("))");
 }
 
+/// SQLite: whether the email `e` matches the text terms of `c`, asked of the index for its row
+/// alone: about 32 µs an email at a million, so for a walk that stops after few emails. Only
+/// when `c` [`asks_whole_words`]: the index would merge a prefix's lists again for each email.
+pub fn push_row_match(sql: &mut Sql, account_id: &str, c: &Condition) {
+    sql.push(
+        "EXISTS (SELECT 1 FROM email_search s WHERE s.account_id = e.account_id \
+         AND s.email_id = e.id AND EXISTS (SELECT 1 FROM email_fts f WHERE email_fts MATCH ",
+    )
+    .text(fts_query(account_id, c))
+    .push(" AND f.rowid = s.fts_docid))");
+}
+
+/// Whether every text term of `c` is whole words: a phrase, or a prefix whose completions are
+/// listed ([`complete_prefixes`]).
+pub fn asks_whole_words(c: &Condition) -> bool {
+    text_fields(c).iter().all(|(_, t)| {
+        t.terms
+            .iter()
+            .all(|term| !term.prefix || !term.completions.is_empty())
+    })
+}
+
 /// `SELECT COUNT(*) AS n …`, how many of the account's emails match the
 /// text terms of `c` (when [`can_drive`]), counted in the index alone.
 pub fn push_match_count(sql: &mut Sql, account_id: &str, c: &Condition) {
