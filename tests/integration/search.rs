@@ -422,16 +422,20 @@ async fn a_word_in_thousands_of_emails_gives_the_windows_of_the_emails_in_order(
         ("mostly", &mostly as &dyn Fn(&usize) -> bool, 5_143),
         ("hundredth", &hundredth, 60),
     ] {
-        for (position, limit) in [(0, 5), (3, 4), (total - 10, 5)] {
+        // The second window without its total: the matches are then counted only as far as
+        // the choice of walk needs.
+        for (position, limit, with_total) in [(0, 5, true), (3, 4, false), (total - 10, 5, true)] {
             let r = f
                 .call(json!([
                     ["Email/query", {"accountId": f.account, "filter": {"text": word},
-                        "position": position, "limit": limit, "calculateTotal": true}, "q"],
+                        "position": position, "limit": limit, "calculateTotal": with_total}, "q"],
                     ["Email/get", {"accountId": f.account, "properties": ["subject"],
                         "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}}, "g"]
                 ]))
                 .await;
-            assert_eq!(r[0][1]["total"], total, "{word}: {:?}", r[0]);
+            if with_total {
+                assert_eq!(r[0][1]["total"], total, "{word}: {:?}", r[0]);
+            }
             let got: Vec<String> = r[1][1]["list"]
                 .as_array()
                 .unwrap()

@@ -31,11 +31,11 @@ mod statements;
 
 #[cfg(test)]
 use filter::contains_pattern;
-pub use statements::{explain_ids_sql, sqlite_query_plan};
 use statements::{
-    lone_text_condition, push_from_where, select_count, select_ids, select_index_of,
+    Walk, lone_text_condition, push_from_where, select_count, select_ids, select_index_of,
     window_text_plan,
 };
+pub use statements::{explain_ids_sql, sqlite_query_plan};
 
 use super::changelog::{self};
 use super::email_search;
@@ -93,13 +93,15 @@ fn run_query(
         let state = state_string(changelog::type_state(conn, account_id, DATA_TYPE)?);
         let q = &with_completed_prefixes(conn, account_id, q)?;
         let need_total = w.calculate_total || matches!(w.start, WindowStart::Position(p) if p < 0);
-        // Where a walk in order would stop, when the window starts at a known position.
-        let walk_end = match w.start {
-            WindowStart::Position(p) if p >= 0 => Some((p as u64).saturating_add(w.limit)),
+        let walk = match w.start {
+            WindowStart::Position(p) if p >= 0 => Some(Walk {
+                end: (p as u64).saturating_add(w.limit),
+                total_wanted: need_total,
+            }),
             _ => None,
         };
         let (text_plan, counted) = if w.limit > 0 {
-            window_text_plan(conn, account_id, q, walk_end)?
+            window_text_plan(conn, account_id, q, walk)?
         } else {
             (TextPlan::MatchList, None)
         };

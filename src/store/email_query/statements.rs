@@ -88,7 +88,7 @@ pub(super) fn window_text_plan(
     conn: &mut AnyConnection,
     account_id: &str,
     q: &EmailQuery,
-    walk_end: Option<u64>,
+    walk: Option<Walk>,
 ) -> Result<(TextPlan, Option<u64>), StoreError> {
     match driving_text(q.filter.as_ref()) {
         Some(c) if email_search::can_drive(c) => {
@@ -99,9 +99,9 @@ pub(super) fn window_text_plan(
                 }
                 Ok((TextPlan::FromMatches, Some(n)))
             } else if Dialect::of(conn) == Dialect::Sqlite {
-                match walk_end.filter(|_| may_ask_for_each_email(q)) {
-                    Some(end) => walk_plan(conn, account_id, q, end),
-                    None => Ok((TextPlan::CheckEachEmail, None)),
+                match (walk, asked_for_each_email(q)) {
+                    (Some(walk), Some(c)) => walk_plan(conn, account_id, c, walk),
+                    _ => Ok((TextPlan::CheckEachEmail, None)),
                 }
             } else {
                 // PostgreSQL's planner walks in sort order by itself when many match.
@@ -118,48 +118,70 @@ pub(super) fn window_text_plan(
 const ROW_QUESTION_NS: u128 = 32_000;
 const LISTED_MATCH_NS: u128 = 135;
 
-/// Whether a walk could ask the index about each email: a lone text condition of whole words
-/// (a prefix is merged again for every question), newest or oldest first (the walk is in the
-/// order of an index, so it stops at the window's end).
-fn may_ask_for_each_email(q: &EmailQuery) -> bool {
-    lone_text_condition(q).is_some_and(email_search::asks_whole_words)
-        && matches!(q.sort.as_slice(), [s] if s.key == SortKey::ReceivedAt)
+/// The condition a walk could ask the index about for each email: a lone text condition of
+/// whole words (a prefix is merged again for every question), newest or oldest first (the walk
+/// is in the order of an index, so it stops at the window's end).
+fn asked_for_each_email(q: &EmailQuery) -> Option<&Condition> {
+    lone_text_condition(q)
+        .filter(|c| email_search::asks_whole_words(c))
+        .filter(|_| matches!(q.sort.as_slice(), [s] if s.key == SortKey::ReceivedAt))
+}
+
+/// A window that starts at a known position, as a walk in order sees it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Walk {
+    /// Where the walk stops: the window's end.
+    pub end: u64,
+    /// Whether the query's total is wanted, so every match is counted anyway.
+    pub total_wanted: bool,
 }
 
 /// SQLite, a lone text condition with at least [`TEXT_FIRST_MAX_MATCHES`] matches: asking the
 /// index about each walked email costs the emails walked to fill `[0, end)`, about
-/// `end × emails / matches`; checking them against a list costs listing every match. Which is
-/// less needs the exact number of matches, counted here (the total, when one is wanted), and
-/// the account's emails, bounded above by its mailboxes' maintained counts (an email in two
-/// mailboxes counts twice).
+/// `end × emails / matches` questions; checking them against a list costs listing every match.
+/// The first is less from `sqrt(end × emails × question / listing)` matches on, so the matches
+/// are counted up to there (at most about 5 ms at a million emails), or to the end when the
+/// total is wanted; the account's emails are bounded above by its mailboxes' maintained counts
+/// (an email in two mailboxes counts twice). With the plan comes the number of matches when
+/// they were counted to the end.
 fn walk_plan(
     conn: &mut AnyConnection,
     account_id: &str,
-    q: &EmailQuery,
-    end: u64,
+    c: &Condition,
+    walk: Walk,
 ) -> Result<(TextPlan, Option<u64>), StoreError> {
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let count = select_count(Dialect::Sqlite, account_id, q);
-    let matches = load!(conn, &count, Count)?
-        .first()
-        .map_or(0, |c| c.n.max(0) as u64);
     let mut sql = Sql::new(Dialect::Sqlite);
     sql.push("SELECT COALESCE(SUM(total_emails), 0) AS n FROM mailbox_counts WHERE account_id = ")
         .text(account_id);
     let emails = load!(conn, &sql, Count)?
         .first()
         .map_or(0, |c| c.n.max(0) as u128);
-    let n = u128::from(matches.max(1));
-    let plan = if u128::from(end) * emails * ROW_QUESTION_NS < n * n * LISTED_MATCH_NS {
+    let balance = u128::from(walk.end) * emails * ROW_QUESTION_NS / LISTED_MATCH_NS;
+    let enough = ((balance as f64).sqrt().ceil() as u64).max(TEXT_FIRST_MAX_MATCHES);
+    let counted = if walk.total_wanted {
+        // Without a LIMIT, which would make SQLite hand the count every match one by one.
+        let mut sql = Sql::new(Dialect::Sqlite);
+        email_search::push_match_count(&mut sql, account_id, c);
+        let n = load!(conn, &sql, Count)?.first().map_or(0, |c| c.n.max(0));
+        Some(n as u64)
+    } else {
+        None
+    };
+    let n = match counted {
+        Some(n) => n,
+        None => email_search::count_matches_up_to(conn, account_id, c, enough)?,
+    };
+    let plan = if n >= enough {
         TextPlan::AskForEachEmail
     } else {
         TextPlan::CheckEachEmail
     };
-    Ok((plan, Some(matches)))
+    Ok((plan, counted.or((n < enough).then_some(n))))
 }
 
 /// PostgreSQL, for the rest of the transaction: no parallel workers. Its estimate for an OR
@@ -507,7 +529,11 @@ pub fn sqlite_query_plan(
     if !matches!(conn, AnyConnection::Sqlite(_)) {
         return Ok(Vec::new());
     }
-    let (text_plan, _) = window_text_plan(conn, account_id, q, Some(offset + limit))?;
+    let walk = Walk {
+        end: offset + limit,
+        total_wanted: false,
+    };
+    let (text_plan, _) = window_text_plan(conn, account_id, q, Some(walk))?;
     let mut sql = select_ids(Dialect::Sqlite, text_plan, account_id, q, offset, limit);
     sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
     let rows = load!(conn, &sql, PlanRow)?;
