@@ -82,8 +82,9 @@ const TEXT_FIRST_MAX_MATCHES: u64 = 5_000;
 /// (PostgreSQL's planner has statistics for its index and chooses by itself): from the index's
 /// matches when few match, else by walking the emails in order and checking each. Counting, which
 /// reads every match anyway, always starts from them.
-/// With the plan comes the number of matches when the probe counted them all (fewer than
-/// [`TEXT_FIRST_MAX_MATCHES`]). Runs in the query's transaction (see [`plan_serially`]).
+/// With the plan comes the number of matches when they were all counted: by the probe (fewer
+/// than [`TEXT_FIRST_MAX_MATCHES`]) or for the choice of walk ([`walk_plan`]). Runs in the
+/// query's transaction (see [`plan_serially`]).
 pub(super) fn window_text_plan(
     conn: &mut AnyConnection,
     account_id: &str,
