@@ -5,6 +5,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
+use super::count;
 use super::filter::{push_all_in_thread, push_filter, push_has_keyword, push_some_in_thread};
 use crate::jmap::methods::email_query::{
     Condition, EmailQuery, EmailSort, Filter, Operator, SortKey,
@@ -54,19 +55,22 @@ fn is_text_condition(f: &Filter) -> bool {
     matches!(f, Filter::Condition(c) if email_search::has_text_terms(c))
 }
 
+/// `c` without its text conditions.
+fn strip_text(c: &mut Condition) {
+    for t in c.search_texts_mut() {
+        *t = None;
+    }
+}
+
 /// `filter` without the text terms of its [`driving_text`] condition, which a statement that
 /// starts from that condition's matches need not check again.
 fn without_driving_text(filter: &Filter) -> Filter {
-    let strip = |c: &mut Condition| {
-        (c.text, c.from, c.to, c.cc, c.bcc, c.subject, c.body) =
-            (None, None, None, None, None, None, None);
-    };
     let mut out = filter.clone();
     match &mut out {
-        Filter::Condition(c) => strip(c),
+        Filter::Condition(c) => strip_text(c),
         Filter::Operator(Operator::And, parts) => {
             if let Some(Filter::Condition(c)) = parts.iter_mut().find(|f| is_text_condition(f)) {
-                strip(c);
+                strip_text(c);
             }
         }
         Filter::Operator(..) => {}
@@ -151,25 +155,17 @@ fn walk_plan(
     c: &Condition,
     walk: Walk,
 ) -> Result<(TextPlan, Option<u64>), StoreError> {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
     let mut sql = Sql::new(Dialect::Sqlite);
     sql.push("SELECT COALESCE(SUM(total_emails), 0) AS n FROM mailbox_counts WHERE account_id = ")
         .text(account_id);
-    let emails = load!(conn, &sql, Count)?
-        .first()
-        .map_or(0, |c| c.n.max(0) as u128);
+    let emails = count(conn, &sql)?.unwrap_or(0).max(0) as u128;
     let balance = u128::from(walk.end) * emails * ROW_QUESTION_NS / LISTED_MATCH_NS;
     let enough = ((balance as f64).sqrt().ceil() as u64).max(TEXT_FIRST_MAX_MATCHES);
     let counted = if walk.total_wanted {
         // Without a LIMIT, which would make SQLite hand the count every match one by one.
         let mut sql = Sql::new(Dialect::Sqlite);
         email_search::push_match_count(&mut sql, account_id, c);
-        let n = load!(conn, &sql, Count)?.first().map_or(0, |c| c.n.max(0));
-        Some(n as u64)
+        Some(count(conn, &sql)?.unwrap_or(0).max(0) as u64)
     } else {
         None
     };
@@ -198,22 +194,10 @@ fn plan_serially(conn: &mut AnyConnection) -> Result<(), StoreError> {
 /// The filter's only condition, when it is a text condition the index can count alone.
 pub(super) fn lone_text_condition(q: &EmailQuery) -> Option<&Condition> {
     match &q.filter {
-        Some(Filter::Condition(c))
-            if !q.collapse_threads
-                && email_search::can_drive(c)
-                && **c
-                    == (Condition {
-                        text: c.text.clone(),
-                        from: c.from.clone(),
-                        to: c.to.clone(),
-                        cc: c.cc.clone(),
-                        bcc: c.bcc.clone(),
-                        subject: c.subject.clone(),
-                        body: c.body.clone(),
-                        ..Condition::default()
-                    }) =>
-        {
-            Some(c)
+        Some(Filter::Condition(c)) if !q.collapse_threads && email_search::can_drive(c) => {
+            let mut rest = (**c).clone();
+            strip_text(&mut rest);
+            (rest == Condition::default()).then_some(&**c)
         }
         _ => None,
     }

@@ -80,18 +80,7 @@ fn filter_terms<'f>(filter: &'f mut Filter, out: &mut Vec<&'f mut SearchTerm>) {
             }
         }
         Filter::Condition(c) => {
-            for t in [
-                &mut c.text,
-                &mut c.from,
-                &mut c.to,
-                &mut c.cc,
-                &mut c.bcc,
-                &mut c.subject,
-                &mut c.body,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for t in c.search_texts_mut().into_iter().flatten() {
                 out.extend(t.terms.iter_mut());
             }
         }

@@ -115,7 +115,7 @@ fn merge_pending_words(conn: &mut AnyConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Search rows per PostgreSQL `INSERT` (14 parameters each): one round trip for many emails.
+/// Search rows per PostgreSQL `INSERT` (15 parameters each): one round trip for many emails.
 const PG_ROWS_PER_INSERT: usize = 100;
 
 /// SQLite: stores the search text of an email and indexes it. Fixed texts, so SQLite keeps them
@@ -198,19 +198,13 @@ fn push_fts_row(
 
 /// The text fields of a condition with their index column (`None`: every field), and terms.
 fn text_fields(c: &Condition) -> Vec<(Option<usize>, &SearchText)> {
-    [
-        (None, &c.text),
-        (Some(0), &c.from),
-        (Some(1), &c.to),
-        (Some(2), &c.cc),
-        (Some(3), &c.bcc),
-        (Some(4), &c.subject),
-        (Some(5), &c.body),
-    ]
-    .into_iter()
-    .filter_map(|(field, t)| t.as_ref().map(|t| (field, t)))
-    .filter(|(_, t)| !t.terms.is_empty())
-    .collect()
+    // `text` first, then one condition per field of FIELDS, in its order.
+    std::iter::once(None)
+        .chain((0..FIELDS.len()).map(Some))
+        .zip(c.search_texts())
+        .filter_map(|(field, t)| t.as_ref().map(|t| (field, t)))
+        .filter(|(_, t)| !t.terms.is_empty())
+        .collect()
 }
 
 /// Whether `c` has a text condition with at least one term.

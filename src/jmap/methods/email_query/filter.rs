@@ -134,6 +134,33 @@ pub struct Condition {
 }
 
 impl Condition {
+    /// The text conditions (RFC 8621 §4.4.1), in this order: `text`, `from`, `to`, `cc`, `bcc`,
+    /// `subject`, `body`.
+    pub fn search_texts(&self) -> [&Option<SearchText>; 7] {
+        [
+            &self.text,
+            &self.from,
+            &self.to,
+            &self.cc,
+            &self.bcc,
+            &self.subject,
+            &self.body,
+        ]
+    }
+
+    /// [`Condition::search_texts`], to change.
+    pub fn search_texts_mut(&mut self) -> [&mut Option<SearchText>; 7] {
+        [
+            &mut self.text,
+            &mut self.from,
+            &mut self.to,
+            &mut self.cc,
+            &mut self.bcc,
+            &mut self.subject,
+            &mut self.body,
+        ]
+    }
+
     fn uses_thread_keywords(&self) -> bool {
         self.all_in_thread_have_keyword.is_some()
             || self.some_in_thread_have_keyword.is_some()
