@@ -23,6 +23,7 @@ use crate::dispatcher::PushBaseline;
 use crate::jmap::session::Principal;
 use crate::push::budget::StateChangeBudget;
 use crate::push::connections::ConnectionSlot;
+use crate::push::frame;
 use crate::push::hub::Wake;
 use crate::push::position::{self, Positions};
 use crate::push::registry::{Subscribe, Unsubscribe};
@@ -192,13 +193,11 @@ impl EventSourceSession {
                     });
                     return;
                 }
-                if let Some((changed, positions)) = self.slot.take() {
-                    let event = format!(
-                        "event: state\nid: {}\ndata: {}\n\n",
-                        position::encode(&positions),
-                        position::state_change(&changed, None)
-                    );
-                    permit.send(Bytes::from(event));
+                if let Some(event) = self
+                    .slot
+                    .take_with(|taken| frame::render(taken, frame::Transport::EventSource))
+                {
+                    permit.send(event.into_bytes());
                     self.slot.count_sent();
                     if self.params.close_after_state {
                         // RFC 8620 §7.3: end the response after one state event.

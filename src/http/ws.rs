@@ -30,6 +30,7 @@ use crate::jmap::request::request_from_object;
 use crate::jmap::session::Principal;
 use crate::push::budget::StateChangeBudget;
 use crate::push::connections::ConnectionSlot;
+use crate::push::frame;
 use crate::push::hub::Wake;
 use crate::push::position::{self, Changed, Positions};
 use crate::push::registry::{Subscribe, Unsubscribe};
@@ -365,9 +366,11 @@ impl WsSession {
             });
             return;
         }
-        if let Some((changed, positions)) = self.slot.take() {
-            let push_state = position::encode(&positions);
-            ctx.text(position::state_change(&changed, Some(&push_state)));
+        if let Some(frame) = self
+            .slot
+            .take_with(|taken| frame::render(taken, frame::Transport::WebSocket))
+        {
+            ctx.text(frame);
             self.slot.count_sent();
         }
     }

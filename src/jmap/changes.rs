@@ -81,7 +81,15 @@ pub struct ChangeRow {
 /// Renders a change-log position as a state string. States are opaque to clients (RFC 8620 §1.2
 /// does not constrain them); ours is the decimal `seq`.
 pub fn state_string(seq: i64) -> String {
-    seq.to_string()
+    let mut out = String::new();
+    write_state_string(&mut out, seq);
+    out
+}
+
+/// Appends [`state_string`]`(seq)` to `out` (push renders it for every connection).
+pub fn write_state_string(out: &mut String, seq: i64) {
+    use std::fmt::Write;
+    let _ = write!(out, "{seq}");
 }
 
 /// Reads a state string back; `None` for anything we never issued.

@@ -8,8 +8,10 @@
 pub mod budget;
 pub mod cluster_bus;
 pub mod connections;
+pub mod frame;
 pub mod hub;
 pub mod local_bus;
+pub mod pending;
 pub mod position;
 pub mod publication;
 pub mod registry;

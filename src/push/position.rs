@@ -14,7 +14,7 @@ use std::fmt::Write;
 
 use base64::Engine;
 
-use crate::jmap::changes::state_string;
+use crate::jmap::changes::write_state_string;
 
 /// Account id → newest seq seen on a stream.
 pub type Positions = BTreeMap<String, i64>;
@@ -26,17 +26,32 @@ const VERSION: char = 'p';
 
 /// Encodes a stream position as a `pushState` / event id.
 pub fn encode(positions: &Positions) -> String {
-    let mut plain = String::with_capacity(positions.len() * 24);
-    for (i, (account, seq)) in positions.iter().enumerate() {
+    let (mut out, mut plain) = (String::new(), String::new());
+    encode_into(
+        &mut out,
+        &mut plain,
+        positions.iter().map(|(a, seq)| (a.as_str(), *seq)),
+    );
+    out
+}
+
+/// Appends the encoding of the (account, seq) `pairs`, given in account order, to `out`; `plain`
+/// is room to work in (push renders a position for every connection on every write).
+pub fn encode_into<'a>(
+    out: &mut String,
+    plain: &mut String,
+    pairs: impl IntoIterator<Item = (&'a str, i64)>,
+) {
+    plain.clear();
+    for (i, (account, seq)) in pairs.into_iter().enumerate() {
         if i > 0 {
             plain.push(',');
         }
         let _ = write!(plain, "{account}={seq}");
     }
-    let mut out = String::with_capacity(2 + plain.len() * 4 / 3);
+    out.reserve(1 + plain.len().div_ceil(3) * 4);
     out.push(VERSION);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(plain, &mut out);
-    out
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(plain.as_bytes(), out);
 }
 
 /// Decodes a `pushState` / event id; `None` for anything this server never issued.
@@ -62,34 +77,56 @@ pub fn decode(token: &str) -> Option<Positions> {
 
 /// The StateChange object (RFC 8620 §7.1) as JSON text: `{"@type":"StateChange","changed":{…}}`,
 /// each state being the type's Foo/get state (checklist ST-06), plus `pushState` when given
-/// (RFC 8887 §4.3.5.1). Written straight into one string: it is rendered for every connection on
-/// every write, and a `serde_json::Value` tree cost an allocation per key.
+/// (RFC 8887 §4.3.5.1).
 pub fn state_change(changed: &Changed, push_state: Option<&str>) -> String {
     let mut out = String::with_capacity(64 + 48 * changed.len());
+    write_state_change(
+        &mut out,
+        changed.iter().flat_map(|(account, types)| {
+            types
+                .iter()
+                .map(move |(t, seq)| (account.as_str(), t.as_str(), *seq))
+        }),
+        push_state,
+    );
+    out
+}
+
+/// Appends the StateChange of the (account, data type, state) `states`, given in account order,
+/// to `out`. Written straight as text: it is rendered for every connection on every write, and a
+/// `serde_json::Value` tree cost an allocation per key.
+pub fn write_state_change<'a>(
+    out: &mut String,
+    states: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
+    push_state: Option<&str>,
+) {
     out.push_str(r#"{"@type":"StateChange","changed":{"#);
-    for (i, (account, types)) in changed.iter().enumerate() {
-        if i > 0 {
+    let mut current: Option<&str> = None;
+    for (account, t, seq) in states {
+        if current == Some(account) {
             out.push(',');
-        }
-        push_json_string(&mut out, account);
-        out.push_str(":{");
-        for (j, (t, seq)) in types.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
+        } else {
+            if current.is_some() {
+                out.push_str("},");
             }
-            push_json_string(&mut out, t);
-            out.push(':');
-            push_json_string(&mut out, &state_string(*seq));
+            push_json_string(out, account);
+            out.push_str(":{");
+            current = Some(account);
         }
+        push_json_string(out, t);
+        out.push_str(":\"");
+        write_state_string(out, seq);
+        out.push('"');
+    }
+    if current.is_some() {
         out.push('}');
     }
     out.push('}');
     if let Some(p) = push_state {
         out.push_str(r#","pushState":"#);
-        push_json_string(&mut out, p);
+        push_json_string(out, p);
     }
     out.push('}');
-    out
 }
 
 /// Appends `s` as a JSON string (RFC 8259 §7).
@@ -111,6 +148,7 @@ fn push_json_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jmap::changes::state_string;
     use serde_json::{Value, json};
 
     #[test]

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use super::pending::PendingStates;
 use super::position::{Changed, Positions};
 
 /// Which data types a connection wants pushed.
@@ -99,10 +100,12 @@ struct SlotState {
     filter: TypeFilter,
     /// The stream's starting position is known; before that nothing is handed out.
     ready: bool,
-    /// Per account the connection follows. A list, not a map: most users read one to a few
-    /// accounts, and a map's first node costs ~700 bytes on every idle connection.
+    /// Per account the connection follows, in account order (a StateChange's and a position's
+    /// order). A list, not a map: most users read one to a few accounts, and a map's first node
+    /// costs ~700 bytes on every idle connection.
     progress: Vec<(String, Progress)>,
-    pending: Changed,
+    /// Accounts by their place in `progress`.
+    pending: PendingStates,
     /// A `Wake` was sent and not yet answered by a `take`.
     wake_sent: bool,
     /// The connection lost access to every account it followed: it must close.
@@ -114,16 +117,50 @@ struct SlotState {
     taken_oldest_commit_ms: Option<i64>,
 }
 
-/// The progress of `account` in `progress`, added when new.
-fn progress_of<'a>(progress: &'a mut Vec<(String, Progress)>, account: &str) -> &'a mut Progress {
-    let i = match progress.iter().position(|(a, _)| a == account) {
-        Some(i) => i,
-        None => {
-            progress.push((account.to_owned(), Progress::default()));
-            progress.len() - 1
+impl SlotState {
+    /// The place of `account` in `progress`, added when new.
+    fn account_index(&mut self, account: &str) -> usize {
+        match self
+            .progress
+            .binary_search_by(|(a, _)| a.as_str().cmp(account))
+        {
+            Ok(i) => i,
+            Err(i) => {
+                self.progress
+                    .insert(i, (account.to_owned(), Progress::default()));
+                self.pending.account_inserted(i);
+                i
+            }
         }
-    };
-    &mut progress[i].1
+    }
+
+    fn count_pending(&mut self) {
+        self.stats.pending = self.pending.len();
+        self.stats.high_water = self.stats.high_water.max(self.stats.pending);
+    }
+}
+
+/// What a [`ChangeSlot::take_with`] hands out, borrowed from the slot: the pending states and the
+/// stream position that includes them.
+pub struct Taken<'a> {
+    pending: &'a PendingStates,
+    progress: &'a [(String, Progress)],
+}
+
+impl Taken<'_> {
+    /// Each (account, data type, state), in account then type order.
+    pub fn changed(&self) -> impl Iterator<Item = (&str, &str, i64)> {
+        self.pending
+            .iter()
+            .map(|(account, t, seq)| (self.progress[account].0.as_str(), t, seq))
+    }
+
+    /// Each (account, position) of the stream, in account order.
+    pub fn positions(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.progress
+            .iter()
+            .filter_map(|(account, p)| Some((account.as_str(), p.contiguous?)))
+    }
 }
 
 /// One connection's pending changes: at most one state per account and type.
@@ -147,7 +184,7 @@ impl ChangeSlot {
                 filter,
                 ready: false,
                 progress: Default::default(),
-                pending: Changed::new(),
+                pending: PendingStates::default(),
                 wake_sent: false,
                 closed: false,
                 stats: SlotStats::default(),
@@ -175,12 +212,13 @@ impl ChangeSlot {
         types: &[String],
         committed_at_ms: Option<i64>,
     ) -> bool {
-        // Runs for every connection of the account on every write: the account and type keys are
-        // allocated only the first time they are seen.
+        // Runs for every connection of the account on every write: nothing is allocated but the
+        // first time an account or a type is seen (`PendingStates`).
         let mut s = self.lock();
         let s = &mut *s;
         s.stats.offered += 1;
-        progress_of(&mut s.progress, account).see(seq);
+        let index = s.account_index(account);
+        s.progress[index].1.see(seq);
         if !types.iter().any(|t| s.filter.accepts(t)) {
             return false;
         }
@@ -191,22 +229,10 @@ impl ChangeSlot {
         if let Some(at) = committed_at_ms {
             s.oldest_commit_ms = Some(s.oldest_commit_ms.map_or(at, |o| o.min(at)));
         }
-        if !s.pending.contains_key(account) {
-            s.pending.insert(account.to_owned(), Default::default());
+        for t in types.iter().filter(|t| s.filter.accepts(t)) {
+            s.pending.merge(index, t, seq);
         }
-        if let Some(entry) = s.pending.get_mut(account) {
-            for t in types.iter().filter(|t| s.filter.accepts(t)) {
-                match entry.get_mut(t) {
-                    Some(state) => *state = (*state).max(seq),
-                    None => {
-                        entry.insert(t.clone(), seq);
-                    }
-                }
-            }
-        }
-        let pending = s.pending.values().map(|t| t.len()).sum();
-        s.stats.pending = pending;
-        s.stats.high_water = s.stats.high_water.max(pending);
+        s.count_pending();
         if s.ready && !s.wake_sent {
             s.wake_sent = true;
             return true;
@@ -233,50 +259,65 @@ impl ChangeSlot {
     /// Returns true when something is pending.
     pub fn baseline(&self, positions: Positions, missed: Changed, resumed: bool) -> bool {
         let mut s = self.lock();
-        if resumed {
-            for (account, seq) in &positions {
-                if let Some(types) = s.pending.get_mut(account) {
-                    types.retain(|_, state| *state > *seq);
-                }
-            }
-        }
+        let s = &mut *s;
         for (account, seq) in positions {
-            progress_of(&mut s.progress, &account).cover(seq);
+            let index = s.account_index(&account);
+            if resumed {
+                s.pending.drop_up_to(index, seq);
+            }
+            s.progress[index].1.cover(seq);
         }
         for (account, types) in missed {
+            let index = s.account_index(&account);
             for (t, seq) in types {
                 if s.filter.accepts(&t) {
-                    let pending = s.pending.entry(account.clone()).or_default();
-                    let state = pending.entry(t).or_insert(seq);
-                    *state = (*state).max(seq);
+                    s.pending.merge(index, &t, seq);
                 }
             }
         }
-        s.pending.retain(|_, types| !types.is_empty());
-        let pending = s.pending.values().map(|t| t.len()).sum();
-        s.stats.pending = pending;
-        s.stats.high_water = s.stats.high_water.max(pending);
+        s.count_pending();
         s.ready = true;
         !s.pending.is_empty()
     }
 
-    /// Session side: takes every pending change and the stream position that includes them.
-    /// `None` when nothing is pending (or the starting point is not known yet).
-    pub fn take(&self) -> Option<(Changed, Positions)> {
+    /// Session side: hands every pending change and the stream position that includes them to
+    /// `write` (which renders them; it runs under the slot's lock, so it should be quick), then
+    /// empties the slot. `None` when nothing is pending (or the starting point is not known yet).
+    pub fn take_with<R>(&self, write: impl FnOnce(&Taken<'_>) -> R) -> Option<R> {
         let mut s = self.lock();
+        let s = &mut *s;
         s.wake_sent = false;
         if !s.ready || s.pending.is_empty() {
             return None;
         }
         s.stats.pending = 0;
         s.taken_oldest_commit_ms = s.oldest_commit_ms.take();
-        let changed = std::mem::take(&mut s.pending);
-        let positions = s
-            .progress
-            .iter()
-            .filter_map(|(account, p)| Some((account.clone(), p.contiguous?)))
-            .collect();
-        Some((changed, positions))
+        s.pending.sort();
+        let written = write(&Taken {
+            pending: &s.pending,
+            progress: &s.progress,
+        });
+        s.pending.clear();
+        Some(written)
+    }
+
+    /// [`ChangeSlot::take_with`] as maps, for tests.
+    #[cfg(test)]
+    pub fn take(&self) -> Option<(Changed, Positions)> {
+        self.take_with(|taken| {
+            let mut changed = Changed::new();
+            for (account, t, seq) in taken.changed() {
+                changed
+                    .entry(account.to_owned())
+                    .or_default()
+                    .insert(t.to_owned(), seq);
+            }
+            let positions = taken
+                .positions()
+                .map(|(a, seq)| (a.to_owned(), seq))
+                .collect();
+            (changed, positions)
+        })
     }
 
     /// Counts a StateChange written with what the last [`ChangeSlot::take`] handed out (and its
@@ -396,6 +437,29 @@ mod tests {
         }
         let (_, positions) = slot.take().unwrap();
         assert_eq!(positions["a"], 10 + MAX_AHEAD as i64);
+    }
+
+    #[test]
+    fn an_account_seen_later_but_named_earlier_keeps_each_pending_state_with_its_account() {
+        let slot = ChangeSlot::new(TypeFilter::All);
+        slot.baseline(Positions::from([("m".into(), 1)]), Changed::new(), false);
+        slot.offer("m", 2, &types(&["Email"]));
+        slot.offer("c", 7, &types(&["Mailbox"]));
+        slot.offer("x", 3, &types(&["Thread"]));
+        let (changed, positions) = slot.take().unwrap();
+        assert_eq!(
+            changed,
+            Changed::from([
+                ("c".into(), [("Mailbox".to_string(), 7)].into()),
+                ("m".into(), [("Email".to_string(), 2)].into()),
+                ("x".into(), [("Thread".to_string(), 3)].into()),
+            ])
+        );
+        assert_eq!(
+            positions,
+            Positions::from([("m".into(), 2)]),
+            "c and x have no start yet"
+        );
     }
 
     #[test]

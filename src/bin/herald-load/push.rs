@@ -18,7 +18,7 @@ use crate::Report;
 const OPENING: usize = 64;
 use crate::api::round;
 use crate::jmap::{self, CORE, Credentials, MAIL, Session};
-use crate::stats::{Samples, rss_kib};
+use crate::stats::{Samples, cpu_time_of, own_cpu_time, rss_kib};
 
 /// Which push transport the connections use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -336,9 +336,11 @@ fn measure_mutations(
     drop(responses);
 
     let started = Instant::now();
+    let cpu_before = CpuReading::now(run.pid);
     let (responses, finals) = write(&run.users, run.rate, &write_sessions, Some(run.mutations));
     let write_seconds = started.elapsed().as_secs_f64();
     let complete = wait_for_finals(&shared, &expected_connections, &finals, opened);
+    let cpu_after = CpuReading::now(run.pid);
     let arrivals = std::mem::take(&mut *shared.arrivals.lock().unwrap());
     let mut samples = Samples::default();
     let mut from_request = Samples::default();
@@ -372,7 +374,8 @@ fn measure_mutations(
         .sum();
     let (p50, p99, p999, max) = samples.summary();
     let (r50, r99, r999, rmax) = from_request.summary();
-    report
+    cpu_after
+        .since(&cpu_before, seen.len(), report)
         .field("mutations", responses.len())
         .field(
             "mutations_per_s",
@@ -399,6 +402,39 @@ fn measure_mutations(
         .field("from_request_p999_ms", r999)
         .field("from_request_max_ms", rmax)
         .field("server_rss_end_kib", rss_kib(run.pid).unwrap_or(0))
+}
+
+/// Processor time used so far by the server (when its pid is known) and by this tool.
+struct CpuReading {
+    server: Option<Duration>,
+    tool: Option<Duration>,
+}
+
+impl CpuReading {
+    fn now(server_pid: Option<u32>) -> Self {
+        CpuReading {
+            server: server_pid.and_then(cpu_time_of),
+            tool: own_cpu_time(),
+        }
+    }
+
+    /// Adds to `report` the processor time spent since `before` per notification, in µs (0 when
+    /// unknown): what each StateChange cost the server (everything it did meanwhile included,
+    /// the writes too) and this tool.
+    fn since(&self, before: &CpuReading, notifications: usize, report: Report) -> Report {
+        let per = |b: Option<Duration>, a: Option<Duration>| match (b, a) {
+            (Some(b), Some(a)) if notifications > 0 => {
+                round(a.saturating_sub(b).as_secs_f64() * 1e6 / notifications as f64)
+            }
+            _ => 0.0,
+        };
+        report
+            .field(
+                "server_cpu_us_per_notification",
+                per(before.server, self.server),
+            )
+            .field("tool_cpu_us_per_notification", per(before.tool, self.tool))
+    }
 }
 
 /// When a mutation was sent and when its response arrived.

@@ -52,6 +52,32 @@ pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Processor time (user + system) local process `pid` has used so far, from /proc.
+pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+    cpu_time_in(&format!("/proc/{pid}/stat"))
+}
+
+/// Processor time this process has used so far.
+pub fn own_cpu_time() -> Option<Duration> {
+    cpu_time_in("/proc/self/stat")
+}
+
+fn cpu_time_in(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may hold spaces; utime and stime are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_s = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|t| *t > 0)?;
+    Some(Duration::from_micros(
+        (utime + stime) * 1_000_000 / ticks_per_s,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +91,16 @@ mod tests {
         assert_eq!(s.percentile_ms(50.0), 51.0);
         assert_eq!(s.percentile_ms(99.0), 99.0);
         assert_eq!(s.percentile_ms(100.0), 100.0);
+    }
+
+    #[test]
+    fn this_process_has_used_some_processor_time_and_a_missing_one_none() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0);
+        }
+        assert!(own_cpu_time().is_some_and(|t| t > Duration::ZERO));
+        assert!(cpu_time_of(std::process::id()).is_some());
+        assert_eq!(cpu_time_of(u32::MAX), None);
     }
 }
