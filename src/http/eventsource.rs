@@ -24,10 +24,10 @@ use crate::jmap::session::Principal;
 use crate::push::budget::StateChangeBudget;
 use crate::push::connections::ConnectionSlot;
 use crate::push::frame;
-use crate::push::hub::Wake;
 use crate::push::position::{self, Positions};
 use crate::push::registry::{Subscribe, Unsubscribe};
 use crate::push::slot::{ChangeSlot, TypeFilter};
+use crate::push::wake::{Wake, WakeSignal};
 
 /// Events that may wait in a stream's channel for the response body to take them: one, so a
 /// change that finds an earlier event still waiting merges with later ones in the slot.
@@ -243,10 +243,6 @@ impl EventSourceSession {
                 act.tx.try_send(Bytes::from_static(b": keepalive\n"))
             {
                 ctx.stop();
-                return;
-            }
-            if act.slot.has_pending() {
-                act.flush(ctx);
             }
         });
         if self.params.ping > 0 {
@@ -271,7 +267,6 @@ impl Actor for EventSourceSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(16);
         metrics::metrics()
             .push_connections
             .with_label_values(&[metrics::EVENTSOURCE])
@@ -285,11 +280,9 @@ impl Actor for EventSourceSession {
                 .map(|(), _, ctx| ctx.stop()),
         );
         self.start_timers(ctx);
-        let subscribe = Subscribe::session(
-            &self.principal,
-            self.slot.clone(),
-            ctx.address().recipient(),
-        );
+        let (wake, wakes) = WakeSignal::pair();
+        ctx.add_stream(wakes);
+        let subscribe = Subscribe::session(&self.principal, self.slot.clone(), wake);
         self.app
             .push
             .registry
@@ -349,8 +342,7 @@ impl Actor for EventSourceSession {
     }
 }
 
-impl Handler<Wake> for EventSourceSession {
-    type Result = ();
+impl StreamHandler<Wake> for EventSourceSession {
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
         if self.slot.is_closed() {
             // Access to every account of this stream was revoked: end the response.

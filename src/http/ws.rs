@@ -31,10 +31,10 @@ use crate::jmap::session::Principal;
 use crate::push::budget::StateChangeBudget;
 use crate::push::connections::ConnectionSlot;
 use crate::push::frame;
-use crate::push::hub::Wake;
 use crate::push::position::{self, Changed, Positions};
 use crate::push::registry::{Subscribe, Unsubscribe};
 use crate::push::slot::{ChangeSlot, TypeFilter};
+use crate::push::wake::{Wake, WakeSignal};
 
 use super::ws_frames::FrameLengthGuard;
 
@@ -462,8 +462,6 @@ impl Actor for WsSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Only Wake messages come through the mailbox, at most one per slot at a time.
-        ctx.set_mailbox_capacity(16);
         metrics::metrics()
             .push_connections
             .with_label_values(&[metrics::WEBSOCKET])
@@ -478,16 +476,10 @@ impl Actor for WsSession {
                 return;
             }
             ctx.ping(b"");
-            // A Wake lost to a full mailbox leaves changes in the slot: take them here.
-            if act.slot.has_pending() {
-                act.flush(ctx);
-            }
         });
-        let subscribe = Subscribe::session(
-            &self.principal,
-            self.slot.clone(),
-            ctx.address().recipient(),
-        );
+        let (wake, wakes) = WakeSignal::pair();
+        ctx.add_stream(wakes);
+        let subscribe = Subscribe::session(&self.principal, self.slot.clone(), wake);
         self.app
             .push
             .registry
@@ -518,8 +510,7 @@ impl Actor for WsSession {
     }
 }
 
-impl Handler<Wake> for WsSession {
-    type Result = ();
+impl StreamHandler<Wake> for WsSession {
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
         if self.slot.is_closed() {
             // RFC 8887 §4.2: close with 1008 (policy violation) when access is gone.

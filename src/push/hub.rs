@@ -1,5 +1,5 @@
 //! `AccountHub`: one actor per account that has push subscribers. It merges each committed write
-//! into every subscriber's [`ChangeSlot`] and wakes the subscriber with `try_send`: a hub never
+//! into every subscriber's [`ChangeSlot`] and raises the subscriber's [`WakeSignal`]: a hub never
 //! waits for a slow subscriber, and drops the ones that are gone.
 
 use std::collections::HashMap;
@@ -9,11 +9,7 @@ use actix::prelude::*;
 
 use super::StateChanged;
 use super::slot::ChangeSlot;
-
-/// Tells a push session that its slot has changes to write.
-#[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "()")]
-pub struct Wake;
+use super::wake::WakeSignal;
 
 /// One push connection, as the hubs see it.
 #[derive(Clone)]
@@ -23,7 +19,7 @@ pub struct Subscriber {
     /// The bearer token the connection was opened with (`Principal::token_hash`).
     pub token_hash: Option<String>,
     pub slot: Arc<ChangeSlot>,
-    pub wake: Recipient<Wake>,
+    pub wake: Arc<WakeSignal>,
 }
 
 /// Adds a subscriber to a hub.
@@ -106,21 +102,13 @@ impl Handler<StateChanged> for AccountHub {
 
     fn handle(&mut self, change: StateChanged, _: &mut Self::Context) {
         self.subscribers.retain(|_, s| {
-            if !s.slot.offer_at(
+            // A session that is gone is dropped here, before its own Unsubscribe arrives.
+            !s.slot.offer_at(
                 &change.account_id,
                 change.seq,
                 &change.types,
                 change.committed_at_ms,
-            ) {
-                return true;
-            }
-            match s.wake.try_send(Wake) {
-                Ok(()) => true,
-                // The session's mailbox is full: the change waits in its slot, and the session's
-                // heartbeat tick takes it (the slot, not the mailbox, holds changes).
-                Err(SendError::Full(_)) => true,
-                Err(SendError::Closed(_)) => false,
-            }
+            ) || s.wake.raise()
         });
     }
 }

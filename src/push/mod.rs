@@ -18,6 +18,7 @@ pub mod registry;
 pub mod slot;
 pub mod state_change;
 pub mod vapid;
+pub mod wake;
 pub mod webhook;
 pub mod webpush;
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::StateChanged;
-use super::hub::{AccountHub, Close, DropUser, Join, Leave, Subscriber, Wake};
+use super::hub::{AccountHub, Close, DropUser, Join, Leave, Subscriber};
 use super::slot::SlotStats;
 use crate::store::{Store, StoreError};
 
@@ -32,7 +32,7 @@ impl Subscribe {
     pub fn session(
         principal: &crate::jmap::session::Principal,
         slot: std::sync::Arc<super::slot::ChangeSlot>,
-        wake: Recipient<Wake>,
+        wake: std::sync::Arc<super::wake::WakeSignal>,
     ) -> Self {
         Subscribe {
             accounts: principal
@@ -115,7 +115,7 @@ impl Registry {
                 dropped += before - sub.accounts.len();
                 if before > 0 && sub.accounts.is_empty() {
                     sub.subscriber.slot.close();
-                    let _ = sub.subscriber.wake.try_send(Wake);
+                    sub.subscriber.wake.raise();
                 }
             }
         }
@@ -208,7 +208,7 @@ impl Registry {
                     .is_some_and(|t| !tokens.contains(t))
                 {
                     sub.subscriber.slot.close();
-                    let _ = sub.subscriber.wake.try_send(Wake);
+                    sub.subscriber.wake.raise();
                 }
             }
         })
