@@ -2,9 +2,10 @@
 //! or an EventSource `state` event.
 //!
 //! A write to an account reaches every connection of the account, and those that were keeping
-//! up take the same states at the same position: the same text. Each thread renders into room it
-//! keeps and compares with the last frame it handed out; when they are equal, that frame is handed
-//! out again, shared (a reference count), rather than a copy per connection (issue 13).
+//! up take the same states at the same position: the same text. Each thread remembers what it
+//! rendered last (the states, the position and the transport, as bytes in room it keeps); when a
+//! connection takes the same, the thread hands out that frame again, shared (a reference count),
+//! instead of rendering and copying it once per connection (issue 13).
 
 use std::cell::RefCell;
 
@@ -25,10 +26,33 @@ pub enum Transport {
 /// One thread's room to render in and the last frame it handed out.
 #[derive(Default)]
 struct Renderer {
+    /// What the frame being asked for is made of, and what the last one was made of.
+    key: Vec<u8>,
+    last_key: Vec<u8>,
+    last: Option<ByteString>,
     text: String,
     position: String,
     plain: String,
-    last: Option<ByteString>,
+}
+
+/// Writes what a frame is made of into `key`. Accounts and type names are UTF-8, which never
+/// holds the bytes 0xFE and 0xFF, so they separate fields unambiguously.
+fn write_key(key: &mut Vec<u8>, taken: &Taken<'_>, transport: Transport) {
+    key.clear();
+    key.push(transport as u8);
+    for (account, seq) in taken.positions() {
+        key.extend_from_slice(account.as_bytes());
+        key.push(0xFF);
+        key.extend_from_slice(&seq.to_le_bytes());
+    }
+    key.push(0xFE);
+    for (account, data_type, seq) in taken.changed() {
+        key.extend_from_slice(account.as_bytes());
+        key.push(0xFF);
+        key.extend_from_slice(data_type.as_bytes());
+        key.push(0xFF);
+        key.extend_from_slice(&seq.to_le_bytes());
+    }
 }
 
 thread_local! {
@@ -39,11 +63,19 @@ thread_local! {
 pub fn render(taken: &Taken<'_>, transport: Transport) -> ByteString {
     RENDERER.with(|r| {
         let Renderer {
+            key,
+            last_key,
+            last,
             text,
             position,
             plain,
-            last,
         } = &mut *r.borrow_mut();
+        write_key(key, taken, transport);
+        if let Some(frame) = last
+            && key == last_key
+        {
+            return frame.clone();
+        }
         position.clear();
         position::encode_into(position, plain, taken.positions());
         text.clear();
@@ -59,14 +91,10 @@ pub fn render(taken: &Taken<'_>, transport: Transport) -> ByteString {
                 text.push_str("\n\n");
             }
         }
-        match last {
-            Some(frame) if **frame == **text => frame.clone(),
-            _ => {
-                let frame = ByteString::from(text.as_str());
-                *last = Some(frame.clone());
-                frame
-            }
-        }
+        let frame = ByteString::from(text.as_str());
+        *last = Some(frame.clone());
+        std::mem::swap(key, last_key);
+        frame
     })
 }
 
@@ -103,6 +131,15 @@ mod tests {
             "the second connection is handed the first one's frame"
         );
         assert_ne!(first, third);
+        let again = slot_at("a", 1);
+        again.offer("a", 2, &["Mailbox".to_string()]);
+        let event = again
+            .take_with(|t| render(t, Transport::EventSource))
+            .unwrap();
+        assert!(
+            event.starts_with("event: state\n"),
+            "the same states on another transport"
+        );
         let push_state = position::encode(&Positions::from([("a".into(), 2)]));
         let expected = format!(
             r#"{{"@type":"StateChange","changed":{{"a":{{"Mailbox":"2"}}}},"pushState":"{push_state}"}}"#
