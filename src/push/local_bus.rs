@@ -4,8 +4,11 @@
 //! once when it is the account's next position. Other processes on the same database file
 //! (`herald deliver`, `herald account …`, a second `herald serve`) cannot tell the bus anything,
 //! so it watches: every `change_poll` it asks its own connection for `PRAGMA data_version`, which
-//! changes whenever another connection committed, and then reads from the change log every write
-//! after the positions it has published, as `ClusterBus` does after a reconnect. Either way a
+//! changes whenever another connection committed (this process's dispatcher included), and then
+//! reads which accounts have change-log rows above the log's end it last saw
+//! (`store::log_head`: a read as long as what was written meanwhile, not one row per account of
+//! the store), and from the change log every write of those accounts after the positions it has
+//! published, as `ClusterBus` does after a reconnect. Either way a
 //! write is published once and in order per account: positions are contiguous per account, so
 //! when the dispatcher announces a write beyond the next position, the writes in between (made by
 //! another process, not yet seen) are read from the log and published first.
@@ -17,12 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use diesel::RunQueryDsl;
+use diesel::{Connection, RunQueryDsl};
 
 use super::StateChanged;
 use super::publication::{Publication, writes_after};
 use super::registry::AccessChanged;
-use crate::store::{AnyConnection, Store, StoreError, access_epoch, changelog, connection};
+use crate::store::{
+    AnyConnection, Store, StoreError, access_epoch, changelog, connection, log_head,
+};
 
 /// The bus of a node on SQLite.
 pub struct LocalBus {
@@ -40,10 +45,12 @@ struct Watch {
     conn: AnyConnection,
     data_version: i64,
     access_epoch: i64,
+    /// The change log's end (`store::log_head`).
+    log_head: i64,
 }
 
-/// What a check found: nothing new, or (when someone committed) every account's position and
-/// whether access was withdrawn.
+/// What a check found: nothing new, or (when someone committed) the position of every account
+/// written since the last check (or of every account) and whether access was withdrawn.
 struct Seen {
     positions: Option<Vec<(String, i64)>>,
     access_changed: bool,
@@ -60,10 +67,12 @@ impl Watch {
         let mut conn = connection::establish(store.url())?;
         let data_version = data_version(&mut conn)?;
         let access_epoch = access_epoch::current(&mut conn)?;
+        let log_head = log_head::log_head(&mut conn)?;
         Ok(Watch {
             conn,
             data_version,
             access_epoch,
+            log_head,
         })
     }
 
@@ -76,12 +85,26 @@ impl Watch {
             });
         }
         self.data_version = version;
-        let epoch = access_epoch::current(&mut self.conn)?;
-        let access_changed = epoch != self.access_epoch;
+        let seen_head = self.log_head;
+        let seen_epoch = self.access_epoch;
+        // One read transaction: the log's end and the rows below it are of one moment.
+        let (epoch, head, positions) = self.conn.transaction(|c| {
+            let epoch = access_epoch::current(c)?;
+            let head = log_head::log_head(c)?;
+            // Rows were deleted (a user removed: the epoch moved) and their numbers may be
+            // reused: every account, once.
+            let positions = if epoch != seen_epoch || head < seen_head {
+                changelog::positions(c)?
+            } else {
+                log_head::written_after(c, seen_head)?
+            };
+            Ok::<_, StoreError>((epoch, head, positions))
+        })?;
         self.access_epoch = epoch;
+        self.log_head = head;
         Ok(Seen {
-            positions: Some(changelog::positions(&mut self.conn)?),
-            access_changed,
+            positions: Some(positions),
+            access_changed: epoch != seen_epoch,
         })
     }
 }

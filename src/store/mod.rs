@@ -20,6 +20,7 @@ pub mod email_query;
 pub mod email_search;
 pub mod first_row;
 pub mod identity;
+pub mod log_head;
 pub mod mailbox;
 pub mod mailbox_counts;
 mod method_error;

@@ -143,3 +143,49 @@ async fn revoking_a_token_from_another_process_ends_the_streams_opened_with_it_o
     let state = create_mailbox(&s, &alice, &account, "Still here").await;
     ws_until_mailbox_state(&mut by_password, &account, &state).await;
 }
+
+/// On SQLite the bus finds other processes' writes by the change log's row numbers, which
+/// SQLite hands out again once the newest rows are deleted (`herald user remove`). A slow watch
+/// lets the removal and the writes after it fall between two checks: bob's delivery takes the
+/// numbers of alice's removed rows, carol's lies above them, and both are pushed.
+#[on_both_backends]
+async fn writes_of_other_processes_after_a_user_removal_are_pushed_even_where_row_numbers_are_reused()
+ {
+    let s = TestServer::start_with(|c| c.push.change_poll_ms = 4_000).await;
+    let alice = s.add_user("alice", "pw-alice-1");
+    let bob = s.add_user("bob", "pw-bob-1");
+    let carol = s.add_user("carol", "pw-carol-1");
+    let (alice_account, bob_account, carol_account) = (
+        account_id(&s, &alice).await,
+        account_id(&s, &bob).await,
+        account_id(&s, &carol).await,
+    );
+    let mut alice_ws = ws_pushed_everything(&s, &alice).await;
+    let mut bob_ws = ws_pushed_everything(&s, &bob).await;
+    let mut carol_ws = ws_pushed_everything(&s, &carol).await;
+
+    let deliver = |to: &str| {
+        let text = format!(
+            "From: dave@remote.test\r\nTo: {to}@localhost\r\nSubject: for {to}\r\n\
+             Message-ID: <{to}@remote.test>\r\n\r\nHello.\r\n"
+        );
+        let (ok, out) = s.cli_with_input(&["deliver", "--to", to], text.as_bytes());
+        assert!(ok, "{out}");
+    };
+    // Alice's delivery is the newest in the log once the server has pushed it.
+    deliver("alice");
+    let change = ws_next(&mut alice_ws).await.expect("alice's StateChange");
+    assert!(change["changed"][&alice_account].is_object(), "{change}");
+
+    let (ok, out) = s.cli(&["user", "remove", "alice"]);
+    assert!(ok, "{out}");
+    deliver("bob");
+    deliver("carol");
+    for (ws, account) in [(&mut bob_ws, &bob_account), (&mut carol_ws, &carol_account)] {
+        let change = ws_next(ws).await.expect("a StateChange");
+        assert!(
+            change["changed"][account]["EmailDelivery"].is_string(),
+            "{change}"
+        );
+    }
+}
