@@ -15,6 +15,7 @@
 use diesel::prelude::*;
 
 use super::batch_insert::insert_rows;
+use super::first_row::FirstRowDsl;
 use super::schema::{blob_refs, blob_uploads, blobs, emails};
 use super::{AnyConnection, StoreError, now, sha256_hex};
 use crate::mail::blob_id as derived;
@@ -74,7 +75,7 @@ pub fn get(conn: &mut AnyConnection, blob_id: &str) -> Result<Option<Vec<u8>>, S
     Ok(blobs::table
         .find(blob_id)
         .select(blobs::data)
-        .first::<Vec<u8>>(conn)
+        .first_row::<Vec<u8>, _>(conn)
         .optional()?)
 }
 
@@ -83,7 +84,7 @@ pub fn size(conn: &mut AnyConnection, blob_id: &str) -> Result<Option<i64>, Stor
     Ok(blobs::table
         .find(blob_id)
         .select(blobs::size)
-        .first::<i64>(conn)
+        .first_row::<i64, _>(conn)
         .optional()?)
 }
 

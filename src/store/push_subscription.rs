@@ -361,7 +361,7 @@ pub(crate) fn start_cursors(
         let exists = push_cursors::table
             .find((subscription_id, &account_id))
             .select(push_cursors::seq)
-            .first::<i64>(conn)
+            .first_row::<i64, _>(conn)
             .optional()?
             .is_some();
         if !exists {

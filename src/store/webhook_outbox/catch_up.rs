@@ -8,6 +8,7 @@ use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 
 use super::{ChangedStates, KIND_STATE_CHANGE, take_write_lock};
 use crate::jmap::methods::push_subscription::KNOWN_TYPES;
+use crate::store::first_row::FirstRowDsl;
 use crate::store::now_ms;
 use crate::store::schema::{
     account_access, accounts, change_log, push_deliveries, push_subscriptions,
@@ -51,7 +52,7 @@ pub fn catch_up(
         let Some((floor, target)) = accounts::table
             .find(account_id)
             .select((accounts::log_floor, accounts::seq))
-            .first::<(i64, i64)>(conn)
+            .first_row::<(i64, i64), _>(conn)
             .optional()?
         else {
             return Ok(0);
