@@ -4,9 +4,9 @@
 //! states, never a backlog (../shared/DESIGN.md). A mailbox cannot do that: a WebSocket actor whose
 //! client stops reading is not polled at all (actix-web #2441, ../shared/STACK.md pitfall 15), so
 //! messages would pile up, or be dropped and lost. Instead the account hubs merge each change into
-//! the connection's slot under a short lock (at most one state per account and type), and send the
-//! session one `Wake` only when the slot goes from idle to pending. The session takes everything at
-//! once when it can write.
+//! the connection's slot under a short lock (at most one state per account and type), and raise
+//! the session's `WakeSignal` only when the slot goes from idle to pending. The session takes
+//! everything at once when it can write.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -106,7 +106,7 @@ struct SlotState {
     progress: Vec<(String, Progress)>,
     /// Accounts by their place in `progress`.
     pending: PendingStates,
-    /// A `Wake` was sent and not yet answered by a `take`.
+    /// The session was woken and has not taken since.
     wake_sent: bool,
     /// The connection lost access to every account it followed: it must close.
     closed: bool,
