@@ -150,9 +150,11 @@ pub struct Taken<'a> {
 impl Taken<'_> {
     /// Each (account, data type, state), in account then type order.
     pub fn changed(&self) -> impl Iterator<Item = (&str, &str, i64)> {
+        // Every pending state's account is in `progress` (`SlotState::account_index`); `get`
+        // rather than indexing all the same: a worker thread serves thousands of connections.
         self.pending
             .iter()
-            .map(|(account, t, seq)| (self.progress[account].0.as_str(), t, seq))
+            .filter_map(|(account, t, seq)| Some((self.progress.get(account)?.0.as_str(), t, seq)))
     }
 
     /// Each (account, position) of the stream, in account order.
