@@ -7,7 +7,9 @@
 //! above the highest it saw. Numbers are reused only after the highest rows are deleted, and the
 //! change log loses rows only with their account (`herald user remove`), in a transaction that
 //! announces the access epoch (`store::access_epoch`): the bus reads every account then. Any code
-//! that deletes change-log rows must announce the epoch in the same transaction.
+//! that deletes change-log rows must announce the epoch in the same transaction. (An operator's
+//! `VACUUM` renumbers the rows of a log that lost some, downwards: the next check finds the end
+//! lower than it was and reads every account too.)
 
 use diesel::RunQueryDsl;
 use diesel::sql_types::{BigInt, Text};
