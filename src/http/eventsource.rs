@@ -198,7 +198,6 @@ impl EventSourceSession {
                     .take_with(|taken| frame::render(taken, frame::Transport::EventSource))
                 {
                     permit.send(event.into_bytes());
-                    self.slot.count_sent();
                     if self.params.close_after_state {
                         // RFC 8620 §7.3: end the response after one state event.
                         ctx.stop();

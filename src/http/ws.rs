@@ -371,7 +371,6 @@ impl WsSession {
             .take_with(|taken| frame::render(taken, frame::Transport::WebSocket))
         {
             ctx.text(frame);
-            self.slot.count_sent();
         }
     }
 

@@ -111,10 +111,9 @@ struct SlotState {
     /// The connection lost access to every account it followed: it must close.
     closed: bool,
     stats: SlotStats,
-    /// Commit time (ms) of the oldest write merged into what is pending, and of what the last
-    /// `take` handed out: the push latency metric measures from it.
+    /// Commit time (ms) of the oldest write merged into what is pending: the push latency
+    /// metric measures from it.
     oldest_commit_ms: Option<i64>,
-    taken_oldest_commit_ms: Option<i64>,
 }
 
 impl SlotState {
@@ -191,7 +190,6 @@ impl ChangeSlot {
                 closed: false,
                 stats: SlotStats::default(),
                 oldest_commit_ms: None,
-                taken_oldest_commit_ms: None,
             }),
         }
     }
@@ -284,22 +282,27 @@ impl ChangeSlot {
 
     /// Session side: hands every pending change and the stream position that includes them to
     /// `write` (which renders them; it runs under the slot's lock, so it should be quick), then
-    /// empties the slot. `None` when nothing is pending (or the starting point is not known yet).
+    /// empties the slot and counts the StateChange as sent (with its latency from the commit of
+    /// its oldest write): the session writes what `write` returns at once. `None` when nothing is
+    /// pending (or the starting point is not known yet).
     pub fn take_with<R>(&self, write: impl FnOnce(&Taken<'_>) -> R) -> Option<R> {
-        let mut s = self.lock();
-        let s = &mut *s;
-        s.wake_sent = false;
-        if !s.ready || s.pending.is_empty() {
-            return None;
-        }
-        s.stats.pending = 0;
-        s.taken_oldest_commit_ms = s.oldest_commit_ms.take();
-        s.pending.sort();
-        let written = write(&Taken {
-            pending: &s.pending,
-            progress: &s.progress,
-        });
-        s.pending.clear();
+        let (written, oldest_commit_ms) = {
+            let mut s = self.lock();
+            let s = &mut *s;
+            s.wake_sent = false;
+            if !s.ready || s.pending.is_empty() {
+                return None;
+            }
+            s.stats.pending = 0;
+            s.pending.sort();
+            let written = write(&Taken {
+                pending: &s.pending,
+                progress: &s.progress,
+            });
+            s.pending.clear();
+            (written, s.oldest_commit_ms.take())
+        };
+        self.series.sent(oldest_commit_ms);
         Some(written)
     }
 
@@ -320,13 +323,6 @@ impl ChangeSlot {
                 .collect();
             (changed, positions)
         })
-    }
-
-    /// Counts a StateChange written with what the last [`ChangeSlot::take`] handed out (and its
-    /// latency from the commit of its oldest write).
-    pub fn count_sent(&self) {
-        let taken = self.lock().taken_oldest_commit_ms;
-        self.series.sent(taken);
     }
 
     /// Marks the connection as having nothing left to follow (access revoked).
