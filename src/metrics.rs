@@ -47,6 +47,7 @@ pub struct Metrics {
     webhook_outbox_rows: IntGauge,
     submission_outbox_rows: IntGauge,
     store_pool_connections: IntGaugeVec,
+    store_lock_waits: IntCounter,
 }
 
 fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: M) -> M {
@@ -186,6 +187,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             )
             .expect("valid"),
         ),
+        store_lock_waits: register(
+            &r,
+            IntCounter::new(
+                "store_lock_waits_total",
+                "Statements of this process that waited for SQLite's write lock (read when scraped)",
+            )
+            .expect("valid"),
+        ),
         registry: r,
     }
 });
@@ -277,6 +286,9 @@ pub fn render(store: &Store) -> String {
     m.store_pool_connections
         .with_label_values(&["in_use"])
         .set(i64::from(open.saturating_sub(idle)));
+    let waits = crate::store::sqlite_wait::waits_begun();
+    m.store_lock_waits
+        .inc_by(waits.saturating_sub(m.store_lock_waits.get()));
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
         log::warn!("metrics: {e}");

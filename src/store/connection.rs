@@ -67,6 +67,9 @@ pub fn establish(url: &StoreUrl) -> Result<AnyConnection, StoreError> {
             {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(path.clone(), e))?;
             }
+            // Before opening: the connection then waits for the write lock by commits, not
+            // sleeps (`sqlite_wait`).
+            let waits_for_commits = super::sqlite_wait::install();
             let mut conn = diesel::SqliteConnection::establish(path)
                 .map_err(|e| StoreError::Connect(e.to_string()))?;
             // WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
@@ -75,9 +78,18 @@ pub fn establish(url: &StoreUrl) -> Result<AnyConnection, StoreError> {
             // with 2 MiB it read them again from the OS (12 % of its time in `pread`; 32 MiB made
             // it 27 % faster, BENCHMARKS.md).
             conn.batch_execute(&format!(
-                "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
-                 PRAGMA foreign_keys = ON; PRAGMA cache_size = -{SQLITE_CACHE_KIB};"
+                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                 PRAGMA cache_size = -{SQLITE_CACHE_KIB};"
             ))?;
+            if waits_for_commits {
+                conn.batch_execute(super::sqlite_wait::HOOK_COMMITS_SQL)?;
+            } else {
+                // `busy_timeout` replaces the connection's busy handler, so only without ours.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {};",
+                    super::sqlite_wait::WAIT_LIMIT.as_millis()
+                ))?;
+            }
             Ok(AnyConnection::Sqlite(conn))
         }
         StoreUrl::Postgres(url) => {
