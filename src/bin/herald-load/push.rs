@@ -473,6 +473,9 @@ pub fn write(
                 // Each account has one writer, so its mutations commit in the order their
                 // responses arrive and the last response holds the account's final state.
                 let own: Vec<usize> = (w..sessions.len()).step_by(writers).collect();
+                // Writers start a fraction of the interval apart, so the mutations are spread
+                // evenly over time: started together, they came in bursts of `writers`.
+                actix_web::rt::time::sleep(interval.mul_f64(w as f64 / writers as f64)).await;
                 let mut tick = actix_web::rt::time::interval(interval);
                 let mut k = w as u64;
                 while k < count {
