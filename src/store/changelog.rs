@@ -13,6 +13,7 @@ use diesel::prelude::*;
 
 use super::batch_insert::insert_rows;
 use super::schema::{accounts, change_log};
+use super::static_sql::{SqlParam, StaticSql};
 use super::{AnyConnection, StoreError};
 use crate::jmap::changes::{
     CannotCalculate, ChangeLogStore, ChangeRow, ChangesBuilder, ChangesPage,
@@ -168,20 +169,7 @@ pub fn write<T>(
             value = Some(result);
             return Err(Abort::Unchanged);
         }
-        let rows: Vec<_> = txn
-            .changes
-            .iter()
-            .map(|((data_type, object_id), op)| {
-                (
-                    change_log::account_id.eq(account_id),
-                    change_log::data_type.eq(data_type.as_str()),
-                    change_log::seq.eq(seq),
-                    change_log::object_id.eq(object_id.as_str()),
-                    change_log::op.eq(op.code()),
-                )
-            })
-            .collect();
-        insert_rows!(txn.conn, change_log::table, &rows, 5)?;
+        insert_change_rows(txn.conn, account_id, seq, &txn.changes)?;
         let types = txn.changes.keys().map(|(t, _)| t.clone()).collect();
         let change = Committed {
             account_id: account_id.to_owned(),
@@ -212,6 +200,48 @@ pub fn write<T>(
         }
         Err(Abort::Failed(e)) => Err(e),
     }
+}
+
+/// Writes a write's change rows. SQLite: one statement, kept prepared, run once per row; a
+/// multi-row `INSERT` has a text per row count, which Diesel never caches, and parsing it was
+/// 4.6 % of a Mailbox/set's processor time. PostgreSQL: multi-row statements, each row a round
+/// trip otherwise.
+fn insert_change_rows(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    seq: i64,
+    changes: &BTreeMap<(String, String), ChangeOp>,
+) -> QueryResult<()> {
+    if let AnyConnection::Sqlite(c) = conn {
+        for ((data_type, object_id), op) in changes {
+            StaticSql::new(
+                "INSERT INTO change_log (account_id, data_type, seq, object_id, op) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                vec![
+                    SqlParam::Text(account_id.to_owned()),
+                    SqlParam::Text(data_type.clone()),
+                    SqlParam::Int(seq),
+                    SqlParam::Text(object_id.clone()),
+                    SqlParam::Int(i64::from(op.code())),
+                ],
+            )
+            .execute(c)?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<_> = changes
+        .iter()
+        .map(|((data_type, object_id), op)| {
+            (
+                change_log::account_id.eq(account_id),
+                change_log::data_type.eq(data_type.as_str()),
+                change_log::seq.eq(seq),
+                change_log::object_id.eq(object_id.as_str()),
+                change_log::op.eq(op.code()),
+            )
+        })
+        .collect();
+    insert_rows!(conn, change_log::table, &rows, 5)
 }
 
 /// The current state of `data_type` in an account: the `seq` of its newest change, or the log's

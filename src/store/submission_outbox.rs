@@ -104,12 +104,14 @@ struct ClaimedRow {
     attempts: i32,
 }
 
+// `CAST`: SQLite re-prepares a statement whose LIMIT is a bare parameter every time the
+// parameter is bound (it may plan by the value), which this one is at every pass.
 const CLAIM_DUE_SQLITE: &str = "\
 UPDATE submission_outbox SET claimed_by = $1, claimed_until = $2
 WHERE (account_id, submission_id, recipient) IN (
     SELECT account_id, submission_id, recipient FROM submission_outbox
     WHERE next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3)
-    ORDER BY next_attempt_at LIMIT $4)
+    ORDER BY next_attempt_at LIMIT CAST($4 AS INTEGER))
 RETURNING account_id, submission_id, recipient, local_account_id, mail_from, blob_id, queued_at,
     attempts";
 

@@ -125,12 +125,14 @@ pub fn claim_due(
     })
 }
 
+// `CAST`: SQLite re-prepares a statement whose LIMIT is a bare parameter every time the
+// parameter is bound (it may plan by the value), which this one is at every pass.
 const CLAIM_DUE_SQLITE: &str = "\
 UPDATE push_deliveries SET claimed_by = $1, claimed_until = $2
 WHERE subscription_id IN (
     SELECT subscription_id FROM push_deliveries
     WHERE next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until < $3)
-    ORDER BY next_attempt_at LIMIT $4)
+    ORDER BY next_attempt_at LIMIT CAST($4 AS INTEGER))
 RETURNING subscription_id, kind, changed, revision, attempts, first_pending_at";
 
 const CLAIM_DUE_POSTGRES: &str = "\
