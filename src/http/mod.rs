@@ -8,6 +8,7 @@ pub mod eventsource;
 pub mod limiter;
 pub mod problem;
 pub mod session;
+pub mod slot_session;
 pub mod ticket;
 pub mod ws;
 pub mod ws_frames;

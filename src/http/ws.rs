@@ -20,8 +20,10 @@ use actix_web::http::header::{
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
+use bytestring::ByteString;
 use serde_json::{Map, Value, json};
 
+use super::slot_session::SlotSession;
 use super::{AppState, problem, ticket};
 use crate::dispatcher::{PushBaseline, RunRequest};
 use crate::jmap::error::RequestError;
@@ -349,31 +351,6 @@ impl WsSession {
             .wait(ctx);
     }
 
-    /// Writes what the slot holds as one StateChange, at once unless the budget is spent.
-    ///
-    /// This runs only while actix polls the response body, which it stops doing while earlier
-    /// frames are unwritten (the peer does not read, the socket buffer is full: STACK.md pitfall
-    /// 15): changes then merge in the slot and go out together when the socket drains.
-    fn flush(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.flush_scheduled || !self.slot.has_pending() {
-            return;
-        }
-        if let Err(wait) = self.budget.spend(Instant::now()) {
-            self.flush_scheduled = true;
-            ctx.run_later(wait, |act, ctx| {
-                act.flush_scheduled = false;
-                act.flush(ctx);
-            });
-            return;
-        }
-        if let Some(frame) = self
-            .slot
-            .take_with(|taken| frame::render(taken, frame::Transport::WebSocket))
-        {
-            ctx.text(frame);
-        }
-    }
-
     fn on_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
         let (first, text, last, data) = match item {
             actix_http::ws::Item::FirstText(d) => (true, true, false, d),
@@ -403,6 +380,19 @@ impl WsSession {
                 Self::request_error(ctx, &binary_error(), None);
             }
         }
+    }
+}
+
+impl SlotSession for WsSession {
+    const TRANSPORT: frame::Transport = frame::Transport::WebSocket;
+
+    fn pacing(&mut self) -> (&ChangeSlot, &mut StateChangeBudget, &mut bool) {
+        (&self.slot, &mut self.budget, &mut self.flush_scheduled)
+    }
+
+    /// One StateChange in a text frame.
+    fn write_frame(&mut self, frame: ByteString, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.text(frame);
     }
 }
 

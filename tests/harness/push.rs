@@ -86,6 +86,45 @@ pub async fn create_mailboxes(
         .to_owned()
 }
 
+/// Creates a mailbox and renames it `writes` times, `per_request` Mailbox/set calls (one write
+/// each) to a request, so a stream that does not read meanwhile has that many changes to catch
+/// up with; returns the Mailbox state after the last. The server must allow `per_request` calls
+/// in a request.
+pub async fn rename_mailbox_many_times(
+    s: &TestServer,
+    auth: &Auth,
+    account: &str,
+    writes: usize,
+    per_request: usize,
+) -> String {
+    let r = s
+        .call(
+            auth,
+            &[CORE, MAIL],
+            json!([["Mailbox/set", {"accountId": account, "create": {"k": {"name": "n"}}}, "0"]]),
+        )
+        .await;
+    let id = r[0][1]["created"]["k"]["id"].as_str().unwrap().to_owned();
+    let mut last_state = String::new();
+    for batch in 0..writes.div_ceil(per_request) {
+        let calls: Vec<Value> = (batch * per_request..writes.min((batch + 1) * per_request))
+            .map(|n| json!(["Mailbox/set", {"accountId": account, "update": {&id: {"name": format!("n{n}")}}}, format!("c{n}")]))
+            .collect();
+        let r = s.call(auth, &[CORE, MAIL], Value::Array(calls)).await;
+        assert!(
+            r.iter()
+                .all(|c| c[0] == "Mailbox/set" && c[1]["updated"].is_object()),
+            "{:?}",
+            r[0]
+        );
+        r.last().unwrap()[1]["newState"]
+            .as_str()
+            .unwrap()
+            .clone_into(&mut last_state);
+    }
+    last_state
+}
+
 /// The current Mailbox state (Mailbox/get).
 pub async fn mailbox_state(s: &TestServer, auth: &Auth, account: &str) -> String {
     let r = s

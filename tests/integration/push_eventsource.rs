@@ -5,6 +5,7 @@
 use crate::harness::push::*;
 use crate::harness::{Auth, TestServer, on_both_backends};
 use awc::http::StatusCode;
+use herald::push::registry::GetStats;
 use serde_json::{Value, json};
 
 const ALL: &str = "/jmap/eventsource/?types=*&closeafter=no&ping=0";
@@ -348,4 +349,35 @@ async fn a_user_holds_at_most_max_tickets_unused_tickets() {
     let sse = sse_open(&s, &Auth::None, &with_ticket(&second), None).await;
     assert_eq!(sse.status, StatusCode::OK);
     ticket(&s, &alice).await;
+}
+
+// SQLite only, as its WebSocket twin: what is under test is the stream's slot, not the store.
+#[actix_web::test]
+async fn a_stream_whose_client_stops_reading_holds_a_bounded_backlog_and_ends_on_the_latest_state()
+{
+    const MUTATIONS: usize = 10_000;
+    const PER_REQUEST: usize = 500;
+    // Shipped push settings: nothing holds events back but the client not reading.
+    let s = TestServer::start_with(|c| c.limits.max_calls_in_request = PER_REQUEST as u64).await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_id(&s, &alice).await;
+    let mut sse = sse_open(&s, &alice, ALL, None).await;
+    sse.ready().await;
+    // The client now stops reading while 10,000 writes commit (one per Mailbox/set call).
+    let last_state = rename_mailbox_many_times(&s, &alice, &account, MUTATIONS, PER_REQUEST).await;
+    // Now it reads: a bounded number of events, the last carrying the latest state.
+    let events = sse.until_mailbox_state(&account, &last_state).await;
+    let states = events.iter().filter(|e| e.event == "state").count();
+    assert!(
+        states < MUTATIONS / 10,
+        "{states} state events for {MUTATIONS} changes"
+    );
+    // Every change went through the stream's slot, which never held more than one state per
+    // account and type.
+    let slot = s.registry.send(GetStats).await.unwrap().subscribers[0].1;
+    assert!(slot.offered >= MUTATIONS as u64, "{slot:?}");
+    assert!(
+        slot.high_water <= herald::push::DATA_TYPES.len(),
+        "{slot:?}"
+    );
 }

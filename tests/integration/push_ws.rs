@@ -374,14 +374,6 @@ async fn a_slow_reader_gets_a_bounded_number_of_frames_with_the_latest_states() 
     let s = TestServer::start_with(|c| c.limits.max_calls_in_request = PER_REQUEST as u64).await;
     let alice = s.add_user("alice", "pw");
     let account = account_id(&s, &alice).await;
-    let r = s
-        .call(
-            &alice,
-            &[CORE, MAIL],
-            json!([["Mailbox/set", {"accountId": account, "create": {"k": {"name": "n"}}}, "0"]]),
-        )
-        .await;
-    let id = r[0][1]["created"]["k"]["id"].as_str().unwrap().to_owned();
     let mut ws = ws_connect(&s, &alice).await;
     ws_push_enable(
         &mut ws,
@@ -389,27 +381,7 @@ async fn a_slow_reader_gets_a_bounded_number_of_frames_with_the_latest_states() 
     )
     .await;
     // The client now stops reading while 10,000 writes commit (one per Mailbox/set call).
-    let mut last_state = String::new();
-    for batch in 0..MUTATIONS / PER_REQUEST {
-        let calls: Vec<Value> = (0..PER_REQUEST)
-            .map(|i| {
-                let n = batch * PER_REQUEST + i;
-                json!(["Mailbox/set", {"accountId": account, "update": {&id: {"name": format!("n{n}")}}}, format!("c{n}")])
-            })
-            .collect();
-        let r = s.call(&alice, &[CORE, MAIL], Value::Array(calls)).await;
-        assert_eq!(r.len(), PER_REQUEST);
-        assert!(
-            r.iter()
-                .all(|c| c[0] == "Mailbox/set" && c[1]["updated"].is_object()),
-            "{:?}",
-            r[0]
-        );
-        last_state = r.last().unwrap()[1]["newState"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-    }
+    let last_state = rename_mailbox_many_times(&s, &alice, &account, MUTATIONS, PER_REQUEST).await;
     // While it does not read, what the session holds is bounded: one state per account and type.
     let stats = s.registry.send(GetStats).await.unwrap();
     assert_eq!(stats.subscribers.len(), 1);
