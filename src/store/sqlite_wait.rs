@@ -4,7 +4,8 @@
 //! 1, 2, 5, 10, 15, 20… ms between attempts, so a write that found another one committing
 //! waited at least a millisecond and often ten, while the other write held the lock for a
 //! fraction of that: with four dispatcher threads and the webhook sender writing, that made the
-//! tail of every write request (BENCHMARKS.md, "Writers wait for a commit, not a sleep").
+//! tail of every write request (BENCHMARKS.md, "Writers spread over time, and write requests
+//! that wait for a commit").
 //!
 //! Every SQLite connection this process opens (registered once, with
 //! `sqlite3_auto_extension`) instead:
