@@ -145,18 +145,22 @@ pub fn write<T>(
     let mut value = None;
     let mut committed = None;
     let outcome = conn.transaction::<(), Abort, _>(|conn| {
-        let bumped = diesel::update(accounts::table.find(account_id))
-            .set(accounts::seq.eq(accounts::seq + 1))
-            .execute(conn)?;
-        if bumped == 0 {
+        // Hand-written: Diesel never keeps an UPDATE prepared, and this one runs for every
+        // write (its parse was 4.4 % of a Mailbox/set's processor time); RETURNING saves the
+        // read of the new number.
+        let bump = StaticSql::new(
+            "UPDATE accounts SET seq = seq + 1 WHERE id = $1 RETURNING seq",
+            vec![SqlParam::Text(account_id.to_owned())],
+        );
+        let bumped: Vec<Seq> = match conn {
+            AnyConnection::Sqlite(c) => bump.load(c)?,
+            AnyConnection::Postgresql(c) => bump.load(c)?,
+        };
+        let Some(Seq { seq }) = bumped.into_iter().next() else {
             return Err(Abort::Failed(StoreError::NotFound(format!(
                 "account {account_id}"
             ))));
-        }
-        let seq: i64 = accounts::table
-            .find(account_id)
-            .select(accounts::seq)
-            .first_row(conn)?;
+        };
         let mut txn = WriteTxn {
             conn,
             account_id: account_id.to_owned(),
@@ -200,6 +204,12 @@ pub fn write<T>(
         }
         Err(Abort::Failed(e)) => Err(e),
     }
+}
+
+#[derive(QueryableByName)]
+struct Seq {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
 }
 
 /// Writes a write's change rows. SQLite: one statement, kept prepared, run once per row; a
