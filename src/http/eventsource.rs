@@ -5,8 +5,8 @@
 //! runs the actor, only while the connection's earlier output is written. Changes arrive through
 //! the stream's [`ChangeSlot`], so a client that reads slowly gets the newest states, never a
 //! backlog: they merge in the slot until the socket drains, then go out as one event. (A channel
-//! between a separate actor and the body did the same with a second task woken per event: 26–30
-//! µs of processor per event against a WebSocket's 20, BENCHMARKS.md.)
+//! between a separate actor and the body did the same with a second task woken per event: 24–30
+//! µs of server processor per event against a WebSocket frame's 18–21, BENCHMARKS.md.)
 
 use crate::metrics;
 use std::collections::{BTreeSet, HashMap};
