@@ -18,7 +18,8 @@ use std::sync::LazyLock;
 
 use diesel::prelude::*;
 
-use super::schema::{push_cursors, push_deliveries};
+use super::schema::push_deliveries;
+use super::static_sql::StaticSql;
 use super::{AnyConnection, StoreError};
 
 /// Outbox row kinds.
@@ -47,9 +48,13 @@ pub(crate) fn take_write_lock(conn: &mut AnyConnection) -> Result<(), StoreError
         // Row locks, taken by the writes themselves: nothing to do, and a round trip saved.
         return Ok(());
     }
-    diesel::update(push_cursors::table.filter(push_cursors::subscription_id.eq("")))
-        .set(push_cursors::seq.eq(0))
-        .execute(conn)?;
+    // Hand-written so that it stays prepared: Diesel never caches an UPDATE, and this runs in
+    // every catch-up and settlement.
+    StaticSql::new(
+        "UPDATE push_cursors SET seq = 0 WHERE subscription_id = ''",
+        Vec::new(),
+    )
+    .run(conn)?;
     Ok(())
 }
 
