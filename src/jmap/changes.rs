@@ -28,6 +28,16 @@ pub trait ChangeLogStore {
         data_type: &str,
         since: i64,
     ) -> Result<Vec<String>, MethodError>;
+
+    /// Runs `read` so that every read it makes sees one committed state: a state string must
+    /// describe the data returned with it, or a client that syncs from it misses a change for
+    /// good (RFC 8620 §5.1, §5.6).
+    fn read_snapshot<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, MethodError>,
+    ) -> Result<T, MethodError>
+    where
+        Self: Sized;
 }
 
 /// What one committed write did to one object.

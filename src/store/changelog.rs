@@ -401,6 +401,13 @@ impl ChangeLogStore for super::StoreContext {
     ) -> Result<Vec<String>, MethodError> {
         Ok(touched_since(self.conn(), account_id, data_type, since)?)
     }
+
+    fn read_snapshot<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, MethodError>,
+    ) -> Result<T, MethodError> {
+        super::snapshot::run(self, super::StoreContext::conn, read)
+    }
 }
 
 /// Every account's newest position, for a node that must catch up (ClusterBus replay).

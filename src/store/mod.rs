@@ -28,6 +28,7 @@ pub mod push_subscription;
 pub mod query_sql;
 pub mod schema;
 pub mod secrets;
+pub mod snapshot;
 pub mod sqlite_wait;
 pub mod static_sql;
 pub mod submission;

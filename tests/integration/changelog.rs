@@ -7,7 +7,7 @@ use crate::harness;
 use crate::harness::on_both_backends;
 use herald::jmap::changes::ChangeOp;
 use herald::store::changelog::{self, changes_since, log_bounds, type_state};
-use herald::store::{Store, StoreError, users};
+use herald::store::{Store, StoreError, snapshot, users};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
@@ -231,4 +231,47 @@ fn paging_reaches_the_truth(
     let expected: BTreeSet<String> = truth.keys().cloned().collect();
     prop_assert_eq!(client, expected);
     Ok(())
+}
+
+#[on_both_backends]
+fn reads_in_one_snapshot_do_not_see_a_write_committed_between_them() {
+    // What a /get or /queryChanges response rests on (ST-01, QCH-02): its state and its data.
+    let (_d, store, account) = store();
+    let mut reader = store.conn().unwrap();
+    let mut writer = store.conn().unwrap();
+    let (before, inside) = snapshot::read::<_, StoreError>(&mut reader, |r| {
+        let before = type_state(r, &account, "Thing")?;
+        changelog::write(&mut writer, &account, |txn| {
+            txn.record("Thing", "t1", ChangeOp::Created);
+            Ok(())
+        })?;
+        Ok((before, type_state(r, &account, "Thing")?))
+    })
+    .unwrap();
+    assert_eq!(
+        inside, before,
+        "the write committed after the snapshot began"
+    );
+    assert!(type_state(&mut reader, &account, "Thing").unwrap() > before);
+}
+
+#[on_both_backends]
+fn a_snapshot_whose_reader_panics_leaves_no_transaction_open() {
+    let (_d, store, account) = store();
+    let mut conn = store.conn().unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        snapshot::read::<(), StoreError>(&mut conn, |c| {
+            type_state(c, &account, "Thing")?;
+            panic!("a method's bug");
+        })
+    }));
+    assert!(panicked.is_err());
+    // A write on the same connection commits for real, not inside a stale transaction.
+    changelog::write(&mut conn, &account, |txn| {
+        txn.record("Thing", "t1", ChangeOp::Created);
+        Ok(())
+    })
+    .unwrap();
+    let mut other = store.conn().unwrap();
+    assert!(type_state(&mut other, &account, "Thing").unwrap() > 0);
 }

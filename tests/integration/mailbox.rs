@@ -368,6 +368,81 @@ async fn query_changes_gives_exactly_the_delta_a_client_needs() {
     assert_eq!(changes["newQueryState"], r[1][1]["queryState"]);
 }
 
+/// The client algorithm of RFC 8620 §5.6 (errata 6604): splice out `removed`, splice in
+/// `added` by index.
+fn apply_query_changes(cached: &mut Vec<String>, changes: &Value) {
+    let removed: Vec<&str> = changes["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    cached.retain(|id| !removed.contains(&id.as_str()));
+    for added in changes["added"].as_array().unwrap() {
+        cached.insert(
+            added["index"].as_u64().unwrap() as usize,
+            added["id"].as_str().unwrap().to_owned(),
+        );
+    }
+}
+
+fn ids_of(query: &Value) -> Vec<String> {
+    query["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[on_both_backends]
+async fn tree_query_changes_move_a_renamed_parents_children_with_it() {
+    // MBX-13 with QCH-02: in a tree sort a child's place follows its parent's, and in a tree
+    // filter whether it is there at all, so it changes when only the parent was touched.
+    let (s, alice, account) = setup().await;
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account, "create": {
+            "p": {"name": "Parent"},
+            "c": {"name": "Charlie", "parentId": "#p"},
+            "g": {"name": "Grandma", "parentId": "#c"}
+        }}, "0"]]),
+    )
+    .await;
+    let parent = r[0][1]["created"]["p"]["id"].as_str().unwrap().to_owned();
+    for (tree_args, rename_to) in [
+        (json!({"sortAsTree": true}), "AAA"),
+        (
+            json!({"sortAsTree": true, "filterAsTree": true, "filter": {"name": "a"}}),
+            "Zzz",
+        ),
+    ] {
+        let mut q = json!({"accountId": account, "sort": [{"property": "name"}]});
+        for (k, v) in tree_args.as_object().unwrap() {
+            q[k] = v.clone();
+        }
+        let first = call(&s, &alice, json!([["Mailbox/query", q, "0"]])).await[0][1].clone();
+        let mut cached = ids_of(&first);
+        call(
+            &s,
+            &alice,
+            json!([["Mailbox/set", {"accountId": account, "update": {parent.clone(): {"name": rename_to}}}, "0"]]),
+        )
+        .await;
+        let mut qc = q.clone();
+        qc["sinceQueryState"] = first["queryState"].clone();
+        let r = call(
+            &s,
+            &alice,
+            json!([["Mailbox/queryChanges", qc, "0"], ["Mailbox/query", q, "1"]]),
+        )
+        .await;
+        apply_query_changes(&mut cached, &r[0][1]);
+        assert_eq!(cached, ids_of(&r[1][1]), "{tree_args}");
+    }
+}
+
 #[on_both_backends]
 async fn another_users_account_does_not_exist_for_me() {
     let (s, alice, _) = setup().await;

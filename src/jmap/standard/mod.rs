@@ -73,16 +73,27 @@ pub trait Queried<C>: Listed<C> {
         sort: &[Comparator],
         args: &Self::QueryArgs,
     ) -> Result<Vec<String>, MethodError>;
+
+    /// For `/queryChanges`: the records whose place in the results may have changed when
+    /// `touched` changed. Each record's place depends only on itself unless a type says
+    /// otherwise (Mailbox in a tree: on its ancestors too).
+    fn touched_with_dependents(
+        _snapshot: &Self::Snapshot,
+        touched: Vec<String>,
+        _args: &Self::QueryArgs,
+    ) -> Vec<String> {
+        touched
+    }
 }
 
 /// The response of a method: its arguments object.
 pub type Response = Result<Map<String, Value>, MethodError>;
 
 /// `Foo/get` (RFC 8620 §5.1) for a listed type.
-pub fn get<C, T: Listed<C>>(ctx: &mut C, call: &mut Call<'_>) -> Response {
+pub fn get<C: ChangeLogStore, T: Listed<C>>(ctx: &mut C, call: &mut Call<'_>) -> Response {
     let req = parse_get(call, T::PROPERTIES)?;
     std::mem::take(&mut call.args).finish()?;
-    let snapshot = T::load(ctx, call)?;
+    let snapshot = ctx.read_snapshot(|ctx| T::load(ctx, call))?;
     let records = T::records(&snapshot);
     let render = |r: &T| {
         Value::Object(select(
@@ -134,11 +145,11 @@ pub fn changes<C: ChangeLogStore, T: DataType>(ctx: &mut C, call: &mut Call<'_>)
 }
 
 /// `Foo/query` (RFC 8620 §5.5) over a listed type's records.
-pub fn query<C, T: Queried<C>>(ctx: &mut C, call: &mut Call<'_>) -> Response {
+pub fn query<C: ChangeLogStore, T: Queried<C>>(ctx: &mut C, call: &mut Call<'_>) -> Response {
     let q = parse_query(call)?;
     let args = T::query_args(call)?;
     std::mem::take(&mut call.args).finish()?;
-    let snapshot = T::load(ctx, call)?;
+    let snapshot = ctx.read_snapshot(|ctx| T::load(ctx, call))?;
     let all = T::query(&snapshot, q.filter.as_ref(), &q.sort, &args)?;
     let (position, ids, limit) = window(&all, &q, call.server.limits.max_objects_in_get.max(1000))?;
     let total = q.calculate_total.then_some(all.len());
@@ -164,8 +175,13 @@ pub fn query_changes<C: ChangeLogStore, T: Queried<C>>(
     std::mem::take(&mut call.args).finish()?;
     let since = q.since()?;
     let account_id = call.account_id().to_owned();
-    let touched = ctx.touched_since(&account_id, T::NAME, since)?;
-    let snapshot = T::load(ctx, call)?;
+    // The touched ids and the results from one state (QCH-02): a write committed between the
+    // two would be in newQueryState but in neither `removed` nor `added`.
+    let (touched, snapshot) = ctx.read_snapshot(|ctx| {
+        let touched = ctx.touched_since(&account_id, T::NAME, since)?;
+        Ok((touched, T::load(ctx, call)?))
+    })?;
+    let touched = T::touched_with_dependents(&snapshot, touched, &args);
     let current = T::query(&snapshot, q.filter.as_ref(), &q.sort, &args)?;
     let total = current.len();
     query_changes_response(

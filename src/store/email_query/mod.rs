@@ -81,7 +81,7 @@ fn count(conn: &mut AnyConnection, sql: &Sql) -> Result<Option<i64>, StoreError>
     Ok(load!(conn, sql, CountRow)?.first().map(|r| r.n))
 }
 
-/// Runs one query window inside a read transaction, so the state, the count and the ids agree.
+/// Runs one query window in one read snapshot, so the state, the count and the ids agree.
 fn run_query(
     conn: &mut AnyConnection,
     account_id: &str,
@@ -89,7 +89,7 @@ fn run_query(
     w: &QueryWindow,
 ) -> Result<Result<QueryPage, MethodError>, StoreError> {
     let dialect = Dialect::of(conn);
-    conn.transaction::<_, StoreError, _>(|conn| {
+    super::snapshot::read::<_, StoreError>(conn, |conn| {
         let state = state_string(changelog::type_state(conn, account_id, DATA_TYPE)?);
         let q = &with_completed_prefixes(conn, account_id, q)?;
         let need_total = w.calculate_total || matches!(w.start, WindowStart::Position(p) if p < 0);
@@ -324,10 +324,15 @@ impl EmailQueryStore for StoreContext {
         query: &EmailQuery,
         window: &QueryWindow,
     ) -> Result<QueryPage, MethodError> {
+        self.email_prepare(account_id, query)?;
+        run_query(self.conn(), account_id, query, window).map_err(MethodError::from)?
+    }
+
+    fn email_prepare(&mut self, account_id: &str, query: &EmailQuery) -> Result<(), MethodError> {
         if query.filter.as_ref().is_some_and(uses_header) {
             ensure_headers_indexed(self.conn(), account_id).map_err(MethodError::from)?;
         }
-        run_query(self.conn(), account_id, query, window).map_err(MethodError::from)?
+        Ok(())
     }
 
     fn email_touched_since(

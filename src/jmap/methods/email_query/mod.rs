@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use crate::config::limits::QueryLimits;
+use crate::jmap::changes::ChangeLogStore;
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::jmap::standard::{self, Comparator};
@@ -106,6 +107,11 @@ pub trait EmailQueryStore {
         query: &EmailQuery,
         window: &QueryWindow,
     ) -> Result<QueryPage, MethodError>;
+
+    /// Builds what `query` reads that is built lazily (the header index), so that the query can
+    /// then run inside a read snapshot: on SQLite a snapshot cannot write once another write
+    /// has committed after it began.
+    fn email_prepare(&mut self, account_id: &str, query: &EmailQuery) -> Result<(), MethodError>;
 
     /// Every Email id whose membership or position in `query` may have changed since `since`
     /// (RFC 8620 §5.6): emails touched since then; with `whole_threads`, every email of a thread
@@ -225,7 +231,7 @@ pub fn query<C: EmailQueryStore>(
 /// reported removed and, if it still matches, added at its index. With `collapseThreads` or a
 /// thread-keyword filter or sort, every email of a touched thread counts as touched, because its
 /// place depends on its siblings.
-pub fn query_changes<C: EmailQueryStore>(
+pub fn query_changes<C: EmailQueryStore + ChangeLogStore>(
     ctx: &mut C,
     call: &mut Call<'_>,
 ) -> Result<Map<String, Value>, MethodError> {
@@ -244,6 +250,22 @@ pub fn query_changes<C: EmailQueryStore>(
             )
         });
     let account_id = call.account_id().to_owned();
+    ctx.email_prepare(&account_id, &query)?;
+    // The touched ids, the results and newQueryState from one state (QCH-02): a write committed
+    // between them would be in newQueryState but in neither `removed` nor `added`.
+    ctx.read_snapshot(|ctx| changes_in_snapshot(ctx, &account_id, &q, &query, since, whole_threads))
+}
+
+/// [`query_changes`] once its arguments are read, inside one read snapshot.
+fn changes_in_snapshot<C: EmailQueryStore>(
+    ctx: &mut C,
+    account_id: &str,
+    q: &standard::QueryChangesRequest,
+    query: &EmailQuery,
+    since: i64,
+    whole_threads: bool,
+) -> Result<Map<String, Value>, MethodError> {
+    let account_id = account_id.to_owned();
     let touched = ctx.email_touched_since(&account_id, since, whole_threads)?;
     // RFC 8620 §5.6 `upToId`: when no email's place among the untouched ones can change (a sort
     // on immutable properties, threads not collapsed), the results after the client's last
@@ -255,33 +277,28 @@ pub fn query_changes<C: EmailQueryStore>(
             .any(|s| matches!(s.key, SortKey::HasKeyword(_)));
     let prefix = match &q.up_to_id {
         Some(up_to) if immutable_sort && !touched.contains(up_to) => {
-            results_through(ctx, &account_id, &query, up_to)?
+            results_through(ctx, &account_id, query, up_to)?
         }
         // Without `upToId` only the touched emails' places are reported: the results need be
         // read no further than the last of them that still matches.
-        None if immutable_sort => {
-            Some(results_through_touched(ctx, &account_id, &query, &touched)?)
-        }
+        None if immutable_sort => Some(results_through_touched(ctx, &account_id, query, &touched)?),
         _ => None,
     };
     let (page, total) = match prefix {
         Some(page) => {
             let total = match q.calculate_total {
-                true => {
-                    ctx.email_query(&account_id, &query, &window(0, true))?
-                        .total
-                }
+                true => ctx.email_query(&account_id, query, &window(0, true))?.total,
                 false => None,
             };
             (page, total.unwrap_or_default() as usize)
         }
         None => {
-            let page = ctx.email_query(&account_id, &query, &window(u64::MAX >> 11, false))?;
+            let page = ctx.email_query(&account_id, query, &window(u64::MAX >> 11, false))?;
             let total = page.ids.len();
             (page, total)
         }
     };
-    standard::query_changes_response(&account_id, &q, &page.state, &touched, &page.ids, total)
+    standard::query_changes_response(&account_id, q, &page.state, &touched, &page.ids, total)
 }
 
 /// The results of `query` from the first through `id`, read in growing windows so that no more

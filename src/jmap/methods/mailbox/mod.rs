@@ -281,6 +281,19 @@ mod tests {
     }
 
     #[test]
+    fn a_touched_mailbox_makes_its_descendants_touched_for_tree_query_changes() {
+        let all = vec![
+            mb("p", "p", None, 0),
+            mb("c", "c", Some("p"), 0),
+            mb("g", "g", Some("c"), 0),
+            mb("o", "o", None, 0),
+        ];
+        let mut touched = super::query::with_descendants(&all, vec!["p".into()]);
+        touched.sort();
+        assert_eq!(touched, vec!["c", "g", "p"]);
+    }
+
+    #[test]
     fn cycles_and_sibling_name_clashes_are_refused() {
         let all = vec![mb("a", "a", None, 0), mb("b", "b", Some("a"), 0)];
         let mut moved = all[0].clone();

@@ -169,4 +169,40 @@ impl<C: MailboxStore> Queried<C> for Mailbox {
             args.filter_as_tree,
         )
     }
+
+    /// In a tree sort a mailbox's place, and in a tree filter whether it is there at all,
+    /// depend on its ancestors: a touched mailbox's descendants count as touched (a child
+    /// moved away is touched itself).
+    fn touched_with_dependents(
+        snapshot: &MailboxSnapshot,
+        touched: Vec<String>,
+        args: &TreeArgs,
+    ) -> Vec<String> {
+        if !args.sort_as_tree && !args.filter_as_tree {
+            return touched;
+        }
+        with_descendants(&snapshot.mailboxes, touched)
+    }
+}
+
+/// `ids` and every mailbox below any of them.
+pub(super) fn with_descendants(all: &[Mailbox], ids: Vec<String>) -> Vec<String> {
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    for m in all {
+        if let Some(parent) = &m.parent_id {
+            children.entry(parent.as_str()).or_default().push(&m.id);
+        }
+    }
+    let mut seen: HashSet<String> = ids.iter().cloned().collect();
+    let mut stack: Vec<String> = ids.clone();
+    let mut out = ids;
+    while let Some(id) = stack.pop() {
+        for kid in children.get(id.as_str()).into_iter().flatten() {
+            if seen.insert((*kid).to_owned()) {
+                out.push((*kid).to_owned());
+                stack.push((*kid).to_owned());
+            }
+        }
+    }
+    out
 }
