@@ -313,12 +313,7 @@ async fn query_changes_gives_exactly_the_delta_a_client_needs() {
     let (s, alice, account) = setup().await;
     let q = json!({"accountId": account, "sort": [{"property": "name"}]});
     let first = call(&s, &alice, json!([["Mailbox/query", q, "0"]])).await[0][1].clone();
-    let mut cached: Vec<String> = first["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
+    let mut cached = ids_of(&first);
     let names = ids_by_name(
         &call(
             &s,
@@ -343,26 +338,8 @@ async fn query_changes_gives_exactly_the_delta_a_client_needs() {
     )
     .await;
     let changes = &r[0][1];
-    // The client algorithm (errata 6604): splice out removed, splice in added by index.
-    let removed: Vec<&str> = changes["removed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    cached.retain(|id| !removed.contains(&id.as_str()));
-    for added in changes["added"].as_array().unwrap() {
-        cached.insert(
-            added["index"].as_u64().unwrap() as usize,
-            added["id"].as_str().unwrap().to_owned(),
-        );
-    }
-    let fresh: Vec<String> = r[1][1]["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
+    apply_query_changes(&mut cached, changes);
+    let fresh = ids_of(&r[1][1]);
     assert_eq!(cached, fresh);
     assert_eq!(changes["total"], fresh.len());
     assert_eq!(changes["newQueryState"], r[1][1]["queryState"]);
