@@ -62,16 +62,32 @@ struct Progress {
     contiguous: Option<i64>,
     /// Seen seqs above `contiguous`.
     ahead: BTreeSet<i64>,
+    /// The account's position read from the store for the stream's baseline: what the client
+    /// was given (or told it missed) covers every write up to here.
+    baseline: Option<i64>,
 }
 
 impl Progress {
     fn see(&mut self, seq: i64) {
         match self.contiguous {
             Some(c) if seq <= c => return,
-            _ => {}
+            Some(_) => {}
+            None if self.ahead.len() >= MAX_AHEAD => {
+                // Before the baseline (a WebSocket that never enables push sees every write of
+                // its accounts): only the newest writes can still matter, the older ones the
+                // baseline's store read covers; memory stays bounded.
+                self.ahead.pop_first();
+            }
+            None => {}
         }
         self.ahead.insert(seq);
         self.settle();
+    }
+
+    /// Whether the baseline already covered the write at `seq` (a publication that reached the
+    /// hub after the store was read).
+    fn covers(&self, seq: i64) -> bool {
+        self.baseline.is_some_and(|b| seq <= b)
     }
 
     fn cover(&mut self, seq: i64) {
@@ -219,7 +235,7 @@ impl ChangeSlot {
         s.stats.offered += 1;
         let index = s.account_index(account);
         s.progress[index].1.see(seq);
-        if !types.iter().any(|t| s.filter.accepts(t)) {
+        if s.progress[index].1.covers(seq) || !types.iter().any(|t| s.filter.accepts(t)) {
             return false;
         }
         if s.ready && !s.pending.is_empty() {
@@ -248,6 +264,9 @@ impl ChangeSlot {
         s.pending.clear();
         s.stats.pending = 0;
         s.filter = filter;
+        // The session is here, so no wake is outstanding: with what was pending gone, the next
+        // change must wake it again, or the connection would stay silent for good.
+        s.wake_sent = false;
     }
 
     /// Session side: installs the stream's starting point, read from the store after subscribing:
@@ -265,7 +284,9 @@ impl ChangeSlot {
             if resumed {
                 s.pending.drop_up_to(index, seq);
             }
-            s.progress[index].1.cover(seq);
+            let progress = &mut s.progress[index].1;
+            progress.cover(seq);
+            progress.baseline = Some(progress.baseline.map_or(seq, |b| b.max(seq)));
         }
         for (account, types) in missed {
             let index = s.account_index(&account);
@@ -277,6 +298,7 @@ impl ChangeSlot {
         }
         s.count_pending();
         s.ready = true;
+        s.wake_sent = false;
         !s.pending.is_empty()
     }
 
@@ -376,6 +398,54 @@ mod tests {
         assert_eq!(positions["a"], 10_000);
         assert!(slot.take().is_none());
         assert!(slot.offer("a", 10_001, &types(&["Mailbox"])));
+    }
+
+    #[test]
+    fn a_slot_without_a_baseline_remembers_a_bounded_number_of_writes() {
+        // A WebSocket used only for requests never enables push, yet follows its accounts.
+        let slot = ChangeSlot::new(TypeFilter::Off);
+        for seq in 1..=10_000 {
+            assert!(!slot.offer("a", seq, &types(&["Mailbox"])));
+        }
+        assert!(slot.lock().progress[0].1.ahead.len() <= MAX_AHEAD);
+        slot.set_filter(TypeFilter::All);
+        assert!(!slot.baseline(
+            Positions::from([("a".into(), 9_990)]),
+            Changed::new(),
+            false
+        ));
+        assert!(slot.offer("a", 10_001, &types(&["Mailbox"])));
+        let (_, positions) = slot.take().unwrap();
+        assert_eq!(
+            positions["a"], 10_001,
+            "writes seen before the baseline still count"
+        );
+    }
+
+    #[test]
+    fn a_new_filter_while_a_wake_is_outstanding_lets_the_next_change_wake_the_session() {
+        // WS-11: a second WebSocketPushEnable replaces the first.
+        let slot = ChangeSlot::new(TypeFilter::All);
+        slot.baseline(Positions::from([("a".into(), 0)]), Changed::new(), false);
+        assert!(slot.offer("a", 1, &types(&["Mailbox"])));
+        slot.set_filter(TypeFilter::All);
+        assert!(!slot.baseline(Positions::from([("a".into(), 1)]), Changed::new(), true));
+        assert!(slot.offer("a", 2, &types(&["Mailbox"])), "woken again");
+    }
+
+    #[test]
+    fn a_publication_the_baseline_covered_is_not_pushed_again() {
+        let slot = ChangeSlot::new(TypeFilter::All);
+        let missed = Changed::from([("a".into(), [("Email".to_string(), 5)].into())]);
+        assert!(slot.baseline(Positions::from([("a".into(), 5)]), missed, true));
+        assert!(slot.take().is_some());
+        assert!(
+            !slot.offer("a", 5, &types(&["Email"])),
+            "reached the hub late"
+        );
+        assert!(!slot.offer("a", 4, &types(&["Email"])));
+        assert!(slot.take().is_none());
+        assert!(slot.offer("a", 6, &types(&["Email"])));
     }
 
     #[test]
