@@ -54,7 +54,19 @@ pub struct AuthenticateAndRun {
     pub queued_at: std::time::Instant,
 }
 
-/// What became of an [`AuthenticateAndRun`].
+/// Run one request of a connection that authenticated when it opened (a WebSocket): its
+/// principal's access is read again first, and nothing runs once its credentials no longer
+/// hold (RFC 8887 §4.2; checklist WS-03).
+#[derive(Message)]
+#[rtype(result = "Result<AuthenticatedRun, StoreError>")]
+pub struct RunStreamRequest {
+    pub principal: Principal,
+    pub request: Request,
+    /// When it was sent, for the queue-wait metric.
+    pub queued_at: std::time::Instant,
+}
+
+/// What became of an [`AuthenticateAndRun`] or a [`RunStreamRequest`].
 pub enum AuthenticatedRun {
     /// The credentials were good for the expected user and the request ran.
     Ran(Result<Response, RequestError>),
@@ -186,6 +198,24 @@ impl Handler<RunRequest> for Dispatcher {
         crate::metrics::queued(msg.queued_at);
         let mut ctx = StoreContext::new(self.store.conn()?);
         Ok(self.run(&mut ctx, &msg.principal, msg.request))
+    }
+}
+
+impl Handler<RunStreamRequest> for Dispatcher {
+    type Result = Result<AuthenticatedRun, StoreError>;
+
+    fn handle(&mut self, msg: RunStreamRequest, _: &mut Self::Context) -> Self::Result {
+        crate::metrics::queued(msg.queued_at);
+        let mut conn = self.store.conn()?;
+        let Some(principal) = crate::store::credentials::current(&mut conn, &msg.principal)? else {
+            return Ok(AuthenticatedRun::Refused);
+        };
+        let mut ctx = StoreContext::new(conn);
+        Ok(AuthenticatedRun::Ran(self.run(
+            &mut ctx,
+            &principal,
+            msg.request,
+        )))
     }
 }
 

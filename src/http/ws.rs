@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 
 use super::slot_session::SlotSession;
 use super::{AppState, problem, ticket};
-use crate::dispatcher::{PushBaseline, RunRequest};
+use crate::dispatcher::{AuthenticatedRun, PushBaseline, RunStreamRequest};
 use crate::jmap::error::RequestError;
 use crate::jmap::json::parse_strict;
 use crate::jmap::request::request_from_object;
@@ -247,7 +247,7 @@ impl WsSession {
         };
         self.app
             .dispatcher
-            .send(RunRequest {
+            .send(RunStreamRequest {
                 principal: self.principal.clone(),
                 request,
                 queued_at: Instant::now(),
@@ -256,7 +256,18 @@ impl WsSession {
             .map(move |result, _, ctx| {
                 drop(running);
                 match result {
-                    Ok(Ok(Ok(response))) => {
+                    Ok(Ok(AuthenticatedRun::Refused)) => {
+                        // RFC 8887 §4.2 (WS-03): credentials revoked or changed since the
+                        // socket opened: nothing runs, and the socket closes with 1008.
+                        ctx.close(Some(ws::CloseReason {
+                            code: ws::CloseCode::Policy,
+                            description: Some(
+                                "the credentials of this connection no longer hold".into(),
+                            ),
+                        }));
+                        ctx.stop();
+                    }
+                    Ok(Ok(AuthenticatedRun::Ran(Ok(response)))) => {
                         let mut out = Map::new();
                         out.insert("@type".into(), json!("Response"));
                         if let Some(id) = id {
@@ -265,7 +276,9 @@ impl WsSession {
                         out.extend(response.to_json());
                         ctx.text(Value::Object(out).to_string());
                     }
-                    Ok(Ok(Err(e))) => Self::request_error(ctx, &e, id.as_ref()),
+                    Ok(Ok(AuthenticatedRun::Ran(Err(e)))) => {
+                        Self::request_error(ctx, &e, id.as_ref());
+                    }
                     Ok(Err(e)) => {
                         log::error!("WebSocket request: {e}");
                         ctx.text(unavailable(id.as_ref()).to_string());

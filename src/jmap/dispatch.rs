@@ -313,6 +313,7 @@ mod tests {
             username: "u".into(),
             accounts: vec![access("A", false), access("R", true)],
             token_hash: None,
+            password_stamp: None,
         };
         let server = ServerInfo::new(
             "http://h",

@@ -33,6 +33,9 @@ pub struct Principal {
     /// The bearer token this principal authenticated with, as stored (its SHA-256); `None` for a
     /// password. Push streams opened with a token end when it is revoked.
     pub token_hash: Option<String>,
+    /// For a password login (or a ticket it minted), a digest of the stored password hash it was
+    /// checked against: a WebSocket opened with it runs no request once the password changed.
+    pub password_stamp: Option<String>,
 }
 
 impl Principal {
@@ -259,6 +262,7 @@ mod tests {
                 read_only,
             }],
             token_hash: None,
+            password_stamp: None,
         }
     }
 

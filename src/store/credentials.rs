@@ -186,10 +186,12 @@ pub fn authenticate(
     use super::accounts::{UserKey, user_with_access};
     // The user and their accounts in one query: this runs for every API request.
     let mut token_hash = None;
+    let mut password_stamp = None;
     let (user, accounts) = match credentials {
         Credentials::Basic { user, password } => {
             match user_with_access(conn, UserKey::Name(user))? {
                 Some((row, accounts)) if cache.verify(user, password, &row.password_hash) => {
+                    password_stamp = Some(password_stamp_of(&row.password_hash));
                     (row, accounts)
                 }
                 _ => return Ok(None),
@@ -213,5 +215,40 @@ pub fn authenticate(
         username: user.name,
         accounts,
         token_hash,
+        password_stamp,
+    }))
+}
+
+/// What [`crate::jmap::session::Principal::password_stamp`] holds for a stored password hash.
+pub fn password_stamp_of(password_hash: &str) -> String {
+    super::sha256_hex(password_hash.as_bytes())
+}
+
+/// `principal` as it stands now, for a connection that authenticated once and runs requests
+/// for as long as it lives (a WebSocket, RFC 8887 §4.2): its user's current accounts and access,
+/// or `None` once the token it used is revoked, the password it used changed, or the user is
+/// gone.
+pub fn current(
+    conn: &mut super::AnyConnection,
+    principal: &crate::jmap::session::Principal,
+) -> Result<Option<crate::jmap::session::Principal>, StoreError> {
+    use super::accounts::{UserKey, user_with_access};
+    let key = match &principal.token_hash {
+        Some(hash) => UserKey::TokenHash(hash),
+        None => UserKey::Id(&principal.user_id),
+    };
+    let Some((user, accounts)) = user_with_access(conn, key)? else {
+        return Ok(None);
+    };
+    let password_kept = principal
+        .password_stamp
+        .as_ref()
+        .is_none_or(|stamp| *stamp == password_stamp_of(&user.password_hash));
+    if user.id != principal.user_id || !password_kept {
+        return Ok(None);
+    }
+    Ok(Some(crate::jmap::session::Principal {
+        accounts,
+        ..principal.clone()
     }))
 }

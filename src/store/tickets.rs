@@ -84,6 +84,11 @@ pub fn redeem(conn: &mut AnyConnection, ticket: &str) -> Result<Option<Principal
     Ok(user_with_access(conn, key)?
         .filter(|(user, _)| user.id == user_id)
         .map(|(user, accounts)| Principal {
+            // A ticket minted by a password login holds to the password of now (it lives for
+            // seconds): a stream opened with it ends when the password changes.
+            password_stamp: token_hash
+                .is_none()
+                .then(|| super::credentials::password_stamp_of(&user.password_hash)),
             user_id: user.id,
             username: user.name,
             accounts,

@@ -5,7 +5,7 @@
 //! change (`store::access_epoch`) can act in time.
 
 use crate::harness::push::*;
-use crate::harness::{TestServer, eventually, on_both_backends};
+use crate::harness::{CORE, TestServer, eventually, on_both_backends};
 use herald::store::accounts;
 use serde_json::json;
 
@@ -78,4 +78,38 @@ async fn unsharing_silences_the_account_on_open_streams_and_removing_the_user_cl
             "no more state events: {e:?}"
         );
     }
+}
+
+#[on_both_backends]
+async fn a_websocket_runs_each_request_with_the_access_and_credentials_of_now() {
+    // WS-03: a socket authenticates once, but what it may do follows the store, as HTTP does.
+    let s = TestServer::start_with(|c| c.push.access_check_secs = 3600).await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let alices = account_id(&s, &alice).await;
+    accounts::share(&mut s.store.conn().unwrap(), "alice", "bob", false).unwrap();
+    let mut ws = ws_connect(&s, &bob).await;
+    let get = json!([["Mailbox/get", {"accountId": alices, "ids": []}, "0"]]);
+    let plant =
+        json!([["Mailbox/set", {"accountId": alices, "create": {"k": {"name": "Planted"}}}, "0"]]);
+    let (r, _) = ws_request(&mut ws, "1", get.clone()).await;
+    assert_eq!(r["methodResponses"][0][0], "Mailbox/get", "{r}");
+
+    accounts::share(&mut s.store.conn().unwrap(), "alice", "bob", true).unwrap();
+    let (r, _) = ws_request(&mut ws, "2", plant).await;
+    assert_eq!(r["methodResponses"][0][1]["type"], "accountReadOnly", "{r}");
+
+    let (ok, out) = s.cli(&["account", "unshare", "alice", "--with", "bob"]);
+    assert!(ok, "{out}");
+    let (r, _) = ws_request(&mut ws, "3", get.clone()).await;
+    assert_eq!(r["methodResponses"][0][1]["type"], "accountNotFound", "{r}");
+
+    herald::store::users::set_password(&mut s.store.conn().unwrap(), "bob", "another password")
+        .unwrap();
+    ws_send(
+        &mut ws,
+        json!({"@type": "Request", "id": "4", "using": [CORE, MAIL], "methodCalls": get}),
+    )
+    .await;
+    assert_eq!(ws_next(&mut ws).await, None, "closed (1008), nothing ran");
 }

@@ -328,6 +328,7 @@ mod tests {
             username: user.into(),
             accounts: vec![],
             token_hash: None,
+            password_stamp: None,
         };
         let server = server();
         let mut created_ids = HashMap::new();
