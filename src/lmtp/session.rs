@@ -5,6 +5,7 @@
 //! recipient's message and change-log rows are committed: a crash before the reply makes the MTA
 //! deliver again, never lose the message.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,11 +67,8 @@ where
     let mut stopping = ctx.stopping.clone();
     let mut out = String::new();
     let greeting = Reply::plain(220, format!("{} LMTP Herald ready", ctx.hostname));
-    if write
-        .write_all(greeting.to_string().as_bytes())
-        .await
-        .is_err()
-    {
+    let timeout = ctx.command_timeout;
+    if !send(&mut write, greeting.to_string().as_bytes(), timeout).await {
         return;
     }
     let mut lhlo: Option<String> = None;
@@ -78,7 +76,7 @@ where
     loop {
         // Replies to pipelined commands go out together, once no command is waiting (RFC 2920).
         if reader.buffer().is_empty() && !out.is_empty() {
-            if write.write_all(out.as_bytes()).await.is_err() {
+            if !send(&mut write, out.as_bytes(), timeout).await {
                 return;
             }
             out.clear();
@@ -87,7 +85,7 @@ where
             line = tokio::time::timeout(ctx.command_timeout, read_line(&mut reader)) => line,
             _ = stopping.wait_for(|s| *s), if transaction.is_none() || reader.buffer().is_empty() => {
                 out.push_str(&Reply::new(421, "4.3.2", "shutting down; try again later").to_string());
-                let _ = write.write_all(out.as_bytes()).await;
+                send(&mut write, out.as_bytes(), timeout).await;
                 return;
             }
         };
@@ -96,7 +94,7 @@ where
                 out.push_str(
                     &Reply::new(421, "4.4.2", "timeout waiting for a command").to_string(),
                 );
-                let _ = write.write_all(out.as_bytes()).await;
+                send(&mut write, out.as_bytes(), timeout).await;
                 return;
             }
             Ok(Line::Closed) => return,
@@ -120,7 +118,7 @@ where
             Command::Helo => Reply::new(500, "5.5.1", "this is LMTP: say LHLO (RFC 2033)"),
             Command::Quit => {
                 out.push_str(&Reply::new(221, "2.0.0", "bye").to_string());
-                let _ = write.write_all(out.as_bytes()).await;
+                send(&mut write, out.as_bytes(), timeout).await;
                 return;
             }
             Command::Noop => Reply::new(250, "2.0.0", "OK"),
@@ -128,7 +126,13 @@ where
                 transaction = None;
                 Reply::new(250, "2.0.0", "OK")
             }
-            Command::Vrfy => Reply::new(502, "5.5.1", "VRFY is not offered"),
+            // RFC 5321 §3.5.3: a server that will not verify says so with 252 and still
+            // accepts mail for the address.
+            Command::Vrfy => Reply::new(
+                252,
+                "2.1.5",
+                "cannot VRFY the user; send the message and delivery will be attempted",
+            ),
             Command::Invalid(reply) => reply,
             Command::Unknown => Reply::new(500, "5.5.2", "command not recognised"),
             Command::Mail(mail) => mail_command(&ctx, lhlo.is_some(), &mut transaction, mail),
@@ -143,7 +147,7 @@ where
                     out.push_str(
                         &Reply::plain(354, "send the message, end with <CRLF>.<CRLF>").to_string(),
                     );
-                    if write.write_all(out.as_bytes()).await.is_err() {
+                    if !send(&mut write, out.as_bytes(), timeout).await {
                         return;
                     }
                     out.clear();
@@ -151,7 +155,7 @@ where
                         Ok(replies) => replies,
                         Err(last) => {
                             if let Some(r) = last {
-                                let _ = write.write_all(r.to_string().as_bytes()).await;
+                                send(&mut write, r.to_string().as_bytes(), timeout).await;
                             }
                             return;
                         }
@@ -286,22 +290,44 @@ async fn deliver(
     let mut stored = trace.into_bytes();
     stored.extend_from_slice(&message);
     let stored = Arc::new(stored);
+    // One delivery per user: two addresses of one user (an alias and the address itself, or
+    // one spelt twice) name one inbox, and each RCPT still gets its reply (RFC 2033 §4.2).
+    let mut outcomes: HashMap<&str, Outcome> = HashMap::new();
     let mut replies = Vec::with_capacity(t.recipients.len());
     for (address, user_id) in &t.recipients {
-        let outcome = ctx
-            .dispatcher
-            .send(Deliver {
-                user_id: user_id.clone(),
-                message: stored.clone(),
-            })
-            .await;
-        replies.push(match outcome {
-            Ok(Ok(DeliveryOutcome::Delivered(email_id))) => {
-                log::info!("lmtp: delivered {id} to <{address}> as {email_id}");
+        let outcome = match outcomes.get(user_id.as_str()) {
+            Some(o) => o.clone(),
+            None => {
+                let o = deliver_once(ctx, user_id, &stored).await;
+                if let Outcome::Delivered(email_id) = &o {
+                    log::info!("lmtp: delivered {id} to <{address}> as {email_id}");
+                }
+                outcomes.insert(user_id, o.clone());
+                o
+            }
+        };
+        replies.push(outcome.reply(address));
+    }
+    replies
+}
+
+/// What became of the delivery of a message to one user.
+#[derive(Clone)]
+enum Outcome {
+    Delivered(String),
+    Refused(String),
+    Failed,
+}
+
+impl Outcome {
+    /// The reply to the RCPT of `address`, counted (`crate::metrics`).
+    fn reply(&self, address: &str) -> Reply {
+        match self {
+            Outcome::Delivered(email_id) => {
                 count("delivered");
                 Reply::new(250, "2.0.0", format!("<{address}> delivered ({email_id})"))
             }
-            Ok(Ok(DeliveryOutcome::Refused(why))) => {
+            Outcome::Refused(why) => {
                 count("refused");
                 Reply::new(
                     554,
@@ -309,27 +335,48 @@ async fn deliver(
                     format!("<{address}>: the message cannot be stored: {why}"),
                 )
             }
-            Ok(Err(e)) => {
+            Outcome::Failed => {
                 count("failed");
-                log::warn!("lmtp: delivery of {id} to <{address}> failed: {e}");
                 Reply::new(
                     451,
                     "4.3.0",
                     format!("<{address}>: not delivered; try again later"),
                 )
             }
-            Err(e) => {
-                count("failed");
-                log::warn!("lmtp: dispatcher unavailable: {e}");
-                Reply::new(
-                    451,
-                    "4.3.0",
-                    format!("<{address}>: not delivered; try again later"),
-                )
-            }
-        });
+        }
     }
-    replies
+}
+
+/// Delivers `message` to the inbox of `user_id`.
+async fn deliver_once(ctx: &SessionContext, user_id: &str, message: &Arc<Vec<u8>>) -> Outcome {
+    let outcome = ctx
+        .dispatcher
+        .send(Deliver {
+            user_id: user_id.to_owned(),
+            message: message.clone(),
+        })
+        .await;
+    match outcome {
+        Ok(Ok(DeliveryOutcome::Delivered(email_id))) => Outcome::Delivered(email_id),
+        Ok(Ok(DeliveryOutcome::Refused(why))) => Outcome::Refused(why),
+        Ok(Err(e)) => {
+            log::warn!("lmtp: delivery to user {user_id} failed: {e}");
+            Outcome::Failed
+        }
+        Err(e) => {
+            log::warn!("lmtp: dispatcher unavailable: {e}");
+            Outcome::Failed
+        }
+    }
+}
+
+/// Writes `bytes`, giving up after `timeout`: a peer that does not read must not hold its session,
+/// and its place among `lmtp.max_connections`, for ever.
+async fn send<W: AsyncWrite + Unpin>(write: &mut W, bytes: &[u8], timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, write.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Counts one recipient's outcome (`crate::metrics`).
@@ -340,34 +387,48 @@ fn count(outcome: &str) {
         .inc();
 }
 
+/// Reads one line through its LF into `line`, keeping at most `cap` octets of it (the rest is
+/// read and dropped, so a peer that never sends an LF costs no more than `cap`). `None` if the
+/// peer closed first; otherwise whether the line was longer than `cap`.
+async fn read_capped_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    cap: usize,
+) -> Option<bool> {
+    let mut overflowed = false;
+    loop {
+        let available = match reader.fill_buf().await {
+            Ok([]) | Err(_) => return None,
+            Ok(bytes) => bytes,
+        };
+        let (take, ends) = match available.iter().position(|b| *b == b'\n') {
+            Some(end) => (end + 1, true),
+            None => (available.len(), false),
+        };
+        let keep = cap.saturating_sub(line.len()).min(take);
+        overflowed |= keep < take;
+        line.extend_from_slice(&available[..keep]);
+        reader.consume(take);
+        if ends {
+            return Some(overflowed);
+        }
+    }
+}
+
 /// One command line, without its line ending.
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Line {
     let mut line = Vec::new();
-    loop {
-        let available = match reader.fill_buf().await {
-            Ok([]) | Err(_) => return Line::Closed,
-            Ok(bytes) => bytes,
-        };
-        match available.iter().position(|b| *b == b'\n') {
-            Some(end) => {
-                let keep = (MAX_COMMAND_LINE + 1).saturating_sub(line.len()).min(end);
-                line.extend_from_slice(&available[..keep]);
-                reader.consume(end + 1);
-                break;
-            }
-            None => {
-                let n = available.len();
-                let keep = (MAX_COMMAND_LINE + 1).saturating_sub(line.len()).min(n);
-                line.extend_from_slice(&available[..keep]);
-                reader.consume(n);
-            }
-        }
-    }
-    if line.len() > MAX_COMMAND_LINE {
-        return Line::TooLong;
+    let Some(overflowed) = read_capped_line(reader, &mut line, MAX_COMMAND_LINE + 2).await else {
+        return Line::Closed;
+    };
+    if line.last() == Some(&b'\n') {
+        line.pop();
     }
     if line.last() == Some(&b'\r') {
         line.pop();
+    }
+    if overflowed || line.len() > MAX_COMMAND_LINE {
+        return Line::TooLong;
     }
     match String::from_utf8(line) {
         Ok(s) => Line::Text(s),
@@ -376,20 +437,24 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Line {
 }
 
 /// The message after `354`, up to the line holding a single dot, with dot-stuffing undone
-/// (RFC 5321 §4.5.2) and CRLF line endings. Beyond `max` octets the rest is read and dropped.
+/// (RFC 5321 §4.5.2) and CRLF line endings. Beyond `max` octets the rest is read and dropped,
+/// a line at a time and each line cut at `max`: memory stays within about twice `max`.
 async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, max: u64) -> Body {
+    // A line longer than this makes the message too large on its own.
+    let cap = usize::try_from(max).unwrap_or(usize::MAX).saturating_add(3);
     let mut message = Vec::new();
     let mut too_large = false;
     let mut line = Vec::new();
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return Body::Closed,
-            Ok(_) => {}
-        }
-        if line.last() != Some(&b'\n') {
-            // The peer closed in the middle of a line.
+        let Some(overflowed) = read_capped_line(reader, &mut line, cap).await else {
+            // The peer closed, perhaps in the middle of a line.
             return Body::Closed;
+        };
+        if overflowed {
+            too_large = true;
+            message = Vec::new();
+            continue;
         }
         let content = line
             .strip_suffix(b"\r\n")
@@ -442,6 +507,27 @@ mod tests {
         ));
         assert!(matches!(data(b"no end\r\n", 100).await, Body::Closed));
         assert!(matches!(data(b"half a li", 100).await, Body::Closed));
+    }
+
+    #[actix_web::test]
+    async fn a_line_longer_than_the_limit_is_read_through_but_not_kept() {
+        // A peer sending megabytes without a line feed costs the cap, not the megabytes.
+        let input = [vec![b'x'; 1 << 20], b"\r\nnext\r\n".to_vec()].concat();
+        let mut reader = BufReader::with_capacity(4096, input.as_slice());
+        let mut line = Vec::new();
+        assert_eq!(
+            read_capped_line(&mut reader, &mut line, 100).await,
+            Some(true)
+        );
+        assert_eq!(line.len(), 100);
+        line.clear();
+        assert_eq!(
+            read_capped_line(&mut reader, &mut line, 100).await,
+            Some(false)
+        );
+        assert_eq!(line, b"next\r\n");
+        let long = [vec![b'y'; 1 << 20], b"\r\n.\r\n".to_vec()].concat();
+        assert!(matches!(data(&long, 1000).await, Body::TooLarge));
     }
 
     #[actix_web::test]

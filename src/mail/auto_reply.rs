@@ -75,8 +75,13 @@ pub fn examine(message: &[u8]) -> Result<Original, NoReply> {
     {
         return Err(NoReply::List);
     }
+    // The topmost Return-Path: the final delivery writes the envelope sender there (RFC 5321
+    // §4.4); any further down came with the message, and whoever sent it chose them.
     let sender = parsed
-        .header("Return-Path")
+        .headers()
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case("Return-Path"))
+        .map(mail_parser::Header::value)
         .and_then(|v| match v {
             HeaderValue::Address(a) => a.first().and_then(|a| a.address()).map(str::to_owned),
             HeaderValue::Text(t) => Some(t.trim().trim_matches(['<', '>']).to_owned()),
@@ -210,6 +215,9 @@ mod tests {
             assert_eq!(examine(&robot(from)), Err(NoReply::Robot), "{from}");
         }
         assert_eq!(examine(&robot("")), Err(NoReply::NoSender));
+        // A bounce (null sender) whose body carries a Return-Path of its own choosing.
+        let forged = b"Return-Path: <>\r\nReturn-Path: <bob@example.com>\r\nTo: alice@example.com\r\n\r\nHi\r\n";
+        assert_eq!(examine(forged), Err(NoReply::NoSender));
         assert_eq!(
             examine(b"From: carol@far.example\r\nTo: alice@example.com\r\n\r\nHi\r\n"),
             Err(NoReply::NoSender)

@@ -42,23 +42,27 @@ pub fn deliver(
             source: Source::Message(message),
             mailbox_ids: BTreeSet::from([inbox]),
             keywords: BTreeSet::new(),
-            received_at: None,
+            // Received now, whatever dates the `Received:` fields a sender wrote claim.
+            received_at: Some(super::now()),
             delivery: true,
         },
     };
-    let (results, committed) = changelog::write(conn, account_id, |txn| {
-        let results = apply(txn, None, vec![op])?;
-        let created = matches!(results.first(), Some(OpResult::Created(..)));
-        if let (true, Some(policy), Some(head)) = (created, auto_reply, &head) {
-            // A reply that cannot be queued never costs the delivery (a savepoint).
-            let queued = txn
-                .conn()
-                .transaction(|c| auto_reply::after_delivery(c, account_id, head, policy));
-            if let Err(e) = queued {
-                log::warn!("vacation reply for account {account_id}: {e}");
+    // Durable before the caller answers: an MTA deletes its copy on our word (`store::durable`).
+    let (results, committed) = super::durable::write(conn, |conn| {
+        changelog::write(conn, account_id, |txn| {
+            let results = apply(txn, None, vec![op])?;
+            let created = matches!(results.first(), Some(OpResult::Created(..)));
+            if let (true, Some(policy), Some(head)) = (created, auto_reply, &head) {
+                // A reply that cannot be queued never costs the delivery (a savepoint).
+                let queued = txn
+                    .conn()
+                    .transaction(|c| auto_reply::after_delivery(c, account_id, head, policy));
+                if let Err(e) = queued {
+                    log::warn!("vacation reply for account {account_id}: {e}");
+                }
             }
-        }
-        Ok(results)
+            Ok(results)
+        })
     })?;
     match results.into_iter().next() {
         Some(OpResult::Created(_, c)) => Ok((c, committed)),

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod context;
 pub mod credentials;
 pub mod delivery;
+pub mod durable;
 pub mod email;
 pub mod email_query;
 pub mod email_search;

@@ -23,20 +23,6 @@ use crate::store::email_search::PendingText;
 use crate::store::schema::{email_keywords, email_mailboxes, email_message_ids, emails};
 use crate::store::{AnyConnection, StoreError, blobs, mailbox_counts, now};
 
-/// The latest `Received:` time of a message (EIMP-01 default for receivedAt).
-fn latest_received(email: &mail::Email) -> Option<i64> {
-    email
-        .headers
-        .iter()
-        .filter(|h| h.is("Received"))
-        .filter_map(|h| {
-            let raw = &h.raw;
-            let pos = raw.iter().rposition(|b| *b == b';')?;
-            mail::header::date(&raw[pos + 1..])
-        })
-        .max()
-}
-
 /// The sort key of the first address of a field: name, else email, lowercased (EQ-06).
 fn sort_key(email: &mail::Email, field: &str) -> String {
     email
@@ -174,7 +160,8 @@ fn prepare(
         size: bytes.len() as i64,
         received_at: new
             .received_at
-            .or_else(|| latest_received(&email))
+            // EIMP-01: the most recent `Received:` field, the topmost (the last hop's).
+            .or_else(|| email.received_at())
             .unwrap_or_else(now),
         own: thread_ids.message_id.iter().cloned().collect(),
         related: thread_ids
