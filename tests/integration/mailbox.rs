@@ -214,12 +214,13 @@ async fn set_refuses_bad_records_one_by_one_and_state_mismatch_as_a_whole() {
     .await;
     let names = ids_by_name(&get[0][1]);
     let inbox = names["Inbox"].clone();
+    let archive = names["Archive"].clone();
     let r = call(
         &s,
         &alice,
         json!([["Mailbox/set", {"accountId": account,
             "create": {
-                "ok": {"name": "Fine", "parentId": inbox},
+                "ok": {"name": "Fine", "parentId": archive},
                 "nameless": {},
                 "server": {"name": "X", "totalEmails": 3},
                 "alien": {"name": "Y", "colour": "red"},
@@ -228,7 +229,7 @@ async fn set_refuses_bad_records_one_by_one_and_state_mismatch_as_a_whole() {
                 "badrole": {"name": "R", "role": "inbox"}
             },
             "update": {"nosuch": {"name": "x"}, inbox.clone(): {"totalEmails/x": 1}},
-            "destroy": ["nosuch", inbox.clone()]
+            "destroy": ["nosuch", archive.clone()]
         }, "0"]]),
     )
     .await;
@@ -249,7 +250,7 @@ async fn set_refuses_bad_records_one_by_one_and_state_mismatch_as_a_whole() {
     assert_eq!(set["notUpdated"]["nosuch"]["type"], "notFound"); // SET-07
     assert_eq!(set["notUpdated"][&inbox]["type"], "invalidPatch");
     assert_eq!(set["notDestroyed"]["nosuch"]["type"], "notFound");
-    assert_eq!(set["notDestroyed"][&inbox]["type"], "mailboxHasChild"); // MBX-14
+    assert_eq!(set["notDestroyed"][&archive]["type"], "mailboxHasChild"); // MBX-14
     let r = call(&s, &alice, json!([["Mailbox/set", {"accountId": account, "ifInState": "0", "create": {"a": {"name": "A"}}}, "0"]])).await;
     assert_eq!(r[0][1]["type"], "stateMismatch"); // SET-02
 }
@@ -492,4 +493,38 @@ async fn get_of_all_records_beyond_max_objects_in_get_is_request_too_large() {
     let r = call(&s, &alice, json!([["Mailbox/get", {"accountId": account}, "0"], ["Mailbox/get", {"accountId": account, "ids": ["a", "b", "c", "d"]}, "1"]])).await;
     assert_eq!(r[0][1]["type"], "requestTooLarge"); // GET-02
     assert_eq!(r[1][1]["type"], "requestTooLarge");
+}
+
+#[on_both_backends]
+async fn the_inbox_keeps_its_role_and_cannot_be_destroyed() {
+    // Mail is delivered to the role=inbox mailbox: without one it would wait at the MTA.
+    let (s, alice, account) = setup().await;
+    let names = ids_by_name(
+        &call(
+            &s,
+            &alice,
+            json!([["Mailbox/get", {"accountId": account}, "0"]]),
+        )
+        .await[0][1],
+    );
+    let inbox = names["Inbox"].clone();
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account,
+            "update": {inbox.clone(): {"role": null}}}, "0"],
+            ["Mailbox/set", {"accountId": account, "destroy": [inbox.clone()]}, "1"],
+            ["Mailbox/set", {"accountId": account,
+                "update": {inbox.clone(): {"name": "Incoming", "role": "inbox"}}}, "2"]]),
+    )
+    .await;
+    assert_eq!(r[0][1]["notUpdated"][&inbox]["type"], "forbidden", "{r:?}");
+    assert_eq!(
+        r[1][1]["notDestroyed"][&inbox]["type"], "forbidden",
+        "{r:?}"
+    );
+    assert!(
+        r[2][1]["updated"].get(&inbox).is_some(),
+        "renaming it is fine: {r:?}"
+    );
 }

@@ -63,6 +63,17 @@ fn read_properties(
                     ));
                 }
             },
+            // Mail is delivered to the mailbox whose role is inbox: without one, every message
+            // for the user would wait at the MTA until it gave up.
+            "role"
+                if original.and_then(|o| o.get("role")) == Some(&json!("inbox"))
+                    && value != "inbox" =>
+            {
+                return Err(SetError::new(
+                    SetErrorType::Forbidden,
+                    "the inbox keeps its role: new mail is delivered there",
+                ));
+            }
             "role" => match value {
                 Value::Null => m.role = None,
                 Value::String(r) if ROLES.contains(&r.as_str()) => m.role = Some(r.clone()),
@@ -368,6 +379,16 @@ impl Plan<'_> {
         let Some(id) = id.filter(|id| self.all.iter().any(|m| &m.id == id)) else {
             return Err(SetError::not_found());
         };
+        if self
+            .all
+            .iter()
+            .any(|m| m.id == id && m.role.as_deref() == Some("inbox"))
+        {
+            return Err(SetError::new(
+                SetErrorType::Forbidden,
+                "the inbox cannot be destroyed: new mail is delivered there",
+            ));
+        }
         if self.all.iter().any(|m| m.parent_id.as_deref() == Some(&id)) {
             return Err(SetError::new(
                 SetErrorType::MailboxHasChild,
