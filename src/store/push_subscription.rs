@@ -35,11 +35,22 @@ pub(crate) type SubscriptionRow = (
     bool,
     i64,
     Option<String>,
+    Option<String>,
 );
 
 pub(crate) fn subscription_from_row(row: SubscriptionRow) -> Subscription {
-    let (id, device_client_id, url, p256dh, auth, verification_code, verified, expires, types) =
-        row;
+    let (
+        id,
+        device_client_id,
+        url,
+        p256dh,
+        auth,
+        verification_code,
+        verified,
+        expires,
+        types,
+        token_hash,
+    ) = row;
     Subscription {
         id,
         device_client_id,
@@ -52,6 +63,7 @@ pub(crate) fn subscription_from_row(row: SubscriptionRow) -> Subscription {
         verified,
         expires,
         types: types.and_then(|t| serde_json::from_str(&t).ok()),
+        token_hash,
     }
 }
 
@@ -67,6 +79,7 @@ macro_rules! subscription_columns {
             push_subscriptions::verified,
             push_subscriptions::expires,
             push_subscriptions::types,
+            push_subscriptions::token_hash,
         )
     };
 }
@@ -123,6 +136,7 @@ pub fn create(
                 push_subscriptions::expires.eq(new.expires),
                 push_subscriptions::types.eq(types),
                 push_subscriptions::created_at.eq(now()),
+                push_subscriptions::token_hash.eq(&new.token_hash),
             ))
             .execute(conn)?;
         diesel::insert_into(push_deliveries::table)
@@ -224,6 +238,32 @@ pub fn destroy(
         diesel::delete(push_subscriptions::table.find(id)).execute(conn)?;
         Ok(true)
     })
+}
+
+/// Destroys `user_id`'s subscriptions created with the bearer token of `token_hash`, or with a
+/// password for `None`: those credentials were revoked (PSUB-03). URLs and keys are overwritten
+/// first, as [`destroy`] does.
+pub fn destroy_bound_to(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    token_hash: Option<&str>,
+) -> Result<usize, StoreError> {
+    let bound: Vec<String> = match token_hash {
+        Some(hash) => push_subscriptions::table
+            .filter(push_subscriptions::user_id.eq(user_id))
+            .filter(push_subscriptions::token_hash.eq(hash))
+            .select(push_subscriptions::id)
+            .load(conn)?,
+        None => push_subscriptions::table
+            .filter(push_subscriptions::user_id.eq(user_id))
+            .filter(push_subscriptions::token_hash.is_null())
+            .select(push_subscriptions::id)
+            .load(conn)?,
+    };
+    for id in &bound {
+        destroy(conn, None, id)?;
+    }
+    Ok(bound.len())
 }
 
 /// Counts one subscription creation by `user_id` in a fixed window of `window_secs`; `false`

@@ -209,6 +209,7 @@ diesel::table! {
         expires -> BigInt,
         types -> Nullable<Text>,
         created_at -> BigInt,
+        token_hash -> Nullable<Text>,
     }
 }
 

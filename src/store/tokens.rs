@@ -46,10 +46,17 @@ pub fn revoke(conn: &mut AnyConnection, id_or_token: &str) -> Result<(), StoreEr
         None => id_or_token,
     };
     conn.transaction(|conn| {
-        let n = diesel::delete(tokens::table.find(id)).execute(conn)?;
-        if n == 0 {
+        let token: Option<(String, String)> = tokens::table
+            .find(id)
+            .select((tokens::user_id, tokens::secret_hash))
+            .first_row(conn)
+            .optional()?;
+        let Some((user_id, hash)) = token else {
             return Err(StoreError::NotFound(format!("token {id}")));
-        }
+        };
+        diesel::delete(tokens::table.find(id)).execute(conn)?;
+        // The PushSubscriptions it created go with it (PSUB-03).
+        super::push_subscription::destroy_bound_to(conn, &user_id, Some(&hash))?;
         // Streams opened with it end at once (`store::access_epoch`).
         super::access_epoch::announce(conn)
     })

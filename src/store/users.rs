@@ -137,7 +137,9 @@ pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<User>
         .optional()?)
 }
 
-/// Replaces a user's password. Takes effect at once: the credential cache checks the stored hash.
+/// Replaces a user's password. Takes effect at once: the credential cache checks the stored hash,
+/// WebSockets opened with the old one run nothing more, and the PushSubscriptions created with
+/// it are destroyed (PSUB-03: they belong to the credentials that created them).
 pub fn set_password(
     conn: &mut AnyConnection,
     name: &str,
@@ -145,13 +147,21 @@ pub fn set_password(
 ) -> Result<(), StoreError> {
     validate_password(password)?;
     let hash = credentials::hash_password(password)?;
-    let n = diesel::update(users::table.filter(users::name.eq(name)))
-        .set(users::password_hash.eq(hash))
-        .execute(conn)?;
-    if n == 0 {
-        return Err(StoreError::NotFound(format!("user {name}")));
-    }
-    Ok(())
+    conn.transaction(|conn| {
+        let user_id: Option<String> = users::table
+            .filter(users::name.eq(name))
+            .select(users::id)
+            .first_row(conn)
+            .optional()?;
+        let Some(user_id) = user_id else {
+            return Err(StoreError::NotFound(format!("user {name}")));
+        };
+        diesel::update(users::table.find(&user_id))
+            .set(users::password_hash.eq(hash))
+            .execute(conn)?;
+        super::push_subscription::destroy_bound_to(conn, &user_id, None)?;
+        Ok(())
+    })
 }
 
 /// Removes a user, their tokens, their access and the accounts they own.

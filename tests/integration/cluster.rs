@@ -228,6 +228,7 @@ fn concurrent_claims_of_one_delivery_succeed_once_and_an_expired_lease_can_be_ta
             keys: None,
             expires: now_ms() / 1000 + 3600,
             types: None,
+            token_hash: None,
         };
         // Queues the PushVerification, due now.
         subscriptions::create(&mut conn, &user.id, &new).unwrap()
@@ -289,6 +290,7 @@ fn concurrent_batch_claims_split_the_due_deliveries_and_never_hand_one_to_two_no
                 keys: None,
                 expires: now_ms() / 1000 + 3600,
                 types: None,
+                token_hash: None,
             };
             // Each queues a PushVerification, due now.
             subscriptions::create(&mut conn, &user.id, &new).unwrap();

@@ -825,6 +825,7 @@ fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
         keys: None,
         expires: herald::store::now() + 3600,
         types: Some(vec!["Email".into()]),
+        token_hash: None,
     };
     let id = subscriptions::create(&mut conn, &user.id, &new).unwrap();
     let verify = SubscriptionChange {
@@ -886,6 +887,7 @@ fn a_batch_of_outcomes_not_recorded_before_a_crash_is_sent_again_and_merges_surv
             keys: None,
             expires: herald::store::now() + 3600,
             types: None,
+            token_hash: None,
         };
         let id = subscriptions::create(&mut conn, &user.id, &new).unwrap();
         let verify = SubscriptionChange {
@@ -1091,4 +1093,64 @@ async fn every_push_carries_a_vapid_token_signed_with_the_key_the_session_advert
     assert_vapid(&push, &key, &sink.url(""), subject);
     assert_eq!(push.header("urgency"), Some("high"));
     sink.stop().await;
+}
+
+#[on_both_backends]
+async fn a_subscription_belongs_to_the_credentials_that_created_it_and_goes_with_them() {
+    // PSUB-03: /get shows only the calling credentials' subscriptions, /set touches no others,
+    // and revoking the credentials (a token, or a password by changing it) destroys them.
+    let s = start().await;
+    let sink = WebhookSink::start().await;
+    let alice = s.add_user("alice", "pw");
+    let (token_id, token) =
+        herald::store::tokens::create(&mut s.store.conn().unwrap(), "alice").unwrap();
+    let bearer = Auth::Bearer(token);
+    let sub = |name: &str| json!({"deviceClientId": name, "url": sink.url(name)});
+    let by_token = create(&s, &bearer, sub("/token")).await;
+    let by_password = create(&s, &alice, sub("/password")).await;
+    let ids = |get: Value| -> Vec<String> {
+        get[1]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(push_get(&s, &bearer, json!({})).await),
+        std::slice::from_ref(&by_token)
+    );
+    assert_eq!(
+        ids(push_get(&s, &alice, json!({})).await),
+        std::slice::from_ref(&by_password)
+    );
+    let r = push_set(
+        &s,
+        &alice,
+        json!({"destroy": [by_token.clone()],
+        "update": {by_token.clone(): {"expires": null}}}),
+    )
+    .await;
+    assert_eq!(r["notDestroyed"][&by_token]["type"], "notFound", "{r}");
+    assert_eq!(r["notUpdated"][&by_token]["type"], "notFound", "{r}");
+
+    let stored = || {
+        herald::store::push_subscription::list(&mut s.store.conn().unwrap(), &alice_id(&s))
+            .unwrap()
+            .into_iter()
+            .map(|sub| sub.id)
+            .collect::<Vec<_>>()
+    };
+    herald::store::tokens::revoke(&mut s.store.conn().unwrap(), &token_id).unwrap();
+    assert_eq!(stored(), std::slice::from_ref(&by_password));
+    herald::store::users::set_password(&mut s.store.conn().unwrap(), "alice", "new password")
+        .unwrap();
+    assert!(stored().is_empty());
+}
+
+fn alice_id(s: &TestServer) -> String {
+    herald::store::users::find_by_name(&mut s.store.conn().unwrap(), "alice")
+        .unwrap()
+        .unwrap()
+        .id
 }

@@ -56,6 +56,20 @@ pub struct Subscription {
     pub expires: i64,
     /// `None` = all types.
     pub types: Option<Vec<String>>,
+    /// The credentials that created it: the bearer token's hash, `None` for a password. Only
+    /// the same credentials see it (PSUB-03).
+    pub token_hash: Option<String>,
+}
+
+/// The subscriptions the call's credentials created: a subscription belongs to the credentials
+/// that created it, and no others see it (RFC 8620 §7.2, PSUB-03).
+pub fn own_subscriptions<C: PushSubscriptionStore>(
+    ctx: &mut C,
+    call: &Call<'_>,
+) -> Result<Vec<Subscription>, MethodError> {
+    let mut all = ctx.push_subscriptions(&call.principal.user_id)?;
+    all.retain(|s| s.token_hash == call.principal.token_hash);
+    Ok(all)
 }
 
 /// A validated creation.
@@ -66,6 +80,8 @@ pub struct NewSubscription {
     pub keys: Option<UaKeys>,
     pub expires: i64,
     pub types: Option<Vec<String>>,
+    /// The credentials of the call that creates it ([`Subscription::token_hash`]).
+    pub token_hash: Option<String>,
 }
 
 /// A validated update; `None` fields stay as they are.
@@ -171,7 +187,7 @@ pub fn get<C: PushSubscriptionStore>(
             ids.len()
         )));
     }
-    let all = ctx.push_subscriptions(&call.principal.user_id)?;
+    let all = own_subscriptions(ctx, call)?;
     let mut list = Vec::new();
     let mut not_found = Vec::new();
     let mut render = |s: &Subscription| {
@@ -260,6 +276,7 @@ mod tests {
                     verified: false,
                     expires: new.expires,
                     types: new.types.clone(),
+                    token_hash: new.token_hash.clone(),
                 },
             ));
             Ok(id)

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use super::keys::UaKeys;
 use super::{
     KNOWN_TYPES, NewSubscription, PushSubscriptionStore, Subscription, SubscriptionChange,
-    WebhookPolicy, parse_utc_date, set_error, utc_date,
+    WebhookPolicy, own_subscriptions, parse_utc_date, set_error, utc_date,
 };
 use crate::jmap::args::Id;
 use crate::jmap::dispatch::Call;
@@ -170,6 +170,7 @@ fn validate_create<C: PushSubscriptionStore>(
         keys,
         expires,
         types,
+        token_hash: None,
     })
 }
 
@@ -252,7 +253,10 @@ fn create_all<C: PushSubscriptionStore>(
             continue;
         }
         let new = match validate_create(ctx, policy, &obj) {
-            Ok(new) => new,
+            Ok(new) => NewSubscription {
+                token_hash: call.principal.token_hash.clone(),
+                ..new
+            },
             Err(e) => {
                 response.create_failed(&cid, e);
                 continue;
@@ -314,8 +318,7 @@ pub fn set<C: PushSubscriptionStore>(
                 );
                 continue;
             };
-            let current = ctx
-                .push_subscriptions(&user_id)?
+            let current = own_subscriptions(ctx, call)?
                 .into_iter()
                 .find(|s| s.id == resolved);
             let Some(current) = current else {
@@ -344,8 +347,12 @@ pub fn set<C: PushSubscriptionStore>(
         }
     }
 
+    let own: Vec<String> = own_subscriptions(ctx, call)?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     for id in destroy.unwrap_or_default() {
-        let resolved = call.resolve_id(&id.0);
+        let resolved = call.resolve_id(&id.0).filter(|r| own.contains(r));
         match resolved {
             Some(r) if ctx.destroy_push_subscription(&user_id, &r)? => {
                 response.destroyed.push(r);
