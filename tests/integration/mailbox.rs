@@ -528,3 +528,73 @@ async fn the_inbox_keeps_its_role_and_cannot_be_destroyed() {
         "renaming it is fine: {r:?}"
     );
 }
+
+#[on_both_backends]
+async fn set_is_judged_by_the_state_after_the_whole_call_in_any_order() {
+    // SET-06: only the final state must be valid: a role moved, names swapped and a child
+    // re-parented before its new parent moved, each in one call.
+    let (s, alice, account) = setup().await;
+    let get = json!([["Mailbox/get", {"accountId": account}, "0"]]);
+    let names = ids_by_name(&call(&s, &alice, get.clone()).await[0][1]);
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account,
+            "create": {"new": {"name": "Outgoing", "role": "sent"}},
+            "update": {names["Sent"].clone(): {"role": null}}}, "0"],
+            ["Mailbox/set", {"accountId": account, "update": {
+                names["Archive"].clone(): {"name": "Junk"},
+                names["Junk"].clone(): {"name": "Archive"}}}, "1"],
+            ["Mailbox/set", {"accountId": account,
+                "create": {"p": {"name": "P"}, "c": {"name": "C", "parentId": "#p"}}}, "2"]]),
+    )
+    .await;
+    assert!(
+        r[0][1]["notCreated"].is_null() && r[0][1]["notUpdated"].is_null(),
+        "{r:?}"
+    );
+    assert!(r[1][1]["notUpdated"].is_null(), "{r:?}");
+    let (p, c) = (
+        r[2][1]["created"]["p"]["id"].as_str().unwrap().to_owned(),
+        r[2][1]["created"]["c"]["id"].as_str().unwrap().to_owned(),
+    );
+    // C leaves P for the top level while P becomes C's child: a cycle only if taken one at a
+    // time in the wrong order (updates come sorted by id, not as the client meant them).
+    let r2 = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account, "update": {
+            c.clone(): {"parentId": null}, p.clone(): {"parentId": c.clone()}}}, "0"]]),
+    )
+    .await;
+    assert!(r2[0][1]["notUpdated"].is_null(), "{r2:?}");
+    let after = call(&s, &alice, get).await[0][1].clone();
+    let by_name = ids_by_name(&after);
+    let role_of = |name: &str| {
+        after["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| m["role"].clone())
+            .unwrap()
+    };
+    assert_eq!(role_of("Outgoing"), "sent");
+    assert_eq!(role_of("Sent"), Value::Null);
+    assert_eq!(by_name["Junk"], names["Archive"]);
+    assert_eq!(by_name["Archive"], names["Junk"]);
+
+    // Two creates with one name: the first given stays, the second is refused.
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account, "create": {
+            "a": {"name": "Twin"}, "b": {"name": "Twin"}}}, "0"]]),
+    )
+    .await;
+    assert!(r[0][1]["created"]["a"].is_object(), "{r:?}");
+    assert_eq!(
+        r[0][1]["notCreated"]["b"]["type"], "invalidProperties",
+        "{r:?}"
+    );
+}

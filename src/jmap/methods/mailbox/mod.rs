@@ -4,6 +4,7 @@
 //! the write transaction: the store hands the snapshot to [`plan_set`]'s decision and applies the
 //! operations it returns, all in one transaction.
 
+mod plan;
 mod query;
 mod set;
 

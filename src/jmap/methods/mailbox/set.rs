@@ -1,17 +1,15 @@
 //! Mailbox/set (RFC 8621 §2.5): the changes are planned against a snapshot taken inside the
-//! write transaction ([`plan_set`]) and applied in that same transaction.
+//! write transaction ([`super::plan::plan_set`]) and applied in that same transaction.
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
 use super::{
-    MAX_DEPTH, MAX_NAME_OCTETS, Mailbox, MailboxCounts, MailboxOp, MailboxSnapshot, MailboxStore,
-    ROLES, SERVER_SET, Viewer, read_only, to_json,
+    MAX_DEPTH, MAX_NAME_OCTETS, Mailbox, MailboxStore, ROLES, SERVER_SET, Viewer, read_only,
 };
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
-use crate::jmap::patch::apply_patch;
 use crate::jmap::standard::{self, SetError, SetErrorType, SetResponse};
 
 /// Reads a create's or an updated record's client-settable properties into `m`.
@@ -20,7 +18,7 @@ use crate::jmap::standard::{self, SetError, SetErrorType, SetResponse};
     clippy::too_many_lines,
     reason = "one arm per Mailbox property (RFC 8621 §2.1)"
 )]
-fn read_properties(
+pub(super) fn read_properties(
     m: &mut Mailbox,
     props: &Map<String, Value>,
     original: Option<&Map<String, Value>>,
@@ -190,7 +188,7 @@ pub fn set<C: MailboxStore>(
         response = SetResponse::default();
         new_ids.clear();
         req.check_state(&snap.state)?;
-        plan_set(
+        super::plan::plan_set(
             snap,
             &req,
             remove_emails,
@@ -206,237 +204,8 @@ pub fn set<C: MailboxStore>(
     Ok(response.to_response(Some(&account_id), Some((old_state, new_state))))
 }
 
-/// Decides a Mailbox/set against `snap`: fills `response` and returns the store operations.
-fn plan_set(
-    snap: &MailboxSnapshot,
-    req: &standard::SetRequest,
-    remove_emails: bool,
-    read_only: bool,
-    known_created: &HashMap<String, String>,
-    response: &mut SetResponse,
-    new_ids: &mut Vec<(String, String)>,
-) -> Result<Vec<MailboxOp>, MethodError> {
-    let mut plan = Plan {
-        snap,
-        read_only,
-        known_created,
-        all: snap.mailboxes.clone(),
-        created: HashMap::new(),
-        ops: Vec::new(),
-        response,
-        new_ids,
-    };
-    plan.create_all(&req.create);
-    for (key, patch) in &req.update {
-        plan.update(key, patch);
-    }
-    plan.destroy_all(&req.destroy, remove_emails);
-    Ok(plan.ops)
-}
-
-/// One Mailbox/set being planned: the mailboxes as they will be after the operations so far.
-struct Plan<'a> {
-    snap: &'a MailboxSnapshot,
-    read_only: bool,
-    /// Creation ids of earlier calls in the request.
-    known_created: &'a HashMap<String, String>,
-    all: Vec<Mailbox>,
-    /// Creation ids of this call.
-    created: HashMap<String, String>,
-    ops: Vec<MailboxOp>,
-    response: &'a mut SetResponse,
-    new_ids: &'a mut Vec<(String, String)>,
-}
-
-impl Plan<'_> {
-    /// An id or `#creationId` as the mailbox id it names, if known.
-    fn resolve(&self, id: &str) -> Option<String> {
-        match id.strip_prefix('#') {
-            Some(c) => self
-                .created
-                .get(c)
-                .or_else(|| self.known_created.get(c))
-                .cloned(),
-            None => Some(id.to_owned()),
-        }
-    }
-
-    /// Creates may name each other as parents (CID-03): take them in rounds, each round creating
-    /// those whose parent is known by then.
-    fn create_all(&mut self, create: &[(String, Map<String, Value>)]) {
-        let mut pending: Vec<&(String, Map<String, Value>)> = create.iter().collect();
-        loop {
-            let before = pending.len();
-            let mut next = Vec::new();
-            for entry in pending {
-                let (cid, props) = entry;
-                let parent_ref = props
-                    .get("parentId")
-                    .and_then(Value::as_str)
-                    .and_then(|p| p.strip_prefix('#'));
-                if let Some(pcid) = parent_ref
-                    && !self.created.contains_key(pcid)
-                    && !self.known_created.contains_key(pcid)
-                    && create.iter().any(|(c, _)| c == pcid)
-                {
-                    next.push(entry);
-                    continue;
-                }
-                self.create(cid, props);
-            }
-            if next.is_empty() || next.len() == before {
-                for (cid, _) in next {
-                    self.response.create_failed(
-                        cid,
-                        SetError::invalid_properties(&["parentId"], "the parent cannot be created"),
-                    );
-                }
-                break;
-            }
-            pending = next;
-        }
-    }
-
-    fn create(&mut self, cid: &str, props: &Map<String, Value>) {
-        let mut m = Mailbox {
-            id: new_mailbox_id(),
-            name: String::new(),
-            parent_id: None,
-            role: None,
-            sort_order: 0,
-            is_subscribed: true,
-        };
-        let result = read_properties(&mut m, props, None, &|p| self.resolve(p)).and_then(|()| {
-            if !props.contains_key("name") {
-                return Err(SetError::invalid_properties(&["name"], "name is required"));
-            }
-            check_tree(&m, &self.all)
-        });
-        if let Err(e) = result {
-            self.response.create_failed(cid, e);
-            return;
-        }
-        let full = to_json(&m, MailboxCounts::default(), self.read_only);
-        self.response
-            .created
-            .insert(cid.to_owned(), standard::created_reply(full, props));
-        self.created.insert(cid.to_owned(), m.id.clone());
-        self.new_ids.push((cid.to_owned(), m.id.clone()));
-        self.all.push(m.clone());
-        self.ops.push(MailboxOp::Insert(m));
-    }
-
-    fn update(&mut self, key: &str, patch: &Map<String, Value>) {
-        let Some(id) = self.resolve(key) else {
-            self.response.update_failed(key, SetError::not_found());
-            return;
-        };
-        let Some(index) = self.all.iter().position(|m| m.id == id) else {
-            self.response.update_failed(key, SetError::not_found());
-            return;
-        };
-        let current = self.all[index].clone();
-        let counts = self.snap.counts.get(&id).copied().unwrap_or_default();
-        let before = to_json(&current, counts, self.read_only);
-        let mut after = before.clone();
-        if let Err(e) = apply_patch(&mut after, patch) {
-            self.response
-                .update_failed(key, SetError::invalid_patch(e.to_string()));
-            return;
-        }
-        let mut m = current.clone();
-        let result = patched_properties(&before, &after).and_then(|props| {
-            read_properties(&mut m, &props, Some(&before), &|p| self.resolve(p))?;
-            check_tree(&m, &self.all)
-        });
-        match result {
-            Ok(()) => {
-                self.response.updated.insert(id, Value::Null);
-                if m != current {
-                    self.all[index] = m.clone();
-                    self.ops.push(MailboxOp::Update(m));
-                }
-            }
-            Err(e) => self.response.update_failed(key, e),
-        }
-    }
-
-    /// Destroys children before parents, so a whole subtree can go in one call.
-    fn destroy_all(&mut self, keys: &[String], remove_emails: bool) {
-        let mut destroy: Vec<(String, Option<String>)> =
-            keys.iter().map(|k| (k.clone(), self.resolve(k))).collect();
-        destroy
-            .sort_by_key(|(_, id)| std::cmp::Reverse(id.as_deref().map_or(0, |i| self.depth(i))));
-        for (key, id) in destroy {
-            match self.destroy(id, remove_emails) {
-                Ok(id) => self.response.destroyed.push(id),
-                Err(e) => self.response.destroy_failed(&key, e),
-            }
-        }
-    }
-
-    fn destroy(&mut self, id: Option<String>, remove_emails: bool) -> Result<String, SetError> {
-        let Some(id) = id.filter(|id| self.all.iter().any(|m| &m.id == id)) else {
-            return Err(SetError::not_found());
-        };
-        if self
-            .all
-            .iter()
-            .any(|m| m.id == id && m.role.as_deref() == Some("inbox"))
-        {
-            return Err(SetError::new(
-                SetErrorType::Forbidden,
-                "the inbox cannot be destroyed: new mail is delivered there",
-            ));
-        }
-        if self.all.iter().any(|m| m.parent_id.as_deref() == Some(&id)) {
-            return Err(SetError::new(
-                SetErrorType::MailboxHasChild,
-                "the mailbox has child mailboxes",
-            ));
-        }
-        let has_email = self
-            .snap
-            .counts
-            .get(&id)
-            .is_some_and(|c| c.total_emails > 0);
-        if has_email && !remove_emails {
-            return Err(SetError::new(
-                SetErrorType::MailboxHasEmail,
-                "the mailbox holds emails; set onDestroyRemoveEmails to remove them",
-            ));
-        }
-        self.all.retain(|m| m.id != id);
-        self.ops.push(MailboxOp::Delete {
-            id: id.clone(),
-            remove_emails: has_email,
-        });
-        Ok(id)
-    }
-
-    /// How many ancestors a mailbox has (bounded, in case of a cycle).
-    fn depth(&self, id: &str) -> usize {
-        let parent_of = |id: &str| {
-            self.all
-                .iter()
-                .find(|m| m.id == id)
-                .and_then(|m| m.parent_id.clone())
-        };
-        let mut d = 0;
-        let mut cur = parent_of(id);
-        while let Some(p) = cur {
-            d += 1;
-            if d > MAX_DEPTH * 2 {
-                break;
-            }
-            cur = parent_of(&p);
-        }
-        d
-    }
-}
-
 /// The properties a patch changed, with a removed property reset to its default (SET-14).
-fn patched_properties(
+pub(super) fn patched_properties(
     before: &Map<String, Value>,
     after: &Map<String, Value>,
 ) -> Result<Map<String, Value>, SetError> {
@@ -459,6 +228,6 @@ fn patched_properties(
 }
 
 /// A fresh mailbox id (`m` + 15 of `[a-z0-9]`).
-fn new_mailbox_id() -> String {
+pub(super) fn new_mailbox_id() -> String {
     crate::jmap::args::new_id('m')
 }
