@@ -208,9 +208,11 @@ impl EventSourceSession {
 impl Actor for EventSourceSession {
     type Context = HttpContext<Self>;
 
-    /// Runs when actix first polls the body. When the client's connection ends, actix drops the
-    /// body, which stops this actor (`stopping` unsubscribes): the stream's push slot is free at
-    /// once, not at the next heartbeat write.
+    /// Runs when actix first polls the body. When the connection ends, actix drops the body,
+    /// which stops this actor (`stopping` unsubscribes and frees the stream's place among the
+    /// user's connections). actix notices a client that closed only when a write fails: a client
+    /// that closes cleanly keeps its place until the next event or keepalive (at most
+    /// `push.heartbeat_secs`, docs/push.md).
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::metrics()
             .push_connections
