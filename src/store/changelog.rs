@@ -118,9 +118,10 @@ impl WriteTxn<'_> {
         }
     }
 
-    /// Whether anything has been recorded so far.
-    pub fn has_changes(&self) -> bool {
-        !self.changes.is_empty()
+    /// Whether a change to `data_type` has been recorded so far (and not folded away: created
+    /// and destroyed in one write is none). Only such a type's state moves at commit.
+    pub fn changes_type(&self, data_type: &str) -> bool {
+        self.changes.keys().any(|(t, _)| t == data_type)
     }
 }
 

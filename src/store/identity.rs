@@ -155,7 +155,7 @@ impl IdentityStore for StoreContext {
                     }
                 }
             }
-            let new_state = if txn.has_changes() {
+            let new_state = if txn.changes_type(DATA_TYPE) {
                 state_string(txn.seq())
             } else {
                 snap.state.clone()

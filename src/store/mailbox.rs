@@ -252,7 +252,7 @@ impl MailboxStore for StoreContext {
                     }
                 }
             }
-            let new_state = if txn.has_changes() {
+            let new_state = if txn.changes_type(DATA_TYPE) {
                 state_string(txn.seq())
             } else {
                 snap.state.clone()

@@ -126,7 +126,7 @@ impl SubmissionStore for StoreContext {
                 diesel::delete(es::table.find((account_id, id))).execute(txn.conn())?;
                 txn.record(DATA_TYPE, id, ChangeOp::Destroyed);
             }
-            let new_state = if txn.has_changes() {
+            let new_state = if txn.changes_type(DATA_TYPE) {
                 state_string(txn.seq())
             } else {
                 state.clone()

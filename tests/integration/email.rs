@@ -613,13 +613,18 @@ async fn an_email_created_and_destroyed_in_one_set_leaves_nothing_to_find() {
                 "bodyValues": {"t": {"value": "gone at once"}}
             }}, "destroy": ["#c"]}, "0"],
             ["Email/query", {"accountId": t.account, "filter": {"text": "zanzibar"},
-                "calculateTotal": true}, "1"]
+                "calculateTotal": true}, "1"],
+            ["Email/get", {"accountId": t.account, "ids": []}, "2"]
         ]))
         .await;
     let id = r[0][1]["created"]["c"]["id"].as_str().unwrap();
     assert_eq!(r[0][1]["destroyed"], json!([id]), "{r:?}");
     assert_eq!(r[1][1]["ids"], json!([]), "{r:?}");
     assert_eq!(r[1][1]["total"], 0);
+    // ST-04: no Email changed, so newState is the state Email/get reports (the mailbox
+    // counts the email passed through did change, in their own type).
+    assert_eq!(r[0][1]["newState"], r[0][1]["oldState"], "{r:?}");
+    assert_eq!(r[0][1]["newState"], r[2][1]["state"], "{r:?}");
 }
 
 #[on_both_backends]

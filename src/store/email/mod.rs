@@ -278,7 +278,9 @@ impl EmailStore for StoreContext {
                 return Err(StoreError::Invalid("stateMismatch".into()));
             }
             let results = apply(txn, Some(user_id), ops)?;
-            let new_state = if txn.has_changes() {
+            // ST-04: the Email state Email/get will report (created and destroyed in one call,
+            // an email is no Email change, though the mailbox counts it passed through are).
+            let new_state = if txn.changes_type(DATA_TYPE) {
                 state_string(txn.seq())
             } else {
                 old_state.clone()
