@@ -1162,3 +1162,32 @@ async fn an_import_is_pushed_as_email_thread_mailbox_and_email_delivery_but_a_fl
     assert!(changed.get("EmailDelivery").is_none(), "{data}");
     assert!(changed.get("Thread").is_none(), "{data}");
 }
+
+#[on_both_backends]
+async fn an_update_may_name_server_set_properties_with_their_current_values() {
+    // SET-16: a client that sends back what it read (id, blobId, threadId, size) is not refused.
+    let t = setup().await;
+    let a = t
+        .import(&message("x", "x@example.com", "", "x"), "inbox", json!({}))
+        .await;
+    let id = a["id"].as_str().unwrap();
+    let r = t
+        .call(
+            json!([["Email/set", {"accountId": t.account, "update": {id: {
+            "id": id, "blobId": a["blobId"], "threadId": a["threadId"], "size": a["size"],
+            "keywords/$flagged": true}}}, "0"],
+            ["Email/set", {"accountId": t.account, "update": {id: {
+            "size": a["size"].as_i64().unwrap() + 1}}}, "1"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["updated"], json!({id: null}), "{r:?}");
+    assert_eq!(
+        r[1][1]["notUpdated"][id]["type"], "invalidProperties",
+        "{r:?}"
+    );
+    assert_eq!(
+        r[1][1]["notUpdated"][id]["properties"],
+        json!(["size"]),
+        "{r:?}"
+    );
+}

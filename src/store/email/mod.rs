@@ -100,8 +100,15 @@ pub fn apply(
                 id,
                 mailbox_ids,
                 keywords,
+                server_set,
             } => results.push(
-                match update::update(txn, &id, mailbox_ids.as_ref(), keywords.as_ref())? {
+                match update::update(
+                    txn,
+                    &id,
+                    mailbox_ids.as_ref(),
+                    keywords.as_ref(),
+                    &server_set,
+                )? {
                     Ok(()) => OpResult::Updated(id),
                     Err(e) => OpResult::NotUpdated(key, e),
                 },

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use diesel::prelude::*;
+use serde_json::{Map, Value, json};
 
 use super::{insert_keyword, insert_membership, is_unread, missing_mailboxes};
 use crate::jmap::methods::email::{DATA_TYPE, SetEdit, THREAD_TYPE};
@@ -74,16 +75,38 @@ pub(super) fn update(
     id: &str,
     mailbox_edit: Option<&SetEdit>,
     keyword_edit: Option<&SetEdit>,
+    server_set: &Map<String, Value>,
 ) -> Result<Result<(), SetError>, StoreError> {
     let account_id = txn.account_id().to_owned();
-    let found: Option<(i64, String)> = emails::table
+    let found: Option<(i64, String, String, i64)> = emails::table
         .find((&account_id, id))
-        .select((emails::received_at, emails::thread_id))
+        .select((
+            emails::received_at,
+            emails::thread_id,
+            emails::blob_id,
+            emails::size,
+        ))
         .first_row(txn.conn())
         .optional()?;
-    let Some((received_at, thread_id)) = found else {
+    let Some((received_at, thread_id, blob_id, size)) = found else {
         return Ok(Err(SetError::not_found()));
     };
+    // SET-16: a server-set property may be in the patch only with its current value.
+    for (name, value) in server_set {
+        let current = match name.as_str() {
+            "id" => json!(id),
+            "blobId" => json!(blob_id),
+            "threadId" => json!(thread_id),
+            "size" => json!(size),
+            _ => Value::Null,
+        };
+        if *value != current {
+            return Ok(Err(SetError::invalid_properties(
+                &[name.as_str()],
+                format!("{name} is set by the server and cannot be changed"),
+            )));
+        }
+    }
     let old_mailboxes = mailboxes_of(txn.conn(), &account_id, id)?;
     let old_keywords = keywords_of(txn.conn(), &account_id, id)?;
     let new_mailboxes =

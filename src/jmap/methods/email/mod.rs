@@ -122,6 +122,8 @@ pub enum EmailOp {
         id: String,
         mailbox_ids: Option<SetEdit>,
         keywords: Option<SetEdit>,
+        /// Server-set properties the patch named, which must hold their current values (SET-16).
+        server_set: Map<String, Value>,
     },
     Destroy {
         key: String,
@@ -305,13 +307,27 @@ pub fn parse_utc_date(s: &str) -> Option<i64> {
         .map(|d| d.timestamp())
 }
 
-/// Reads an Email/set update patch into edits of `mailboxIds` and `keywords` (ESET-01).
+/// The server-set properties of an Email (RFC 8621 §4.1.1): a patch may name them only with
+/// their current values (RFC 8620 §5.3, SET-16).
+pub const SERVER_SET: &[&str] = &["id", "blobId", "threadId", "size"];
+
+/// What an Email/set update patch asks (ESET-01): edits of `mailboxIds` and `keywords`, and
+/// the server-set properties it names, to be checked against the email.
+#[derive(Debug, Default)]
+pub struct UpdatePatch {
+    pub mailbox_ids: Option<SetEdit>,
+    pub keywords: Option<SetEdit>,
+    pub server_set: Map<String, Value>,
+}
+
+/// Reads an Email/set update patch (ESET-01).
 pub fn read_update(
     patch: &Map<String, Value>,
     created: &HashMap<String, String>,
-) -> Result<(Option<SetEdit>, Option<SetEdit>), SetError> {
+) -> Result<UpdatePatch, SetError> {
     let mut mailboxes: Option<SetEdit> = None;
     let mut keywords: Option<SetEdit> = None;
+    let mut server_set = Map::new();
     let overlap =
         |p: &str| SetError::invalid_patch(format!("{p} is patched both whole and by entry"));
     for (path, value) in patch {
@@ -360,6 +376,9 @@ pub fn read_update(
             [p, ..] if p == "keywords" || p == "mailboxIds" => {
                 return Err(SetError::invalid_patch(format!("{path:?} is too deep")));
             }
+            [p] if SERVER_SET.contains(&p.as_str()) => {
+                server_set.insert(p.clone(), value.clone());
+            }
             _ => {
                 // ESET-01: only mailboxIds and keywords may change after creation.
                 let name = segments.first().map_or(path.as_str(), String::as_str);
@@ -370,7 +389,11 @@ pub fn read_update(
             }
         }
     }
-    Ok((mailboxes, keywords))
+    Ok(UpdatePatch {
+        mailbox_ids: mailboxes,
+        keywords,
+        server_set,
+    })
 }
 
 /// A patch entry value: `true` adds, `null` removes; anything else (also `false`) is invalid.
@@ -415,11 +438,19 @@ mod tests {
     #[test]
     fn update_patches_by_path_and_refuses_immutable_properties_and_false() {
         let created = HashMap::from([("mb".to_owned(), "m1".to_owned())]);
-        let (m, k) = read_update(
-            &obj(json!({"keywords/$Seen": true, "mailboxIds/#mb": true, "mailboxIds/m9": null})),
+        let UpdatePatch {
+            mailbox_ids: m,
+            keywords: k,
+            server_set,
+        } = read_update(
+            &obj(
+                json!({"keywords/$Seen": true, "mailboxIds/#mb": true, "mailboxIds/m9": null,
+                "size": 249}),
+            ),
             &created,
         )
         .unwrap();
+        assert_eq!(server_set.get("size"), Some(&json!(249)));
         assert_eq!(k, Some(SetEdit::Patch(vec![("$seen".into(), true)])));
         let m = m.unwrap();
         let after = m.apply(&BTreeSet::from(["m9".to_owned(), "m3".to_owned()]));

@@ -47,11 +47,12 @@ pub fn set<C: EmailStore>(
             continue;
         };
         match read_update(patch, &created_here) {
-            Ok((mailbox_ids, keywords)) => ops.push(EmailOp::Update {
+            Ok(p) => ops.push(EmailOp::Update {
                 key: key.clone(),
                 id,
-                mailbox_ids,
-                keywords,
+                mailbox_ids: p.mailbox_ids,
+                keywords: p.keywords,
+                server_set: p.server_set,
             }),
             Err(e) => response.update_failed(key, e),
         }
