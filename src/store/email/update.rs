@@ -70,6 +70,19 @@ fn check_limits(mailboxes: &BTreeSet<String>, keywords: &BTreeSet<String>) -> Re
 }
 
 /// Changes an email's mailboxes and keywords (ESET-01).
+/// SET-16: a server-set property may be in a patch only with its current value.
+fn check_server_set(asked: &Map<String, Value>, current: &Value) -> Result<(), SetError> {
+    for (name, value) in asked {
+        if current.get(name) != Some(value) {
+            return Err(SetError::invalid_properties(
+                &[name.as_str()],
+                format!("{name} is set by the server and cannot be changed"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn update(
     txn: &mut WriteTxn<'_>,
     id: &str,
@@ -91,21 +104,9 @@ pub(super) fn update(
     let Some((received_at, thread_id, blob_id, size)) = found else {
         return Ok(Err(SetError::not_found()));
     };
-    // SET-16: a server-set property may be in the patch only with its current value.
-    for (name, value) in server_set {
-        let current = match name.as_str() {
-            "id" => json!(id),
-            "blobId" => json!(blob_id),
-            "threadId" => json!(thread_id),
-            "size" => json!(size),
-            _ => Value::Null,
-        };
-        if *value != current {
-            return Ok(Err(SetError::invalid_properties(
-                &[name.as_str()],
-                format!("{name} is set by the server and cannot be changed"),
-            )));
-        }
+    let current = json!({"id": id, "blobId": blob_id, "threadId": thread_id, "size": size});
+    if let Err(e) = check_server_set(server_set, &current) {
+        return Ok(Err(e));
     }
     let old_mailboxes = mailboxes_of(txn.conn(), &account_id, id)?;
     let old_keywords = keywords_of(txn.conn(), &account_id, id)?;
