@@ -70,6 +70,30 @@ fn check_limits(mailboxes: &BTreeSet<String>, keywords: &BTreeSet<String>) -> Re
 }
 
 /// Changes an email's mailboxes and keywords (ESET-01).
+/// Replaces an email's keywords `old` with `new` in the store.
+fn write_keywords(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    id: &str,
+    old: &BTreeSet<String>,
+    new: &BTreeSet<String>,
+) -> Result<(), StoreError> {
+    let dropped: Vec<&String> = old.difference(new).collect();
+    if !dropped.is_empty() {
+        diesel::delete(
+            email_keywords::table
+                .filter(email_keywords::account_id.eq(account_id))
+                .filter(email_keywords::email_id.eq(id))
+                .filter(email_keywords::keyword.eq_any(&dropped)),
+        )
+        .execute(conn)?;
+    }
+    for k in new.difference(old) {
+        insert_keyword(conn, account_id, id, k)?;
+    }
+    Ok(())
+}
+
 /// SET-16: a server-set property may be in a patch only with its current value.
 fn check_server_set(asked: &Map<String, Value>, current: &Value) -> Result<(), SetError> {
     for (name, value) in asked {
@@ -138,19 +162,7 @@ pub(super) fn update(
     for m in &added {
         insert_membership(txn.conn(), &account_id, id, m, received_at)?;
     }
-    let dropped: Vec<&String> = old_keywords.difference(&new_keywords).collect();
-    if !dropped.is_empty() {
-        diesel::delete(
-            email_keywords::table
-                .filter(email_keywords::account_id.eq(&account_id))
-                .filter(email_keywords::email_id.eq(id))
-                .filter(email_keywords::keyword.eq_any(&dropped)),
-        )
-        .execute(txn.conn())?;
-    }
-    for k in new_keywords.difference(&old_keywords) {
-        insert_keyword(txn.conn(), &account_id, id, k)?;
-    }
+    write_keywords(txn.conn(), &account_id, id, &old_keywords, &new_keywords)?;
     let (was_unread, now_unread) = (is_unread(&old_keywords), is_unread(&new_keywords));
     for m in &removed {
         mailbox_counts::email_left(txn.conn(), &account_id, m, &thread_id, was_unread)?;
