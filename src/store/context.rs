@@ -38,4 +38,20 @@ impl StoreContext {
         }
         Ok(value)
     }
+
+    /// [`StoreContext::write`] whose commit is on disk when it returns (`store::durable`): for
+    /// what the client hands over for Herald alone to keep, such as a message queued to be sent.
+    pub fn write_durably<T>(
+        &mut self,
+        account_id: &str,
+        body: impl FnOnce(&mut changelog::WriteTxn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let (value, committed) = super::durable::write(&mut self.conn, |conn| {
+            changelog::write(conn, account_id, body)
+        })?;
+        if let Some(c) = committed {
+            self.committed.push(c);
+        }
+        Ok(value)
+    }
 }

@@ -86,7 +86,9 @@ impl SubmissionStore for StoreContext {
         write: SubmissionWrite<'_>,
     ) -> Result<(String, String, Vec<String>), MethodError> {
         let now_ms = super::now_ms();
-        let result = self.write(account_id, |txn| {
+        // Queued mail is the user's outgoing message in Herald's keeping alone: on disk before
+        // the client is told it is queued (`store::durable`).
+        let result = self.write_durably(account_id, |txn| {
             let state = state_string(changelog::type_state(txn.conn(), account_id, DATA_TYPE)?);
             for (s, queued) in write.insert {
                 diesel::insert_into(es::table)
