@@ -598,3 +598,44 @@ async fn set_is_judged_by_the_state_after_the_whole_call_in_any_order() {
         "{r:?}"
     );
 }
+
+#[on_both_backends]
+async fn moving_a_mailbox_deeper_takes_its_subtree_into_account() {
+    // MBX-04: a move that would put a descendant beyond the deepest level is refused.
+    let (s, alice, account) = setup().await;
+    let chain = |prefix: &str, n: usize| {
+        let mut create = serde_json::Map::new();
+        for i in 1..=n {
+            let mut m = json!({"name": format!("{prefix}{i}")});
+            if i > 1 {
+                m["parentId"] = json!(format!("#{prefix}{}", i - 1));
+            }
+            create.insert(format!("{prefix}{i}"), m);
+        }
+        Value::Object(create)
+    };
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account, "create": chain("a", 5)}, "0"],
+            ["Mailbox/set", {"accountId": account, "create": chain("b", 6)}, "1"]]),
+    )
+    .await;
+    let a5 = r[0][1]["created"]["a5"]["id"].as_str().unwrap().to_owned();
+    let b1 = r[1][1]["created"]["b1"]["id"].as_str().unwrap().to_owned();
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account, "update": {b1.clone(): {"parentId": a5}}}, "0"]]),
+    )
+    .await;
+    assert_eq!(
+        r[0][1]["notUpdated"][&b1]["type"], "invalidProperties",
+        "{r:?}"
+    );
+    assert_eq!(
+        r[0][1]["notUpdated"][&b1]["properties"],
+        json!(["parentId"]),
+        "{r:?}"
+    );
+}

@@ -252,10 +252,23 @@ impl Plan<'_> {
     /// Why `change` leaves the planned mailboxes invalid, if it does.
     fn problem_of(&self, change: &Change) -> Option<SetError> {
         match change {
-            Change::Created { id, .. } | Change::Updated { id, .. } => {
+            Change::Created { id, .. } => {
                 // A mailbox destroyed later in the call is checked no more.
                 let m = self.find(id)?;
                 check_tree(m, &self.all).err()
+            }
+            Change::Updated { id, before, .. } => {
+                let m = self.find(id)?;
+                check_tree(m, &self.all).err().or_else(|| {
+                    // Moved deeper, it takes its subtree along: no descendant may end up
+                    // beyond the deepest level either.
+                    (m.parent_id != before.parent_id && self.subtree_too_deep(id)).then(|| {
+                        SetError::invalid_properties(
+                            &["parentId"],
+                            format!("mailboxes nest at most {MAX_DEPTH} deep"),
+                        )
+                    })
+                })
             }
             Change::Destroyed { before, .. } => self
                 .all
@@ -348,6 +361,28 @@ impl Plan<'_> {
             }
         }
         ops
+    }
+
+    /// Whether a mailbox below `id` is nested deeper than `MAX_DEPTH`.
+    fn subtree_too_deep(&self, id: &str) -> bool {
+        let mut below: Vec<&str> = vec![id];
+        let mut i = 0;
+        while let Some(&parent) = below.get(i) {
+            i += 1;
+            for m in &self.all {
+                if m.parent_id.as_deref() == Some(parent) {
+                    if self.depth(&m.id) + 1 > MAX_DEPTH {
+                        return true;
+                    }
+                    below.push(&m.id);
+                }
+            }
+            if below.len() > self.all.len() {
+                // A cycle; check_tree reports it.
+                return false;
+            }
+        }
+        false
     }
 
     /// How many ancestors a mailbox has (bounded, in case of a cycle).
