@@ -2,8 +2,8 @@
 //!
 //! An address belongs to a user when it is the user name (for names with `@`), or
 //! `<user name>@<[submission] domain>` (the default identity's address), or an alias
-//! (`herald alias add`); failing those, a catch-all alias `@domain` takes any address of its
-//! domain. Local part and domain compare case-insensitively, as identities' addresses do.
+//! (`herald alias add`); failing those, a subaddress `name+tag@domain` is `name@domain`'s (RFC
+//! 5233), and a catch-all alias `@domain` takes any address of its domain. Local part and domain compare case-insensitively, as identities' addresses do.
 
 use diesel::prelude::*;
 
@@ -30,14 +30,45 @@ fn normalise(address: &str) -> Option<(String, String)> {
 }
 
 /// The id of the user `address` delivers to, if any. `mail_domain` is `[submission] domain`.
+///
+/// A subaddress (RFC 5233) `alice+tag@domain` delivers where `alice@domain` does unless a user or
+/// an alias names it as it is; a catch-all comes last. A bare `postmaster` (RFC 5321 §4.5.1) is
+/// `postmaster@<mail_domain>`.
 pub fn resolve(
     conn: &mut AnyConnection,
     address: &str,
     mail_domain: &str,
 ) -> Result<Option<String>, StoreError> {
+    let address = address.trim();
+    let postmaster;
+    let address = if address.eq_ignore_ascii_case("postmaster") {
+        postmaster = format!("postmaster@{}", mail_domain.trim());
+        postmaster.as_str()
+    } else {
+        address
+    };
     let Some((local, domain)) = normalise(address) else {
         return Ok(None);
     };
+    if let Some(user) = resolve_exact(conn, &local, &domain, mail_domain)? {
+        return Ok(Some(user));
+    }
+    if let Some((base, _tag)) = local.split_once('+')
+        && !base.is_empty()
+        && let Some(user) = resolve_exact(conn, base, &domain, mail_domain)?
+    {
+        return Ok(Some(user));
+    }
+    alias_user(conn, &format!("@{domain}"))
+}
+
+/// The user `local@domain` names as a user name, a name at the mail domain, or an alias.
+fn resolve_exact(
+    conn: &mut AnyConnection,
+    local: &str,
+    domain: &str,
+    mail_domain: &str,
+) -> Result<Option<String>, StoreError> {
     let full = format!("{local}@{domain}");
     let by_name = super::users::id_by_name_ignoring_case;
     if let Some(user) = by_name(conn, &full)? {
@@ -45,21 +76,20 @@ pub fn resolve(
     }
     if domain.eq_ignore_ascii_case(mail_domain.trim())
         && !local.is_empty()
-        && let Some(user) = by_name(conn, &local)?
+        && let Some(user) = by_name(conn, local)?
     {
         return Ok(Some(user));
     }
-    for key in [full, format!("@{domain}")] {
-        let user: Option<String> = aliases::table
-            .find(&key)
-            .select(aliases::user_id)
-            .first_row(conn)
-            .optional()?;
-        if user.is_some() {
-            return Ok(user);
-        }
-    }
-    Ok(None)
+    alias_user(conn, &full)
+}
+
+/// The user of the alias `key` (an address, or `@domain` for a catch-all).
+fn alias_user(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(aliases::table
+        .find(key)
+        .select(aliases::user_id)
+        .first_row(conn)
+        .optional()?)
 }
 
 /// Makes `address` (or `@domain`, a catch-all) deliver to user `user_name`.

@@ -461,3 +461,40 @@ async fn herald_alias_decides_which_addresses_reach_a_user() {
     assert_eq!(rcpt("other@example.org").await, 550);
     assert_eq!(rcpt("sales@example.org").await, 250);
 }
+
+#[on_both_backends]
+async fn a_subaddress_reaches_its_user_and_a_bare_postmaster_is_the_mail_domains() {
+    // RFC 5233 subaddresses; RFC 5321 §4.5.1 `postmaster` without a domain.
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw-alice-1");
+    s.add_user("bob", "pw-bob-1");
+    let mut c = LmtpClient::ready(&lmtp_addr(&s)).await;
+    let d = c
+        .deliver(
+            "carol@remote.test",
+            &["Alice+Lists@localhost", "+x@localhost"],
+            &message("Tagged", ""),
+        )
+        .await;
+    assert_eq!(
+        d.rcpt.iter().map(|r| r.code).collect::<Vec<_>>(),
+        [250, 550],
+        "{d:?}"
+    );
+    assert_eq!(d.data[0].code, 250, "{d:?}");
+    assert_eq!(emails(&s, &alice).await.len(), 1);
+
+    let addr = lmtp_addr(&s);
+    let rcpt = |address: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let mut c = LmtpClient::ready(&addr).await;
+            assert_eq!(c.command("MAIL FROM:<carol@remote.test>").await.code, 250);
+            c.command(&format!("RCPT TO:<{address}>")).await.code
+        }
+    };
+    assert_eq!(rcpt("Postmaster").await, 550, "nobody is postmaster yet");
+    let (ok, out) = s.cli(&["alias", "add", "postmaster@localhost", "--to", "bob"]);
+    assert!(ok, "{out}");
+    assert_eq!(rcpt("Postmaster").await, 250);
+}
