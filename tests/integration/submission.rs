@@ -353,3 +353,58 @@ async fn submissions_are_listed_queried_tracked_and_destroyed_without_unsending(
     assert_eq!(r[0][1]["list"].as_array().unwrap().len(), 1);
     t.s.stop().await;
 }
+
+#[on_both_backends]
+async fn every_to_cc_and_bcc_field_is_a_recipient_and_two_from_fields_are_refused() {
+    // SUB-03 with RFC 5322 §4.5.3 (repeated destination fields); SUB-07 with §3.6 (one From).
+    let t = setup().await;
+    let identity = t.default_identity().await;
+    let mut blobs = Vec::new();
+    for raw in [
+        "From: alice@localhost\r\nTo: bob@localhost\r\nTo: carol@localhost\r\n\
+         Cc: alice@localhost\r\nBcc: bob@localhost\r\nBcc : carol@localhost\r\n\
+         Subject: many fields\r\n\r\nHi\r\n",
+        "From: bob@localhost\r\nFrom: alice@localhost\r\nTo: bob@localhost\r\n\
+         Subject: two senders\r\n\r\nHi\r\n",
+    ] {
+        let a =
+            t.s.post_raw(
+                &format!("/jmap/upload/{}/", t.account),
+                &t.alice,
+                "message/rfc822",
+                raw.as_bytes().to_vec(),
+            )
+            .await;
+        blobs.push(a.body["blobId"].as_str().unwrap().to_owned());
+    }
+    let r = t
+        .call(
+            &t.alice,
+            json!([
+                ["Email/import", {"accountId": t.account, "emails": {
+                    "many": {"blobId": blobs[0], "mailboxIds": {t.drafts.clone(): true}},
+                    "two": {"blobId": blobs[1], "mailboxIds": {t.drafts.clone(): true}}}}, "0"],
+                ["EmailSubmission/set", {"accountId": t.account, "create": {
+                    "many": {"identityId": identity, "emailId": "#many"},
+                    "two": {"identityId": identity, "emailId": "#two"}}}, "1"],
+                ["EmailSubmission/get", {"accountId": t.account, "ids": ["#many"],
+                    "properties": ["envelope"]}, "2"]
+            ]),
+        )
+        .await;
+    assert_eq!(
+        r[1][1]["notCreated"]["two"]["type"], "invalidEmail",
+        "{r:?}"
+    );
+    let rcpt: Vec<&str> = r[2][1]["list"][0]["envelope"]["rcptTo"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r:?}"))
+        .iter()
+        .map(|a| a["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rcpt,
+        ["bob@localhost", "carol@localhost", "alice@localhost"]
+    );
+    t.s.stop().await;
+}

@@ -17,13 +17,20 @@ pub struct Envelope {
 
 /// The addresses of an address header.
 pub fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<String> {
-    a.map(|a| {
-        a.iter()
-            .filter_map(|x| x.address())
-            .map(str::to_owned)
-            .collect()
-    })
-    .unwrap_or_default()
+    addresses_of(a)
+}
+
+/// The email addresses of every field given (a message may repeat To, Cc and Bcc: RFC 5322
+/// §4.5.3).
+pub fn addresses_of<'a, 'x: 'a>(
+    fields: impl IntoIterator<Item = &'a mail_parser::Address<'x>>,
+) -> Vec<String> {
+    fields
+        .into_iter()
+        .flat_map(mail_parser::Address::iter)
+        .filter_map(|x| x.address())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Removes every `Bcc` header field (with its folded lines) from a message (SUB-07).
@@ -43,7 +50,7 @@ pub fn strip_bcc(message: &[u8]) -> Vec<u8> {
         }
         let folded = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
         if !folded {
-            skipping = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"bcc:");
+            skipping = is_bcc_field(line);
         }
         if !skipping {
             out.extend_from_slice(line);
@@ -51,6 +58,16 @@ pub fn strip_bcc(message: &[u8]) -> Vec<u8> {
         rest = tail;
     }
     out
+}
+
+/// Whether a header line starts a Bcc field: the name, any case, then the colon, with white
+/// space allowed between them (RFC 5322 §4.5, obsolete syntax that parsers, ours included, read
+/// as Bcc all the same).
+fn is_bcc_field(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    line[..colon].trim_ascii_end().eq_ignore_ascii_case(b"bcc")
 }
 
 /// An Address (`{email, parameters}`): its email and parameters, if well formed.
@@ -151,6 +168,9 @@ mod tests {
             strip_bcc(m),
             b"From: a@x\r\nTo: d@x\r\n\r\nBcc: body stays\r\n".to_vec()
         );
+        // Obsolete syntax (RFC 5322 §4.5): white space before the colon is still Bcc.
+        let m = b"BCC : b@x\r\nBcc\t: c@x\r\nBccx: kept\r\nTo: d@x\r\n\r\n";
+        assert_eq!(strip_bcc(m), b"Bccx: kept\r\nTo: d@x\r\n\r\n".to_vec());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::jmap::error::MethodError;
 use crate::jmap::methods::email::{self, EmailMeta, EmailStore};
 use crate::jmap::methods::identity::{Identity, IdentityStore, may_send_from};
 use crate::jmap::methods::submission::envelope::{
-    addresses, envelope_json, read_envelope, send_at, strip_bcc,
+    addresses, addresses_of, envelope_json, read_envelope, send_at, strip_bcc,
 };
 use crate::jmap::methods::submission::{
     MAX_RECIPIENTS, Queued, QueuedRecipient, Submission, SubmissionStore, SubmissionWrite,
@@ -88,11 +88,16 @@ fn prepare_create<C: SubmissionStore + EmailStore>(
                 identity.email.clone()
             };
             let mut seen = HashSet::new();
-            let rcpt: Vec<String> = [parsed.to(), parsed.cc(), parsed.bcc()]
-                .into_iter()
-                .flat_map(addresses)
-                .filter(|a| seen.insert(a.to_lowercase()))
-                .collect();
+            // Every To, Cc and Bcc field, not only the last of each name.
+            let rcpt: Vec<String> = [
+                addresses_of(parsed.all_to()),
+                addresses_of(parsed.all_cc()),
+                addresses_of(parsed.all_bcc()),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|a| seen.insert(a.to_lowercase()))
+            .collect();
             Route {
                 envelope: envelope_json(&mail_from, &rcpt),
                 mail_from,
@@ -138,6 +143,15 @@ fn checked_from(
     identity: &Identity,
     allowed: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<String>, SetError> {
+    // RFC 5322 §3.6: exactly one From field. With two, readers differ on which one they show,
+    // so the one checked here might not be the one seen.
+    if parsed.header_values(mail_parser::HeaderName::From).count() > 1 {
+        return Err(SetError::new(
+            SetErrorType::InvalidEmail,
+            "the message has more than one From field",
+        )
+        .with("properties", json!(["from"])));
+    }
     let from = addresses(parsed.from());
     if from.is_empty() {
         return Err(SetError::new(
