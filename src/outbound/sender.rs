@@ -100,7 +100,10 @@ impl SubmissionSender {
                         act.in_flight += 1;
                         act.attempt(recipient, message, ctx);
                     }
-                    act.arm_timer(next_wake, ctx);
+                    // With every slot busy, the next finished attempt pumps: a due row must not
+                    // make the timer fire at once, again and again, until then.
+                    let full = act.in_flight >= act.config.max_in_flight.max(1);
+                    act.arm_timer(next_wake.filter(|_| !full), ctx);
                 }
                 Ok(Err(e)) => {
                     log::warn!("submission outbox: claiming failed: {e}");

@@ -40,7 +40,9 @@ pub fn enqueue(
                 ob::local_account_id.eq(r.local_account.as_deref()),
                 ob::mail_from.eq(&queued.mail_from),
                 ob::blob_id.eq(&blob_id),
-                ob::queued_at.eq(now_ms),
+                // Queued for sending when it is released: a message held for days (FUTURERELEASE)
+                // gets its full `give_up_secs` of retries after that, not what is left of it.
+                ob::queued_at.eq(now_ms.max(queued.send_at_ms)),
                 ob::next_attempt_at.eq(queued.send_at_ms),
             ))
             .execute(conn)?;

@@ -259,6 +259,41 @@ async fn a_recipient_still_failing_at_the_give_up_age_is_given_up_and_bounced() 
 }
 
 #[on_both_backends]
+async fn a_held_submission_gets_its_whole_give_up_age_of_retries_after_its_release() {
+    // SUB-04: the give-up age counts from when the message may first be sent, not from when it
+    // was queued: a hold longer than give_up_secs is no reason to give up on the first 4xx.
+    let sink = SmtpSink::start();
+    sink.answer("slow@far.test", "451 4.3.0 try again later");
+    let t = with_relay(&sink, |c| {
+        c.submission.retry_base_secs = 1;
+        c.submission.retry_cap_secs = 1;
+        c.submission.give_up_secs = 3;
+    })
+    .await;
+    let envelope = json!({"mailFrom": {"email": "alice@localhost", "parameters": {"HOLDFOR": "4"}},
+        "rcptTo": [{"email": "slow@far.test"}]});
+    let sid = send(&t, &["slow@far.test"], Some(envelope)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = t
+        .submission_until(&sid, |s| {
+            s["deliveryStatus"]["slow@far.test"]["smtpReply"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("451"))
+        })
+        .await;
+    assert_eq!(
+        delivered(&s, "slow@far.test"),
+        "queued",
+        "not given up: {s}"
+    );
+    sink.answer("slow@far.test", "250 2.1.5 Ok");
+    t.submission_until(&sid, |s| delivered(s, "slow@far.test") == "yes")
+        .await;
+}
+
+#[on_both_backends]
 async fn a_delayed_submission_waits_for_its_time_and_can_be_canceled_until_then() {
     let sink = SmtpSink::start();
     let t = with_relay(&sink, |_| {}).await;
