@@ -18,6 +18,9 @@ pub struct Subscriber {
     pub user_id: String,
     /// The bearer token the connection was opened with (`Principal::token_hash`).
     pub token_hash: Option<String>,
+    /// The password the connection was opened with (`Principal::password_stamp`): it ends when
+    /// the password changes.
+    pub password_stamp: Option<String>,
     pub slot: Arc<ChangeSlot>,
     pub wake: Arc<WakeSignal>,
 }

@@ -43,6 +43,7 @@ impl Subscribe {
             subscriber: Subscriber {
                 user_id: principal.user_id.clone(),
                 token_hash: principal.token_hash.clone(),
+                password_stamp: principal.password_stamp.clone(),
                 slot,
                 wake,
             },
@@ -167,7 +168,8 @@ impl Registry {
                 let mut conn = store.conn()?;
                 let pairs = crate::store::accounts::readable_pairs(&mut conn, &users)?;
                 let tokens = crate::store::tokens::existing(&mut conn, &tokens)?;
-                Ok((pairs, tokens))
+                let stamps = crate::store::credentials::password_stamps(&mut conn, &users)?;
+                Ok((pairs, (tokens, stamps)))
             })
             .await
             .unwrap_or_else(|e| Err(StoreError::Invalid(e.to_string())))
@@ -178,8 +180,8 @@ impl Registry {
             if std::mem::take(&mut registry.audit_again) {
                 registry.audit(ctx);
             }
-            let (allowed, tokens): (HashSet<(String, String)>, HashSet<String>) = match allowed {
-                Ok((pairs, tokens)) => (pairs.into_iter().collect(), tokens),
+            let (allowed, (tokens, stamps)): (HashSet<(String, String)>, _) = match allowed {
+                Ok((pairs, credentials)) => (pairs.into_iter().collect(), credentials),
                 Err(e) => {
                     log::warn!("push access audit failed: {e}");
                     return;
@@ -199,14 +201,16 @@ impl Registry {
                 log::info!("push: {user} lost access to {account}; dropping its subscriptions");
                 registry.revoke(&user, &account);
             }
-            // A connection opened with a revoked token ends; its session unsubscribes as it stops.
+            // A connection opened with a revoked token, or with a password since changed, ends;
+            // its session unsubscribes as it stops.
             for sub in registry.subscriptions.values() {
-                if sub
-                    .subscriber
-                    .token_hash
+                let s = &sub.subscriber;
+                let token_revoked = s.token_hash.as_ref().is_some_and(|t| !tokens.contains(t));
+                let password_changed = s
+                    .password_stamp
                     .as_ref()
-                    .is_some_and(|t| !tokens.contains(t))
-                {
+                    .is_some_and(|p| stamps.get(&s.user_id) != Some(p));
+                if token_revoked || password_changed {
                     sub.subscriber.slot.close();
                     sub.subscriber.wake.raise();
                 }

@@ -219,6 +219,28 @@ pub fn authenticate(
     }))
 }
 
+/// The password stamps ([`password_stamp_of`]) of `user_ids` as stored now; users that are gone
+/// are left out.
+pub fn password_stamps(
+    conn: &mut super::AnyConnection,
+    user_ids: &[String],
+) -> Result<HashMap<String, String>, StoreError> {
+    use super::schema::users;
+    use diesel::prelude::*;
+    let mut out = HashMap::new();
+    for chunk in user_ids.chunks(500) {
+        let rows: Vec<(String, String)> = users::table
+            .filter(users::id.eq_any(chunk))
+            .select((users::id, users::password_hash))
+            .load(conn)?;
+        out.extend(
+            rows.into_iter()
+                .map(|(id, hash)| (id, password_stamp_of(&hash))),
+        );
+    }
+    Ok(out)
+}
+
 /// What [`crate::jmap::session::Principal::password_stamp`] holds for a stored password hash.
 pub fn password_stamp_of(password_hash: &str) -> String {
     super::sha256_hex(password_hash.as_bytes())

@@ -104,6 +104,14 @@ fn snapshot(conn: &mut AnyConnection, account_id: &str) -> Result<IdentitySnapsh
 }
 
 impl IdentityStore for StoreContext {
+    fn identity_prepare(
+        &mut self,
+        account_id: &str,
+        default: &Identity,
+    ) -> Result<(), MethodError> {
+        ensure_default(self.conn(), account_id, default).map_err(MethodError::from)
+    }
+
     fn identity_snapshot(
         &mut self,
         account_id: &str,

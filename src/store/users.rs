@@ -3,7 +3,7 @@
 use super::first_row::FirstRowDsl;
 use diesel::prelude::*;
 
-use super::schema::{account_access, accounts, users};
+use super::schema::{account_access, accounts, stream_tickets, users};
 use super::{AnyConnection, StoreError, credentials, new_id, now};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
@@ -160,7 +160,15 @@ pub fn set_password(
             .set(users::password_hash.eq(hash))
             .execute(conn)?;
         super::push_subscription::destroy_bound_to(conn, &user_id, None)?;
-        Ok(())
+        // Stream tickets minted with the old password die with it.
+        diesel::delete(
+            stream_tickets::table
+                .filter(stream_tickets::user_id.eq(&user_id))
+                .filter(stream_tickets::token_hash.is_null()),
+        )
+        .execute(conn)?;
+        // Streams opened with the old password end at once (`store::access_epoch`).
+        super::access_epoch::announce(conn)
     })
 }
 

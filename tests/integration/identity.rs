@@ -358,3 +358,24 @@ async fn vacation_updates_with_bad_values_or_a_stale_state_change_nothing() {
     assert_eq!(r[7][1]["list"][0]["subject"], Value::Null);
     s.stop().await;
 }
+
+#[on_both_backends]
+async fn the_first_identity_get_of_many_clients_at_once_succeeds_for_each() {
+    // The default identity is written before the read snapshot (which cannot write): clients
+    // racing to create it all get it.
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = account_id(&s, &alice).await;
+    let get = json!([["Identity/get", {"accountId": account}, "0"]]);
+    let calls = (0..8).map(|_| {
+        s.call(
+            &alice,
+            &[CORE, "urn:ietf:params:jmap:submission"],
+            get.clone(),
+        )
+    });
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!(r[0][0], "Identity/get", "{r:?}");
+        assert_eq!(r[0][1]["list"].as_array().unwrap().len(), 1, "{r:?}");
+    }
+}

@@ -113,3 +113,31 @@ async fn a_websocket_runs_each_request_with_the_access_and_credentials_of_now() 
     .await;
     assert_eq!(ws_next(&mut ws).await, None, "closed (1008), nothing ran");
 }
+
+#[on_both_backends]
+async fn a_password_change_ends_streams_opened_with_it_and_voids_its_unused_tickets() {
+    // WS-03: the old password no longer holds, for streams open and tickets minted with it.
+    let s = TestServer::start_with(|c| c.push.access_check_secs = 3600).await;
+    let alice = s.add_user("alice", "pw");
+    let mut sse = sse_open(
+        &s,
+        &alice,
+        "/jmap/eventsource/?types=*&closeafter=no&ping=0",
+        None,
+    )
+    .await;
+    sse.ready().await;
+    let a = s
+        .post_raw("/jmap/ticket", &alice, "application/json", Vec::new())
+        .await;
+    let ticket = a.body["ticket"].as_str().unwrap().to_owned();
+
+    herald::store::users::set_password(&mut s.store.conn().unwrap(), "alice", "another password")
+        .unwrap();
+    while let Some(e) = sse.next().await {
+        assert!(e.comment, "no more events: {e:?}");
+    }
+    let path = format!("/jmap/eventsource/?types=*&closeafter=no&ping=0&ticket={ticket}");
+    let a = s.get(&path, &crate::harness::Auth::None).await;
+    assert_eq!(a.status, awc::http::StatusCode::UNAUTHORIZED);
+}

@@ -93,6 +93,9 @@ pub enum IdentityOp {
 
 /// What the Identity methods need from the store.
 pub trait IdentityStore {
+    /// Stores `default` if the account has no default identity yet.
+    fn identity_prepare(&mut self, account_id: &str, default: &Identity)
+    -> Result<(), MethodError>;
     /// The account's identities and Identity state; `default` is stored first if the account has
     /// no default identity yet.
     fn identity_snapshot(
@@ -143,6 +146,10 @@ impl DataType for Identity {
 impl<C: IdentityStore> Listed<C> for Identity {
     const PROPERTIES: &'static [&'static str] = PROPERTIES;
     type Snapshot = IdentitySnapshot;
+
+    fn prepare(ctx: &mut C, call: &Call<'_>) -> Result<(), MethodError> {
+        ctx.identity_prepare(call.account_id(), &default_for(call))
+    }
 
     fn load(ctx: &mut C, call: &Call<'_>) -> Result<IdentitySnapshot, MethodError> {
         ctx.identity_snapshot(call.account_id(), &default_for(call))

@@ -51,6 +51,11 @@ pub trait Listed<C>: DataType + Sized {
     /// What one load returns: the records, the type's state and whatever rendering needs.
     type Snapshot;
 
+    /// Writes what loading needs to exist (Identity: the account's default identity), before
+    /// the load's read snapshot, which cannot write (`store::snapshot`).
+    fn prepare(_ctx: &mut C, _call: &Call<'_>) -> Result<(), MethodError> {
+        Ok(())
+    }
     /// Loads the account's records as the caller may see them.
     fn load(ctx: &mut C, call: &Call<'_>) -> Result<Self::Snapshot, MethodError>;
     fn state(snapshot: &Self::Snapshot) -> &str;
@@ -93,6 +98,7 @@ pub type Response = Result<Map<String, Value>, MethodError>;
 pub fn get<C: ChangeLogStore, T: Listed<C>>(ctx: &mut C, call: &mut Call<'_>) -> Response {
     let req = parse_get(call, T::PROPERTIES)?;
     std::mem::take(&mut call.args).finish()?;
+    T::prepare(ctx, call)?;
     let snapshot = ctx.read_snapshot(|ctx| T::load(ctx, call))?;
     let records = T::records(&snapshot);
     let render = |r: &T| {
@@ -149,6 +155,7 @@ pub fn query<C: ChangeLogStore, T: Queried<C>>(ctx: &mut C, call: &mut Call<'_>)
     let q = parse_query(call)?;
     let args = T::query_args(call)?;
     std::mem::take(&mut call.args).finish()?;
+    T::prepare(ctx, call)?;
     let snapshot = ctx.read_snapshot(|ctx| T::load(ctx, call))?;
     let all = T::query(&snapshot, q.filter.as_ref(), &q.sort, &args)?;
     let (position, ids, limit) = window(&all, &q, call.server.limits.max_objects_in_get.max(1000))?;
@@ -177,6 +184,7 @@ pub fn query_changes<C: ChangeLogStore, T: Queried<C>>(
     let account_id = call.account_id().to_owned();
     // The touched ids and the results from one state (QCH-02): a write committed between the
     // two would be in newQueryState but in neither `removed` nor `added`.
+    T::prepare(ctx, call)?;
     let (touched, snapshot) = ctx.read_snapshot(|ctx| {
         let touched = ctx.touched_since(&account_id, T::NAME, since)?;
         Ok((touched, T::load(ctx, call)?))

@@ -245,13 +245,6 @@ fn expand_to_threads(
     Ok(out)
 }
 
-fn uses_header(f: &Filter) -> bool {
-    match f {
-        Filter::Operator(_, parts) => parts.iter().any(uses_header),
-        Filter::Condition(c) => c.header.is_some(),
-    }
-}
-
 #[derive(QueryableByName)]
 struct UnindexedRow {
     #[diesel(sql_type = Text)]
@@ -329,7 +322,7 @@ impl EmailQueryStore for StoreContext {
     }
 
     fn email_prepare(&mut self, account_id: &str, query: &EmailQuery) -> Result<(), MethodError> {
-        if query.filter.as_ref().is_some_and(uses_header) {
+        if query.filter.as_ref().is_some_and(Filter::uses_header) {
             ensure_headers_indexed(self.conn(), account_id).map_err(MethodError::from)?;
         }
         Ok(())
@@ -393,7 +386,7 @@ impl EmailQueryStore for StoreContext {
         filter: &Filter,
         ids: &[String],
     ) -> Result<HashSet<String>, MethodError> {
-        if uses_header(filter) {
+        if filter.uses_header() {
             ensure_headers_indexed(self.conn(), account_id).map_err(MethodError::from)?;
         }
         let conn = self.conn();

@@ -236,6 +236,14 @@ impl Filter {
     }
 
     /// Whether any condition depends on other emails of the thread.
+    /// Whether a condition anywhere in the filter tests a header field.
+    pub fn uses_header(&self) -> bool {
+        match self {
+            Filter::Operator(_, fs) => fs.iter().any(Filter::uses_header),
+            Filter::Condition(c) => c.header.is_some(),
+        }
+    }
+
     pub fn uses_thread_keywords(&self) -> bool {
         match self {
             Filter::Operator(_, fs) => fs.iter().any(Filter::uses_thread_keywords),

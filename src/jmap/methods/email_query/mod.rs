@@ -250,9 +250,14 @@ pub fn query_changes<C: EmailQueryStore + ChangeLogStore>(
             )
         });
     let account_id = call.account_id().to_owned();
-    ctx.email_prepare(&account_id, &query)?;
     // The touched ids, the results and newQueryState from one state (QCH-02): a write committed
-    // between them would be in newQueryState but in neither `removed` nor `added`.
+    // between them would be in newQueryState but in neither `removed` nor `added`. Except with a
+    // header condition: its index is built as the query runs (for emails that arrived since the
+    // last header query), and a snapshot cannot write; such a query reads as it always did.
+    if query.filter.as_ref().is_some_and(Filter::uses_header) {
+        return changes_in_snapshot(ctx, &account_id, &q, &query, since, whole_threads);
+    }
+    ctx.email_prepare(&account_id, &query)?;
     ctx.read_snapshot(|ctx| changes_in_snapshot(ctx, &account_id, &q, &query, since, whole_threads))
 }
 

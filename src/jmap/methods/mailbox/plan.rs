@@ -312,9 +312,15 @@ impl Plan<'_> {
     /// first), the creates, and the updates with their final values.
     fn operations(&self) -> Vec<MailboxOp> {
         let planned = |id: &str| self.find(id);
+        let created_here = |id: &str| {
+            self.changes
+                .iter()
+                .any(|c| matches!(c, Change::Created { id: created, .. } if created == id))
+        };
         let mut ops = Vec::new();
         for change in &self.changes {
             if let Change::Updated { id, before, .. } = change
+                && !created_here(id)
                 && let Some(after) = planned(id)
                 && before.role.is_some()
                 && after.role != before.role
@@ -350,10 +356,7 @@ impl Plan<'_> {
             if let Change::Updated { id, .. } = change
                 && !updated.contains(&id.as_str())
                 && let Some(after) = planned(id)
-                && !self
-                    .changes
-                    .iter()
-                    .any(|c| matches!(c, Change::Created { id: created, .. } if created == id))
+                && !created_here(id)
                 && self.snap.mailboxes.iter().all(|m| m != after)
             {
                 updated.push(id);
