@@ -13,6 +13,10 @@ use super::{AppState, auth, problem};
 use crate::dispatcher::{DownloadBlob, UploadBlob};
 use crate::jmap::error::RequestError;
 
+/// The slowest upload rate allowed for the part of an upload beyond its first
+/// `request_body_timeout_secs` (octets per second).
+const MIN_UPLOAD_RATE: u64 = 16 * 1024;
+
 /// A `limit` problem (RFC 8620 §3.6.1 `urn:ietf:params:jmap:error:limit`) with an HTTP status of
 /// its own: 413 for a too large upload, 429 for too many at once (BIN-06).
 fn limit(status: StatusCode, name: &'static str, detail: String) -> HttpResponse {
@@ -78,20 +82,38 @@ pub async fn upload(
         return too_large();
     }
     let mut data = Vec::with_capacity(declared.unwrap_or(0).min(max).min(1 << 20) as usize);
-    while let Some(chunk) = payload.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                return problem::status(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the body: {e}"),
-                );
+    // A body that trickles must not hold the user's upload slot and a connection for ever: it
+    // has `request_body_timeout_secs`, plus a second per MIN_UPLOAD_RATE octets it declares.
+    let deadline = std::time::Duration::from_secs(
+        state.body_timeout_secs + declared.unwrap_or(max).min(max) / MIN_UPLOAD_RATE,
+    );
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    return Err(problem::status(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the body: {e}"),
+                    ));
+                }
+            };
+            if (data.len() + chunk.len()) as u64 > max {
+                return Err(too_large());
             }
-        };
-        if (data.len() + chunk.len()) as u64 > max {
-            return too_large();
+            data.extend_from_slice(&chunk);
         }
-        data.extend_from_slice(&chunk);
+        Ok(())
+    };
+    match actix_web::rt::time::timeout(deadline, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(response)) => return response,
+        Err(_) => {
+            return problem::status(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the upload did not arrive within {} s", deadline.as_secs()),
+            );
+        }
     }
     let media_type = req
         .headers()

@@ -12,6 +12,11 @@ use crate::harness::{CORE, TestServer};
 
 /// Starts a `POST /jmap/api` announcing a 1,000-byte body and sends one byte of it.
 fn trickling_request(base: &str) -> TcpStream {
+    trickling_post(base, "/jmap/api", "application/json")
+}
+
+/// Starts a POST to `path` announcing a 1,000-byte body and sends one byte of it.
+fn trickling_post(base: &str, path: &str, content_type: &str) -> TcpStream {
     let addr = base.trim_start_matches("http://");
     let mut socket = TcpStream::connect(addr).expect("connect");
     socket
@@ -20,7 +25,7 @@ fn trickling_request(base: &str) -> TcpStream {
     let credentials = base64::engine::general_purpose::STANDARD.encode("alice:pw");
     write!(
         socket,
-        "POST /jmap/api HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n\
          Content-Length: 1000\r\nAuthorization: Basic {credentials}\r\n\r\n{{"
     )
     .unwrap();
@@ -62,5 +67,37 @@ async fn bodies_that_trickle_hold_no_request_slot_and_time_out_with_408() {
     .await
     .unwrap();
     assert_eq!(heads, ["HTTP/1.1 408", "HTTP/1.1 408"]);
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn an_upload_that_trickles_times_out_with_408_and_frees_its_slot() {
+    let s = TestServer::start_with(|c| {
+        c.limits.max_concurrent_upload = 1;
+        c.server.request_body_timeout_secs = 1;
+    })
+    .await;
+    let alice = s.add_user("alice", "pw");
+    let account = crate::harness::push::account_id(&s, &alice).await;
+    let base = s.base.clone();
+    let path = format!("/jmap/upload/{account}/");
+    let head = actix_web::rt::task::spawn_blocking(move || {
+        let mut socket = trickling_post(&base, &path, "text/plain");
+        let mut head = [0u8; 12];
+        socket.read_exact(&mut head).expect("an answer");
+        String::from_utf8_lossy(&head).into_owned()
+    })
+    .await
+    .unwrap();
+    assert_eq!(head, "HTTP/1.1 408");
+    let a = s
+        .post_raw(
+            &format!("/jmap/upload/{account}/"),
+            &alice,
+            "text/plain",
+            b"hi".to_vec(),
+        )
+        .await;
+    assert_eq!(a.status.as_u16(), 201, "the slot is free again");
     s.stop().await;
 }
