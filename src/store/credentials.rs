@@ -23,6 +23,12 @@ pub fn hash_password(password: &str) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Hash(e.to_string()))
 }
 
+/// A hash no password matches, checked for users that do not exist (same cost as a real one).
+fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&crate::random::random_secret(16)).unwrap_or_default())
+}
+
 /// Whether `password` matches the PHC string `hash`.
 ///
 /// argon2's own verifier allocates its 19 MiB working memory afresh on every call, and the
@@ -194,7 +200,13 @@ pub fn authenticate(
                     password_stamp = Some(password_stamp_of(&row.password_hash));
                     (row, accounts)
                 }
-                _ => return Ok(None),
+                Some(_) => return Ok(None),
+                None => {
+                    // As long as a wrong password: the answer's time must not tell which user
+                    // names exist.
+                    verify_password(password, unknown_user_hash());
+                    return Ok(None);
+                }
             }
         }
         Credentials::Bearer(token) => {

@@ -70,12 +70,12 @@ pub fn create(conn: &mut AnyConnection, name: &str, password: &str) -> Result<Us
     validate_password(password)?;
     let hash = credentials::hash_password(password)?;
     conn.transaction(|conn| {
-        let taken: i64 = users::table
-            .filter(users::name.eq(name))
-            .count()
-            .get_result(conn)?;
-        if taken > 0 {
-            return Err(StoreError::AlreadyExists(format!("user {name}")));
+        // Names are addresses' local parts, which compare without case: `Alice` next to `alice`
+        // would share a sending address and split incoming mail by accident.
+        if id_by_name_ignoring_case(conn, name)?.is_some() {
+            return Err(StoreError::AlreadyExists(format!(
+                "user {name} (names differing only in case are one)"
+            )));
         }
         let user = User {
             id: new_id('u'),

@@ -66,6 +66,10 @@ fn users_can_be_added_listed_given_a_new_password_and_removed_before_the_first_s
     let out = run(herald(&dir).args(["user", "add", "alice", "--password", "x"]));
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("already exists"));
+    // Names are local parts of addresses, which compare without case.
+    let out = run(herald(&dir).args(["user", "add", "Alice", "--password", "x"]));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already exists"));
     assert!(
         run(herald(&dir).args(["user", "remove", "alice"]))
             .status
