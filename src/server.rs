@@ -323,6 +323,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
     let mut http_server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap_fn(http::cors::handle)
             .wrap(middleware::Logger::new("%a \"%r\" %s %Dms"))
             .configure(http::routes)
     })

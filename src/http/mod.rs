@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod blob;
 pub mod callers;
+pub mod cors;
 pub mod eventsource;
 pub mod limiter;
 pub mod problem;

@@ -496,3 +496,55 @@ async fn unknown_paths_are_404_problems() {
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     assert_eq!(a.content_type, "application/problem+json");
 }
+
+#[actix_web::test]
+async fn a_web_client_of_another_origin_may_call_the_api() {
+    // CORS: the preflight is answered for any path, and responses may be read by any origin
+    // (credentials are never cookies, so no page gets the user's without them typing them in).
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let client = awc::Client::default();
+    let preflight = client
+        .request(awc::http::Method::OPTIONS, format!("{}/jmap/api", s.base))
+        .insert_header(("Origin", "https://webmail.example"))
+        .insert_header(("Access-Control-Request-Method", "POST"))
+        .insert_header((
+            "Access-Control-Request-Headers",
+            "authorization, content-type",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    let header = |name: &str| {
+        preflight
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    assert_eq!(header("access-control-allow-origin"), "*");
+    assert!(header("access-control-allow-methods").contains("post"));
+    assert!(header("access-control-allow-headers").contains("authorization"));
+    assert!(header("access-control-allow-headers").contains("content-type"));
+
+    let Auth::Basic(user, password) = &alice else {
+        unreachable!("a password user")
+    };
+    let session = client
+        .get(format!("{}/jmap/session", s.base))
+        .insert_header(("Origin", "https://webmail.example"))
+        .basic_auth(user, password)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), StatusCode::OK);
+    assert_eq!(
+        session
+            .headers()
+            .get("access-control-allow-origin")
+            .unwrap(),
+        "*"
+    );
+}
