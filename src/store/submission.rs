@@ -61,23 +61,16 @@ impl SubmissionStore for StoreContext {
         email: &str,
         domain: &str,
     ) -> Result<Option<String>, MethodError> {
-        let email = email.to_lowercase();
-        let mut names = vec![email.clone()];
-        if let Some((local, d)) = email.rsplit_once('@')
-            && d.eq_ignore_ascii_case(domain)
-        {
-            names.push(local.to_owned());
-        }
-        for name in names {
-            if let Some(user_id) = super::users::id_by_name_ignoring_case(self.conn(), &name)
-                .map_err(MethodError::from)?
-            {
-                return super::accounts::personal_account(self.conn(), &user_id)
-                    .map(Some)
-                    .map_err(MethodError::from);
-            }
-        }
-        Ok(None)
+        // Who an address reaches here is what LMTP decides (`store::addresses`): user names,
+        // names at the mail domain, aliases, subaddresses, catch-alls.
+        let Some(user_id) =
+            super::addresses::resolve(self.conn(), email, domain).map_err(MethodError::from)?
+        else {
+            return Ok(None);
+        };
+        super::accounts::personal_account(self.conn(), &user_id)
+            .map(Some)
+            .map_err(MethodError::from)
     }
 
     fn submission_write(

@@ -408,3 +408,33 @@ async fn every_to_cc_and_bcc_field_is_a_recipient_and_two_from_fields_are_refuse
     );
     t.s.stop().await;
 }
+
+#[on_both_backends]
+async fn an_alias_or_a_subaddress_of_a_local_user_is_delivered_locally() {
+    // Who an address reaches is one rule for LMTP and for submissions (`store::addresses`).
+    let t = setup().await;
+    let (ok, out) =
+        t.s.cli(&["alias", "add", "robert@localhost", "--to", "bob"]);
+    assert!(ok, "{out}");
+    let identity = t.default_identity().await;
+    let r = t
+        .call(
+            &t.alice,
+            json!([
+                ["Email/set", {"accountId": t.account, "create": {"d": t.draft(
+                    "alice@localhost",
+                    json!([{"email": "robert@localhost"}, {"email": "bob+news@localhost"}]),
+                    Value::Null)}}, "0"],
+                ["EmailSubmission/set", {"accountId": t.account,
+                    "create": {"s": {"identityId": identity, "emailId": "#d"}}}, "1"],
+            ]),
+        )
+        .await;
+    assert!(
+        r[1][1]["created"]["s"]["id"].is_string(),
+        "no relay needed: {r:?}"
+    );
+    let got = t.emails_once(&t.bob, &t.bob_account, 2).await;
+    assert_eq!(got.len(), 2, "one copy per address: {got:?}");
+    t.s.stop().await;
+}

@@ -5,8 +5,9 @@
 //! `queued` and `undoStatus` `pending` (issue 11). The outbox sender (`crate::outbound`) then
 //! delivers, retries and reports each outcome as a change of the EmailSubmission. Until it starts
 //! sending (at once, or at the time `HOLDFOR`/`HOLDUNTIL` asked for, RFC 4865), a submission can be
-//! canceled by setting `undoStatus` to `canceled`. A recipient address that names a local user (the
-//! user name itself, or `<name>@<submission.domain>`) gets the message in their inbox as new mail;
+//! canceled by setting `undoStatus` to `canceled`. A recipient address that names a local user as
+//! LMTP would (the user name, `<name>@<submission.domain>`, an alias, a subaddress, a catch-all:
+//! `store::addresses`) gets the message in their inbox as new mail;
 //! every other recipient goes to the SMTP relay (`[submission] relay`). Without a relay, any
 //! non-local recipient makes the whole submission fail with `invalidRecipients`.
 
