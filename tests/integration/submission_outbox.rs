@@ -327,15 +327,23 @@ async fn a_delayed_submission_waits_for_its_time_and_can_be_canceled_until_then(
     let s = t.submission(&sid).await;
     assert_eq!(s["undoStatus"], "canceled");
     assert_eq!(delivered(&s, "dave@far.test"), "no");
-    // Canceled means never sent; and it cannot be uncanceled.
+    // Canceled means never sent: canceling again changes nothing (the value it has), and it
+    // cannot be uncanceled.
     let r = t
         .call(
             &t.alice,
             json!([["EmailSubmission/set", {"accountId": t.account,
-                "update": {sid.clone(): {"undoStatus": "canceled"}}}, "0"]]),
+                "update": {sid.clone(): {"undoStatus": "canceled"}}}, "0"],
+                ["EmailSubmission/set", {"accountId": t.account,
+                "update": {sid.clone(): {"undoStatus": "pending"}}}, "1"]]),
         )
         .await;
-    assert_eq!(r[0][1]["notUpdated"][&sid]["type"], "cannotUnsend");
+    assert!(r[0][1]["updated"].get(&sid).is_some(), "{r:?}");
+    assert_eq!(r[0][1]["oldState"], r[0][1]["newState"], "{r:?}");
+    assert_eq!(
+        r[1][1]["notUpdated"][&sid]["type"], "invalidProperties",
+        "{r:?}"
+    );
 
     // A short hold is sent when it ends.
     let soon = send(&t, &["dave@far.test"], Some(hold("1"))).await;

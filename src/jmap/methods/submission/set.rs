@@ -491,6 +491,8 @@ fn read_update(s: &Submission, patch: &Map<String, Value>) -> Result<bool, SetEr
         if k == "undoStatus" && v == "canceled" {
             if s.undo_status == "pending" {
                 canceling = true;
+            } else if s.undo_status == "canceled" {
+                // Already what the client asks: an update to the current value (RFC 8620 §5.3).
             } else {
                 error = Some(SetError::new(
                     SetErrorType::CannotUnsend,
