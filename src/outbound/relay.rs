@@ -43,7 +43,7 @@ pub fn send(
     let envelope = Envelope::new(from, vec![address(rcpt_to)?])
         .map_err(|e| RelayError::Permanent(format!("550 5.1.0 {e}")))?;
     let transport = lettre::SmtpTransport::from_url(url)
-        .map_err(|e| RelayError::Transient(format!("the relay URL does not parse: {e}")))?
+        .map_err(|e| RelayError::Transient(format!("451 4.3.5 the relay URL does not parse: {e}")))?
         .timeout(Some(timeout))
         .build();
     match transport.send_raw(&envelope, message) {
@@ -56,13 +56,14 @@ pub fn send(
     }
 }
 
-/// The relay's reply in SMTP form (`550 5.1.1 …`) when it sent one, else what went wrong; one
-/// line. lettre displays a reply as `permanent error (550): 5.1.1 …`.
+/// The relay's reply in SMTP form (`550 5.1.1 …`) when it sent one, else what went wrong, put in
+/// that form too (`451 4.4.1 …`: no answer from the relay, RFC 3463), as `smtpReply` must be
+/// (RFC 8621 §7); one line. lettre displays a reply as `permanent error (550): 5.1.1 …`.
 fn reply_text(e: &lettre::transport::smtp::Error) -> String {
     let text = e.to_string();
     let text = match (e.status(), text.split_once("): ")) {
         (Some(code), Some((_, rest))) => format!("{code} {rest}"),
-        _ => text,
+        _ => format!("451 4.4.1 {text}"),
     };
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

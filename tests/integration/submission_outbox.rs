@@ -259,6 +259,31 @@ async fn a_recipient_still_failing_at_the_give_up_age_is_given_up_and_bounced() 
 }
 
 #[on_both_backends]
+async fn a_relay_that_cannot_be_reached_is_reported_as_an_smtp_reply() {
+    // RFC 8621 §7: smtpReply is a reply in SMTP form, also when no reply came.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("smtp://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let t = setup_with(move |c| {
+        c.submission.relay = url;
+        c.submission.retry_base_secs = 60;
+    })
+    .await;
+    let sid = send_id(&t, &["far@far.test"]).await;
+    let s = t
+        .submission_until(&sid, |s| {
+            s["deliveryStatus"]["far@far.test"]["smtpReply"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty())
+        })
+        .await;
+    let reply = s["deliveryStatus"]["far@far.test"]["smtpReply"]
+        .as_str()
+        .unwrap();
+    assert!(reply.starts_with("451 4.4.1 "), "{reply}");
+}
+
+#[on_both_backends]
 async fn a_held_submission_gets_its_whole_give_up_age_of_retries_after_its_release() {
     // SUB-04: the give-up age counts from when the message may first be sent, not from when it
     // was queued: a hold longer than give_up_secs is no reason to give up on the first 4xx.
