@@ -35,7 +35,7 @@ pub struct Claimed {
 /// Records the outcome of finished attempts; a failed recipient's sender gets a delivery status
 /// notification in their inbox (RFC 3464).
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<Vec<(ClaimedRecipient, Outcome)>, StoreError>")]
 pub struct SettleOutbox(pub Vec<(ClaimedRecipient, Outcome)>);
 
 /// Delivers a submitted message into the inbox of a local account.
@@ -84,14 +84,15 @@ impl Handler<ClaimOutbox> for Dispatcher {
 }
 
 impl Handler<SettleOutbox> for Dispatcher {
-    type Result = Result<(), StoreError>;
+    /// What could not be settled, to be settled again.
+    type Result = Result<Vec<(ClaimedRecipient, Outcome)>, StoreError>;
 
     fn handle(&mut self, msg: SettleOutbox, _: &mut Self::Context) -> Self::Result {
         if msg.0.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut conn = self.store.conn()?;
-        let (committed, bounces) = outbox::settle(&mut conn, msg.0)?;
+        let (committed, bounces, unsettled) = outbox::settle(&mut conn, msg.0);
         self.publish(committed);
         let date = chrono::Utc::now().to_rfc2822();
         for b in bounces {
@@ -120,7 +121,7 @@ impl Handler<SettleOutbox> for Dispatcher {
                 ),
             }
         }
-        Ok(())
+        Ok(unsettled)
     }
 }
 

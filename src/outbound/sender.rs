@@ -25,6 +25,9 @@ use crate::random::random_secret;
 use crate::store::now_ms;
 use crate::store::submission_outbox::{ClaimedRecipient, Outcome};
 
+/// Passes in a row that may fail to record the same outcomes before they are given up.
+const MAX_SETTLE_FAILURES: u32 = 10;
+
 /// Sends the submission outbox.
 pub struct SubmissionSender {
     dispatcher: Addr<Dispatcher>,
@@ -35,6 +38,8 @@ pub struct SubmissionSender {
     in_flight: usize,
     /// Outcomes of finished attempts not yet written to the outbox.
     settled: Vec<(ClaimedRecipient, Outcome)>,
+    /// Passes in a row whose settling left outcomes unwritten.
+    settle_failures: u32,
     /// A pass (settle, then claim) is running; another waits for it.
     pumping: bool,
     pump_again: bool,
@@ -53,6 +58,7 @@ impl SubmissionSender {
             node: random_secret(9),
             in_flight: 0,
             settled: Vec::new(),
+            settle_failures: 0,
             pumping: false,
             pump_again: false,
             timer: None,
@@ -68,7 +74,11 @@ impl SubmissionSender {
             return;
         }
         self.pumping = true;
-        let settle = SettleOutbox(std::mem::take(&mut self.settled));
+        let settling = std::mem::take(&mut self.settled);
+        // Kept until the store has them: outcomes lost here would leave their rows claimed
+        // until the lease ran out, and then sent again.
+        let all_again = settling.clone();
+        let settle = SettleOutbox(settling);
         let claim = ClaimOutbox {
             node: self.node.clone(),
             lease_ms: self.config.claim_lease_secs.max(1) as i64 * 1000,
@@ -81,16 +91,23 @@ impl SubmissionSender {
         };
         let dispatcher = self.dispatcher.clone();
         async move {
-            match dispatcher.send(settle).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::warn!("submission outbox: settling failed: {e}"),
-                Err(e) => log::warn!("submission outbox: {e}"),
-            }
-            dispatcher.send(claim).await
+            let unsettled = match dispatcher.send(settle).await {
+                Ok(Ok(unsettled)) => unsettled,
+                Ok(Err(e)) => {
+                    log::warn!("submission outbox: settling failed: {e}");
+                    all_again
+                }
+                Err(e) => {
+                    log::warn!("submission outbox: {e}");
+                    all_again
+                }
+            };
+            (unsettled, dispatcher.send(claim).await)
         }
         .into_actor(self)
-        .map(|claimed, act, ctx| {
+        .map(|(unsettled, claimed), act, ctx| {
             act.pumping = false;
+            act.keep_unsettled(unsettled);
             match claimed {
                 Ok(Ok(Claimed {
                     recipients,
@@ -119,6 +136,26 @@ impl SubmissionSender {
             }
         })
         .spawn(ctx);
+    }
+
+    /// Keeps outcomes the store did not take, for the next pass; after MAX_SETTLE_FAILURES passes
+    /// in a row they are dropped (their rows are sent again once their lease runs out), so an
+    /// outcome the store can never take does not come back for ever.
+    fn keep_unsettled(&mut self, unsettled: Vec<(ClaimedRecipient, Outcome)>) {
+        if unsettled.is_empty() {
+            self.settle_failures = 0;
+            return;
+        }
+        self.settle_failures += 1;
+        if self.settle_failures > MAX_SETTLE_FAILURES {
+            log::error!(
+                "submission outbox: {} outcomes could not be recorded in {MAX_SETTLE_FAILURES}                  passes; their recipients are tried again when their claims expire",
+                unsettled.len()
+            );
+            self.settle_failures = 0;
+            return;
+        }
+        self.settled.extend(unsettled);
     }
 
     /// Pumps at the next due row (ms since the epoch) or after `outbox_poll_secs`.

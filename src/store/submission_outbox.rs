@@ -257,7 +257,9 @@ pub struct Bounce {
 
 /// Records the outcome of each attempt: a delivered or failed recipient leaves the outbox, a
 /// deferred one waits for its retry; each submission's `deliveryStatus` follows in one
-/// change-logged write per account. Returns what committed and the bounces to report.
+/// change-logged write per account. Returns what committed, the bounces to report, and the
+/// attempts of the accounts whose write failed, to settle again (their rows stay claimed; lost,
+/// they would be sent again when the lease ran out).
 ///
 /// Per account, one transaction: first the change-logged status write (so the account's lock is
 /// taken first, in the order every writer takes it), as a savepoint that rolls itself back when
@@ -265,7 +267,11 @@ pub struct Bounce {
 pub fn settle(
     conn: &mut AnyConnection,
     attempts: Vec<(ClaimedRecipient, Outcome)>,
-) -> Result<(Vec<Committed>, Vec<Bounce>), StoreError> {
+) -> (
+    Vec<Committed>,
+    Vec<Bounce>,
+    Vec<(ClaimedRecipient, Outcome)>,
+) {
     let mut by_account: BTreeMap<String, Vec<(ClaimedRecipient, Outcome)>> = BTreeMap::new();
     for a in attempts {
         by_account
@@ -275,18 +281,27 @@ pub fn settle(
     }
     let mut committed = Vec::new();
     let mut bounces = Vec::new();
+    let mut unsettled = Vec::new();
     for (account_id, attempts) in by_account {
-        let (account_bounces, c) = conn.transaction::<_, StoreError, _>(|conn| {
+        let settled = conn.transaction::<_, StoreError, _>(|conn| {
             let ((), c) = changelog::write(conn, &account_id, |txn| {
                 record_statuses(txn, &account_id, &attempts)
             })?;
             let bounces = settle_rows(conn, &account_id, &attempts)?;
             Ok((bounces, c))
-        })?;
-        bounces.extend(account_bounces);
-        committed.extend(c);
+        });
+        match settled {
+            Ok((account_bounces, c)) => {
+                bounces.extend(account_bounces);
+                committed.extend(c);
+            }
+            Err(e) => {
+                log::warn!("submission outbox: settling for account {account_id} failed: {e}");
+                unsettled.extend(attempts);
+            }
+        }
     }
-    Ok((committed, bounces))
+    (committed, bounces, unsettled)
 }
 
 /// Writes each attempt's outcome into its submission's `deliveryStatus` (RFC 8621 §7 SUB-06).

@@ -654,3 +654,30 @@ async fn two_nodes_on_one_database_send_each_queued_recipient_once() {
     expected.sort();
     assert_eq!(subjects, expected, "each message once");
 }
+
+#[on_both_backends]
+async fn outcomes_the_store_cannot_record_are_handed_back_not_dropped() {
+    // An account's settling that fails leaves the others' to commit, and returns its own to be
+    // settled again (dropped, they would be sent a second time when their claim ran out).
+    use herald::store::submission_outbox::{ClaimedRecipient, Outcome, settle};
+    let t = setup_with(|_| {}).await;
+    let gone = ClaimedRecipient {
+        account_id: "no-such-account".into(),
+        submission_id: "s1".into(),
+        recipient: "far@far.test".into(),
+        local_account: None,
+        mail_from: "alice@localhost".into(),
+        blob_id: "b1".into(),
+        queued_at: 0,
+        attempts: 1,
+    };
+    let delivered = Outcome::Delivered("250 2.0.0 ok".into());
+    let (committed, bounces, unsettled) = settle(
+        &mut t.s.store.conn().unwrap(),
+        vec![(gone, delivered.clone())],
+    );
+    assert!(committed.is_empty() && bounces.is_empty());
+    assert_eq!(unsettled.len(), 1);
+    assert_eq!(unsettled[0].1, delivered);
+    t.s.stop().await;
+}
