@@ -318,6 +318,9 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         uploads: http::limiter::ConcurrencyLimiter::default(),
         callers: http::callers::CallerHints::default(),
         body_timeout_secs: config.server.request_body_timeout_secs,
+        failed_logins: http::failed_logins::FailedLogins::new(
+            config.auth.max_failed_logins_per_minute,
+        ),
     });
 
     let mut http_server = HttpServer::new(move || {

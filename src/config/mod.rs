@@ -106,12 +106,15 @@ impl Default for StoreConfig {
 pub struct AuthConfig {
     /// Seconds a verified password is remembered (the stored hash is still checked every time).
     pub credential_cache_secs: u64,
+    /// Failed logins per client address and minute before it gets 429 (0: no limit).
+    pub max_failed_logins_per_minute: u32,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             credential_cache_secs: 300,
+            max_failed_logins_per_minute: 30,
         }
     }
 }
@@ -454,6 +457,10 @@ mod tests {
         assert_eq!(
             shipped.auth.credential_cache_secs,
             defaults.auth.credential_cache_secs
+        );
+        assert_eq!(
+            shipped.auth.max_failed_logins_per_minute,
+            defaults.auth.max_failed_logins_per_minute
         );
         assert_eq!(shipped.jmap.strict_using, defaults.jmap.strict_using);
         assert_eq!(shipped.submission, defaults.submission);

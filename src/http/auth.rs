@@ -1,5 +1,7 @@
 //! HTTP authentication: Basic and Bearer on every JMAP endpoint (RFC 8620 §1.7).
 
+use std::time::Instant;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse};
@@ -50,17 +52,41 @@ pub fn unauthorized(detail: &str) -> HttpResponse {
     response
 }
 
-/// Authenticates the request, or returns the response to send instead (401, or 503 when the store
-/// cannot be reached).
+/// 429 for an address past `auth.max_failed_logins_per_minute` (`http::failed_logins`).
+fn too_many_failures(wait: std::time::Duration) -> HttpResponse {
+    let mut response = problem::status(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed logins from this address; try again later",
+    );
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&(wait.as_secs() + 1).to_string())
+    {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// Authenticates the request, or returns the response to send instead (401, 429 after too many
+/// failures from its address, or 503 when the store cannot be reached).
 pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Principal, HttpResponse> {
     let Some(credentials) = credentials(req) else {
         return Err(unauthorized(
             "authentication required: use HTTP Basic or a Bearer token",
         ));
     };
+    let address = req.peer_addr().map(|a| a.ip());
+    if let Some(wait) = address.and_then(|a| state.failed_logins.wait(a, Instant::now())) {
+        return Err(too_many_failures(wait));
+    }
     match state.dispatcher.send(Authenticate(credentials)).await {
         Ok(Ok(Some(principal))) => Ok(principal),
-        Ok(Ok(None)) => Err(unauthorized("wrong user name, password or token")),
+        Ok(Ok(None)) => {
+            if let Some(a) = address {
+                state.failed_logins.failed(a, Instant::now());
+            }
+            Err(unauthorized("wrong user name, password or token"))
+        }
         Ok(Err(e)) => Err(problem::internal("authentication", e)),
         Err(e) => Err(problem::internal("authentication", e)),
     }

@@ -6,6 +6,7 @@ pub mod blob;
 pub mod callers;
 pub mod cors;
 pub mod eventsource;
+pub mod failed_logins;
 pub mod limiter;
 pub mod problem;
 pub mod session;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub callers: callers::CallerHints,
     /// `[server] request_body_timeout_secs`.
     pub body_timeout_secs: u64,
+    /// Failed logins per client address (`auth.max_failed_logins_per_minute`).
+    pub failed_logins: failed_logins::FailedLogins,
 }
 
 /// Registers every route.

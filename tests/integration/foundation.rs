@@ -548,3 +548,27 @@ async fn a_web_client_of_another_origin_may_call_the_api() {
         "*"
     );
 }
+
+#[actix_web::test]
+async fn an_address_that_keeps_guessing_passwords_is_told_to_wait() {
+    // Each wrong password costs an argon2 hash on threads that serve everyone: past
+    // auth.max_failed_logins_per_minute, the address gets 429 without a check.
+    let s = TestServer::start_with(|c| c.auth.max_failed_logins_per_minute = 3).await;
+    let alice = s.add_user("alice", "pw");
+    let wrong = Auth::basic("alice", "guess");
+    for _ in 0..3 {
+        assert_eq!(
+            s.get("/jmap/session", &wrong).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let refused = s.get("/jmap/session", &wrong).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(refused.content_type, "application/problem+json");
+    // The right password waits too: from this address, nothing is checked for now.
+    assert_eq!(
+        s.get("/jmap/session", &alice).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
