@@ -15,13 +15,8 @@ pub struct Envelope {
     pub parameters: Map<String, Value>,
 }
 
-/// The addresses of an address header.
-pub fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<String> {
-    addresses_of(a)
-}
-
-/// The email addresses of every field given (a message may repeat To, Cc and Bcc: RFC 5322
-/// §4.5.3).
+/// The email addresses of every field given: one (an `Option`), or each of a repeated To, Cc or
+/// Bcc (RFC 5322 §4.5.3).
 pub fn addresses_of<'a, 'x: 'a>(
     fields: impl IntoIterator<Item = &'a mail_parser::Address<'x>>,
 ) -> Vec<String> {

@@ -12,7 +12,7 @@ use crate::jmap::error::MethodError;
 use crate::jmap::methods::email::{self, EmailMeta, EmailStore};
 use crate::jmap::methods::identity::{Identity, IdentityStore, may_send_from};
 use crate::jmap::methods::submission::envelope::{
-    addresses, addresses_of, envelope_json, read_envelope, send_at, strip_bcc,
+    addresses_of, envelope_json, read_envelope, send_at, strip_bcc,
 };
 use crate::jmap::methods::submission::{
     MAX_RECIPIENTS, Queued, QueuedRecipient, Submission, SubmissionStore, SubmissionWrite,
@@ -80,7 +80,7 @@ fn prepare_create<C: SubmissionStore + EmailStore>(
         Some(v) if !v.is_null() => given_route(v, cx, &allowed)?,
         // SUB-03: from the Email.
         _ => {
-            let sender = addresses(parsed.sender());
+            let sender = addresses_of(parsed.sender());
             let first = sender.first().or(from.first()).cloned().unwrap_or_default();
             let mail_from = if allowed(&first) {
                 first
@@ -152,7 +152,7 @@ fn checked_from(
         )
         .with("properties", json!(["from"])));
     }
-    let from = addresses(parsed.from());
+    let from = addresses_of(parsed.from());
     if from.is_empty() {
         return Err(SetError::new(
             SetErrorType::InvalidEmail,
