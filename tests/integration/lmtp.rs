@@ -40,6 +40,13 @@ async fn emails(s: &TestServer, auth: &Auth) -> Vec<Value> {
         .clone()
 }
 
+/// The reply code to `RCPT TO:<address>` in a fresh session at `addr`.
+async fn rcpt_code(addr: &str, address: &str) -> u16 {
+    let mut c = LmtpClient::ready(addr).await;
+    assert_eq!(c.command("MAIL FROM:<carol@remote.test>").await.code, 250);
+    c.command(&format!("RCPT TO:<{address}>")).await.code
+}
+
 fn lmtp_addr(s: &TestServer) -> String {
     s.lmtp.clone().expect("an LMTP listener")
 }
@@ -420,14 +427,7 @@ async fn herald_alias_decides_which_addresses_reach_a_user() {
     let s = TestServer::start().await;
     s.add_user("bob", "pw-bob-1");
     let addr = lmtp_addr(&s);
-    let rcpt = |address: &'static str| {
-        let addr = addr.clone();
-        async move {
-            let mut c = LmtpClient::ready(&addr).await;
-            assert_eq!(c.command("MAIL FROM:<carol@remote.test>").await.code, 250);
-            c.command(&format!("RCPT TO:<{address}>")).await.code
-        }
-    };
+    let rcpt = |address: &'static str| rcpt_code(&addr, address);
     assert_eq!(rcpt("sales@example.org").await, 550);
 
     let (ok, out) = s.cli(&["alias", "add", "Sales@Example.org", "--to", "bob"]);
@@ -485,14 +485,7 @@ async fn a_subaddress_reaches_its_user_and_a_bare_postmaster_is_the_mail_domains
     assert_eq!(emails(&s, &alice).await.len(), 1);
 
     let addr = lmtp_addr(&s);
-    let rcpt = |address: &'static str| {
-        let addr = addr.clone();
-        async move {
-            let mut c = LmtpClient::ready(&addr).await;
-            assert_eq!(c.command("MAIL FROM:<carol@remote.test>").await.code, 250);
-            c.command(&format!("RCPT TO:<{address}>")).await.code
-        }
-    };
+    let rcpt = |address: &'static str| rcpt_code(&addr, address);
     assert_eq!(rcpt("Postmaster").await, 550, "nobody is postmaster yet");
     let (ok, out) = s.cli(&["alias", "add", "postmaster@localhost", "--to", "bob"]);
     assert!(ok, "{out}");

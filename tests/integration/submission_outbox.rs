@@ -10,33 +10,9 @@ use crate::harness::push::{WAIT, ws_next, ws_pushed_everything};
 use crate::harness::smtp_sink::SmtpSink;
 use crate::harness::{CORE, eventually, on_both_backends};
 
-/// Alice sends a new message to `to` (addresses), with `envelope` when given; returns the
-/// EmailSubmission/set response's created object.
-async fn send(t: &Setup, to: &[&str], envelope: Option<Value>) -> Value {
-    let identity = t.default_identity().await;
-    let to: Vec<Value> = to.iter().map(|a| json!({"email": a})).collect();
-    let mut create = json!({"identityId": identity, "emailId": "#d"});
-    if let Some(e) = envelope {
-        create["envelope"] = e;
-    }
-    let r = t
-        .call(
-            &t.alice,
-            json!([
-                ["Email/set", {"accountId": t.account, "create": {"d": t.draft(
-                    "alice@localhost", Value::Array(to), Value::Null)}}, "0"],
-                ["EmailSubmission/set", {"accountId": t.account, "create": {"s": create}}, "1"],
-            ]),
-        )
-        .await;
-    let created = r[1][1]["created"]["s"].clone();
-    assert!(created["id"].is_string(), "{r:?}");
-    created
-}
-
 /// [`send`] without an envelope; returns the submission's id.
 async fn send_id(t: &Setup, to: &[&str]) -> String {
-    send(t, to, None).await["id"].as_str().unwrap().to_owned()
+    t.submit(to, None).await["id"].as_str().unwrap().to_owned()
 }
 
 fn delivered(s: &Value, rcpt: &str) -> String {
@@ -55,12 +31,28 @@ async fn with_relay(sink: &SmtpSink, adjust: impl FnOnce(&mut herald::config::Co
     .await
 }
 
+/// A relay that answers `slow@far.test` with `reply`, retried every second.
+async fn with_slow_relay(
+    reply: &str,
+    adjust: impl FnOnce(&mut herald::config::Config),
+) -> (SmtpSink, Setup) {
+    let sink = SmtpSink::start();
+    sink.answer("slow@far.test", reply);
+    let t = with_relay(&sink, |c| {
+        c.submission.retry_base_secs = 1;
+        c.submission.retry_cap_secs = 1;
+        adjust(c);
+    })
+    .await;
+    (sink, t)
+}
+
 #[on_both_backends]
 async fn a_submission_is_queued_at_once_and_each_delivery_is_pushed_to_the_sender() {
     let sink = SmtpSink::start();
     let t = with_relay(&sink, |_| {}).await;
     let mut ws = ws_pushed_everything(&t.s, &t.alice).await;
-    let created = send(&t, &["dave@far.test", "bob@localhost"], None).await;
+    let created = t.submit(&["dave@far.test", "bob@localhost"], None).await;
     // Queued: the request did not wait for any delivery.
     assert_eq!(created["undoStatus"], "pending");
     assert_eq!(
@@ -108,7 +100,7 @@ async fn a_stalled_relay_does_not_hold_up_anyone_elses_requests() {
     })
     .await;
     for i in 0..8 {
-        send(&t, &[&format!("far{i}@far.test")], None).await;
+        t.submit(&[&format!("far{i}@far.test")], None).await;
     }
     eventually("the relay holds every attempt", WAIT, || async {
         (sink.held() >= 8).then_some(())
@@ -139,13 +131,7 @@ async fn a_stalled_relay_does_not_hold_up_anyone_elses_requests() {
 
 #[on_both_backends]
 async fn a_temporary_failure_is_retried_until_the_relay_takes_the_message() {
-    let sink = SmtpSink::start();
-    sink.answer("slow@far.test", "451 4.3.0 try again later");
-    let t = with_relay(&sink, |c| {
-        c.submission.retry_base_secs = 1;
-        c.submission.retry_cap_secs = 1;
-    })
-    .await;
+    let (sink, t) = with_slow_relay("451 4.3.0 try again later", |_| {}).await;
     let sid = send_id(&t, &["slow@far.test"]).await;
     // The failure is reported while the recipient stays queued.
     let s = t
@@ -230,14 +216,7 @@ async fn a_permanent_refusal_fails_that_recipient_and_bounces_to_the_sender() {
 
 #[actix_web::test]
 async fn a_recipient_still_failing_at_the_give_up_age_is_given_up_and_bounced() {
-    let sink = SmtpSink::start();
-    sink.answer("slow@far.test", "421 4.4.2 closing");
-    let t = with_relay(&sink, |c| {
-        c.submission.retry_base_secs = 1;
-        c.submission.retry_cap_secs = 1;
-        c.submission.give_up_secs = 2;
-    })
-    .await;
+    let (sink, t) = with_slow_relay("421 4.4.2 closing", |c| c.submission.give_up_secs = 2).await;
     let sid = send_id(&t, &["slow@far.test"]).await;
     let s = t
         .submission_until(&sid, |s| delivered(s, "slow@far.test") == "no")
@@ -287,17 +266,13 @@ async fn a_relay_that_cannot_be_reached_is_reported_as_an_smtp_reply() {
 async fn a_held_submission_gets_its_whole_give_up_age_of_retries_after_its_release() {
     // SUB-04: the give-up age counts from when the message may first be sent, not from when it
     // was queued: a hold longer than give_up_secs is no reason to give up on the first 4xx.
-    let sink = SmtpSink::start();
-    sink.answer("slow@far.test", "451 4.3.0 try again later");
-    let t = with_relay(&sink, |c| {
-        c.submission.retry_base_secs = 1;
-        c.submission.retry_cap_secs = 1;
+    let (sink, t) = with_slow_relay("451 4.3.0 try again later", |c| {
         c.submission.give_up_secs = 3;
     })
     .await;
     let envelope = json!({"mailFrom": {"email": "alice@localhost", "parameters": {"HOLDFOR": "4"}},
         "rcptTo": [{"email": "slow@far.test"}]});
-    let sid = send(&t, &["slow@far.test"], Some(envelope)).await["id"]
+    let sid = t.submit(&["slow@far.test"], Some(envelope)).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -327,7 +302,7 @@ async fn a_delayed_submission_waits_for_its_time_and_can_be_canceled_until_then(
         json!({"mailFrom": {"email": "alice@localhost", "parameters": {"HOLDFOR": secs}},
                "rcptTo": [{"email": "dave@far.test", "parameters": null}]})
     };
-    let later = send(&t, &["dave@far.test"], Some(hold("3600"))).await;
+    let later = t.submit(&["dave@far.test"], Some(hold("3600"))).await;
     let sid = later["id"].as_str().unwrap().to_owned();
     assert_eq!(later["undoStatus"], "pending");
     let send_at = chrono::DateTime::parse_from_rfc3339(later["sendAt"].as_str().unwrap()).unwrap();
@@ -371,7 +346,7 @@ async fn a_delayed_submission_waits_for_its_time_and_can_be_canceled_until_then(
     );
 
     // A short hold is sent when it ends.
-    let soon = send(&t, &["dave@far.test"], Some(hold("1"))).await;
+    let soon = t.submit(&["dave@far.test"], Some(hold("1"))).await;
     let soon_id = soon["id"].as_str().unwrap().to_owned();
     assert_eq!(soon["undoStatus"], "pending");
     t.submission_until(&soon_id, |s| delivered(s, "dave@far.test") == "yes")
