@@ -242,6 +242,19 @@ pub async fn ws_pushed_everything(s: &TestServer, auth: &Auth) -> Ws {
     ws
 }
 
+/// An EventSource of `auth` for every type, never closing, without pings, ready to hear changes.
+pub async fn sse_everything(s: &TestServer, auth: &Auth) -> Sse {
+    let mut sse = sse_open(
+        s,
+        auth,
+        "/jmap/eventsource/?types=*&closeafter=no&ping=0",
+        None,
+    )
+    .await;
+    sse.ready().await;
+    sse
+}
+
 /// Reads StateChanges until one reports `account`'s Mailbox state as `state`; returns them all.
 pub async fn ws_until_mailbox_state(ws: &mut Ws, account: &str, state: &str) -> Vec<Value> {
     let mut seen = Vec::new();

@@ -34,14 +34,7 @@ async fn mail_delivered_by_the_herald_deliver_command_is_pushed_on_every_transpo
     let alice = s.add_user("alice", "pw-alice-1");
     let account = account_id(&s, &alice).await;
     let mut ws = ws_pushed_everything(&s, &alice).await;
-    let mut sse = sse_open(
-        &s,
-        &alice,
-        "/jmap/eventsource/?types=*&closeafter=no&ping=0",
-        None,
-    )
-    .await;
-    sse.ready().await;
+    let mut sse = sse_everything(&s, &alice).await;
 
     let (ok, out) = s.cli_with_input(&["deliver", "--to", "alice"], &message("From a pipe"));
     assert!(ok, "{out}");
@@ -117,14 +110,7 @@ async fn revoking_a_token_from_another_process_ends_the_streams_opened_with_it_o
         )
         .await;
     }
-    let mut sse = sse_open(
-        &s,
-        &bearer,
-        "/jmap/eventsource/?types=*&closeafter=no&ping=0",
-        None,
-    )
-    .await;
-    sse.ready().await;
+    let mut sse = sse_everything(&s, &bearer).await;
 
     let (ok, out) = s.cli(&["token", "revoke", &token]);
     assert!(ok, "{out}");

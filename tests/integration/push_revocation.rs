@@ -25,14 +25,7 @@ async fn unsharing_silences_the_account_on_open_streams_and_removing_the_user_cl
         json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
     )
     .await;
-    let mut sse = sse_open(
-        &s,
-        &bob,
-        "/jmap/eventsource/?types=*&closeafter=no&ping=0",
-        None,
-    )
-    .await;
-    sse.ready().await;
+    let mut sse = sse_everything(&s, &bob).await;
     let shared = create_mailbox(&s, &alice, &alices, "Shared news").await;
     ws_until_mailbox_state(&mut ws, &alices, &shared).await;
     sse.until_mailbox_state(&alices, &shared).await;
@@ -119,14 +112,7 @@ async fn a_password_change_ends_streams_opened_with_it_and_voids_its_unused_tick
     // WS-03: the old password no longer holds, for streams open and tickets minted with it.
     let s = TestServer::start_with(|c| c.push.access_check_secs = 3600).await;
     let alice = s.add_user("alice", "pw");
-    let mut sse = sse_open(
-        &s,
-        &alice,
-        "/jmap/eventsource/?types=*&closeafter=no&ping=0",
-        None,
-    )
-    .await;
-    sse.ready().await;
+    let mut sse = sse_everything(&s, &alice).await;
     let a = s
         .post_raw("/jmap/ticket", &alice, "application/json", Vec::new())
         .await;

@@ -31,6 +31,13 @@ async fn with_relay(sink: &SmtpSink, adjust: impl FnOnce(&mut herald::config::Co
     .await
 }
 
+/// The `smtpReply` of `recipient` in a submission (empty while none).
+fn reply_of<'a>(submission: &'a Value, recipient: &str) -> &'a str {
+    submission["deliveryStatus"][recipient]["smtpReply"]
+        .as_str()
+        .unwrap_or_default()
+}
+
 /// A relay that answers `slow@far.test` with `reply`, retried every second.
 async fn with_slow_relay(
     reply: &str,
@@ -135,11 +142,7 @@ async fn a_temporary_failure_is_retried_until_the_relay_takes_the_message() {
     let sid = send_id(&t, &["slow@far.test"]).await;
     // The failure is reported while the recipient stays queued.
     let s = t
-        .submission_until(&sid, |s| {
-            s["deliveryStatus"]["slow@far.test"]["smtpReply"]
-                .as_str()
-                .is_some_and(|r| r.starts_with("451"))
-        })
+        .submission_until(&sid, |s| reply_of(s, "slow@far.test").starts_with("451"))
         .await;
     assert_eq!(delivered(&s, "slow@far.test"), "queued");
     assert_eq!(s["undoStatus"], "final", "an attempt was made");
@@ -250,15 +253,9 @@ async fn a_relay_that_cannot_be_reached_is_reported_as_an_smtp_reply() {
     .await;
     let sid = send_id(&t, &["far@far.test"]).await;
     let s = t
-        .submission_until(&sid, |s| {
-            s["deliveryStatus"]["far@far.test"]["smtpReply"]
-                .as_str()
-                .is_some_and(|r| !r.is_empty())
-        })
+        .submission_until(&sid, |s| !reply_of(s, "far@far.test").is_empty())
         .await;
-    let reply = s["deliveryStatus"]["far@far.test"]["smtpReply"]
-        .as_str()
-        .unwrap();
+    let reply = reply_of(&s, "far@far.test");
     assert!(reply.starts_with("451 4.4.1 "), "{reply}");
 }
 
@@ -277,11 +274,7 @@ async fn a_held_submission_gets_its_whole_give_up_age_of_retries_after_its_relea
         .unwrap()
         .to_owned();
     let s = t
-        .submission_until(&sid, |s| {
-            s["deliveryStatus"]["slow@far.test"]["smtpReply"]
-                .as_str()
-                .is_some_and(|r| r.starts_with("451"))
-        })
+        .submission_until(&sid, |s| reply_of(s, "slow@far.test").starts_with("451"))
         .await;
     assert_eq!(
         delivered(&s, "slow@far.test"),
