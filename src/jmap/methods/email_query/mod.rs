@@ -255,14 +255,15 @@ pub fn query_changes<C: EmailQueryStore + ChangeLogStore>(
     // header condition: its index is built as the query runs (for emails that arrived since the
     // last header query), and a snapshot cannot write; such a query reads as it always did.
     if query.filter.as_ref().is_some_and(Filter::uses_header) {
-        return changes_in_snapshot(ctx, &account_id, &q, &query, since, whole_threads);
+        return touched_and_results(ctx, &account_id, &q, &query, since, whole_threads);
     }
     ctx.email_prepare(&account_id, &query)?;
-    ctx.read_snapshot(|ctx| changes_in_snapshot(ctx, &account_id, &q, &query, since, whole_threads))
+    ctx.read_snapshot(|ctx| touched_and_results(ctx, &account_id, &q, &query, since, whole_threads))
 }
 
-/// [`query_changes`] once its arguments are read, inside one read snapshot.
-fn changes_in_snapshot<C: EmailQueryStore>(
+/// [`query_changes`] once its arguments are read: the touched ids and the results, inside the
+/// caller's read snapshot when it opened one.
+fn touched_and_results<C: EmailQueryStore>(
     ctx: &mut C,
     account_id: &str,
     q: &standard::QueryChangesRequest,
