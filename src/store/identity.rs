@@ -112,12 +112,7 @@ impl IdentityStore for StoreContext {
         ensure_default(self.conn(), account_id, default).map_err(MethodError::from)
     }
 
-    fn identity_snapshot(
-        &mut self,
-        account_id: &str,
-        default: &Identity,
-    ) -> Result<IdentitySnapshot, MethodError> {
-        ensure_default(self.conn(), account_id, default).map_err(MethodError::from)?;
+    fn identity_snapshot(&mut self, account_id: &str) -> Result<IdentitySnapshot, MethodError> {
         snapshot(self.conn(), account_id).map_err(MethodError::from)
     }
 

@@ -96,13 +96,9 @@ pub trait IdentityStore {
     /// Stores `default` if the account has no default identity yet.
     fn identity_prepare(&mut self, account_id: &str, default: &Identity)
     -> Result<(), MethodError>;
-    /// The account's identities and Identity state; `default` is stored first if the account has
-    /// no default identity yet.
-    fn identity_snapshot(
-        &mut self,
-        account_id: &str,
-        default: &Identity,
-    ) -> Result<IdentitySnapshot, MethodError>;
+    /// The account's identities and Identity state (reads only: [`IdentityStore::identity_prepare`]
+    /// first stores the default identity).
+    fn identity_snapshot(&mut self, account_id: &str) -> Result<IdentitySnapshot, MethodError>;
     /// In one write transaction: takes a snapshot, lets `decide` return the operations, applies
     /// them. Returns the Identity state before and after. An `Err` from `decide` rolls back.
     fn identity_write(
@@ -152,7 +148,7 @@ impl<C: IdentityStore> Listed<C> for Identity {
     }
 
     fn load(ctx: &mut C, call: &Call<'_>) -> Result<IdentitySnapshot, MethodError> {
-        ctx.identity_snapshot(call.account_id(), &default_for(call))
+        ctx.identity_snapshot(call.account_id())
     }
 
     fn state(snapshot: &IdentitySnapshot) -> &str {

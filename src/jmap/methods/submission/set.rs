@@ -303,7 +303,8 @@ pub fn set<C: SubmissionStore + EmailStore + IdentityStore>(
     std::mem::take(&mut call.args).finish()?;
     let account_id = call.account_id().to_owned();
     let default = default_for(call);
-    let identities = ctx.identity_snapshot(&account_id, &default)?.identities;
+    ctx.identity_prepare(&account_id, &default)?;
+    let identities = ctx.identity_snapshot(&account_id)?.identities;
     let (state, existing) = ctx.submission_list(&account_id)?;
     req.check_state(&state)?;
     let cx = CreateContext {
