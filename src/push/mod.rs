@@ -20,6 +20,7 @@ pub mod state_change;
 pub mod vapid;
 pub mod wake;
 pub mod webhook;
+pub mod webhook_body;
 pub mod webpush;
 
 pub use state_change::StateChanged;

@@ -11,14 +11,13 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use serde_json::{Map, Value, json};
 
 use super::StateChanged;
 use super::vapid::VapidSigner;
+use super::webhook_body;
 use super::webpush;
 use crate::backoff::backoff;
 use crate::config::PushConfig;
-use crate::jmap::changes::state_string;
 use crate::jmap::webhook_policy::{Target, TargetPolicy, WebhookPolicy};
 use crate::random::random_secret;
 use crate::store::now_ms;
@@ -184,89 +183,12 @@ impl WebhookSender {
         }));
     }
 
-    /// The JSON body of a delivery (RFC 8620 §7.1, §7.2).
-    fn body(claimed: &ClaimedDelivery) -> Value {
-        if claimed.kind == KIND_VERIFICATION {
-            return json!({
-                "@type": "PushVerification",
-                "pushSubscriptionId": claimed.subscription.id,
-                "verificationCode": claimed.subscription.verification_code,
-            });
-        }
-        let changed: Map<String, Value> = claimed
-            .changed
-            .iter()
-            .map(|(account, types)| {
-                let types: Map<String, Value> = types
-                    .iter()
-                    .map(|(t, seq)| (t.clone(), json!(state_string(*seq))))
-                    .collect();
-                (account.clone(), Value::Object(types))
-            })
-            .collect();
-        json!({"@type": "StateChange", "changed": changed})
-    }
-
     fn deliver(&mut self, claimed: ClaimedDelivery, ctx: &mut Context<Self>) {
         let Some(client) = self.client.clone() else {
             return;
         };
-        let plain = Self::body(&claimed).to_string().into_bytes();
-        let keys = claimed.subscription.keys.clone();
-        let url = claimed.subscription.url.clone();
-        let policy = self.policy.clone();
-        let ttl = self.config.ttl_secs.to_string();
-        // A fixed Topic per subscription lets a push service replace an undelivered StateChange
-        // with the newer one (RFC 8030 §5.4; the id is base64url and at most 32 characters).
-        let topic = (claimed.kind == KIND_STATE_CHANGE && claimed.subscription.id.len() <= 32)
-            .then(|| claimed.subscription.id.clone());
-        let authorization = self.vapid.authorization(&url, crate::store::now());
-        // RFC 8030 §5.3: new mail is worth waking a device for; other changes can wait.
-        let urgency = if claimed
-            .changed
-            .values()
-            .any(|types| types.contains_key("EmailDelivery"))
-        {
-            "high"
-        } else {
-            "normal"
-        };
-        let request = async move {
-            // Scheme and literal addresses; host names are checked by the client's resolver.
-            policy.parse(&url).map_err(Failure::Refused)?;
-            // RFC 8620 §7.2 / RFC 8291: with keys, everything is encrypted, verification included.
-            let (body, encrypted) = match &keys {
-                Some(keys) => (
-                    webpush::encrypt(keys, &plain).map_err(|e| Failure::Refused(e.to_string()))?,
-                    true,
-                ),
-                None => (plain, false),
-            };
-            let mut req = client
-                .post(&url)
-                .insert_header(("Content-Type", "application/json"))
-                .insert_header(("TTL", ttl))
-                .insert_header(("Urgency", urgency));
-            if let Some(authorization) = authorization {
-                req = req.insert_header(("Authorization", authorization));
-            }
-            if let Some(topic) = topic {
-                req = req.insert_header(("Topic", topic));
-            }
-            if encrypted {
-                req = req.insert_header(("Content-Encoding", "aes128gcm"));
-            }
-            let res = req
-                .send_body(body)
-                .await
-                .map_err(|e| Failure::Transport(e.to_string()))?;
-            let retry_after = res
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            Ok::<_, Failure>((res.status().as_u16(), retry_after))
-        };
+        let push = Push::of(&claimed, &self.config, &mut self.vapid);
+        let request = push.send(client, self.policy.clone());
         request
             .into_actor(self)
             .map(move |outcome, act, ctx| {
@@ -346,6 +268,105 @@ impl WebhookSender {
             error,
             give_up,
         }
+    }
+}
+
+/// One delivery's POSTs: the bodies (one, or a StateChange's parts) and their headers.
+struct Push {
+    url: String,
+    keys: Option<crate::jmap::methods::push_subscription::keys::UaKeys>,
+    bodies: Vec<Vec<u8>>,
+    ttl: String,
+    urgency: &'static str,
+    topic: Option<String>,
+    authorization: Option<String>,
+}
+
+impl Push {
+    fn of(claimed: &ClaimedDelivery, config: &PushConfig, vapid: &mut VapidSigner) -> Push {
+        let keys = claimed.subscription.keys.clone();
+        // RFC 8291: an encrypted push is one record, so a large StateChange goes in parts.
+        let bodies = if claimed.kind == KIND_VERIFICATION {
+            vec![webhook_body::verification(
+                &claimed.subscription.id,
+                &claimed.subscription.verification_code,
+            )]
+        } else {
+            let max = keys.as_ref().map(|_| webpush::MAX_PLAINTEXT);
+            webhook_body::state_changes(&claimed.changed, max)
+        };
+        // A fixed Topic per subscription lets a push service replace an undelivered StateChange
+        // with the newer one (RFC 8030 §5.4; the id is base64url and at most 32 characters).
+        // Never on parts of one: each would replace the one before.
+        let topic = (claimed.kind == KIND_STATE_CHANGE
+            && bodies.len() == 1
+            && claimed.subscription.id.len() <= 32)
+            .then(|| claimed.subscription.id.clone());
+        let url = claimed.subscription.url.clone();
+        // RFC 8030 §5.3: new mail is worth waking a device for; other changes can wait.
+        let new_mail = claimed
+            .changed
+            .values()
+            .any(|types| types.contains_key("EmailDelivery"));
+        Push {
+            authorization: vapid.authorization(&url, crate::store::now()),
+            url,
+            keys,
+            bodies,
+            ttl: config.ttl_secs.to_string(),
+            urgency: if new_mail { "high" } else { "normal" },
+            topic,
+        }
+    }
+
+    /// POSTs the bodies one after another; the first refusal is the delivery's outcome, and a
+    /// retry sends every part again (a repeated StateChange costs a client one /changes).
+    async fn send(
+        self,
+        client: awc::Client,
+        policy: TargetPolicy,
+    ) -> Result<(u16, Option<u64>), Failure> {
+        // Scheme and literal addresses; host names are checked by the client's resolver.
+        policy.parse(&self.url).map_err(Failure::Refused)?;
+        let mut outcome = (0, None);
+        for plain in &self.bodies {
+            // RFC 8620 §7.2 / RFC 8291: with keys, everything is encrypted, verification
+            // included.
+            let body = match &self.keys {
+                Some(keys) => {
+                    webpush::encrypt(keys, plain).map_err(|e| Failure::Refused(e.to_string()))?
+                }
+                None => plain.clone(),
+            };
+            let mut req = client
+                .post(&self.url)
+                .insert_header(("Content-Type", "application/json"))
+                .insert_header(("TTL", self.ttl.as_str()))
+                .insert_header(("Urgency", self.urgency));
+            if let Some(authorization) = &self.authorization {
+                req = req.insert_header(("Authorization", authorization.as_str()));
+            }
+            if let Some(topic) = &self.topic {
+                req = req.insert_header(("Topic", topic.as_str()));
+            }
+            if self.keys.is_some() {
+                req = req.insert_header(("Content-Encoding", "aes128gcm"));
+            }
+            let res = req
+                .send_body(body)
+                .await
+                .map_err(|e| Failure::Transport(e.to_string()))?;
+            let retry_after = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            outcome = (res.status().as_u16(), retry_after);
+            if !res.status().is_success() {
+                break;
+            }
+        }
+        Ok(outcome)
     }
 }
 

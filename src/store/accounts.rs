@@ -68,6 +68,7 @@ pub fn share(
                     account_access::may_write.eq(!read_only),
                 ))
                 .execute(conn)?;
+            super::push_subscription::start_cursors_on_account(conn, &with_id, &account_id)?;
         }
         Ok(())
     })

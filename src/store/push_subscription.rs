@@ -385,6 +385,38 @@ pub(crate) fn set_cursor(
     }
     Ok(())
 }
+/// Starts the cursors of `user_id`'s verified subscriptions on `account_id` at its current
+/// position, when the user is given access to it (`accounts::share`): every write after the
+/// share is pushed, none from before. Without it, a periodic catch-up that met the account's
+/// first write before the write's own announcement started the cursor past that write.
+pub(crate) fn start_cursors_on_account(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    account_id: &str,
+) -> Result<(), StoreError> {
+    let seq: i64 = accounts::table
+        .find(account_id)
+        .select(accounts::seq)
+        .first_row(conn)?;
+    let subscriptions: Vec<String> = push_subscriptions::table
+        .filter(push_subscriptions::user_id.eq(user_id))
+        .filter(push_subscriptions::verified.eq(true))
+        .select(push_subscriptions::id)
+        .load(conn)?;
+    for subscription_id in subscriptions {
+        let exists = push_cursors::table
+            .find((&subscription_id, account_id))
+            .select(push_cursors::seq)
+            .first_row::<i64, _>(conn)
+            .optional()?
+            .is_some();
+        // A cursor left from an earlier share restarts too: what happened while the user had
+        // no access is not theirs to hear of.
+        set_cursor(conn, &subscription_id, account_id, seq, exists)?;
+    }
+    Ok(())
+}
+
 /// Starts a newly verified subscription's cursors at the current position of every account its
 /// owner may read: nothing from before the verification is pushed (PSUB-06).
 pub(crate) fn start_cursors(

@@ -408,6 +408,85 @@ async fn with_keys_every_push_is_encrypted_and_the_user_agent_decrypts_it() {
     s.stop().await;
 }
 
+/// WP-12 (RFC 8291: one record of 4,096 octets): a keyed subscription told of more accounts
+/// than one record holds (here: many accounts shared with the user changed while the push
+/// service refused) gets several encrypted StateChanges that together name every account at its
+/// latest state, none with a `Topic` (the push service would keep only the last of them).
+#[on_both_backends]
+async fn a_state_change_too_large_for_one_encrypted_record_arrives_in_parts() {
+    use herald::jmap::methods::push_subscription::keys::encode_base64url;
+    use herald::push::webpush::{MAX_PLAINTEXT, decrypt};
+    use std::collections::BTreeMap;
+    const OWNERS: usize = 150;
+    let s = start().await;
+    let mut sink = WebhookSink::start().await;
+    let bob = s.add_user("bob", "pw");
+    let ua_secret = p256::SecretKey::from_slice(&[9u8; 32]).unwrap();
+    let ua_public = p256::EncodedPoint::from(ua_secret.public_key());
+    let auth = [5u8; 16];
+    let open = |r: &Received| -> Value {
+        serde_json::from_slice(&decrypt(&ua_secret, &auth, &r.body).unwrap()).unwrap()
+    };
+    let keys =
+        json!({"p256dh": encode_base64url(ua_public.as_bytes()), "auth": encode_base64url(&auth)});
+    let id = create(
+        &s,
+        &bob,
+        json!({"deviceClientId": "d", "url": sink.url("/p"), "keys": keys}),
+    )
+    .await;
+    let code = open(&sink.next().await)["verificationCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    verify(&s, &bob, &id, &code).await;
+    sink.answer_by_default(503);
+    let mut accounts = Vec::new();
+    for i in 0..OWNERS {
+        let owner = format!("owner{i}");
+        let owner_auth = s.add_user(&owner, "pw");
+        accounts.push(account_id(&s, &owner_auth).await);
+        let mut conn = s.store.conn().unwrap();
+        herald::store::accounts::share(&mut conn, &owner, "bob", false).unwrap();
+    }
+    // Bob changes every shared account while his push service answers 503.
+    let mut latest = BTreeMap::new();
+    for batch in accounts.chunks(30) {
+        let calls: Vec<Value> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, a)| json!(["Mailbox/set", {"accountId": a, "create": {"k": {"name": "n"}}}, i.to_string()]))
+            .collect();
+        let r = s.call(&bob, &[CORE, MAIL], Value::Array(calls)).await;
+        for (a, response) in batch.iter().zip(&r) {
+            assert!(response[1]["created"]["k"].is_object(), "{response}");
+            latest.insert(a.clone(), json!({"Mailbox": response[1]["newState"]}));
+        }
+    }
+    let whole = json!({"@type": "StateChange", "changed": latest}).to_string();
+    assert!(whole.len() > MAX_PLAINTEXT * 5 / 4, "{}", whole.len());
+
+    // The pending StateChange has outgrown one record once a retry comes in parts: the first
+    // part (the 503 stops the rest) has no Topic.
+    while sink.next().await.header("topic").is_some() {}
+    sink.answer_by_default(201);
+    let mut told = BTreeMap::new();
+    while told != latest {
+        let r = sink.next().await;
+        if r.status != 201 {
+            continue;
+        }
+        assert_eq!(r.header("content-encoding"), Some("aes128gcm"));
+        let v = open(&r);
+        assert_eq!(v["@type"], "StateChange", "{v}");
+        for (a, types) in v["changed"].as_object().unwrap() {
+            told.insert(a.clone(), types.clone());
+        }
+    }
+    sink.stop().await;
+    s.stop().await;
+}
+
 #[on_both_backends]
 async fn a_users_subscription_never_receives_another_users_changes() {
     let s = start().await;
@@ -858,6 +937,79 @@ fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
     .unwrap();
     let touched = outbox::catch_up(&mut conn, &account, MissingCursor::NewestWrite).unwrap();
     assert_eq!(touched, 1);
+}
+
+/// PSUB-06 with sharing: an account shared with a user whose subscription is verified is
+/// followed from the moment of the share. The first write after it is pushed even when a
+/// periodic catch-up (which starts unknown cursors where the log stands, pushing nothing) meets
+/// the write before the write's own announcement does; a re-share does not replay what happened
+/// while the access was withdrawn.
+#[on_both_backends]
+fn an_account_shared_with_a_subscriber_is_followed_from_the_share_on() {
+    use herald::jmap::changes::ChangeOp;
+    use herald::jmap::methods::push_subscription::{NewSubscription, SubscriptionChange};
+    use herald::store::push_subscription as subscriptions;
+    use herald::store::webhook_outbox::{self as outbox, MissingCursor};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        herald::store::Store::open(&harness::backend::fresh_store_url(dir.path()), 2).unwrap();
+    let mut conn = store.conn().unwrap();
+    let bob = herald::store::users::create(&mut conn, "bob", "pw").unwrap();
+    let alice = herald::store::users::create(&mut conn, "alice", "pw").unwrap();
+    let account = herald::store::accounts::personal_account(&mut conn, &alice.id).unwrap();
+    let new = NewSubscription {
+        device_client_id: "d".into(),
+        url: "https://push.example/t".into(),
+        keys: None,
+        expires: herald::store::now() + 3600,
+        types: None,
+        token_hash: None,
+    };
+    let id = subscriptions::create(&mut conn, &bob.id, &new).unwrap();
+    let verify = SubscriptionChange {
+        verify: true,
+        ..SubscriptionChange::default()
+    };
+    subscriptions::update(&mut conn, &bob.id, &id, &verify).unwrap();
+    let write = |conn: &mut herald::store::AnyConnection, name: &str| {
+        herald::store::changelog::write(conn, &account, |txn| {
+            txn.record("Mailbox", name, ChangeOp::Created);
+            Ok(())
+        })
+        .unwrap();
+    };
+    write(&mut conn, "before the share");
+    herald::store::accounts::share(&mut conn, "alice", "bob", true).unwrap();
+    write(&mut conn, "after the share");
+    // The periodic catch-up runs first, then the write's announcement arrives.
+    outbox::catch_up_all(&mut conn).unwrap();
+    outbox::catch_up(&mut conn, &account, MissingCursor::NewestWrite).unwrap();
+    assert_eq!(pending_mailbox_state(&mut conn, &id, &account), Some(2));
+
+    herald::store::accounts::unshare(&mut conn, "alice", "bob").unwrap();
+    write(&mut conn, "while not shared");
+    herald::store::accounts::share(&mut conn, "alice", "bob", true).unwrap();
+    outbox::catch_up_all(&mut conn).unwrap();
+    assert_eq!(pending_mailbox_state(&mut conn, &id, &account), Some(2));
+}
+
+/// The Mailbox state the pending StateChange of subscription `id` holds for `account`.
+fn pending_mailbox_state(
+    conn: &mut herald::store::AnyConnection,
+    id: &str,
+    account: &str,
+) -> Option<i64> {
+    use diesel::prelude::*;
+    use herald::store::schema::push_deliveries;
+    let changed: String = push_deliveries::table
+        .find(id)
+        .select(push_deliveries::changed)
+        .first(conn)
+        .optional()
+        .unwrap()?;
+    let changed: herald::store::webhook_outbox::ChangedStates =
+        serde_json::from_str(&changed).unwrap();
+    changed.get(account)?.get("Mailbox").copied()
 }
 
 /// Outcomes are recorded in batches (`outbox::settle`), and until then a row stays claimed. A
