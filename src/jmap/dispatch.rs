@@ -125,6 +125,8 @@ pub fn run_request<C>(
     let client_sent_created_ids = request.created_ids.is_some();
     let mut created_ids = request.created_ids.unwrap_or_default();
     let mut responses: Vec<Invocation> = Vec::with_capacity(request.method_calls.len());
+    let mut reference_budget =
+        usize::try_from(server.limits.max_size_request).unwrap_or(usize::MAX);
     for invocation in request.method_calls {
         let call_id = invocation.call_id.clone();
         let name = invocation.name.clone();
@@ -137,6 +139,7 @@ pub fn run_request<C>(
             &enabled,
             invocation,
             &responses,
+            &mut reference_budget,
             &mut created_ids,
         );
         observe(&name, started.elapsed());
@@ -180,6 +183,7 @@ fn run_call<C>(
     enabled: &BTreeSet<&'static str>,
     invocation: Invocation,
     responses: &[Invocation],
+    reference_budget: &mut usize,
     created_ids: &mut HashMap<String, String>,
 ) -> Result<CallOutcome, MethodError> {
     // Checklist MLE-06: method and capability, then references, then the account.
@@ -192,7 +196,7 @@ fn run_call<C>(
                 invocation.name
             ))
         })?;
-    let mut arguments = resolve_references(invocation.arguments, responses)?;
+    let mut arguments = resolve_references(invocation.arguments, responses, reference_budget)?;
     let account = match spec.account {
         AccountUse::None => None,
         use_ => {

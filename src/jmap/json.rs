@@ -19,6 +19,30 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, String> {
     Ok(value)
 }
 
+/// The length of `value` in compact JSON, counting each string's characters once (escapes
+/// not counted): a cheap measure of what a value costs to hold and to send, without encoding it.
+pub fn encoded_len(value: &Value) -> usize {
+    match value {
+        Value::Null => 4,
+        Value::Bool(b) => 4 + usize::from(!b),
+        // Numbers here come from JSON text or small counters: 20 octets bounds an i64/u64.
+        Value::Number(_) => 20,
+        Value::String(s) => s.len() + 2,
+        // Brackets, and a comma between two items.
+        Value::Array(items) => {
+            2 + items.len().saturating_sub(1) + items.iter().map(encoded_len).sum::<usize>()
+        }
+        // Braces, commas, and per member its quoted name and a colon.
+        Value::Object(members) => {
+            2 + members.len().saturating_sub(1)
+                + members
+                    .iter()
+                    .map(|(k, v)| k.len() + 3 + encoded_len(v))
+                    .sum::<usize>()
+        }
+    }
+}
+
 struct StrictValue;
 
 impl<'de> DeserializeSeed<'de> for StrictValue {
@@ -83,6 +107,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_encoded_length_is_that_of_compact_json_for_strings_and_containers() {
+        let v = serde_json::json!({"ids": ["e1", "e2"], "nested": {"k": [null, true, false, "x"]}});
+        assert_eq!(encoded_len(&v), v.to_string().len());
+        // Numbers count as 20 octets, whatever their digits.
+        assert_eq!(encoded_len(&serde_json::json!([1])), 22);
+        assert_eq!(encoded_len(&serde_json::json!([[], {}])), 7);
+    }
 
     #[test]
     fn duplicate_member_names_are_rejected_at_any_depth() {

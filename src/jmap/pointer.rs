@@ -5,7 +5,7 @@
 //! spliced in rather than nested (one level of flattening). So `/list/*/emailIds` over a Thread/get
 //! response yields one flat list of ids.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Why a pointer did not evaluate.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,17 +28,34 @@ pub enum PointerError {
 
 /// Evaluates `pointer` against `root`.
 pub fn evaluate(root: &Value, pointer: &str) -> Result<Value, PointerError> {
+    let tokens = tokens(pointer)?;
+    evaluate_tokens(root, &tokens)
+}
+
+/// Evaluates `pointer` against the object `root` (a response's arguments), without copying
+/// more of it than the pointer selects.
+pub fn evaluate_object(root: &Map<String, Value>, pointer: &str) -> Result<Value, PointerError> {
+    let tokens = tokens(pointer)?;
+    let Some((first, rest)) = tokens.split_first() else {
+        return Ok(Value::Object(root.clone()));
+    };
+    if first == "*" {
+        return Err(PointerError::WildcardOnNonArray);
+    }
+    let member = root
+        .get(first)
+        .ok_or_else(|| PointerError::MissingMember(first.clone()))?;
+    evaluate_tokens(member, rest)
+}
+
+fn tokens(pointer: &str) -> Result<Vec<String>, PointerError> {
     if pointer.is_empty() {
-        return Ok(root.clone());
+        return Ok(Vec::new());
     }
     let rest = pointer
         .strip_prefix('/')
         .ok_or(PointerError::NoLeadingSlash)?;
-    let tokens = rest
-        .split('/')
-        .map(unescape)
-        .collect::<Result<Vec<_>, _>>()?;
-    evaluate_tokens(root, &tokens)
+    rest.split('/').map(unescape).collect()
 }
 
 fn unescape(token: &str) -> Result<String, PointerError> {

@@ -1,6 +1,11 @@
 //! Result references (RFC 8620 §3.7): an argument named `#foo` whose value is
 //! `{resultOf, name, path}` is replaced, before the call runs, by the value found at `path` in the
 //! first earlier response with method call id `resultOf`.
+//!
+//! What references resolve to counts against a budget per request (`maxSizeRequest` octets in
+//! all): a call may refer to an earlier response that itself holds resolved references, so
+//! without one, a few kilobytes of `Core/echo` calls that each repeat the previous response twice
+//! would build a response of terabytes.
 
 use serde_json::{Map, Value};
 
@@ -9,10 +14,12 @@ use crate::jmap::pointer;
 use crate::jmap::request::Invocation;
 
 /// Replaces every `#name` argument with the value it refers to. `responses` are the responses
-/// emitted so far in this request, in order.
+/// emitted so far in this request, in order; `budget` is what the request's references may
+/// still resolve to, in octets of JSON, and shrinks by what these resolve to.
 pub fn resolve_references(
     arguments: Map<String, Value>,
     responses: &[Invocation],
+    budget: &mut usize,
 ) -> Result<Map<String, Value>, MethodError> {
     if !arguments.keys().any(|k| k.starts_with('#')) {
         return Ok(arguments);
@@ -27,7 +34,17 @@ pub fn resolve_references(
                 "both {name:?} and {key:?} are given"
             )));
         }
-        resolved.insert(name.to_owned(), resolve_reference(value, responses)?);
+        let value = resolve_reference(value, responses)?;
+        let size = crate::jmap::json::encoded_len(&value);
+        if size > *budget {
+            return Err(MethodError::InvalidResultReference(
+                "the result references of this request resolve to more JSON than the \
+                 request may be (maxSizeRequest)"
+                    .into(),
+            ));
+        }
+        *budget -= size;
+        resolved.insert(name.to_owned(), value);
     }
     for (key, value) in arguments {
         if !key.starts_with('#') {
@@ -67,8 +84,8 @@ pub fn resolve_reference(
         )));
     }
     // The pointer is evaluated against the response's arguments object.
-    let arguments = Value::Object(response.arguments.clone());
-    pointer::evaluate(&arguments, path).map_err(|e| invalid(format!("path {path:?}: {e}")))
+    pointer::evaluate_object(&response.arguments, path)
+        .map_err(|e| invalid(format!("path {path:?}: {e}")))
 }
 
 #[cfg(test)]
@@ -85,6 +102,14 @@ mod tests {
         ]
     }
 
+    /// Resolution with no budget to speak of.
+    fn resolve(
+        arguments: Map<String, Value>,
+        responses: &[Invocation],
+    ) -> Result<Map<String, Value>, MethodError> {
+        resolve_references(arguments, responses, &mut usize::MAX.clone())
+    }
+
     fn args(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
     }
@@ -95,7 +120,7 @@ mod tests {
 
     #[test]
     fn a_reference_is_replaced_by_the_value_of_the_first_matching_response() {
-        let out = resolve_references(
+        let out = resolve(
             args(json!({"accountId": "a", "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}})),
             &responses(),
         )
@@ -110,43 +135,31 @@ mod tests {
             args(json!({"#ids": {"resultOf": of, "name": name, "path": path}}))
         };
         assert_eq!(
-            err_type(resolve_references(
-                reference("nope", "Email/query", "/ids"),
-                &r
-            )),
+            err_type(resolve(reference("nope", "Email/query", "/ids"), &r)),
             "invalidResultReference"
         );
         assert_eq!(
-            err_type(resolve_references(reference("q", "Email/get", "/ids"), &r)),
+            err_type(resolve(reference("q", "Email/get", "/ids"), &r)),
             "invalidResultReference"
         );
         assert_eq!(
-            err_type(resolve_references(
-                reference("bad", "Email/query", "/ids"),
-                &r
-            )),
+            err_type(resolve(reference("bad", "Email/query", "/ids"), &r)),
             "invalidResultReference"
         );
         assert_eq!(
-            err_type(resolve_references(
-                reference("q", "Email/query", "/nope"),
-                &r
-            )),
+            err_type(resolve(reference("q", "Email/query", "/nope"), &r)),
             "invalidResultReference"
         );
         assert_eq!(
-            err_type(resolve_references(reference("q", "Email/query", "ids"), &r)),
+            err_type(resolve(reference("q", "Email/query", "ids"), &r)),
             "invalidResultReference"
         );
         assert_eq!(
-            err_type(resolve_references(
-                reference("q", "Email/query", "/ids/7"),
-                &r
-            )),
+            err_type(resolve(reference("q", "Email/query", "/ids/7"), &r)),
             "invalidResultReference"
         );
         assert_eq!(
-            err_type(resolve_references(args(json!({"#ids": "q"})), &r)),
+            err_type(resolve(args(json!({"#ids": "q"})), &r)),
             "invalidResultReference"
         );
     }
@@ -156,10 +169,7 @@ mod tests {
         let a = args(
             json!({"ids": [], "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}}),
         );
-        assert_eq!(
-            err_type(resolve_references(a, &responses())),
-            "invalidArguments"
-        );
+        assert_eq!(err_type(resolve(a, &responses())), "invalidArguments");
     }
 
     proptest::proptest! {
@@ -172,11 +182,27 @@ mod tests {
             path in "(/[a-z0-9*~]{0,3}){0,4}|[a-z]{0,3}",
         ) {
             let reference = json!({"#ids": {"resultOf": of, "name": name, "path": path}});
-            match resolve_references(args(reference), &responses()) {
+            match resolve(args(reference), &responses()) {
                 Ok(out) => proptest::prop_assert!(out.contains_key("ids")),
                 Err(e) => proptest::prop_assert_eq!(e.wire_type(), "invalidResultReference"),
             }
         }
+    }
+
+    #[test]
+    fn references_resolve_within_the_requests_budget_and_not_beyond() {
+        let r = responses();
+        let reference = json!({"resultOf": "q", "name": "Email/query", "path": "/ids"});
+        let size = crate::jmap::json::encoded_len(&json!(["e1", "e2"]));
+        let mut budget = size * 2 + size / 2;
+        for _ in 0..2 {
+            let out = resolve_references(args(json!({"#ids": reference})), &r, &mut budget);
+            assert_eq!(out.unwrap()["ids"], json!(["e1", "e2"]));
+        }
+        assert_eq!(budget, size / 2);
+        let over = resolve_references(args(json!({"#ids": reference})), &r, &mut budget);
+        assert_eq!(err_type(over), "invalidResultReference");
+        assert_eq!(budget, size / 2);
     }
 
     #[test]
@@ -186,7 +212,7 @@ mod tests {
             args(json!({"updatedProperties": null})),
             "c",
         )];
-        let out = resolve_references(
+        let out = resolve(
             args(json!({"#properties": {"resultOf": "c", "name": "Mailbox/changes", "path": "/updatedProperties"}})),
             &r,
         )

@@ -253,6 +253,38 @@ async fn later_calls_take_their_arguments_from_earlier_results_by_reference() {
     assert_eq!(r[2], json!(["Core/echo", {"first": "e1"}, "c"]));
 }
 
+/// REF-06 and limits: references may not multiply a request. Each call repeats the previous
+/// response twice, so the 32 calls would ask for 2^31 KiB; what a request's references resolve
+/// to is bounded by maxSizeRequest in all, and the calls past it are invalidResultReference.
+#[actix_web::test]
+async fn references_that_would_multiply_a_request_stop_at_max_size_request() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let previous =
+        |i: usize| json!({"resultOf": (i - 1).to_string(), "name": "Core/echo", "path": ""});
+    let mut calls = vec![json!(["Core/echo", {"x": "y".repeat(1024)}, "0"])];
+    for i in 1..32 {
+        calls.push(json!(["Core/echo", {"#a": previous(i), "#b": previous(i)}, i.to_string()]));
+    }
+    let a = s
+        .api(&alice, json!({"using": [CORE], "methodCalls": calls}))
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let max_size_request = 10_000_000;
+    assert!(a.raw.len() < 2 * max_size_request, "{} octets", a.raw.len());
+    let names: Vec<&str> = a.body["methodResponses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    let echoed = names.iter().take_while(|n| **n == "Core/echo").count();
+    assert!((10..14).contains(&echoed), "{names:?}");
+    let refused = &a.body["methodResponses"][echoed];
+    assert_eq!(refused[1]["type"], "invalidResultReference", "{refused}");
+    assert!(names[echoed..].iter().all(|n| *n == "error"), "{names:?}");
+}
+
 #[actix_web::test]
 async fn broken_references_and_unknown_methods_are_method_errors_and_the_request_goes_on() {
     let s = TestServer::start().await;
