@@ -6,8 +6,10 @@
 //! remove`, another node). Such a change bumps the store's access epoch, which the node's bus
 //! notices at once and reports as [`AccessChanged`]; the registry then audits which accounts the
 //! users with open connections may still read, in one query, and drops what they lost; a
-//! connection left with no account is closed. The audit also runs every `access_check` interval,
-//! as a safety net.
+//! connection left with no account is closed. Access given (`herald account share`) is found the
+//! same way: the user's open connections join the account's hub, then are told its current
+//! states ([`ChangeSlot::grant`](super::slot::ChangeSlot::grant)). The audit also runs every
+//! `access_check` interval, as a safety net.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -106,6 +108,115 @@ impl Registry {
         }
     }
 
+    /// Adds subscription `id` to `account`'s hub, starting the hub for its first member.
+    fn join(&mut self, id: u64, account: &str, subscriber: Subscriber) {
+        let (hub, members) = self
+            .hubs
+            .entry(account.to_owned())
+            .or_insert_with(|| (AccountHub::new(account.to_owned()).start(), 0));
+        *members += 1;
+        hub.do_send(Join(id, subscriber));
+    }
+
+    /// Subscribes open connections to the accounts their users were given (`allowed` holds
+    /// every pair the audit read), then reads each such account's position and states and hands
+    /// them to the connections' slots.
+    fn grant(&mut self, allowed: &HashSet<(String, String)>, ctx: &mut Context<Self>) {
+        let mut by_user: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (user, account) in allowed {
+            by_user.entry(user).or_default().push(account);
+        }
+        let mut gained: Vec<(u64, String)> = Vec::new();
+        for (id, sub) in &self.subscriptions {
+            // A connection that follows nothing more is closing; it does not come back.
+            if sub.accounts.is_empty() {
+                continue;
+            }
+            for account in by_user
+                .get(sub.subscriber.user_id.as_str())
+                .into_iter()
+                .flatten()
+            {
+                if sub
+                    .accounts
+                    .binary_search_by(|a| a.as_str().cmp(account))
+                    .is_err()
+                {
+                    gained.push((*id, (*account).to_owned()));
+                }
+            }
+        }
+        if gained.is_empty() {
+            return;
+        }
+        for (id, account) in &gained {
+            let Some(sub) = self.subscriptions.get_mut(id) else {
+                continue;
+            };
+            log::info!(
+                "push: {} was given {account}; following it",
+                sub.subscriber.user_id
+            );
+            let at = sub.accounts.partition_point(|a| a < account);
+            sub.accounts.insert(at, account.clone());
+            let subscriber = sub.subscriber.clone();
+            self.join(*id, account, subscriber);
+        }
+        let Some((store, _)) = &self.audit else {
+            return;
+        };
+        let store = store.clone();
+        let accounts: Vec<String> = gained
+            .iter()
+            .map(|(_, a)| a.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        async move {
+            actix_web::rt::task::spawn_blocking(move || {
+                let mut conn = store.conn()?;
+                accounts
+                    .into_iter()
+                    .map(|a| {
+                        // Before any position: every type, at its current state.
+                        let found = crate::store::changelog::types_changed_since(
+                            &mut conn,
+                            &a,
+                            i64::MIN,
+                            super::DATA_TYPES,
+                        )?;
+                        Ok((a, found))
+                    })
+                    .collect::<Result<HashMap<_, _>, StoreError>>()
+            })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Invalid(e.to_string())))
+        }
+        .into_actor(self)
+        .map(move |found, registry, _| {
+            let found = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    log::warn!("push: the states of newly shared accounts were not read: {e}");
+                    return;
+                }
+            };
+            for (id, account) in gained {
+                let (Some(sub), Some((seq, states))) =
+                    (registry.subscriptions.get(&id), found.get(&account))
+                else {
+                    continue;
+                };
+                if sub.accounts.contains(&account)
+                    && sub.subscriber.slot.grant(&account, *seq, states)
+                {
+                    sub.subscriber.wake.raise();
+                }
+            }
+        })
+        .spawn(ctx);
+    }
+
     /// Drops `user_id`'s subscriptions to `account_id`; closes connections left with nothing.
     fn revoke(&mut self, user_id: &str, account_id: &str) {
         let mut dropped = 0;
@@ -201,6 +312,7 @@ impl Registry {
                 log::info!("push: {user} lost access to {account}; dropping its subscriptions");
                 registry.revoke(&user, &account);
             }
+            registry.grant(&allowed, ctx);
             // A connection opened with a revoked token, or with a password since changed, ends;
             // its session unsubscribes as it stops.
             for sub in registry.subscriptions.values() {
@@ -242,12 +354,7 @@ impl Handler<Subscribe> for Registry {
         accounts.sort();
         accounts.dedup();
         for account in &accounts {
-            let (hub, members) = self
-                .hubs
-                .entry(account.clone())
-                .or_insert_with(|| (AccountHub::new(account.clone()).start(), 0));
-            *members += 1;
-            hub.do_send(Join(id, msg.subscriber.clone()));
+            self.join(id, account, msg.subscriber.clone());
         }
         self.subscriptions.insert(
             id,
@@ -290,8 +397,8 @@ impl Handler<AccessRevoked> for Registry {
     }
 }
 
-/// Some process withdrew access (`store::access_epoch`): audit now rather than at the next
-/// interval.
+/// Some process gave or withdrew access (`store::access_epoch`): audit now rather than at the
+/// next interval.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AccessChanged;

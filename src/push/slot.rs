@@ -8,7 +8,7 @@
 //! the session's `WakeSignal` only when the slot goes from idle to pending. The session takes
 //! everything at once when it can write.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use super::pending::PendingStates;
@@ -302,6 +302,28 @@ impl ChangeSlot {
         !s.pending.is_empty()
     }
 
+    /// Registry side: the connection's user was given access to `account` while the stream
+    /// was open. The stream follows it from `seq` (read after the hub took the connection in,
+    /// so no later write is missed), and the client is told every type's current `states`: the
+    /// whole account is news to it. Returns true when the owner must be woken.
+    pub fn grant(&self, account: &str, seq: i64, states: &BTreeMap<String, i64>) -> bool {
+        let mut s = self.lock();
+        let s = &mut *s;
+        let index = s.account_index(account);
+        s.progress[index].1.cover(seq);
+        for (t, state) in states {
+            if s.filter.accepts(t) {
+                s.pending.merge(index, t, *state);
+            }
+        }
+        s.count_pending();
+        if s.ready && !s.wake_sent && !s.pending.is_empty() {
+            s.wake_sent = true;
+            return true;
+        }
+        false
+    }
+
     /// Session side: hands every pending change and the stream position that includes them to
     /// `write` (which renders them; it runs under the slot's lock, so it should be quick), then
     /// empties the slot and counts the StateChange as sent (with its latency from the commit of
@@ -446,6 +468,28 @@ mod tests {
         assert!(!slot.offer("a", 4, &types(&["Email"])));
         assert!(slot.take().is_none());
         assert!(slot.offer("a", 6, &types(&["Email"])));
+    }
+
+    #[test]
+    fn an_account_granted_later_is_told_in_full_and_followed_from_its_position() {
+        let slot = ChangeSlot::new(TypeFilter::Only(["Mailbox".to_string()].into()));
+        slot.baseline(Positions::from([("a".into(), 1)]), Changed::new(), false);
+        // A write of the new account reached the hub before its position was read.
+        slot.offer("b", 7, &types(&["Mailbox"]));
+        slot.take();
+        let states = [("Mailbox".to_string(), 6), ("Email".to_string(), 7)].into();
+        assert!(slot.grant("b", 7, &states));
+        let (changed, positions) = slot.take().unwrap();
+        assert_eq!(
+            changed,
+            Changed::from([("b".into(), [("Mailbox".to_string(), 6)].into())])
+        );
+        assert_eq!(
+            positions,
+            Positions::from([("a".into(), 1), ("b".into(), 7)])
+        );
+        assert!(slot.offer("b", 8, &types(&["Mailbox"])));
+        assert_eq!(slot.take().unwrap().1["b"], 8);
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! The access epoch: how a change that withdraws access reaches every server process at once.
+//! The access epoch: how a change of access reaches every server process at once.
 //!
-//! `herald account unshare` and `herald user remove` run in their own process (or on another
-//! node), so the push registry of a running server cannot be told directly. They bump one counter
+//! `herald account share`/`unshare` and `herald user remove` run in their own process (or on
+//! another node), so the push registry of a running server cannot be told directly. They bump one counter
 //! in their transaction ([`announce`]); on PostgreSQL the same transaction sends
 //! `NOTIFY herald_access`, which every node's `ClusterBus` hears; on SQLite the `LocalBus` reads
 //! the counter whenever the database changed. Either way the registry audits at once, instead of
@@ -16,7 +16,7 @@ use super::{AnyConnection, StoreError};
 /// The PostgreSQL channel that announces access changes.
 pub const ACCESS_CHANNEL: &str = "herald_access";
 
-/// Records that access was withdrawn; call inside the transaction that withdraws it.
+/// Records that access was given or withdrawn; call inside the transaction that changes it.
 pub fn announce(conn: &mut AnyConnection) -> Result<(), StoreError> {
     diesel::update(access_epoch::table.find(1))
         .set(access_epoch::epoch.eq(access_epoch::epoch + 1))

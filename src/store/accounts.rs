@@ -70,7 +70,8 @@ pub fn share(
                 .execute(conn)?;
             super::push_subscription::start_cursors_on_account(conn, &with_id, &account_id)?;
         }
-        Ok(())
+        // The user's open push streams start following the account (`push::registry`).
+        super::access_epoch::announce(conn)
     })
 }
 

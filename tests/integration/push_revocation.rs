@@ -1,7 +1,8 @@
 //! Access withdrawn from outside the server process (`herald account unshare`, `herald user
 //! remove`, run as commands of their own) reaches open push connections at once: they stop
 //! hearing of the account, and a connection left with no account is closed (issue: registry and
-//! sessions; issue 10 §2). The periodic audit is an hour away, so only the announcement of the
+//! sessions; issue 10 §2). Access given (`herald account share`) reaches them too: they start
+//! following the account. The periodic audit is an hour away, so only the announcement of the
 //! change (`store::access_epoch`) can act in time.
 
 use crate::harness::push::*;
@@ -71,6 +72,32 @@ async fn unsharing_silences_the_account_on_open_streams_and_removing_the_user_cl
             "no more state events: {e:?}"
         );
     }
+}
+
+/// "A user's stream covers every account the user may read" (docs/push.md), also one shared
+/// after the stream opened: it is told the account's current states at once, then its changes.
+#[on_both_backends]
+async fn an_account_shared_while_streams_are_open_is_followed_by_them_at_once() {
+    let s = TestServer::start_with(|c| c.push.access_check_secs = 3600).await;
+    let alice = s.add_user("alice", "pw");
+    let bob = s.add_user("bob", "pw");
+    let alices = account_id(&s, &alice).await;
+    let before = create_mailbox(&s, &alice, &alices, "Before the share").await;
+    let mut ws = ws_connect(&s, &bob).await;
+    ws_push_enable(
+        &mut ws,
+        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
+    )
+    .await;
+    let mut sse = sse_everything(&s, &bob).await;
+
+    let (ok, out) = s.cli(&["account", "share", "alice", "--with", "bob"]);
+    assert!(ok, "{out}");
+    ws_until_mailbox_state(&mut ws, &alices, &before).await;
+    sse.until_mailbox_state(&alices, &before).await;
+    let after = create_mailbox(&s, &alice, &alices, "After the share").await;
+    ws_until_mailbox_state(&mut ws, &alices, &after).await;
+    sse.until_mailbox_state(&alices, &after).await;
 }
 
 #[on_both_backends]
