@@ -122,6 +122,28 @@ impl Registry {
     /// every pair the audit read), then reads each such account's position and states and hands
     /// them to the connections' slots.
     fn grant(&mut self, allowed: &HashSet<(String, String)>, ctx: &mut Context<Self>) {
+        let gained = self.gained(allowed);
+        if gained.is_empty() {
+            return;
+        }
+        for (id, account) in &gained {
+            let Some(sub) = self.subscriptions.get_mut(id) else {
+                continue;
+            };
+            log::info!(
+                "push: {} was given {account}; following it",
+                sub.subscriber.user_id
+            );
+            let at = sub.accounts.partition_point(|a| a < account);
+            sub.accounts.insert(at, account.clone());
+            let subscriber = sub.subscriber.clone();
+            self.join(*id, account, subscriber);
+        }
+        self.tell_granted(gained, ctx);
+    }
+
+    /// The (subscription, account) pairs in `allowed` that the subscriptions do not follow.
+    fn gained(&self, allowed: &HashSet<(String, String)>) -> Vec<(u64, String)> {
         let mut by_user: HashMap<&str, Vec<&str>> = HashMap::new();
         for (user, account) in allowed {
             by_user.entry(user).or_default().push(account);
@@ -146,22 +168,12 @@ impl Registry {
                 }
             }
         }
-        if gained.is_empty() {
-            return;
-        }
-        for (id, account) in &gained {
-            let Some(sub) = self.subscriptions.get_mut(id) else {
-                continue;
-            };
-            log::info!(
-                "push: {} was given {account}; following it",
-                sub.subscriber.user_id
-            );
-            let at = sub.accounts.partition_point(|a| a < account);
-            sub.accounts.insert(at, account.clone());
-            let subscriber = sub.subscriber.clone();
-            self.join(*id, account, subscriber);
-        }
+        gained
+    }
+
+    /// Reads the position and states of the `gained` accounts (joined already, so no write
+    /// after the read is missed) and hands them to the connections' slots.
+    fn tell_granted(&mut self, gained: Vec<(u64, String)>, ctx: &mut Context<Self>) {
         let Some((store, _)) = &self.audit else {
             return;
         };
