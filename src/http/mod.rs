@@ -41,21 +41,61 @@ pub struct AppState {
     pub failed_logins: failed_logins::FailedLogins,
 }
 
-/// Registers every route.
+/// Registers every route. A known path asked with a method it does not take is answered `405`
+/// with `Allow` (RFC 9110 §15.5.6); every `GET` also answers `HEAD` (RFC 9110 §9.1: actix
+/// sends the headers without the body).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/.well-known/jmap", web::get().to(session::well_known))
-        .route("/jmap/session", web::get().to(session::get_session))
-        .route("/jmap/api", web::post().to(api::post_api))
-        .route("/jmap/api/", web::post().to(api::post_api))
-        .route("/jmap/ticket", web::post().to(ticket::post_ticket))
-        .route("/jmap/ws", web::get().to(ws::upgrade))
-        .route("/jmap/eventsource", web::get().to(eventsource::get_stream))
-        .route("/jmap/eventsource/", web::get().to(eventsource::get_stream))
-        .route("/jmap/upload/{account_id}/", web::post().to(blob::upload))
-        .route("/jmap/upload/{account_id}", web::post().to(blob::upload))
-        .route(
-            "/jmap/download/{account_id}/{blob_id}/{name}",
-            web::get().to(blob::download),
-        )
+    cfg.service(readable("/.well-known/jmap", session::well_known))
+        .service(readable("/jmap/session", session::get_session))
+        .service(posted("/jmap/api", api::post_api))
+        .service(posted("/jmap/api/", api::post_api))
+        .service(posted("/jmap/ticket", ticket::post_ticket))
+        .service(only_get("/jmap/ws", ws::upgrade))
+        .service(only_get("/jmap/eventsource", eventsource::get_stream))
+        .service(only_get("/jmap/eventsource/", eventsource::get_stream))
+        .service(posted("/jmap/upload/{account_id}/", blob::upload))
+        .service(posted("/jmap/upload/{account_id}", blob::upload))
+        // `{name}` may be empty: a client may expand a part without a name as "".
+        .service(readable(
+            "/jmap/download/{account_id}/{blob_id}/{name:.*}",
+            blob::download,
+        ))
         .default_service(web::to(problem::not_found));
+}
+
+/// A resource read with `GET` or `HEAD`.
+fn readable<F, Args>(path: &'static str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args> + Clone,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(|| problem::method_not_allowed("GET, HEAD")))
+}
+
+/// A resource that only takes `POST`.
+fn posted<F, Args>(path: &'static str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(|| problem::method_not_allowed("POST")))
+}
+
+/// A stream opened with `GET` (a WebSocket upgrade, an EventSource): `HEAD` opens nothing.
+fn only_get<F, Args>(path: &'static str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(|| problem::method_not_allowed("GET")))
 }

@@ -49,3 +49,17 @@ fn respond(status: StatusCode, body: Value) -> HttpResponse {
 pub async fn not_found() -> HttpResponse {
     status(StatusCode::NOT_FOUND, "no such resource")
 }
+
+/// `405` for a known path asked with a method it does not take; `allow` lists those it takes.
+pub async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("this resource takes {allow}"),
+    );
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
+}

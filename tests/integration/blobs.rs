@@ -58,6 +58,34 @@ fn share(s: &TestServer, owner_account: &str, user: &str) {
         .unwrap();
 }
 
+/// RFC 9110 §9.1 (HEAD) and RFC 8620 §6.2: `name` is any string, the empty one too (a client
+/// may expand a part without a name as "").
+#[actix_web::test]
+async fn a_download_answers_head_and_takes_an_empty_name() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let account = own_account(&s, &alice).await;
+    let a = upload(&s, &alice, &account, "text/plain", b"hello").await;
+    let blob = a.body["blobId"].as_str().unwrap().to_owned();
+    let empty = s
+        .get(
+            &format!("/jmap/download/{account}/{blob}/?type=text/plain"),
+            &alice,
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert_eq!(empty.raw, b"hello");
+    let req = harness::authorize(
+        harness::client().head(s.url(&format!("/jmap/download/{account}/{blob}/a.txt"))),
+        &alice,
+    );
+    let head = harness::answer(req.send().await.unwrap()).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.raw.is_empty());
+    assert_eq!(head.headers.get("content-length").unwrap(), "5");
+    assert!(head.headers.contains_key("content-disposition"));
+}
+
 #[on_both_backends]
 async fn an_upload_comes_back_byte_for_byte_with_the_download_headers() {
     let s = TestServer::start().await;

@@ -529,6 +529,32 @@ async fn unknown_paths_are_404_problems() {
     assert_eq!(a.content_type, "application/problem+json");
 }
 
+/// RFC 9110 §15.5.6: a known path asked with a method it does not take is 405 with `Allow`,
+/// and §9.1: what answers GET answers HEAD.
+#[actix_web::test]
+async fn a_known_path_with_the_wrong_method_is_405_naming_the_methods_it_takes() {
+    let s = TestServer::start().await;
+    let alice = s.add_user("alice", "pw");
+    let a = s.get("/jmap/api", &alice).await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(a.headers.get("allow").unwrap(), "POST");
+    assert_eq!(a.content_type, "application/problem+json");
+    let a = s
+        .post_raw("/jmap/session", &alice, "application/json", b"{}".to_vec())
+        .await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(a.headers.get("allow").unwrap(), "GET, HEAD");
+    let req = harness::authorize(harness::client().head(s.url("/jmap/session")), &alice);
+    let head = harness::answer(req.send().await.unwrap()).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.raw.is_empty());
+    assert_eq!(head.content_type, "application/json");
+    let a = s
+        .post_raw("/jmap/eventsource", &alice, "text/plain", Vec::new())
+        .await;
+    assert_eq!(a.headers.get("allow").unwrap(), "GET");
+}
+
 #[actix_web::test]
 async fn a_web_client_of_another_origin_may_call_the_api() {
     // CORS: the preflight is answered for any path, and responses may be read by any origin
