@@ -54,7 +54,7 @@ pub async fn not_found() -> HttpResponse {
 pub async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     let mut response = status(
         StatusCode::METHOD_NOT_ALLOWED,
-        &format!("this resource takes {allow}"),
+        format!("this resource takes {allow}"),
     );
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
         response
