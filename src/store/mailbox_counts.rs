@@ -378,35 +378,64 @@ pub fn check(conn: &mut AnyConnection, account_id: &str) -> Result<Vec<Differenc
         .collect())
 }
 
-/// Rebuilds an account's maintained counts from its emails, in one transaction.
-pub fn repair(conn: &mut AnyConnection, account_id: &str) -> Result<(), StoreError> {
-    use diesel::Connection;
-    conn.transaction(|conn| {
-        for sql in [
-            "DELETE FROM mailbox_threads WHERE account_id = $1",
-            "DELETE FROM mailbox_counts WHERE account_id = $1",
-            concat!(
-                "INSERT INTO mailbox_threads (account_id, mailbox_id, thread_id, emails, unread) \
-                 SELECT em.account_id, em.mailbox_id, e.thread_id, CAST(COUNT(*) AS BIGINT), \
-                        CAST(SUM(",
-                unread_of_em!(),
-                ") AS BIGINT) \
-             FROM email_mailboxes em \
-             JOIN emails e ON e.account_id = em.account_id AND e.id = em.email_id \
-             WHERE em.account_id = $1 \
-             GROUP BY em.account_id, em.mailbox_id, e.thread_id"
-            ),
-            "INSERT INTO mailbox_counts (account_id, mailbox_id, total_emails, unread_emails, \
-                 total_threads, unread_threads) \
-             SELECT account_id, mailbox_id, CAST(SUM(emails) AS BIGINT), \
-                    CAST(SUM(unread) AS BIGINT), CAST(COUNT(*) AS BIGINT), \
-                    CAST(SUM(CASE WHEN unread > 0 THEN 1 ELSE 0 END) AS BIGINT) \
-             FROM mailbox_threads WHERE account_id = $1 GROUP BY account_id, mailbox_id",
-        ] {
-            execute(conn, sql, &[account_id], &[])?;
+/// Rebuilds an account's maintained counts from its emails, as one write: every existing
+/// mailbox whose counts were wrong is recorded as updated, so that clients that hold the wrong
+/// counts are told (a new Mailbox state, pushed). Returns what to publish, if anything changed.
+pub fn repair(
+    conn: &mut AnyConnection,
+    account_id: &str,
+) -> Result<Option<super::Committed>, StoreError> {
+    use diesel::prelude::*;
+    let (_, committed) = super::changelog::write(conn, account_id, |txn| {
+        let wrong: Vec<String> = check(txn.conn(), account_id)?
+            .into_iter()
+            .map(|(mailbox, _, _)| mailbox)
+            .collect();
+        let existing: Vec<String> = super::schema::mailboxes::table
+            .filter(super::schema::mailboxes::account_id.eq(account_id))
+            .filter(super::schema::mailboxes::id.eq_any(&wrong))
+            .select(super::schema::mailboxes::id)
+            .load(txn.conn())?;
+        rebuild(txn.conn(), account_id)?;
+        for mailbox in existing {
+            txn.record("Mailbox", &mailbox, crate::jmap::changes::ChangeOp::Updated);
         }
         Ok(())
-    })
+    })?;
+    if committed.is_none() {
+        // Only rows of mailboxes that no longer exist were wrong: nothing for a client to hear.
+        use diesel::Connection;
+        conn.transaction(|conn| rebuild(conn, account_id))?;
+    }
+    Ok(committed)
+}
+
+/// Replaces an account's maintained counts with a recount (inside the caller's transaction).
+fn rebuild(conn: &mut AnyConnection, account_id: &str) -> Result<(), StoreError> {
+    for sql in [
+        "DELETE FROM mailbox_threads WHERE account_id = $1",
+        "DELETE FROM mailbox_counts WHERE account_id = $1",
+        concat!(
+            "INSERT INTO mailbox_threads (account_id, mailbox_id, thread_id, emails, unread) \
+             SELECT em.account_id, em.mailbox_id, e.thread_id, CAST(COUNT(*) AS BIGINT), \
+                    CAST(SUM(",
+            unread_of_em!(),
+            ") AS BIGINT) \
+         FROM email_mailboxes em \
+         JOIN emails e ON e.account_id = em.account_id AND e.id = em.email_id \
+         WHERE em.account_id = $1 \
+         GROUP BY em.account_id, em.mailbox_id, e.thread_id"
+        ),
+        "INSERT INTO mailbox_counts (account_id, mailbox_id, total_emails, unread_emails, \
+             total_threads, unread_threads) \
+         SELECT account_id, mailbox_id, CAST(SUM(emails) AS BIGINT), \
+                CAST(SUM(unread) AS BIGINT), CAST(COUNT(*) AS BIGINT), \
+                CAST(SUM(CASE WHEN unread > 0 THEN 1 ELSE 0 END) AS BIGINT) \
+         FROM mailbox_threads WHERE account_id = $1 GROUP BY account_id, mailbox_id",
+    ] {
+        execute(conn, sql, &[account_id], &[])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -274,8 +274,28 @@ async fn herald_check_reports_wrong_counts_and_repairs_them() {
     let (ok, out) = s.cli(&["check", "alice"]);
     assert!(!ok, "wrong counts fail the check: {out}");
     assert!(out.contains(&inbox) && out.contains("--repair"), "{out}");
+    let r = s
+        .call(
+            &alice,
+            &[CORE, MAIL],
+            json!([["Mailbox/get", {"accountId": account, "ids": []}, "0"]]),
+        )
+        .await;
+    let before = r[0][1]["state"].as_str().unwrap().to_owned();
+    let mut sse = crate::harness::push::sse_everything(&s, &alice).await;
     let (ok, out) = s.cli(&["check", "--repair"]);
     assert!(ok && out.contains("1 repaired"), "{out}");
+    // Clients that hold the wrong counts are told: the repair is a Mailbox change, pushed.
+    let r = s
+        .call(
+            &alice,
+            &[CORE, MAIL],
+            json!([["Mailbox/changes", {"accountId": account, "sinceState": before}, "0"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["updated"], json!([inbox]), "{r:?}");
+    let after = r[0][1]["newState"].as_str().unwrap();
+    sse.until_mailbox_state(&account, after).await;
     let (ok, out) = s.cli(&["check"]);
     assert!(ok, "{out}");
     let (ok, out) = s.cli(&["check", "nobody"]);
