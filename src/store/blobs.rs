@@ -290,6 +290,61 @@ pub fn purge(
     })
 }
 
+/// The blobs that the accounts `account_ids` hold: their emails' messages, what their objects
+/// reference and what was uploaded into them.
+pub fn held_by(
+    conn: &mut AnyConnection,
+    account_ids: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut held: Vec<String> = emails::table
+        .filter(emails::account_id.eq_any(account_ids))
+        .select(emails::blob_id)
+        .load(conn)?;
+    held.extend(
+        blob_refs::table
+            .filter(blob_refs::account_id.eq_any(account_ids))
+            .select(blob_refs::blob_id)
+            .load::<String>(conn)?,
+    );
+    held.extend(
+        blob_uploads::table
+            .filter(blob_uploads::account_id.eq_any(account_ids))
+            .select(blob_uploads::blob_id)
+            .load::<String>(conn)?,
+    );
+    held.sort();
+    held.dedup();
+    Ok(held)
+}
+
+/// Deletes those of `blob_ids` that no email, reference or upload holds any more (a removed
+/// user's mail: content shared with others stays). Returns how many went.
+pub fn delete_unheld(conn: &mut AnyConnection, blob_ids: &[String]) -> Result<usize, StoreError> {
+    let mut deleted = 0;
+    for chunk in blob_ids.chunks(500) {
+        let mut still: Vec<String> = emails::table
+            .filter(emails::blob_id.eq_any(chunk))
+            .select(emails::blob_id)
+            .load(conn)?;
+        still.extend(
+            blob_refs::table
+                .filter(blob_refs::blob_id.eq_any(chunk))
+                .select(blob_refs::blob_id)
+                .load::<String>(conn)?,
+        );
+        still.extend(
+            blob_uploads::table
+                .filter(blob_uploads::blob_id.eq_any(chunk))
+                .select(blob_uploads::blob_id)
+                .load::<String>(conn)?,
+        );
+        let still: std::collections::HashSet<String> = still.into_iter().collect();
+        let gone: Vec<&String> = chunk.iter().filter(|b| !still.contains(*b)).collect();
+        deleted += diesel::delete(blobs::table.filter(blobs::id.eq_any(gone))).execute(conn)?;
+    }
+    Ok(deleted)
+}
+
 impl crate::jmap::methods::blob::BlobStore for super::StoreContext {
     fn blob_visible(
         &mut self,

@@ -172,13 +172,22 @@ pub fn set_password(
     })
 }
 
-/// Removes a user, their tokens, their access and the accounts they own.
+/// Removes a user, their tokens, their access and the accounts they own, with their mail: the
+/// messages and uploads only they held are deleted in the same transaction (a removed user's
+/// mail must not stay in the store until some upload triggers a purge).
 pub fn remove(conn: &mut AnyConnection, name: &str) -> Result<(), StoreError> {
     conn.transaction(|conn| {
+        let owned: Vec<String> = accounts::table
+            .inner_join(users::table)
+            .filter(users::name.eq(name))
+            .select(accounts::id)
+            .load(conn)?;
+        let held = super::blobs::held_by(conn, &owned)?;
         let n = diesel::delete(users::table.filter(users::name.eq(name))).execute(conn)?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("user {name}")));
         }
+        super::blobs::delete_unheld(conn, &held)?;
         super::access_epoch::announce(conn)
     })
 }

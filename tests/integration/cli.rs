@@ -80,6 +80,57 @@ fn users_can_be_added_listed_given_a_new_password_and_removed_before_the_first_s
     assert!(!out.status.success() && text(&out.stderr).contains("not found"));
 }
 
+/// A removed user's mail leaves the store with them, at once; what another user also holds stays.
+#[test]
+fn removing_a_user_deletes_the_mail_only_they_held() {
+    use diesel::prelude::*;
+    use herald::store::schema::blobs;
+    let dir = tempfile::tempdir().unwrap();
+    for user in ["alice", "bob"] {
+        let out = run(herald(&dir).args(["user", "add", user, "--password", "pw"]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let deliver = |to: &str, message: &[u8]| {
+        use std::io::Write;
+        let mut child = herald(&dir)
+            .args(["deliver", "--to", to])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(message).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    let shared = b"Subject: to both\r\nMessage-ID: <both@test>\r\n\r\nSHARED-CONTENT\r\n";
+    deliver(
+        "alice",
+        b"Subject: s\r\nMessage-ID: <s@test>\r\n\r\nTOP-SECRET-CONTENT\r\n",
+    );
+    deliver("alice", shared);
+    deliver("bob", shared);
+    let out = run(herald(&dir).args(["user", "remove", "alice"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let store = herald::store::Store::open(
+        &format!("sqlite://{}", dir.path().join("h.db").display()),
+        1,
+    )
+    .unwrap();
+    let data: Vec<Vec<u8>> = blobs::table
+        .select(blobs::data)
+        .load(&mut *store.conn().unwrap())
+        .unwrap();
+    let holding = |needle: &[u8]| {
+        data.iter()
+            .filter(|d| d.windows(needle.len()).any(|w| w == needle))
+            .count()
+    };
+    assert_eq!(holding(b"TOP-SECRET-CONTENT"), 0);
+    assert!(holding(b"SHARED-CONTENT") >= 1, "bob's copy stays");
+}
+
 #[test]
 fn tokens_are_printed_once_listed_by_id_and_revoked() {
     let dir = tempfile::tempdir().unwrap();
