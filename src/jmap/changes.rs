@@ -1,9 +1,12 @@
 //! `Foo/changes` from the change log, as pure logic (RFC 8620 §5.2).
 //!
-//! The store hands over the log rows of one data type with `seq > since`, in `seq` order; this module
-//! folds them into `created` / `updated` / `destroyed` and decides where a page ends. A page never
-//! splits the rows of one `seq` (one committed write): the intermediate state it reports must be a
-//! real state, and the state string *is* that `seq`.
+//! The store hands over the log rows of one data type after a position, in `(seq, object id)`
+//! order; this module folds them into `created` / `updated` / `destroyed` and decides where a page
+//! ends. A page ends between two writes (`seq`s), whose state string *is* that `seq`; only a single
+//! write that changed more objects than `maxChanges` is split, at a state that names the write and
+//! the last object the page holds (`"{seq}.{object id}"`, [`ChangesSince`]), from which the next
+//! page resumes. Before, such a write (a mailbox of 520 emails destroyed) made every client's
+//! `/changes` fail with `cannotCalculateChanges` and forced a full resynchronisation.
 
 use std::collections::HashMap;
 
@@ -17,7 +20,7 @@ pub trait ChangeLogStore {
         &mut self,
         account_id: &str,
         data_type: &str,
-        since: i64,
+        since: &ChangesSince,
         max_changes: usize,
     ) -> Result<ChangesPage, MethodError>;
 
@@ -113,6 +116,39 @@ pub fn parse_state(state: &str) -> Option<i64> {
     state.parse().ok()
 }
 
+/// Where a `/changes` page starts: after every write up to `seq`, or, when `after` is set, after
+/// the writes before `seq` and the objects of write `seq` up to `after` (in id order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangesSince {
+    pub seq: i64,
+    pub after: Option<String>,
+}
+
+impl ChangesSince {
+    /// The state string of this position.
+    pub fn state(&self) -> String {
+        match &self.after {
+            None => state_string(self.seq),
+            Some(object) => format!("{}.{object}", state_string(self.seq)),
+        }
+    }
+
+    /// Reads a state string that `/changes` may have issued; `None` for anything else.
+    pub fn parse(state: &str) -> Option<ChangesSince> {
+        match state.split_once('.') {
+            None => Some(ChangesSince {
+                seq: parse_state(state)?,
+                after: None,
+            }),
+            Some((seq, object)) if !object.is_empty() => Some(ChangesSince {
+                seq: parse_state(seq)?,
+                after: Some(object.to_owned()),
+            }),
+            Some(_) => None,
+        }
+    }
+}
+
 /// One page of `/changes`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangesPage {
@@ -121,18 +157,19 @@ pub struct ChangesPage {
     pub destroyed: Vec<String>,
     /// The state the client continues from.
     pub new_seq: i64,
+    /// Set when the page ends inside write `new_seq`: the last object of it the page holds.
+    pub new_after: Option<String>,
     pub has_more_changes: bool,
     /// Every object in `updated` changed only in server-computed counts.
     pub only_counts_updated: bool,
 }
 
 /// Why `/changes` cannot answer: the client must resynchronise (`cannotCalculateChanges`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CannotCalculate {
     /// The state was trimmed from the log, or was never issued.
+    #[error("the state is older than the change log reaches, or was never issued")]
     UnknownState,
-    /// A single write changed more objects than `maxChanges` allows.
-    WriteLargerThanMaxChanges,
 }
 
 /// Folds change-log rows into pages of at most `max_changes` objects.
@@ -143,6 +180,8 @@ pub struct ChangesBuilder {
     order: Vec<String>,
     group: Vec<ChangeRow>,
     last_complete_seq: Option<i64>,
+    /// The page ends inside this write, after this object.
+    split: Option<(i64, String)>,
     full: bool,
 }
 
@@ -155,6 +194,7 @@ impl ChangesBuilder {
             order: Vec::new(),
             group: Vec::new(),
             last_complete_seq: None,
+            split: None,
             full: false,
         }
     }
@@ -190,6 +230,18 @@ impl ChangesBuilder {
         };
         if self.order.len() + new_objects > self.max_changes {
             self.full = true;
+            if self.last_complete_seq.is_none() {
+                // The page's first write alone is too large: it holds the first objects of it.
+                // Within one write each object has one row, in id order.
+                self.group.truncate(self.max_changes);
+                self.split = self.group.last().map(|r| (seq, r.object_id.clone()));
+                for row in std::mem::take(&mut self.group) {
+                    let counts_only = row.op != ChangeOp::Updated;
+                    self.objects
+                        .insert(row.object_id.clone(), (row.op, row.op, counts_only));
+                    self.order.push(row.object_id);
+                }
+            }
             return;
         }
         for row in std::mem::take(&mut self.group) {
@@ -210,20 +262,18 @@ impl ChangesBuilder {
     }
 
     /// Ends the page. `current_seq` is the type's current state, reported when every row fitted.
-    pub fn finish(mut self, current_seq: i64) -> Result<ChangesPage, CannotCalculate> {
+    pub fn finish(mut self, current_seq: i64) -> ChangesPage {
         if !self.full {
             self.close_group();
         }
-        let new_seq = if self.full {
-            match self.last_complete_seq {
-                Some(seq) => seq,
-                None => return Err(CannotCalculate::WriteLargerThanMaxChanges),
-            }
-        } else {
-            current_seq
+        let (new_seq, new_after) = match (self.split.take(), self.last_complete_seq) {
+            (Some((seq, object)), _) => (seq, Some(object)),
+            (None, Some(seq)) if self.full => (seq, None),
+            _ => (current_seq, None),
         };
         let mut page = ChangesPage {
             new_seq,
+            new_after,
             has_more_changes: self.full,
             ..ChangesPage::default()
         };
@@ -243,7 +293,7 @@ impl ChangesBuilder {
             }
         }
         page.only_counts_updated = only_counts && !page.updated.is_empty();
-        Ok(page)
+        page
     }
 }
 
@@ -259,11 +309,7 @@ mod tests {
         }
     }
 
-    fn page(
-        rows: Vec<ChangeRow>,
-        max: usize,
-        current: i64,
-    ) -> Result<ChangesPage, CannotCalculate> {
+    fn page(rows: Vec<ChangeRow>, max: usize, current: i64) -> ChangesPage {
         let mut b = ChangesBuilder::new(max);
         for r in rows {
             if !b.push(r) {
@@ -292,8 +338,7 @@ mod tests {
             ],
             10,
             2,
-        )
-        .unwrap();
+        );
         assert_eq!(p.created, vec!["a"]);
         assert!(p.updated.is_empty() && p.destroyed.is_empty());
         assert_eq!((p.new_seq, p.has_more_changes), (2, false));
@@ -310,8 +355,7 @@ mod tests {
             ],
             10,
             3,
-        )
-        .unwrap();
+        );
         assert!(p.created.is_empty() && p.updated.is_empty());
         assert_eq!(p.destroyed, vec!["b"]);
     }
@@ -324,24 +368,63 @@ mod tests {
             row(2, "c", ChangeOp::Created),
             row(3, "d", ChangeOp::Created),
         ];
-        let p = page(rows.clone(), 2, 3).unwrap();
+        let p = page(rows.clone(), 2, 3);
         assert_eq!(p.created, vec!["a"]);
         assert_eq!((p.new_seq, p.has_more_changes), (1, true));
-        let p = page(rows, 3, 3).unwrap();
+        let p = page(rows, 3, 3);
         assert_eq!(p.created, vec!["a", "b", "c"]);
         assert_eq!((p.new_seq, p.has_more_changes), (2, true));
     }
 
     #[test]
-    fn a_single_write_larger_than_max_changes_cannot_be_calculated() {
+    fn a_single_write_larger_than_max_changes_is_split_after_an_object() {
         let rows = vec![
             row(5, "a", ChangeOp::Created),
-            row(5, "b", ChangeOp::Created),
+            row(5, "b", ChangeOp::Destroyed),
+            row(5, "c", ChangeOp::Created),
+            row(6, "d", ChangeOp::Created),
         ];
+        let p = page(rows.clone(), 2, 6);
         assert_eq!(
-            page(rows, 1, 5),
-            Err(CannotCalculate::WriteLargerThanMaxChanges)
+            (p.created, p.destroyed),
+            (vec!["a".to_owned()], vec!["b".to_owned()])
         );
+        assert_eq!((p.new_seq, p.new_after.as_deref()), (5, Some("b")));
+        assert!(p.has_more_changes);
+        // The store resumes after (5, "b"): the rest of the write, then the next ones.
+        let p = page(rows[2..].to_vec(), 2, 6);
+        assert_eq!(p.created, vec!["c", "d"]);
+        assert_eq!(
+            (p.new_seq, p.new_after, p.has_more_changes),
+            (6, None, false)
+        );
+        // A write that fits whole is not split.
+        let p = page(rows, 3, 6);
+        assert_eq!(p.created, vec!["a", "c"]);
+        assert_eq!(
+            (p.new_seq, p.new_after, p.has_more_changes),
+            (5, None, true)
+        );
+    }
+
+    #[test]
+    fn split_states_round_trip_and_plain_states_stay_plain() {
+        let split = ChangesSince {
+            seq: 5,
+            after: Some("e1.x".into()),
+        };
+        assert_eq!(split.state(), "5.e1.x");
+        assert_eq!(ChangesSince::parse("5.e1.x"), Some(split));
+        assert_eq!(
+            ChangesSince::parse("5"),
+            Some(ChangesSince {
+                seq: 5,
+                after: None
+            })
+        );
+        for bad in ["5.", ".e1", "x.e1", "05.e1", ""] {
+            assert_eq!(ChangesSince::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -351,7 +434,7 @@ mod tests {
             row(2, "a", ChangeOp::Updated),
             row(3, "a", ChangeOp::Updated),
         ];
-        let p = page(rows, 1, 3).unwrap();
+        let p = page(rows, 1, 3);
         assert_eq!(
             (p.created.clone(), p.new_seq, p.has_more_changes),
             (vec!["a".to_owned()], 3, false)
@@ -360,7 +443,7 @@ mod tests {
 
     #[test]
     fn no_rows_means_the_current_state_and_nothing_more() {
-        let p = page(vec![], 5, 7).unwrap();
+        let p = page(vec![], 5, 7);
         assert_eq!(
             p,
             ChangesPage {
@@ -391,8 +474,7 @@ mod tests {
             ],
             10,
             2,
-        )
-        .unwrap();
+        );
         assert!(p.only_counts_updated);
         let p = page(
             vec![
@@ -401,10 +483,9 @@ mod tests {
             ],
             10,
             2,
-        )
-        .unwrap();
+        );
         assert!(!p.only_counts_updated);
-        let p = page(vec![row(1, "b", ChangeOp::Created)], 10, 1).unwrap();
+        let p = page(vec![row(1, "b", ChangeOp::Created)], 10, 1);
         assert!(!p.only_counts_updated);
     }
 }

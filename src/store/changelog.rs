@@ -16,7 +16,7 @@ use super::schema::{accounts, change_log};
 use super::static_sql::{SqlParam, StaticSql};
 use super::{AnyConnection, StoreError};
 use crate::jmap::changes::{
-    CannotCalculate, ChangeLogStore, ChangeRow, ChangesBuilder, ChangesPage,
+    CannotCalculate, ChangeLogStore, ChangeRow, ChangesBuilder, ChangesPage, ChangesSince,
 };
 use crate::jmap::error::MethodError;
 
@@ -313,19 +313,25 @@ pub fn changes_since(
     conn: &mut AnyConnection,
     account_id: &str,
     data_type: &str,
-    since: i64,
+    since: &ChangesSince,
     max_changes: usize,
 ) -> Result<ChangesPage, ChangesError> {
     const CHUNK: i64 = 1000;
     let (floor, newest) = log_bounds(conn, account_id)?;
-    if since < floor || since > newest {
+    // Every write after `since.seq` must still be in the log; inside a write, that write too.
+    let reached = match since.after {
+        None => since.seq,
+        Some(_) => since.seq - 1,
+    };
+    if reached < floor || since.seq > newest {
         return Err(ChangesError::CannotCalculate(CannotCalculate::UnknownState));
     }
     let current = type_state(conn, account_id, data_type)?;
     let mut builder = ChangesBuilder::new(max_changes);
     // Rows come in chunks; a chunk boundary may fall inside one seq, which the builder handles
-    // because it only closes a group when the next seq arrives.
-    let mut after: (i64, String) = (since, String::new());
+    // because it only closes a group when the next seq arrives. Inside a write, rows are in
+    // object id order, which is what a split state's object counts in.
+    let mut after: (i64, String) = (since.seq, since.after.clone().unwrap_or_default());
     'chunks: loop {
         let rows: Vec<(i64, String, i32)> = change_log::table
             .filter(change_log::account_id.eq(account_id))
@@ -335,7 +341,7 @@ pub fn changes_since(
                     .eq(after.0)
                     .and(change_log::object_id.gt(&after.1))),
             )
-            .filter(change_log::seq.gt(since))
+            .filter(change_log::seq.gt(reached))
             .order((change_log::seq.asc(), change_log::object_id.asc()))
             .select((change_log::seq, change_log::object_id, change_log::op))
             .limit(CHUNK)
@@ -352,9 +358,7 @@ pub fn changes_since(
             break;
         }
     }
-    builder
-        .finish(current)
-        .map_err(ChangesError::CannotCalculate)
+    Ok(builder.finish(current))
 }
 
 /// Every object of `data_type` created, updated or destroyed after `since`, for `/queryChanges`.
@@ -382,7 +386,7 @@ impl ChangeLogStore for super::StoreContext {
         &mut self,
         account_id: &str,
         data_type: &str,
-        since: i64,
+        since: &ChangesSince,
         max_changes: usize,
     ) -> Result<ChangesPage, MethodError> {
         Ok(changes_since(

@@ -17,7 +17,7 @@ impl From<ChangesError> for MethodError {
     fn from(e: ChangesError) -> Self {
         match e {
             ChangesError::CannotCalculate(why) => {
-                MethodError::CannotCalculateChanges(format!("{why:?}"))
+                MethodError::CannotCalculateChanges(why.to_string())
             }
             ChangesError::Store(e) => e.into(),
         }

@@ -203,6 +203,56 @@ async fn changes_page_by_max_changes_and_refuse_unknown_states() {
     assert_eq!(r[2][1]["type"], "invalidArguments"); // CHG-01
 }
 
+/// CHG-03 and RFC 8620 §5.2: one write larger than maxChanges still comes in pages (before, it
+/// was cannotCalculateChanges, and every client resynchronised from scratch). The state inside a
+/// write is good for /changes only: /set with it as ifInState is a stateMismatch.
+#[on_both_backends]
+async fn one_write_larger_than_max_changes_comes_in_pages() {
+    let (s, alice, account) = setup().await;
+    let before = call(
+        &s,
+        &alice,
+        json!([["Mailbox/get", {"accountId": account, "ids": []}, "0"]]),
+    )
+    .await[0][1]["state"]
+        .clone();
+    let create: serde_json::Map<String, Value> = (0..5)
+        .map(|i| (format!("k{i}"), json!({"name": format!("Big{i}")})))
+        .collect();
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account, "create": create}, "0"]]),
+    )
+    .await;
+    let after = r[0][1]["newState"].clone();
+    let mut since = before;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pages = 0;
+    loop {
+        let r = call(&s, &alice, json!([["Mailbox/changes", {"accountId": account, "sinceState": since, "maxChanges": 2}, "0"]])).await;
+        let ch = &r[0][1];
+        assert_eq!(ch["oldState"], since, "{r:?}");
+        let created = ch["created"].as_array().unwrap();
+        assert!(!created.is_empty() && created.len() <= 2, "{r:?}");
+        seen.extend(created.iter().map(|c| c.as_str().unwrap().to_owned()));
+        pages += 1;
+        since = ch["newState"].clone();
+        if ch["hasMoreChanges"] == false {
+            break;
+        }
+        let r = call(
+            &s,
+            &alice,
+            json!([["Mailbox/set", {"accountId": account, "ifInState": since, "update": {}}, "0"]]),
+        )
+        .await;
+        assert_eq!(r[0][1]["type"], "stateMismatch", "{r:?}");
+    }
+    assert_eq!((seen.len(), pages), (5, 3));
+    assert_eq!(since, after);
+}
+
 #[on_both_backends]
 async fn set_refuses_bad_records_one_by_one_and_state_mismatch_as_a_whole() {
     let (s, alice, account) = setup().await;

@@ -4,7 +4,7 @@ use serde_json::{Map, Value, json};
 
 use super::object;
 use crate::jmap::args::UnsignedInt;
-use crate::jmap::changes::{ChangesPage, parse_state, state_string};
+use crate::jmap::changes::{ChangesPage, ChangesSince};
 use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 
@@ -13,15 +13,15 @@ use crate::jmap::error::MethodError;
 pub struct ChangesRequest {
     pub since_state: String,
     /// The decoded state; `None` when we never issued it (→ `cannotCalculateChanges`).
-    pub since_seq: Option<i64>,
+    pub since: Option<ChangesSince>,
     pub max_changes: usize,
 }
 
 impl ChangesRequest {
     /// The change-log position `sinceState` names; `cannotCalculateChanges` for a state we never
     /// issued.
-    pub fn since(&self) -> Result<i64, MethodError> {
-        self.since_seq.ok_or_else(|| {
+    pub fn since(&self) -> Result<&ChangesSince, MethodError> {
+        self.since.as_ref().ok_or_else(|| {
             MethodError::CannotCalculateChanges(format!("unknown state {:?}", self.since_state))
         })
     }
@@ -44,7 +44,7 @@ pub fn parse_changes(
         None => server_max,
     };
     Ok(ChangesRequest {
-        since_seq: parse_state(&since_state),
+        since: ChangesSince::parse(&since_state),
         since_state,
         max_changes,
     })
@@ -59,7 +59,11 @@ pub fn changes_response(
     object(json!({
         "accountId": account_id,
         "oldState": since_state,
-        "newState": state_string(page.new_seq),
+        "newState": ChangesSince {
+            seq: page.new_seq,
+            after: page.new_after.clone(),
+        }
+        .state(),
         "hasMoreChanges": page.has_more_changes,
         "created": page.created,
         "updated": page.updated,
