@@ -471,6 +471,36 @@ async fn tree_query_changes_move_a_renamed_parents_children_with_it() {
     }
 }
 
+/// RFC 8621 §2.3 sortAsTree: an ancestor comes first even when the mailbox between them is
+/// filtered out, and mailboxes that do not share a parent compare as their nearest ancestors
+/// that do. RFC 8620 §5.5: names sort Unicode-aware by default ("Ärger" with the a's).
+#[on_both_backends]
+async fn a_tree_sort_keeps_descendants_under_ancestors_whatever_the_filter_drops() {
+    let (s, alice, account) = setup().await;
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/set", {"accountId": account, "create": {
+            "w": {"name": "Work"},
+            "m": {"name": "mid", "parentId": "#w"},
+            "x": {"name": "Axe", "parentId": "#m"},
+            "z": {"name": "Ärger"},
+            "y": {"name": "Yak"}
+        }}, "0"]]),
+    )
+    .await;
+    let created = &r[0][1]["created"];
+    let id = |k: &str| created[k]["id"].as_str().unwrap().to_owned();
+    let q = json!({"accountId": account, "sortAsTree": true, "sort": [{"property": "name"}],
+        "filter": {"operator": "NOT", "conditions": [{"name": "mid"}]}});
+    let ids = ids_of(&call(&s, &alice, json!([["Mailbox/query", q, "0"]])).await[0][1]);
+    let at = |k: &str| ids.iter().position(|i| *i == id(k)).unwrap();
+    assert_eq!(at("x"), at("w") + 1, "Axe right after Work: {ids:?}");
+    assert!(at("x") < at("y"), "Work's subtree before Yak: {ids:?}");
+    assert!(!ids.contains(&id("m")));
+    assert!(at("z") < at("y"), "Ärger sorts with the a's: {ids:?}");
+}
+
 #[on_both_backends]
 async fn another_users_account_does_not_exist_for_me() {
     let (s, alice, _) = setup().await;

@@ -22,8 +22,8 @@ pub use changes::{ChangesRequest, changes_response, parse_changes};
 pub use filter::filter_matches;
 pub use get::{GetRequest, get_response, parse_get, select};
 pub use query::{
-    COLLATIONS, Comparator, QueryChangesRequest, QueryRequest, parse_query, parse_query_changes,
-    query_changes_response, query_response, window,
+    COLLATIONS, Comparator, QueryChangesRequest, QueryRequest, collate, parse_query,
+    parse_query_changes, query_changes_response, query_response, window,
 };
 pub use set::{
     ObjectEntries, SetError, SetErrorType, SetRequest, SetResponse, created_reply, parse_set,

@@ -46,10 +46,7 @@ fn compare(a: &Mailbox, b: &Mailbox, sort: &[Comparator]) -> std::cmp::Ordering 
     for c in sort {
         let ord = match c.property.as_str() {
             "sortOrder" => a.sort_order.cmp(&b.sort_order),
-            "name" => match c.collation.as_deref() {
-                Some("i;ascii-numeric" | "i;octet") => a.name.cmp(&b.name),
-                _ => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
-            },
+            "name" => standard::collate(c.collation.as_deref(), &a.name, &b.name),
             _ => std::cmp::Ordering::Equal,
         };
         let ord = if c.is_ascending { ord } else { ord.reverse() };
@@ -115,13 +112,19 @@ pub(super) fn run_query(
     if !sort_as_tree {
         return Ok(selected.into_iter().map(|m| m.id.clone()).collect());
     }
-    // Parents before children, siblings in sort order.
+    // RFC 8621 §2.3: an ancestor comes before its descendants, and two mailboxes that do not
+    // share a parent compare as their nearest ancestors that do. So the walk goes over the whole
+    // tree, siblings in sort order, and emits the hits: a hit whose parent was filtered out
+    // still comes after that parent's earlier siblings' subtrees and before its later ones.
+    let mut all: Vec<&Mailbox> = mailboxes.iter().collect();
+    all.sort_by(|a, b| compare(a, b, sort));
     let mut children: HashMap<Option<&str>, Vec<&Mailbox>> = HashMap::new();
-    for m in &selected {
-        let parent = m.parent_id.as_deref().filter(|p| hits.contains(p));
+    for m in &all {
+        let parent = m.parent_id.as_deref().filter(|p| by_id.contains_key(p));
         children.entry(parent).or_default().push(m);
     }
     let mut out = Vec::with_capacity(selected.len());
+    let mut visited: HashSet<&str> = HashSet::new();
     let mut stack: Vec<&Mailbox> = children
         .get(&None)
         .cloned()
@@ -130,7 +133,12 @@ pub(super) fn run_query(
         .rev()
         .collect();
     while let Some(m) = stack.pop() {
-        out.push(m.id.clone());
+        if !visited.insert(m.id.as_str()) {
+            continue;
+        }
+        if hits.contains(m.id.as_str()) {
+            out.push(m.id.clone());
+        }
         if let Some(kids) = children.get(&Some(m.id.as_str())) {
             stack.extend(kids.iter().rev());
         }
