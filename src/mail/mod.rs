@@ -19,6 +19,7 @@ pub mod render;
 pub mod search;
 pub mod summary;
 pub mod text;
+pub mod transfer;
 
 use mail_parser::{Encoding, HeaderValue, Message, MessageParser, PartType};
 
@@ -338,8 +339,8 @@ fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize
         // A multipart without a usable boundary: mail-parser read it as text.
         media_type = "text/plain".to_owned();
     }
-    let content = if is_multipart {
-        Vec::new()
+    let (content, is_encoding_problem) = if is_multipart {
+        (Vec::new(), false)
     } else {
         decoded_content(source, part)
     };
@@ -373,8 +374,7 @@ fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize
         part_id: (!is_multipart).then(|| (index + 1).to_string()),
         headers,
         size: content.len() as u64,
-        // mail-parser also flags a message without a body; nothing was mis-decoded there.
-        is_encoding_problem: part.is_encoding_problem && !content.is_empty(),
+        is_encoding_problem,
         media_type,
         charset,
         disposition,
@@ -387,28 +387,44 @@ fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize
     }
 }
 
-/// A leaf part's bytes after transfer decoding (EML-10). mail-parser already decoded binary
-/// parts; text parts it also converted to UTF-8, so their octets are decoded again here.
-fn decoded_content(source: &[u8], part: &mail_parser::MessagePart<'_>) -> Vec<u8> {
-    match &part.body {
-        PartType::Binary(b) | PartType::InlineBinary(b) => return b.to_vec(),
-        PartType::Multipart(_) => return Vec::new(),
-        _ => {}
-    }
+/// Whether a part declares `Content-Transfer-Encoding: base64` (in any case). mail-parser
+/// forgets the declaration of a part it could not decode, so the header is read here.
+fn declares_base64(part: &mail_parser::MessagePart<'_>) -> bool {
+    part.headers
+        .iter()
+        .rev()
+        .find(|h| matches!(h.name, mail_parser::HeaderName::ContentTransferEncoding))
+        .is_some_and(|h| match &h.value {
+            HeaderValue::Text(t) => t.trim().eq_ignore_ascii_case("base64"),
+            _ => false,
+        })
+}
+
+/// A leaf part's bytes after transfer decoding (EML-10), and whether they could not be decoded
+/// as declared. Base64 is decoded here from the part's raw octets, leniently
+/// ([`transfer::decode_base64`], RFC 2045 §6.8); mail-parser already decoded other binary parts,
+/// and text parts it also converted to UTF-8, so their octets are decoded again here.
+fn decoded_content(source: &[u8], part: &mail_parser::MessagePart<'_>) -> (Vec<u8>, bool) {
     let body = source
         .get(part.offset_body as usize..part.offset_end as usize)
         .unwrap_or_default();
-    match part.encoding {
-        Encoding::Base64 => mail_parser::parsers::MessageStream::new(body)
-            .decode_base64_mime(NO_BOUNDARY)
-            .1
-            .into_owned(),
-        Encoding::QuotedPrintable => mail_parser::parsers::MessageStream::new(body)
-            .decode_quoted_printable_mime(NO_BOUNDARY)
-            .1
-            .into_owned(),
-        Encoding::None => body.to_vec(),
+    if declares_base64(part) {
+        return transfer::decode_base64(body);
     }
+    let content = match &part.body {
+        PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
+        PartType::Multipart(_) => Vec::new(),
+        _ if matches!(part.encoding, Encoding::QuotedPrintable) => {
+            mail_parser::parsers::MessageStream::new(body)
+                .decode_quoted_printable_mime(NO_BOUNDARY)
+                .1
+                .into_owned()
+        }
+        _ => body.to_vec(),
+    };
+    // mail-parser also flags a message without a body; nothing was mis-decoded there.
+    let problem = part.is_encoding_problem && !content.is_empty();
+    (content, problem)
 }
 
 /// The header fields of `message`: everything before the blank line that ends them (the whole
@@ -423,5 +439,7 @@ pub fn header_section(message: &[u8]) -> &[u8] {
     &message[..end]
 }
 
+#[cfg(test)]
+mod body_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,59 @@
+//! What a message's parts give its body values, blobs, preview and search text: transfer
+//! decoding (RFC 2045 §6.8).
+
+use super::*;
+
+fn message(lines: &[&str]) -> Email {
+    Email::parse(lines.join("\r\n").as_bytes()).unwrap()
+}
+
+fn single(cte: &str, body: &str) -> Email {
+    message(&[
+        "From: a@example.com",
+        "Subject: b64",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        &format!("Content-Transfer-Encoding: {cte}"),
+        "",
+        body,
+    ])
+}
+
+#[test]
+fn lenient_base64_keeps_every_octet_of_body_values_blobs_and_sizes() {
+    for (cte, body) in [
+        ("base64", "SGVsbG8gV29ybGQ\r\n"),
+        ("base64", "SGVsbG8g*V29y\r\nbGQ=\r\n"),
+        ("base64", "SGVsbG8gV29ybGQ=\r\n\r\n-- \r\nList footer\r\n"),
+        ("BASE64", "SGVsbG8g \r\nV29ybGQ= \r\n"),
+    ] {
+        let e = single(cte, body);
+        let part = e.part("1").unwrap();
+        assert_eq!(part.content, b"Hello World", "{body:?}");
+        assert_eq!(part.size, 11, "{body:?}");
+        let value = part.body_value(0);
+        assert_eq!(value.value, "Hello World", "{body:?}");
+        assert!(!value.is_encoding_problem, "{body:?}");
+        assert_eq!(e.search_text().body, "Hello World", "{body:?}");
+    }
+    // A binary attachment without padding: its blob keeps its last octets.
+    let e = message(&[
+        "Content-Type: multipart/mixed; boundary=b",
+        "",
+        "--b",
+        "Content-Type: text/plain",
+        "",
+        "see attached",
+        "--b",
+        "Content-Type: application/octet-stream; name=x.bin",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "AAEC/w",
+        "--b--",
+        "",
+    ]);
+    let attachment = e.part(&e.attachments[0]).unwrap();
+    assert_eq!(attachment.content, [0, 1, 2, 255]);
+    assert_eq!(attachment.size, 4);
+    assert!(!attachment.is_encoding_problem);
+}
