@@ -1,5 +1,5 @@
 //! What a message's parts give its body values, blobs, preview and search text: transfer
-//! decoding (RFC 2045 §6.8).
+//! decoding (RFC 2045 §6.8) and which parts are text (RFC 8621 §4.1.4).
 
 use super::*;
 
@@ -56,4 +56,37 @@ fn lenient_base64_keeps_every_octet_of_body_values_blobs_and_sizes() {
     assert_eq!(attachment.content, [0, 1, 2, 255]);
     assert_eq!(attachment.size, 4);
     assert!(!attachment.is_encoding_problem);
+}
+
+#[test]
+fn inline_images_in_the_text_body_feed_no_preview_or_search_text() {
+    // An iPhone's layout: the photo sits between two text parts, so RFC 8621 §4.1.4 puts it in
+    // textBody; its octets are not text.
+    let e = message(&[
+        "From: a@example.com",
+        "Subject: photo",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/mixed; boundary=Apple",
+        "",
+        "--Apple",
+        "Content-Type: text/plain; charset=us-ascii",
+        "Content-Transfer-Encoding: 7bit",
+        "",
+        "",
+        "--Apple",
+        "Content-Type: image/jpeg; name=IMG_0001.jpeg",
+        "Content-Disposition: inline; filename=IMG_0001.jpeg",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8U",
+        "--Apple",
+        "Content-Type: text/plain; charset=us-ascii",
+        "",
+        "Sent from my iPhone",
+        "--Apple--",
+        "",
+    ]);
+    assert_eq!(e.text_body, ["2", "3", "4"]);
+    assert_eq!(e.preview(), "Sent from my iPhone");
+    assert_eq!(e.search_text().body.trim(), "Sent from my iPhone");
 }

@@ -71,7 +71,8 @@ pub struct SearchText {
     pub cc: String,
     pub bcc: String,
     pub subject: String,
-    /// The text of every `textBody` part (HTML converted to text), joined by blank lines.
+    /// The text of every `text/*` part of `textBody` (HTML converted to text), joined by blank
+    /// lines.
     pub body: String,
 }
 
@@ -172,19 +173,23 @@ impl Email {
         })
     }
 
+    /// The `text/*` parts among `ids`. RFC 8621 §4.1.4 puts inline images, audio and video in
+    /// `textBody` and `htmlBody` too (an iPhone's photo between two text parts); their octets are
+    /// not text, and must not reach a preview, the search index or a snippet.
+    fn text_parts<'a>(&'a self, ids: &'a [String]) -> impl Iterator<Item = &'a BodyPart> + 'a {
+        ids.iter()
+            .filter_map(|id| self.part(id))
+            .filter(|p| p.media_type.starts_with("text/"))
+    }
+
     /// `preview` (EML-11): at most 256 characters of the first text body part with content,
     /// HTML converted to text, white space collapsed.
     pub fn preview(&self) -> String {
-        for id in self.text_body.iter().chain(self.html_body.iter()) {
-            if let Some(part) = self.part(id) {
-                let plain = part.plain_text();
-                let p = text::preview(&plain, 256);
-                if !p.is_empty() {
-                    return p;
-                }
-            }
-        }
-        String::new()
+        self.text_parts(&self.text_body)
+            .chain(self.text_parts(&self.html_body))
+            .map(|part| text::preview(&part.plain_text(), 256))
+            .find(|p| !p.is_empty())
+            .unwrap_or_default()
     }
 
     /// From/To/Cc/Bcc/Subject and body text for search.
@@ -201,9 +206,7 @@ impl Email {
                 .join(", ")
         };
         let body = self
-            .text_body
-            .iter()
-            .filter_map(|id| self.part(id))
+            .text_parts(&self.text_body)
             .map(BodyPart::plain_text)
             .collect::<Vec<_>>()
             .join("\n\n");
