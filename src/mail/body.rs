@@ -2,7 +2,7 @@
 //! and body values.
 
 use super::header::Header;
-use super::text;
+use super::{html, text};
 
 /// One MIME part (EmailBodyPart, EML-10).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl BodyPart {
     pub fn plain_text(&self) -> String {
         let (value, _) = self.decoded_text();
         if self.media_type == "text/html" {
-            text::html_to_text(&value)
+            html::html_to_text(&value)
         } else {
             value
         }

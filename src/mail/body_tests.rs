@@ -1,5 +1,5 @@
 //! What a message's parts give its body values, blobs, preview and search text: transfer
-//! decoding (RFC 2045 §6.8) and which parts are text (RFC 8621 §4.1.4).
+//! decoding (RFC 2045 §6.8), which parts are text (RFC 8621 §4.1.4) and what HTML says.
 
 use super::*;
 
@@ -89,4 +89,20 @@ fn inline_images_in_the_text_body_feed_no_preview_or_search_text() {
     assert_eq!(e.text_body, ["2", "3", "4"]);
     assert_eq!(e.preview(), "Sent from my iPhone");
     assert_eq!(e.search_text().body.trim(), "Sent from my iPhone");
+}
+
+#[test]
+fn block_elements_of_an_html_body_separate_the_words_of_its_preview_and_search_text() {
+    let e = message(&[
+        "Subject: blocks",
+        "Content-Type: text/html; charset=utf-8",
+        "",
+        "<html><body><div>w1a</div><div>w1b</div><table><tr><td>w3a</td><td>w3b</td></tr>\
+         </table><ul><li>w4a</li><li>w4b</li></ul><h1>w5a</h1><blockquote>w8a</blockquote>w8b\
+         <hr>w9b</body></html>",
+    ]);
+    let words = "w1a w1b w3a w3b w4a w4b w5a w8a w8b w9b";
+    assert_eq!(e.preview(), words);
+    let body = e.search_text().body;
+    assert_eq!(body.split_whitespace().collect::<Vec<_>>().join(" "), words);
 }

@@ -15,6 +15,7 @@ pub mod blob_id;
 pub mod body;
 pub mod dsn;
 pub mod header;
+pub mod html;
 pub mod render;
 pub mod search;
 pub mod summary;

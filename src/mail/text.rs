@@ -1,4 +1,4 @@
-//! Text helpers: charsets, HTML to text, previews, truncation and base subjects.
+//! Text helpers: charsets, previews, truncation and base subjects.
 
 /// `image/*`, `audio/*` and `video/*`: shown inline by the RFC 8621 §4.1.4 algorithm.
 pub fn is_inline_media_type(media_type: &str) -> bool {
@@ -29,11 +29,6 @@ pub fn decode_charset(bytes: &[u8], charset: Option<&str>) -> (String, bool) {
         Ok(s) => (s.to_owned(), false),
         Err(_) => (String::from_utf8_lossy(bytes).into_owned(), true),
     }
-}
-
-/// HTML to plain text (mail-parser's converter: tags dropped, entities decoded, blocks to lines).
-pub fn html_to_text(html: &str) -> String {
-    mail_parser::decoders::html::html_to_text(html)
 }
 
 /// At most `max_chars` characters of `text` with every run of white space collapsed to one space.
