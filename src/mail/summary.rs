@@ -19,7 +19,11 @@ use super::render::{EmailProperty, FetchOptions, PropertySelection, render_email
 
 /// Bumped whenever the rendering of a summary property changes: stored summaries of another
 /// version count as missing and are computed again from the message.
-pub const SUMMARY_VERSION: i64 = 1;
+///
+/// 2: `preview` from `text/*` parts only, base64 decoded leniently, HTML block elements apart.
+/// Each email stored before is parsed once more, the first time Email/get asks for a summary
+/// property of it, and its summary written back; none is rewritten in bulk.
+pub const SUMMARY_VERSION: i64 = 2;
 
 /// The key of the version inside the stored JSON.
 const VERSION_KEY: &str = "v";
