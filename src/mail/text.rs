@@ -94,8 +94,9 @@ pub fn html_cut(html: &str, max: usize) -> usize {
 }
 
 /// The base subject (RFC 5256 §2.1, simplified): reply/forward prefixes (`Re:`, `Fwd:`, `Fw:`,
-/// `Re[2]:`, also with a `[list]` tag), `(fwd)` trailers and `[Fwd: …]` wrappers removed, white
-/// space collapsed, lowercased. Used to thread replies whose References were lost.
+/// `Re[2]:`, their translations in `REPLY_PREFIXES`, also with a `[list]` tag), `(fwd)`
+/// trailers and `[Fwd: …]` wrappers removed, white space collapsed, lowercased. A reply joins
+/// the thread its ids point at only when the base subjects agree; Email/query sorts by it.
 pub fn base_subject(subject: &str) -> String {
     let mut s: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
     loop {
@@ -137,21 +138,63 @@ pub fn base_subject(subject: &str) -> String {
     s.trim().to_lowercase()
 }
 
-fn strip_reply_prefix(s: &str) -> Option<&str> {
-    let lower = s.to_ascii_lowercase();
-    let word = ["fwd", "re", "fw", "aw", "sv", "wg"]
-        .into_iter()
-        .find(|w| lower.starts_with(w))?;
-    let mut rest = &s[word.len()..];
-    rest = rest.trim_start();
-    if let Some(r) = rest.strip_prefix('[') {
-        let end = r.find(']')?;
-        if !r[..end].bytes().all(|b| b.is_ascii_digit()) {
+/// Reply and forward prefixes that mail clients write in their users' languages, lowercase, each
+/// followed by an optional `[n]` counter and a colon (ASCII or the fullwidth `：` of CJK input
+/// methods). RFC 5256 §2.1 names only `Re` and `Fwd`; replies from clients in other languages
+/// started threads of their own although their References named the original. A subject that
+/// truly starts with one of these words and a colon loses it too, which only matters for sorting.
+#[rustfmt::skip]
+const REPLY_PREFIXES: &[&str] = &[
+    "re", "fwd", "fw",            // English, written by most clients whatever the language
+    "aw", "wg",                   // German: Antwort, Weitergeleitet
+    "antw", "doorst",             // Dutch: Antwoord, Doorgestuurd
+    "sv", "vs", "vb", "ang",      // Scandinavian: Svar, Videresendt, Vidarebefordrat, Angående
+    "vl",                         // Finnish: Vastaus (VS), Välitetty
+    "odp", "pd",                  // Polish and Czech: Odpowiedź/Odpověď, Przekazanie dalej
+    "odg",                        // Croatian: Odgovor
+    "r", "rif", "i",              // Italian: Risposta, Riferimento, Inoltrato
+    "réf.", "réf", "tr",          // French: Référence, Transféré
+    "res", "enc", "rv",           // Portuguese and Spanish: Resposta, Encaminhada, Reenviado
+    "vá", "tov",                  // Hungarian: Válasz, Továbbítás
+    "ynt", "ilt",                 // Turkish: Yanıt, İletildi
+    "atb", "pārs",                // Latvian: Atbilde, Pārsūtīts
+    "ats", "pers",                // Lithuanian: Atsakymas, Persiųsta
+    "απ", "πρθ", "σχετ",          // Greek: Απάντηση, Προώθηση, Σχετικά
+    "отв",                        // Russian: Ответ
+    "回复", "答复", "转发",       // Chinese (simplified)
+    "回覆", "轉寄",               // Chinese (traditional)
+    "返信", "転送",               // Japanese
+    "답장", "전달",               // Korean
+];
+
+/// `s` without its first characters when they are `prefix` (lowercase), compared by the first
+/// character of each one's lowercase form (so the Turkish `İ`, lowercased `i̇`, is an `i`).
+fn strip_prefix_folded<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let mut rest = s.char_indices();
+    let mut end = 0;
+    for p in prefix.chars() {
+        let (i, c) = rest.next()?;
+        if c.to_lowercase().next() != Some(p) {
             return None;
         }
-        rest = r[end + 1..].trim_start();
+        end = i + c.len_utf8();
     }
-    rest.strip_prefix(':')
+    Some(&s[end..])
+}
+
+/// `s` without a leading reply or forward prefix ([`REPLY_PREFIXES`]).
+fn strip_reply_prefix(s: &str) -> Option<&str> {
+    REPLY_PREFIXES.iter().find_map(|word| {
+        let mut rest = strip_prefix_folded(s, word)?.trim_start();
+        if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            if !r[..end].bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            rest = r[end + 1..].trim_start();
+        }
+        rest.strip_prefix(':').or_else(|| rest.strip_prefix('：'))
+    })
 }
 
 #[cfg(test)]
@@ -173,6 +216,25 @@ mod tests {
         ] {
             assert_eq!(base_subject(subject), base, "{subject}");
         }
+    }
+
+    #[test]
+    fn localised_reply_and_forward_prefixes_are_removed() {
+        for prefix in [
+            "VS:", "Antw:", "Odp:", "R:", "RIF:", "I:", "YNT:", "İLT:", "ΑΠ:", "ΠΡΘ:", "回复:",
+            "答复:", "转发:", "RE：", "Réf.:", "TR:", "Enc:", "RES:", "Vá:", "Doorst:", "Ang:",
+            "Atb:", "Re:", "Fwd:", "AW:", "WG:", "SV:", "Sv:", "Ynt:", "Отв:", "SV[2]:",
+        ] {
+            assert_eq!(
+                base_subject(&format!("{prefix} Topic 1")),
+                "topic 1",
+                "{prefix}"
+            );
+        }
+        assert_eq!(base_subject("VS: Antw: RE：回复: Plans"), "plans");
+        // A word that merely starts like a prefix stays.
+        assert_eq!(base_subject("Result: 3"), "result: 3");
+        assert_eq!(base_subject("Iris"), "iris");
     }
 
     #[test]
