@@ -11,39 +11,74 @@ use crate::jmap::dispatch::Call;
 use crate::jmap::error::MethodError;
 use crate::mail::search::{self, SearchTerm};
 
-/// Escapes `&`, `<` and `>` (SNIP-03).
-fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
+/// `c` as it is written in a snippet: `&`, `<` and `>` escaped (SNIP-03).
+fn escaped(c: char, buf: &mut [u8; 4]) -> &str {
+    match c {
+        '&' => "&amp;",
+        '<' => "&lt;",
+        '>' => "&gt;",
+        c => c.encode_utf8(buf),
     }
 }
 
-/// `text` HTML-escaped with each match wrapped in `<mark></mark>`; `None` when nothing matches.
-pub fn highlight(text: &str, terms: &[SearchTerm]) -> Option<String> {
+const MARK: &str = "<mark>";
+const END_MARK: &str = "</mark>";
+
+/// Appends `text` escaped while it fits in `max` octets in all; `false` when it did not all fit
+/// (what fitted is written: whole characters and whole entities).
+fn escape_within(out: &mut String, text: &str, max: usize) -> bool {
+    let mut buf = [0; 4];
+    for c in text.chars() {
+        let e = escaped(c, &mut buf);
+        if out.len() + e.len() > max {
+            return false;
+        }
+        out.push_str(e);
+    }
+    true
+}
+
+/// The length of `text` once escaped.
+fn escaped_len(text: &str) -> usize {
+    let mut buf = [0; 4];
+    text.chars().map(|c| escaped(c, &mut buf).len()).sum()
+}
+
+/// `text` HTML-escaped with each match wrapped in `<mark></mark>`, cut to at most `max` octets
+/// with its markup and escapes (RFC 8621 §5: a preview "MUST NOT be more than 255 octets"): on a
+/// character boundary, never inside an entity, and a match is marked whole or left out, so the
+/// tags stay balanced. `None` when nothing matches.
+fn highlight_within(text: &str, terms: &[SearchTerm], max: usize) -> Option<String> {
     let ranges = search::match_ranges(text, terms);
     if ranges.is_empty() {
         return None;
     }
-    let mut out = String::with_capacity(text.len() + ranges.len() * 13);
+    let mut out = String::with_capacity(text.len().min(max) + ranges.len() * 13);
     let mut at = 0;
     for std::ops::Range { start: s, end: e } in ranges {
-        escape_into(&mut out, &text[at..s]);
-        out.push_str("<mark>");
-        escape_into(&mut out, &text[s..e]);
-        out.push_str("</mark>");
+        if !escape_within(&mut out, &text[at..s], max) {
+            return Some(out);
+        }
+        let matched = &text[s..e];
+        if out.len() + MARK.len() + escaped_len(matched) + END_MARK.len() > max {
+            return Some(out);
+        }
+        out.push_str(MARK);
+        escape_within(&mut out, matched, max);
+        out.push_str(END_MARK);
         at = e;
     }
-    escape_into(&mut out, &text[at..]);
+    escape_within(&mut out, &text[at..], max);
     Some(out)
 }
 
-/// A preview around the first match in `body`: at most [`SNIPPET_PREVIEW_OCTETS`] octets of plain
-/// text (before markup and escaping), starting a little before the match, highlighted.
+/// `text` HTML-escaped with each match wrapped in `<mark></mark>`; `None` when nothing matches.
+pub fn highlight(text: &str, terms: &[SearchTerm]) -> Option<String> {
+    highlight_within(text, terms, usize::MAX)
+}
+
+/// A preview around the first match in `body`: at most [`SNIPPET_PREVIEW_OCTETS`] octets with
+/// its markup, starting a little before the match, highlighted.
 pub fn preview_snippet(body: &str, terms: &[SearchTerm]) -> Option<String> {
     let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
     let first = search::match_ranges(&body, terms).first()?.start;
@@ -57,11 +92,12 @@ pub fn preview_snippet(body: &str, terms: &[SearchTerm]) -> Option<String> {
     {
         start += space + 1;
     }
-    let mut end = (start + SNIPPET_PREVIEW_OCTETS).min(body.len());
+    // Escapes at most quintuple a character's octets: this much text always fills the preview.
+    let mut end = (start + SNIPPET_PREVIEW_OCTETS * 5).min(body.len());
     while !body.is_char_boundary(end) {
         end -= 1;
     }
-    highlight(&body[start..end], terms)
+    highlight_within(&body[start..end], terms, SNIPPET_PREVIEW_OCTETS)
 }
 
 /// `SearchSnippet/get` (RFC 8621 §5.1).
@@ -166,6 +202,43 @@ mod tests {
         assert!(p.contains("<mark>needle</mark>"));
         assert!(plain.starts_with("word"));
         assert_eq!(preview_snippet("no match", &[term("needle")]), None);
+    }
+
+    #[test]
+    fn a_preview_with_its_markup_and_escapes_is_at_most_255_octets() {
+        // RFC 8621 §5: the limit counts the <mark> tags and the entities.
+        for body in [
+            format!(
+                "{} needle {}",
+                "Lorem & < > ".repeat(40),
+                "ünïcödé ä ".repeat(60)
+            ),
+            format!("{} needle {}", "€".repeat(300), "€".repeat(300)),
+            format!("{}needle{}", "x ".repeat(10), " &&&&&".repeat(100)),
+            format!("needle {}", "needle ".repeat(100)),
+            format!("{} needle &&&&&", "a".repeat(240)),
+        ] {
+            let p = preview_snippet(&body, &[term("needle")]).unwrap();
+            assert!(p.len() <= SNIPPET_PREVIEW_OCTETS, "{} octets: {p}", p.len());
+            assert_eq!(
+                p.matches("<mark>").count(),
+                p.matches("</mark>").count(),
+                "{p}"
+            );
+            // Never a cut entity: every & starts one of the three escapes.
+            let after_amps = p.split('&').skip(1);
+            assert!(
+                after_amps
+                    .clone()
+                    .all(|t| ["amp;", "lt;", "gt;"].iter().any(|e| t.starts_with(e))),
+                "{p}"
+            );
+            assert!(!p.ends_with('<'), "{p}");
+        }
+        // A match that does not fit whole is left out rather than cut.
+        let body = format!("{}needle needle", "a ".repeat(120));
+        let p = highlight_within(&body, &[term("needle")], 250).unwrap();
+        assert!(!p.contains("<mark>"), "{p}");
     }
 
     #[test]
