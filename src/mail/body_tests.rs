@@ -1,5 +1,5 @@
 //! What a message's parts give its body values, blobs, preview and search text: transfer
-//! decoding (RFC 2045 §6.8), which parts are text (RFC 8621 §4.1.4) and what HTML says.
+//! decoding (RFC 2045 §6.8), which parts are text (RFC 8621 §4.1.4) and part names (RFC 2231).
 
 use super::*;
 
@@ -105,4 +105,57 @@ fn block_elements_of_an_html_body_separate_the_words_of_its_preview_and_search_t
     assert_eq!(e.preview(), words);
     let body = e.search_text().body;
     assert_eq!(body.split_whitespace().collect::<Vec<_>>().join(" "), words);
+}
+
+#[test]
+fn the_rfc2231_name_wins_over_the_plain_one_in_either_order() {
+    let e = message(&[
+        "Content-Type: multipart/mixed; boundary=b",
+        "",
+        "--b",
+        "Content-Type: text/plain",
+        "",
+        "body",
+        "--b",
+        "Content-Type: application/pdf; name=\"r_el.pdf\"",
+        "Content-Disposition: attachment; filename=\"r_el.pdf\"; filename*=UTF-8''r%C3%A9el.pdf",
+        "",
+        "data",
+        "--b",
+        "Content-Type: application/pdf; name=\"r_el.pdf\"",
+        "Content-Disposition: attachment; filename*=UTF-8''r%C3%A9el.pdf; filename=\"r_el.pdf\"",
+        "",
+        "data",
+        "--b",
+        "Content-Type: application/pdf; name=\"ct.pdf\"",
+        "Content-Disposition: attachment; filename=\"disp.pdf\"",
+        "",
+        "data",
+        "--b",
+        "Content-Type: application/pdf; name*=UTF-8''ct%C3%A9.pdf; name=\"ct.pdf\"",
+        "Content-Disposition: attachment",
+        "",
+        "data",
+        "--b",
+        "Content-Type: application/pdf; name=\"=?UTF-8?Q?a=C3=A9.pdf?=\"",
+        "",
+        "data",
+        "--b--",
+        "",
+    ]);
+    let names: Vec<Option<&str>> = e
+        .attachments
+        .iter()
+        .map(|id| e.part(id).unwrap().name.as_deref())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            Some("réel.pdf"),
+            Some("réel.pdf"),
+            Some("disp.pdf"),
+            Some("cté.pdf"),
+            Some("aé.pdf")
+        ]
+    );
 }

@@ -16,6 +16,7 @@ pub mod body;
 pub mod dsn;
 pub mod header;
 pub mod html;
+pub mod params;
 pub mod render;
 pub mod search;
 pub mod summary;
@@ -309,6 +310,28 @@ fn location(headers: &[header::Header]) -> Option<String> {
         .filter(|l| !l.is_empty())
 }
 
+/// A part's `name`: Content-Disposition's `filename`, else Content-Type's `name`, each in its
+/// RFC 2231 form when the field has one ([`params::extended`]), else as mail-parser read it
+/// (RFC 2047 encoded words included).
+fn part_name(
+    headers: &[header::Header],
+    disposition: Option<&mail_parser::ContentType<'_>>,
+    content_type: Option<&mail_parser::ContentType<'_>>,
+) -> Option<String> {
+    let extended = |field: &str, parameter: &str| {
+        let raw = headers.iter().rev().find(|h| h.is(field))?;
+        params::extended(&String::from_utf8_lossy(&raw.raw), parameter)
+    };
+    let clean = |n: String| Some(n.trim().to_owned()).filter(|n| !n.is_empty());
+    let from = |field: &str, parameter: &str, parsed: Option<&mail_parser::ContentType<'_>>| {
+        extended(field, parameter)
+            .or_else(|| parsed?.attribute(parameter).map(str::to_owned))
+            .and_then(clean)
+    };
+    from("Content-Disposition", "filename", disposition)
+        .or_else(|| from("Content-Type", "name", content_type))
+}
+
 /// Builds the part at `index` and, for a multipart, its children.
 fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize) -> BodyPart {
     let source = message.raw_message.as_ref();
@@ -368,11 +391,7 @@ fn build_part(message: &Message<'_>, index: usize, in_digest: bool, depth: usize
         .find(|h| matches!(h.name, mail_parser::HeaderName::ContentDisposition))
         .and_then(|h| h.value.as_content_type());
     let disposition = disposition_header.map(|d| d.ctype().to_ascii_lowercase());
-    let name = disposition_header
-        .and_then(|d| d.attribute("filename"))
-        .or_else(|| content_type.and_then(|ct| ct.attribute("name")))
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
+    let name = part_name(&headers, disposition_header, content_type);
     let (cid, language, location) = (content_id(part), language(&headers), location(&headers));
     BodyPart {
         part_id: (!is_multipart).then(|| (index + 1).to_string()),
