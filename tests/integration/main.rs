@@ -19,6 +19,7 @@ mod changelog;
 mod cli;
 mod cluster;
 mod email;
+mod email_create;
 mod email_query;
 mod email_summary;
 mod foundation;

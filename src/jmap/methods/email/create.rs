@@ -111,10 +111,22 @@ fn text_part(
             "a part with a partId has no charset or size",
         ));
     }
+    if part.get("blobId").is_some_and(|b| !b.is_null()) {
+        return Err(invalid(
+            property,
+            "a part has a partId or a blobId, not both",
+        ));
+    }
     let part_id = part
         .get("partId")
         .and_then(Value::as_str)
         .ok_or_else(|| invalid(property, "the part needs a partId in bodyValues"))?;
+    body_value(part_id, body_values).map(|v| Some(v.to_owned()))
+}
+
+/// The text of `bodyValues[part_id]`. RFC 8621 §4.6: `isEncodingProblem` and `isTruncated` MUST
+/// be false or omitted when creating, whichever property names the part.
+fn body_value<'a>(part_id: &str, body_values: &'a Map<String, Value>) -> Result<&'a str, SetError> {
     let body = body_values
         .get(part_id)
         .ok_or_else(|| invalid("bodyValues", format!("no bodyValues entry {part_id:?}")))?;
@@ -125,7 +137,6 @@ fn text_part(
     }
     body.get("value")
         .and_then(Value::as_str)
-        .map(|v| Some(v.to_owned()))
         .ok_or_else(|| invalid("bodyValues", "a body value needs a string value"))
 }
 
@@ -165,6 +176,7 @@ fn structure_part(
         let subs = part
             .get("subParts")
             .and_then(Value::as_array)
+            .filter(|subs| !subs.is_empty())
             .ok_or_else(|| bad("a multipart needs subParts"))?;
         let children = subs
             .iter()
@@ -182,13 +194,7 @@ fn structure_part(
                 if !media_type.starts_with("text/") {
                     return Err(bad("a part with a partId is text/*"));
                 }
-                let body = body_values
-                    .get(&part_id)
-                    .and_then(|b| b.get("value"))
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        invalid("bodyValues", format!("no bodyValues entry {part_id:?}"))
-                    })?;
+                let body = body_value(&part_id, body_values)?;
                 MimePart::new(media_type, BodyPart::Text(body.to_owned().into()))
             }
             (None, Some(blob_id)) => {
