@@ -1,4 +1,5 @@
-//! Content-Transfer-Encoding `base64`, decoded the lenient way RFC 2045 §6.8 asks for.
+//! Content-Transfer-Encoding `base64`, decoded the lenient way RFC 2045 §6.8 asks for, and the
+//! identity encoding that describes a part written as it is.
 //!
 //! mail-parser's decoder drops the last one or two octets of data without `=` padding (common in
 //! the wild: hand-rolled encoders, gateways that strip trailing `=`), and gives up on the whole
@@ -53,9 +54,58 @@ pub fn decode_base64(input: &[u8]) -> (Vec<u8>, bool) {
     (out, filled == 1)
 }
 
+/// The identity Content-Transfer-Encoding that describes `bytes` (RFC 2045 §2.7–2.9): `7bit`
+/// for short CRLF lines of ASCII without NUL, `8bit` when some octets are above 127, `binary`
+/// otherwise (a bare CR or LF, a NUL, or a line over 998 octets). For `message/rfc822` parts,
+/// which RFC 2046 §5.2.1 does not allow to be base64 or quoted-printable encoded.
+pub fn identity_encoding(bytes: &[u8]) -> &'static str {
+    let mut eight_bit = false;
+    let mut line = 0;
+    let mut previous = 0;
+    for &octet in bytes {
+        match octet {
+            0 => return "binary",
+            b'\n' if previous != b'\r' => return "binary",
+            b'\n' => line = 0,
+            _ if previous == b'\r' => return "binary",
+            b'\r' => {}
+            _ => {
+                eight_bit |= octet > 127;
+                line += 1;
+                if line > 998 {
+                    return "binary";
+                }
+            }
+        }
+        previous = octet;
+    }
+    if previous == b'\r' {
+        "binary"
+    } else if eight_bit {
+        "8bit"
+    } else {
+        "7bit"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_encodings_follow_the_octets() {
+        assert_eq!(identity_encoding(b"Subject: x\r\n\r\nbody\r\n"), "7bit");
+        assert_eq!(
+            identity_encoding("Subject: x\r\n\r\nInner é\r\n".as_bytes()),
+            "8bit"
+        );
+        assert_eq!(identity_encoding(b"a\nb"), "binary");
+        assert_eq!(identity_encoding(b"a\rb"), "binary");
+        assert_eq!(identity_encoding(b"a\0b"), "binary");
+        assert_eq!(identity_encoding(&[b'a'; 998]), "7bit");
+        assert_eq!(identity_encoding(&[b'a'; 999]), "binary");
+        assert_eq!(identity_encoding(b""), "7bit");
+    }
 
     fn decoded(input: &str) -> (String, bool) {
         let (bytes, problem) = decode_base64(input.as_bytes());

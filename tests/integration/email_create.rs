@@ -1,4 +1,5 @@
-//! Email/set create (RFC 8621 §4.6): what is refused. Backend-independent (the message is built before the
+//! Email/set create (RFC 8621 §4.6): what is refused, and what a created message keeps of the
+//! parts it was given. Backend-independent (the message is built before the
 //! store sees it), so SQLite only.
 
 use serde_json::{Value, json};
@@ -60,6 +61,11 @@ impl Setup {
         blobs::upload(&mut conn, &self.account, &self.user_id, bytes).unwrap()
     }
 
+    async fn download(&self, blob_id: &str) -> Vec<u8> {
+        let path = format!("/jmap/download/{}/{blob_id}/x", self.account);
+        self.s.get(&path, &self.alice).await.raw
+    }
+
     /// Email/set creates each of `emails` (creation id → Email properties, `mailboxIds` added);
     /// returns the response's arguments.
     async fn create(&self, emails: Value) -> Value {
@@ -115,4 +121,72 @@ async fn flagged_body_values_and_impossible_parts_are_invalid_properties() {
         );
     }
     assert!(r["created"]["fine"].is_object(), "{r}");
+}
+
+#[actix_web::test]
+async fn blob_parts_keep_their_charset_and_attached_messages_are_not_base64() {
+    let t = setup().await;
+    let latin = t.upload(b"Gr\xfc\xdfe\r\n");
+    let utf8 = t.upload("Grüße ✓\r\n".as_bytes());
+    let inner: &[u8] = b"From: x@example.com\r\nSubject: inner msg\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+        Inner \xc3\xa9\r\n";
+    let inner_blob = t.upload(inner);
+    let r = t
+        .create(json!({
+            "flat": {"subject": "att", "textBody": [{"partId": "t", "type": "text/plain"}],
+                "bodyValues": {"t": {"value": "see"}},
+                "attachments": [
+                    {"blobId": latin, "type": "text/plain", "charset": "iso-8859-1", "name": "latin.txt"},
+                    {"blobId": inner_blob, "type": "message/rfc822", "name": "fwd.eml"}
+                ]},
+            "tree": {"subject": "tree", "bodyStructure": {"type": "multipart/mixed", "subParts": [
+                {"partId": "t", "type": "text/plain"},
+                {"blobId": utf8, "type": "text/plain", "charset": "utf-8", "name": "u.txt",
+                    "disposition": "attachment"},
+                {"blobId": inner_blob, "type": "message/rfc822", "disposition": "attachment"}
+            ]}, "bodyValues": {"t": {"value": "see"}}}
+        }))
+        .await;
+    for id in ["flat", "tree"] {
+        let created = &r["created"][id];
+        assert!(created.is_object(), "{id}: {r}");
+        let g = t
+            .call(
+                json!([["Email/get", {"accountId": t.account, "ids": [created["id"]],
+                "properties": ["attachments"],
+                "bodyProperties": ["partId", "blobId", "type", "charset"]}, "0"]]),
+            )
+            .await;
+        let attachments = g[0][1]["list"][0]["attachments"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let (text_part, message_part) = (&attachments[0], &attachments[1]);
+        let (charset, bytes): (&str, &[u8]) = if id == "flat" {
+            ("iso-8859-1", b"Gr\xfc\xdfe\r\n")
+        } else {
+            ("utf-8", "Grüße ✓\r\n".as_bytes())
+        };
+        assert_eq!(text_part["charset"], charset, "{id}: {attachments:?}");
+        assert_eq!(
+            t.download(text_part["blobId"].as_str().unwrap()).await,
+            bytes
+        );
+        // RFC 2046 §5.2.1: message/rfc822 is 7bit, 8bit or binary, never base64.
+        assert_eq!(message_part["type"], "message/rfc822");
+        assert_eq!(
+            t.download(message_part["blobId"].as_str().unwrap()).await,
+            inner
+        );
+        let raw = t.download(created["blobId"].as_str().unwrap()).await;
+        let raw = String::from_utf8_lossy(&raw);
+        let at = raw.find("Content-Type: message/rfc822").unwrap();
+        let part_header = &raw[at..at + raw[at..].find("\r\n\r\n").unwrap()];
+        assert!(
+            part_header.contains("Content-Transfer-Encoding: 8bit"),
+            "{id}: {part_header}"
+        );
+        assert!(raw.contains("Subject: inner msg\r\n"), "{id}: {raw}");
+    }
 }

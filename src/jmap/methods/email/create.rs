@@ -23,6 +23,7 @@ use crate::jmap::methods::email::{
     NewEmail, Source, new_email_id, parse_utc_date, read_keywords, read_mailbox_ids,
 };
 use crate::jmap::standard::{SetError, SetErrorType};
+use crate::mail;
 
 /// Reads blob bytes visible to the caller (`None`: no such blob).
 pub type BlobReader<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, MethodError> + 'a;
@@ -140,6 +141,37 @@ fn body_value<'a>(part_id: &str, body_values: &'a Map<String, Value>) -> Result<
         .ok_or_else(|| invalid("bodyValues", "a body value needs a string value"))
 }
 
+/// A part made of a blob's bytes: its `charset` kept in Content-Type, and a `message/rfc822`
+/// written as it is (RFC 2046 §5.2.1 allows it no other encoding than 7bit, 8bit or binary);
+/// mail-builder picks the encoding of the others.
+fn blob_part(
+    property: &str,
+    part: &Value,
+    media_type: &str,
+    bytes: Vec<u8>,
+) -> Result<mail_builder::mime::MimePart<'static>, SetError> {
+    use mail_builder::headers::content_type::ContentType;
+    use mail_builder::mime::{BodyPart, MimePart};
+    let mut content_type = ContentType::new(media_type.to_owned());
+    match part.get("charset") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(c))
+            if !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"\";".contains(&b)) =>
+        {
+            content_type = content_type.attribute("charset", c.clone());
+        }
+        Some(_) => return Err(invalid(property, "charset is a charset name")),
+    }
+    if media_type == "message/rfc822" {
+        let encoding = mail::transfer::identity_encoding(&bytes);
+        Ok(MimePart::new(content_type, BodyPart::Binary(bytes.into())).transfer_encoding(encoding))
+    } else {
+        Ok(MimePart::new(content_type, BodyPart::Binary(bytes.into())))
+    }
+}
+
 /// The deepest `bodyStructure` accepted.
 const MAX_STRUCTURE_DEPTH: usize = 16;
 
@@ -204,7 +236,7 @@ fn structure_part(
                         SetError::new(SetErrorType::BlobNotFound, format!("no blob {blob_id}"))
                             .with("notFound", serde_json::json!([blob_id]))
                     })?;
-                MimePart::new(media_type, BodyPart::Binary(bytes.into()))
+                blob_part("bodyStructure", value, &media_type, bytes)?
             }
             _ => return Err(bad("a part has a partId or a blobId, not both")),
         }
@@ -282,17 +314,22 @@ fn add_attachments<'x>(
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or("application/octet-stream")
-            .to_owned();
+            .to_ascii_lowercase();
+        if ty.contains(['\r', '\n', ';']) || !ty.contains('/') {
+            return Err(invalid("attachments", "type is a media type"));
+        }
         let name = part
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or("attachment")
-            .to_owned();
+            .replace(['\r', '\n'], " ");
         let inline = part.get("disposition").and_then(Value::as_str) == Some("inline");
-        builder = match (inline, part.get("cid").and_then(Value::as_str)) {
-            (true, Some(cid)) => builder.inline(ty, cid.to_owned(), bytes),
-            _ => builder.attachment(ty, name, bytes),
+        let mime = blob_part("attachments", part, &ty, bytes)?;
+        let mime = match (inline, part.get("cid").and_then(Value::as_str)) {
+            (true, Some(cid)) => mime.inline().cid(cid.replace(['\r', '\n'], " ")),
+            _ => mime.attachment(name),
         };
+        builder.attachments.get_or_insert_with(Vec::new).push(mime);
     }
     Ok(builder)
 }
