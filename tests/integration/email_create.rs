@@ -1,5 +1,5 @@
 //! Email/set create (RFC 8621 §4.6): what is refused, and what a created message keeps of the
-//! parts it was given. Backend-independent (the message is built before the
+//! parts and header values it was given. Backend-independent (the message is built before the
 //! store sees it), so SQLite only.
 
 use serde_json::{Value, json};
@@ -188,5 +188,25 @@ async fn blob_parts_keep_their_charset_and_attached_messages_are_not_base64() {
             "{id}: {part_header}"
         );
         assert!(raw.contains("Subject: inner msg\r\n"), "{id}: {raw}");
+    }
+}
+
+#[actix_web::test]
+async fn a_raw_header_value_survives_get_and_create_round_trips_unchanged() {
+    let t = setup().await;
+    // RFC 8621 §4.1.2.1: the Raw form keeps the space after the colon.
+    let mut value = json!(" keep-me");
+    for round in 0..3 {
+        let r = t
+            .create(json!({"d": {"subject": "draft", "header:X-Foo": value}}))
+            .await;
+        let g = t
+            .call(
+                json!([["Email/get", {"accountId": t.account, "ids": [r["created"]["d"]["id"]],
+                "properties": ["header:X-Foo"]}, "0"]]),
+            )
+            .await;
+        value = g[0][1]["list"][0]["header:X-Foo"].clone();
+        assert_eq!(value, " keep-me", "after round {round}");
     }
 }

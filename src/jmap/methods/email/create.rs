@@ -361,7 +361,15 @@ fn add_header_property<'x>(
     };
     note_header(name)?;
     match form {
-        None | Some("asRaw") => Ok(builder.header(name.to_owned(), Raw::new(text))),
+        None | Some("asRaw") => {
+            // RFC 8621 §4.1.2.1: the Raw form is everything after the colon, its leading space
+            // included, and mail-builder writes "Name: " itself; without this, each round trip
+            // through Email/get and Email/set added a space.
+            let verbatim = text
+                .strip_prefix([' ', '\t'])
+                .map_or(text.clone(), str::to_owned);
+            Ok(builder.header(name.to_owned(), Raw::new(verbatim)))
+        }
         Some("asText") => Ok(builder.header(name.to_owned(), Text::new(text))),
         Some(_) => Err(invalid(key, "only asRaw and asText can be set")),
     }
