@@ -159,3 +159,78 @@ fn the_rfc2231_name_wins_over_the_plain_one_in_either_order() {
         ]
     );
 }
+
+#[test]
+fn text_attachments_and_attached_messages_are_searched_but_not_images_or_html_alternatives() {
+    let e = message(&[
+        "From: a@example.com",
+        "Subject: with attachments",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/mixed; boundary=\"m\"",
+        "",
+        "--m",
+        "Content-Type: multipart/alternative; boundary=\"a\"",
+        "",
+        "--a",
+        "Content-Type: text/plain",
+        "",
+        "plainword",
+        "--a",
+        "Content-Type: text/html",
+        "",
+        "<p>plainword htmlonlyword</p>",
+        "--a--",
+        "--m",
+        "Content-Type: text/plain; name=\"notes.txt\"",
+        "Content-Disposition: attachment; filename=\"notes.txt\"",
+        "",
+        "attachedword",
+        "--m",
+        "Content-Type: message/rfc822",
+        "",
+        "Subject: innersubject",
+        "Content-Type: text/plain",
+        "",
+        "innerword",
+        "--m",
+        "Content-Type: image/png",
+        "Content-Disposition: attachment; filename=\"x.png\"",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "aW1hZ2V3b3Jk",
+        "--m--",
+        "",
+    ]);
+    let body = e.search_text().body;
+    for word in ["plainword", "attachedword", "innersubject", "innerword"] {
+        assert!(body.contains(word), "{word}: {body:?}");
+    }
+    for word in ["htmlonlyword", "imageword"] {
+        assert!(!body.contains(word), "{word}: {body:?}");
+    }
+}
+
+#[test]
+fn an_attachments_searched_text_is_capped() {
+    let big = "word ".repeat(40_000);
+    let e = message(&[
+        "Subject: big",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/mixed; boundary=\"m\"",
+        "",
+        "--m",
+        "Content-Type: text/plain",
+        "",
+        "body",
+        "--m",
+        "Content-Type: text/plain",
+        "Content-Disposition: attachment; filename=\"log.txt\"",
+        "",
+        &big,
+        "--m--",
+        "",
+    ]);
+    let body = e.search_text().body;
+    assert!(body.len() <= 4 + 2 + ATTACHMENT_TEXT_MAX, "{}", body.len());
+    assert!(body.len() > ATTACHMENT_TEXT_MAX / 2);
+}

@@ -73,10 +73,18 @@ pub struct SearchText {
     pub cc: String,
     pub bcc: String,
     pub subject: String,
-    /// The text of every `text/*` part of `textBody` (HTML converted to text), joined by blank
+    /// The text of every `text/*` part of `textBody` (HTML converted to text), then of the
+    /// `text/*` attachments and attached messages ([`Email::attached_text`]), joined by blank
     /// lines.
     pub body: String,
 }
+
+/// How much of one attachment's text is searched: enough for a document's words, not a
+/// 50 MB log file in the index.
+const ATTACHMENT_TEXT_MAX: usize = 64 * 1024;
+
+/// How deep attached messages inside attached messages are searched.
+const ATTACHED_MESSAGE_DEPTH: usize = 3;
 
 impl Email {
     /// Parses a message. `None` only for input with nothing to parse (empty), or, as a last line
@@ -207,11 +215,12 @@ impl Email {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let body = self
+        let mut body = self
             .text_parts(&self.text_body)
             .map(BodyPart::plain_text)
-            .collect::<Vec<_>>()
-            .join("\n\n");
+            .collect::<Vec<_>>();
+        body.extend(self.attached_text(ATTACHED_MESSAGE_DEPTH));
+        let body = body.join("\n\n");
         SearchText {
             from: list("From"),
             to: list("To"),
@@ -220,6 +229,46 @@ impl Email {
             subject: self.subject().unwrap_or_default(),
             body,
         }
+    }
+}
+
+impl Email {
+    /// The text of the attachments that are text (RFC 8621 §4.4.1: `text` and `body` look in
+    /// `text/*` parts and what converts to text): `text/*` attachments, and attached messages
+    /// (`message/rfc822`, `message/global`) with their subject and own text, `depth` levels
+    /// down; at most [`ATTACHMENT_TEXT_MAX`] octets of each. The HTML alternative of a text
+    /// body is not added: it says what the text part says.
+    fn attached_text(&self, depth: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for part in self.attachments.iter().filter_map(|id| self.part(id)) {
+            let mut text = if part.media_type.starts_with("text/") {
+                part.plain_text()
+            } else if depth > 0
+                && matches!(
+                    part.media_type.as_str(),
+                    "message/rfc822" | "message/global"
+                )
+                && let Some(inner) = Email::parse(&part.content)
+            {
+                let mut inner_text = inner.subject().unwrap_or_default();
+                for t in inner.text_parts(&inner.text_body) {
+                    inner_text.push_str("\n\n");
+                    inner_text.push_str(&t.plain_text());
+                }
+                for t in inner.attached_text(depth - 1) {
+                    inner_text.push_str("\n\n");
+                    inner_text.push_str(&t);
+                }
+                inner_text
+            } else {
+                continue;
+            };
+            text.truncate(text::char_boundary(&text, ATTACHMENT_TEXT_MAX));
+            if !text.trim().is_empty() {
+                out.push(text);
+            }
+        }
+        out
     }
 }
 
