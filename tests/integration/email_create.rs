@@ -210,3 +210,81 @@ async fn a_raw_header_value_survives_get_and_create_round_trips_unchanged() {
         assert_eq!(value, " keep-me", "after round {round}");
     }
 }
+
+/// What mail clients send for an HTML message with an inline image: the image with the HTML in
+/// `multipart/related` (RFC 2387), the other attachments around in `multipart/mixed`. Read back
+/// (RFC 8621 §4.1.4), the image is not part of the text or HTML body (it was shown twice), and
+/// every part keeps its name, disposition, language and location.
+#[actix_web::test]
+async fn an_inline_image_goes_with_the_html_and_parts_keep_what_they_say_of_themselves() {
+    let t = setup().await;
+    let png = t.upload(b"\x89PNG\r\n\x1a\n....");
+    let pdf = t.upload(b"%PDF-1.4 ....");
+    let r = t
+        .create(json!({"e": {
+            "subject": "inline",
+            "textBody": [{"partId": "t", "type": "text/plain"}],
+            "htmlBody": [{"partId": "h", "type": "text/html"}],
+            "bodyValues": {"t": {"value": "logo"}, "h": {"value": "<img src=\"cid:logo@x\">"}},
+            "attachments": [
+                {"blobId": png, "type": "image/png", "disposition": "inline", "cid": "logo@x",
+                 "name": "logo.png"},
+                {"blobId": pdf, "type": "application/pdf", "name": "doc.pdf",
+                 "language": ["en"], "location": "https://example.com/doc.pdf"},
+                {"blobId": pdf, "type": "application/pdf"}
+            ]
+        }}))
+        .await;
+    let id = r["created"]["e"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    let r = t
+        .call(json!([["Email/get", {"accountId": t.account, "ids": [id],
+            "properties": ["bodyStructure", "textBody", "htmlBody", "attachments"]}, "0"]]))
+        .await;
+    let e = &r[0][1]["list"][0];
+    let tree = &e["bodyStructure"];
+    assert_eq!(tree["type"], "multipart/mixed", "{tree}");
+    assert_eq!(
+        tree["subParts"][0]["type"], "multipart/alternative",
+        "{tree}"
+    );
+    let related = &tree["subParts"][0]["subParts"][1];
+    assert_eq!(related["type"], "multipart/related", "{tree}");
+    assert_eq!(related["subParts"][0]["type"], "text/html");
+    let image = &related["subParts"][1];
+    assert_eq!(
+        (
+            &image["type"],
+            &image["cid"],
+            &image["disposition"],
+            &image["name"]
+        ),
+        (
+            &json!("image/png"),
+            &json!("logo@x"),
+            &json!("inline"),
+            &json!("logo.png")
+        )
+    );
+    let types = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(types(&e["textBody"]), ["text/plain"]);
+    assert_eq!(types(&e["htmlBody"]), ["text/html"]);
+    let doc = &tree["subParts"][1];
+    assert_eq!(
+        (&doc["name"], &doc["disposition"]),
+        (&json!("doc.pdf"), &json!("attachment"))
+    );
+    assert_eq!(doc["language"], json!(["en"]));
+    assert_eq!(doc["location"], "https://example.com/doc.pdf");
+    // No name given, none invented.
+    assert_eq!(tree["subParts"][2]["name"], Value::Null, "{tree}");
+    assert_eq!(tree["subParts"][2]["disposition"], "attachment");
+}

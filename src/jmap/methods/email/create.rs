@@ -6,7 +6,8 @@
 //! `header:{Name}` / `header:{Name}:asRaw` / `header:{Name}:asText` for other fields; `textBody`
 //! and `htmlBody` (one part each, content from `bodyValues`) and `attachments` (by `blobId`), or
 //! instead a `bodyStructure` tree (parts by `partId` or `blobId`, with `type`, `name`,
-//! `disposition`, `cid`, `language`, `location`). Header properties on body parts are not built.
+//! `disposition`, `cid`, `language`, `location`; `body_parts.rs` builds the MIME tree). Header
+//! properties on body parts are not built.
 //! Message-ID and Date are generated when absent (ESET-03, done by mail-builder).
 
 use std::collections::{BTreeSet, HashMap};
@@ -18,12 +19,12 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use serde_json::{Map, Value};
 
+use super::body_parts::{FlatBody, invalid, structure_part, text_part};
 use crate::jmap::error::MethodError;
 use crate::jmap::methods::email::{
     NewEmail, Source, new_email_id, parse_utc_date, read_keywords, read_mailbox_ids,
 };
 use crate::jmap::standard::{SetError, SetErrorType};
-use crate::mail;
 
 /// Reads blob bytes visible to the caller (`None`: no such blob).
 pub type BlobReader<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, MethodError> + 'a;
@@ -36,10 +37,6 @@ const ADDRESS_FIELDS: &[(&str, &str)] = &[
     ("bcc", "Bcc"),
     ("replyTo", "Reply-To"),
 ];
-
-fn invalid(property: &str, why: impl Into<String>) -> SetError {
-    SetError::invalid_properties(&[property], why)
-}
 
 fn addresses(property: &str, value: &Value) -> Result<Option<Address<'static>>, SetError> {
     let list = match value {
@@ -83,186 +80,6 @@ fn message_ids(property: &str, value: &Value) -> Result<Option<MessageId<'static
     }
 }
 
-/// One text part of `textBody`/`htmlBody`: its content from `bodyValues`.
-fn text_part(
-    property: &str,
-    value: &Value,
-    media_type: &str,
-    body_values: &Map<String, Value>,
-) -> Result<Option<String>, SetError> {
-    let parts = match value {
-        Value::Null => return Ok(None),
-        Value::Array(p) => p,
-        _ => return Err(invalid(property, "an EmailBodyPart[]")),
-    };
-    // ESET-02: exactly one part of the right type.
-    let [part] = parts.as_slice() else {
-        return Err(invalid(property, format!("exactly one {media_type} part")));
-    };
-    let ty = part
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("text/plain");
-    if !ty.eq_ignore_ascii_case(media_type) {
-        return Err(invalid(property, format!("the part must be {media_type}")));
-    }
-    if part.get("charset").is_some() || part.get("size").is_some() {
-        return Err(invalid(
-            property,
-            "a part with a partId has no charset or size",
-        ));
-    }
-    if part.get("blobId").is_some_and(|b| !b.is_null()) {
-        return Err(invalid(
-            property,
-            "a part has a partId or a blobId, not both",
-        ));
-    }
-    let part_id = part
-        .get("partId")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(property, "the part needs a partId in bodyValues"))?;
-    body_value(part_id, body_values).map(|v| Some(v.to_owned()))
-}
-
-/// The text of `bodyValues[part_id]`. RFC 8621 §4.6: `isEncodingProblem` and `isTruncated` MUST
-/// be false or omitted when creating, whichever property names the part.
-fn body_value<'a>(part_id: &str, body_values: &'a Map<String, Value>) -> Result<&'a str, SetError> {
-    let body = body_values
-        .get(part_id)
-        .ok_or_else(|| invalid("bodyValues", format!("no bodyValues entry {part_id:?}")))?;
-    for flag in ["isEncodingProblem", "isTruncated"] {
-        if body.get(flag).is_some_and(|v| v != &Value::Bool(false)) {
-            return Err(invalid("bodyValues", format!("{flag} must be false")));
-        }
-    }
-    body.get("value")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("bodyValues", "a body value needs a string value"))
-}
-
-/// A part made of a blob's bytes: its `charset` kept in Content-Type, and a `message/rfc822`
-/// written as it is (RFC 2046 §5.2.1 allows it no other encoding than 7bit, 8bit or binary);
-/// mail-builder picks the encoding of the others.
-fn blob_part(
-    property: &str,
-    part: &Value,
-    media_type: &str,
-    bytes: Vec<u8>,
-) -> Result<mail_builder::mime::MimePart<'static>, SetError> {
-    use mail_builder::headers::content_type::ContentType;
-    use mail_builder::mime::{BodyPart, MimePart};
-    let mut content_type = ContentType::new(media_type.to_owned());
-    match part.get("charset") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(c))
-            if !c.is_empty()
-                && c.bytes()
-                    .all(|b| b.is_ascii_graphic() && !b"\";".contains(&b)) =>
-        {
-            content_type = content_type.attribute("charset", c.clone());
-        }
-        Some(_) => return Err(invalid(property, "charset is a charset name")),
-    }
-    if media_type == "message/rfc822" {
-        let encoding = mail::transfer::identity_encoding(&bytes);
-        Ok(MimePart::new(content_type, BodyPart::Binary(bytes.into())).transfer_encoding(encoding))
-    } else {
-        Ok(MimePart::new(content_type, BodyPart::Binary(bytes.into())))
-    }
-}
-
-/// The deepest `bodyStructure` accepted.
-const MAX_STRUCTURE_DEPTH: usize = 16;
-
-/// One part of a `bodyStructure`, with its sub-parts: a multipart, a text part whose content is in
-/// `bodyValues` (`partId`), or a part made of a blob's bytes (`blobId`).
-fn structure_part(
-    value: &Value,
-    body_values: &Map<String, Value>,
-    read_blob: &mut BlobReader<'_>,
-    depth: usize,
-) -> Result<mail_builder::mime::MimePart<'static>, SetError> {
-    use mail_builder::mime::{BodyPart, MimePart};
-    let bad = |why: &str| invalid("bodyStructure", why.to_owned());
-    if depth > MAX_STRUCTURE_DEPTH {
-        return Err(bad("bodyStructure nests too deep"));
-    }
-    let Value::Object(part) = value else {
-        return Err(bad("an EmailBodyPart is an object"));
-    };
-    let text = |k: &str| part.get(k).and_then(Value::as_str).map(str::to_owned);
-    for k in part.keys() {
-        let lower = k.to_ascii_lowercase();
-        if lower.starts_with("header:content-transfer-encoding") || k == "headers" {
-            return Err(bad(&format!("{k} cannot be set on a body part")));
-        }
-    }
-    let media_type = text("type")
-        .unwrap_or_else(|| "text/plain".to_owned())
-        .to_ascii_lowercase();
-    if media_type.contains(['\r', '\n', ';']) || !media_type.contains('/') {
-        return Err(bad("type is a media type"));
-    }
-    let mut mime = if media_type.starts_with("multipart/") {
-        let subs = part
-            .get("subParts")
-            .and_then(Value::as_array)
-            .filter(|subs| !subs.is_empty())
-            .ok_or_else(|| bad("a multipart needs subParts"))?;
-        let children = subs
-            .iter()
-            .map(|p| structure_part(p, body_values, read_blob, depth + 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        MimePart::new(media_type, BodyPart::Multipart(children))
-    } else {
-        match (text("partId"), text("blobId")) {
-            (Some(part_id), None) => {
-                if part.get("charset").is_some_and(|v| !v.is_null())
-                    || part.get("size").is_some_and(|v| !v.is_null())
-                {
-                    return Err(bad("a part with a partId has no charset or size"));
-                }
-                if !media_type.starts_with("text/") {
-                    return Err(bad("a part with a partId is text/*"));
-                }
-                let body = body_value(&part_id, body_values)?;
-                MimePart::new(media_type, BodyPart::Text(body.to_owned().into()))
-            }
-            (None, Some(blob_id)) => {
-                let bytes = read_blob(&blob_id)
-                    .map_err(|e| SetError::new(SetErrorType::ServerFail, e.to_string()))?
-                    .ok_or_else(|| {
-                        SetError::new(SetErrorType::BlobNotFound, format!("no blob {blob_id}"))
-                            .with("notFound", serde_json::json!([blob_id]))
-                    })?;
-                blob_part("bodyStructure", value, &media_type, bytes)?
-            }
-            _ => return Err(bad("a part has a partId or a blobId, not both")),
-        }
-    };
-    let clean = |s: String| s.replace(['\r', '\n'], " ");
-    match (text("disposition").as_deref(), text("name")) {
-        (Some("inline"), _) => mime = mime.inline(),
-        (Some(_) | None, Some(name)) => mime = mime.attachment(clean(name)),
-        (Some(_), None) => mime = mime.attachment("attachment"),
-        (None, None) => {}
-    }
-    if let Some(cid) = text("cid") {
-        mime = mime.cid(clean(cid.trim_matches(['<', '>']).to_owned()));
-    }
-    if let Some(langs) = part.get("language").and_then(Value::as_array) {
-        let joined: Vec<&str> = langs.iter().filter_map(Value::as_str).collect();
-        if !joined.is_empty() {
-            mime = mime.language(clean(joined.join(", ")));
-        }
-    }
-    if let Some(location) = text("location") {
-        mime = mime.location(clean(location));
-    }
-    Ok(mime)
-}
-
 /// Reads an Email/set create into a new email whose message is built here.
 pub fn read_create(
     props: &Map<String, Value>,
@@ -280,58 +97,6 @@ fn read_received_at(value: &Value) -> Result<Option<i64>, SetError> {
             .ok_or_else(|| invalid("receivedAt", "receivedAt is a UTCDate")),
         _ => Err(invalid("receivedAt", "receivedAt is a UTCDate")),
     }
-}
-
-/// Adds the `attachments` (RFC 8621 §4.6: EmailBodyParts by blobId) to the message.
-fn add_attachments<'x>(
-    mut builder: MessageBuilder<'x>,
-    value: &Value,
-    read_blob: &mut BlobReader<'_>,
-) -> Result<MessageBuilder<'x>, SetError> {
-    let list = match value {
-        Value::Null => return Ok(builder),
-        Value::Array(l) => l,
-        _ => return Err(invalid("attachments", "an EmailBodyPart[]")),
-    };
-    for part in list {
-        let blob_id = part
-            .get("blobId")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("attachments", "an attachment needs a blobId"))?;
-        if part.get("partId").is_some_and(|p| !p.is_null()) {
-            return Err(invalid(
-                "attachments",
-                "a part has a partId or a blobId, not both",
-            ));
-        }
-        let bytes = read_blob(blob_id)
-            .map_err(|e| SetError::new(SetErrorType::ServerFail, e.to_string()))?
-            .ok_or_else(|| {
-                SetError::new(SetErrorType::BlobNotFound, format!("no blob {blob_id}"))
-                    .with("notFound", serde_json::json!([blob_id]))
-            })?;
-        let ty = part
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("application/octet-stream")
-            .to_ascii_lowercase();
-        if ty.contains(['\r', '\n', ';']) || !ty.contains('/') {
-            return Err(invalid("attachments", "type is a media type"));
-        }
-        let name = part
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("attachment")
-            .replace(['\r', '\n'], " ");
-        let inline = part.get("disposition").and_then(Value::as_str) == Some("inline");
-        let mime = blob_part("attachments", part, &ty, bytes)?;
-        let mime = match (inline, part.get("cid").and_then(Value::as_str)) {
-            (true, Some(cid)) => mime.inline().cid(cid.replace(['\r', '\n'], " ")),
-            _ => mime.attachment(name),
-        };
-        builder.attachments.get_or_insert_with(Vec::new).push(mime);
-    }
-    Ok(builder)
 }
 
 /// Adds a `header:{Name}[:asRaw|:asText]` property (RFC 8621 §4.1.3) as a header field;
@@ -389,6 +154,7 @@ fn build(
     let mut keywords = BTreeSet::new();
     let mut received_at = None;
     let mut seen_headers: Vec<String> = Vec::new();
+    let mut flat = FlatBody::default();
     let empty = Map::new();
     let body_values = match props.get("bodyValues") {
         None | Some(Value::Null) => &empty,
@@ -448,17 +214,9 @@ fn build(
                     builder = builder.header(header, a);
                 }
             }
-            "textBody" => {
-                if let Some(text) = text_part(key, value, "text/plain", body_values)? {
-                    builder = builder.text_body(text);
-                }
-            }
-            "htmlBody" => {
-                if let Some(html) = text_part(key, value, "text/html", body_values)? {
-                    builder = builder.html_body(html);
-                }
-            }
-            "attachments" => builder = add_attachments(builder, value, read_blob)?,
+            "textBody" => flat.text = text_part(key, value, "text/plain", body_values)?,
+            "htmlBody" => flat.html = text_part(key, value, "text/html", body_values)?,
+            "attachments" => flat.read_attachments(value, read_blob)?,
             "bodyValues" => {}
             "bodyStructure" => {
                 // ESET-02: bodyStructure excludes the flat body properties.
@@ -491,6 +249,9 @@ fn build(
         }
     }
     let mailbox_ids = mailbox_ids.ok_or_else(|| invalid("mailboxIds", "mailboxIds is required"))?;
+    if let Some(body) = flat.into_mime() {
+        builder = builder.body(body);
+    }
     let message = builder
         .write_to_vec()
         .map_err(|e| SetError::new(SetErrorType::InvalidProperties, e.to_string()))?;

@@ -7,6 +7,7 @@
 //! from JMAP properties builds an RFC 5322 message ([`crate::jmap::methods::email::create`]) and then takes exactly
 //! the import path.
 
+mod body_parts;
 pub mod copy;
 pub mod create;
 mod get;
