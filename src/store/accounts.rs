@@ -151,7 +151,7 @@ pub fn user_with_access(
         UserKey::Name(name) => users::table
             .left_join(account_access::table.on(account_access::user_id.eq(users::id)))
             .left_join(accounts::table.on(accounts::id.eq(account_access::account_id)))
-            .filter(users::name.eq(name))
+            .filter(super::users::named(name))
             .select((User::as_select(), access))
             .order(order)
             .load(conn)?,
@@ -171,12 +171,15 @@ pub fn user_with_access(
             .order(order)
             .load(conn)?,
     };
-    let mut rows = rows.into_iter().peekable();
-    let Some((user, _)) = rows.peek() else {
+    // A name may match users differing only in case, from before creation refused them: the
+    // smallest id wins, as in `users::find_by_name`.
+    let Some(user) = rows.iter().map(|(u, _)| u).min_by(|a, b| a.id.cmp(&b.id)) else {
         return Ok(None);
     };
     let user = user.clone();
     let accounts = rows
+        .into_iter()
+        .filter(|(u, _)| u.id == user.id)
         .filter_map(|(_, a)| a)
         .map(|(account_id, name, is_owner, may_write)| AccountAccess {
             account_id,

@@ -19,11 +19,7 @@ pub struct TokenInfo {
 
 /// Creates a token for user `name`; returns `(token id, token)`. The token is shown only now.
 pub fn create(conn: &mut AnyConnection, name: &str) -> Result<(String, String), StoreError> {
-    let user_id: String = users::table
-        .filter(users::name.eq(name))
-        .select(users::id)
-        .first_row(conn)
-        .optional()?
+    let user_id = super::users::id_by_name_ignoring_case(conn, name)?
         .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?;
     let id = new_id('t');
     // 256 bits of secret: guessing is hopeless, so a plain hash (not argon2) is enough to store it.
@@ -77,7 +73,8 @@ pub fn existing(
     Ok(found.into_iter().collect())
 }
 
-/// Tokens, optionally only those of user `name`.
+/// Tokens, optionally only those of user `name` (an error when there is no such user, as for
+/// every other command naming one).
 pub fn list(conn: &mut AnyConnection, name: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
     let mut query = tokens::table
         .inner_join(users::table)
@@ -85,7 +82,9 @@ pub fn list(conn: &mut AnyConnection, name: Option<&str>) -> Result<Vec<TokenInf
         .order((users::name.asc(), tokens::created_at.asc()))
         .into_boxed();
     if let Some(name) = name {
-        query = query.filter(users::name.eq(name));
+        let user_id = super::users::id_by_name_ignoring_case(conn, name)?
+            .ok_or_else(|| StoreError::NotFound(format!("user {name}")))?;
+        query = query.filter(users::id.eq(user_id));
     }
     Ok(query.load(conn)?)
 }

@@ -8,14 +8,22 @@ use super::{AnyConnection, StoreError, credentials, new_id, now};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
-/// The id of the user whose name is `name`, ignoring case (addresses are case-insensitive). The
-/// lookup uses the `users_lower_name` index; of names differing only in case, the oldest id wins.
+/// The condition that finds users by name, the one way every lookup by name is written: names
+/// compare without case (they are local parts of addresses, and creation refuses a name that
+/// differs from another only in case), with the database's `lower` on both sides, so a name is
+/// always found by its own spelling, and through the `users_lower_name` index.
+pub fn named(name: &str) -> diesel::dsl::Eq<lower<users::name>, lower<String>> {
+    lower(users::name).eq(lower(name.to_owned()))
+}
+
+/// The id of the user whose name is `name`, ignoring case ([`named`]). Of names differing only in
+/// case (from before creation refused them), the smallest id wins, as in [`find_by_name`].
 pub fn id_by_name_ignoring_case(
     conn: &mut AnyConnection,
     name: &str,
 ) -> Result<Option<String>, StoreError> {
     Ok(users::table
-        .filter(lower(users::name).eq(name.to_lowercase()))
+        .filter(named(name))
         .select(users::id)
         .order(users::id.asc())
         .first_row(conn)
@@ -128,10 +136,11 @@ pub fn count(conn: &mut AnyConnection) -> Result<i64, StoreError> {
     Ok(users::table.count().get_result(conn)?)
 }
 
-/// The user called `name`, if any.
+/// The user called `name`, ignoring case ([`named`]), if any.
 pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<User>, StoreError> {
     Ok(users::table
-        .filter(users::name.eq(name))
+        .filter(named(name))
+        .order(users::id.asc())
         .select(User::as_select())
         .first_row(conn)
         .optional()?)
@@ -148,12 +157,7 @@ pub fn set_password(
     validate_password(password)?;
     let hash = credentials::hash_password(password)?;
     conn.transaction(|conn| {
-        let user_id: Option<String> = users::table
-            .filter(users::name.eq(name))
-            .select(users::id)
-            .first_row(conn)
-            .optional()?;
-        let Some(user_id) = user_id else {
+        let Some(user_id) = id_by_name_ignoring_case(conn, name)? else {
             return Err(StoreError::NotFound(format!("user {name}")));
         };
         diesel::update(users::table.find(&user_id))
@@ -177,16 +181,15 @@ pub fn set_password(
 /// mail must not stay in the store until some upload triggers a purge).
 pub fn remove(conn: &mut AnyConnection, name: &str) -> Result<(), StoreError> {
     conn.transaction(|conn| {
+        let Some(user_id) = id_by_name_ignoring_case(conn, name)? else {
+            return Err(StoreError::NotFound(format!("user {name}")));
+        };
         let owned: Vec<String> = accounts::table
-            .inner_join(users::table)
-            .filter(users::name.eq(name))
+            .filter(accounts::owner_id.eq(&user_id))
             .select(accounts::id)
             .load(conn)?;
         let held = super::blobs::held_by(conn, &owned)?;
-        let n = diesel::delete(users::table.filter(users::name.eq(name))).execute(conn)?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("user {name}")));
-        }
+        diesel::delete(users::table.find(&user_id)).execute(conn)?;
         super::blobs::delete_unheld(conn, &held)?;
         super::access_epoch::announce(conn)
     })

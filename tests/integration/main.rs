@@ -44,5 +44,6 @@ mod sharing;
 mod slow_clients;
 mod submission;
 mod submission_outbox;
+mod user_names;
 mod vacation_reply;
 mod ws_limits;
