@@ -43,10 +43,13 @@ impl FailedLogins {
         (*failures >= self.limit && now < ends).then(|| ends - now)
     }
 
-    /// Counts a failed login from `address`.
-    pub fn failed(&self, address: IpAddr, now: Instant) {
+    /// Counts a failed login from `address`. The failure that reaches the limit is logged, as a
+    /// warning naming the address, once per address and window (the refusals that follow are
+    /// not): one line a tool such as fail2ban can act on, however hard the address keeps trying.
+    /// Returns whether it was this one.
+    pub fn failed(&self, address: IpAddr, now: Instant) -> bool {
         if self.limit == 0 {
-            return;
+            return false;
         }
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() >= MAX_ADDRESSES && !windows.contains_key(&address) {
@@ -60,6 +63,15 @@ impl FailedLogins {
             *entry = (now, 0);
         }
         entry.1 += 1;
+        let starts_refusing = entry.1 == self.limit;
+        drop(windows);
+        if starts_refusing {
+            log::warn!(
+                "too many failed logins from {address}: {} within a minute; refused (429) until the minute ends",
+                self.limit
+            );
+        }
+        starts_refusing
     }
 }
 
@@ -72,15 +84,20 @@ mod tests {
         let guard = FailedLogins::new(3);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let t0 = Instant::now();
-        for _ in 0..3 {
+        for n in 1..=3 {
             assert_eq!(guard.wait(a, t0), None);
-            guard.failed(a, t0);
+            assert_eq!(
+                guard.failed(a, t0),
+                n == 3,
+                "logged when it starts refusing"
+            );
         }
+        assert!(!guard.failed(a, t0), "and not again in the same window");
         let wait = guard.wait(a, t0 + Duration::from_secs(10)).unwrap();
         assert_eq!(wait, Duration::from_secs(50));
         assert_eq!(guard.wait(b, t0), None, "per address");
         assert_eq!(guard.wait(a, t0 + WINDOW), None, "a new window");
-        guard.failed(a, t0 + WINDOW);
+        assert!(!guard.failed(a, t0 + WINDOW));
         assert_eq!(guard.wait(a, t0 + WINDOW), None, "counted afresh");
         assert_eq!(FailedLogins::new(0).wait(a, t0), None);
     }

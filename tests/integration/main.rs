@@ -29,6 +29,7 @@ mod lmtp;
 mod mailbox;
 mod mailbox_counts;
 mod metrics;
+mod operator;
 mod postfix;
 mod postgres;
 mod push_browser;
