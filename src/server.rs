@@ -197,23 +197,25 @@ fn server_info(config: &Config, base_url: &str, vapid_key: &VapidKey) -> ServerI
     server_info
 }
 
-/// The `[metrics]` listener, when one is configured, and its address.
-fn start_metrics(
-    config: &Config,
-    store: Store,
-) -> std::io::Result<(
-    Option<actix_web::dev::ServerHandle>,
-    Option<std::net::SocketAddr>,
-)> {
+/// Binds the `[metrics]` listener, when one is configured.
+fn bind_metrics(config: &Config) -> std::io::Result<Option<TcpListener>> {
     let listen = config.metrics.listen.trim();
     if listen.is_empty() {
-        return Ok((None, None));
+        return Ok(None);
     }
-    let listener = TcpListener::bind(listen)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("metrics {listen}: {e}")))?;
+    TcpListener::bind(listen)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("metrics {listen}: {e}")))
+}
+
+/// Serves `GET /metrics` on `listener`; its handle and address.
+fn start_metrics(
+    listener: TcpListener,
+    store: Store,
+) -> std::io::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
     let addr = listener.local_addr()?;
     log::info!("metrics on http://{addr}/metrics");
-    Ok((Some(crate::metrics::serve(listener, store)?), Some(addr)))
+    Ok((crate::metrics::serve(listener, store)?, addr))
 }
 
 /// Starts a node on `listener`. Must run inside an actix system.
@@ -225,6 +227,10 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
     // awc's rustls needs a process-wide crypto provider (../shared/STACK.md, pitfall 4); a second
     // node in the same process finds it installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Every address first: one that cannot be had stops the start before anything runs, as one
+    // line (actors already started would panic as the system went down without them).
+    let metrics_listener = bind_metrics(config)?;
+    let lmtp_listener = LmtpServer::bind(&config.lmtp)?;
 
     let addr = listener.local_addr()?;
     let base_url = match config.server.base_url.trim() {
@@ -303,13 +309,24 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
         dispatcher.clone(),
         config.submission.clone(),
     ));
-    let (metrics, metrics_addr) = start_metrics(config, store_for_metrics)?;
-    let lmtp = LmtpServer::start(
-        &config.lmtp,
-        dispatcher.clone(),
-        config.submission.domain.clone(),
-        config.limits.max_size_upload,
-    )?;
+    let (metrics, metrics_addr) = match metrics_listener {
+        Some(listener) => {
+            let (handle, addr) = start_metrics(listener, store_for_metrics)?;
+            (Some(handle), Some(addr))
+        }
+        None => (None, None),
+    };
+    let lmtp = lmtp_listener
+        .map(|bound| {
+            LmtpServer::start(
+                bound,
+                &config.lmtp,
+                dispatcher.clone(),
+                config.submission.domain.clone(),
+                config.limits.max_size_upload,
+            )
+        })
+        .transpose()?;
     let state = web::Data::new(AppState {
         server: server_info,
         dispatcher,

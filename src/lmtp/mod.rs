@@ -8,6 +8,7 @@
 //! DATA section in progress finish and get its replies before the listener's `stop` returns.
 
 pub mod command;
+mod listener;
 pub mod session;
 mod stream;
 
@@ -21,14 +22,9 @@ use tokio::sync::{Semaphore, watch};
 use crate::config::LmtpConfig;
 use crate::dispatcher::Dispatcher;
 use command::Reply;
+pub use listener::BoundListener;
+use listener::Listener;
 use session::SessionContext;
-use stream::LmtpStream;
-
-/// A bound listener: TCP, or a UNIX socket (removed again when the listener stops).
-enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener, std::path::PathBuf),
-}
 
 /// A running LMTP listener.
 pub struct LmtpServer {
@@ -41,19 +37,26 @@ pub struct LmtpServer {
 }
 
 impl LmtpServer {
-    /// Binds `config.listen` and starts accepting. Must run inside an actix system. `None` when
-    /// LMTP is turned off (an empty `listen`).
-    pub fn start(
-        config: &LmtpConfig,
-        dispatcher: Addr<Dispatcher>,
-        hostname: String,
-        max_size: u64,
-    ) -> std::io::Result<Option<LmtpServer>> {
+    /// Binds `config.listen`, before the node starts anything else (`BoundListener`). `None`
+    /// when LMTP is turned off (an empty `listen`).
+    pub fn bind(config: &LmtpConfig) -> std::io::Result<Option<(BoundListener, String)>> {
         let listen = config.listen.trim();
         if listen.is_empty() {
             return Ok(None);
         }
-        let (listener, local_addr) = bind(listen, config.socket_mode)?;
+        BoundListener::bind(listen, config.socket_mode).map(Some)
+    }
+
+    /// Starts accepting on `bound` ([`LmtpServer::bind`]), which listens on `local_addr`. Must
+    /// run inside an actix system.
+    pub fn start(
+        (bound, local_addr): (BoundListener, String),
+        config: &LmtpConfig,
+        dispatcher: Addr<Dispatcher>,
+        hostname: String,
+        max_size: u64,
+    ) -> std::io::Result<LmtpServer> {
+        let listener = bound.serve()?;
         let (stop, stopping) = watch::channel(false);
         let ctx = Arc::new(SessionContext {
             dispatcher,
@@ -68,12 +71,12 @@ impl LmtpServer {
         let sessions = Arc::new(Semaphore::new(max_connections));
         actix_web::rt::spawn(accept(listener, ctx, sessions.clone(), stopping));
         log::info!("LMTP listening on {local_addr}");
-        Ok(Some(LmtpServer {
+        Ok(LmtpServer {
             local_addr,
             stop,
             sessions,
             max_connections,
-        }))
+        })
     }
 
     /// Stops accepting, closes idle sessions and waits up to `grace` for deliveries in progress.
@@ -86,35 +89,6 @@ impl LmtpServer {
     }
 }
 
-fn bind(listen: &str, mode: u32) -> std::io::Result<(Listener, String)> {
-    if let Some(path) = listen.strip_prefix("unix:") {
-        use std::os::unix::fs::PermissionsExt;
-        let path = std::path::PathBuf::from(path);
-        // A socket left by a process that died; a live listener there would still be told apart
-        // by connecting, but one Herald per socket path is the deployment this supports.
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| {
-            use std::os::unix::fs::FileTypeExt;
-            m.file_type().is_socket()
-        }) {
-            std::fs::remove_file(&path)?;
-        }
-        let listener = std::os::unix::net::UnixListener::bind(&path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("LMTP {listen}: {e}")))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::UnixListener::from_std(listener)?;
-        return Ok((Listener::Unix(listener, path), listen.to_owned()));
-    }
-    let listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("LMTP {listen}: {e}")))?;
-    listener.set_nonblocking(true)?;
-    let local_addr = listener.local_addr()?.to_string();
-    Ok((
-        Listener::Tcp(tokio::net::TcpListener::from_std(listener)?),
-        local_addr,
-    ))
-}
-
 /// Accepts until stopped; a connection beyond the cap hears `421` and is closed.
 async fn accept(
     listener: Listener,
@@ -125,7 +99,7 @@ async fn accept(
     loop {
         let accepted = tokio::select! {
             _ = stopping.wait_for(|s| *s) => break,
-            accepted = accept_one(&listener) => accepted,
+            accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -152,21 +126,5 @@ async fn accept(
     }
     if let Listener::Unix(_, path) = &listener {
         let _ = std::fs::remove_file(path);
-    }
-}
-
-async fn accept_one(listener: &Listener) -> std::io::Result<(LmtpStream, String)> {
-    match listener {
-        Listener::Tcp(l) => {
-            let (s, peer) = l.accept().await?;
-            // Replies (one per recipient, each after its commit) are small writes in a row; Nagle's
-            // algorithm would hold one back until the client's delayed ACK of the one before.
-            s.set_nodelay(true)?;
-            Ok((LmtpStream::Tcp(s), peer.to_string()))
-        }
-        Listener::Unix(l, _) => {
-            let (s, _) = l.accept().await?;
-            Ok((LmtpStream::Unix(s), "local".to_owned()))
-        }
     }
 }

@@ -1,5 +1,6 @@
-//! `herald serve` as an operator meets it: one warning for an address that keeps guessing
-//! passwords.
+//! `herald serve` as an operator meets it: listen addresses that cannot be had (one line, nothing
+//! left running), a UNIX socket another server holds, and one warning for an address that keeps
+//! guessing passwords.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -67,6 +68,101 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Asserts that a command fails (within a minute) with exactly one line on stderr, containing
+/// `expect`; returns that line.
+fn fails_in_one_line(cmd: &mut Command, expect: &str) -> String {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = lines(child.stderr.take().unwrap());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running, expected to fail with {expect:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = err.iter().collect::<Vec<_>>();
+    assert!(!status.success(), "{err:#?}");
+    assert_eq!(err.len(), 1, "one line: {err:#?}");
+    let line = err[0].clone();
+    assert!(!line.contains("panicked"), "{line}");
+    assert!(
+        line.starts_with("herald: ") && line.contains(expect),
+        "{line:?} lacks {expect:?}"
+    );
+    line
+}
+
+#[test]
+fn listen_addresses_that_cannot_be_had_stop_the_start_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let missing_dir = format!("unix:{}/no-such-dir/lmtp.sock", dir.path().display());
+    let cases = [
+        ("HERALD_LMTP_LISTEN", "bad", "LMTP bad"),
+        ("HERALD_METRICS_LISTEN", "bad", "metrics bad"),
+        ("HERALD_LMTP_LISTEN", &missing_dir, "LMTP unix:"),
+        ("HERALD_LMTP_LISTEN", &taken, "LMTP 127.0.0.1"),
+        ("HERALD_METRICS_LISTEN", &taken, "metrics 127.0.0.1"),
+    ];
+    for (var, value, expect) in cases {
+        fails_in_one_line(
+            herald(&dir)
+                .env("HERALD_SERVER_LISTEN", "127.0.0.1:0")
+                .env(var, value)
+                .arg("serve"),
+            expect,
+        );
+    }
+}
+
+/// Whether something accepts on the UNIX socket at `path` and greets as LMTP.
+fn lmtp_greets(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    let mut greeting = [0u8; 3];
+    s.read_exact(&mut greeting).is_ok() && &greeting == b"220"
+}
+
+#[test]
+fn a_unix_socket_another_server_accepts_on_is_refused_and_a_stale_one_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("lmtp.sock");
+    let listen = format!("unix:{}", socket.display());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut first = serve(&a, &[("HERALD_LMTP_LISTEN", &listen)]);
+    first.until_logged("LMTP listening on");
+    // A second server on the same host with the same `[lmtp] listen`.
+    let err = fails_in_one_line(
+        herald(&b)
+            .env("HERALD_SERVER_LISTEN", "127.0.0.1:0")
+            .env("HERALD_LMTP_LISTEN", &listen)
+            .arg("serve"),
+        "is in use by another process",
+    );
+    assert!(err.contains(&listen), "{err}");
+    assert!(lmtp_greets(&socket), "the first server keeps its socket");
+    // Killed: its socket stays behind, and the next start takes its place.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(socket.exists() && !lmtp_greets(&socket));
+    let next = serve(&a, &[("HERALD_LMTP_LISTEN", &listen)]);
+    next.until_logged("LMTP listening on");
+    assert!(lmtp_greets(&socket));
+    next.stop();
 }
 
 #[actix_web::test]
