@@ -402,9 +402,8 @@ fn serve(config: Config) -> Result<(), CliError> {
     let store = Store::open(&config.store.url, crate::server::pool_size(&config))?;
     {
         let mut conn = store.conn()?;
-        if users::count(&mut conn)? == 0 {
-            let password = crate::random::random_secret(18);
-            users::create(&mut conn, "admin", &password)?;
+        let password = crate::random::random_secret(18);
+        if users::create_first(&mut conn, "admin", &password)?.is_some() {
             println!(
                 "Created the first user. Log in with:\n  user:     admin\n  password: {password}\n(shown only this once; change it with `herald user passwd admin`)"
             );

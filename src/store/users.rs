@@ -123,6 +123,26 @@ pub fn create(conn: &mut AnyConnection, name: &str, password: &str) -> Result<Us
     })
 }
 
+/// Creates user `name` if the store has no user at all, for the first start of a server; `None`
+/// when it has one. Nodes may start together on a fresh database (docs/cluster.md): both find no
+/// user and both create one, and the loser's insert fails (the unique name on PostgreSQL, a
+/// snapshot that another write overtook on SQLite). Its failure is no failure when a user exists
+/// after it: the first user was made, by someone else.
+pub fn create_first(
+    conn: &mut AnyConnection,
+    name: &str,
+    password: &str,
+) -> Result<Option<User>, StoreError> {
+    if count(conn)? > 0 {
+        return Ok(None);
+    }
+    match create(conn, name, password) {
+        Ok(user) => Ok(Some(user)),
+        Err(_) if count(conn)? > 0 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Every user, by name.
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<User>, StoreError> {
     Ok(users::table

@@ -1,13 +1,13 @@
-//! `herald serve` as an operator meets it: listen addresses that cannot be had (one line, nothing
-//! left running), a UNIX socket another server holds, and one warning for an address that keeps
-//! guessing passwords.
+//! `herald serve` as an operator meets it: nodes that start together on a fresh database, listen
+//! addresses that cannot be had (one line, nothing left running), a UNIX socket another server
+//! holds, and one warning for an address that keeps guessing passwords.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use crate::cli::{herald, lines};
-use crate::harness::{self, Auth};
+use crate::harness::{self, Auth, pg};
 
 /// A `herald serve` child, killed if the test ends before stopping it.
 struct Node {
@@ -101,6 +101,33 @@ fn fails_in_one_line(cmd: &mut Command, expect: &str) -> String {
         "{line:?} lacks {expect:?}"
     );
     line
+}
+
+#[test]
+fn nodes_starting_together_on_a_fresh_database_both_run_and_one_prints_the_first_user() {
+    // docs/cluster.md: nodes may start together. Both find no user and both create `admin`;
+    // the loser exited with "already exists". Three rounds: the race is a matter of timing.
+    for _ in 0..3 {
+        let url = pg::cluster().fresh_database();
+        let dir = tempfile::tempdir().unwrap();
+        let env = [
+            ("HERALD_STORE_URL", url.as_str()),
+            ("HERALD_LMTP_LISTEN", ""),
+        ];
+        let nodes = [serve(&dir, &env), serve(&dir, &env)];
+        for node in &nodes {
+            node.until_logged("Herald listening on");
+        }
+        let mut created = 0;
+        for node in nodes {
+            let (out, err) = node.stop();
+            created += out.matches("Created the first user").count();
+            assert!(!err.lines().any(|l| l.starts_with("herald: ")), "{err}");
+        }
+        assert_eq!(created, 1, "one node creates the first user and prints it");
+        let mut conn = herald::store::Store::open(&url, 1).unwrap().conn().unwrap();
+        assert_eq!(herald::store::users::count(&mut conn).unwrap(), 1);
+    }
 }
 
 #[test]
