@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::store::{AnyConnection, Store, accounts, delivery, tokens, users};
+use crate::store::{AnyConnection, Migrated, Store, StoreUrl, accounts, delivery, tokens, users};
 
 /// Herald, a JMAP mail server built around push.
 #[derive(Parser, Debug)]
@@ -179,18 +179,16 @@ pub fn main() -> i32 {
 
 fn run(cli: Cli) -> Result<(), CliError> {
     let config = Config::load(&cli.config, std::env::vars())?;
-    if let Command::Serve = cli.command {
-        return serve(config);
-    }
+    let command = match cli.command {
+        Command::Serve => return serve(config),
+        Command::Migrate => return migrate(&config),
+        command => command,
+    };
     // Opening the store migrates it.
     let store = Store::open(&config.store.url, 1)?;
     let mut conn = store.conn()?;
-    match cli.command {
-        Command::Serve => Ok(()),
-        Command::Migrate => {
-            println!("store {} is up to date", config.store.url);
-            Ok(())
-        }
+    match command {
+        Command::Serve | Command::Migrate => Ok(()),
         Command::User(cmd) => user_command(&mut conn, cmd),
         Command::Deliver { to } => deliver_command(&config, &mut conn, &to),
         Command::Token(cmd) => token_command(&mut conn, cmd),
@@ -202,6 +200,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Alias(cmd) => alias_command(&mut conn, cmd),
         Command::Account(cmd) => account_command(&mut conn, cmd),
     }
+}
+
+/// `herald migrate`: says what it did, with the store URL's password hidden.
+fn migrate(config: &Config) -> Result<(), CliError> {
+    let url = StoreUrl::parse(&config.store.url)?;
+    match crate::store::connection::migrate(&url)? {
+        Migrated::Created => println!("store {url} created"),
+        Migrated::Applied(n) => println!("store {url} migrated ({n} migrations applied)"),
+        Migrated::UpToDate => println!("store {url} is up to date"),
+    }
+    Ok(())
 }
 
 fn user_command(conn: &mut AnyConnection, cmd: UserCommand) -> Result<(), CliError> {
@@ -399,6 +408,9 @@ fn read_password(source: &PasswordSource) -> Result<String, CliError> {
 }
 
 fn serve(config: Config) -> Result<(), CliError> {
+    // Before the store is created or the first user printed: a value that cannot work stops the
+    // start with nothing done.
+    config.check()?;
     let store = Store::open(&config.store.url, crate::server::pool_size(&config))?;
     {
         let mut conn = store.conn()?;

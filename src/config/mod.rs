@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+mod check;
 pub mod limits;
+pub mod redact;
 
 use limits::{Limits, QueryLimits};
 
@@ -20,6 +22,8 @@ pub enum ConfigError {
     Parse(String, String),
     #[error("environment variable {0}: {1}")]
     Env(String, String),
+    #[error("{0}: {1}")]
+    Invalid(String, String),
 }
 
 /// The whole configuration.

@@ -5,11 +5,13 @@
 //! only "invalid connection url", hiding PostgreSQL's real error (../shared/STACK.md, pitfall 16).
 
 use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::StoreError;
+use crate::config::redact::redact_password;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -38,19 +40,50 @@ impl StoreUrl {
             .or_else(|| url.strip_prefix("sqlite:"))
         {
             if path.is_empty() {
-                return Err(StoreError::BadUrl(url.to_owned()));
+                return Err(StoreError::BadUrl(redact_password(url)));
             }
             Ok(StoreUrl::Sqlite(path.to_owned()))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(StoreUrl::Postgres(url.to_owned()))
         } else {
-            Err(StoreError::BadUrl(url.to_owned()))
+            Err(StoreError::BadUrl(redact_password(url)))
         }
     }
 
     /// Whether this is the embedded SQLite backend.
     pub fn is_sqlite(&self) -> bool {
         matches!(self, StoreUrl::Sqlite(_))
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    /// The URL as it may be printed or logged: without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => write!(f, "sqlite://{path}"),
+            StoreUrl::Postgres(url) => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+/// What [`migrate`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Migrated {
+    /// The store had no migration: it was created.
+    Created,
+    /// This many migrations were applied to an existing store.
+    Applied(usize),
+    /// Nothing was pending.
+    UpToDate,
+}
+
+impl Migrated {
+    fn of(applied: usize, total: usize) -> Migrated {
+        match applied {
+            0 => Migrated::UpToDate,
+            n if n == total => Migrated::Created,
+            n => Migrated::Applied(n),
+        }
     }
 }
 
@@ -109,25 +142,35 @@ pub fn establish(url: &StoreUrl) -> Result<AnyConnection, StoreError> {
 /// SQLite: WAL is switched on here, once, before a pool exists; doing it in every pooled
 /// connection raced at start-up (pitfall 8). PostgreSQL: an advisory lock makes nodes that start
 /// together migrate one after the other.
-pub fn migrate(url: &StoreUrl) -> Result<(), StoreError> {
+pub fn migrate(url: &StoreUrl) -> Result<Migrated, StoreError> {
     let mut conn = establish(url)?;
-    match &mut conn {
+    let migration_error =
+        |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+    let (applied, total) = match &mut conn {
         AnyConnection::Sqlite(c) => {
             c.batch_execute("PRAGMA journal_mode = WAL;")?;
-            c.run_pending_migrations(SQLITE_MIGRATIONS)
-                .map_err(|e| StoreError::Migration(e.to_string()))?;
+            let total = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+                .map_err(migration_error)?
+                .len();
+            let applied = c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(migration_error)?;
+            (applied.len(), total)
         }
         AnyConnection::Postgresql(c) => {
+            let total = MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+                .map_err(migration_error)?
+                .len();
             c.batch_execute("SELECT pg_advisory_lock(7266102105)")?;
             let result = c
                 .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|_| ())
-                .map_err(|e| StoreError::Migration(e.to_string()));
+                .map(|applied| applied.len())
+                .map_err(migration_error);
             c.batch_execute("SELECT pg_advisory_unlock(7266102105)")?;
-            result?;
+            (result?, total)
         }
-    }
-    Ok(())
+    };
+    Ok(Migrated::of(applied, total))
 }
 
 /// r2d2 manager that establishes connections by URL scheme.

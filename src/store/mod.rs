@@ -43,7 +43,7 @@ pub mod webhook_outbox;
 use std::time::Duration;
 
 pub use changelog::{ChangeOp, Committed, WriteTxn, write};
-pub use connection::{AnyConnection, Pool, PooledConnection, StoreUrl};
+pub use connection::{AnyConnection, Migrated, Pool, PooledConnection, StoreUrl};
 pub use context::StoreContext;
 
 /// Errors of the store layer.

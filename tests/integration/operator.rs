@@ -1,13 +1,14 @@
-//! `herald serve` as an operator meets it: nodes that start together on a fresh database, listen
-//! addresses that cannot be had (one line, nothing left running), a UNIX socket another server
-//! holds, and one warning for an address that keeps guessing passwords.
+//! `herald serve` and `herald migrate` as an operator meets them: nodes that start together on a
+//! fresh database, listen addresses that cannot be had (one line, nothing left running), a UNIX
+//! socket another server holds, values that cannot work, passwords never printed, and one warning
+//! for an address that keeps guessing passwords.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use crate::cli::{herald, lines};
-use crate::harness::{self, Auth, pg};
+use crate::cli::{herald, lines, run, text};
+use crate::harness::{self, Auth, on_both_backends, pg};
 
 /// A `herald serve` child, killed if the test ends before stopping it.
 struct Node {
@@ -154,6 +155,42 @@ fn listen_addresses_that_cannot_be_had_stop_the_start_in_one_line() {
     }
 }
 
+#[test]
+fn a_relay_base_url_or_vapid_subject_that_cannot_work_stops_the_start_before_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("HERALD_SUBMISSION_RELAY", "garbage", "[submission] relay"),
+        (
+            "HERALD_SUBMISSION_RELAY",
+            "smtp://u:R3LAYpw@relay.example:587?tls=sometimes",
+            "[submission] relay",
+        ),
+        ("HERALD_SERVER_BASE_URL", "notaurl", "[server] base_url"),
+        (
+            "HERALD_SERVER_BASE_URL",
+            "ftp://mail.example",
+            "[server] base_url",
+        ),
+        ("HERALD_PUSH_VAPID_SUBJECT", "bogus", "[push] vapid_subject"),
+        (
+            "HERALD_PUSH_VAPID_SUBJECT",
+            "http://example.com",
+            "[push] vapid_subject",
+        ),
+    ];
+    for (var, value, expect) in cases {
+        let err = fails_in_one_line(
+            herald(&dir)
+                .env("HERALD_SERVER_LISTEN", "127.0.0.1:0")
+                .env(var, value)
+                .arg("serve"),
+            expect,
+        );
+        assert!(!err.contains("R3LAYpw"), "{err}");
+    }
+    assert!(!dir.path().join("h.db").exists(), "nothing was created");
+}
+
 /// Whether something accepts on the UNIX socket at `path` and greets as LMTP.
 fn lmtp_greets(path: &std::path::Path) -> bool {
     use std::io::Read;
@@ -190,6 +227,37 @@ fn a_unix_socket_another_server_accepts_on_is_refused_and_a_stale_one_is_replace
     next.until_logged("LMTP listening on");
     assert!(lmtp_greets(&socket));
     next.stop();
+}
+
+#[on_both_backends]
+fn migrate_says_what_it_did_and_never_prints_the_store_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = harness::backend::fresh_store_url(dir.path()).replacen(
+        "postgres://postgres@",
+        "postgres://postgres:S3CRETpw@",
+        1,
+    );
+    let migrate = || {
+        let out = run(herald(&dir).env("HERALD_STORE_URL", &url).arg("migrate"));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!printed.contains("S3CRET"), "{printed}");
+        printed
+    };
+    let first = migrate();
+    assert!(first.contains(" created"), "{first}");
+    let again = migrate();
+    assert!(again.contains("is up to date"), "{again}");
+    let err = fails_in_one_line(
+        herald(&dir)
+            .env(
+                "HERALD_STORE_URL",
+                "mysql://herald:S3CRETpw@db.example/herald",
+            )
+            .arg("migrate"),
+        "store URL",
+    );
+    assert!(!err.contains("S3CRET"), "{err}");
 }
 
 #[actix_web::test]
