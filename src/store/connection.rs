@@ -95,11 +95,8 @@ const SQLITE_CACHE_KIB: u32 = 32 * 1024;
 pub fn establish(url: &StoreUrl) -> Result<AnyConnection, StoreError> {
     match url {
         StoreUrl::Sqlite(path) => {
-            if let Some(dir) = std::path::Path::new(path).parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(path.clone(), e))?;
-            }
+            create_private(std::path::Path::new(path))
+                .map_err(|e| StoreError::Io(path.clone(), e))?;
             // Before opening: the connection then waits for the write lock by commits, not
             // sleeps (`sqlite_wait`).
             let waits_for_commits = super::sqlite_wait::install();
@@ -134,6 +131,36 @@ pub fn establish(url: &StoreUrl) -> Result<AnyConnection, StoreError> {
             conn.batch_execute("SET jit = off")?;
             Ok(AnyConnection::Postgresql(conn))
         }
+    }
+}
+
+/// Creates the SQLite file at `path` and its directory, if missing, readable by Herald's user
+/// alone: the store holds password hashes and everyone's mail, and the umask would make both
+/// world-readable. The file is created empty, as SQLite would, so that the `-wal` and `-shm`
+/// files SQLite makes beside it take its mode. What exists already is left as it is.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let name = path.as_os_str().to_string_lossy();
+    // `:memory:` and `file:` URIs are SQLite's, not paths.
+    if name.starts_with(':') || name.starts_with("file:") {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
     }
 }
 

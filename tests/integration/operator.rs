@@ -1,7 +1,7 @@
 //! `herald serve` and `herald migrate` as an operator meets them: nodes that start together on a
-//! fresh database, listen addresses that cannot be had (one line, nothing left running), a UNIX
-//! socket another server holds, values that cannot work, passwords never printed, and one warning
-//! for an address that keeps guessing passwords.
+//! fresh database, addresses and values that cannot work (one line, nothing left running), a
+//! UNIX socket another server holds, a store only Herald's user can read, passwords never
+//! printed, and one warning for an address that keeps guessing passwords.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -227,6 +227,32 @@ fn a_unix_socket_another_server_accepts_on_is_refused_and_a_stale_one_is_replace
     next.until_logged("LMTP listening on");
     assert!(lmtp_greets(&socket));
     next.stop();
+}
+
+#[test]
+fn the_sqlite_store_herald_creates_is_readable_by_its_user_alone() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let url = format!("sqlite://{}", dir.path().join("data/herald.db").display());
+    let store = herald::store::Store::open(&url, 2).unwrap();
+    herald::store::users::create(&mut store.conn().unwrap(), "alice", "pw").unwrap();
+    assert_eq!(mode(&dir.path().join("data")), 0o700);
+    // Open, so the WAL and shared-memory files are there too.
+    for file in ["herald.db", "herald.db-wal", "herald.db-shm"] {
+        assert_eq!(mode(&dir.path().join("data").join(file)), 0o600, "{file}");
+    }
+    drop(store);
+    // What exists already is the operator's: left as it is.
+    let shared = dir.path().join("shared");
+    std::fs::DirBuilder::new()
+        .mode(0o750)
+        .create(&shared)
+        .unwrap();
+    let url = format!("sqlite://{}", shared.join("herald.db").display());
+    drop(herald::store::Store::open(&url, 1).unwrap());
+    assert_eq!(mode(&shared), 0o750);
+    assert_eq!(mode(&shared.join("herald.db")), 0o600);
 }
 
 #[on_both_backends]
