@@ -55,18 +55,60 @@ pub struct Running {
 }
 
 impl Running {
-    /// Serves until the HTTP server stops (a signal, or `ServerHandle::stop`), then stops what
-    /// runs beside it, so that a stopped node pushes nothing more: the webhook sender gets `Halt`
-    /// (in-flight POSTs are abandoned and their claims left to the lease, as Halt documents) and
-    /// the cluster bus closes its LISTEN connection. LMTP stops first of those, after its
-    /// deliveries in progress have their replies, since they publish through the others.
-    pub async fn run(self) -> std::io::Result<()> {
-        let served = self.server.await;
+    /// Serves until SIGTERM or SIGINT (or `ServerHandle::stop`), then stops what runs beside
+    /// the HTTP server, so that a stopped node pushes nothing more: the webhook sender gets
+    /// `Halt` (in-flight POSTs are abandoned and their claims left to the lease, as Halt
+    /// documents) and the cluster bus closes its LISTEN connection.
+    ///
+    /// On a signal, everything stops taking work at once and drains together, within
+    /// `server.shutdown_timeout_secs`: LMTP refuses new sessions and answers those in progress;
+    /// push streams close (a WebSocket with 1001; their clients reconnect and resume), which
+    /// would otherwise hold the HTTP server's graceful stop for its whole timeout; HTTP requests
+    /// in progress finish. A second signal stops at once.
+    pub async fn run(mut self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let lmtp = self.lmtp.take();
+        let mut server = self.server;
+        let served = tokio::select! {
+            served = &mut server => {
+                if let Some(lmtp) = lmtp {
+                    lmtp.stop(self.shutdown_grace).await;
+                }
+                served
+            }
+            () = stop_signal() => {
+                log::info!(
+                    "stopping: new connections refused, push streams closed, work in progress \
+                     finishing"
+                );
+                let _ = self.registry.send(crate::push::registry::CloseAll).await;
+                // The server future runs the stop commands: it is polled beside them.
+                let stops = async {
+                    tokio::join!(
+                        async {
+                            if let Some(lmtp) = lmtp {
+                                lmtp.stop(self.shutdown_grace).await;
+                            }
+                        },
+                        handle.stop(true)
+                    );
+                };
+                let forced = async {
+                    stop_signal().await;
+                    log::warn!("second signal: stopping at once");
+                    handle.stop(false).await;
+                };
+                let (served, ()) = tokio::join!(server, async {
+                    tokio::select! {
+                        () = stops => {}
+                        () = forced => {}
+                    }
+                });
+                served
+            }
+        };
         if let Some(metrics) = self.metrics {
             metrics.stop(true).await;
-        }
-        if let Some(lmtp) = self.lmtp {
-            lmtp.stop(self.shutdown_grace).await;
         }
         // Either may have stopped already (a test halts a sender to kill a node).
         let _ = self.webhooks.send(crate::push::webhook::Halt).await;
@@ -77,6 +119,27 @@ impl Running {
             let _ = bus.send(crate::push::cluster_bus::Stop).await;
         }
         served
+    }
+}
+
+/// SIGTERM or SIGINT. Herald handles them itself (`HttpServer::disable_signals`), so that LMTP
+/// and push streams stop with HTTP rather than after it.
+async fn stop_signal() {
+    use actix_web::rt::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            log::warn!("cannot listen for SIGTERM/SIGINT ({e}); stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -348,6 +411,7 @@ pub fn start(config: &Config, store: Store, listener: TcpListener) -> std::io::R
             .configure(http::routes)
     })
     .shutdown_timeout(config.server.shutdown_timeout_secs)
+    .disable_signals()
     // A StateChange is a small write that often follows another: with Nagle's algorithm it would
     // wait for the client's delayed ACK (40 ms on Linux) whenever the previous one is unacked.
     .tcp_nodelay(true);

@@ -281,8 +281,9 @@ impl Actor for EventSourceSession {
 
 impl StreamHandler<Wake> for EventSourceSession {
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
-        if self.slot.is_closed() {
-            // Access to every account of this stream was revoked: end the response.
+        if self.slot.closing().is_some() {
+            // Access to every account of this stream was revoked, or the server is stopping:
+            // end the response (a browser's EventSource reconnects with Last-Event-ID).
             ctx.stop();
             return;
         }

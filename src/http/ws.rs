@@ -35,7 +35,7 @@ use crate::push::connections::ConnectionSlot;
 use crate::push::frame;
 use crate::push::position::{self, Changed, Positions};
 use crate::push::registry::{Subscribe, Unsubscribe};
-use crate::push::slot::{ChangeSlot, TypeFilter};
+use crate::push::slot::{ChangeSlot, Closing, TypeFilter};
 use crate::push::wake::{Wake, WakeSignal};
 
 use super::ws_frames::FrameLengthGuard;
@@ -514,14 +514,28 @@ impl Actor for WsSession {
 
 impl StreamHandler<Wake> for WsSession {
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
-        if self.slot.is_closed() {
+        match self.slot.closing() {
             // RFC 8887 §4.2: close with 1008 (policy violation) when access is gone.
-            ctx.close(Some(ws::CloseReason {
-                code: ws::CloseCode::Policy,
-                description: Some("access to every account of this connection was revoked".into()),
-            }));
-            ctx.stop();
-            return;
+            Some(Closing::AccessRevoked) => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Policy,
+                    description: Some(
+                        "access to every account of this connection was revoked".into(),
+                    ),
+                }));
+                ctx.stop();
+                return;
+            }
+            // RFC 6455 §7.4.1: 1001, the server is going away.
+            Some(Closing::ServerStopping) => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some("the server is stopping".into()),
+                }));
+                ctx.stop();
+                return;
+            }
+            None => {}
         }
         self.flush(ctx);
     }

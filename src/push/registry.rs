@@ -18,7 +18,7 @@ use actix::prelude::*;
 
 use super::StateChanged;
 use super::hub::{AccountHub, Close, DropUser, Join, Leave, Subscriber};
-use super::slot::SlotStats;
+use super::slot::{Closing, SlotStats};
 use crate::store::{Store, StoreError};
 
 /// Subscribes a connection to the given accounts; answers the subscription id.
@@ -238,7 +238,7 @@ impl Registry {
                 sub.accounts.retain(|a| a != account_id);
                 dropped += before - sub.accounts.len();
                 if before > 0 && sub.accounts.is_empty() {
-                    sub.subscriber.slot.close();
+                    sub.subscriber.slot.close(Closing::AccessRevoked);
                     sub.subscriber.wake.raise();
                 }
             }
@@ -335,7 +335,7 @@ impl Registry {
                     .as_ref()
                     .is_some_and(|p| stamps.get(&s.user_id) != Some(p));
                 if token_revoked || password_changed {
-                    sub.subscriber.slot.close();
+                    sub.subscriber.slot.close(Closing::AccessRevoked);
                     sub.subscriber.wake.raise();
                 }
             }
@@ -406,6 +406,24 @@ impl Handler<AccessRevoked> for Registry {
 
     fn handle(&mut self, msg: AccessRevoked, _: &mut Self::Context) {
         self.revoke(&msg.user_id, &msg.account_id);
+    }
+}
+
+/// The server is stopping: every push connection closes now (a WebSocket with 1001, an
+/// EventSource by ending its response), rather than hold the graceful shutdown for its whole
+/// timeout. Clients reconnect and resume from their positions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAll;
+
+impl Handler<CloseAll> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseAll, _: &mut Self::Context) {
+        for sub in self.subscriptions.values() {
+            sub.subscriber.slot.close(Closing::ServerStopping);
+            sub.subscriber.wake.raise();
+        }
     }
 }
 

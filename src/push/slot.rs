@@ -124,8 +124,8 @@ struct SlotState {
     pending: PendingStates,
     /// The session was woken and has not taken since.
     wake_sent: bool,
-    /// The connection lost access to every account it followed: it must close.
-    closed: bool,
+    /// The connection must close, and why.
+    closed: Option<Closing>,
     stats: SlotStats,
     /// Commit time (ms) of the oldest write merged into what is pending: the push latency
     /// metric measures from it.
@@ -180,6 +180,16 @@ impl Taken<'_> {
     }
 }
 
+/// Why a push connection must close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// Nothing left to follow (access revoked), or its credentials no longer hold.
+    AccessRevoked,
+    /// The server is stopping: the client reconnects, to another node or once this one is back,
+    /// and resumes from its position.
+    ServerStopping,
+}
+
 /// One connection's pending changes: at most one state per account and type.
 #[derive(Debug)]
 pub struct ChangeSlot {
@@ -203,7 +213,7 @@ impl ChangeSlot {
                 progress: Default::default(),
                 pending: PendingStates::default(),
                 wake_sent: false,
-                closed: false,
+                closed: None,
                 stats: SlotStats::default(),
                 oldest_commit_ms: None,
             }),
@@ -369,13 +379,13 @@ impl ChangeSlot {
         })
     }
 
-    /// Marks the connection as having nothing left to follow (access revoked).
-    pub fn close(&self) {
-        self.lock().closed = true;
+    /// Marks the connection as one that must close (the first reason given stays).
+    pub fn close(&self, why: Closing) {
+        self.lock().closed.get_or_insert(why);
     }
 
-    /// Whether the connection must close.
-    pub fn is_closed(&self) -> bool {
+    /// Whether the connection must close, and why.
+    pub fn closing(&self) -> Option<Closing> {
         self.lock().closed
     }
 

@@ -298,8 +298,13 @@ pub async fn sse_open(
     path_and_query: &str,
     last_event_id: Option<&str>,
 ) -> Sse {
-    let mut req = authorize(stream_client().get(s.url(path_and_query)), auth)
-        .insert_header(("Accept", "text/event-stream"));
+    sse_open_url(&s.url(path_and_query), auth, last_event_id).await
+}
+
+/// Opens an EventSource stream at `url` (a server this process did not start).
+pub async fn sse_open_url(url: &str, auth: &Auth, last_event_id: Option<&str>) -> Sse {
+    let mut req =
+        authorize(stream_client().get(url), auth).insert_header(("Accept", "text/event-stream"));
     if let Some(id) = last_event_id {
         req = req.insert_header(("Last-Event-ID", id));
     }

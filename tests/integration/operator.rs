@@ -1,7 +1,8 @@
 //! `herald serve` and `herald migrate` as an operator meets them: nodes that start together on a
 //! fresh database, addresses and values that cannot work (one line, nothing left running), a
 //! UNIX socket another server holds, a store only Herald's user can read, passwords never
-//! printed, and one warning for an address that keeps guessing passwords.
+//! printed, one warning for an address that keeps guessing passwords, and a SIGTERM that does not
+//! wait for push streams.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -316,4 +317,67 @@ async fn an_address_that_reaches_the_failed_login_limit_is_logged_once() {
         .collect();
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(warnings[0].contains("127.0.0.1"), "{}", warnings[0]);
+}
+
+/// SIGTERM: push streams close at once (a WebSocket with 1001, RFC 6455 §7.4.1; an EventSource by
+/// ending its response) instead of holding the graceful stop for its whole timeout, here two
+/// minutes, and the node exits once the work in progress is done.
+#[actix_web::test]
+async fn sigterm_closes_push_streams_and_the_node_does_not_wait_out_its_timeout() {
+    use crate::harness::push::{sse_open_url, ws_try_url};
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(herald(&dir).args(["user", "add", "alice", "--password", "pw"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut node = serve(
+        &dir,
+        &[
+            ("HERALD_SERVER_SHUTDOWN_TIMEOUT_SECS", "120"),
+            ("HERALD_LMTP_LISTEN", ""),
+        ],
+    );
+    let listening = node.until_logged("Herald listening on");
+    let addr = listening.split("listening on ").nth(1).unwrap();
+    let addr = addr.split_whitespace().next().unwrap().to_owned();
+    let alice = Auth::basic("alice", "pw");
+    let mut ws = ws_try_url(&format!("ws://{addr}/jmap/ws"), &alice, &["jmap"])
+        .await
+        .unwrap();
+    let mut sse = sse_open_url(
+        &format!("http://{addr}/jmap/eventsource/?types=*&closeafter=no&ping=0"),
+        &alice,
+        None,
+    )
+    .await;
+    sse.ready().await;
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let close = loop {
+        match ws.next().await {
+            Some(Ok(awc::ws::Frame::Close(reason))) => break reason,
+            Some(Ok(_)) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|r| r.code), Some(awc::ws::CloseCode::Away));
+    while let Some(e) = sse.next().await {
+        assert!(e.comment || e.event == "ping", "{e:?}");
+    }
+    // The clients hang up, as theirs do on a close frame or the end of the response.
+    drop((ws, sse));
+    let pid = node.child.id().to_string();
+    let mut child = std::mem::replace(&mut node.child, Command::new("true").spawn().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let Ok(status) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("herald did not exit within a minute of SIGTERM (its timeout is two)");
+    };
+    assert!(status.unwrap().success());
 }
