@@ -132,12 +132,6 @@ impl Actor for ClusterBus {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.connect(ctx);
     }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        // The LISTEN future, and with it the client, went with the context; without a client
-        // the connection task ends and the connection closes.
-        log::info!("cluster bus stopped");
-    }
 }
 
 /// Stops the bus: its LISTEN connection closes and it publishes nothing more. Sent when the node
@@ -149,6 +143,10 @@ pub struct Stop;
 impl Handler<Stop> for ClusterBus {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        // The LISTEN future, and with it the client, goes with the context; without a client
+        // the connection task ends and the connection closes. Logged here, not in `stopped`:
+        // a stopping node that awaited Stop may exit first.
+        log::info!("cluster bus stopped");
         ctx.stop();
     }
 }

@@ -472,6 +472,9 @@ impl Handler<Halt> for WebhookSender {
     type Result = ();
 
     fn handle(&mut self, _: Halt, ctx: &mut Self::Context) {
+        // Logged here, not in `stopped`: whoever awaits Halt (a stopping node) may exit before
+        // this arbiter thread runs `stopped`.
+        log::info!("webhook sender stopped");
         ctx.stop();
     }
 }
@@ -554,7 +557,6 @@ impl Actor for WebhookSender {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        log::info!("webhook sender stopped");
         // The sender owns its arbiter thread (`start`).
         Arbiter::current().stop();
     }

@@ -38,14 +38,22 @@ pub async fn account_id(s: &TestServer, auth: &Auth) -> String {
 
 /// The id of the account's inbox.
 pub async fn inbox_id(s: &TestServer, auth: &Auth, account: &str) -> String {
+    role_id(s, auth, account, "inbox").await
+}
+
+/// The id of the account's mailbox with `role`.
+pub async fn role_id(s: &TestServer, auth: &Auth, account: &str, role: &str) -> String {
     let r = s
         .call(
             auth,
             &[CORE, MAIL],
-            json!([["Mailbox/query", {"accountId": account, "filter": {"role": "inbox"}}, "0"]]),
+            json!([["Mailbox/query", {"accountId": account, "filter": {"role": role}}, "0"]]),
         )
         .await;
-    r[0][1]["ids"][0].as_str().expect("an inbox").to_owned()
+    r[0][1]["ids"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("a mailbox with role {role}: {r:?}"))
+        .to_owned()
 }
 
 /// Creates a mailbox; returns the Mailbox state after it (newState).

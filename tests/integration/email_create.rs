@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::push::account_id;
+use crate::harness::push::{account_id, role_id};
 use crate::harness::{Auth, CORE, TestServer};
 use herald::store::{blobs, users};
 
@@ -26,22 +26,7 @@ async fn setup() -> Setup {
         let mut conn = s.store.conn().unwrap();
         users::find_by_name(&mut conn, "alice").unwrap().unwrap().id
     };
-    let r = s
-        .call(
-            &alice,
-            &[CORE, MAIL],
-            json!([["Mailbox/get", {"accountId": account, "ids": null}, "0"]]),
-        )
-        .await;
-    let drafts = r[0][1]["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["role"] == "drafts")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let drafts = role_id(&s, &alice, &account, "drafts").await;
     Setup {
         s,
         alice,
