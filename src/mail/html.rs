@@ -1,6 +1,6 @@
 //! HTML to plain text for previews, the search index and snippets.
 //!
-//! mail-parser's converter drops tags and decodes entities, but only `<p>` and `<br>` end a line:
+//! mail-parser's converter drops tags and decodes entities, but only `</p>` and `<br>` end a line:
 //! `<div>one</div><div>two</div>` became "onetwo", so neither word could be found (RFC 8621
 //! §4.4.1 `body`) and previews glued table cells and list items together. A browser lays block
 //! elements out on lines of their own (HTML Living Standard §15.3, "Rendering: non-replaced
@@ -44,6 +44,8 @@ const BLOCK_ELEMENTS: &[&str] = &[
     "menu",
     "nav",
     "ol",
+    "option",
+    "p",
     "pre",
     "section",
     "summary",
@@ -126,6 +128,9 @@ mod tests {
             "a1<hr>a2",
             "a1<hr/>a2",
             "<pre>a1</pre><section>a2</section>",
+            "a1<p>a2",
+            "a1<P class=x>a2",
+            "<select><option>a1</option><option>a2</option></select>",
             "<article>a1</article><header>a2</header>",
             "<footer>a1</footer><address>a2</address>",
             "<dl><dt>a1</dt><dd>a2</dd></dl>",
