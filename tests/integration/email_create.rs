@@ -88,6 +88,17 @@ async fn flagged_body_values_and_impossible_parts_are_invalid_properties() {
                 "bodyValues": {"t": {"value": "x"}}},
             // A multipart has parts (RFC 2046 §5.1.1: at least one body part).
             "empty": {"bodyStructure": {"type": "multipart/mixed", "subParts": []}},
+            // Only from parts, never encoded bytes (RFC 2045 §6.4); only it has parts.
+            "multipartBlob": {"attachments": [{"blobId": blob, "type": "multipart/mixed"}]},
+            "multipartWithBlob": {"bodyStructure": {"type": "multipart/mixed", "blobId": blob,
+                "subParts": [text("t")]}, "bodyValues": {"t": {"value": "x"}}},
+            "leafWithParts": {"bodyStructure": {"partId": "t", "type": "text/plain",
+                "subParts": [text("t")]}, "bodyValues": {"t": {"value": "x"}}},
+            // Header fields on parts are not built: refused, never dropped unsaid.
+            "partHeader": {"bodyStructure": {"partId": "t", "type": "text/plain",
+                "header:X-Part": " kept?"}, "bodyValues": {"t": {"value": "x"}}},
+            "attachmentHeader": {"attachments": [{"blobId": blob, "type": "text/plain",
+                "header:Content-Description": " d"}]},
             "fine": {"bodyStructure": text("t"),
                 "bodyValues": {"t": {"value": "x", "isTruncated": false, "isEncodingProblem": false}}}
         }))
@@ -99,6 +110,11 @@ async fn flagged_body_values_and_impossible_parts_are_invalid_properties() {
         "both",
         "bothInStructure",
         "empty",
+        "multipartBlob",
+        "multipartWithBlob",
+        "leafWithParts",
+        "partHeader",
+        "attachmentHeader",
     ] {
         assert_eq!(
             r["notCreated"][id]["type"], "invalidProperties",

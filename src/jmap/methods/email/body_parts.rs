@@ -127,9 +127,12 @@ pub(super) fn structure_part(
     };
     let text = |k: &str| part.get(k).and_then(Value::as_str).map(str::to_owned);
     for k in part.keys() {
-        let lower = k.to_ascii_lowercase();
-        if lower.starts_with("header:content-transfer-encoding") || k == "headers" {
-            return Err(bad(&format!("{k} cannot be set on a body part")));
+        // RFC 8621 §4.6 lets a client set header fields on a part; Herald does not build them,
+        // and refuses them rather than drop them unsaid.
+        if k.starts_with("header:") || k == "headers" {
+            return Err(bad(&format!(
+                "{k}: header fields on body parts are not supported"
+            )));
         }
     }
     let media_type = text("type")
@@ -138,7 +141,13 @@ pub(super) fn structure_part(
     if media_type.contains(['\r', '\n', ';']) || !media_type.contains('/') {
         return Err(bad("type is a media type"));
     }
+    let has = |k: &str| part.get(k).is_some_and(|v| !v.is_null());
     let mime = if media_type.starts_with("multipart/") {
+        if has("partId") || has("blobId") {
+            return Err(bad(
+                "a multipart is made of its subParts, not a partId or blobId",
+            ));
+        }
         let subs = part
             .get("subParts")
             .and_then(Value::as_array)
@@ -150,6 +159,9 @@ pub(super) fn structure_part(
             .collect::<Result<Vec<_>, _>>()?;
         MimePart::new(media_type, BodyPart::Multipart(children))
     } else {
+        if has("subParts") {
+            return Err(bad("only a multipart has subParts"));
+        }
         match (text("partId"), text("blobId")) {
             (Some(part_id), None) => {
                 if part.get("charset").is_some_and(|v| !v.is_null())
@@ -267,6 +279,22 @@ impl FlatBody {
                 .to_ascii_lowercase();
             if ty.contains(['\r', '\n', ';']) || !ty.contains('/') {
                 return Err(invalid("attachments", "type is a media type"));
+            }
+            // RFC 2045 §6.4: a multipart cannot be given as encoded bytes.
+            if ty.starts_with("multipart/") {
+                return Err(invalid(
+                    "attachments",
+                    "an attachment cannot be a multipart (give a bodyStructure)",
+                ));
+            }
+            if fields
+                .keys()
+                .any(|k| k.starts_with("header:") || k == "headers")
+            {
+                return Err(invalid(
+                    "attachments",
+                    "header fields on body parts are not supported",
+                ));
             }
             let related = part.get("disposition").and_then(Value::as_str) == Some("inline")
                 && part.get("cid").and_then(Value::as_str).is_some();

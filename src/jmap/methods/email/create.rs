@@ -7,7 +7,7 @@
 //! and `htmlBody` (one part each, content from `bodyValues`) and `attachments` (by `blobId`), or
 //! instead a `bodyStructure` tree (parts by `partId` or `blobId`, with `type`, `name`,
 //! `disposition`, `cid`, `language`, `location`; `body_parts.rs` builds the MIME tree). Header
-//! properties on body parts are not built.
+//! properties on body parts are refused (invalidProperties), as are multiparts given by blob.
 //! Message-ID and Date are generated when absent (ESET-03, done by mail-builder).
 
 use std::collections::{BTreeSet, HashMap};
