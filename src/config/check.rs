@@ -54,6 +54,10 @@ fn check_base_url(value: &str) -> Result<(), String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err("paths are appended to it, so it has no query or fragment".into());
     }
+    // Every session would publish them to every client.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the URL has a user name or password, which every session would show".into());
+    }
     Ok(())
 }
 
@@ -110,6 +114,10 @@ mod tests {
         refused(|c| c.server.base_url = "notaurl".into(), "base_url");
         refused(|c| c.server.base_url = "ftp://host".into(), "base_url");
         refused(|c| c.server.base_url = "https://h/?x=1".into(), "base_url");
+        refused(
+            |c| c.server.base_url = "https://user:pw@h".into(),
+            "base_url",
+        );
         refused(|c| c.submission.relay = "garbage".into(), "relay");
         refused(
             |c| c.submission.relay = "http://u:S3CRET@relay.example".into(),

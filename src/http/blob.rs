@@ -231,6 +231,12 @@ pub fn content_disposition(media_type: &str, name: &str) -> String {
             || essence.starts_with("text/plain")
             || essence.starts_with("application/pdf"));
     let kind = if inline { "inline" } else { "attachment" };
+    // An empty name (a part without one) names no file; NULs and other controls none either.
+    let name: String = name.chars().filter(|c| !c.is_control()).collect();
+    let name = name.as_str();
+    if name.is_empty() {
+        return kind.to_owned();
+    }
     let ascii: String = name
         .chars()
         .map(|c| {
@@ -273,6 +279,12 @@ mod tests {
         assert_eq!(
             content_disposition("application/zip", "€ rates.zip"),
             "attachment; filename=\"_ rates.zip\"; filename*=UTF-8''%E2%82%AC%20rates.zip"
+        );
+        assert_eq!(content_disposition("application/pdf", ""), "inline");
+        assert_eq!(content_disposition("application/zip", "\0"), "attachment");
+        assert_eq!(
+            content_disposition("application/zip", "a\0b"),
+            "attachment; filename=\"ab\""
         );
     }
 

@@ -326,6 +326,21 @@ pub fn changes_since(
     if reached < floor || since.seq > newest {
         return Err(ChangesError::CannotCalculate(CannotCalculate::UnknownState));
     }
+    // A state inside a write names one of its objects: one made up would skip what sorts
+    // before it.
+    if let Some(object) = &since.after {
+        let issued = change_log::table
+            .filter(change_log::account_id.eq(account_id))
+            .filter(change_log::data_type.eq(data_type))
+            .filter(change_log::seq.eq(since.seq))
+            .filter(change_log::object_id.eq(object))
+            .select(change_log::seq)
+            .first_row::<i64, _>(conn)
+            .optional()?;
+        if issued.is_none() {
+            return Err(ChangesError::CannotCalculate(CannotCalculate::UnknownState));
+        }
+    }
     let current = type_state(conn, account_id, data_type)?;
     let mut builder = ChangesBuilder::new(max_changes);
     // Rows come in chunks; a chunk boundary may fall inside one seq, which the builder handles

@@ -11,7 +11,7 @@ use diesel::r2d2::{self, ManageConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::StoreError;
-use crate::config::redact::redact_password;
+use crate::config::redact::{redact_message, redact_password};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -60,7 +60,7 @@ impl std::fmt::Display for StoreUrl {
     /// The URL as it may be printed or logged: without its password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreUrl::Sqlite(path) => write!(f, "sqlite://{path}"),
+            StoreUrl::Sqlite(path) => f.write_str(&redact_password(&format!("sqlite://{path}"))),
             StoreUrl::Postgres(url) => f.write_str(&redact_password(url)),
         }
     }
@@ -123,8 +123,9 @@ pub fn establish(url: &StoreUrl) -> Result<AnyConnection, StoreError> {
             Ok(AnyConnection::Sqlite(conn))
         }
         StoreUrl::Postgres(url) => {
+            // The driver's message may repeat the URL, password and all.
             let mut conn = diesel::PgConnection::establish(url)
-                .map_err(|e| StoreError::Connect(e.to_string()))?;
+                .map_err(|e| StoreError::Connect(redact_message(url, &e.to_string())))?;
             // JIT compiles a query the planner thinks costly, which takes 10–50 ms: more than
             // any of Herald's queries runs (a search over a million messages: 12 ms of 245 were
             // compiling, BENCHMARKS.md).

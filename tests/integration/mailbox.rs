@@ -251,6 +251,15 @@ async fn one_write_larger_than_max_changes_comes_in_pages() {
     }
     assert_eq!((seen.len(), pages), (5, 3));
     assert_eq!(since, after);
+    // A state inside a write names one of its objects; a made-up one is not a state we issued.
+    let made_up = format!("{}.zzzz", after.as_str().unwrap());
+    let r = call(
+        &s,
+        &alice,
+        json!([["Mailbox/changes", {"accountId": account, "sinceState": made_up}, "0"]]),
+    )
+    .await;
+    assert_eq!(r[0][1]["type"], "cannotCalculateChanges", "{r:?}");
 }
 
 #[on_both_backends]
@@ -499,6 +508,11 @@ async fn a_tree_sort_keeps_descendants_under_ancestors_whatever_the_filter_drops
     assert!(at("x") < at("y"), "Work's subtree before Yak: {ids:?}");
     assert!(!ids.contains(&id("m")));
     assert!(at("z") < at("y"), "Ärger sorts with the a's: {ids:?}");
+    // Without a sort, ties of sortOrder go by name in the same collation.
+    let q = json!({"accountId": account, "sortAsTree": true});
+    let ids = ids_of(&call(&s, &alice, json!([["Mailbox/query", q, "0"]])).await[0][1]);
+    let at = |k: &str| ids.iter().position(|i| *i == id(k)).unwrap();
+    assert!(at("z") < at("y"), "Ärger before Yak: {ids:?}");
 }
 
 #[on_both_backends]

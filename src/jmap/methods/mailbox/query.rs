@@ -54,9 +54,11 @@ fn compare(a: &Mailbox, b: &Mailbox, sort: &[Comparator]) -> std::cmp::Ordering 
             return ord;
         }
     }
-    // MBX-05: ties by name; then id, so the order is stable (QRY-05).
+    // MBX-05: ties by sortOrder, then name (in the default collation), then id, so the order
+    // is stable (QRY-05).
     a.sort_order
         .cmp(&b.sort_order)
+        .then_with(|| standard::collate(None, &a.name, &b.name))
         .then_with(|| a.name.cmp(&b.name))
         .then_with(|| a.id.cmp(&b.id))
 }
