@@ -362,7 +362,7 @@ fn check(conn: &mut AnyConnection, names: Vec<String>, repair: bool) -> Result<(
         let differences = mailbox_counts::check(conn, &account)?;
         checked += 1;
         for (mailbox, kept, counted) in &differences {
-            println!("{name}\t{mailbox}\tmaintained {kept:?}\tcounted {counted:?}");
+            println!("{name}\t{mailbox}\tmaintained: {kept}\tcounted: {counted}");
         }
         if !differences.is_empty() {
             wrong += 1;

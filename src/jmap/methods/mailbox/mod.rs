@@ -106,6 +106,17 @@ pub struct MailboxCounts {
     pub unread_threads: u64,
 }
 
+/// As an operator reads them (`herald check`): the Mailbox properties' names and values.
+impl std::fmt::Display for MailboxCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "totalEmails {} unreadEmails {} totalThreads {} unreadThreads {}",
+            self.total_emails, self.unread_emails, self.total_threads, self.unread_threads
+        )
+    }
+}
+
 /// An account's mailboxes as of one state.
 #[derive(Clone, Debug, Default)]
 pub struct MailboxSnapshot {
