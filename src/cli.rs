@@ -49,6 +49,12 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Extract the search text of users' emails again from their messages (after an upgrade that
+    /// changed what is indexed); a running server keeps serving meanwhile.
+    Reindex {
+        /// Users whose personal accounts to index again; all users when none is named.
+        users: Vec<String>,
+    },
     /// Deliver a message (RFC 5322, read from standard input) to a user's inbox, as new mail.
     Deliver {
         /// The user whose personal account receives the message.
@@ -197,6 +203,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             users: names,
             repair,
         } => check(&mut conn, names, repair),
+        Command::Reindex { users: names } => reindex(&mut conn, names),
         Command::Alias(cmd) => alias_command(&mut conn, cmd),
         Command::Account(cmd) => account_command(&mut conn, cmd),
     }
@@ -341,6 +348,23 @@ fn account_command(conn: &mut AnyConnection, cmd: AccountCommand) -> Result<(), 
             accounts::unshare(conn, &owner, &with)?;
             println!("account of {owner} no longer shared with {with}");
         }
+    }
+    Ok(())
+}
+
+/// `herald reindex`: one line per user, with how many emails were indexed again.
+fn reindex(conn: &mut AnyConnection, names: Vec<String>) -> Result<(), CliError> {
+    let names = if names.is_empty() {
+        users::list(conn)?.into_iter().map(|u| u.name).collect()
+    } else {
+        names
+    };
+    for name in names {
+        let user = users::find_by_name(conn, &name)?
+            .ok_or_else(|| CliError::Usage(format!("no user {name:?}")))?;
+        let account = accounts::personal_account(conn, &user.id)?;
+        let n = crate::store::email_search::reindex_account(conn, &account)?;
+        println!("{}\t{n} emails indexed again", user.name);
     }
     Ok(())
 }

@@ -135,6 +135,50 @@ async fn emails_stored_before_the_index_existed_are_found_once_the_backlog_is_in
     f.s.stop().await;
 }
 
+/// `herald reindex`: an email indexed by an older extraction (here: a body reduced to one stale
+/// word) is found by what its message says once indexed again, and no longer by the old text.
+#[on_both_backends]
+async fn reindex_replaces_the_search_text_of_stored_emails_with_todays_extraction() {
+    let f = multilingual().await;
+    {
+        use diesel::prelude::*;
+        use herald::store::email_search::{PendingText, insert_all};
+        use herald::store::schema::email_search;
+        let mut conn = f.s.store.conn().unwrap();
+        let en = f.id("en");
+        diesel::delete(email_search::table.find((&f.account, &en)))
+            .execute(&mut *conn)
+            .unwrap();
+        let stale = herald::mail::SearchText {
+            body: "stalewording".into(),
+            ..Default::default()
+        };
+        let pending = vec![PendingText {
+            email_id: en,
+            received_at: 0,
+            text: stale,
+        }];
+        insert_all(&mut conn, &f.account, pending).unwrap();
+    }
+    assert_eq!(
+        found(&f, json!({"body": "financial"})).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(found(&f, json!({"body": "stalewording"})).await, vec!["en"]);
+    let (ok, out) = f.s.cli(&["reindex", "ALICE"]);
+    assert!(ok && out.contains("3 emails indexed again"), "{out}");
+    assert_eq!(found(&f, json!({"body": "financial"})).await, vec!["en"]);
+    assert_eq!(
+        found(&f, json!({"body": "stalewording"})).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found(&f, json!({"text": "invoice"})).await,
+        vec!["de", "en"]
+    );
+    f.s.stop().await;
+}
+
 #[on_both_backends]
 async fn a_search_finds_only_the_emails_of_its_own_account() {
     let mut f = multilingual().await;

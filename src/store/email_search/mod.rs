@@ -34,9 +34,11 @@ use crate::mail::search::{self, SearchTerm};
 
 mod backlog;
 mod completions;
+mod reindex;
 
 pub use backlog::index_backlog;
 pub use completions::complete_prefixes;
+pub use reindex::reindex_account;
 
 /// The searchable fields, in the order of the index's columns: FTS5 column names (the same as
 /// `email_search`'s) and PostgreSQL `tsvector` column names.
