@@ -140,6 +140,11 @@ fn the_rfc2231_name_wins_over_the_plain_one_in_either_order() {
         "Content-Type: application/pdf; name=\"=?UTF-8?Q?a=C3=A9.pdf?=\"",
         "",
         "data",
+        "--b",
+        "Content-Type: application/pdf",
+        "Content-Disposition: attachment; filename*=UTF-8''; filename=plain.pdf",
+        "",
+        "data",
         "--b--",
         "",
     ]);
@@ -155,7 +160,8 @@ fn the_rfc2231_name_wins_over_the_plain_one_in_either_order() {
             Some("réel.pdf"),
             Some("disp.pdf"),
             Some("cté.pdf"),
-            Some("aé.pdf")
+            Some("aé.pdf"),
+            Some("plain.pdf")
         ]
     );
 }

@@ -367,15 +367,25 @@ fn part_name(
     disposition: Option<&mail_parser::ContentType<'_>>,
     content_type: Option<&mail_parser::ContentType<'_>>,
 ) -> Option<String> {
-    let extended = |field: &str, parameter: &str| {
+    let raw_of = |field: &str| {
         let raw = headers.iter().rev().find(|h| h.is(field))?;
-        params::extended(&String::from_utf8_lossy(&raw.raw), parameter)
+        Some(String::from_utf8_lossy(&raw.raw).into_owned())
     };
     let clean = |n: String| Some(n.trim().to_owned()).filter(|n| !n.is_empty());
+    // The RFC 2231 form, else mail-parser's reading (which decodes RFC 2047 words), else the
+    // plain value as written (mail-parser keeps only the first of two, an empty extended one).
     let from = |field: &str, parameter: &str, parsed: Option<&mail_parser::ContentType<'_>>| {
-        extended(field, parameter)
-            .or_else(|| parsed?.attribute(parameter).map(str::to_owned))
+        let raw = raw_of(field);
+        raw.as_deref()
+            .and_then(|r| params::extended(r, parameter))
             .and_then(clean)
+            .or_else(|| {
+                parsed?
+                    .attribute(parameter)
+                    .map(str::to_owned)
+                    .and_then(clean)
+            })
+            .or_else(|| params::plain(raw.as_deref()?, parameter).and_then(clean))
     };
     from("Content-Disposition", "filename", disposition)
         .or_else(|| from("Content-Type", "name", content_type))

@@ -84,6 +84,14 @@ fn percent_decode(s: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// The value of parameter `name` in its plain form (`name=value`) in `raw`, as written.
+pub fn plain(raw: &str, name: &str) -> Option<String> {
+    parameters(raw)
+        .into_iter()
+        .find(|(param, _)| param == name)
+        .map(|(_, value)| value)
+}
+
 /// The value of parameter `name` given in RFC 2231 form in `raw` (a field's raw value): `name*`,
 /// or the continuations `name*0`, `name*1*`… joined in order; `None` when it is given only in
 /// the plain form (or not at all).
@@ -125,12 +133,21 @@ pub fn extended(raw: &str, name: &str) -> Option<String> {
         }
     }
     let charset = charset.filter(|c| !c.is_empty());
-    Some(text::decode_charset(&bytes, charset).0)
+    // An empty extended value (`filename*=UTF-8''`) names nothing: the plain one, if any, does.
+    let value = text::decode_charset(&bytes, charset).0;
+    (!value.is_empty()).then_some(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_extended_value_leaves_the_plain_one() {
+        let raw = "attachment; filename*=UTF-8''; filename=plain.pdf";
+        assert_eq!(extended(raw, "filename"), None);
+        assert_eq!(plain(raw, "filename").as_deref(), Some("plain.pdf"));
+    }
 
     #[test]
     fn the_extended_form_wins_in_either_order() {
