@@ -889,7 +889,7 @@ async fn a_subscriber_also_hears_about_accounts_shared_with_them() {
 #[on_both_backends]
 fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
     use herald::jmap::changes::ChangeOp;
-    use herald::jmap::methods::push_subscription::{NewSubscription, SubscriptionChange};
+    use herald::jmap::methods::push_subscription::SubscriptionChange;
     use herald::store::push_subscription as subscriptions;
     use herald::store::webhook_outbox::{self as outbox, MissingCursor};
     let dir = tempfile::tempdir().unwrap();
@@ -898,20 +898,7 @@ fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
     let mut conn = store.conn().unwrap();
     let user = herald::store::users::create(&mut conn, "alice", "pw").unwrap();
     let account = herald::store::accounts::personal_account(&mut conn, &user.id).unwrap();
-    let new = NewSubscription {
-        device_client_id: "d".into(),
-        url: "https://push.example/t".into(),
-        keys: None,
-        expires: herald::store::now() + 3600,
-        types: Some(vec!["Email".into()]),
-        token_hash: None,
-    };
-    let id = subscriptions::create(&mut conn, &user.id, &new).unwrap();
-    let verify = SubscriptionChange {
-        verify: true,
-        ..SubscriptionChange::default()
-    };
-    subscriptions::update(&mut conn, &user.id, &id, &verify).unwrap();
+    let id = verified_subscription(&mut conn, &user.id, Some(vec!["Email".into()]));
     // A Mailbox write commits; its announcement has not reached the outbox yet.
     herald::store::changelog::write(&mut conn, &account, |txn| {
         txn.record("Mailbox", "m1", ChangeOp::Created);
@@ -947,8 +934,6 @@ fn a_write_before_types_are_widened_is_judged_by_the_types_it_was_made_under() {
 #[on_both_backends]
 fn an_account_shared_with_a_subscriber_is_followed_from_the_share_on() {
     use herald::jmap::changes::ChangeOp;
-    use herald::jmap::methods::push_subscription::{NewSubscription, SubscriptionChange};
-    use herald::store::push_subscription as subscriptions;
     use herald::store::webhook_outbox::{self as outbox, MissingCursor};
     let dir = tempfile::tempdir().unwrap();
     let store =
@@ -957,20 +942,7 @@ fn an_account_shared_with_a_subscriber_is_followed_from_the_share_on() {
     let bob = herald::store::users::create(&mut conn, "bob", "pw").unwrap();
     let alice = herald::store::users::create(&mut conn, "alice", "pw").unwrap();
     let account = herald::store::accounts::personal_account(&mut conn, &alice.id).unwrap();
-    let new = NewSubscription {
-        device_client_id: "d".into(),
-        url: "https://push.example/t".into(),
-        keys: None,
-        expires: herald::store::now() + 3600,
-        types: None,
-        token_hash: None,
-    };
-    let id = subscriptions::create(&mut conn, &bob.id, &new).unwrap();
-    let verify = SubscriptionChange {
-        verify: true,
-        ..SubscriptionChange::default()
-    };
-    subscriptions::update(&mut conn, &bob.id, &id, &verify).unwrap();
+    let id = verified_subscription(&mut conn, &bob.id, None);
     let write = |conn: &mut herald::store::AnyConnection, name: &str| {
         herald::store::changelog::write(conn, &account, |txn| {
             txn.record("Mailbox", name, ChangeOp::Created);
@@ -991,6 +963,31 @@ fn an_account_shared_with_a_subscriber_is_followed_from_the_share_on() {
     herald::store::accounts::share(&mut conn, "alice", "bob", true).unwrap();
     outbox::catch_up_all(&mut conn).unwrap();
     assert_eq!(pending_mailbox_state(&mut conn, &id, &account), Some(2));
+}
+
+/// A subscription of `user_id` for `types` (None: all), created and verified in the store.
+fn verified_subscription(
+    conn: &mut herald::store::AnyConnection,
+    user_id: &str,
+    types: Option<Vec<String>>,
+) -> String {
+    use herald::jmap::methods::push_subscription::{NewSubscription, SubscriptionChange};
+    use herald::store::push_subscription as subscriptions;
+    let new = NewSubscription {
+        device_client_id: "d".into(),
+        url: "https://push.example/t".into(),
+        keys: None,
+        expires: herald::store::now() + 3600,
+        types,
+        token_hash: None,
+    };
+    let id = subscriptions::create(conn, user_id, &new).unwrap();
+    let verify = SubscriptionChange {
+        verify: true,
+        ..SubscriptionChange::default()
+    };
+    subscriptions::update(conn, user_id, &id, &verify).unwrap();
+    id
 }
 
 /// The Mailbox state the pending StateChange of subscription `id` holds for `account`.
