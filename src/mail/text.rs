@@ -58,6 +58,14 @@ pub fn preview(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// The `i;unicode-casemap` comparison key of `s` (RFC 5051, with lowercase for its titlecase):
+/// compatibility decomposition, then lowercase, so that "Åsa" compares as "a" + ring + "sa",
+/// with the a's. Strings compare under the collation as their keys compare as octets.
+pub fn casemap_key(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    s.nfkd().flat_map(char::to_lowercase).collect()
+}
+
 /// The largest index ≤ `max` that is a character boundary of `s`.
 pub fn char_boundary(s: &str, max: usize) -> usize {
     if max >= s.len() {

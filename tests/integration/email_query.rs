@@ -408,6 +408,39 @@ async fn each_sort_property_orders_the_results_and_ties_break_stably() {
     f.s.stop().await;
 }
 
+/// RFC 8620 §5.5: the default collation is Unicode-aware, so a sort by sender puts "Åsa" with the
+/// a's and "Émile" with the e's, not after "Zoe" (the stored keys are the collation's keys).
+#[on_both_backends]
+async fn a_sort_by_sender_puts_accented_names_with_their_base_letters() {
+    let mut f = Fixture::empty().await;
+    let inbox = f.inbox.clone();
+    for (name, from, at) in [
+        ("zoe", "Zoe <z@example.com>", "2024-02-01T10:00:00Z"),
+        ("asa", "Åsa <a@example.com>", "2024-02-02T10:00:00Z"),
+        ("bob", "bob <b@example.com>", "2024-02-03T10:00:00Z"),
+        ("emile", "Émile <e@example.com>", "2024-02-04T10:00:00Z"),
+        ("anna", "Anna <n@example.com>", "2024-02-05T10:00:00Z"),
+    ] {
+        f.add(
+            name,
+            &Msg {
+                from,
+                to: "alice@example.com",
+                subject: "s",
+                date: "Thu, 01 Feb 2024 09:00:00 +0000",
+                body: "b".into(),
+                ..Msg::default()
+            },
+            &[&inbox],
+            &[],
+            at,
+        );
+    }
+    let got = f.query_names(json!({"sort": [{"property": "from"}]})).await;
+    assert_eq!(got, ["anna", "asa", "bob", "emile", "zoe"]);
+    f.s.stop().await;
+}
+
 async fn check_every_sort(f: &Fixture) {
     let kw = |p: &str, k: &str, asc: bool| json!([{"property": p, "keyword": k, "isAscending": asc}, {"property": "receivedAt"}]);
     let cases: Vec<(Value, &[&str])> = vec![

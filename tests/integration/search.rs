@@ -159,6 +159,12 @@ async fn reindex_replaces_the_search_text_of_stored_emails_with_todays_extractio
             text: stale,
         }];
         insert_all(&mut conn, &f.account, pending).unwrap();
+        // A sort key from before the Unicode-aware collation.
+        use herald::store::schema::emails;
+        diesel::update(emails::table.find((&f.account, f.id("en"))))
+            .set(emails::from_sort.eq("zoë zwart"))
+            .execute(&mut *conn)
+            .unwrap();
     }
     assert_eq!(
         found(&f, json!({"body": "financial"})).await,
@@ -176,6 +182,16 @@ async fn reindex_replaces_the_search_text_of_stored_emails_with_todays_extractio
         found(&f, json!({"text": "invoice"})).await,
         vec!["de", "en"]
     );
+    {
+        use diesel::prelude::*;
+        use herald::store::schema::emails;
+        let key: String = emails::table
+            .find((&f.account, f.id("en")))
+            .select(emails::from_sort)
+            .first(&mut *f.s.store.conn().unwrap())
+            .unwrap();
+        assert_eq!(key, herald::mail::text::casemap_key("Zoë Zwart"));
+    }
     f.s.stop().await;
 }
 

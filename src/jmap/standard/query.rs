@@ -37,14 +37,10 @@ pub struct QueryRequest {
 /// (RFC 8620 §5.5: it must be Unicode-aware), after compatibility decomposition and lowercasing
 /// (RFC 5051, with lowercase for its titlecase): "Åsa" sorts with the a's, not after "Zoe".
 pub fn collate(collation: Option<&str>, a: &str, b: &str) -> std::cmp::Ordering {
-    use unicode_normalization::UnicodeNormalization;
     match collation {
         Some("i;ascii-numeric" | "i;octet") => a.cmp(b),
         Some("i;ascii-casemap") => a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()),
-        _ => {
-            let key = |s: &str| s.nfkd().flat_map(char::to_lowercase).collect::<String>();
-            key(a).cmp(&key(b))
-        }
+        _ => crate::mail::text::casemap_key(a).cmp(&crate::mail::text::casemap_key(b)),
     }
 }
 

@@ -23,16 +23,14 @@ use crate::store::email_search::PendingText;
 use crate::store::schema::{email_keywords, email_mailboxes, email_message_ids, emails};
 use crate::store::{AnyConnection, StoreError, blobs, mailbox_counts, now};
 
-/// The sort key of the first address of a field: name, else email, lowercased (EQ-06).
-fn sort_key(email: &mail::Email, field: &str) -> String {
+/// The sort key of the first address of a field: name, else email (EQ-06), as the default
+/// collation compares it (`mail::text::casemap_key`), so that the store sorts by octets.
+pub fn sort_key(email: &mail::Email, field: &str) -> String {
     email
         .addresses(field)
         .and_then(|list| list.into_iter().next())
         .map(|a| {
-            a.name
-                .filter(|n| !n.trim().is_empty())
-                .unwrap_or(a.email)
-                .to_lowercase()
+            mail::text::casemap_key(&a.name.filter(|n| !n.trim().is_empty()).unwrap_or(a.email))
         })
         .unwrap_or_default()
 }

@@ -13,7 +13,7 @@
 //! | `emails` | `sent_at` | the Date header, seconds, NULL when absent or unparsable (`emails_sent`) |
 //! | `emails` | `subject` | the decoded subject (Text form), `''` when absent |
 //! | `emails` | `base_subject` | RFC 5256 base subject, lowercased (`Re:`, `Fwd:`, `[list]` stripped) — sort `subject` (`emails_base_subject`) |
-//! | `emails` | `from_sort`, `to_sort` | first From / To address: its name, else its email, lowercased, `''` if none (EQ-06; `emails_from_sort`, `emails_to_sort`) |
+//! | `emails` | `from_sort`, `to_sort` | first From / To address: its name, else its email, as the default collation's key (decomposed, lowercased), `''` if none (EQ-06; `emails_from_sort`, `emails_to_sort`) |
 //! | `emails` | `has_attachment`, `preview` | as Email/get returns them |
 //! | `emails` | `summary` | JSON: the header-derived list-view properties as Email/get returns them (`crate::mail::summary`); NULL until computed (migration `2026-11-23-000090_email_summary`) |
 //! | `email_mailboxes` | `(account_id, mailbox_id, email_id)` + `received_at` | membership, with receivedAt copied (immutable) so `inMailbox` sorted by `receivedAt` is a range scan of `email_mailboxes_received (account_id, mailbox_id, received_at, email_id)` |
@@ -40,6 +40,7 @@
 //! (Email/import and `herald deliver`, not Email/set create).
 
 mod create;
+pub use create::sort_key;
 mod read;
 mod rows;
 mod threading;

@@ -1,10 +1,12 @@
-//! `herald reindex`: the search text of stored emails extracted again from their messages.
+//! `herald reindex`: the search text and the address sort keys of stored emails extracted again
+//! from their messages.
 //!
-//! What is indexed is decided at import (`mail::Email::search_text`); when that changes (text
-//! parts only, HTML block elements, attachments), emails stored before keep the old text until
-//! they are indexed again. This reads each email's message, extracts its text as today, and
-//! replaces its search row, in batches of [`BATCH`] emails per transaction, so that a running
-//! server's writes wait at most one batch. Messages are parsed outside the transaction.
+//! What is indexed is decided at import (`mail::Email::search_text`, `store::email::sort_key`);
+//! when that changes (text parts only, HTML block elements, attachments; Unicode-aware sort
+//! keys), emails stored before keep the old values until they are indexed again. This reads each
+//! email's message, extracts them as today, and replaces its search row and sort keys, in batches
+//! of [`BATCH`] emails per transaction, so that a running server's writes wait at most one batch.
+//! Messages are parsed outside the transaction.
 
 use diesel::prelude::*;
 
@@ -33,12 +35,18 @@ pub fn reindex_account(conn: &mut AnyConnection, account_id: &str) -> Result<u64
         };
         after = last.clone();
         let mut pending = Vec::with_capacity(rows.len());
+        let mut sort_keys = Vec::with_capacity(rows.len());
         for (email_id, blob_id, received_at) in rows {
             let Some(email) = blobs::read(conn, &blob_id)?.and_then(|raw| mail::Email::parse(&raw))
             else {
                 log::warn!("reindex: email {email_id} has no readable message {blob_id}");
                 continue;
             };
+            sort_keys.push((
+                email_id.clone(),
+                crate::store::email::sort_key(&email, "From"),
+                crate::store::email::sort_key(&email, "To"),
+            ));
             pending.push(PendingText {
                 email_id,
                 received_at,
@@ -65,6 +73,11 @@ pub fn reindex_account(conn: &mut AnyConnection, account_id: &str) -> Result<u64
                 // Deleting the row drops its words from the index (a trigger on SQLite, the row's
                 // own column on PostgreSQL).
                 diesel::delete(email_search::table.find((account_id, &p.email_id)))
+                    .execute(conn)?;
+            }
+            for (email_id, from_sort, to_sort) in &sort_keys {
+                diesel::update(emails::table.find((account_id, email_id)))
+                    .set((emails::from_sort.eq(from_sort), emails::to_sort.eq(to_sort)))
                     .execute(conn)?;
             }
             insert_all(conn, account_id, pending)
