@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
 use crate::harness::push::{
-    WAIT, account_id, create_mailbox, sse_open, ws_connect, ws_push_enable, ws_until_mailbox_state,
+    WAIT, account_id, create_mailbox, sse_open, ws_pushed_everything, ws_until_mailbox_state,
 };
 use crate::harness::webhook_sink::{WebhookSink, subscribe_verified};
 use crate::harness::{TestServer, eventually, pg};
@@ -18,7 +18,6 @@ use herald::store::push_subscription::{self as subscriptions, now_ms};
 use herald::store::schema::push_deliveries;
 use herald::store::webhook_outbox as outbox;
 use herald::store::{Store, users};
-use serde_json::json;
 
 /// A node of the cluster on `url`, allowed to push to a sink on 127.0.0.1.
 fn node(url: &str, lease_secs: u64) -> impl FnOnce(&mut Config) + '_ {
@@ -91,12 +90,7 @@ async fn clients_on_either_node_hear_writes_through_either_node_and_a_webhook_ge
     let account = account_id(&a, &alice).await;
 
     // A WebSocket with push on node A (RFC 8887 §4.3.5), an EventSource on node B (RFC 8620 §7.3).
-    let mut ws = ws_connect(&a, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&a, &alice).await;
     let mut sse = sse_open(
         &b,
         &alice,

@@ -20,12 +20,7 @@ async fn unsharing_silences_the_account_on_open_streams_and_removing_the_user_cl
     // What `herald account share alice --with bob` writes, from another process.
     accounts::share(&mut s.store.conn().unwrap(), "alice", "bob", false).unwrap();
 
-    let mut ws = ws_connect(&s, &bob).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &bob).await;
     let mut sse = sse_everything(&s, &bob).await;
     let shared = create_mailbox(&s, &alice, &alices, "Shared news").await;
     ws_until_mailbox_state(&mut ws, &alices, &shared).await;
@@ -83,12 +78,7 @@ async fn an_account_shared_while_streams_are_open_is_followed_by_them_at_once() 
     let bob = s.add_user("bob", "pw");
     let alices = account_id(&s, &alice).await;
     let before = create_mailbox(&s, &alice, &alices, "Before the share").await;
-    let mut ws = ws_connect(&s, &bob).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &bob).await;
     let mut sse = sse_everything(&s, &bob).await;
 
     let (ok, out) = s.cli(&["account", "share", "alice", "--with", "bob"]);

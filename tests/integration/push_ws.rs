@@ -204,12 +204,7 @@ async fn reconnecting_with_an_old_push_state_gets_the_missed_changes_at_once() {
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
     let account = account_id(&s, &alice).await;
-    let mut ws = ws_connect(&s, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &alice).await;
     let state = create_mailbox(&s, &alice, &account, "Before").await;
     let seen = ws_until_mailbox_state(&mut ws, &account, &state).await;
     let old_push_state = seen.last().unwrap()["pushState"]
@@ -374,12 +369,7 @@ async fn a_slow_reader_gets_a_bounded_number_of_frames_with_the_latest_states() 
     let s = TestServer::start_with(|c| c.limits.max_calls_in_request = PER_REQUEST as u64).await;
     let alice = s.add_user("alice", "pw");
     let account = account_id(&s, &alice).await;
-    let mut ws = ws_connect(&s, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &alice).await;
     // The client now stops reading while 10,000 writes commit (one per Mailbox/set call).
     let last_state = rename_mailbox_many_times(&s, &alice, &account, MUTATIONS, PER_REQUEST).await;
     // While it does not read, what the session holds is bounded: one state per account and type.
@@ -548,12 +538,7 @@ async fn on_postgresql_a_websocket_on_one_node_hears_a_write_made_through_anothe
     let listener = TestServer::start_with(|c| c.store.url = url.clone()).await;
     let alice = writer.add_user("alice", "pw");
     let account = account_id(&writer, &alice).await;
-    let mut ws = ws_connect(&listener, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&listener, &alice).await;
     // The write goes through the other node; the ClusterBus brings it to this one's registry.
     let state = create_mailbox(&writer, &alice, &account, "Elsewhere").await;
     let seen = ws_until_mailbox_state(&mut ws, &account, &state).await;
@@ -583,12 +568,7 @@ async fn a_connection_stops_hearing_of_an_account_once_access_to_it_is_revoked()
     let s = TestServer::start().await;
     let alice = s.add_user("alice", "pw");
     let account = account_id(&s, &alice).await;
-    let mut ws = ws_connect(&s, &alice).await;
-    ws_push_enable(
-        &mut ws,
-        json!({"@type": "WebSocketPushEnable", "dataTypes": null}),
-    )
-    .await;
+    let mut ws = ws_pushed_everything(&s, &alice).await;
     let state = create_mailbox(&s, &alice, &account, "Before").await;
     ws_until_mailbox_state(&mut ws, &account, &state).await;
     // What a sharing change would send once its transaction commits.
